@@ -1,0 +1,3 @@
+"""facetell: tell real face photographs from AI-generated faces."""
+
+__version__ = "0.1.0"

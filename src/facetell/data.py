@@ -1,0 +1,448 @@
+"""Datasets: discover labelled images, describe every file, find duplicates, split reproducibly.
+
+Splits are made over duplicate groups (exact sha256 and near-identical perceptual hash), so a
+picture and its re-encoded copy can never sit on both sides of a train/test boundary.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from facetell.errors import BadImage, DatasetError
+from facetell.io import decode, looks_like_image
+
+LABELS = ("real", "ai")
+LABEL_ALIASES = {
+    "real": "real",
+    "0_real": "real",
+    "authentic": "real",
+    "genuine": "real",
+    "0": "real",
+    "ai": "ai",
+    "fake": "ai",
+    "1_fake": "ai",
+    "synthetic": "ai",
+    "generated": "ai",
+    "1": "ai",
+}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+SPLITS = ("train", "val", "test")
+MANIFEST_NAMES = ("manifest.csv",)
+# Bits (of 256) within which two perceptual hashes count as one picture. Measured on the shared
+# faces: a 0.5x downscaled JPEG q50 copy is at most 30 bits away (median 4); distinct aligned
+# faces are 56 or more apart.
+PHASH_SIZE = 16
+NEAR_DUPLICATE_DISTANCE = 28
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image file; `split` is set only when the folder layout names one."""
+
+    path: Path
+    label: str
+    source: str
+    split: str | None = None
+
+    @property
+    def target(self) -> int:
+        """1 for AI-generated, 0 for real: the positive class is the one we detect."""
+        return int(self.label == "ai")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """Everything the audit and the splitter need to know about one file."""
+
+    path: str
+    label: str
+    source: str
+    sha256: str = ""
+    format: str = ""
+    width: int = 0
+    height: int = 0
+    n_bytes: int = 0
+    jpeg_quality: int | None = None
+    jpeg_subsampling: str | None = None
+    phash: str = ""
+    border_fraction: float = 0.0
+    dark_corner_fraction: float = 0.0
+    error: str | None = None
+
+    @property
+    def bytes_per_pixel(self) -> float:
+        return self.n_bytes / max(1, self.width * self.height)
+
+
+def normalise_label(value: str) -> str | None:
+    """Map a folder name or manifest value to 'real'/'ai', any case; None when it is neither."""
+    return LABEL_ALIASES.get(value.strip().lower())
+
+
+def read_manifest(csv_path: Path) -> list[Sample]:
+    """Read `path,label[,source]` rows; paths are relative to the CSV's folder."""
+    base = csv_path.parent
+    samples = []
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+            raise DatasetError(
+                f"{csv_path}: a manifest needs the columns path,label[,source]; "
+                f"found {reader.fieldnames}"
+            )
+        for line_no, row in enumerate(reader, start=2):
+            label = normalise_label(row["label"] or "")
+            if label is None:
+                raise DatasetError(
+                    f"{csv_path}:{line_no}: label {row['label']!r} is neither real nor ai"
+                )
+            path = Path(row["path"])
+            path = path if path.is_absolute() else base / path
+            source = (row.get("source") or "").strip() or label
+            samples.append(Sample(path=path, label=label, source=source))
+    return samples
+
+
+def _sample_from_layout(root: Path, path: Path) -> Sample | None:
+    """Read label, split and source from folder names, wherever the label folder sits."""
+    parts = path.relative_to(root).parts[:-1]
+    label_index = next(
+        (i for i, part in enumerate(parts) if normalise_label(part) is not None), None
+    )
+    if label_index is None:
+        return None
+    label = normalise_label(parts[label_index])
+    assert label is not None
+    split = next((SPLIT_ALIASES[p.lower()] for p in parts if p.lower() in SPLIT_ALIASES), None)
+    source_parts = [p for p in parts[label_index + 1 :] if p.lower() not in SPLIT_ALIASES]
+    source = "/".join(source_parts) or f"{root.name}-{label}"
+    return Sample(path=path, label=label, source=source, split=split)
+
+
+def discover(roots: Iterable[str | os.PathLike[str]]) -> list[Sample]:
+    """Find labelled images under folders (real/ + ai/ layouts) or in manifest CSV files."""
+    samples: list[Sample] = []
+    for root in map(Path, roots):
+        if root.is_file() and root.suffix.lower() == ".csv":
+            samples += read_manifest(root)
+            continue
+        if not root.is_dir():
+            raise DatasetError(f"{root}: no such folder or manifest CSV")
+        manifest = next((root / n for n in MANIFEST_NAMES if (root / n).is_file()), None)
+        if manifest is not None:
+            samples += read_manifest(manifest)
+            continue
+        found = [
+            sample
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and not path.name.startswith(".") and looks_like_image(path)
+            if (sample := _sample_from_layout(root, path)) is not None
+        ]
+        if not found:
+            raise DatasetError(
+                f"{root}: found no labelled images; expected real/ and ai/ (or fake/, "
+                "synthetic/, 0_real/, 1_fake/) folders, or a manifest.csv with path,label"
+            )
+        samples += found
+    return samples
+
+
+def _edge_band(flat_rows: np.ndarray) -> int:
+    """How many leading lines are flat (uniform padding), counted from one edge."""
+    not_flat = np.flatnonzero(~flat_rows)
+    return int(not_flat[0]) if not_flat.size else len(flat_rows)
+
+
+def framing_features(gray: np.ndarray) -> tuple[float, float]:
+    """Fraction of the area in uniform edge bands, and fraction of near-black corners.
+
+    Padding and black corners are typical of one source's crop recipe and are exactly the
+    kind of shortcut a classifier picks up instead of the face.
+    """
+    height, width = gray.shape
+    row_flat = gray.std(axis=1) < 3.0
+    col_flat = gray.std(axis=0) < 3.0
+    top, bottom = _edge_band(row_flat), _edge_band(row_flat[::-1])
+    left, right = _edge_band(col_flat), _edge_band(col_flat[::-1])
+    inner = max(0, height - top - bottom) * max(0, width - left - right)
+    border = 1.0 - inner / float(height * width)
+    patch_h, patch_w = max(1, height // 10), max(1, width // 10)
+    corners = [
+        gray[:patch_h, :patch_w],
+        gray[:patch_h, -patch_w:],
+        gray[-patch_h:, :patch_w],
+        gray[-patch_h:, -patch_w:],
+    ]
+    dark = sum(float(c.mean()) < 16.0 for c in corners) / 4.0
+    return border, dark
+
+
+def describe_file(sample: Sample) -> FileRecord:
+    """Hash and measure one file; a bad file gives a record with `error` set, never a raise."""
+    base = FileRecord(path=str(sample.path), label=sample.label, source=sample.source)
+    try:
+        decoded = decode(sample.path, reduce_to=128)
+    except BadImage as error:
+        return FileRecord(**{**asdict(base), "error": str(error)})
+    assert decoded.data is not None
+    thumbnail = decoded.image.convert("L")
+    thumbnail.thumbnail((128, 128))
+    border, dark = framing_features(np.asarray(thumbnail, dtype=np.float32))
+    width, height = decoded.size
+    return FileRecord(
+        path=base.path,
+        label=sample.label,
+        source=sample.source,
+        sha256=hashlib.sha256(decoded.data).hexdigest(),
+        format=decoded.format or "",
+        width=width,
+        height=height,
+        n_bytes=decoded.n_bytes or 0,
+        jpeg_quality=decoded.jpeg_quality,
+        jpeg_subsampling=decoded.jpeg_subsampling,
+        phash=str(imagehash.phash(decoded.image, hash_size=PHASH_SIZE)),
+        border_fraction=round(border, 4),
+        dark_corner_fraction=dark,
+    )
+
+
+def build_manifest(
+    samples: Sequence[Sample],
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[FileRecord]:
+    """Describe every sample, in worker processes; order follows `samples`."""
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1 or len(samples) < 64:
+        records = []
+        for sample in samples:
+            records.append(describe_file(sample))
+            if on_progress:
+                on_progress(1)
+        return records
+    records = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for record in pool.map(describe_file, samples, chunksize=32):
+            records.append(record)
+            if on_progress:
+                on_progress(1)
+    return records
+
+
+def write_manifest(records: Sequence[FileRecord], path: Path) -> None:
+    """Save records as CSV, the same columns `read_manifest` and spreadsheets understand."""
+    names = [f.name for f in fields(FileRecord)]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        for record in records:
+            writer.writerow(asdict(record))
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self.parent[max(root_a, root_b)] = min(root_a, root_b)
+
+
+def duplicate_groups(
+    records: Sequence[FileRecord], *, max_distance: int = NEAR_DUPLICATE_DISTANCE
+) -> np.ndarray:
+    """Group id per record: equal sha256, or perceptual hashes within `max_distance` bits.
+
+    Records without a hash (unreadable files) stay alone in their own group.
+    """
+    n = len(records)
+    union = _UnionFind(n)
+    first_by_sha: dict[str, int] = {}
+    for i, record in enumerate(records):
+        if record.sha256:
+            union.union(i, first_by_sha.setdefault(record.sha256, i))
+    hashed = [i for i, r in enumerate(records) if r.phash]
+    if max_distance >= 0 and hashed:
+        hashes = np.stack(
+            [np.frombuffer(bytes.fromhex(records[i].phash), dtype=np.uint64) for i in hashed]
+        )
+        block = 256
+        for start in range(0, len(hashes), block):
+            xor = hashes[start : start + block, None, :] ^ hashes[None, :, :]
+            distances = np.bitwise_count(xor).sum(axis=-1)
+            rows, cols = np.nonzero(distances <= max_distance)
+            for row, col in zip(rows + start, cols, strict=True):
+                if row < col:
+                    union.union(hashed[row], hashed[col])
+    roots = [union.find(i) for i in range(n)]
+    _, group_ids = np.unique(roots, return_inverse=True)
+    return group_ids.astype(np.int64)
+
+
+def _group_strata(labels: Sequence[str], sources: Sequence[str], groups: np.ndarray) -> dict:
+    """Each duplicate group's stratum: the commonest (label, source) among its members."""
+    members: dict[int, Counter] = defaultdict(Counter)
+    for label, source, group in zip(labels, sources, groups, strict=True):
+        members[int(group)][(label, source)] += 1
+    return {group: counts.most_common(1)[0][0] for group, counts in members.items()}
+
+
+def stratified_split(
+    labels: Sequence[str],
+    sources: Sequence[str],
+    groups: np.ndarray,
+    *,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> list[str]:
+    """Assign 'train'/'val'/'test' per sample, stratified by label x source, whole groups only."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1):
+        raise ValueError(f"fractions must be three non-negative numbers summing to 1: {fractions}")
+    groups = np.asarray(groups)
+    strata = _group_strata(labels, sources, groups)
+    sizes = Counter(int(g) for g in groups)
+    by_stratum: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for group in sorted(strata):
+        by_stratum[strata[group]].append(group)
+    rng = np.random.default_rng(seed)
+    boundaries = np.cumsum(fractions)
+    group_split: dict[int, str] = {}
+    for stratum in sorted(by_stratum):
+        stratum_groups = by_stratum[stratum]
+        rng.shuffle(stratum_groups)
+        total = sum(sizes[g] for g in stratum_groups)
+        seen = 0
+        for group in stratum_groups:
+            position = (seen + sizes[group] / 2) / total
+            index = min(int(np.searchsorted(boundaries, position, side="right")), 2)
+            group_split[group] = SPLITS[index]
+            seen += sizes[group]
+    return [group_split[int(g)] for g in groups]
+
+
+def kfold_splits(
+    labels: Sequence[str],
+    sources: Sequence[str],
+    groups: np.ndarray,
+    *,
+    k: int = 5,
+    seed: int = 0,
+) -> list[list[str]]:
+    """K assignments: fold i is 'test', fold i+1 is 'val' (early stopping), the rest 'train'."""
+    if k < 3:
+        raise ValueError("k-fold needs k >= 3 (one fold to test, one to validate, one to train)")
+    groups = np.asarray(groups)
+    strata = _group_strata(labels, sources, groups)
+    stratum_names = sorted(set(strata.values()))
+    y = [stratum_names.index(strata[int(g)]) for g in groups]
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    fold_of = np.empty(len(groups), dtype=np.int64)
+    for fold, (_, test_index) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+        fold_of[test_index] = fold
+    assignments = []
+    for fold in range(k):
+        names = np.full(len(groups), "train", dtype=object)
+        names[fold_of == fold] = "test"
+        names[fold_of == (fold + 1) % k] = "val"
+        assignments.append(list(names))
+    return assignments
+
+
+def leave_one_source_out(
+    labels: Sequence[str],
+    sources: Sequence[str],
+    groups: np.ndarray,
+    holdout: str,
+    *,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> list[str]:
+    """Hold a whole source out as test (with the real test images); split the rest as usual.
+
+    Any group that touches the held-out source goes to test whole, so no copy of a held-out
+    image can leak into training.
+    """
+    if holdout not in set(sources):
+        raise ValueError(f"unknown source {holdout!r}; sources are {sorted(set(sources))}")
+    groups = np.asarray(groups)
+    held_groups = {int(g) for g, s in zip(groups, sources, strict=True) if s == holdout}
+    keep = np.array([int(g) not in held_groups for g in groups])
+    rest = stratified_split(
+        [lab for lab, k in zip(labels, keep, strict=True) if k],
+        [src for src, k in zip(sources, keep, strict=True) if k],
+        groups[keep],
+        fractions=fractions,
+        seed=seed,
+    )
+    assignment = np.full(len(groups), "test", dtype=object)
+    assignment[keep] = rest
+    return list(assignment)
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """A saved split: how it was made and which sample went where, so a run repeats exactly."""
+
+    kind: str
+    seed: int
+    params: dict
+    rows: list[dict]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> SplitFile:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+    @classmethod
+    def from_assignment(
+        cls,
+        kind: str,
+        seed: int,
+        params: dict,
+        records: Sequence[FileRecord],
+        groups: np.ndarray,
+        assignment: Sequence[str],
+    ) -> SplitFile:
+        rows = [
+            {"path": r.path, "label": r.label, "source": r.source, "group": int(g), "split": s}
+            for r, g, s in zip(records, groups, assignment, strict=True)
+        ]
+        return cls(kind=kind, seed=seed, params=params, rows=rows)
+
+    def samples(self, split: str) -> list[Sample]:
+        return [
+            Sample(Path(row["path"]), row["label"], row["source"], split)
+            for row in self.rows
+            if row["split"] == split
+        ]

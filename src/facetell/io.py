@@ -1,0 +1,305 @@
+"""Decoding and validation of images: the one place in facetell that opens image files.
+
+Everything downstream sees upright 8-bit RGB pixels plus the facts about the file that
+forensics and the bias audit need (format, JPEG quality, metadata), so no other module ever
+has to trust a file extension or re-open a file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
+
+from facetell.errors import (
+    BadImage,
+    EmptyFile,
+    ImageTooLarge,
+    ImageTooSmall,
+    NotAnImage,
+    TruncatedImage,
+)
+
+ImageSource = str | os.PathLike[str] | bytes | Image.Image
+
+# facetell enforces its own pixel limit (DecodeLimits.max_pixels) with a clear error, so
+# Pillow's global guard is switched off rather than left to raise a second, vaguer error.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+)
+
+_SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+# The IJG standard luminance quantisation table; libjpeg scales it by quality.
+_IJG_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def _ijg_table_sums() -> np.ndarray:
+    """Sum of the scaled luminance table for each quality 1..100 (order-independent)."""
+    sums = []
+    for quality in range(1, 101):
+        scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+        table = np.clip(np.floor((_IJG_LUMA * scale + 50) / 100), 1, 255)
+        sums.append(table.sum())
+    return np.array(sums)
+
+
+_IJG_SUMS = _ijg_table_sums()
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What an input may be; anything outside is refused with a one-line error."""
+
+    max_bytes: int = 50 * 2**20
+    max_pixels: int = 64_000_000
+    min_side: int = 32
+
+
+DEFAULT_LIMITS = DecodeLimits()
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Upright RGB pixels and the facts about the file they came from."""
+
+    image: Image.Image
+    source: str
+    format: str | None
+    original_mode: str
+    stored_size: tuple[int, int]
+    exif_orientation: int
+    n_frames: int
+    n_bytes: int | None
+    jpeg_quality: int | None
+    jpeg_subsampling: str | None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    exif: Image.Exif | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the upright image at its full resolution."""
+        width, height = self.stored_size
+        return (height, width) if self.exif_orientation in (5, 6, 7, 8) else (width, height)
+
+
+def estimate_jpeg_quality(quantization: Mapping[int, Any]) -> int | None:
+    """Estimate the libjpeg quality (1-100) that produced a file's luminance table.
+
+    Compares table sums, which do not depend on zig-zag or natural order, against the IJG
+    tables; non-IJG encoders (cameras, phones) get the closest IJG equivalent.
+    """
+    if not quantization or 0 not in quantization:
+        return None
+    luma_sum = float(np.asarray(quantization[0], dtype=np.float64).sum())
+    return int(np.argmin(np.abs(_IJG_SUMS - luma_sum)) + 1)
+
+
+def describe_source(source: ImageSource, name: str | None = None) -> str:
+    """The name an input goes by in results and error messages."""
+    if name:
+        return name
+    if isinstance(source, bytes):
+        return "<bytes>"
+    if isinstance(source, Image.Image):
+        return "<PIL image>"
+    return str(source)
+
+
+def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
+    try:
+        n_bytes = path.stat().st_size
+    except FileNotFoundError:
+        raise BadImage(label, "file not found", "check the path") from None
+    except OSError as exc:
+        raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise BadImage(label, "is a folder, not an image file")
+    if n_bytes > limits.max_bytes:
+        raise ImageTooLarge(
+            label,
+            f"file is {n_bytes / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB limit",
+            "resize it or raise the limit",
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited over white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values / 257.0
+        elif mode == "F" and values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _open(data: bytes, label: str) -> Image.Image:
+    if not data:
+        raise EmptyFile(label, "file is empty (0 bytes)", "re-export or re-download it")
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise NotAnImage(
+            label,
+            "not an image (content is no format facetell reads)",
+            "use JPEG, PNG, WebP, BMP, TIFF or GIF",
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(label, str(exc)) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise TruncatedImage(label, f"damaged image header ({exc})", "re-export the file") from None
+
+
+def decode(
+    source: ImageSource,
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+    reduce_to: int | None = None,
+) -> DecodedImage:
+    """Decode one input into upright RGB, or raise a `BadImage` with a one-line message.
+
+    `reduce_to` lets JPEG decode at 1/2, 1/4 or 1/8 scale (no smaller than that side), which
+    makes hashing and auditing thousands of images cheap; size facts stay those of the file.
+    """
+    label = describe_source(source, name)
+    data: bytes | None = None
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        if isinstance(source, bytes):
+            data = source
+            if len(data) > limits.max_bytes:
+                raise ImageTooLarge(
+                    label, f"{len(data) / 2**20:.1f} MB is over the upload limit", "resize it"
+                )
+        else:
+            data = _read_bytes(Path(source), label, limits)
+        image = _open(data, label)
+
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            label,
+            f"{width}x{height} pixels is over the {limits.max_pixels:,} pixel limit",
+            "downscale it or raise max_pixels",
+        )
+    if min(width, height) < limits.min_side:
+        raise ImageTooSmall(
+            label,
+            f"{width}x{height} pixels is below the {limits.min_side}px minimum side",
+            "use a larger image",
+        )
+
+    fmt = image.format
+    quality = subsampling = None
+    if isinstance(image, JpegImagePlugin.JpegImageFile):
+        quality = estimate_jpeg_quality(getattr(image, "quantization", {}))
+        subsampling = _SUBSAMPLING_NAMES.get(JpegImagePlugin.get_sampling(image))
+    n_frames = int(getattr(image, "n_frames", 1))
+    info = MappingProxyType(dict(image.info))
+    try:
+        exif = image.getexif()
+        orientation = int(exif.get(0x0112, 1) or 1)
+    except Exception:  # a malformed EXIF block must not cost the pixels
+        exif, orientation = None, 1
+    if orientation not in range(1, 9):
+        orientation = 1
+    original_mode = image.mode
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if n_frames > 1:
+                image.seek(0)
+            if reduce_to and fmt == "JPEG":
+                image.draft("RGB", (reduce_to, reduce_to))
+            image.load()
+            upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+            rgb = to_rgb(upright)
+    except (OSError, SyntaxError, EOFError, ValueError, zlib.error) as exc:
+        reason = "truncated or damaged image data"
+        if "truncated" not in str(exc).lower():
+            reason += f" ({exc})"
+        raise TruncatedImage(label, reason, "re-export or re-download the file") from None
+    except MemoryError:
+        raise ImageTooLarge(label, "not enough memory to decode", "downscale it") from None
+
+    return DecodedImage(
+        image=rgb,
+        source=label,
+        format=fmt,
+        original_mode=original_mode,
+        stored_size=(width, height),
+        exif_orientation=orientation,
+        n_frames=n_frames,
+        n_bytes=len(data) if data is not None else None,
+        jpeg_quality=quality,
+        jpeg_subsampling=subsampling,
+        info=info,
+        exif=exif,
+        data=data,
+    )
+
+
+def decode_many(
+    sources: Iterable[ImageSource],
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    reduce_to: int | None = None,
+) -> Iterator[DecodedImage | BadImage]:
+    """Decode a batch lazily; a bad input becomes its error in place, never a stopped batch."""
+    for source in sources:
+        try:
+            yield decode(source, limits=limits, reduce_to=reduce_to)
+        except BadImage as error:
+            yield error
+
+
+def looks_like_image(path: Path) -> bool:
+    """Cheap discovery filter: a known image suffix, or image magic bytes for other names."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    signatures = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+    return head.startswith(signatures) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")

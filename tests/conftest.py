@@ -1,0 +1,80 @@
+"""Fixtures that make real image files on disk; nothing here is copied from the shared data."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+
+
+def smooth_photo(seed: int, size: int = 96) -> Image.Image:
+    """A photo-like RGB image: structure at several scales plus a little sensor noise."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((size, size, 3), dtype=np.float32)
+    for cells, weight in ((4, 0.5), (12, 0.3), (32, 0.2)):
+        layer = rng.uniform(0, 255, size=(cells, cells, 3)).astype(np.uint8)
+        resized = Image.fromarray(layer).resize((size, size), Image.Resampling.BICUBIC)
+        pixels += weight * np.asarray(resized, dtype=np.float32)
+    pixels += rng.normal(0, 3, size=(size, size, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def photo() -> Image.Image:
+    return smooth_photo(0)
+
+
+@pytest.fixture
+def image_zoo(tmp_path: Path, photo: Image.Image) -> dict[str, Path]:
+    """One small file per kind of input the decoder must handle, good and bad."""
+    files: dict[str, bytes] = {
+        "photo.jpg": encode(photo, "JPEG", quality=90),
+        "photo.png": encode(photo, "PNG"),
+        "photo.webp": encode(photo, "WEBP", quality=80),
+        "photo.bmp": encode(photo, "BMP"),
+        "photo.tiff": encode(photo, "TIFF"),
+        "cmyk.jpg": encode(photo.convert("CMYK"), "JPEG", quality=90),
+        "gray16.png": encode(Image.fromarray(np.full((64, 64), 32896, dtype=np.uint16)), "PNG"),
+        "palette_transparent.png": encode(Image.new("P", (64, 64), 0), "PNG", transparency=0),
+        "rgba.png": encode(Image.new("RGBA", (64, 64), (255, 0, 0, 0)), "PNG"),
+        "truncated.jpg": encode(photo, "JPEG", quality=90)[:800],
+        "empty.jpg": b"",
+        "notes.jpg": b"these are meeting notes, not a picture\n" * 20,
+    }
+    frames = [Image.new("RGB", (64, 64), c) for c in ((200, 0, 0), (0, 200, 0), (0, 0, 200))]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=50)
+    files["animated.gif"] = gif.getvalue()
+    animated_webp = io.BytesIO()
+    frames[0].save(animated_webp, format="WEBP", save_all=True, append_images=frames[1:])
+    files["animated.webp"] = animated_webp.getvalue()
+    # A 96x64 landscape stored sideways: orientation 6 says "rotate 90 degrees clockwise".
+    stored = Image.new("RGB", (64, 96), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 64, 20))  # red band at the stored top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    files["rotated.jpg"] = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    paths = {}
+    for name, data in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        paths[name] = path
+    return paths
+
+
+@pytest.fixture
+def shared_faces() -> Path:
+    if not (SHARED_FACES / "manifest.csv").is_file():
+        pytest.skip("the shared face data (../shared/data/faces) is not beside this checkout")
+    return SHARED_FACES

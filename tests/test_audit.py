@@ -1,0 +1,99 @@
+"""The bias audit finds the shortcuts that are planted, and stays quiet when there are none."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from conftest import smooth_photo
+from facetell.audit import audit
+from facetell.data import build_manifest, discover, duplicate_groups
+
+
+def make_dataset(root: Path, *, confounded: bool, n: int = 30) -> None:
+    """Real and AI folders; `confounded` gives each class its own size and format."""
+    (root / "real" / "cam").mkdir(parents=True)
+    (root / "ai" / "gen").mkdir(parents=True)
+    for i in range(n):
+        smooth_photo(i, 120).save(root / "real" / "cam" / f"{i}.jpg", quality=75)
+        fake = smooth_photo(10_000 + i, 64 if confounded else 120)
+        if confounded:
+            fake.save(root / "ai" / "gen" / f"{i}.png")
+        else:
+            fake.save(root / "ai" / "gen" / f"{i}.jpg", quality=75)
+
+
+def run_audit(root: Path):
+    records = build_manifest(discover([root]), workers=1)
+    return audit(records, duplicate_groups(records))
+
+
+def test_planted_size_and_format_shortcut_is_flagged(tmp_path):
+    make_dataset(tmp_path, confounded=True)
+    report = run_audit(tmp_path)
+    assert report.shortcut_score > 0.95
+    assert any("shortcut score" in w for w in report.warnings)
+    ai = next(row for row in report.by_source if row.source == "gen")
+    assert ai.formats == {"PNG": 30} and ai.median_width == 64
+    assert ai.jpeg_quality_median is None
+    real = next(row for row in report.by_source if row.source == "cam")
+    assert real.jpeg_quality_median == 75
+
+
+def test_matched_classes_score_near_chance(tmp_path):
+    make_dataset(tmp_path, confounded=False)
+    report = run_audit(tmp_path)
+    assert report.shortcut_score < 0.75
+    assert not any("shortcut" in w for w in report.warnings)
+
+
+def test_a_duplicate_across_classes_is_reported(tmp_path):
+    make_dataset(tmp_path, confounded=False, n=10)
+    copy = tmp_path / "ai" / "gen" / "stolen.jpg"
+    copy.write_bytes((tmp_path / "real" / "cam" / "3.jpg").read_bytes())
+    report = run_audit(tmp_path)
+    assert len(report.cross_class_groups) == 1
+    assert {Path(p).name for p in report.cross_class_groups[0]} == {"3.jpg", "stolen.jpg"}
+    assert any("both real and ai" in w for w in report.warnings)
+
+
+def test_cli_json_output_carries_the_shortcut_score(tmp_path):
+    make_dataset(tmp_path, confounded=True, n=12)
+    result = subprocess.run(
+        [sys.executable, "-m", "facetell", "audit", str(tmp_path), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["shortcut_score"] > 0.9
+    assert {row["source"] for row in report["by_source"]} == {"cam", "gen"}
+    assert "warning: shortcut score" in result.stderr
+
+
+def test_cli_names_a_missing_folder_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "facetell", "audit", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "nope: no such folder or manifest CSV" in result.stderr
+
+
+def test_shared_faces_audit_shows_the_known_traps(shared_faces):
+    records = build_manifest(discover([shared_faces]), workers=2)
+    report = audit(records, duplicate_groups(records))
+    assert report.n_images > 8000 and report.n_unreadable == 0
+    assert report.shortcut_score > 0.9
+    quality = {row.source: row.jpeg_quality_median for row in report.by_source}
+    assert quality["utkface"] == 75 and quality["boredhumans"] == 90 and quality["sdxl"] == 95
+    assert quality["dcgan-digiface"] is None  # PNG
+    sizes = {row.source: row.median_width for row in report.by_source}
+    assert sizes["dcgan-digiface"] == 64 and sizes["ffhq-1024"] == 1024
+    assert np.isclose(sum(row.n for row in report.by_class), report.n_images)

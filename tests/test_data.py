@@ -1,0 +1,197 @@
+"""Datasets: discovery from common layouts, per-file facts, duplicates and leak-free splits."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import smooth_photo
+from facetell.data import (
+    FileRecord,
+    SplitFile,
+    build_manifest,
+    discover,
+    duplicate_groups,
+    kfold_splits,
+    leave_one_source_out,
+    stratified_split,
+)
+from facetell.errors import DatasetError
+
+
+def write_images(folder: Path, n: int, seed: int, fmt: str = "JPEG", size: int = 64) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = {"JPEG": ".jpg", "PNG": ".png"}[fmt]
+    for i in range(n):
+        smooth_photo(seed * 1000 + i, size).save(folder / f"{i:03d}{suffix}", format=fmt)
+
+
+@pytest.mark.parametrize(
+    ("real_dir", "ai_dir"),
+    [
+        ("real", "ai"),
+        ("Real", "Fake"),
+        ("0_real", "1_fake"),
+        ("REAL", "synthetic"),
+        ("real", "generated"),
+    ],
+)
+def test_label_folders_are_recognised_in_any_common_spelling(tmp_path, real_dir, ai_dir):
+    write_images(tmp_path / real_dir, 2, seed=1)
+    write_images(tmp_path / ai_dir, 3, seed=2)
+    (tmp_path / "README.md").write_text("not an image")
+    labels = Counter(sample.label for sample in discover([tmp_path]))
+    assert labels == {"real": 2, "ai": 3}
+
+
+def test_split_level_and_nested_sources_are_read_from_the_path(tmp_path):
+    write_images(tmp_path / "train" / "fake" / "stylegan", 2, seed=1)
+    write_images(tmp_path / "val" / "fake" / "sdxl" / "batch1", 1, seed=2)
+    write_images(tmp_path / "real" / "test" / "phones", 1, seed=3)
+    found = {(s.label, s.source, s.split) for s in discover([tmp_path])}
+    assert found == {
+        ("ai", "stylegan", "train"),
+        ("ai", "sdxl/batch1", "val"),
+        ("real", "phones", "test"),
+    }
+
+
+def test_manifest_csv_paths_are_relative_to_the_csv(tmp_path):
+    write_images(tmp_path / "imgs", 2, seed=1)
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label,source\nimgs/000.jpg,Fake,gen-x\nimgs/001.jpg,real,\n")
+    samples = discover([manifest])
+    assert [(s.path, s.label, s.source) for s in samples] == [
+        (tmp_path / "imgs/000.jpg", "ai", "gen-x"),
+        (tmp_path / "imgs/001.jpg", "real", "real"),
+    ]
+
+
+def test_unlabelled_folder_and_bad_labels_give_clear_errors(tmp_path):
+    write_images(tmp_path / "pictures", 1, seed=1)
+    with pytest.raises(DatasetError, match="found no labelled images"):
+        discover([tmp_path])
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\npictures/000.jpg,maybe\n")
+    with pytest.raises(DatasetError, match=r"m.csv:2: label 'maybe' is neither real nor ai"):
+        discover([manifest])
+
+
+def test_manifest_describes_each_file_and_keeps_bad_ones_as_errors(tmp_path):
+    write_images(tmp_path / "real", 2, seed=1)
+    smooth_photo(5, 80).save(tmp_path / "real" / "q60.jpg", quality=60)
+    (tmp_path / "real" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    records = {Path(r.path).name: r for r in build_manifest(discover([tmp_path]), workers=1)}
+    assert records["broken.jpg"].error and "broken.jpg" in records["broken.jpg"].error
+    q60 = records["q60.jpg"]
+    assert (q60.width, q60.height, q60.format, q60.jpeg_quality) == (80, 80, "JPEG", 60)
+    assert q60.n_bytes == (tmp_path / "real" / "q60.jpg").stat().st_size
+    assert len({r.sha256 for r in records.values() if not r.error}) == 3
+
+
+def test_exact_and_reencoded_copies_share_a_group_distinct_photos_do_not(tmp_path):
+    folder = tmp_path / "real"
+    write_images(folder, 6, seed=7, size=128)
+    original = folder / "000.jpg"
+    (folder / "copy.jpg").write_bytes(original.read_bytes())
+    from PIL import Image
+
+    with Image.open(original) as image:
+        image.resize((64, 64)).save(folder / "small_q50.jpg", quality=50)
+    records = build_manifest(discover([tmp_path]), workers=1)
+    groups = duplicate_groups(records)
+    by_name = {Path(r.path).name: g for r, g in zip(records, groups, strict=True)}
+    assert by_name["000.jpg"] == by_name["copy.jpg"] == by_name["small_q50.jpg"]
+    assert len(set(groups)) == 6
+
+
+def _records(labels, sources):
+    return [
+        FileRecord(path=f"/x/{i}.jpg", label=lab, source=src)
+        for i, (lab, src) in enumerate(zip(labels, sources, strict=True))
+    ]
+
+
+def test_stratified_split_follows_the_fractions_within_each_source():
+    labels = ["real"] * 600 + ["ai"] * 400
+    sources = ["a"] * 300 + ["b"] * 300 + ["c"] * 400
+    groups = np.arange(1000)
+    assignment = stratified_split(labels, sources, groups, fractions=(0.6, 0.2, 0.2), seed=3)
+    for source in "abc":
+        counts = Counter(s for s, src in zip(assignment, sources, strict=True) if src == source)
+        total = sum(counts.values())
+        assert abs(counts["train"] / total - 0.6) < 0.02
+        assert abs(counts["test"] / total - 0.2) < 0.02
+    assert assignment == stratified_split(
+        labels, sources, groups, fractions=(0.6, 0.2, 0.2), seed=3
+    )
+    assert assignment != stratified_split(
+        labels, sources, groups, fractions=(0.6, 0.2, 0.2), seed=4
+    )
+
+
+def test_leave_one_source_out_puts_the_whole_source_in_test_only():
+    labels = ["real"] * 100 + ["ai"] * 100
+    sources = ["r"] * 100 + ["g1"] * 50 + ["g2"] * 50
+    groups = np.arange(200)
+    groups[0] = groups[150]  # a real image duplicated into the held-out source
+    assignment = leave_one_source_out(labels, sources, groups, "g2", seed=0)
+    assert {a for a, s in zip(assignment, sources, strict=True) if s == "g2"} == {"test"}
+    assert assignment[0] == "test"
+    assert {"train", "val", "test"} <= {
+        a for a, s in zip(assignment, sources, strict=True) if s == "g1"
+    }
+    with pytest.raises(ValueError, match="unknown source 'nope'"):
+        leave_one_source_out(labels, sources, groups, "nope")
+
+
+def test_split_file_round_trips_exactly(tmp_path):
+    labels, sources = ["real", "ai"] * 10, ["r", "g"] * 10
+    records = _records(labels, sources)
+    groups = np.arange(20)
+    assignment = stratified_split(labels, sources, groups, seed=1)
+    split = SplitFile.from_assignment(
+        "stratified", 1, {"fractions": [0.7, 0.15, 0.15]}, records, groups, assignment
+    )
+    split.save(tmp_path / "split.json")
+    again = SplitFile.load(tmp_path / "split.json")
+    assert again == split
+    assert [str(s.path) for s in again.samples("test")] == [
+        r.path for r, a in zip(records, assignment, strict=True) if a == "test"
+    ]
+
+
+def _groups_cross_splits(groups, assignment) -> bool:
+    sides = defaultdict(set)
+    for group, side in zip(groups, assignment, strict=True):
+        sides[int(group)].add(side)
+    return any(len(s) > 1 for s in sides.values())
+
+
+dataset = st.integers(min_value=12, max_value=120).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.sampled_from(["real", "ai"]), min_size=n, max_size=n),
+        st.lists(st.sampled_from(["s1", "s2", "s3"]), min_size=n, max_size=n),
+        st.lists(st.integers(min_value=0, max_value=n // 2), min_size=n, max_size=n),
+        st.integers(min_value=0, max_value=2**16),
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dataset)
+def test_no_duplicate_group_ever_crosses_a_split(data):
+    labels, sources, raw_groups, seed = data
+    groups = np.asarray(raw_groups)
+    assert not _groups_cross_splits(groups, stratified_split(labels, sources, groups, seed=seed))
+    assert not _groups_cross_splits(
+        groups, leave_one_source_out(labels, sources, groups, sources[0], seed=seed)
+    )
+    if len(set(raw_groups)) >= 3:
+        for assignment in kfold_splits(labels, sources, groups, k=3, seed=seed):
+            assert not _groups_cross_splits(groups, assignment)

@@ -1,0 +1,148 @@
+"""Decoding: every input becomes upright 8-bit RGB, or one clear line saying why not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import encode, smooth_photo
+from facetell.errors import (
+    BadImage,
+    EmptyFile,
+    ImageTooLarge,
+    ImageTooSmall,
+    NotAnImage,
+    TruncatedImage,
+)
+from facetell.io import DecodedImage, DecodeLimits, decode, decode_many, estimate_jpeg_quality
+
+GOOD = [
+    "photo.jpg",
+    "photo.png",
+    "photo.webp",
+    "photo.bmp",
+    "photo.tiff",
+    "cmyk.jpg",
+    "gray16.png",
+    "palette_transparent.png",
+    "rgba.png",
+    "animated.gif",
+    "animated.webp",
+    "rotated.jpg",
+]
+BAD = {
+    "truncated.jpg": TruncatedImage,
+    "empty.jpg": EmptyFile,
+    "notes.jpg": NotAnImage,
+}
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_every_supported_file_decodes_to_8bit_rgb(image_zoo: dict[str, Path], name: str) -> None:
+    decoded = decode(image_zoo[name])
+    assert decoded.image.mode == "RGB"
+    assert np.asarray(decoded.image).dtype == np.uint8
+    assert decoded.image.size == decoded.size
+
+
+def test_lossless_formats_keep_the_exact_pixels(image_zoo: dict[str, Path], photo) -> None:
+    for name in ("photo.png", "photo.bmp", "photo.tiff"):
+        assert np.array_equal(np.asarray(decode(image_zoo[name]).image), np.asarray(photo))
+
+
+def test_cmyk_jpeg_comes_back_close_to_the_rgb_original(image_zoo, photo) -> None:
+    decoded = np.asarray(decode(image_zoo["cmyk.jpg"]).image, dtype=np.float32)
+    assert decoded.shape == (96, 96, 3)
+    assert np.abs(decoded - np.asarray(photo, dtype=np.float32)).mean() < 12
+
+
+def test_16bit_gray_is_scaled_not_clipped(image_zoo) -> None:
+    decoded = decode(image_zoo["gray16.png"])
+    assert decoded.original_mode.startswith("I")
+    assert np.unique(np.asarray(decoded.image)).tolist() == [128]  # 32896 / 257
+
+
+def test_transparency_is_composited_over_white(image_zoo) -> None:
+    for name in ("palette_transparent.png", "rgba.png"):
+        assert np.unique(np.asarray(decode(image_zoo[name]).image)).tolist() == [255]
+
+
+def test_animations_give_their_first_frame(image_zoo) -> None:
+    for name in ("animated.gif", "animated.webp"):
+        decoded = decode(image_zoo[name])
+        assert decoded.n_frames == 3
+        red, green, blue = np.asarray(decoded.image).reshape(-1, 3).mean(axis=0)
+        assert red > 150 and green < 50 and blue < 50
+
+
+def test_exif_orientation_is_applied(image_zoo) -> None:
+    decoded = decode(image_zoo["rotated.jpg"])
+    assert decoded.exif_orientation == 6
+    assert decoded.stored_size == (64, 96)
+    assert decoded.image.size == (96, 64) == decoded.size
+    pixels = np.asarray(decoded.image, dtype=np.int32)
+    assert pixels[:, -10:, 0].mean() > 200  # the stored top band is now on the right
+    assert pixels[:, :40, 2].mean() > 200 and pixels[:, :40, 0].mean() < 40
+
+
+@pytest.mark.parametrize(("name", "error_type"), sorted(BAD.items()))
+def test_bad_files_raise_one_typed_line_naming_the_file(image_zoo, name, error_type) -> None:
+    with pytest.raises(error_type) as caught:
+        decode(image_zoo[name])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(str(image_zoo[name]))
+
+
+def test_content_is_sniffed_not_the_extension(tmp_path, photo) -> None:
+    disguised = tmp_path / "actually_a_png.jpg"
+    disguised.write_bytes(encode(photo, "PNG"))
+    assert decode(disguised).format == "PNG"
+
+
+def test_pixel_limit_refuses_decompression_bombs_before_decoding(tmp_path) -> None:
+    big = tmp_path / "big.png"
+    Image.new("L", (4000, 3000)).save(big)  # compresses to a few KB
+    with pytest.raises(ImageTooLarge, match="4000x3000 pixels is over the 1,000,000 pixel limit"):
+        decode(big, limits=DecodeLimits(max_pixels=1_000_000))
+
+
+def test_byte_limit_and_minimum_side(tmp_path, photo) -> None:
+    path = tmp_path / "photo.png"
+    photo.save(path)
+    with pytest.raises(ImageTooLarge, match="MB"):
+        decode(path, limits=DecodeLimits(max_bytes=1000))
+    with pytest.raises(ImageTooSmall, match="96x96 pixels is below the 128px"):
+        decode(path, limits=DecodeLimits(min_side=128))
+
+
+def test_bytes_and_pil_inputs_decode_like_files(image_zoo, photo) -> None:
+    from_bytes = decode(image_zoo["photo.png"].read_bytes(), name="upload.png")
+    assert from_bytes.source == "upload.png"
+    assert np.array_equal(np.asarray(from_bytes.image), np.asarray(photo))
+    assert np.array_equal(np.asarray(decode(photo.convert("RGBA")).image), np.asarray(photo))
+
+
+def test_a_batch_with_bad_inputs_still_decodes_every_good_one(image_zoo) -> None:
+    order = sorted(image_zoo)
+    results = list(decode_many([image_zoo[name] for name in order]))
+    assert len(results) == len(order)
+    for name, result in zip(order, results, strict=True):
+        if name in BAD:
+            assert isinstance(result, BAD[name])
+            assert str(image_zoo[name]) in str(result)
+        else:
+            assert isinstance(result, DecodedImage), f"{name}: {result}"
+    assert sum(isinstance(r, BadImage) for r in results) == len(BAD)
+
+
+@pytest.mark.parametrize("quality", [30, 50, 75, 90, 95])
+def test_jpeg_quality_is_estimated_from_the_quantisation_tables(tmp_path, quality) -> None:
+    path = tmp_path / f"q{quality}.jpg"
+    smooth_photo(quality, size=64).save(path, quality=quality)
+    assert abs(decode(path).jpeg_quality - quality) <= 1
+    with Image.open(path) as image:
+        assert abs(estimate_jpeg_quality(image.quantization) - quality) <= 1
