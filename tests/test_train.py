@@ -1,0 +1,197 @@
+"""Training: each family learns a planted up-sampling trace; bundles and caches are exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import smooth_photo
+from facetell.augment import AugmentConfig
+from facetell.bundle import load_bundle
+from facetell.models import UnknownModel, create_model, list_models
+from facetell.train import Reporter, Trainer, load_config, make_splits, prepare_data, train
+
+SIZE = 64
+
+
+def upsampled_fake(seed: int) -> Image.Image:
+    """What a generator's up-sampling leaves: 2x nearest-neighbour blocks and a period-2 ripple."""
+    small = np.asarray(smooth_photo(seed, SIZE // 2), dtype=np.float32)
+    pixels = small.repeat(2, axis=0).repeat(2, axis=1)
+    ripple = np.indices((SIZE, SIZE)).sum(axis=0) % 2 * 16.0 - 8.0
+    return Image.fromarray(np.clip(pixels + ripple[..., None], 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def planted_dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("planted")
+    (root / "real" / "camera").mkdir(parents=True)
+    (root / "ai" / "upsampler").mkdir(parents=True)
+    for i in range(60):
+        smooth_photo(i, SIZE).save(root / "real" / "camera" / f"{i}.png")
+        upsampled_fake(5000 + i).save(root / "ai" / "upsampler" / f"{i}.png")
+    return root
+
+
+def config_for(family: str, data: Path, cache: Path, **extra):
+    phases = {
+        "mobilenet_v2": [
+            {"kind": "head", "epochs": 8, "lr": 0.01, "views": 1},
+            {"kind": "finetune", "epochs": 2, "lr": 0.0003, "trainable_blocks": 3},
+        ],
+        "npr": [{"kind": "full", "epochs": 4, "lr": 0.002}],
+        "spectrum": [{"kind": "closed_form", "views": 1}],
+    }[family]
+    overrides = {
+        "name": f"test-{family}",
+        "model": family,
+        "model_kwargs": {"pretrained": True} if family == "mobilenet_v2" else {},
+        "crop": {"size": SIZE, "resize": family == "mobilenet_v2"},
+        "augment": AugmentConfig.none().model_dump(),
+        "data": {"paths": [str(data)], "fractions": [0.6, 0.2, 0.2]},
+        "phases": phases,
+        "batch_size": 16,
+        "patience": 10,
+        "workers": 0,
+        "cache_dir": str(cache),
+        **extra,
+    }
+    return load_config(None, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+
+
+@pytest.mark.parametrize("family", ["spectrum", "npr", "mobilenet_v2"])
+def test_each_family_learns_the_planted_trace(family, planted_dataset, tmp_path):
+    config = config_for(family, planted_dataset, tmp_path / "cache")
+    [(_, result)] = train(config, tmp_path / "run")
+    history = [json.loads(line) for line in (result.out_dir / "history.jsonl").open()]
+    assert history, "no epoch was logged"
+    if len(history) > 1:
+        assert min(h["val_loss"] for h in history[1:]) < history[0]["val_loss"]
+    assert min(h["val_loss"] for h in history) < np.log(2)  # better than a coin
+    assert max(h["val_auroc"] for h in history) > 0.9
+    assert result.metrics["test"]["auroc"] > 0.9
+    assert (result.out_dir / "history.png").stat().st_size > 10_000
+    assert (result.out_dir / "split.json").is_file()
+
+
+def test_saved_bundle_reloads_to_identical_logits(planted_dataset, tmp_path):
+    config = config_for("npr", planted_dataset, tmp_path / "cache")
+    [(_, result)] = train(config, tmp_path / "run")
+    data = prepare_data(config)
+    batch = torch.from_numpy(np.array(data.crops[:8])).permute(0, 3, 1, 2)
+    reloaded = load_bundle(result.bundle_dir)
+    assert reloaded.crop == config.crop
+    trained = create_model("npr", **config.model_kwargs)
+    trained.load_state_dict(load_file(str(result.out_dir / "checkpoints" / "best.safetensors")))
+    trained.eval()
+    with torch.no_grad():
+        expected = trained(reloaded.normalise(batch))
+        actual = reloaded.model(reloaded.normalise(batch))
+    assert torch.equal(expected, actual)
+    assert reloaded.metrics["test"]["auroc"] == result.metrics["test"]["auroc"]
+
+
+def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset, tmp_path):
+    heads = []
+    for cache_features in (True, False):
+        config = config_for(
+            "mobilenet_v2",
+            planted_dataset,
+            tmp_path / "cache",
+            phases=[
+                {
+                    "kind": "head",
+                    "epochs": 3,
+                    "lr": 0.01,
+                    "views": 2,
+                    "cache_features": cache_features,
+                }
+            ],
+            augment=AugmentConfig(
+                jpeg=1.0, hflip=0.5, color_jitter=0, affine=0, random_crop=0, rescale=0, blur=0
+            ).model_dump(),
+        )
+        data = prepare_data(config)
+        [(_, split)] = make_splits(config, data)
+        trainer = Trainer(config, data, split, tmp_path / f"run-{cache_features}")
+        trainer.fit()
+        heads.append(trainer.model.head[1].weight.detach().clone())
+    assert torch.allclose(heads[0], heads[1], atol=1e-5)
+    assert heads[0].abs().sum() > 0
+
+
+class StopAfterFirstEpoch(Reporter):
+    """Interrupts training at the first batch of epoch 2, like a Ctrl-C would."""
+
+    def __init__(self) -> None:
+        self.epochs = 0
+
+    def epoch(self, record) -> None:
+        self.epochs += 1
+
+    def batch(self, description, done, total) -> None:
+        if self.epochs >= 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_from_the_last_checkpoint(planted_dataset, tmp_path):
+    config = config_for(
+        "npr",
+        planted_dataset,
+        tmp_path / "cache",
+        phases=[{"kind": "full", "epochs": 3, "lr": 0.002}],
+    )
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data)
+    uninterrupted = Trainer(config, data, split, tmp_path / "full")
+    uninterrupted.fit()
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, data, split, tmp_path / "resumed", StopAfterFirstEpoch()).fit()
+    assert not (tmp_path / "resumed" / "bundle").exists()
+    resumed = Trainer(config, data, split, tmp_path / "resumed")
+    resumed.resume()
+    resumed.fit()
+    assert [h["epoch"] for h in resumed.state.history] == [1, 2, 3]
+    logged = [json.loads(line) for line in (tmp_path / "resumed" / "history.jsonl").open()]
+    assert [h["epoch"] for h in logged] == [1, 2, 3]
+    for a, b in zip(uninterrupted.state.history, resumed.state.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+
+
+def test_kfold_and_holdout_runs_write_a_summary(planted_dataset, tmp_path):
+    (planted_dataset / "ai" / "second").mkdir(exist_ok=True)
+    for i in range(20):
+        upsampled_fake(9000 + i).save(planted_dataset / "ai" / "second" / f"{i}.png")
+    config = config_for("spectrum", planted_dataset, tmp_path / "cache")
+    folds = train(
+        config.model_copy(update={"data": config.data.model_copy(update={"folds": 3})}),
+        tmp_path / "folds",
+    )
+    assert [name for name, _ in folds] == ["fold-0", "fold-1", "fold-2"]
+    summary = json.loads((tmp_path / "folds" / "summary.json").read_text())
+    assert 0.9 < summary["test_auroc_mean"] <= 1.0
+    held = train(
+        config.model_copy(
+            update={"data": config.data.model_copy(update={"holdout_source": "all"})}
+        ),
+        tmp_path / "loso",
+    )
+    assert [name for name, _ in held] == ["holdout-second", "holdout-upsampler"]
+    for name, result in held:
+        split = json.loads((result.out_dir / "split.json").read_text())
+        held_source = name.removeprefix("holdout-")
+        assert {r["split"] for r in split["rows"] if r["source"] == held_source} == {"test"}
+        assert result.metrics["holdout_auroc"] > 0.9
+
+
+def test_unknown_model_names_suggest_the_closest():
+    assert {"mobilenet_v2", "npr", "spectrum"} <= set(list_models())
+    with pytest.raises(UnknownModel, match="did you mean mobilenet_v2"):
+        create_model("mobilenet_v3")
