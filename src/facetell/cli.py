@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import glob
 import json
 import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
@@ -24,7 +28,10 @@ from facetell import __version__
 from facetell.audit import AuditReport, audit
 from facetell.data import NEAR_DUPLICATE_DISTANCE, build_manifest, discover, duplicate_groups
 from facetell.data import write_manifest as save_manifest_csv
+from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
+from facetell.explain import explain
+from facetell.io import looks_like_image
 from facetell.models import list_models
 from facetell.train import EpochRecord, Reporter, load_config, summarise_runs, train
 
@@ -263,3 +270,133 @@ def models_command(pattern: str = typer.Argument("*", help="Shell-style name pat
     """List the registered model architectures."""
     for name in list_models(pattern):
         console.print(name)
+
+
+class PredictFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+CSV_COLUMNS = ("path", "status", "label", "p_ai", "n_faces", "declared_ai", "error", "model", "ms")
+
+
+def expand_inputs(inputs: Sequence[str]) -> Iterator[str | bytes]:
+    """Files, folders (recursive, image files only), globs, and '-' for one image on stdin.
+
+    A name that is none of these is passed on as is, so it becomes a one-line error record.
+    """
+    for raw in inputs:
+        if raw == "-":
+            yield sys.stdin.buffer.read()
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            yield from (
+                str(p)
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and not p.name.startswith(".") and looks_like_image(p)
+            )
+        elif not path.exists() and any(ch in raw for ch in "*?["):
+            yield from sorted(glob.glob(raw, recursive=True))  # noqa: PTH207 (user patterns)
+        else:
+            yield raw
+
+
+def _csv_row(record: dict) -> list[str]:
+    values = {
+        **record,
+        "n_faces": len(record["faces"]),
+        "declared_ai": record["metadata"].get("declared_ai", False),
+    }
+    return ["" if values.get(c) is None else str(values[c]) for c in CSV_COLUMNS]
+
+
+def _table_row(record: dict) -> list[str]:
+    colours = {"ai": "red", "real": "green", "uncertain": "yellow"}
+    label = record["label"]
+    verdict = f"[{colours[label]}]{label}[/]" if label else record["status"].replace("_", " ")
+    p_ai = "" if record["p_ai"] is None else f"{record['p_ai']:.1%}"
+    clues = record["metadata"].get("clues", [])
+    declared = record["metadata"].get("declared_ai")
+    clue_text = ("[bold red]declares AI[/] " if declared else "") + ", ".join(
+        sorted({c["kind"] for c in clues})
+    )
+    detail = record["error"] or clue_text
+    return [record["path"], verdict, p_ai, str(len(record["faces"])), detail, f"{record['ms']:.0f}"]
+
+
+@app.command("predict")
+def predict_command(
+    inputs: list[str] = typer.Argument(..., help="Images, folders, globs, or - for stdin."),
+    output_format: PredictFormat = typer.Option(PredictFormat.table, "--format", "-f"),
+    model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
+    threshold: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="P(ai) above which a face is called AI (default: calibrated)."
+    ),
+    explain_dir: Path | None = typer.Option(
+        None, "--explain", help="Save heat-map overlays (PNG) into this folder."
+    ),
+    no_face_detect: bool = typer.Option(
+        False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
+) -> None:
+    """Judge images: is each face a real photograph or AI-generated?"""
+    try:
+        detector = Detector.load(model, detect_faces=not no_face_detect, threshold=threshold)
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    sources = list(expand_inputs(inputs))
+    if not sources:
+        raise fail("no images found in the given paths (folders are searched recursively)")
+    if not detector.calibration.fitted:
+        err_console.print(
+            "[bold yellow]warning:[/] this model is not calibrated: probabilities are raw "
+            "sigmoid scores (run `facetell calibrate`)",
+            highlight=False,
+        )
+    handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    writer = csv.writer(handle) if output_format is PredictFormat.csv else None
+    if writer:
+        writer.writerow(CSV_COLUMNS)
+    table = Table(title=f"facetell predict ({detector.model_name})")
+    for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
+        table.add_column(column, overflow="fold")
+    if explain_dir:
+        explain_dir.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    with progress_bar() as progress:
+        task = progress.add_task("judging", total=len(sources), visible=len(sources) > 3)
+        if explain_dir:
+            results = (explain_to(detector, s, explain_dir, i) for i, s in enumerate(sources))
+        else:
+            results = detector.stream(sources)
+        for result in results:
+            record = result.to_dict()
+            counts[record["label"] or record["status"]] += 1
+            if output_format is PredictFormat.jsonl:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+            elif writer:
+                writer.writerow(_csv_row(record))
+            else:
+                table.add_row(*_table_row(record))
+            progress.advance(task)
+    if output_format is PredictFormat.table:
+        Console(file=handle, width=console.width).print(table)
+    if output:
+        handle.close()
+    err_console.print(
+        f"{len(sources)} image(s): " + ", ".join(f"{n} {k}" for k, n in counts.most_common()),
+        highlight=False,
+    )
+
+
+def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int) -> Result:
+    """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png."""
+    name = "stdin" if isinstance(source, bytes) else Path(source).stem
+    explanation = explain(detector, source, name=None if isinstance(source, str) else "-")
+    if explanation.overlay is not None:
+        explanation.overlay.save(folder / f"{index:05d}-{name}.png")
+    return explanation.result

@@ -8,6 +8,7 @@ weights saved as a model bundle with test metrics, a JSONL history and a history
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -42,7 +43,7 @@ from facetell.data import (
 )
 from facetell.errors import BadImage, FacetellError
 from facetell.evaluate import per_source_metrics, summary_metrics
-from facetell.faces import CropRecipe, canonical_crop
+from facetell.faces import CropRecipe, RetinaFaceDetector, canonical_crop, main_face
 from facetell.io import decode
 from facetell.models import create_model
 
@@ -159,12 +160,25 @@ def _subsample(samples: list[Sample], per_source: int | None, seed: int) -> list
     return kept
 
 
+@functools.cache
+def _face_detector() -> RetinaFaceDetector:
+    """One detector per worker process, single-threaded: the pool supplies the parallelism."""
+    return RetinaFaceDetector(threads=1)
+
+
 def _crop_one(job: tuple[str, CropRecipe]) -> np.ndarray | None:
+    """The training crop of one file, by the same recipe inference uses.
+
+    A "face" recipe crops the main detected face; an image where none is found (rare in face
+    datasets) falls back to its centre square rather than being dropped.
+    """
     path, recipe = job
     try:
-        return np.asarray(canonical_crop(decode(path).image, recipe), dtype=np.uint8)
+        image = decode(path).image
     except BadImage:
         return None
+    face = main_face(_face_detector().detect(image)) if recipe.kind == "face" else None
+    return np.asarray(canonical_crop(image, recipe, face), dtype=np.uint8)
 
 
 def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:

@@ -1,0 +1,289 @@
+"""`Detector`: the public inference API that the CLI, the REST API and the web page all call.
+
+decode → faces → canonical crops → model → calibrated probability → verdict, each stage timed.
+An image-level verdict is that of its most AI-like face; an image without a face is reported
+as `no_face`, never guessed; a bad input is a result with `status="error"`, never an exception
+that would cost the rest of a batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facetell.bundle import Bundle, load_bundle
+from facetell.calibrate import Calibration
+from facetell.errors import BadImage, FacetellError
+from facetell.faces import CropRecipe, Face, FaceDetector, RetinaFaceDetector, canonical_crop
+from facetell.forensics import metadata_clues
+from facetell.io import DEFAULT_LIMITS, DecodedImage, DecodeLimits, ImageSource, decode
+
+Status = Literal["ok", "no_face", "error"]
+REPO_DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+def default_bundle_path() -> Path:
+    """$FACETELL_MODEL if set, else the bundle shipped in the repository's models/default."""
+    override = os.environ.get("FACETELL_MODEL")
+    return Path(override) if override else REPO_DEFAULT_BUNDLE
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face's verdict. `box` is (x, y, w, h) in the upright image's pixels."""
+
+    box: tuple[int, int, int, int]
+    det_score: float | None
+    logit: float
+    p_ai: float
+    label: str
+    landmarks: tuple[tuple[float, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": list(self.box),
+            "det_score": None if self.det_score is None else round(self.det_score, 4),
+            "p_ai": round(self.p_ai, 4),
+            "label": self.label,
+            "logit": round(self.logit, 4),
+            "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    """One input's answer; `to_dict` is the JSON record every door prints or returns."""
+
+    path: str
+    status: Status
+    label: str | None = None
+    p_ai: float | None = None
+    faces: tuple[FaceResult, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_kind: str | None = None
+    model: str = ""
+    calibrated: bool = False
+    ms: float = 0.0
+    speed: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "label": self.label,
+            "p_ai": None if self.p_ai is None else round(self.p_ai, 4),
+            "faces": [f.to_dict() for f in self.faces],
+            "metadata": self.metadata,
+            "error": self.error,
+            "error_kind": self.error_kind,
+            "model": self.model,
+            "calibrated": self.calibrated,
+            "ms": round(self.ms, 1),
+            "speed": {k: round(v, 1) for k, v in self.speed.items()},
+        }
+
+
+@dataclass
+class Prepared:
+    """What the CPU-side stages produced for one input, before the model runs."""
+
+    name: str
+    decoded: DecodedImage | None = None
+    faces: list[Face | None] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    error: BadImage | None = None
+    speed: dict[str, float] = field(default_factory=dict)
+
+
+def _as_source(item: ImageSource | np.ndarray) -> ImageSource:
+    if isinstance(item, np.ndarray):
+        array = item if item.dtype == np.uint8 else np.clip(item, 0, 255).astype(np.uint8)
+        return Image.fromarray(array)
+    return item
+
+
+class Detector:
+    """Load once, then `predict` one input, `predict_batch` many, or `stream` a huge folder."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        face_detector: FaceDetector | None = None,
+        detect_faces: bool = True,
+        threshold: float | None = None,
+        limits: DecodeLimits = DEFAULT_LIMITS,
+        max_faces: int = 16,
+        batch_size: int = 16,
+    ) -> None:
+        self.bundle = bundle
+        self.calibration = Calibration.from_dict(bundle.calibration)
+        self.detect_faces = detect_faces
+        self.face_detector = face_detector or (RetinaFaceDetector() if detect_faces else None)
+        self.threshold = threshold
+        self.limits = limits
+        self.max_faces = max_faces
+        self.batch_size = batch_size
+        recipe = bundle.crop
+        if detect_faces and recipe.kind != "face":
+            recipe = CropRecipe(kind="face", size=recipe.size, resize=recipe.resize)
+        self.recipe = recipe
+        self.model = bundle.model.eval()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **options: Any) -> Detector:
+        """Load a bundle folder or .zip; None loads the default model shipped with facetell."""
+        bundle_path = Path(path) if path is not None else default_bundle_path()
+        if not bundle_path.exists():
+            raise FacetellError(
+                f"{bundle_path}: model bundle not found (pass a bundle folder or .zip, set "
+                "FACETELL_MODEL, or run `make model` to build the default one)"
+            )
+        return cls(load_bundle(bundle_path), **options)
+
+    @property
+    def model_name(self) -> str:
+        return self.bundle.identity
+
+    # -- stages ---------------------------------------------------------------------------------
+    def prepare(self, item: ImageSource | np.ndarray, name: str | None = None) -> Prepared:
+        """CPU stages before the model: decode, find faces, cut crops (safe in threads)."""
+        started = time.perf_counter()
+        source = _as_source(item)
+        label = name or (str(item) if isinstance(item, str | os.PathLike) else "<image>")
+        prepared = Prepared(name=label)
+        try:
+            prepared.decoded = decode(source, limits=self.limits, name=label)
+        except BadImage as error:
+            prepared.error = error
+            return prepared
+        decoded_at = time.perf_counter()
+        image = prepared.decoded.image
+        if self.detect_faces:
+            assert self.face_detector is not None
+            prepared.faces = list(self.face_detector.detect(image)[: self.max_faces])
+        else:
+            prepared.faces = [None]
+        faces_at = time.perf_counter()
+        prepared.crops = [
+            np.asarray(canonical_crop(image, self.recipe, face)) for face in prepared.faces
+        ]
+        cropped_at = time.perf_counter()
+        prepared.speed = {
+            "decode": (decoded_at - started) * 1000,
+            "faces": (faces_at - decoded_at) * 1000,
+            "crop": (cropped_at - faces_at) * 1000,
+        }
+        return prepared
+
+    @torch.no_grad()
+    def logits(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Raw model logits for canonical uint8 crops (H, W, 3)."""
+        if not crops:
+            return np.zeros(0, dtype=np.float32)
+        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
+        return self.model(self.bundle.normalise(batch)).numpy()
+
+    def finish(self, prepared: Prepared, logits: np.ndarray, model_ms: float) -> Result:
+        """Calibrate each face's logit and assemble the result record."""
+        common = {"path": prepared.name, "model": self.model_name,
+                  "calibrated": self.calibration.fitted}  # fmt: skip
+        if prepared.error is not None:
+            return Result(
+                status="error",
+                error=str(prepared.error),
+                error_kind=prepared.error.kind,
+                ms=sum(prepared.speed.values()),
+                **common,
+            )
+        assert prepared.decoded is not None
+        metadata = metadata_clues(prepared.decoded)
+        speed = {**prepared.speed, "model": model_ms}
+        if not prepared.faces:
+            return Result(status="no_face", metadata=metadata, ms=sum(speed.values()),
+                          speed=speed, **common)  # fmt: skip
+        width, height = prepared.decoded.size
+        faces = []
+        for face, logit in zip(prepared.faces, logits, strict=True):
+            p_ai = self.calibration.probability(float(logit))
+            if face is None:
+                box, det_score, landmarks = (0, 0, width, height), None, ()
+            else:
+                box = tuple(round(v) for v in face.box)
+                det_score, landmarks = face.score, face.landmarks
+            faces.append(
+                FaceResult(
+                    box=box,  # type: ignore[arg-type]
+                    det_score=det_score,
+                    logit=float(logit),
+                    p_ai=p_ai,
+                    label=self.calibration.verdict(p_ai, self.threshold),
+                    landmarks=landmarks,
+                )
+            )
+        top = max(faces, key=lambda f: f.p_ai)
+        return Result(
+            status="ok",
+            label=top.label,
+            p_ai=top.p_ai,
+            faces=tuple(faces),
+            metadata=metadata,
+            ms=sum(speed.values()),
+            speed=speed,
+            **common,
+        )
+
+    # -- doors ----------------------------------------------------------------------------------
+    def predict(self, item: ImageSource | np.ndarray, *, name: str | None = None) -> Result:
+        """Judge one path, bytes, PIL image or numpy array."""
+        prepared = self.prepare(item, name)
+        started = time.perf_counter()
+        logits = self.logits(prepared.crops)
+        return self.finish(prepared, logits, (time.perf_counter() - started) * 1000)
+
+    def predict_batch(self, items: Iterable[ImageSource | np.ndarray]) -> list[Result]:
+        return list(self.stream(items))
+
+    def stream(
+        self, items: Iterable[ImageSource | np.ndarray], *, workers: int = 2
+    ) -> Iterator[Result]:
+        """Yield results in input order; decoding and face detection run ahead in threads
+        while the model judges the previous chunk, whose faces go through it as one batch."""
+        iterator = iter(items)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pending = [pool.submit(self.prepare, item) for item in _take(iterator, self.batch_size)]
+            while pending:
+                chunk = [future.result() for future in pending]
+                pending = [
+                    pool.submit(self.prepare, item) for item in _take(iterator, self.batch_size)
+                ]
+                crops = [crop for prepared in chunk for crop in prepared.crops]
+                started = time.perf_counter()
+                logits = self.logits(crops)
+                per_face_ms = (time.perf_counter() - started) * 1000 / max(1, len(crops))
+                offset = 0
+                for prepared in chunk:
+                    count = len(prepared.crops)
+                    yield self.finish(
+                        prepared, logits[offset : offset + count], per_face_ms * count
+                    )
+                    offset += count
+
+
+def _take(iterator: Iterator, n: int) -> list:
+    chunk = []
+    for item in iterator:
+        chunk.append(item)
+        if len(chunk) == n:
+            break
+    return chunk

@@ -1,0 +1,113 @@
+"""Explanations: where the model looked, drawn back onto the photo. Never proof.
+
+For convolutional models this is Grad-CAM (the `grad-cam` package) on each face crop toward
+the "ai" logit; for the spectrum model, which has no spatial layer, it is the crop's
+log-magnitude spectrum, the thing that model actually reads. Heat maps are pasted back into
+each face's box on the full image, with the box and verdict drawn over it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+
+from facetell.detector import Detector, Result
+from facetell.faces import Face, face_square
+from facetell.io import ImageSource
+from facetell.models.spectrum import SpectrumDetector
+
+CAPTION = "where the model looked (an aid to judgement, not proof)"
+_VERDICT_COLOURS = {"ai": (220, 40, 40), "real": (30, 160, 70), "uncertain": (230, 160, 0)}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    result: Result
+    overlay: Image.Image | None  # the full image with heat maps, boxes and verdicts
+    heatmaps: tuple[np.ndarray, ...]  # per face, (size, size) in [0, 1], crop coordinates
+    method: str
+
+
+def cam_layer(model: nn.Module) -> nn.Module | None:
+    """The spatial layer Grad-CAM reads: the last one before global pooling."""
+    for name in ("features", "stage2"):
+        layer = getattr(model, name, None)
+        if layer is not None:
+            return layer[-1] if isinstance(layer, nn.Sequential) else layer
+    return None
+
+
+def grad_cam(model: nn.Module, batch: torch.Tensor) -> np.ndarray:
+    """(B, H, W) maps in [0, 1] of the evidence for "ai"."""
+    from pytorch_grad_cam import GradCAM
+
+    layer = cam_layer(model)
+    assert layer is not None
+    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
+        maps = cam(input_tensor=batch, targets=[lambda output: output] * len(batch))
+    return np.asarray(maps, dtype=np.float32)
+
+
+def spectrum_view(batch: torch.Tensor) -> np.ndarray:
+    """Centred log-magnitude spectra scaled to [0, 1]: what the spectrum model reads."""
+    gray = batch.mean(dim=1)
+    spectrum = torch.fft.fftshift(torch.fft.fft2(gray, norm="ortho"), dim=(-2, -1))
+    log_magnitude = torch.log1p(spectrum.abs()).numpy()
+    low = log_magnitude.min(axis=(1, 2), keepdims=True)
+    high = log_magnitude.max(axis=(1, 2), keepdims=True)
+    return (log_magnitude - low) / np.maximum(high - low, 1e-6)
+
+
+def _colourise(heatmap: np.ndarray) -> np.ndarray:
+    return (matplotlib.colormaps["jet"](heatmap)[..., :3] * 255).astype(np.uint8)
+
+
+def explain(detector: Detector, item: ImageSource, *, name: str | None = None) -> Explanation:
+    """Predict, then draw each face's heat map into its box on the upright image."""
+    prepared = detector.prepare(item, name)
+    started = time.perf_counter()
+    logits = detector.logits(prepared.crops)
+    result = detector.finish(prepared, logits, (time.perf_counter() - started) * 1000)
+    if prepared.decoded is None:
+        return Explanation(result, None, (), "none")
+    overlay = prepared.decoded.image.copy()
+    if result.status != "ok":
+        return Explanation(result, overlay, (), "none")
+    batch = detector.bundle.normalise(
+        torch.from_numpy(np.stack(prepared.crops)).permute(0, 3, 1, 2)
+    )
+    if isinstance(detector.model, SpectrumDetector):
+        maps, method = spectrum_view(batch), "spectrum"
+    else:
+        maps, method = grad_cam(detector.model, batch), "grad-cam"
+    draw = ImageDraw.Draw(overlay)
+    width, height = overlay.size
+    line = max(2, round(min(width, height) / 200))
+    for face, face_result, heatmap in zip(prepared.faces, result.faces, maps, strict=True):
+        left, top, side = _crop_region(face, detector.recipe.margin, width, height)
+        heat = Image.fromarray(_colourise(heatmap)).resize((side, side), Image.Resampling.BILINEAR)
+        region = (left, top, left + side, top + side)
+        overlay.paste(Image.blend(overlay.crop(region), heat, 0.45), region[:2])
+        x, y, w, h = face_result.box
+        colour = _VERDICT_COLOURS[face_result.label]
+        draw.rectangle((x, y, x + w, y + h), outline=colour, width=line)
+        caption = f"{face_result.label} {face_result.p_ai:.0%}"
+        draw.text((x + line, max(0, y - 12)), caption, fill=colour)
+    draw.text((4, height - 14), CAPTION, fill=(255, 255, 255))
+    return Explanation(result, overlay, tuple(maps), method)
+
+
+def _crop_region(face: Face | None, margin: float, width: int, height: int) -> tuple[int, ...]:
+    """Left, top and side of the square a face's crop was cut from (centre square if none)."""
+    if face is None:
+        side = min(width, height)
+        return (width - side) // 2, (height - side) // 2, side
+    cx, cy, side_f, _ = face_square(face, margin)
+    side = max(2, round(side_f))
+    return round(cx - side / 2), round(cy - side / 2), side

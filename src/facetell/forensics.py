@@ -1,0 +1,172 @@
+"""Metadata clues: what the file says about where it came from, reported beside the verdict.
+
+Clues never change the model's score. A declared-AI clue (a generator's PNG text, an IPTC
+DigitalSourceType of trainedAlgorithmicMedia, a C2PA assertion) is shown prominently because
+it is strong evidence, but stripping metadata is trivial, so its absence proves nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from facetell.io import DecodedImage
+
+AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeSynthetic", "algorithmicMedia")
+GENERATOR_SOFTWARE = re.compile(
+    r"stable.?diffusion|automatic1111|comfyui|midjourney|dall.?e|firefly|novelai|invokeai|"
+    r"fooocus|flux|imagen|leonardo|dreamstudio|sdxl|stylegan|runway",
+    re.IGNORECASE,
+)
+_SOURCE_TYPE = re.compile(r"DigitalSourceType[\"'=>\s]*(?:rdf:resource=)?[\"']?([^\"'<\s]+)")
+_EXIF_TAGS = {0x010F: "make", 0x0110: "model", 0x0131: "software", 0x0132: "datetime"}
+_EXIF_IFD = {0x9003: "datetime_original", 0xA434: "lens_model"}
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
+         "GIF": "image/gif"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Clue:
+    """One piece of provenance evidence; `declares_ai` marks the ones that say "generated"."""
+
+    kind: str
+    key: str
+    value: str
+    declares_ai: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _text(value: Any, limit: int = 500) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text = str(value).strip().replace("\x00", "")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def exif_clues(decoded: DecodedImage) -> list[Clue]:
+    exif = decoded.exif
+    if not exif:
+        return []
+    clues = []
+    for tag, key in _EXIF_TAGS.items():
+        if exif.get(tag):
+            value = _text(exif[tag])
+            ai = key == "software" and bool(GENERATOR_SOFTWARE.search(value))
+            clues.append(Clue("exif", key, value, declares_ai=ai))
+    try:
+        sub_ifd = exif.get_ifd(0x8769)
+    except Exception:  # a damaged sub-IFD must not cost the other clues
+        sub_ifd = {}
+    for tag, key in _EXIF_IFD.items():
+        if sub_ifd.get(tag):
+            clues.append(Clue("exif", key, _text(sub_ifd[tag])))
+    description = exif.get(0x010E)
+    if description and GENERATOR_SOFTWARE.search(_text(description)):
+        clues.append(Clue("exif", "image_description", _text(description), declares_ai=True))
+    return clues
+
+
+def text_chunk_clues(decoded: DecodedImage) -> list[Clue]:
+    """PNG tEXt/iTXt/zTXt and WebP/JPEG comments written by image generators."""
+    clues = []
+    for key, value in decoded.info.items():
+        if not isinstance(key, str) or key in ("exif", "icc_profile", "xmp", "XML:com.adobe.xmp"):
+            continue
+        if not isinstance(value, str | bytes) or key in ("dpi", "transparency"):
+            continue
+        text = _text(value)
+        lowered = key.lower()
+        if lowered == "parameters" and ("Steps:" in text or "Sampler" in text or "Seed" in text):
+            clues.append(Clue("png_text", "parameters", text, declares_ai=True))
+        elif lowered in ("prompt", "workflow") and _looks_like_comfy(text):
+            clues.append(Clue("png_text", lowered, text, declares_ai=True))
+        elif lowered in ("software", "comment", "description", "source", "generator"):
+            ai = bool(GENERATOR_SOFTWARE.search(text))
+            clues.append(Clue("png_text", lowered, text, declares_ai=ai))
+        elif lowered in ("dream", "sd-metadata", "invokeai_metadata", "negative_prompt"):
+            clues.append(Clue("png_text", lowered, text, declares_ai=True))
+    return clues
+
+
+def _looks_like_comfy(text: str) -> bool:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and ("nodes" in parsed or any(
+        isinstance(v, dict) and "class_type" in v for v in parsed.values()
+    ))  # fmt: skip
+
+
+def xmp_clues(decoded: DecodedImage) -> list[Clue]:
+    """IPTC DigitalSourceType and creator tool from XMP packets."""
+    packet = decoded.info.get("xmp") or decoded.info.get("XML:com.adobe.xmp")
+    if not packet:
+        return []
+    text = _text(packet, limit=1_000_000)
+    clues = []
+    for match in _SOURCE_TYPE.finditer(text):
+        value = match.group(1)
+        ai = any(kind in value for kind in AI_SOURCE_TYPES)
+        clues.append(Clue("xmp", "digital_source_type", value, declares_ai=ai))
+    tool = re.search(r"CreatorTool[\"'=>\s]*[\"']?([^\"'<]+)", text)
+    if tool:
+        value = tool.group(1).strip()
+        clues.append(Clue("xmp", "creator_tool", value, bool(GENERATOR_SOFTWARE.search(value))))
+    return clues
+
+
+def c2pa_clues(decoded: DecodedImage) -> list[Clue]:
+    """Content Credentials: the claim generator and any AI-generation assertion."""
+    if decoded.data is None or decoded.format not in _MIME:
+        return []
+    try:
+        from c2pa import Reader
+    except ImportError:
+        return []
+    try:
+        reader = Reader(_MIME[decoded.format], io.BytesIO(decoded.data))
+        store = json.loads(reader.json())
+    except Exception:  # no manifest, or one the SDK rejects: not a clue either way
+        return []
+    manifest = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
+    if not manifest:
+        return []
+    clues = []
+    generator = manifest.get("claim_generator") or ", ".join(
+        str(info.get("name", "")) for info in manifest.get("claim_generator_info", [])
+    )
+    clues.append(Clue("c2pa", "claim_generator", _text(generator)))
+    serialized = json.dumps(manifest.get("assertions", []))
+    for kind in AI_SOURCE_TYPES:
+        if kind in serialized:
+            clues.append(Clue("c2pa", "digital_source_type", kind, declares_ai=True))
+            break
+    validation = store.get("validation_status") or []
+    if validation:
+        codes = ", ".join(sorted({str(v.get("code")) for v in validation}))
+        clues.append(Clue("c2pa", "validation", codes))
+    return clues
+
+
+def metadata_clues(decoded: DecodedImage) -> dict[str, Any]:
+    """Every clue in the file, and whether any of them declares the image AI-generated."""
+    clues = [
+        *exif_clues(decoded),
+        *text_chunk_clues(decoded),
+        *xmp_clues(decoded),
+        *c2pa_clues(decoded),
+    ]
+    return {
+        "declared_ai": any(c.declares_ai for c in clues),
+        "clues": [c.to_dict() for c in clues],
+        "format": decoded.format,
+        "width": decoded.size[0],
+        "height": decoded.size[1],
+        "jpeg_quality": decoded.jpeg_quality,
+    }

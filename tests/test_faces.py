@@ -1,0 +1,109 @@
+"""Faces first: real faces are found, non-faces are not, and crops follow the face."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import astronaut, cat, gan_faces
+from facetell.faces import CropRecipe, Face, RetinaFaceDetector, canonical_crop, face_square
+from facetell.io import decode
+
+
+@pytest.fixture(scope="module")
+def detector() -> RetinaFaceDetector:
+    return RetinaFaceDetector()
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def test_the_astronaut_has_one_face_where_her_face_is(detector):
+    faces = detector.detect(astronaut())
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    assert faces[0].score > 0.95
+    assert 150 < x < 220 and 30 < y < 90 and 70 < w < 130 and 90 < h < 150
+    assert len(faces[0].landmarks) == 5
+
+
+def test_small_generated_faces_are_found(detector):
+    found = sum(bool(detector.detect(face)) for face in gan_faces(20, seed=3))
+    assert found >= 19
+
+
+def non_faces() -> dict[str, Image.Image]:
+    rng = np.random.default_rng(0)
+    gradient = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1))
+    text = Image.new("RGB", (400, 200), "white")
+    draw = ImageDraw.Draw(text)
+    for row in range(8):
+        draw.text(
+            (10, 10 + 22 * row), "The quick brown fox jumps over the lazy dog " * 2, fill="black"
+        )
+    return {
+        "noise": Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)),
+        "gradient": Image.fromarray(np.stack([gradient] * 3, axis=-1)),
+        "text": text,
+        "cat": cat(),
+    }
+
+
+@pytest.mark.parametrize("name", ["noise", "gradient", "text", "cat"])
+def test_non_face_images_have_no_face(detector, name):
+    assert detector.detect(non_faces()[name]) == []
+
+
+def test_exif_rotated_copy_yields_the_same_face_in_upright_coordinates(detector):
+    photo = astronaut()
+    stored = photo.transpose(Image.Transpose.ROTATE_90)  # what a sideways camera writes
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    upright = decode(buffer.getvalue()).image
+    assert upright.size == photo.size
+    [original] = detector.detect(photo)
+    [rotated] = detector.detect(upright)
+    assert iou(original.box, rotated.box) > 0.85
+
+
+def test_face_crop_is_levelled_and_centred_on_the_face(detector):
+    photo = astronaut()
+    tilted = photo.rotate(-20, resample=Image.Resampling.BICUBIC, center=(225, 115))
+    [face] = detector.detect(tilted)
+    *_, angle = face_square(face, 0.3)
+    assert 12 < angle < 28  # the eye line is tilted by about the rotation
+    recipe = CropRecipe(kind="face", size=128, margin=0.3)
+    level = np.asarray(canonical_crop(tilted, recipe, face)).astype(float)
+    [face_in_crop] = detector.detect(Image.fromarray(level.astype(np.uint8)))
+    *_, residual_angle = face_square(face_in_crop, 0.3)
+    assert abs(residual_angle) < 6
+    x, y, w, h = face_in_crop.box
+    assert abs((x + w / 2) - 64) < 16 and abs((y + h / 2) - 64) < 20
+
+
+def test_native_recipe_keeps_pixels_and_pads_small_images():
+    photo = astronaut()
+    face = Face(box=(180, 60, 90, 110), score=1.0)
+    crop = canonical_crop(photo, CropRecipe(kind="face", size=96, resize=False), face)
+    assert crop.size == (96, 96)
+    small = gan_faces(1)[0]
+    padded = np.asarray(canonical_crop(small, CropRecipe(size=96, resize=False)))
+    assert padded.shape == (96, 96, 3)
+    assert np.array_equal(padded[16:80, 16:80], np.asarray(small))  # native pixels in the middle
+
+
+def test_crops_near_the_border_are_mirrored_not_black():
+    photo = Image.new("RGB", (100, 100), (200, 180, 160))
+    face = Face(box=(0, 0, 40, 40), score=1.0)
+    crop = np.asarray(canonical_crop(photo, CropRecipe(kind="face", size=64), face))
+    assert crop.min() > 100

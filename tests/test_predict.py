@@ -1,0 +1,185 @@
+"""`Detector` and `facetell predict`: every input gets a record, in the documented schema."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import astronaut, cat, gan_faces
+from facetell.detector import Detector
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def detector(untrained_bundle) -> Detector:
+    return Detector.load(untrained_bundle)
+
+
+@pytest.fixture(scope="module")
+def folder_of_200(tmp_path_factory) -> Path:
+    """150 generated faces, 45 crops of a real photo, 4 cats, 1 corrupt file."""
+    folder = tmp_path_factory.mktemp("batch")
+    for i, face in enumerate(gan_faces(150, seed=11, size=128)):
+        face.save(folder / f"gan_{i:03d}.{'png' if i % 2 else 'jpg'}")
+    photo = astronaut()
+    for i in range(45):
+        photo.crop((100 + i, 10 + i // 2, 380 + i, 290 + i // 2)).save(
+            folder / f"astro_{i:02d}.jpg"
+        )
+    for i in range(4):
+        cat().rotate(i * 5).save(folder / f"cat_{i}.jpg")
+    (folder / "zz_corrupt.jpg").write_bytes((folder / "astro_00.jpg").read_bytes()[:1500])
+    return folder
+
+
+def run_cli(*args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facetell", *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **env},
+    )
+
+
+def test_every_kind_of_input_gives_the_same_answer(detector):
+    photo = astronaut()
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    results = [
+        detector.predict(photo),
+        detector.predict(np.asarray(photo)),
+        detector.predict(buffer.getvalue(), name="upload.png"),
+    ]
+    assert {r.status for r in results} == {"ok"}
+    assert len({round(r.p_ai, 6) for r in results}) == 1
+    assert results[2].path == "upload.png"
+    [face] = results[0].faces
+    x, y, w, h = face.box
+    assert 150 < x < 220 and 30 < y < 90 and face.det_score > 0.9
+
+
+def test_no_face_is_a_status_not_a_guess(detector):
+    result = detector.predict(cat())
+    assert result.status == "no_face"
+    assert result.label is None and result.p_ai is None and result.faces == ()
+
+
+def test_image_label_is_that_of_the_most_ai_like_face(detector):
+    pair = Image.new("RGB", (512, 256))
+    faces = gan_faces(2, seed=5, size=256)
+    pair.paste(faces[0], (0, 0))
+    pair.paste(faces[1], (256, 0))
+    result = detector.predict(pair)
+    assert len(result.faces) == 2
+    top = max(result.faces, key=lambda f: f.p_ai)
+    assert result.p_ai == top.p_ai and result.label == top.label
+
+
+def test_without_face_detection_the_whole_image_is_judged(untrained_bundle):
+    whole = Detector.load(untrained_bundle, detect_faces=False)
+    result = whole.predict(cat())
+    assert result.status == "ok"
+    [face] = result.faces
+    assert face.box == (0, 0, 451, 300) and face.det_score is None
+
+
+def test_uncalibrated_bundles_say_so(detector):
+    record = detector.predict(astronaut()).to_dict()
+    assert record["calibrated"] is False
+    jsonschema.validate(record, SCHEMA)
+
+
+def test_predict_folder_of_200_with_one_corrupt_file(folder_of_200, untrained_bundle):
+    result = run_cli(
+        "predict",
+        str(folder_of_200),
+        "--format",
+        "jsonl",
+        "--model",
+        str(untrained_bundle),
+        TTY_COMPATIBLE="1",
+        TTY_INTERACTIVE="1",
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert len(records) == 200
+    for record in records:
+        jsonschema.validate(record, SCHEMA)
+    errors = [r for r in records if r["status"] == "error"]
+    assert [Path(r["path"]).name for r in errors] == ["zz_corrupt.jpg"]
+    assert "zz_corrupt.jpg" in errors[0]["error"] and "\n" not in errors[0]["error"]
+    statuses = {Path(r["path"]).name: r["status"] for r in records}
+    assert all(statuses[f"cat_{i}.jpg"] == "no_face" for i in range(4))
+    ok = [r for r in records if r["status"] == "ok"]
+    assert len(ok) >= 190
+    stderr = result.stderr.decode()
+    assert "judging" in stderr  # the progress bar was drawn
+    assert "200 image(s)" in stderr
+
+
+def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bundle):
+    files = sorted(str(p) for p in folder_of_200.glob("cat_*.jpg")) + [
+        str(folder_of_200 / "astro_00.jpg")
+    ]
+    result = run_cli("predict", *files, "--format", "csv", "--model", str(untrained_bundle))
+    rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
+    assert [r["status"] for r in rows] == ["no_face"] * 4 + ["ok"]
+    assert rows[-1]["n_faces"] == "1" and 0 <= float(rows[-1]["p_ai"]) <= 1
+    table = run_cli("predict", *files, "--model", str(untrained_bundle), COLUMNS="200")
+    assert table.returncode == 0
+    assert table.stdout.decode().count("no face") == 4
+
+
+def test_stdin_globs_and_missing_files(folder_of_200, untrained_bundle):
+    photo = (folder_of_200 / "astro_00.jpg").read_bytes()
+    result = run_cli(
+        "predict",
+        "-",
+        str(folder_of_200 / "cat_*.jpg"),
+        str(folder_of_200 / "missing.jpg"),
+        "--format",
+        "jsonl",
+        "--model",
+        str(untrained_bundle),
+        stdin=photo,
+    )
+    assert result.returncode == 0
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["status"] for r in records] == ["ok"] + ["no_face"] * 4 + ["error"]
+    assert "missing.jpg: file not found" in records[-1]["error"]
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
+    missing_model = run_cli("predict", str(tmp_path), "--model", str(tmp_path / "nope"))
+    assert missing_model.returncode == 2
+    assert "model bundle not found" in missing_model.stderr.decode()
+    assert missing_model.stderr.decode().strip().count("\n") == 0
+    empty = run_cli("predict", str(tmp_path), "--model", str(untrained_bundle))
+    assert empty.returncode == 2
+    assert "no images found" in empty.stderr.decode()
+
+
+def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundle, tmp_path):
+    files = [str(folder_of_200 / "astro_00.jpg"), str(folder_of_200 / "cat_0.jpg")]
+    out = tmp_path / "explain"
+    result = run_cli("predict", *files, "--explain", str(out), "--model", str(untrained_bundle))
+    assert result.returncode == 0, result.stderr.decode()
+    overlays = sorted(out.glob("*.png"))
+    assert [p.name for p in overlays] == ["00000-astro_00.png", "00001-cat_0.png"]
+    original = np.asarray(Image.open(files[0]).convert("RGB"), dtype=np.int16)
+    overlay = np.asarray(Image.open(overlays[0]).convert("RGB"), dtype=np.int16)
+    changed = np.abs(overlay - original).sum(axis=2) > 30
+    ys, xs = np.nonzero(changed)
+    assert changed.mean() > 0.05  # a heat map was blended in around the face
+    assert 40 < np.median(xs) < 200 and 20 < np.median(ys) < 160
