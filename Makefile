@@ -22,7 +22,11 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/facetell audit $(DATA)
 
-test: setup
+# Browser tests drive Debian's chromium (Playwright's own browser download cannot work here).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: setup /usr/bin/chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

@@ -65,7 +65,7 @@ def test_every_kind_of_input_gives_the_same_answer(detector):
     assert len({round(r.p_ai, 6) for r in results}) == 1
     assert results[2].path == "upload.png"
     [face] = results[0].faces
-    x, y, w, h = face.box
+    x, y, *_ = face.box
     assert 150 < x < 220 and 30 < y < 90 and face.det_score > 0.9
 
 
@@ -129,9 +129,8 @@ def test_predict_folder_of_200_with_one_corrupt_file(folder_of_200, untrained_bu
 
 
 def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bundle):
-    files = sorted(str(p) for p in folder_of_200.glob("cat_*.jpg")) + [
-        str(folder_of_200 / "astro_00.jpg")
-    ]
+    cats = sorted(str(p) for p in folder_of_200.glob("cat_*.jpg"))
+    files = [*cats, str(folder_of_200 / "astro_00.jpg")]
     result = run_cli("predict", *files, "--format", "csv", "--model", str(untrained_bundle))
     rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
     assert [r["status"] for r in rows] == ["no_face"] * 4 + ["ok"]

@@ -8,6 +8,7 @@ never drift from training.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import zipfile
@@ -78,6 +79,18 @@ class Bundle:
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return (batch.float() / 255.0 - mean) / std
+
+    def without_calibration(self) -> Bundle:
+        """The same model answering with raw logits (what calibration is fitted on)."""
+        return dataclasses.replace(self, calibration=None)
+
+    def save_calibration(self, folder: Path) -> None:
+        """Write only calibration.json into an existing bundle folder."""
+        if self.calibration is None:
+            raise BundleError(f"{folder}: no calibration to save")
+        if not (folder / "config.json").is_file():
+            raise BundleError(f"{folder}: calibration can only be written into a bundle folder")
+        _write_json(folder / "calibration.json", self.calibration)
 
     def save(self, folder: Path, *, model_card: str | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,12 @@ import glob
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -26,13 +27,23 @@ from rich.table import Table
 
 from facetell import __version__
 from facetell.audit import AuditReport, audit
-from facetell.data import NEAR_DUPLICATE_DISTANCE, build_manifest, discover, duplicate_groups
+from facetell.calibrate import fit_calibration
+from facetell.data import (
+    NEAR_DUPLICATE_DISTANCE,
+    Sample,
+    SplitFile,
+    build_manifest,
+    discover,
+    duplicate_groups,
+)
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
+from facetell.evaluate import evaluate_bundle, score_dataset
 from facetell.explain import explain
 from facetell.io import looks_like_image
 from facetell.models import list_models
+from facetell.report import write_report
 from facetell.train import EpochRecord, Reporter, load_config, summarise_runs, train
 
 app = typer.Typer(
@@ -400,3 +411,152 @@ def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int
     if explanation.overlay is not None:
         explanation.overlay.save(folder / f"{index:05d}-{name}.png")
     return explanation.result
+
+
+def select_samples(
+    data: Sequence[Path], split_file: Path | None, split: str, limit: int | None
+) -> list[Sample]:
+    """The images to score: a split of a saved split file, or everything under `data`."""
+    if split_file is not None:
+        samples = SplitFile.load(split_file).samples(split)
+        if not samples:
+            raise FacetellError(f"{split_file}: the split has no {split!r} images")
+    elif data:
+        samples = discover(data)
+    else:
+        raise FacetellError("give dataset folders or --split-file")
+    if limit is not None and limit < len(samples):
+        rng = np.random.default_rng(0)
+        samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:limit])]
+    return samples
+
+
+def _stage_progress(progress: Progress) -> Callable[[str, int, int], None]:
+    tasks: dict[str, TaskID] = {}
+
+    def advance(stage: str, n: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.advance(tasks[stage], n)
+
+    return advance
+
+
+@app.command("evaluate")
+def evaluate_command(
+    bundle: Path = typer.Argument(..., help="Model bundle to evaluate."),
+    data: list[Path] = typer.Argument(None, help="Labelled dataset folders or manifests."),
+    out: Path = typer.Option(Path("report"), help="Folder for report.html, metrics and plots."),
+    compare: list[Path] = typer.Option([], help="More bundles to put side by side."),
+    split_file: Path | None = typer.Option(None, help="Score one split of a saved split.json."),
+    split: str = typer.Option("test", help="Which split of --split-file."),
+    limit: int | None = typer.Option(None, min=1, help="Score a seeded sample of this many."),
+    robustness_limit: int = typer.Option(
+        400, min=0, help="Images in the robustness sweep (0 skips it)."
+    ),
+    no_face_detect: bool = typer.Option(False, "--no-face-detect"),
+) -> None:
+    """Evaluate bundles on labelled data: metrics, plots, robustness and an HTML report."""
+    try:
+        samples = select_samples(data or [], split_file, split, limit)
+        detectors = [
+            Detector.load(path, detect_faces=not no_face_detect) for path in [bundle, *compare]
+        ]
+        evaluations = []
+        with progress_bar(transient=False) as progress:
+            for detector in detectors:
+                progress.console.print(f"evaluating {detector.model_name} on {len(samples)} images")
+                evaluations.append(
+                    evaluate_bundle(
+                        detector,
+                        samples,
+                        robustness_limit=robustness_limit,
+                        on_progress=_stage_progress(progress),
+                    )
+                )
+        report = write_report(evaluations, out, [str(p) for p in (data or [split_file])])
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    table = Table(title="facetell evaluate")
+    table.add_column("metric")
+    for evaluation in evaluations:
+        table.add_column(evaluation.bundle)
+    for key in (
+        "accuracy",
+        "balanced_accuracy",
+        "auroc",
+        "average_precision",
+        "eer",
+        "ece",
+        "false_positive_rate",
+        "uncertain_fraction",
+    ):
+        table.add_row(key, *[f"{e.metrics.get(key) or 0:.4f}" for e in evaluations])
+    console.print(table)
+    console.print(f"report: {report}")
+
+
+@app.command("calibrate")
+def calibrate_command(
+    bundle: Path = typer.Argument(..., help="Model bundle folder to calibrate (written in place)."),
+    data: list[Path] = typer.Argument(None, help="Held-out labelled data (not training data)."),
+    split_file: Path | None = typer.Option(None, help="Use one split of a saved split.json."),
+    split: str = typer.Option("val", help="Which split of --split-file."),
+    max_fpr: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="Threshold for this false-positive rate on real faces "
+        "(default: the equal-error point).",
+    ),
+    target_accuracy: float = typer.Option(
+        0.95, min=0.5, max=1.0, help="Accuracy the answered (not uncertain) faces must reach."
+    ),
+    limit: int | None = typer.Option(None, min=10),
+    no_face_detect: bool = typer.Option(False, "--no-face-detect"),
+) -> None:
+    """Fit temperature, threshold and uncertain band on held-out data; write calibration.json."""
+    try:
+        samples = select_samples(data or [], split_file, split, limit)
+        detector = Detector.load(bundle, detect_faces=not no_face_detect)
+        raw = Detector(
+            detector.bundle.without_calibration(),
+            detect_faces=not no_face_detect,
+            face_detector=detector.face_detector,
+        )
+        with progress_bar() as progress:
+            task = progress.add_task("scoring", total=len(samples))
+            scored = score_dataset(raw, samples, on_progress=lambda n: progress.advance(task, n))
+        ok = scored.scored
+        if len(set(scored.targets[ok])) < 2:
+            raise FacetellError("calibration needs both real and AI images that have a face")
+        calibration = fit_calibration(
+            scored.logits[ok],
+            scored.targets[ok],
+            max_fpr=max_fpr,
+            target_accuracy=target_accuracy,
+            fitted_on={
+                "data": [str(p) for p in (data or [])],
+                "split_file": str(split_file) if split_file else None,
+                "split": split if split_file else None,
+                "sources": sorted(set(scored.sources)),
+                "not_scored": int((~ok).sum()),
+            },
+        )
+        detector.bundle.calibration = calibration.to_dict()
+        detector.bundle.save_calibration(bundle)
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    details = calibration.details
+    console.print(
+        f"temperature {calibration.temperature:.3f}, threshold P(ai) ≥ {calibration.threshold:.4f} "
+        f"({details['threshold_rule']}), uncertain band {calibration.uncertain_band[0]:.3f}-"
+        f"{calibration.uncertain_band[1]:.3f}\n"
+        f"ECE {details['ece_before']:.4f} before → {details['ece_after']:.4f} after; "
+        f"false-positive rate {details['false_positive_rate']:.4f}, "
+        f"true-positive rate {details['true_positive_rate']:.4f}; "
+        f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
+        f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
+        f"written to {bundle / 'calibration.json'}",
+        highlight=False,
+    )

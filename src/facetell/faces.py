@@ -99,9 +99,11 @@ class RetinaFaceDetector:
             return faces
         second_looks = [
             self._detect_once(image, self.work_min_side * 3 // 2, self.pad_fraction * 2),
-            _mirror(self._detect_once(ImageOps.mirror(image), self.work_min_side,
-                                      self.pad_fraction), image.size[0]),
-        ]  # fmt: skip
+            _mirror(
+                self._detect_once(ImageOps.mirror(image), self.work_min_side, self.pad_fraction),
+                image.size[0],
+            ),
+        ]
         return max(second_looks, key=lambda found: max((f.score for f in found), default=0.0))
 
     def _detect_once(self, image: Image.Image, min_side: int, pad_fraction: float) -> list[Face]:
@@ -151,8 +153,9 @@ def _mirror(faces: list[Face], width: int) -> list[Face]:
         points = [(width - px, py) for px, py in face.landmarks]
         if len(points) == 5:
             points = [points[1], points[0], points[2], points[4], points[3]]
-        mirrored.append(Face(box=(width - x - w, y, w, h), score=face.score,
-                             landmarks=tuple(points)))  # fmt: skip
+        mirrored.append(
+            Face(box=(width - x - w, y, w, h), score=face.score, landmarks=tuple(points))
+        )
     return mirrored
 
 

@@ -24,8 +24,13 @@ GENERATOR_SOFTWARE = re.compile(
 _SOURCE_TYPE = re.compile(r"DigitalSourceType[\"'=>\s]*(?:rdf:resource=)?[\"']?([^\"'<\s]+)")
 _EXIF_TAGS = {0x010F: "make", 0x0110: "model", 0x0131: "software", 0x0132: "datetime"}
 _EXIF_IFD = {0x9003: "datetime_original", 0xA434: "lens_model"}
-_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
-         "GIF": "image/gif"}  # fmt: skip
+_MIME = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+}
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,9 @@ def _looks_like_comfy(text: str) -> bool:
         parsed = json.loads(text)
     except ValueError:
         return False
-    return isinstance(parsed, dict) and ("nodes" in parsed or any(
-        isinstance(v, dict) and "class_type" in v for v in parsed.values()
-    ))  # fmt: skip
+    return isinstance(parsed, dict) and (
+        "nodes" in parsed or any(isinstance(v, dict) and "class_type" in v for v in parsed.values())
+    )
 
 
 def xmp_clues(decoded: DecodedImage) -> list[Clue]:

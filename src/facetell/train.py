@@ -523,8 +523,10 @@ class Trainer:
 
     def _save_last(self, optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
         """Model and optimizer tensors as safetensors; everything else as JSON."""
-        tensors = {f"model.{k}": v.detach().contiguous().clone() for k, v in
-                   self.model.state_dict().items()}  # fmt: skip
+        tensors = {
+            f"model.{k}": v.detach().contiguous().clone()
+            for k, v in self.model.state_dict().items()
+        }
         meta: dict[str, Any] = {"state": self.state.__dict__, "optimizer": None, "scheduler": None}
         if optimizer is not None:
             opt_state = optimizer.state_dict()

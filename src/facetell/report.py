@@ -1,0 +1,372 @@
+"""The evaluation report: PNG plots and one self-contained HTML page (images inlined, no
+scripts, no network), readable by someone who has never seen facetell."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from facetell.evaluate import Evaluation
+from facetell.io import decode
+
+_STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;
+background:#f6f7f9}main{max-width:1100px;margin:auto;padding:24px}h1{margin:0 0 4px}
+h2{margin-top:36px;border-bottom:2px solid #dde1e7;padding-bottom:4px}
+.lead{color:#4a5365}table{border-collapse:collapse;background:#fff;margin:12px 0;width:100%}
+th,td{border:1px solid #dde1e7;padding:6px 10px;text-align:left}td.num{text-align:right;
+font-variant-numeric:tabular-nums}.plots{display:flex;flex-wrap:wrap;gap:12px}
+.scroll{overflow-x:auto}th{background:#eef1f5}img.plot{max-width:100%;background:#fff;
+border:1px solid #dde1e7}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(160px,
+1fr));gap:12px}figure{margin:0;background:#fff;border:1px solid #dde1e7;padding:6px}
+figure img{width:100%}figcaption{font-size:13px}.bad{color:#b42318}.good{color:#067647}
+.note{background:#fff7e6;border-left:4px solid #f5a524;padding:8px 12px}
+dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weight:600}
+"""
+
+EXPLANATIONS = {
+    "accuracy": "share of images whose verdict (at the threshold) is right",
+    "balanced_accuracy": "mean of the accuracy on real and on AI images",
+    "auroc": "chance that a random AI image scores above a random real one (1 = perfect)",
+    "average_precision": "area under the precision-recall curve for the AI class",
+    "eer": "error rate where false alarms and misses are equally frequent",
+    "log_loss": "penalty for confident wrong probabilities (lower is better)",
+    "brier": "mean squared error of the probabilities (lower is better)",
+    "ece": "expected calibration error: gap between stated and observed confidence (15 bins)",
+    "false_positive_rate": "share of real faces called AI",
+    "uncertain_fraction": "share of images answered 'uncertain'",
+    "accuracy_when_decided": "accuracy on the images not answered 'uncertain'",
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    _plt().close(figure)
+    return path
+
+
+def plot_roc_pr(evaluations: Sequence[Evaluation], folder: Path) -> tuple[Path, Path]:
+    plt = _plt()
+    roc_figure, roc_axis = plt.subplots(figsize=(5.2, 4.6))
+    pr_figure, pr_axis = plt.subplots(figsize=(5.2, 4.6))
+    for evaluation in evaluations:
+        ok = evaluation.scored.scored
+        y, p = evaluation.scored.targets[ok], evaluation.scored.p_ai[ok]
+        fpr, tpr, _ = roc_curve(y, p)
+        roc_axis.plot(
+            fpr, tpr, label=f"{evaluation.bundle} (AUROC {evaluation.metrics['auroc']:.3f})"
+        )
+        precision, recall, _ = precision_recall_curve(y, p)
+        ap = evaluation.metrics["average_precision"]
+        pr_axis.plot(recall, precision, label=f"{evaluation.bundle} (AP {ap:.3f})")
+    roc_axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    roc_axis.set(
+        xlabel="false-positive rate (real called AI)",
+        ylabel="true-positive rate",
+        title="ROC curve",
+    )
+    pr_axis.set(xlabel="recall (AI found)", ylabel="precision", title="Precision-recall curve")
+    for axis in (roc_axis, pr_axis):
+        axis.legend(fontsize=8, loc="lower right" if axis is roc_axis else "lower left")
+        axis.grid(alpha=0.3)
+    return _save(roc_figure, folder / "roc.png"), _save(pr_figure, folder / "pr.png")
+
+
+def plot_reliability(evaluation: Evaluation, folder: Path, n_bins: int = 15) -> Path:
+    plt = _plt()
+    ok = evaluation.scored.scored
+    y, p = evaluation.scored.targets[ok], evaluation.scored.p_ai[ok]
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(p, edges[1:-1], right=True), 0, n_bins - 1)
+    centres, observed, counts = [], [], []
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            centres.append(p[mask].mean())
+            observed.append(y[mask].mean())
+            counts.append(mask.sum())
+    figure, (axis, hist) = plt.subplots(2, 1, figsize=(5.2, 5.6), height_ratios=[3, 1])
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    axis.plot(centres, observed, "o-", label=f"model (ECE {evaluation.metrics['ece']:.3f})")
+    axis.set(ylabel="observed share of AI", title="Reliability diagram")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    hist.bar(centres, counts, width=1 / n_bins * 0.9, color="C1")
+    hist.set(xlabel="stated P(ai)", ylabel="images", xlim=(0, 1))
+    return _save(figure, folder / "reliability.png")
+
+
+def plot_confusion(evaluation: Evaluation, folder: Path) -> Path:
+    plt = _plt()
+    counts = np.array(evaluation.metrics["confusion_matrix"])
+    share = np.array(evaluation.metrics["confusion_matrix_normalised"])
+    figure, axis = plt.subplots(figsize=(4.4, 3.8))
+    axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (row, col), value in np.ndenumerate(counts):
+        colour = "white" if share[row, col] > 0.5 else "black"
+        axis.text(
+            col, row, f"{value}\n{share[row, col]:.1%}", ha="center", va="center", color=colour
+        )
+    axis.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["real", "ai"],
+        yticklabels=["real", "ai"],
+        xlabel="verdict",
+        ylabel="truth",
+        title=f"Confusion matrix at P(ai) ≥ {evaluation.threshold:.3f}",
+    )
+    return _save(figure, folder / "confusion.png")
+
+
+def plot_histograms(evaluation: Evaluation, folder: Path) -> tuple[Path, Path]:
+    plt = _plt()
+    scored = evaluation.scored
+    ok = scored.scored
+    bins = np.linspace(0, 1, 31)
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for target, name, colour in ((0, "real", "C2"), (1, "ai", "C3")):
+        axis.hist(
+            scored.p_ai[ok & (scored.targets == target)],
+            bins=bins,
+            alpha=0.6,
+            label=name,
+            color=colour,
+        )
+    axis.axvline(evaluation.threshold, color="black", linestyle="--", label="threshold")
+    axis.axvspan(*evaluation.band, color="orange", alpha=0.15, label="uncertain band")
+    axis.set(xlabel="P(ai)", ylabel="images", title="Scores per class")
+    axis.legend(fontsize=8)
+    by_class = _save(figure, folder / "scores_by_class.png")
+    sources = sorted(set(scored.sources))
+    figure, axis = plt.subplots(figsize=(7, 0.45 * len(sources) + 1.4))
+    data = [scored.p_ai[ok & np.array([s == src for s in scored.sources])] for src in sources]
+    axis.boxplot(data, vert=False, tick_labels=sources, showfliers=False)
+    axis.axvline(evaluation.threshold, color="black", linestyle="--")
+    axis.set(xlabel="P(ai)", xlim=(0, 1), title="Scores per source")
+    return by_class, _save(figure, folder / "scores_by_source.png")
+
+
+def plot_robustness(evaluations: Sequence[Evaluation], folder: Path) -> Path | None:
+    if not any(e.robustness for e in evaluations):
+        return None
+    plt = _plt()
+    names = list(next(e.robustness for e in evaluations if e.robustness))
+    figure, axis = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(evaluations)
+    for k, evaluation in enumerate(evaluations):
+        values = [evaluation.robustness.get(n, {}).get("auroc") or 0 for n in names]
+        axis.bar(np.arange(len(names)) + k * width, values, width, label=evaluation.bundle)
+    axis.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names, rotation=35, ha="right")
+    axis.set(ylabel="AUROC", ylim=(0.4, 1.0), title="Robustness: AUROC after each perturbation")
+    axis.legend(fontsize=8)
+    axis.grid(axis="y", alpha=0.3)
+    return _save(figure, folder / "robustness.png")
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _thumbnail_uri(path: str, size: int = 160) -> str:
+    try:
+        image = decode(path).image
+    except Exception:  # a vanished file must not cost the whole report
+        image = Image.new("RGB", (size, size), "grey")
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    cells = []
+    for row in rows:
+        tds = "".join(
+            f'<td class="num">{_number(v)}</td>'
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else f"<td>{_number(v)}</td>"
+            for v in row
+        )
+        cells.append(f"<tr>{tds}</tr>")
+    return (
+        f'<div class="scroll"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(cells)}</tbody></table></div>"
+    )
+
+
+def _figure(path: Path | None, alt: str, figure_id: str) -> str:
+    if path is None:
+        return ""
+    return f'<img class="plot" id="{figure_id}" src="{_data_uri(path)}" alt="{html.escape(alt)}">'
+
+
+def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence[str]) -> Path:
+    """Write metrics.json, every plot as PNG, and report.html into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    main = evaluations[0]
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            [e.to_dict() for e in evaluations] if len(evaluations) > 1 else main.to_dict(),
+            indent=2,
+            default=float,
+        ),
+        encoding="utf-8",
+    )
+    roc, pr = plot_roc_pr(evaluations, folder)
+    reliability = plot_reliability(main, folder)
+    confusion = plot_confusion(main, folder)
+    by_class, by_source = plot_histograms(main, folder)
+    robustness = plot_robustness(evaluations, folder)
+
+    keys = [
+        "accuracy",
+        "balanced_accuracy",
+        "auroc",
+        "average_precision",
+        "eer",
+        "log_loss",
+        "brier",
+        "ece",
+        "false_positive_rate",
+        "uncertain_fraction",
+        "accuracy_when_decided",
+    ]
+    summary = _table(
+        ["metric", *[e.bundle for e in evaluations], "what it means"],
+        [[k, *[e.metrics.get(k) for e in evaluations], EXPLANATIONS[k]] for k in keys],
+        "summary-table",
+    )
+    per_class = _table(
+        ["class", "precision", "recall", "F1", "support"],
+        [
+            [name, m["precision"], m["recall"], m["f1-score"], int(m["support"])]
+            for name, m in main.metrics["per_class"].items()
+        ],
+        "per-class-table",
+    )
+    sources = _table(
+        [
+            "source",
+            "class",
+            "images",
+            "scored",
+            "no face",
+            "accuracy",
+            "AUROC vs other class",
+            "false-positive rate",
+        ],
+        [
+            [
+                r["source"],
+                r["label"],
+                r["n"],
+                r["scored"],
+                r["no_face"],
+                r["accuracy"],
+                r.get("auroc_vs_real", r.get("auroc_vs_ai")),
+                r.get("false_positive_rate"),
+            ]
+            for r in main.sources
+        ],
+        "source-table",
+    )
+    robust_rows = []
+    for name in main.robustness:
+        row: list[Any] = [name]
+        for evaluation in evaluations:
+            values = evaluation.robustness.get(name, {})
+            row += [values.get("auroc"), values.get("auroc_drop"), values.get("accuracy")]
+        robust_rows.append(row)
+    robust_headers = ["perturbation"]
+    for evaluation in evaluations:
+        robust_headers += [f"AUROC {evaluation.bundle}", "AUROC drop", "accuracy"]
+    robust_table = _table(robust_headers, robust_rows, "robustness-table") if robust_rows else ""
+    gallery = "".join(
+        f'<figure><img src="{_thumbnail_uri(m["path"])}" alt="{html.escape(m["path"])}">'
+        f"<figcaption>truth <b>{m['truth']}</b>, P(ai) {m['p_ai']:.3f}"
+        f"<br>{html.escape(m['source'])}"
+        f"<br><small>{html.escape(Path(m['path']).name)}</small></figcaption></figure>"
+        for m in main.mistakes
+    )
+    calibration_note = (
+        ""
+        if main.calibrated
+        else '<p class="note">This bundle is <b>not calibrated</b>: probabilities are raw sigmoid '
+        "scores and the threshold is 0.5. Run <code>facetell calibrate</code> on held-out data.</p>"
+    )
+    not_scored = main.metrics["not_scored"]
+    timing = main.timing
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>facetell evaluation: {html.escape(main.bundle)}</title><style>{_STYLE}</style></head>
+<body><main>
+<h1>facetell evaluation report</h1>
+<p class="lead">How well <b>{html.escape(", ".join(e.bundle for e in evaluations))}</b> tells real
+face photographs from AI-generated ones on {html.escape(", ".join(data))}. Each image's score is
+P(ai) of its most AI-like face, through the same pipeline as <code>facetell predict</code>.</p>
+{calibration_note}
+<section id="identity"><h2>Model and data</h2><dl>
+<dt>bundle</dt><dd>{html.escape(main.bundle)} ({html.escape(main.bundle_path)})</dd>
+<dt>threshold</dt><dd>P(ai) ≥ {main.threshold:.4f} is called AI;
+{main.band[0]:.3f} to {main.band[1]:.3f} is answered "uncertain"</dd>
+<dt>images</dt><dd>{main.metrics["n"]} scored ({main.metrics["n_real"]} real,
+{main.metrics["n_ai"]} AI); {not_scored["no_face"]} without a face and {not_scored["error"]}
+unreadable were left out</dd>
+<dt>speed</dt><dd>{timing["images_per_second"]:.1f} images/s ({timing["images"]} images in
+{timing["seconds"]:.1f} s, decoding, face detection and model)</dd>
+<dt>generated</dt><dd>{datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}</dd></dl></section>
+<section id="summary"><h2>Summary</h2>{summary}{per_class}</section>
+<section id="curves"><h2>ROC and precision-recall</h2>
+<div class="plots">{_figure(roc, "ROC curve", "plot-roc")}
+{_figure(pr, "Precision-recall curve", "plot-pr")}</div></section>
+<section id="calibration"><h2>Confusion matrix and calibration</h2><p>The reliability
+diagram shows whether probabilities are honest: when the model says 80%, about 80% of such
+images should be AI (points on the diagonal).</p>
+<div class="plots">{_figure(confusion, "Confusion matrix", "plot-confusion")}
+{_figure(reliability, "Reliability diagram", "plot-reliability")}</div></section>
+<section id="scores"><h2>Score distributions</h2>
+<div class="plots">{_figure(by_class, "Scores per class", "plot-scores-class")}
+{_figure(by_source, "Scores per source", "plot-scores-source")}</div></section>
+<section id="sources"><h2>Per source</h2><p>AUROC of each AI source is measured against all
+real images; each real source's false-positive rate is the share of its faces called AI.</p>
+{sources}</section>
+<section id="robustness"><h2>Robustness</h2><p>The same images after common re-encodings;
+a small drop means the verdict survives what social networks and screenshots do.</p>
+{robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
+<section id="mistakes"><h2>High-confidence mistakes</h2><p>The wrong answers the model was
+surest of: the first place to look for label noise, shortcuts or blind spots.</p>
+<div class="grid" id="mistake-gallery">{gallery}</div></section>
+</main></body></html>"""
+    path = folder / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

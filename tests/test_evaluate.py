@@ -1,0 +1,143 @@
+"""Metrics and calibration against independent computations on synthetic score sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facetell.calibrate import (
+    expected_calibration_error,
+    fit_calibration,
+    fit_temperature,
+    threshold_for_fpr,
+    uncertain_band,
+)
+from facetell.evaluate import classification_metrics
+
+
+def synthetic_scores(n: int = 600, seed: int = 0, overconfidence: float = 1.0):
+    """Labels drawn from calibrated probabilities; logits scaled by `overconfidence`."""
+    rng = np.random.default_rng(seed)
+    true_logits = rng.normal(0, 2.0, size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    return y, true_logits * overconfidence
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def pairwise_auroc(y, p):
+    pos, neg = p[y == 1], p[y == 0]
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return (greater + 0.5 * ties) / (len(pos) * len(neg))
+
+
+def manual_average_precision(y, p):
+    order = np.argsort(-p, kind="stable")
+    hits = y[order]
+    precision_at_k = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision_at_k * hits).sum() / hits.sum())
+
+
+def brute_force_eer(y, p):
+    best = None
+    for t in np.unique(p):
+        fpr = np.mean(p[y == 0] >= t)
+        fnr = np.mean(p[y == 1] < t)
+        if best is None or abs(fpr - fnr) < best[0]:
+            best = (abs(fpr - fnr), (fpr + fnr) / 2)
+    return best[1]
+
+
+def manual_ece(y, p, bins=15):
+    total = 0.0
+    for k in range(bins):
+        low, high = k / bins, (k + 1) / bins
+        inside = (p > low) & (p <= high) if k else (p >= low) & (p <= high)
+        if inside.any():
+            total += inside.sum() * abs(p[inside].mean() - y[inside].mean())
+    return total / len(y)
+
+
+def test_every_metric_matches_an_independent_computation():
+    y, logits = synthetic_scores()
+    p = sigmoid(logits)
+    threshold = 0.6
+    m = classification_metrics(y, p, threshold=threshold, band=(0.4, 0.7))
+    called = p >= threshold
+    tp, fp = np.sum(called & (y == 1)), np.sum(called & (y == 0))
+    fn, tn = np.sum(~called & (y == 1)), np.sum(~called & (y == 0))
+    assert m["confusion_matrix"] == [[tn, fp], [fn, tp]]
+    assert m["accuracy"] == pytest.approx((tp + tn) / len(y))
+    assert m["balanced_accuracy"] == pytest.approx((tp / (tp + fn) + tn / (tn + fp)) / 2)
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    assert m["per_class"]["ai"]["precision"] == pytest.approx(precision)
+    assert m["per_class"]["ai"]["recall"] == pytest.approx(recall)
+    assert m["per_class"]["ai"]["f1-score"] == pytest.approx(
+        2 * precision * recall / (precision + recall)
+    )
+    assert m["per_class"]["real"]["recall"] == pytest.approx(tn / (tn + fp))
+    assert m["auroc"] == pytest.approx(pairwise_auroc(y, p))
+    assert m["average_precision"] == pytest.approx(manual_average_precision(y, p))
+    assert m["eer"] == pytest.approx(brute_force_eer(y, p), abs=2 / len(y))
+    assert m["log_loss"] == pytest.approx(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert m["ece"] == pytest.approx(manual_ece(y, p))
+    assert m["false_positive_rate"] == pytest.approx(fp / (fp + tn))
+    inside = (p >= 0.4) & (p <= 0.7)
+    assert m["uncertain_fraction"] == pytest.approx(inside.mean())
+    assert m["accuracy_when_decided"] == pytest.approx((called == (y == 1))[~inside].mean())
+
+
+def test_ece_is_zero_for_perfect_bins_and_large_for_lies():
+    y = np.array([0, 0, 1, 1])
+    assert expected_calibration_error(y, np.array([0.0, 0.0, 1.0, 1.0])) == 0.0
+    assert expected_calibration_error(y, np.array([1.0, 1.0, 0.0, 0.0])) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="must be equal 1-D"):
+        expected_calibration_error(y, np.array([0.1, 0.2]))
+
+
+def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
+    y, logits = synthetic_scores(n=4000, seed=1, overconfidence=4.0)
+    temperature = fit_temperature(logits, y)
+    assert 3.2 < temperature < 4.8
+    before = expected_calibration_error(y, sigmoid(logits))
+    after = expected_calibration_error(y, sigmoid(logits / temperature))
+    assert before > 0.05 and after < before / 3
+    calibration = fit_calibration(logits, y)
+    assert calibration.details["ece_after"] < calibration.details["ece_before"]
+    raw_auroc = classification_metrics(y, sigmoid(logits))["auroc"]
+    scaled_auroc = classification_metrics(y, sigmoid(logits / temperature))["auroc"]
+    assert scaled_auroc == pytest.approx(raw_auroc, abs=1e-12)
+
+
+def test_false_positive_target_is_met_by_the_lowest_such_threshold():
+    y, logits = synthetic_scores(n=2000, seed=2)
+    p = sigmoid(logits)
+    for target in (0.01, 0.05, 0.2):
+        threshold = threshold_for_fpr(y, p, target)
+        assert np.mean(p[y == 0] >= threshold) <= target
+        lower = np.max(p[(y == 0) & (p < threshold)])
+        assert np.mean(p[y == 0] >= lower) > target
+
+
+def test_uncertain_band_makes_the_answered_faces_accurate_enough():
+    y, logits = synthetic_scores(n=3000, seed=3)
+    p = sigmoid(logits)
+    (low, high), details = uncertain_band(y, p, 0.5, target_accuracy=0.95)
+    assert low <= 0.5 <= high
+    decided = (p < low) | (p > high)
+    assert ((p[decided] >= 0.5) == (y[decided] == 1)).mean() >= 0.95
+    assert details["target_met"] and 0.1 < details["coverage"] < 1.0
+
+
+def test_calibration_verdicts_use_threshold_and_band():
+    y, logits = synthetic_scores(n=2000, seed=4)
+    calibration = fit_calibration(logits, y, max_fpr=0.05)
+    low, high = calibration.uncertain_band
+    assert calibration.verdict(min(1.0, high + 0.01)) == "ai"
+    assert calibration.verdict(max(0.0, low - 0.01)) == "real"
+    assert calibration.verdict((low + high) / 2) == "uncertain"
+    assert calibration.details["false_positive_rate"] <= 0.05

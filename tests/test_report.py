@@ -1,0 +1,98 @@
+"""`facetell calibrate` and `facetell evaluate` end to end, and the report in a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import astronaut, gan_faces
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+PLOTS = ["plot-roc", "plot-pr", "plot-confusion", "plot-reliability", "plot-scores-class",
+         "plot-scores-source", "plot-robustness"]  # fmt: skip
+TABLES = ["summary-table", "per-class-table", "source-table", "robustness-table"]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("labelled")
+    (root / "real" / "nasa").mkdir(parents=True)
+    (root / "ai" / "dcgan").mkdir(parents=True)
+    photo = astronaut()
+    for i in range(16):
+        photo.crop((60 + 4 * i, 0, 380 + 4 * i, 320)).save(root / "real" / "nasa" / f"{i}.jpg")
+    for i, face in enumerate(gan_faces(16, seed=21, size=160)):
+        face.save(root / "ai" / "dcgan" / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundle(untrained_bundle, tmp_path_factory) -> Path:
+    copy = tmp_path_factory.mktemp("calibrated") / "bundle"
+    shutil.copytree(untrained_bundle, copy)
+    return copy
+
+
+def facetell(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facetell", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
+    result = facetell("calibrate", str(bundle), str(labelled))
+    assert result.returncode == 0, result.stderr
+    calibration = json.loads((bundle / "calibration.json").read_text())
+    assert calibration["temperature"] > 0
+    assert 0 < calibration["threshold"] < 1
+    low, high = calibration["uncertain_band"]
+    assert low <= calibration["threshold"] <= high
+    assert calibration["n"] == 32 and calibration["fitted_on"]["sources"] == ["dcgan", "nasa"]
+    assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
+    assert "ECE" in result.stdout
+    predicted = facetell("predict", str(labelled / "real" / "nasa" / "0.jpg"), "--model",
+                         str(bundle), "--format", "jsonl")  # fmt: skip
+    record = json.loads(predicted.stdout)
+    assert record["calibrated"] is True
+    assert "not calibrated" not in predicted.stderr
+
+
+def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
+    out = tmp_path / "report"
+    result = facetell("evaluate", str(bundle), str(labelled), "--out", str(out),
+                      "--robustness-limit", "6")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["n"] + sum(metrics["metrics"]["not_scored"].values()) == 32
+    assert set(metrics["robustness"]) >= {"clean", "jpeg_50", "downscale_0.5", "blur_2"}
+    assert {row["source"] for row in metrics["sources"]} == {"dcgan", "nasa"}
+    for name in ("roc", "pr", "reliability", "confusion", "scores_by_class", "robustness"):
+        assert (out / f"{name}.png").stat().st_size > 5_000
+
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto((out / "report.html").as_uri())
+        for plot in PLOTS:
+            width = page.eval_on_selector(f"#{plot}", "img => img.naturalWidth")
+            assert width > 100, plot
+        for table in TABLES:
+            assert page.locator(f"#{table} tbody tr").count() >= 1, table
+        assert page.locator("#mistake-gallery figure").count() >= 1
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        browser.close()
+    assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained
