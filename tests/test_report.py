@@ -13,8 +13,15 @@ import pytest
 from conftest import astronaut, gan_faces
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-PLOTS = ["plot-roc", "plot-pr", "plot-confusion", "plot-reliability", "plot-scores-class",
-         "plot-scores-source", "plot-robustness"]  # fmt: skip
+PLOTS = [
+    "plot-roc",
+    "plot-pr",
+    "plot-confusion",
+    "plot-reliability",
+    "plot-scores-class",
+    "plot-scores-source",
+    "plot-robustness",
+]
 TABLES = ["summary-table", "per-class-table", "source-table", "robustness-table"]
 
 
@@ -55,8 +62,14 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     assert calibration["n"] == 32 and calibration["fitted_on"]["sources"] == ["dcgan", "nasa"]
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     assert "ECE" in result.stdout
-    predicted = facetell("predict", str(labelled / "real" / "nasa" / "0.jpg"), "--model",
-                         str(bundle), "--format", "jsonl")  # fmt: skip
+    predicted = facetell(
+        "predict",
+        str(labelled / "real" / "nasa" / "0.jpg"),
+        "--model",
+        str(bundle),
+        "--format",
+        "jsonl",
+    )
     record = json.loads(predicted.stdout)
     assert record["calibrated"] is True
     assert "not calibrated" not in predicted.stderr
@@ -64,8 +77,9 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
 
 def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     out = tmp_path / "report"
-    result = facetell("evaluate", str(bundle), str(labelled), "--out", str(out),
-                      "--robustness-limit", "6")  # fmt: skip
+    result = facetell(
+        "evaluate", str(bundle), str(labelled), "--out", str(out), "--robustness-limit", "6"
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metrics"]["n"] + sum(metrics["metrics"]["not_scored"].values()) == 32
@@ -80,9 +94,15 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))

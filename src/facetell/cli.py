@@ -560,3 +560,38 @@ def calibrate_command(
         f"written to {bundle / 'calibration.json'}",
         highlight=False,
     )
+
+
+@app.command("serve")
+def serve_command(
+    host: str | None = typer.Option(None, help="Interface (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
+    max_upload_mb: float | None = typer.Option(None, help="Largest request body (default 20)."),
+    max_concurrency: int | None = typer.Option(None, help="Inferences at once before 503."),
+    no_face_detect: bool = typer.Option(False, "--no-face-detect"),
+) -> None:
+    """Serve the web page and the REST API (settings also from FACETELL_* variables;
+    FACETELL_API_TOKEN turns on bearer tokens, FACETELL_CORS_ORIGINS allows origins)."""
+    import uvicorn
+
+    from facetell.server import create_app
+    from facetell.server.settings import Settings
+
+    flags = {
+        "host": host,
+        "port": port,
+        "model": model,
+        "max_upload_mb": max_upload_mb,
+        "max_concurrency": max_concurrency,
+    }
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if no_face_detect:
+        overrides["detect_faces"] = False
+    settings = Settings(**overrides)
+    try:
+        Detector.load(settings.model, detect_faces=False)  # fail fast, before binding the port
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    err_console.print(f"facetell is serving on http://{settings.host}:{settings.port}")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")

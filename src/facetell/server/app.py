@@ -1,0 +1,277 @@
+"""The REST API and web page: an app factory, the model loaded once in the lifespan.
+
+Uploads are read into memory with a hard byte cap and parsed there (multipart parts are
+spooled in memory up to that cap), so nothing a user sends is ever written to disk. Inference
+runs in the thread pool behind a non-blocking concurrency gate: when every slot is busy the
+answer is 503 with Retry-After instead of an ever-growing queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import io
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Any
+
+import torch
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartParser
+
+from facetell import __version__
+from facetell.detector import Detector
+from facetell.explain import explain
+from facetell.io import DecodeLimits
+from facetell.server.problems import Problem, install_problem_handlers
+from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
+from facetell.server.settings import Settings, get_settings
+
+STATIC = resources.files("facetell.server") / "static"
+IMAGE_TYPES = ("image/", "application/octet-stream")
+PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+
+class ConcurrencyGate:
+    """At most `slots` inferences at once; the next one is turned away, not queued."""
+
+    def __init__(self, slots: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(slots)
+
+    def __enter__(self) -> None:
+        if not self._semaphore.acquire(blocking=False):
+            raise Problem(503, "the server is busy; retry shortly", {"Retry-After": "1"})
+
+    def __exit__(self, *_: object) -> None:
+        self._semaphore.release()
+
+
+def _in_memory_parser(limit: int) -> type[MultiPartParser]:
+    class InMemoryMultiPartParser(MultiPartParser):
+        spool_max_size = limit + 1  # never roll a part over to a temporary file
+        max_part_size = limit
+
+    return InMemoryMultiPartParser
+
+
+async def read_capped_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(
+            413, f"upload is {int(declared) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB"
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"upload is over the {limit / 2**20:.0f} MB limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def uploads_from(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every uploaded image: multipart files, or one raw image body."""
+    body = await read_capped_body(request, settings.max_upload_bytes)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+
+        async def replay() -> AsyncIterator[bytes]:
+            yield body
+
+        parser_type = _in_memory_parser(settings.max_upload_bytes)
+        parser = parser_type(
+            Headers(raw=request.headers.raw), replay(), max_files=settings.max_files, max_fields=50
+        )
+        try:
+            form = await parser.parse()
+        except Exception as error:  # python-multipart's and starlette's parse errors
+            raise Problem(400, f"could not read the multipart upload: {error}") from None
+        files = []
+        for _, value in form.multi_items():
+            if hasattr(value, "read"):
+                files.append((value.filename or "upload", await value.read()))
+        if not files:
+            raise Problem(400, "no file in the upload; send images in the 'files' field")
+        return files
+    if not body:
+        raise Problem(400, "empty request body; send an image (or multipart 'files')")
+    if content_type and not content_type.startswith(IMAGE_TYPES):
+        raise Problem(
+            415,
+            f"unsupported content type {content_type!r}; send image/* bytes or multipart/form-data",
+        )
+    return [(request.headers.get("x-filename", "upload"), body)]
+
+
+def require_token(request: Request) -> None:
+    token = request.app.state.settings.api_token
+    if not token:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        raise Problem(
+            401,
+            "missing or wrong bearer token (Authorization: Bearer <token>)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _overlay_uri(image: Any) -> str | None:
+    if image is None:
+        return None
+    image = image.copy()
+    image.thumbnail((1024, 1024))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def judge(detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool) -> list[dict]:
+    records = []
+    for name, data in uploads:
+        if explain_faces:
+            explanation = explain(detector, data, name=name)
+            record = explanation.result.to_dict()
+            record["explanation"] = _overlay_uri(explanation.overlay) if record["faces"] else None
+        else:
+            record = detector.predict(data, name=name).to_dict()
+        records.append(record)
+    return records
+
+
+api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                    "required": ["files"],
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@api.post(
+    "/predict",
+    response_model=PredictResponse,
+    openapi_extra=PREDICT_BODY,
+    responses={code: PROBLEM for code in (400, 401, 413, 415, 422, 503)},
+    summary="Judge one or several images",
+)
+async def predict(
+    request: Request,
+    explain: Annotated[bool, Query(description="Add a heat-map overlay per image.")] = False,
+    threshold: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="P(ai) cut; default: calibrated.")
+    ] = None,
+) -> dict:
+    """Multipart `files` (one or many) or one raw image body; one record per image, the same
+    records `facetell predict --format jsonl` prints. Bad images are records with
+    status "error"; problems with the request itself are problem+json."""
+    settings: Settings = request.app.state.settings
+    uploads = await uploads_from(request, settings)
+    detector: Detector = request.app.state.detector
+    if threshold is not None:
+        detector = request.app.state.detector_with_threshold(threshold)
+    with request.app.state.gate:
+        records = await run_in_threadpool(judge, detector, uploads, explain)
+    return {"model": detector.model_name, "results": records}
+
+
+@api.get("/model", response_model=ModelInfo, summary="The loaded model bundle")
+def model_info(request: Request) -> dict:
+    detector: Detector = request.app.state.detector
+    bundle = detector.bundle
+    return {
+        "name": bundle.name,
+        "version": bundle.version,
+        "identity": bundle.identity,
+        "architecture": bundle.architecture,
+        "crop": bundle.crop.model_dump(),
+        "calibrated": detector.calibration.fitted,
+        "calibration": detector.calibration.to_dict(),
+        "metrics": bundle.metrics,
+        "face_detector": getattr(detector.face_detector, "name", None),
+        "facetell_version": __version__,
+    }
+
+
+def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
+    """Build the app; the model loads once at startup (or is passed in, e.g. by tests)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(settings.torch_threads)
+        limits = DecodeLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
+        loaded = detector or Detector.load(
+            settings.model, detect_faces=settings.detect_faces, limits=limits
+        )
+        app.state.detector = loaded
+        app.state.detector_with_threshold = lambda t: Detector(
+            loaded.bundle,
+            face_detector=loaded.face_detector,
+            detect_faces=loaded.detect_faces,
+            threshold=t,
+            limits=loaded.limits,
+        )
+        yield
+
+    app = FastAPI(
+        title="facetell",
+        version=__version__,
+        summary="Tell real face photographs from AI-generated faces.",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.gate = ConcurrencyGate(settings.max_concurrency)
+    install_problem_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.include_router(api)
+
+    @app.get("/healthz", response_model=HealthResponse, summary="The process is alive")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=HealthResponse,
+        responses={503: PROBLEM},
+        summary="The model is loaded and answering",
+    )
+    def readyz(request: Request) -> dict:
+        if getattr(request.app.state, "detector", None) is None:
+            raise Problem(503, "the model is still loading")
+        return {"status": "ready", "model": request.app.state.detector.model_name}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app

@@ -1,0 +1,57 @@
+"""Response models: the OpenAPI view of the records `Result.to_dict` produces."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class FaceRecord(BaseModel):
+    box: list[int] = Field(description="[x, y, w, h] in pixels of the upright image")
+    det_score: float | None = Field(description="face detector confidence")
+    p_ai: float = Field(ge=0, le=1, description="calibrated P(AI-generated)")
+    label: Literal["ai", "real", "uncertain"]
+    logit: float
+    landmarks: list[list[float]]
+
+
+class PredictRecord(BaseModel):
+    path: str
+    status: Literal["ok", "no_face", "error"]
+    label: Literal["ai", "real", "uncertain"] | None
+    p_ai: float | None
+    faces: list[FaceRecord]
+    metadata: dict[str, Any]
+    error: str | None
+    error_kind: str | None
+    model: str
+    calibrated: bool
+    ms: float
+    speed: dict[str, float]
+    explanation: str | None = Field(
+        None, description="PNG data URI of the heat-map overlay (with ?explain=true)"
+    )
+
+
+class PredictResponse(BaseModel):
+    model: str
+    results: list[PredictRecord]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    identity: str
+    architecture: str
+    crop: dict[str, Any]
+    calibrated: bool
+    calibration: dict[str, Any]
+    metrics: dict[str, Any]
+    face_detector: str | None
+    facetell_version: str
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: str | None = None

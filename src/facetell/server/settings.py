@@ -1,0 +1,36 @@
+"""Server settings: flags, environment (FACETELL_*) and defaults, settled in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of `facetell serve`; FACETELL_MAX_UPLOAD_MB=5 and --max-upload-mb 5 agree."""
+
+    model_config = SettingsConfigDict(env_prefix="FACETELL_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: Path | None = None  # None: the default bundle shipped with facetell
+    detect_faces: bool = True
+    max_upload_mb: float = Field(20.0, gt=0)
+    max_pixels: int = Field(64_000_000, gt=0)
+    max_files: int = Field(16, ge=1)
+    max_concurrency: int = Field(2, ge=1)
+    api_token: str | None = None  # when set, /api/v1 needs "Authorization: Bearer <token>"
+    cors_origins: list[str] = []  # CORS stays off unless origins are listed
+    torch_threads: int = Field(2, ge=1)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,167 @@
+// facetell web page: sends images to /api/v1/predict and draws the answers. No build step.
+"use strict";
+
+const results = document.getElementById("results");
+const statusLine = document.getElementById("status");
+const template = document.getElementById("card-template");
+const dropZone = document.getElementById("drop-zone");
+const fileInput = document.getElementById("file-input");
+const tokenBox = document.getElementById("token-box");
+const LABELS = { ai: "AI-generated", real: "Real photograph", uncertain: "Uncertain" };
+let band = [0.35, 0.65];
+let queue = Promise.resolve();
+
+function authHeaders() {
+  const token = sessionStorage.getItem("facetell-token");
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+async function loadModel() {
+  const info = document.getElementById("model-info");
+  const response = await fetch("/api/v1/model", { headers: authHeaders() });
+  if (response.status === 401) { tokenBox.hidden = false; info.textContent = "This server needs an API token."; return; }
+  if (!response.ok) { info.textContent = "The model could not be loaded."; return; }
+  const model = await response.json();
+  band = model.calibration.uncertain_band;
+  info.textContent = `Model ${model.identity} (${model.architecture})` +
+    (model.calibrated ? ", calibrated." : ", not calibrated: probabilities are raw scores.");
+}
+
+function percent(p) { return `${(100 * p).toFixed(1)}%`; }
+
+function describeFace(face, index) {
+  const item = document.createElement("li");
+  const label = LABELS[face.label];
+  item.innerHTML = `<div><strong class="face-label">Face ${index + 1}: ${label}</strong>
+    <span class="muted">P(AI) ${percent(face.p_ai)}</span></div>
+    <div class="bar" role="meter" aria-valuemin="0" aria-valuemax="100"
+      aria-valuenow="${Math.round(100 * face.p_ai)}" aria-label="Probability face ${index + 1} is AI-generated">
+      <div class="band" style="left:${100 * band[0]}%;width:${100 * (band[1] - band[0])}%"></div>
+      <div class="mark" style="left:${100 * face.p_ai}%"></div></div>
+    <div class="scale" aria-hidden="true"><span>real</span><span>uncertain</span><span>AI</span></div>`;
+  return item;
+}
+
+function drawBoxes(card, record) {
+  const layer = card.querySelector(".boxes");
+  const { width, height } = record.metadata;
+  layer.replaceChildren(...record.faces.map((face, i) => {
+    const [x, y, w, h] = face.box;
+    const box = document.createElement("div");
+    box.className = `box ${face.label}`;
+    Object.assign(box.style, { left: `${100 * x / width}%`, top: `${100 * y / height}%`,
+      width: `${100 * w / width}%`, height: `${100 * h / height}%` });
+    box.innerHTML = `<span>${i + 1}: ${face.label} ${percent(face.p_ai)}</span>`;
+    return box;
+  }));
+}
+
+function describeClues(card, metadata) {
+  const clues = metadata.clues || [];
+  const target = card.querySelector(".clues");
+  if (!clues.length) { target.innerHTML = `<p class="muted">No metadata clues in the file.</p>`; return; }
+  const list = clues.map((c) => `<li><strong>${c.kind} ${c.key}</strong>: ${escapeHtml(c.value)}</li>`).join("");
+  const declared = metadata.declared_ai
+    ? `<p class="declared"><strong>The file itself declares it AI-generated.</strong> The model's score above is independent of this.</p>` : "";
+  target.innerHTML = `${declared}<details ${metadata.declared_ai ? "open" : ""}><summary>Metadata clues (${clues.length})</summary><ul>${list}</ul></details>`;
+}
+
+function escapeHtml(text) {
+  return text.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch]);
+}
+
+function render(card, record, photoUrl) {
+  const verdict = card.querySelector(".verdict");
+  verdict.className = `verdict ${record.label || record.status}`;
+  if (record.status === "error") {
+    verdict.textContent = "Could not read this file";
+    card.querySelector(".clues").innerHTML = `<p>${escapeHtml(record.error || "")}</p>`;
+    return;
+  }
+  if (record.status === "no_face") {
+    verdict.textContent = "No face found";
+    card.querySelector(".faces").innerHTML = `<li class="muted">facetell judges faces only; it does not guess about images without one.</li>`;
+  } else {
+    verdict.textContent = `${LABELS[record.label]} (${percent(record.p_ai)})`;
+    card.querySelector(".faces").replaceChildren(...record.faces.map(describeFace));
+    drawBoxes(card, record);
+  }
+  describeClues(card, record.metadata);
+  card.querySelector(".timing").textContent = `Processed in ${Math.round(record.ms)} ms` +
+    (record.calibrated ? "" : " · model not calibrated");
+  const toggle = card.querySelector(".heat-toggle");
+  if (record.explanation) {
+    toggle.hidden = false;
+    const photo = card.querySelector(".photo");
+    toggle.addEventListener("click", () => {
+      const on = toggle.getAttribute("aria-pressed") !== "true";
+      toggle.setAttribute("aria-pressed", String(on));
+      toggle.textContent = on ? "Hide heat map" : "Show heat map";
+      photo.src = on ? record.explanation : photoUrl;
+      card.querySelector(".boxes").hidden = on;
+    });
+  }
+}
+
+async function judge(file, name) {
+  const card = template.content.firstElementChild.cloneNode(true);
+  const photoUrl = URL.createObjectURL(file);
+  card.querySelector(".photo").src = photoUrl;
+  card.querySelector(".photo").alt = `Uploaded image ${name}`;
+  card.querySelector(".name").textContent = name;
+  results.prepend(card);
+  const form = new FormData();
+  form.append("files", file, name);
+  statusLine.textContent = `Judging ${name}…`;
+  try {
+    const response = await fetch("/api/v1/predict?explain=true", { method: "POST", body: form, headers: authHeaders() });
+    const body = await response.json();
+    if (!response.ok) {
+      if (response.status === 401) tokenBox.hidden = false;
+      card.querySelector(".verdict").textContent = body.detail || `Error ${response.status}`;
+      card.querySelector(".verdict").className = "verdict error";
+      statusLine.textContent = `${name}: ${body.detail || response.status}`;
+      return;
+    }
+    render(card, body.results[0], photoUrl);
+    statusLine.textContent = `${name}: ${card.querySelector(".verdict").textContent}`;
+  } catch (error) {
+    card.querySelector(".verdict").textContent = "The server could not be reached.";
+    statusLine.textContent = String(error);
+  }
+}
+
+function submit(files) {
+  for (const file of files) {
+    queue = queue.then(() => judge(file, file.name || "pasted image"));
+  }
+}
+
+fileInput.addEventListener("change", () => { submit([...fileInput.files]); fileInput.value = ""; });
+dropZone.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") { event.preventDefault(); fileInput.click(); }
+});
+for (const type of ["dragenter", "dragover"]) {
+  dropZone.addEventListener(type, (event) => { event.preventDefault(); dropZone.classList.add("dragging"); });
+}
+for (const type of ["dragleave", "drop"]) {
+  dropZone.addEventListener(type, () => dropZone.classList.remove("dragging"));
+}
+dropZone.addEventListener("drop", (event) => { event.preventDefault(); submit([...event.dataTransfer.files]); });
+document.addEventListener("paste", (event) => {
+  const files = [...event.clipboardData.items].filter((i) => i.kind === "file").map((i) => i.getAsFile());
+  if (files.length) submit(files);
+});
+for (const button of document.querySelectorAll(".example")) {
+  button.addEventListener("click", async () => {
+    const response = await fetch(button.dataset.src);
+    const blob = await response.blob();
+    submit([new File([blob], button.dataset.src.split("/").pop(), { type: blob.type })]);
+  });
+}
+document.getElementById("token-save").addEventListener("click", () => {
+  sessionStorage.setItem("facetell-token", document.getElementById("token").value);
+  tokenBox.hidden = true;
+  loadModel();
+});
+loadModel();

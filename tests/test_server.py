@@ -1,0 +1,295 @@
+"""The real server on a free port: every endpoint, every bad input, the web page in Chromium."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+
+from conftest import astronaut, cat
+
+SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+EXAMPLE = Path(__file__).parents[1] / "src/facetell/server/static/examples/astronaut.jpg"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(bundle: Path, tmp: Path, **env: str) -> Iterator[str]:
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facetell", "serve", "--port", str(port), "--model", str(bundle)],
+        env={**os.environ, "TMPDIR": str(tmp), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+        if process.poll() is not None:
+            raise RuntimeError(process.stderr.read().decode())
+    else:
+        process.kill()
+        raise RuntimeError("server did not become ready")
+    try:
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server_tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("server-tmp")
+
+
+@pytest.fixture(scope="module")
+def server(untrained_bundle, server_tmp) -> Iterator[str]:
+    yield from start_server(untrained_bundle, server_tmp)
+
+
+@pytest.fixture(scope="module")
+def guarded(untrained_bundle, tmp_path_factory) -> Iterator[str]:
+    """A second server with a token, a 1 MB upload cap and a single inference slot."""
+    yield from start_server(
+        untrained_bundle,
+        tmp_path_factory.mktemp("guarded-tmp"),
+        FACETELL_API_TOKEN="s3cret",
+        FACETELL_MAX_UPLOAD_MB="1",
+        FACETELL_MAX_CONCURRENCY="1",
+    )
+
+
+def jpeg(image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def assert_problem(response: httpx.Response, status: int, fragment: str) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and fragment in body["detail"]
+    assert "Traceback" not in response.text
+
+
+def test_health_readiness_and_model(server):
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model": None}
+    ready = httpx.get(f"{server}/readyz").json()
+    assert ready["status"] == "ready" and ready["model"] == "test-untrained@0.1.0"
+    model = httpx.get(f"{server}/api/v1/model").json()
+    assert model["architecture"] == "mobilenet_v2" and model["calibrated"] is False
+    assert model["crop"]["kind"] == "face" and model["face_detector"] == "retinaface-mnet025"
+    assert httpx.get(f"{server}/docs").status_code == 200
+    assert "/api/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
+
+
+def test_multipart_upload_of_several_images_gives_one_record_each(server):
+    files = [
+        ("files", ("astronaut.jpg", jpeg(astronaut()), "image/jpeg")),
+        ("files", ("cat.jpg", jpeg(cat()), "image/jpeg")),
+        ("files", ("notes.jpg", b"not a picture at all" * 10, "image/jpeg")),
+        ("files", ("half.jpg", jpeg(astronaut())[:2000], "image/jpeg")),
+        ("files", ("empty.png", b"", "image/png")),
+    ]
+    response = httpx.post(f"{server}/api/v1/predict", files=files, timeout=60)
+    assert response.status_code == 200
+    records = response.json()["results"]
+    for record in records:
+        jsonschema.validate(record, SCHEMA)
+    assert [r["path"] for r in records] == [
+        "astronaut.jpg",
+        "cat.jpg",
+        "notes.jpg",
+        "half.jpg",
+        "empty.png",
+    ]
+    assert [r["status"] for r in records] == ["ok", "no_face", "error", "error", "error"]
+    assert [r["error_kind"] for r in records[2:]] == ["not_an_image", "truncated", "empty_file"]
+    assert records[0]["faces"][0]["det_score"] > 0.9
+
+
+def test_raw_body_and_threshold(server):
+    body = jpeg(astronaut())
+    headers = {"content-type": "image/jpeg", "x-filename": "raw.jpg"}
+    low = httpx.post(
+        f"{server}/api/v1/predict?threshold=0", content=body, headers=headers, timeout=60
+    )
+    high = httpx.post(
+        f"{server}/api/v1/predict?threshold=1", content=body, headers=headers, timeout=60
+    )
+    [low_record], [high_record] = low.json()["results"], high.json()["results"]
+    assert low_record["path"] == "raw.jpg"
+    assert low_record["p_ai"] == high_record["p_ai"]
+    assert (low_record["label"], high_record["label"]) == ("ai", "real")
+    assert_problem(
+        httpx.post(f"{server}/api/v1/predict?threshold=2", content=body, headers=headers),
+        422,
+        "threshold",
+    )
+
+
+def test_explain_returns_a_heat_map_overlay(server):
+    response = httpx.post(
+        f"{server}/api/v1/predict?explain=true",
+        files=[("files", ("a.jpg", jpeg(astronaut()), "image/jpeg"))],
+        timeout=60,
+    )
+    [record] = response.json()["results"]
+    assert record["explanation"].startswith("data:image/png;base64,")
+    assert len(record["explanation"]) > 10_000
+
+
+def test_request_level_problems_are_problem_json(server):
+    predict = f"{server}/api/v1/predict"
+    assert_problem(
+        httpx.post(predict, content=b"", headers={"content-type": "image/png"}),
+        400,
+        "empty request body",
+    )
+    assert_problem(
+        httpx.post(predict, content=b"hello", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported content type",
+    )
+    text_only = httpx.post(predict, files={"note": (None, "no file here")})
+    assert_problem(text_only, 400, "no file in the upload")
+    assert_problem(httpx.get(f"{server}/api/v1/nothing"), 404, "Not Found")
+
+
+def test_uploads_never_touch_the_disk(server, server_tmp):
+    big = io.BytesIO()
+    astronaut().resize((2048, 2048)).save(big, "PNG")  # several MB, above starlette's 1 MB spool
+    assert big.tell() > 2 * 2**20
+    response = httpx.post(
+        f"{server}/api/v1/predict",
+        files=[("files", ("big.png", big.getvalue(), "image/png"))],
+        timeout=120,
+    )
+    assert response.status_code == 200
+    # onnxruntime keeps a 51-byte session-id file (.ses) in TMPDIR; no upload may land there
+    spilled = [p for p in server_tmp.rglob("*") if p.is_file() and p.stat().st_size > 1024]
+    assert spilled == []
+
+
+def test_token_size_limit_and_saturation(guarded):
+    predict = f"{guarded}/api/v1/predict"
+    body = jpeg(astronaut())
+    assert_problem(
+        httpx.post(predict, content=body, headers={"content-type": "image/jpeg"}),
+        401,
+        "bearer token",
+    )
+    wrong = {"content-type": "image/jpeg", "authorization": "Bearer nope"}
+    assert_problem(httpx.post(predict, content=body, headers=wrong), 401, "bearer token")
+    assert httpx.get(f"{guarded}/healthz").status_code == 200  # health stays open
+    auth = {"authorization": "Bearer s3cret"}
+    ok = httpx.post(
+        predict, content=body, headers={**auth, "content-type": "image/jpeg"}, timeout=60
+    )
+    assert ok.status_code == 200
+    too_big = os.urandom(1_200_000)
+    assert_problem(
+        httpx.post(predict, content=too_big, headers={**auth, "content-type": "image/jpeg"}),
+        413,
+        "limit",
+    )
+
+    def slow_request(_: int) -> httpx.Response:
+        return httpx.post(
+            f"{predict}?explain=true",
+            content=body,
+            timeout=120,
+            headers={**auth, "content-type": "image/jpeg"},
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(slow_request, range(8)))
+    codes = sorted(r.status_code for r in responses)
+    assert 200 in codes and 503 in codes
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1"
+    assert_problem(busy, 503, "busy")
+
+
+def test_schemathesis_finds_no_server_error(server):
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            f"{server}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--workers",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_web_page_upload_verdict_and_heat_map(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(server)
+        expect(page.locator("#model-info")).to_contain_text("test-untrained@0.1.0")
+        page.set_input_files("#file-input", str(EXAMPLE))
+        verdict = page.locator(".card .verdict").first
+        expect(verdict).not_to_have_text("Judging…", timeout=60_000)
+        expect(page.locator(".card .box")).to_have_count(1)
+        expect(page.locator(".card .bar")).to_have_count(1)
+        toggle = page.locator(".heat-toggle").first
+        toggle.click()
+        expect(toggle).to_have_attribute("aria-pressed", "true")
+        assert page.locator(".card .photo").first.get_attribute("src").startswith("data:image/png")
+        page.locator("button.example", has_text="No face").click()
+        expect(page.locator(".card .verdict").first).to_have_text("No face found", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(server)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+        phone.keyboard.press("Tab")
+        assert phone.evaluate("document.activeElement.id") == "drop-zone"
+        browser.close()
