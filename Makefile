@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.facetell-installed
 DATA ?= ../shared/data/faces
 
-.PHONY: setup run test lint format clean
+.PHONY: setup run test lint clean model audit
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The web page and REST API at http://127.0.0.1:8000 with the shipped model (models/default).
 run: setup
+	$(BIN)/facetell serve
+
+audit: setup
 	$(BIN)/facetell audit $(DATA)
+
+# Rebuild the shipped model from the shared data: train, calibrate on the validation split,
+# evaluate on the test split, copy the bundle to models/default (see models/default/MODEL_CARD.md).
+model: setup
+	$(BIN)/python scripts/make_model.py --data $(DATA)
 
 # Browser tests drive Debian's chromium (Playwright's own browser download cannot work here).
 /usr/bin/chromium:

@@ -195,3 +195,24 @@ def test_unknown_model_names_suggest_the_closest():
     assert {"mobilenet_v2", "npr", "spectrum"} <= set(list_models())
     with pytest.raises(UnknownModel, match="did you mean mobilenet_v2"):
         create_model("mobilenet_v3")
+
+
+def test_ensemble_averages_calibrated_member_logits_and_round_trips(planted_dataset, tmp_path):
+    from facetell.bundle import ensemble_bundle
+
+    members = []
+    for family in ("spectrum", "npr"):
+        config = config_for(family, planted_dataset, tmp_path / "cache")
+        [(_, result)] = train(config, tmp_path / family)
+        bundle = load_bundle(result.bundle_dir)
+        bundle.calibration = {"temperature": 2.0 if family == "npr" else 0.5}
+        members.append(bundle)
+    combined = ensemble_bundle(members, [1.0, 3.0])
+    folder = combined.save(tmp_path / "ensemble")
+    reloaded = load_bundle(folder)
+    assert reloaded.architecture == "ensemble"
+    data = prepare_data(config_for("npr", planted_dataset, tmp_path / "cache"))
+    batch = reloaded.normalise(torch.from_numpy(np.array(data.crops[:6])).permute(0, 3, 1, 2))
+    with torch.no_grad():
+        expected = 0.25 * members[0].model(batch) / 0.5 + 0.75 * members[1].model(batch) / 2.0
+        assert torch.allclose(reloaded.model(batch), expected, atol=1e-5)

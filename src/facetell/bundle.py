@@ -106,6 +106,46 @@ class Bundle:
         return folder
 
 
+def ensemble_bundle(
+    members: list[Bundle], weights: list[float] | None = None, name: str = "facetell-ensemble"
+) -> Bundle:
+    """One bundle whose model averages the members' calibrated logits.
+
+    Members must share crop recipe and normalisation: the ensemble feeds them one tensor.
+    """
+    first = members[0]
+    for member in members[1:]:
+        if (member.crop, member.mean, member.std) != (first.crop, first.mean, first.std):
+            raise BundleError(
+                f"{member.identity} and {first.identity} need different inputs (crop recipe or "
+                "normalisation); an ensemble feeds every member the same crop"
+            )
+    weights = weights or [1.0] * len(members)
+    specs = [
+        {
+            "architecture": m.architecture,
+            "model_kwargs": m.model_kwargs,
+            "temperature": float((m.calibration or {}).get("temperature", 1.0)),
+            "weight": float(w),
+            "source": m.identity,
+        }
+        for m, w in zip(members, weights, strict=True)
+    ]
+    model = create_model("ensemble", members=specs)
+    for module, member in zip(model.members, members, strict=True):
+        module.load_state_dict(member.model.state_dict())
+    return Bundle(
+        model=model.eval(),
+        architecture="ensemble",
+        model_kwargs={"members": specs},
+        crop=first.crop,
+        mean=first.mean,
+        std=first.std,
+        name=name,
+        training={"members": [m.identity for m in members]},
+    )
+
+
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 

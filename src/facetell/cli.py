@@ -595,3 +595,24 @@ def serve_command(
         raise fail(str(error)) from None
     err_console.print(f"facetell is serving on http://{settings.host}:{settings.port}")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command("ensemble")
+def ensemble_command(
+    members: list[Path] = typer.Argument(..., help="Member bundles (same crop recipe)."),
+    out: Path = typer.Option(..., help="Folder for the ensemble bundle."),
+    weights: list[float] = typer.Option([], "--weight", help="One per member (default equal)."),
+    name: str = typer.Option("facetell-ensemble"),
+) -> None:
+    """Combine bundles into one: the weighted mean of their temperature-scaled logits.
+    Calibrate the result again (`facetell calibrate`) before shipping it."""
+    from facetell.bundle import ensemble_bundle, load_bundle
+
+    if weights and len(weights) != len(members):
+        raise fail(f"{len(weights)} weights for {len(members)} members")
+    try:
+        bundle = ensemble_bundle([load_bundle(m) for m in members], weights or None, name)
+        bundle.save(out)
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    console.print(f"ensemble of {len(members)} written to {out}")

@@ -1,0 +1,105 @@
+"""Speed and memory of the inference pipeline on this machine; prints one line per number.
+
+Usage: python benchmarks/speed.py [--model BUNDLE] [--repeats 30]
+Measures: per-face classification (model only, batch 1), end-to-end time for a 1024x1024 photo
+(decode + faces + crop + model + calibration, batch 1), batched face throughput, streamed image
+throughput, cold start (import + load in a fresh process) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data
+
+from facetell.detector import Detector
+
+
+def timed(function, repeats: int) -> list[float]:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def report(name: str, times_ms: list[float]) -> None:
+    print(
+        f"{name:<42} median {statistics.median(times_ms):8.1f} ms   "
+        f"p90 {np.percentile(times_ms, 90):8.1f} ms   (n={len(times_ms)})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    detector = Detector.load(args.model)
+    print(f"model {detector.model_name}, torch threads {torch.get_num_threads()}")
+
+    photo = Image.fromarray(data.astronaut()).resize((1024, 1024), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=90)
+    jpeg_1024 = buffer.getvalue()
+    crop = detector.prepare(photo).crops[0]
+
+    report(
+        "per-face classification (batch 1)", timed(lambda: detector.logits([crop]), args.repeats)
+    )
+    report(
+        "end-to-end 1024x1024 JPEG (batch 1)",
+        timed(lambda: detector.predict(jpeg_1024), args.repeats),
+    )
+    stages = detector.predict(jpeg_1024).speed
+    print("  stages: " + ", ".join(f"{k} {v:.1f} ms" for k, v in stages.items()))
+
+    batch = [crop] * 32
+    batch_ms = timed(lambda: detector.logits(batch), max(5, args.repeats // 5))
+    print(
+        f"{'batched faces (32 per batch)':<42} {32_000 / statistics.median(batch_ms):8.1f} faces/s"
+    )
+
+    small = Image.fromarray(data.astronaut()).resize((256, 256))
+    images = [small] * 64
+    started = time.perf_counter()
+    list(detector.stream(images))
+    seconds = time.perf_counter() - started
+    print(f"{'streamed 256x256 images (Detector.stream)':<42} {64 / seconds:8.1f} images/s")
+
+    model_arg = f"{args.model!r}" if args.model else "None"
+    code = (
+        "import time; t=time.perf_counter(); from facetell.detector import Detector; "
+        f"d=Detector.load({model_arg}); print(time.perf_counter()-t)"
+    )
+    cold = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(3)
+    ]
+    print(
+        f"{'cold start (import + load, fresh process)':<42} median {statistics.median(cold):8.2f} s"
+    )
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"{'peak RSS (this benchmark process)':<42} {own:8.0f} MB")
+    print(f"{'peak RSS (a fresh load)':<42} {child:8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

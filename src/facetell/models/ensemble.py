@@ -1,0 +1,38 @@
+"""Ensemble: the weighted mean of members' temperature-scaled logits, a model like any other.
+
+Members must share one input (crop recipe and normalisation), so one tensor feeds them all;
+`facetell ensemble` builds one from bundles and refuses members whose inputs differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from facetell.models.registry import create_model, register_model
+
+
+class EnsembleDetector(nn.Module):
+    def __init__(self, members: list[dict[str, Any]]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.specs = members
+        self.members = nn.ModuleList(
+            create_model(m["architecture"], **m.get("model_kwargs", {})) for m in members
+        )
+        weights = torch.tensor([float(m.get("weight", 1.0)) for m in members])
+        temperatures = torch.tensor([float(m.get("temperature", 1.0)) for m in members])
+        self.register_buffer("weights", weights / weights.sum(), persistent=False)
+        self.register_buffer("temperatures", temperatures, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([member(x) for member in self.members], dim=1)
+        return (logits / self.temperatures * self.weights).sum(dim=1)
+
+
+@register_model("ensemble")
+def build_ensemble(members: list[dict[str, Any]]) -> EnsembleDetector:
+    return EnsembleDetector(members)
