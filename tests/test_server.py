@@ -71,13 +71,14 @@ def server(untrained_bundle, server_tmp) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def guarded(untrained_bundle, tmp_path_factory) -> Iterator[str]:
-    """A second server with a token, a 1 MB upload cap and a single inference slot."""
+    """A second server with a token, a 1 MB upload cap and one slot that hardly waits."""
     yield from start_server(
         untrained_bundle,
         tmp_path_factory.mktemp("guarded-tmp"),
         FACETELL_API_TOKEN="s3cret",
         FACETELL_MAX_UPLOAD_MB="1",
         FACETELL_MAX_CONCURRENCY="1",
+        FACETELL_QUEUE_SECONDS="0.05",
     )
 
 

@@ -66,7 +66,7 @@ class RetinaFaceDetector:
         nms_threshold: float = 0.4,
         min_face: int = 20,
         work_min_side: int = 256,
-        work_max_side: int = 800,
+        work_max_side: int = 512,
         pad_fraction: float = 0.25,
         small_side: int = 160,
         threads: int = 2,

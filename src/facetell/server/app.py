@@ -2,16 +2,16 @@
 
 Uploads are read into memory with a hard byte cap and parsed there (multipart parts are
 spooled in memory up to that cap), so nothing a user sends is ever written to disk. Inference
-runs in the thread pool behind a non-blocking concurrency gate: when every slot is busy the
-answer is 503 with Retry-After instead of an ever-growing queue.
+runs in the thread pool behind a concurrency gate: a request waits a moment for a free slot,
+then gets 503 with Retry-After instead of joining an ever-growing queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import io
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -40,16 +40,20 @@ PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}
 
 
 class ConcurrencyGate:
-    """At most `slots` inferences at once; the next one is turned away, not queued."""
+    """At most `slots` inferences at once; a request waits up to `wait` seconds for a slot,
+    then is turned away with 503 rather than joining an ever-growing queue."""
 
-    def __init__(self, slots: int) -> None:
-        self._semaphore = threading.BoundedSemaphore(slots)
+    def __init__(self, slots: int, wait: float) -> None:
+        self._semaphore = asyncio.Semaphore(slots)
+        self._wait = wait
 
-    def __enter__(self) -> None:
-        if not self._semaphore.acquire(blocking=False):
-            raise Problem(503, "the server is busy; retry shortly", {"Retry-After": "1"})
+    async def __aenter__(self) -> None:
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), timeout=self._wait)
+        except TimeoutError:
+            raise Problem(503, "the server is busy; retry shortly", {"Retry-After": "1"}) from None
 
-    def __exit__(self, *_: object) -> None:
+    async def __aexit__(self, *_: object) -> None:
         self._semaphore.release()
 
 
@@ -191,7 +195,7 @@ async def predict(
     detector: Detector = request.app.state.detector
     if threshold is not None:
         detector = request.app.state.detector_with_threshold(threshold)
-    with request.app.state.gate:
+    async with request.app.state.gate:
         records = await run_in_threadpool(judge, detector, uploads, explain)
     return {"model": detector.model_name, "results": records}
 
@@ -243,7 +247,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         docs_url="/docs",
     )
     app.state.settings = settings
-    app.state.gate = ConcurrencyGate(settings.max_concurrency)
+    app.state.gate = ConcurrencyGate(settings.max_concurrency, settings.queue_seconds)
     install_problem_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(64_000_000, gt=0)
     max_files: int = Field(16, ge=1)
     max_concurrency: int = Field(2, ge=1)
+    queue_seconds: float = Field(2.0, ge=0)  # how long a request may wait for a free slot
     api_token: str | None = None  # when set, /api/v1 needs "Authorization: Bearer <token>"
     cors_origins: list[str] = []  # CORS stays off unless origins are listed
     torch_threads: int = Field(2, ge=1)
