@@ -137,3 +137,18 @@ def untrained_bundle(tmp_path_factory) -> Path:
         name="test-untrained",
     )
     return bundle.save(tmp_path_factory.mktemp("bundle") / "untrained")
+
+
+def launch_chromium(playwright):
+    """Debian's chromium, headless, with the flags this closed network needs."""
+    return playwright.chromium.launch(
+        executable_path="/usr/bin/chromium",
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )

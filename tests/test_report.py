@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import astronaut, gan_faces
+from conftest import astronaut, gan_faces, launch_chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PLOTS = [
@@ -92,17 +92,7 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))

@@ -17,7 +17,7 @@ import httpx
 import jsonschema
 import pytest
 
-from conftest import astronaut, cat
+from conftest import astronaut, cat, launch_chromium
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -262,17 +262,7 @@ def test_web_page_upload_verdict_and_heat_map(server):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(server)
         expect(page.locator("#model-info")).to_contain_text("test-untrained@0.1.0")

@@ -167,6 +167,20 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> list[Sample]:
     return samples
 
 
+def sample_per_source(samples: Sequence[Sample], per_source: int, seed: int = 0) -> list[Sample]:
+    """At most `per_source` samples of every source, seeded, in their original order."""
+    rng = np.random.default_rng(seed)
+    by_source: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_source.setdefault(sample.source, []).append(sample)
+    kept = []
+    for source in sorted(by_source):
+        group = by_source[source]
+        picks = rng.permutation(len(group))[:per_source]
+        kept += [group[i] for i in sorted(picks)]
+    return kept
+
+
 def _edge_band(flat_rows: np.ndarray) -> int:
     """How many leading lines are flat (uniform padding), counted from one edge."""
     not_flat = np.flatnonzero(~flat_rows)

@@ -27,7 +27,7 @@ from sklearn.metrics import (
 )
 
 from facetell.calibrate import equal_error_rate, expected_calibration_error
-from facetell.data import Sample
+from facetell.data import Sample, sample_per_source
 from facetell.detector import Detector
 from facetell.errors import BadImage, FacetellError
 from facetell.io import decode
@@ -349,17 +349,8 @@ class Evaluation:
 
 def robustness_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> list[Sample]:
     """At most `limit` samples, spread evenly over sources, for the (costly) robustness sweep."""
-    rng = np.random.default_rng(seed)
-    by_source: dict[str, list[Sample]] = {}
-    for sample in samples:
-        by_source.setdefault(sample.source, []).append(sample)
-    per_source = max(1, limit // max(1, len(by_source)))
-    chosen = []
-    for source in sorted(by_source):
-        group = by_source[source]
-        picks = rng.permutation(len(group))[:per_source]
-        chosen += [group[i] for i in sorted(picks)]
-    return chosen
+    n_sources = max(1, len({s.source for s in samples}))
+    return sample_per_source(samples, max(1, limit // n_sources), seed)
 
 
 def evaluate_bundle(

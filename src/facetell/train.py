@@ -39,6 +39,7 @@ from facetell.data import (
     duplicate_groups,
     kfold_splits,
     leave_one_source_out,
+    sample_per_source,
     stratified_split,
 )
 from facetell.errors import BadImage, FacetellError
@@ -145,21 +146,6 @@ class PreparedData:
     sources: list[str]
 
 
-def _subsample(samples: list[Sample], per_source: int | None, seed: int) -> list[Sample]:
-    if per_source is None:
-        return samples
-    rng = np.random.default_rng(seed)
-    by_source: dict[str, list[Sample]] = {}
-    for sample in samples:
-        by_source.setdefault(sample.source, []).append(sample)
-    kept = []
-    for source in sorted(by_source):
-        group = by_source[source]
-        picks = rng.permutation(len(group))[:per_source]
-        kept += [group[i] for i in sorted(picks)]
-    return kept
-
-
 @functools.cache
 def _face_detector() -> RetinaFaceDetector:
     """One detector per worker process, single-threaded: the pool supplies the parallelism."""
@@ -234,7 +220,9 @@ def prepare_data(
     config: TrainConfig, *, on_progress: Callable[[str, int, int], None] | None = None
 ) -> PreparedData:
     """Discover, describe, group and crop the configured data (crops cached on disk)."""
-    samples = _subsample(discover(config.data.paths), config.data.max_per_source, config.seed)
+    samples = discover(config.data.paths)
+    if config.data.max_per_source is not None:
+        samples = sample_per_source(samples, config.data.max_per_source, config.seed)
 
     def progress(stage: str, total: int) -> Callable[[int], None] | None:
         if on_progress is None:
