@@ -106,3 +106,24 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
     assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained
+
+
+def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, tmp_path):
+    out = tmp_path / "compare"
+    result = facetell(
+        "evaluate",
+        str(bundle),
+        str(labelled),
+        "--compare",
+        str(untrained_bundle),
+        "--out",
+        str(out),
+        "--robustness-limit",
+        "0",
+    )
+    assert result.returncode == 0, result.stderr
+    evaluations = json.loads((out / "metrics.json").read_text())
+    assert len(evaluations) == 2 and evaluations[1]["bundle_path"] == str(untrained_bundle)
+    assert evaluations[0]["metrics"]["auroc"] == evaluations[1]["metrics"]["auroc"]  # same weights
+    page = (out / "report.html").read_text()
+    assert page.count("test-untrained@0.1.0") >= 2
