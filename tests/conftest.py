@@ -130,7 +130,7 @@ def untrained_bundle(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     bundle = Bundle(
-        model=create_model("mobilenet_v2"),
+        module=create_model("mobilenet_v2"),
         architecture="mobilenet_v2",
         model_kwargs={},
         crop=CropRecipe(kind="face", size=96),

@@ -102,6 +102,7 @@ def test_health_readiness_and_model(server):
     assert ready["status"] == "ready" and ready["model"] == "test-untrained@0.1.0"
     model = httpx.get(f"{server}/api/v1/model").json()
     assert model["architecture"] == "mobilenet_v2" and model["calibrated"] is False
+    assert model["runtime"] == "onnxruntime"
     assert model["crop"]["kind"] == "face" and model["face_detector"] == "retinaface-mnet025"
     assert httpx.get(f"{server}/docs").status_code == 200
     assert "/api/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]

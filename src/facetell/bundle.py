@@ -2,28 +2,36 @@
 
 A bundle is a folder (or a .zip of one) holding `model.safetensors`, `config.json`
 (architecture, crop recipe, normalisation, labels), and optionally `calibration.json`,
-`metrics.json` and `MODEL_CARD.md`. Serving reads its preprocessing from the bundle, so it can
-never drift from training.
+`metrics.json`, `MODEL_CARD.md` and `model.onnx`. Serving reads its preprocessing from the
+bundle, so it can never drift from training.
+
+`model.onnx` is the same weights exported for ONNX Runtime, tied to them by the safetensors
+file's SHA-256 in config.json. Inference runs it without importing torch (torch and torchvision
+alone take ~3 s to import on a 2-core CPU); the torch model is built only when something needs
+it (training, Grad-CAM, a bundle without a matching export).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
-import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+import numpy as np
 
 from facetell import __version__
 from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
-from facetell.models import create_model
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 FORMAT_VERSION = 1
 LABELS = ("real", "ai")
@@ -37,9 +45,12 @@ class BundleError(FacetellError):
 
 @dataclass
 class Bundle:
-    """A loaded model with everything needed to preprocess for it and read its output."""
+    """A model with everything needed to preprocess for it and read its output.
 
-    model: nn.Module
+    Loaded bundles keep the raw safetensors bytes and build the torch module on first use of
+    `model`; bundles made in memory (training, ensembles) pass `module`.
+    """
+
     architecture: str
     model_kwargs: dict[str, Any]
     crop: CropRecipe
@@ -51,10 +62,22 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    module: nn.Module | None = None
+    weights: bytes | None = None
+    onnx: bytes | None = None
 
     @property
     def identity(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def model(self) -> nn.Module:
+        """The torch module, built from the stored weights the first time it is asked for."""
+        if self.module is None:
+            self.module = _torch_model(
+                self.architecture, self.model_kwargs, self.weights, self.path
+            )
+        return self.module
 
     def config(self) -> dict[str, Any]:
         return {
@@ -76,9 +99,15 @@ class Bundle:
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) crops to the float input the model was trained on."""
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (batch.float() / 255.0 - mean) / std
+        import torch
+
+        return torch.from_numpy(self.normalise_array(batch.numpy()))
+
+    def normalise_array(self, batch: np.ndarray) -> np.ndarray:
+        """The same for numpy: uint8 (B, 3, H, W) to float32, as ONNX Runtime takes it."""
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        return ((batch.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
 
     def without_calibration(self) -> Bundle:
         """The same model answering with raw logits (what calibration is fitted on)."""
@@ -93,10 +122,20 @@ class Bundle:
         _write_json(folder / "calibration.json", self.calibration)
 
     def save(self, folder: Path, *, model_card: str | None = None) -> Path:
+        """Write the bundle; architectures ONNX can express also get `model.onnx`."""
+        from safetensors.torch import save
+
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
-        _write_json(folder / "config.json", self.config())
+        weights = save(state)
+        (folder / "model.safetensors").write_bytes(weights)
+        config = self.config()
+        onnx = export_onnx(self.model, self.crop.size)
+        (folder / "model.onnx").unlink(missing_ok=True)
+        if onnx is not None:
+            (folder / "model.onnx").write_bytes(onnx)
+            config["onnx"] = {"file": "model.onnx", "weights_sha256": _sha256(weights)}
+        _write_json(folder / "config.json", config)
         if self.calibration is not None:
             _write_json(folder / "calibration.json", self.calibration)
         if self.metrics:
@@ -131,11 +170,13 @@ def ensemble_bundle(
         }
         for m, w in zip(members, weights, strict=True)
     ]
+    from facetell.models import create_model
+
     model = create_model("ensemble", members=specs)
     for module, member in zip(model.members, members, strict=True):
         module.load_state_dict(member.model.state_dict())
     return Bundle(
-        model=model.eval(),
+        module=model.eval(),
         architecture="ensemble",
         model_kwargs={"members": specs},
         crop=first.crop,
@@ -146,42 +187,90 @@ def ensemble_bundle(
     )
 
 
+def export_onnx(model: nn.Module, size: int) -> bytes | None:
+    """The model as an ONNX graph with a dynamic batch axis, or None for models that declare
+    `onnx_exportable = False` (the spectrum model's FFT has no ONNX operator); those run on torch.
+    """
+    import torch
+
+    if not getattr(model, "onnx_exportable", True):
+        return None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, 3, size, size),),
+            buffer,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logit"],
+            dynamic_axes={"image": {0: "batch"}, "logit": {0: "batch"}},
+            opset_version=17,
+        )
+    return buffer.getvalue()
+
+
+def _torch_model(
+    architecture: str, model_kwargs: dict[str, Any], weights: bytes | None, path: Path | None
+) -> nn.Module:
+    from safetensors.torch import load
+
+    from facetell.models import create_model
+
+    if weights is None:
+        raise BundleError(f"{path}: the bundle has no weights to build its model from")
+    model = create_model(architecture, **model_kwargs)
+    try:
+        model.load_state_dict(load(weights), strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise BundleError(f"{path}: weights do not fit {architecture}: {first}") from None
+    return model.eval()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def load_bundle(path: str | Path) -> Bundle:
-    """Restore a bundle folder or .zip exactly as saved; weights are checked against the model."""
+    """Read a bundle folder or .zip exactly as saved; the torch model is built on first use.
+
+    Weights are checked against the architecture when the torch model is built, and the ONNX
+    export is used only if it was made from these very weights.
+    """
     path = Path(path)
     if path.is_file() and path.suffix == ".zip":
-        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as archive:
-            archive.extractall(tmp)
-            inner = next((p.parent for p in Path(tmp).rglob("config.json")), Path(tmp))
-            bundle = load_bundle(inner)
-            bundle.path = path
-            return bundle
-    config = _read_json(path / "config.json") if path.is_dir() else None
-    if config is None or not (path / "model.safetensors").is_file():
+        with zipfile.ZipFile(path) as archive:
+            files = {Path(name).name: archive.read(name) for name in archive.namelist()
+                     if not name.endswith("/")}  # fmt: skip
+    elif path.is_dir():
+        files = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
+    else:
+        files = {}
+    if "config.json" not in files or "model.safetensors" not in files:
         raise BundleError(
             f"{path}: not a model bundle (expected a folder with config.json and "
             "model.safetensors, or a .zip of one)"
         )
+    config = json.loads(files["config.json"])
     if config.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: bundle format {config.get('format_version')} is not supported")
-    model = create_model(config["architecture"], **config["model_kwargs"])
-    try:
-        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise BundleError(f"{path}: weights do not fit {config['architecture']}: {first}") from None
-    model.eval()
+    weights = files["model.safetensors"]
+    onnx_spec = config.get("onnx") or {}
+    onnx = files.get(onnx_spec.get("file", "model.onnx"))
+    if onnx is not None and onnx_spec.get("weights_sha256") != _sha256(weights):
+        onnx = None  # exported from other weights: stale, so the torch model answers instead
     inputs = config["input"]
+
+    def optional_json(name: str) -> Any:
+        return json.loads(files[name]) if name in files else None
+
     return Bundle(
-        model=model,
         architecture=config["architecture"],
         model_kwargs=config["model_kwargs"],
         crop=CropRecipe(**inputs["crop"]),
@@ -189,8 +278,10 @@ def load_bundle(path: str | Path) -> Bundle:
         std=tuple(inputs["std"]),
         name=config.get("name", "facetell-model"),
         version=config.get("version", "0"),
-        calibration=_read_json(path / "calibration.json"),
-        metrics=_read_json(path / "metrics.json") or {},
+        calibration=optional_json("calibration.json"),
+        metrics=optional_json("metrics.json") or {},
         training=config.get("training", {}),
         path=path,
+        weights=weights,
+        onnx=onnx,
     )

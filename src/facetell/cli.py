@@ -1,4 +1,8 @@
-"""The `facetell` command line: a thin door that parses, calls the library and renders."""
+"""The `facetell` command line: a thin door that parses, calls the library and renders.
+
+Modules that need torch, scikit-learn or matplotlib are imported inside the commands that use
+them, so `facetell predict` starts without paying for training and reporting code.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -26,7 +31,6 @@ from rich.progress import (
 from rich.table import Table
 
 from facetell import __version__
-from facetell.audit import AuditReport, audit
 from facetell.calibrate import fit_calibration
 from facetell.data import (
     NEAR_DUPLICATE_DISTANCE,
@@ -39,12 +43,11 @@ from facetell.data import (
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
-from facetell.evaluate import evaluate_bundle, score_dataset
-from facetell.explain import explain
 from facetell.io import looks_like_image
-from facetell.models import list_models
-from facetell.report import write_report
-from facetell.train import EpochRecord, Reporter, load_config, summarise_runs, train
+
+if TYPE_CHECKING:
+    from facetell.audit import AuditReport
+    from facetell.train import EpochRecord
 
 app = typer.Typer(
     name="facetell",
@@ -160,6 +163,8 @@ def audit_command(
     seed: int = typer.Option(0, help="Seed of the cross-validation folds."),
 ) -> None:
     """Audit datasets for shortcuts: per class and source, every fact that is not a face."""
+    from facetell.audit import audit
+
     try:
         samples = discover(data)
     except FacetellError as error:
@@ -181,8 +186,8 @@ def audit_command(
         _render_audit(report)
 
 
-class RichReporter(Reporter):
-    """Training progress: a bar per stage and epoch with ETA, one table row per epoch."""
+class RichReporter:
+    """`train.Reporter` drawn with rich: a bar per stage and epoch with ETA, a row per epoch."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -227,6 +232,8 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue from the run folder's last checkpoint."),
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
+    from facetell.train import load_config, summarise_runs, train
+
     extra = [*overrides]
     if data:
         extra.append(f"data.paths={json.dumps([str(p) for p in data])}")
@@ -279,6 +286,8 @@ def train_command(
 @app.command("models")
 def models_command(pattern: str = typer.Argument("*", help="Shell-style name pattern.")) -> None:
     """List the registered model architectures."""
+    from facetell.models import list_models
+
     for name in list_models(pattern):
         console.print(name)
 
@@ -406,6 +415,8 @@ def predict_command(
 
 def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int) -> Result:
     """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png."""
+    from facetell.explain import explain
+
     name = "stdin" if isinstance(source, bytes) else Path(source).stem
     explanation = explain(detector, source, name=None if isinstance(source, str) else "-")
     if explanation.overlay is not None:
@@ -457,6 +468,9 @@ def evaluate_command(
     no_face_detect: bool = typer.Option(False, "--no-face-detect"),
 ) -> None:
     """Evaluate bundles on labelled data: metrics, plots, robustness and an HTML report."""
+    from facetell.evaluate import evaluate_bundle
+    from facetell.report import write_report
+
     try:
         samples = select_samples(data or [], split_file, split, limit)
         detectors = [
@@ -516,6 +530,8 @@ def calibrate_command(
     no_face_detect: bool = typer.Option(False, "--no-face-detect"),
 ) -> None:
     """Fit temperature, threshold and uncertain band on held-out data; write calibration.json."""
+    from facetell.evaluate import score_dataset
+
     try:
         samples = select_samples(data or [], split_file, split, limit)
         detector = Detector.load(bundle, detect_faces=not no_face_detect)

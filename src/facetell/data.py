@@ -18,7 +18,6 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from facetell.errors import BadImage, DatasetError
 from facetell.io import decode, looks_like_image
@@ -377,6 +376,8 @@ def kfold_splits(
     strata = _group_strata(labels, sources, groups)
     stratum_names = sorted(set(strata.values()))
     y = [stratum_names.index(strata[int(g)]) for g in groups]
+    from sklearn.model_selection import StratifiedGroupKFold  # 1-2 s to import; splits only
+
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     fold_of = np.empty(len(groups), dtype=np.int64)
     for fold, (_, test_index) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
+import onnxruntime
 from PIL import Image
 
 from facetell.bundle import Bundle, load_bundle
@@ -26,6 +26,9 @@ from facetell.errors import BadImage, FacetellError
 from facetell.faces import CropRecipe, Face, FaceDetector, RetinaFaceDetector, canonical_crop
 from facetell.forensics import metadata_clues
 from facetell.io import DEFAULT_LIMITS, DecodedImage, DecodeLimits, ImageSource, decode
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Status = Literal["ok", "no_face", "error"]
 REPO_DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
@@ -138,7 +141,17 @@ class Detector:
         if detect_faces and recipe.kind != "face":
             recipe = CropRecipe(kind="face", size=recipe.size, resize=recipe.resize)
         self.recipe = recipe
-        self.model = bundle.model.eval()
+        self.session = _onnx_session(bundle.onnx) if bundle.onnx is not None else None
+
+    @property
+    def runtime(self) -> str:
+        """What runs the classifier: ONNX Runtime (no torch import) or the torch module."""
+        return "onnxruntime" if self.session is not None else "torch"
+
+    @property
+    def model(self) -> nn.Module:
+        """The bundle's torch module (Grad-CAM needs it; built on first use)."""
+        return self.bundle.model
 
     @classmethod
     def load(cls, path: str | Path | None = None, **options: Any) -> Detector:
@@ -186,13 +199,17 @@ class Detector:
         }
         return prepared
 
-    @torch.no_grad()
     def logits(self, crops: list[np.ndarray]) -> np.ndarray:
         """Raw model logits for canonical uint8 crops (H, W, 3)."""
         if not crops:
             return np.zeros(0, dtype=np.float32)
-        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2)
-        return self.model(self.bundle.normalise(batch)).numpy()
+        batch = self.bundle.normalise_array(np.stack(crops).transpose(0, 3, 1, 2))
+        if self.session is not None:
+            return self.session.run(None, {"image": batch})[0]
+        import torch
+
+        with torch.no_grad():
+            return self.model(torch.from_numpy(batch)).numpy()
 
     def finish(self, prepared: Prepared, logits: np.ndarray, model_ms: float) -> Result:
         """Calibrate each face's logit and assemble the result record."""
@@ -278,6 +295,12 @@ class Detector:
                         prepared, logits[offset : offset + count], per_face_ms * count
                     )
                     offset += count
+
+
+def _onnx_session(model: bytes) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _take(iterator: Iterator, n: int) -> list:

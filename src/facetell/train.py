@@ -775,7 +775,7 @@ class Trainer:
     def to_bundle(self, metrics: dict[str, Any]) -> Bundle:
         kwargs = {k: v for k, v in self.config.model_kwargs.items() if k != "pretrained"}
         return Bundle(
-            model=self.model,
+            module=self.model,
             architecture=self.config.model,
             model_kwargs=kwargs,
             crop=self.config.crop,

@@ -28,6 +28,10 @@ class EnsembleDetector(nn.Module):
         self.register_buffer("weights", weights / weights.sum(), persistent=False)
         self.register_buffer("temperatures", temperatures, persistent=False)
 
+    @property
+    def onnx_exportable(self) -> bool:
+        return all(getattr(m, "onnx_exportable", True) for m in self.members)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.stack([member(x) for member in self.members], dim=1)
         return (logits / self.temperatures * self.weights).sum(dim=1)

@@ -33,6 +33,8 @@ def azimuthal_profile(x: torch.Tensor, bins: int) -> torch.Tensor:
 
 
 class SpectrumDetector(nn.Module):
+    onnx_exportable = False  # ONNX has no 2-D FFT operator; bundles of it run on torch
+
     def __init__(self, bins: int = 64) -> None:
         super().__init__()
         self.bins = bins

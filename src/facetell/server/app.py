@@ -209,6 +209,7 @@ def model_info(request: Request) -> dict:
         "version": bundle.version,
         "identity": bundle.identity,
         "architecture": bundle.architecture,
+        "runtime": detector.runtime,
         "crop": bundle.crop.model_dump(),
         "calibrated": detector.calibration.fitted,
         "calibration": detector.calibration.to_dict(),

@@ -44,6 +44,7 @@ class ModelInfo(BaseModel):
     version: str
     identity: str
     architecture: str
+    runtime: str = Field(description="onnxruntime, or torch for models without an ONNX export")
     crop: dict[str, Any]
     calibrated: bool
     calibration: dict[str, Any]
