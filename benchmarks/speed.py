@@ -3,7 +3,8 @@
 Usage: python benchmarks/speed.py [--model BUNDLE] [--repeats 30]
 Measures: per-face classification (model only, batch 1), end-to-end time for a 1024x1024 photo
 (decode + faces + crop + model + calibration, batch 1), batched face throughput, streamed image
-throughput, cold start (import + load in a fresh process) and peak RSS.
+throughput, cold start (import + load in a fresh process), a whole `facetell predict` command
+and peak RSS.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from skimage import data
 
@@ -46,9 +48,8 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
-    torch.set_num_threads(2)
     detector = Detector.load(args.model)
-    print(f"model {detector.model_name}, torch threads {torch.get_num_threads()}")
+    print(f"model {detector.model_name}, classifier on {detector.runtime}")
 
     photo = Image.fromarray(data.astronaut()).resize((1024, 1024), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
@@ -95,6 +96,21 @@ def main() -> None:
     cold = statistics.median(float(r[0]) for r in runs)
     fresh_rss = max(float(r[1]) for r in runs)
     print(f"{'cold start (import + load, fresh process)':<42} median {cold:8.2f} s")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "photo.jpg"
+        path.write_bytes(jpeg_1024)
+        command = [sys.executable, "-m", "facetell", "predict", str(path), "--format", "jsonl"]
+        if args.model:
+            command += ["--model", args.model]
+        cli_seconds = []
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(command, capture_output=True, check=True)
+            cli_seconds.append(time.perf_counter() - started)
+    print(
+        f"{'`facetell predict` one 1024² JPEG, whole command':<42} median "
+        f"{statistics.median(cli_seconds):8.2f} s"
+    )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'peak RSS (this benchmark process)':<42} {own:8.0f} MB")
     print(f"{'peak RSS (fresh process: load + 1 image)':<42} {fresh_rss:8.0f} MB")
