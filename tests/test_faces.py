@@ -6,10 +6,19 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from conftest import astronaut, cat, gan_faces
-from facetell.faces import CropRecipe, Face, RetinaFaceDetector, canonical_crop, face_square
+from facetell.faces import (
+    CropRecipe,
+    Face,
+    RetinaFaceDetector,
+    _reflect_crop,
+    canonical_crop,
+    face_square,
+)
 from facetell.io import decode
 
 
@@ -107,3 +116,26 @@ def test_crops_near_the_border_are_mirrored_not_black():
     face = Face(box=(0, 0, 40, 40), score=1.0)
     crop = np.asarray(canonical_crop(photo, CropRecipe(kind="face", size=64), face))
     assert crop.min() > 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    width=st.integers(3, 120),
+    height=st.integers(3, 120),
+    side=st.integers(2, 200),
+    left_frac=st.floats(-1.0, 1.0),
+    top_frac=st.floats(-1.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_windows_past_the_edge_are_mirrored_like_padding_the_whole_image(
+    width, height, side, left_frac, top_frac, seed
+):
+    """The crop pads only the region it needs; it must equal padding the whole image."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    left, top = round(left_frac * side), round(top_frac * side)
+    pad = 2 * side + max(width, height)
+    reference = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")[
+        top + pad : top + pad + side, left + pad : left + pad + side
+    ]
+    window = _reflect_crop(Image.fromarray(pixels), left, top, side)
+    np.testing.assert_array_equal(window, reference)

@@ -200,17 +200,26 @@ def face_square(face: Face, margin: float) -> tuple[float, float, float, float]:
 
 
 def _reflect_crop(image: Image.Image, left: int, top: int, side: int) -> np.ndarray:
-    """A side x side window that may reach past the edges; outside pixels are mirrored."""
-    pixels = np.asarray(image)
-    height, width = pixels.shape[:2]
+    """A side x side window that may reach past the edges; outside pixels are mirrored.
+
+    Only the part of the image the window and its mirrored margins need is converted and
+    padded (a face crop from a 1024² photo took ~15 ms when the whole photo was padded).
+    """
+    width, height = image.size
     pad_left, pad_top = max(0, -left), max(0, -top)
     pad_right, pad_bottom = max(0, left + side - width), max(0, top + side - height)
+    # the in-image region, widened to include the pixels that are mirrored into the margins
+    x0 = min(max(0, left), max(0, width - pad_right))
+    x1 = max(min(width, left + side), min(width, pad_left))
+    y0 = min(max(0, top), max(0, height - pad_bottom))
+    y1 = max(min(height, top + side), min(height, pad_top))
+    pixels = np.asarray(image.crop((x0, y0, x1, y1)))
     if pad_left or pad_top or pad_right or pad_bottom:
         pixels = np.pad(
             pixels, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="symmetric"
         )
-    top, left = top + pad_top, left + pad_left
-    return pixels[top : top + side, left : left + side]
+    row, column = top + pad_top - y0, left + pad_left - x0
+    return pixels[row : row + side, column : column + side]
 
 
 def canonical_crop(image: Image.Image, recipe: CropRecipe, face: Face | None = None) -> Image.Image:
