@@ -123,6 +123,29 @@ def test_false_positive_target_is_met_by_the_lowest_such_threshold():
         assert np.mean(p[y == 0] >= lower) > target
 
 
+def test_false_positive_target_over_sources_weighs_each_real_source_equally():
+    rng = np.random.default_rng(5)
+    # 900 easy real faces, 100 hard ones (an unfamiliar camera), 500 AI faces
+    p = np.concatenate([rng.beta(1, 8, 900), rng.beta(4, 3, 100), rng.beta(8, 1, 500)])
+    y = np.r_[np.zeros(1000), np.ones(500)]
+    sources = ["easy"] * 900 + ["hard"] * 100 + ["ai"] * 500
+
+    def mean_fpr(threshold: float) -> float:
+        return np.mean([np.mean(p[:900] >= threshold), np.mean(p[900:1000] >= threshold)])
+
+    pooled = threshold_for_fpr(y, p, 0.05)
+    balanced = threshold_for_fpr(y, p, 0.05, sources)
+    assert np.mean(p[900:1000] >= pooled) > 0.2  # pooling lets the hard source pay
+    assert mean_fpr(balanced) <= 0.05 < mean_fpr(pooled)
+    real_scores = np.sort(p[:1000])
+    next_lower = real_scores[real_scores < balanced].max()
+    assert mean_fpr(next_lower) > 0.05  # and it is the lowest threshold that meets the target
+    calibration = fit_calibration(np.log(p / (1 - p)), y, max_fpr=0.05, sources=sources)
+    by_source = calibration.details["false_positive_rate_by_source"]
+    assert set(by_source) == {"easy", "hard"}
+    assert np.mean(list(by_source.values())) <= 0.05
+
+
 def test_uncertain_band_makes_the_answered_faces_accurate_enough():
     y, logits = synthetic_scores(n=3000, seed=3)
     p = sigmoid(logits)

@@ -60,6 +60,7 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     low, high = calibration["uncertain_band"]
     assert low <= calibration["threshold"] <= high
     assert calibration["n"] == 32 and calibration["fitted_on"]["sources"] == ["dcgan", "nasa"]
+    assert set(calibration["false_positive_rate_by_source"]) == {"nasa"}
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     assert "ECE" in result.stdout
     predicted = facetell(

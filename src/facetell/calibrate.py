@@ -124,16 +124,25 @@ def fit_temperature(logits, y_true) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-5.0, 5.0), method="bounded").x))
 
 
-def threshold_for_fpr(y_true, y_prob, max_fpr: float) -> float:
-    """The lowest P(ai) threshold whose false-positive rate on real faces is at most max_fpr."""
+def threshold_for_fpr(y_true, y_prob, max_fpr: float, sources=None) -> float:
+    """The lowest P(ai) threshold whose false-positive rate on real faces is at most max_fpr.
+
+    With `sources`, the rate is the mean of each real source's own rate, so a large easy source
+    cannot buy a threshold that a smaller, harder one (or an unseen one) would not get.
+    """
     y_true, y_prob = _check(y_true, y_prob)
-    real = np.sort(y_prob[y_true == 0])
-    if len(real) == 0:
+    is_real = y_true == 0
+    if not is_real.any():
         raise ValueError("a false-positive target needs real images in the calibration set")
-    allowed = int(np.floor(max_fpr * len(real)))
-    # everything strictly above the (allowed+1)-th highest real score is called AI
-    cut = real[len(real) - allowed - 1]
-    return float(np.nextafter(cut, 1.0))
+    real_sources = np.asarray(sources if sources is not None else ["all"] * len(y_true))[is_real]
+    names, inverse, counts = np.unique(real_sources, return_inverse=True, return_counts=True)
+    weights = 1.0 / (counts[inverse] * len(names))
+    order = np.argsort(-y_prob[is_real], kind="stable")
+    descending = y_prob[is_real][order]
+    false_positive_rate = np.cumsum(weights[order])  # if the top k reals were called AI
+    allowed = int(np.searchsorted(false_positive_rate, max_fpr + 1e-12, side="right"))
+    # everything strictly above the first real score that must stay real is called AI
+    return float(np.nextafter(descending[min(allowed, len(descending) - 1)], 1.0))
 
 
 def uncertain_band(
@@ -177,11 +186,14 @@ def fit_calibration(
     y_true,
     *,
     max_fpr: float | None = None,
+    sources: list[str] | None = None,
     target_accuracy: float = 0.95,
     fitted_on: dict[str, Any] | None = None,
 ) -> Calibration:
-    """Temperature by NLL, threshold at the equal-error point (or a false-positive target),
-    and the uncertain band; the details record what it was fitted on and the ECE it reached."""
+    """Temperature by NLL, threshold at the equal-error point (or a false-positive target,
+    averaged over real sources when `sources` is given), and the uncertain band; the details
+    record what it was fitted on, the ECE it reached and each real source's false-positive
+    rate."""
     y_true, logits = _check(y_true, logits)
     temperature = fit_temperature(logits, y_true)
     raw = _sigmoid(logits)
@@ -190,8 +202,8 @@ def fit_calibration(
         _, threshold = equal_error_rate(y_true, p)
         rule = "equal_error_rate"
     else:
-        threshold = threshold_for_fpr(y_true, p, max_fpr)
-        rule = f"max_fpr={max_fpr}"
+        threshold = threshold_for_fpr(y_true, p, max_fpr, sources)
+        rule = f"max_fpr={max_fpr}" + (" (mean over real sources)" if sources else "")
     band, band_details = uncertain_band(y_true, p, threshold, target_accuracy=target_accuracy)
     called_ai = p >= threshold
     details = {
@@ -205,6 +217,12 @@ def fit_calibration(
         if (y_true == 0).any()
         else None,
         "true_positive_rate": float(called_ai[y_true == 1].mean()) if (y_true == 1).any() else None,
+        "false_positive_rate_by_source": {
+            str(name): float(called_ai[(y_true == 0) & (np.asarray(sources) == name)].mean())
+            for name in sorted(set(np.asarray(sources)[y_true == 0]))
+        }
+        if sources is not None and (y_true == 0).any()
+        else {},
         "band": band_details,
         "fitted_on": fitted_on or {},
     }

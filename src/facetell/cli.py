@@ -523,6 +523,12 @@ def calibrate_command(
         help="Threshold for this false-positive rate on real faces "
         "(default: the equal-error point).",
     ),
+    per_source: bool = typer.Option(
+        True,
+        "--per-source/--pooled",
+        help="With --max-fpr: the mean of each real source's rate (every source weighs the "
+        "same, as an unseen one would), or one rate over all real faces.",
+    ),
     target_accuracy: float = typer.Option(
         0.95, min=0.5, max=1.0, help="Accuracy the answered (not uncertain) faces must reach."
     ),
@@ -550,6 +556,9 @@ def calibrate_command(
             scored.logits[ok],
             scored.targets[ok],
             max_fpr=max_fpr,
+            sources=[s for s, keep in zip(scored.sources, ok, strict=True) if keep]
+            if per_source
+            else None,
             target_accuracy=target_accuracy,
             fitted_on={
                 "data": [str(p) for p in (data or [])],
@@ -569,8 +578,9 @@ def calibrate_command(
         f"({details['threshold_rule']}), uncertain band {calibration.uncertain_band[0]:.3f}-"
         f"{calibration.uncertain_band[1]:.3f}\n"
         f"ECE {details['ece_before']:.4f} before → {details['ece_after']:.4f} after; "
-        f"false-positive rate {details['false_positive_rate']:.4f}, "
-        f"true-positive rate {details['true_positive_rate']:.4f}; "
+        f"false-positive rate {details['false_positive_rate']:.4f}"
+        + "".join(f", {k} {v:.4f}" for k, v in details["false_positive_rate_by_source"].items())
+        + f", true-positive rate {details['true_positive_rate']:.4f}; "
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
         f"written to {bundle / 'calibration.json'}",
