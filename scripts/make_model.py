@@ -52,7 +52,7 @@ def main() -> None:
         "--out",
         str(report),
         "--robustness-limit",
-        "700",
+        "350",
     )
     if args.loso:
         run(
