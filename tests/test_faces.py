@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from facetell.faces import (
     Face,
     RetinaFaceDetector,
     _reflect_crop,
+    _rotated_centre,
     canonical_crop,
     face_square,
 )
@@ -139,3 +141,18 @@ def test_windows_past_the_edge_are_mirrored_like_padding_the_whole_image(
     ]
     window = _reflect_crop(Image.fromarray(pixels), left, top, side)
     np.testing.assert_array_equal(window, reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(side=st.integers(4, 300), angle=st.floats(-40.0, 40.0), seed=st.integers(0, 2**16))
+def test_rotating_only_the_centre_square_matches_rotating_the_window(side, angle, seed):
+    room = math.ceil(side * math.sqrt(2))
+    offset = (room - side) // 2
+    pixels = np.random.default_rng(seed).integers(0, 256, (room, room, 3), dtype=np.uint8)
+    window = Image.fromarray(pixels)
+    reference = np.asarray(window.rotate(angle, resample=Image.Resampling.BICUBIC))[
+        offset : offset + side, offset : offset + side
+    ]
+    centre = np.asarray(_rotated_centre(window, angle, offset, side))
+    difference = np.abs(centre.astype(int) - reference.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.02
