@@ -96,3 +96,13 @@ def test_predicting_with_the_shipped_model_never_imports_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert output == ["ok", "1", "False", "False"]
+
+
+def test_a_threshold_variant_shares_the_loaded_model(untrained_bundle):
+    detector = Detector.load(untrained_bundle)
+    strict, lenient = detector.with_threshold(1.0), detector.with_threshold(0.0)
+    assert strict.session is detector.session and lenient.face_detector is detector.face_detector
+    strict_result, lenient_result = strict.predict(astronaut()), lenient.predict(astronaut())
+    assert strict_result.p_ai == lenient_result.p_ai
+    assert (strict_result.label, lenient_result.label) == ("real", "ai")
+    assert detector.threshold is None

@@ -8,6 +8,7 @@ that would cost the rest of a batch.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -142,6 +143,12 @@ class Detector:
             recipe = CropRecipe(kind="face", size=recipe.size, resize=recipe.resize)
         self.recipe = recipe
         self.session = _onnx_session(bundle.onnx) if bundle.onnx is not None else None
+
+    def with_threshold(self, threshold: float | None) -> Detector:
+        """The same loaded model and face detector answering with another threshold."""
+        clone = copy.copy(self)
+        clone.threshold = threshold
+        return clone
 
     @property
     def runtime(self) -> str:

@@ -231,13 +231,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             settings.model, detect_faces=settings.detect_faces, limits=limits
         )
         app.state.detector = loaded
-        app.state.detector_with_threshold = lambda t: Detector(
-            loaded.bundle,
-            face_detector=loaded.face_detector,
-            detect_faces=loaded.detect_faces,
-            threshold=t,
-            limits=loaded.limits,
-        )
+        app.state.detector_with_threshold = loaded.with_threshold
         yield
 
     app = FastAPI(
