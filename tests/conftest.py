@@ -118,10 +118,8 @@ def cat() -> Image.Image:
     return Image.fromarray(data.chelsea())
 
 
-@pytest.fixture(scope="session")
-def untrained_bundle(tmp_path_factory) -> Path:
-    """A real bundle on disk (random MobileNetV2 weights, face crops at 96 px): for the plumbing
-    of every door, not for verdicts."""
+def save_untrained_bundle(folder: Path, architecture: str, size: int) -> Path:
+    """A real bundle on disk with seeded random weights and face crops of `size` px."""
     import torch
 
     from facetell.bundle import Bundle
@@ -130,13 +128,20 @@ def untrained_bundle(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     bundle = Bundle(
-        module=create_model("mobilenet_v2"),
-        architecture="mobilenet_v2",
+        module=create_model(architecture),
+        architecture=architecture,
         model_kwargs={},
-        crop=CropRecipe(kind="face", size=96),
+        crop=CropRecipe(kind="face", size=size),
         name="test-untrained",
     )
-    return bundle.save(tmp_path_factory.mktemp("bundle") / "untrained")
+    return bundle.save(folder)
+
+
+@pytest.fixture(scope="session")
+def untrained_bundle(tmp_path_factory) -> Path:
+    """A random MobileNetV2 at 96 px: for the plumbing of every door, not for verdicts."""
+    folder = tmp_path_factory.mktemp("bundle") / "untrained"
+    return save_untrained_bundle(folder, "mobilenet_v2", 96)
 
 
 def launch_chromium(playwright):

@@ -11,11 +11,9 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from conftest import astronaut, gan_faces
-from facetell.bundle import Bundle, load_bundle
+from conftest import astronaut, gan_faces, save_untrained_bundle
+from facetell.bundle import load_bundle
 from facetell.detector import Detector
-from facetell.faces import CropRecipe
-from facetell.models import create_model
 
 
 def real_crops(detector: Detector) -> list[np.ndarray]:
@@ -72,13 +70,7 @@ def test_zipped_bundle_runs_on_onnx_too(untrained_bundle, tmp_path):
 
 
 def test_models_without_an_onnx_operator_run_on_torch(tmp_path):
-    torch.manual_seed(0)
-    folder = Bundle(
-        module=create_model("spectrum"),
-        architecture="spectrum",
-        model_kwargs={},
-        crop=CropRecipe(kind="face", size=64),
-    ).save(tmp_path / "spectrum")
+    folder = save_untrained_bundle(tmp_path / "spectrum", "spectrum", 64)
     assert not (folder / "model.onnx").exists()
     detector = Detector.load(folder)
     assert detector.runtime == "torch"
