@@ -206,6 +206,7 @@ def fit_calibration(
         rule = f"max_fpr={max_fpr}" + (" (mean over real sources)" if sources else "")
     band, band_details = uncertain_band(y_true, p, threshold, target_accuracy=target_accuracy)
     called_ai = p >= threshold
+    real_sources = np.asarray(sources)[y_true == 0] if sources is not None else np.array([])
     details = {
         "threshold_rule": rule,
         "n": len(y_true),
@@ -218,11 +219,9 @@ def fit_calibration(
         else None,
         "true_positive_rate": float(called_ai[y_true == 1].mean()) if (y_true == 1).any() else None,
         "false_positive_rate_by_source": {
-            str(name): float(called_ai[(y_true == 0) & (np.asarray(sources) == name)].mean())
-            for name in sorted(set(np.asarray(sources)[y_true == 0]))
-        }
-        if sources is not None and (y_true == 0).any()
-        else {},
+            str(name): float(called_ai[y_true == 0][real_sources == name].mean())
+            for name in np.unique(real_sources)
+        },
         "band": band_details,
         "fitted_on": fitted_on or {},
     }

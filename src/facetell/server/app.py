@@ -194,7 +194,7 @@ async def predict(
     uploads = await uploads_from(request, settings)
     detector: Detector = request.app.state.detector
     if threshold is not None:
-        detector = request.app.state.detector_with_threshold(threshold)
+        detector = detector.with_threshold(threshold)
     async with request.app.state.gate:
         records = await run_in_threadpool(judge, detector, uploads, explain)
     return {"model": detector.model_name, "results": records}
@@ -231,7 +231,6 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             settings.model, detect_faces=settings.detect_faces, limits=limits
         )
         app.state.detector = loaded
-        app.state.detector_with_threshold = loaded.with_threshold
         yield
 
     app = FastAPI(
