@@ -155,4 +155,5 @@ def test_rotating_only_the_centre_square_matches_rotating_the_window(side, angle
     ]
     centre = np.asarray(_rotated_centre(window, angle, offset, side))
     difference = np.abs(centre.astype(int) - reference.astype(int))
-    assert difference.max() <= 1 and (difference > 0).mean() < 0.02
+    # rounding differs in a few samples: at most one grey level, in at most 2% of them (or 3)
+    assert difference.max() <= 1 and (difference > 0).sum() <= max(3, 0.02 * difference.size)
