@@ -46,6 +46,24 @@ def test_the_astronaut_has_one_face_where_her_face_is(detector):
     assert len(faces[0].landmarks) == 5
 
 
+def test_a_face_inside_the_frame_needs_no_padded_look(detector):
+    image = astronaut()
+    unpadded = detector._detect_once(image, detector.work_min_side, 0.0)
+    padded = detector._detect_once(image, detector.work_min_side, detector.pad_fraction)
+    [face] = detector.detect(image)
+    assert face.box == unpadded[0].box  # the first look was kept
+    assert iou(face.box, padded[0].box) > 0.95  # and it agrees with the padded look
+
+
+def test_a_face_cut_by_the_frame_is_found_by_the_padded_look(detector):
+    x, y, w, h = detector.detect(astronaut())[0].box
+    tight = astronaut().crop((int(x), int(y + 0.15 * h), int(x + w), int(y + h)))
+    padded = detector._detect_once(tight, detector.work_min_side, detector.pad_fraction)
+    [face] = detector.detect(tight)
+    assert face.box == padded[0].box
+    assert face.score > 0.9
+
+
 def test_small_generated_faces_are_found(detector):
     found = sum(bool(detector.detect(face)) for face in gan_faces(20, seed=3))
     assert found >= 19

@@ -216,3 +216,38 @@ def test_ensemble_averages_calibrated_member_logits_and_round_trips(planted_data
     with torch.no_grad():
         expected = 0.25 * members[0].model(batch) / 0.5 + 0.75 * members[1].model(batch) / 2.0
         assert torch.allclose(reloaded.model(batch), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
+def test_source_balance_moves_draws_between_sources_not_classes(exponent, tmp_path):
+    """A real source 4x larger than the other: its share of real draws falls as exponent rises."""
+    counts = {("real", "big"): 48, ("real", "small"): 12, ("ai", "gen"): 40}
+    for offset, ((label, source), count) in enumerate(counts.items()):
+        (tmp_path / "data" / label / source).mkdir(parents=True)
+        for i in range(count):
+            seed = 1000 * offset + i
+            image = smooth_photo(seed, SIZE) if label == "real" else upsampled_fake(seed)
+            image.save(tmp_path / "data" / label / source / f"{i}.png")
+    config = config_for("spectrum", tmp_path / "data", tmp_path / "cache", source_balance=exponent)
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data)
+    trainer = Trainer(config, data, split, tmp_path / "run")
+    train_sources = np.array([data.sources[i] for i in trainer.index["train"]])
+    drawn = np.concatenate(
+        [
+            train_sources[
+                list(trainer._loader("train", augment=False, shuffle=True, seed=s).sampler)
+            ]
+            for s in range(200)
+        ]
+    )
+    n_big, n_small = (train_sources == "big").sum(), (train_sources == "small").sum()
+    expected_big = n_big ** (1 - exponent) / (n_big ** (1 - exponent) + n_small ** (1 - exponent))
+    real = drawn[drawn != "gen"]
+    assert (real == "big").mean() == pytest.approx(expected_big, abs=0.02)
+    assert (drawn == "gen").mean() == pytest.approx((train_sources == "gen").mean(), abs=0.02)
+    if exponent == 0:  # plain shuffling: every image exactly once per epoch
+        assert len(drawn) == 200 * len(train_sources)
+        assert sorted(trainer._loader("train", augment=False, shuffle=True, seed=0).sampler) == (
+            list(range(len(train_sources)))
+        )

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from facetell.augment import AugmentConfig, build_augment
 from facetell.bundle import IMAGENET_MEAN, IMAGENET_STD, Bundle
@@ -98,6 +98,11 @@ class TrainConfig(BaseModel):
     weight_decay: float = 1e-4
     schedule: Literal["cosine", "plateau"] = "cosine"
     patience: int = Field(4, ge=1)
+    # 0 draws every training image equally often; above 0 the sources of a class are drawn
+    # with replacement, each source's share of its class growing as count ** (1 - exponent)
+    # (1: equal shares), so one large source (UTKFace: 68% of the real faces) does not set
+    # what "real" looks like.
+    source_balance: float = Field(0.0, ge=0.0, le=1.0)
     seed: int = 0
     workers: int = Field(2, ge=0)
     threads: int = Field(2, ge=1)
@@ -169,6 +174,8 @@ def _crop_one(job: tuple[str, CropRecipe]) -> np.ndarray | None:
 
 def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
     digest = hashlib.sha256(recipe.model_dump_json().encode())
+    if recipe.kind == "face":
+        digest.update(f"{_face_detector().name}@{_face_detector().revision}\n".encode())
     for sample in samples:
         stat = sample.path.stat()
         digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -302,6 +309,26 @@ def _record_stub(sample: Sample) -> FileRecord:
     return FileRecord(path=str(sample.path), label=sample.label, source=sample.source)
 
 
+def source_balanced_weights(
+    targets: np.ndarray, sources: Sequence[str], exponent: float
+) -> np.ndarray:
+    """Per-image sampling weights: source s of class c gets a share ∝ n_s ** (1 - exponent).
+
+    Every class keeps its total weight (its image count), so the class prior is unchanged and
+    only the mix of sources inside a class moves; the weights average 1.
+    """
+    targets = np.asarray(targets)
+    sources = np.asarray(sources)
+    weights = np.empty(len(targets), dtype=np.float64)
+    for label in np.unique(targets):
+        in_class = targets == label
+        names, counts = np.unique(sources[in_class], return_counts=True)
+        shares = counts.astype(np.float64) ** (1.0 - exponent)
+        per_image = shares / shares.sum() * in_class.sum() / counts
+        weights[in_class] = per_image[np.searchsorted(names, sources[in_class])]
+    return weights
+
+
 class CropDataset(Dataset):
     """Cached uint8 crops → (augmented) normalised tensors with their targets.
 
@@ -420,6 +447,10 @@ class Trainer:
         self.index["test"] = np.flatnonzero((assignment == "test") & data.valid)
         if len(self.index["train"]) == 0 or len(self.index["val"]) == 0:
             raise FacetellError("the split left no training or no validation images")
+        train = self.index["train"]
+        self.train_weights = source_balanced_weights(
+            data.targets[train], [data.sources[i] for i in train], config.source_balance
+        )
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **config.model_kwargs)
         self.augment = build_augment(config.augment, config.crop.size)
@@ -446,11 +477,17 @@ class Trainer:
             item_seed=item_seed,
         )
         generator = torch.Generator().manual_seed(seed)
+        sampler = None
+        if shuffle and split == "train" and self.config.source_balance > 0:
+            sampler = WeightedRandomSampler(
+                self.train_weights.tolist(), len(dataset), generator=generator
+            )
         workers = self.config.workers
         return DataLoader(
             dataset,
             batch_size=self.config.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=workers,
             worker_init_fn=_worker_init if workers else None,
             generator=generator,
@@ -657,7 +694,11 @@ class Trainer:
         while self.state.epoch < phase.epochs:
             started = time.perf_counter()
             generator = torch.Generator().manual_seed(self._epoch_seed())
-            order = torch.randperm(len(train_targets), generator=generator)
+            if self.config.source_balance > 0:
+                weights = torch.from_numpy(self.train_weights).repeat(phase.views)
+                order = torch.multinomial(weights, len(weights), True, generator=generator)
+            else:
+                order = torch.randperm(len(train_targets), generator=generator)
             model.head.train()
             losses = []
             for start in range(0, len(order), self.config.batch_size):
