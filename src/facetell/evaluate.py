@@ -126,12 +126,16 @@ def _centre_crop(image: Image.Image) -> Image.Image:
     return image.crop((round(w * 0.1), round(h * 0.1), round(w * 0.9), round(h * 0.9)))
 
 
-def _thumbnail(image: Image.Image) -> Image.Image:
+def _thumbnail(size: int) -> Callable[[Image.Image], Image.Image]:
     """The hidden benchmark's second copy: centre-cropped, small, one JPEG quality."""
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    square = image.crop((left, top, left + side, top + side)).resize((160, 160), Image.BICUBIC)
-    return _jpeg(90)(square)
+
+    def apply(image: Image.Image) -> Image.Image:
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        square = image.crop((left, top, left + side, top + side))
+        return _jpeg(90)(square.resize((size, size), Image.Resampling.BICUBIC))
+
+    return apply
 
 
 PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
@@ -145,7 +149,8 @@ PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "blur_2": _blur(2.0),
     "screenshot": _screenshot,
     "centre_crop": _centre_crop,
-    "thumbnail_160_q90": _thumbnail,
+    "thumbnail_160_q90": _thumbnail(160),
+    "thumbnail_64_q90": _thumbnail(64),
 }
 
 

@@ -305,11 +305,16 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         row: list[Any] = [name]
         for evaluation in evaluations:
             values = evaluation.robustness.get(name, {})
-            row += [values.get("auroc"), values.get("auroc_drop"), values.get("accuracy")]
+            row += [
+                values.get("auroc"),
+                values.get("auroc_drop"),
+                values.get("accuracy"),
+                values.get("n"),  # images still scored: a perturbation can hide the face
+            ]
         robust_rows.append(row)
     robust_headers = ["perturbation"]
     for evaluation in evaluations:
-        robust_headers += [f"AUROC {evaluation.bundle}", "AUROC drop", "accuracy"]
+        robust_headers += [f"AUROC {evaluation.bundle}", "AUROC drop", "accuracy", "scored"]
     robust_table = _table(robust_headers, robust_rows, "robustness-table") if robust_rows else ""
     gallery = "".join(
         f'<figure><img src="{_thumbnail_uri(m["path"])}" alt="{html.escape(m["path"])}">'
