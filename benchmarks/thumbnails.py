@@ -11,41 +11,19 @@ Usage: python benchmarks/thumbnails.py [--bundle DIR] [--per-source N] [--sizes 
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from facetell.data import build_manifest, discover, duplicate_groups, sample_per_source
 from facetell.detector import Detector
-from facetell.evaluate import auroc, score_dataset
+from facetell.evaluate import auroc, jpeg_copy, score_dataset, thumbnail_copy
 from facetell.faces import RetinaFaceDetector
 from facetell.train import PreparedData, load_config, make_splits
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def jpeg(quality: int) -> Callable[[Image.Image], Image.Image]:
-    def apply(image: Image.Image) -> Image.Image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, "JPEG", quality=quality)
-        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-    return apply
-
-
-def thumbnail(side: int, quality: int) -> Callable[[Image.Image], Image.Image]:
-    def apply(image: Image.Image) -> Image.Image:
-        short = min(image.size)
-        left, top = (image.width - short) // 2, (image.height - short) // 2
-        square = image.crop((left, top, left + short, top + short))
-        return jpeg(quality)(square.resize((side, side), Image.Resampling.BICUBIC))
-
-    return apply
 
 
 def shipped_test_split(data: str) -> list:
@@ -78,9 +56,9 @@ def main() -> None:
     test = sample_per_source(shipped_test_split(args.data), args.per_source)
     faces = RetinaFaceDetector(min_face_fraction=args.min_face_fraction)
     detector = Detector.load(args.bundle, face_detector=faces)
-    conditions = {f"native, JPEG {args.quality}": jpeg(args.quality)}
+    conditions = {f"native, JPEG {args.quality}": jpeg_copy(args.quality)}
     for side in args.sizes:
-        conditions[f"{side} px, JPEG {args.quality}"] = thumbnail(side, args.quality)
+        conditions[f"{side} px, JPEG {args.quality}"] = thumbnail_copy(side, args.quality)
     print(f"{len(test)} test images; verdicts at the bundle's threshold")
     for name, transform in conditions.items():
         started = time.perf_counter()

@@ -92,7 +92,9 @@ def summary_metrics(y_true: np.ndarray, logits: np.ndarray, *, threshold: float 
 # Scoring a dataset through the inference pipeline
 
 
-def _jpeg(quality: int) -> Callable[[Image.Image], Image.Image]:
+def jpeg_copy(quality: int) -> Callable[[Image.Image], Image.Image]:
+    """Re-save as JPEG at one quality, as uploads and benchmarks do."""
+
     def apply(image: Image.Image) -> Image.Image:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=quality)
@@ -126,31 +128,31 @@ def _centre_crop(image: Image.Image) -> Image.Image:
     return image.crop((round(w * 0.1), round(h * 0.1), round(w * 0.9), round(h * 0.9)))
 
 
-def _thumbnail(size: int) -> Callable[[Image.Image], Image.Image]:
+def thumbnail_copy(size: int, quality: int = 90) -> Callable[[Image.Image], Image.Image]:
     """The hidden benchmark's second copy: centre-cropped, small, one JPEG quality."""
 
     def apply(image: Image.Image) -> Image.Image:
         side = min(image.size)
         left, top = (image.width - side) // 2, (image.height - side) // 2
         square = image.crop((left, top, left + side, top + side))
-        return _jpeg(90)(square.resize((size, size), Image.Resampling.BICUBIC))
+        return jpeg_copy(quality)(square.resize((size, size), Image.Resampling.BICUBIC))
 
     return apply
 
 
 PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "jpeg_95": _jpeg(95),
-    "jpeg_75": _jpeg(75),
-    "jpeg_50": _jpeg(50),
-    "jpeg_30": _jpeg(30),
+    "jpeg_95": jpeg_copy(95),
+    "jpeg_75": jpeg_copy(75),
+    "jpeg_50": jpeg_copy(50),
+    "jpeg_30": jpeg_copy(30),
     "downscale_0.5": _downscale(0.5),
     "downscale_0.25": _downscale(0.25),
     "blur_1": _blur(1.0),
     "blur_2": _blur(2.0),
     "screenshot": _screenshot,
     "centre_crop": _centre_crop,
-    "thumbnail_160_q90": _thumbnail(160),
-    "thumbnail_64_q90": _thumbnail(64),
+    "thumbnail_160_q90": thumbnail_copy(160),
+    "thumbnail_64_q90": thumbnail_copy(64),
 }
 
 
