@@ -104,6 +104,9 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         for table in TABLES:
             assert page.locator(f"#{table} tbody tr").count() >= 1, table
         assert page.locator("#mistake-gallery figure").count() >= 1
+        for name, values in metrics["robustness"].items():  # how many each perturbation scored
+            row = page.locator("#robustness-table tbody tr", has_text=name).first
+            assert row.locator("td").last.inner_text() == str(values["n"]), name
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
     assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained

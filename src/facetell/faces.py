@@ -58,7 +58,7 @@ class RetinaFaceDetector:
     generated faces need it. The threshold of 0.8 keeps scikit-image's cat photo (best score
     0.73) out. Faces narrower than `min_face` pixels are dropped, but in a thumbnail the floor
     shrinks to `min_face_fraction` of the short side: a 64-px thumbnail of a portrait holds a
-    12-px face that is the whole point of the picture (docs/results.md).
+    10-20 px face that is the whole point of the picture (docs/results.md).
     """
 
     name = "retinaface-mnet025"
