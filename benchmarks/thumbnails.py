@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facetell.data import build_manifest, discover, duplicate_groups, sample_per_source
+from facetell.data import sample_per_source
 from facetell.detector import Detector
 from facetell.evaluate import auroc, jpeg_copy, score_dataset, thumbnail_copy
 from facetell.faces import RetinaFaceDetector
-from facetell.train import PreparedData, load_config, make_splits
+from facetell.train import grouped_samples, load_config, make_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,13 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def shipped_test_split(data: str) -> list:
     """The test split `make model` evaluates on: same config, seed and duplicate groups."""
     config = load_config(ROOT / "configs" / "default.yaml", [f"data.paths=[{data}]"])
-    samples = discover(config.data.paths)
-    records = build_manifest(samples, workers=2)
-    groups = duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
-    targets = np.array([s.target for s in samples])
-    sources = [s.source for s in samples]
-    prepared = PreparedData(samples, groups, np.empty(0), np.empty(0), targets, sources)
-    [(_, split)] = make_splits(config, prepared)
+    [(_, split)] = make_splits(config, *grouped_samples(config))
     return split.samples("test")
 
 

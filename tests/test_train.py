@@ -118,7 +118,7 @@ def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset
             ).model_dump(),
         )
         data = prepare_data(config)
-        [(_, split)] = make_splits(config, data)
+        [(_, split)] = make_splits(config, data.samples, data.groups)
         trainer = Trainer(config, data, split, tmp_path / f"run-{cache_features}")
         trainer.fit()
         heads.append(trainer.model.head[1].weight.detach().clone())
@@ -148,7 +148,7 @@ def test_resume_continues_from_the_last_checkpoint(planted_dataset, tmp_path):
         phases=[{"kind": "full", "epochs": 3, "lr": 0.002}],
     )
     data = prepare_data(config)
-    [(_, split)] = make_splits(config, data)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
     uninterrupted = Trainer(config, data, split, tmp_path / "full")
     uninterrupted.fit()
 
@@ -230,7 +230,7 @@ def test_source_balance_moves_draws_between_sources_not_classes(exponent, tmp_pa
             image.save(tmp_path / "data" / label / source / f"{i}.png")
     config = config_for("spectrum", tmp_path / "data", tmp_path / "cache", source_balance=exponent)
     data = prepare_data(config)
-    [(_, split)] = make_splits(config, data)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
     trainer = Trainer(config, data, split, tmp_path / "run")
     train_sources = np.array([data.sources[i] for i in trainer.index["train"]])
     drawn = np.concatenate(

@@ -223,29 +223,42 @@ def cached_crops(
     return np.load(crops_path, mmap_mode="r"), valid
 
 
-def prepare_data(
-    config: TrainConfig, *, on_progress: Callable[[str, int, int], None] | None = None
-) -> PreparedData:
-    """Discover, describe, group and crop the configured data (crops cached on disk)."""
+StageProgress = Callable[[str, int, int], None]
+
+
+def _stage(
+    on_progress: StageProgress | None, stage: str, total: int
+) -> Callable[[int], None] | None:
+    """Turn a (stage, n, total) reporter into the per-item callback one stage takes."""
+    if on_progress is None:
+        return None
+    return lambda n: on_progress(stage, n, total)
+
+
+def grouped_samples(
+    config: TrainConfig, *, on_progress: StageProgress | None = None
+) -> tuple[list[Sample], np.ndarray]:
+    """The configured samples and their duplicate groups: all that splits are made from."""
     samples = discover(config.data.paths)
     if config.data.max_per_source is not None:
         samples = sample_per_source(samples, config.data.max_per_source, config.seed)
-
-    def progress(stage: str, total: int) -> Callable[[int], None] | None:
-        if on_progress is None:
-            return None
-        return lambda n: on_progress(stage, n, total)
-
     records = build_manifest(
-        samples, workers=config.workers or 1, on_progress=progress("hashing", len(samples))
+        samples,
+        workers=config.workers or 1,
+        on_progress=_stage(on_progress, "hashing", len(samples)),
     )
-    groups = duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
+    return samples, duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
+
+
+def prepare_data(config: TrainConfig, *, on_progress: StageProgress | None = None) -> PreparedData:
+    """Discover, describe, group and crop the configured data (crops cached on disk)."""
+    samples, groups = grouped_samples(config, on_progress=on_progress)
     crops, valid = cached_crops(
         samples,
         config.crop,
         Path(config.cache_dir).expanduser(),
         workers=config.workers or 1,
-        on_progress=progress("cropping", len(samples)),
+        on_progress=_stage(on_progress, "cropping", len(samples)),
     )
     return PreparedData(
         samples=samples,
@@ -257,20 +270,23 @@ def prepare_data(
     )
 
 
-def make_splits(config: TrainConfig, data: PreparedData) -> list[tuple[str, SplitFile]]:
+def make_splits(
+    config: TrainConfig, samples: Sequence[Sample], groups: np.ndarray
+) -> list[tuple[str, SplitFile]]:
     """The runs a config asks for: one split, K folds, or one held-out source (or each AI one)."""
-    labels = [s.label for s in data.samples]
+    labels = [s.label for s in samples]
+    sources = [s.source for s in samples]
     params = {"fractions": list(config.data.fractions)}
     holdout = config.data.holdout_source
 
     def split_file(kind: str, assignment: list[str], extra: dict) -> SplitFile:
-        records = [_record_stub(s) for s in data.samples]
+        records = [_record_stub(s) for s in samples]
         return SplitFile.from_assignment(
-            kind, config.seed, {**params, **extra}, records, data.groups, assignment
+            kind, config.seed, {**params, **extra}, records, groups, assignment
         )
 
     if holdout is not None:
-        names = sorted({s.source for s in data.samples if s.label == "ai"})
+        names = sorted({s.source for s in samples if s.label == "ai"})
         chosen = names if holdout == "all" else [holdout]
         return [
             (
@@ -279,8 +295,8 @@ def make_splits(config: TrainConfig, data: PreparedData) -> list[tuple[str, Spli
                     "leave_one_source_out",
                     leave_one_source_out(
                         labels,
-                        data.sources,
-                        data.groups,
+                        sources,
+                        groups,
                         name,
                         fractions=config.data.fractions,
                         seed=config.seed,
@@ -291,15 +307,13 @@ def make_splits(config: TrainConfig, data: PreparedData) -> list[tuple[str, Spli
             for name in chosen
         ]
     if config.data.folds > 1:
-        assignments = kfold_splits(
-            labels, data.sources, data.groups, k=config.data.folds, seed=config.seed
-        )
+        assignments = kfold_splits(labels, sources, groups, k=config.data.folds, seed=config.seed)
         return [
             (f"fold-{i}", split_file("kfold", a, {"k": config.data.folds, "fold": i}))
             for i, a in enumerate(assignments)
         ]
     assignment = stratified_split(
-        labels, data.sources, data.groups, fractions=config.data.fractions, seed=config.seed
+        labels, sources, groups, fractions=config.data.fractions, seed=config.seed
     )
     return [("", split_file("stratified", assignment, {}))]
 
@@ -898,7 +912,7 @@ def train(
     reporter = reporter or Reporter()
     data = prepare_data(config, on_progress=reporter.stage)
     results = []
-    for name, split in make_splits(config, data):
+    for name, split in make_splits(config, data.samples, data.groups):
         run_dir = out_dir / name if name else out_dir
         trainer = Trainer(config, data, split, run_dir, reporter)
         if resume and (run_dir / "metrics.json").is_file():
