@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
@@ -178,6 +178,8 @@ def test_windows_past_the_edge_are_mirrored_like_padding_the_whole_image(
 
 @settings(max_examples=60, deadline=None)
 @given(side=st.integers(4, 300), angle=st.floats(-40.0, 40.0), seed=st.integers(0, 2**16))
+@example(side=7, angle=-1.423471869355479e-13, seed=0)  # 4 of 147 samples flip
+@example(side=171, angle=7.016354232919775e-14, seed=0)  # near-zero angle, large window
 def test_rotating_only_the_centre_square_matches_rotating_the_window(side, angle, seed):
     room = math.ceil(side * math.sqrt(2))
     offset = (room - side) // 2
