@@ -182,3 +182,15 @@ def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundl
     ys, xs = np.nonzero(changed)
     assert changed.mean() > 0.05  # a heat map was blended in around the face
     assert 40 < np.median(xs) < 200 and 20 < np.median(ys) < 160
+
+
+def test_shipped_model_heat_map_covers_the_face_not_a_flat_wash():
+    """Grad-CAM through the shipped model (every member with a spatial layer) gives a real map."""
+    from facetell.explain import explain
+
+    explanation = explain(Detector.load(), astronaut())
+    assert explanation.method == "grad-cam"
+    [heatmap] = explanation.heatmaps
+    assert heatmap.shape == (160, 160)
+    assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+    assert heatmap.std() > 0.05  # evidence is located, not spread evenly

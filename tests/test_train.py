@@ -47,12 +47,14 @@ def config_for(family: str, data: Path, cache: Path, **extra):
         ],
         "npr": [{"kind": "full", "epochs": 4, "lr": 0.002}],
         "spectrum": [{"kind": "closed_form", "views": 1}],
+        "mobilenet_v2_probe": [{"kind": "closed_form", "views": 1}],
     }[family]
+    pretrained = family in ("mobilenet_v2", "mobilenet_v2_probe")
     overrides = {
         "name": f"test-{family}",
         "model": family,
-        "model_kwargs": {"pretrained": True} if family == "mobilenet_v2" else {},
-        "crop": {"size": SIZE, "resize": family == "mobilenet_v2"},
+        "model_kwargs": {"pretrained": True} if pretrained else {},
+        "crop": {"size": SIZE, "resize": pretrained},
         "augment": AugmentConfig.none().model_dump(),
         "data": {"paths": [str(data)], "fractions": [0.6, 0.2, 0.2]},
         "phases": phases,
@@ -65,7 +67,7 @@ def config_for(family: str, data: Path, cache: Path, **extra):
     return load_config(None, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
 
 
-@pytest.mark.parametrize("family", ["spectrum", "npr", "mobilenet_v2"])
+@pytest.mark.parametrize("family", ["spectrum", "npr", "mobilenet_v2", "mobilenet_v2_probe"])
 def test_each_family_learns_the_planted_trace(family, planted_dataset, tmp_path):
     config = config_for(family, planted_dataset, tmp_path / "cache")
     [(_, result)] = train(config, tmp_path / "run")
@@ -95,6 +97,30 @@ def test_saved_bundle_reloads_to_identical_logits(planted_dataset, tmp_path):
         actual = reloaded.model(reloaded.normalise(batch))
     assert torch.equal(expected, actual)
     assert reloaded.metrics["test"]["auroc"] == result.metrics["test"]["auroc"]
+
+
+def test_probe_keeps_imagenet_features_and_ships_small(planted_dataset, tmp_path):
+    """Only the linear read-out learns: the kept blocks stay ImageNet's, the rest are dropped."""
+    config = config_for("mobilenet_v2_probe", planted_dataset, tmp_path / "cache")
+    [(_, result)] = train(config, tmp_path / "run")
+    imagenet = create_model("mobilenet_v2", pretrained=True).features.state_dict()
+    reloaded = load_bundle(result.bundle_dir)
+    backbone = {
+        key.removeprefix("backbone."): value
+        for key, value in reloaded.model.state_dict().items()
+        if key.startswith("backbone.")
+    }
+    assert backbone, "the probe kept no backbone"
+    assert max(int(key.split(".")[0]) for key in backbone) == 13
+    for key, value in backbone.items():
+        assert torch.equal(value, imagenet[key]), key
+    assert (result.bundle_dir / "model.safetensors").stat().st_size < 3_000_000
+    assert reloaded.onnx is not None
+    data = prepare_data(config)
+    batch = torch.from_numpy(np.array(data.crops[:8])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        logits = reloaded.model(reloaded.normalise(batch)).numpy()
+    assert np.ptp(logits) > 0.1  # the read-out is fitted, not a constant
 
 
 def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset, tmp_path):

@@ -34,22 +34,31 @@ class Explanation:
     method: str
 
 
-def cam_layer(model: nn.Module) -> nn.Module | None:
-    """The spatial layer Grad-CAM reads: the last one before global pooling."""
-    for name in ("features", "stage2"):
+def cam_layers(model: nn.Module) -> list[nn.Module]:
+    """The spatial layers Grad-CAM reads: each model's last one before global pooling.
+
+    An ensemble contributes one per member with spatial features, so its map shows the evidence
+    for the ensemble's own output; a spectrum model has none.
+    """
+    members = getattr(model, "members", None)
+    if isinstance(members, nn.ModuleList):
+        return [layer for member in members for layer in cam_layers(member)]
+    for name in ("features", "backbone", "stage2"):
         layer = getattr(model, name, None)
-        if layer is not None:
-            return layer[-1] if isinstance(layer, nn.Sequential) else layer
-    return None
+        if isinstance(layer, nn.Sequential):
+            return [layer[-1]]
+        if isinstance(layer, nn.Module):
+            return [layer]
+    return []
 
 
 def grad_cam(model: nn.Module, batch: torch.Tensor) -> np.ndarray:
     """(B, H, W) maps in [0, 1] of the evidence for "ai"."""
     from pytorch_grad_cam import GradCAM
 
-    layer = cam_layer(model)
-    assert layer is not None
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
+    layers = cam_layers(model)
+    assert layers, f"{type(model).__name__} has no spatial layer for Grad-CAM"
+    with torch.enable_grad(), GradCAM(model=model, target_layers=layers) as cam:
         maps = cam(input_tensor=batch, targets=[lambda output: output] * len(batch))
     return np.asarray(maps, dtype=np.float32)
 

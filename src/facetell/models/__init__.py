@@ -1,6 +1,6 @@
 """Model registry and the detector families; importing this package registers them all."""
 
-from facetell.models import ensemble, mobilenet, npr, spectrum
+from facetell.models import ensemble, mobilenet, npr, probe, spectrum
 from facetell.models.registry import UnknownModel, create_model, list_models, register_model
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "list_models",
     "mobilenet",
     "npr",
+    "probe",
     "register_model",
     "spectrum",
 ]

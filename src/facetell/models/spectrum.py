@@ -8,11 +8,10 @@ linear layer is fitted by scikit-learn and stored as ordinary weights, so the mo
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from facetell.models.closed_form import StandardisedLogistic
 from facetell.models.registry import register_model
 
 
@@ -32,7 +31,7 @@ def azimuthal_profile(x: torch.Tensor, bins: int) -> torch.Tensor:
     return sums / counts
 
 
-class SpectrumDetector(nn.Module):
+class SpectrumDetector(StandardisedLogistic, nn.Module):
     onnx_exportable = False  # ONNX has no 2-D FFT operator; bundles of it run on torch
 
     def __init__(self, bins: int = 64) -> None:
@@ -48,18 +47,6 @@ class SpectrumDetector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         standardised = (self.features(x) - self.feature_mean) / self.feature_std
         return self.linear(standardised).squeeze(1)
-
-    def fit(self, features: np.ndarray, targets: np.ndarray, *, c: float = 1.0) -> None:
-        """Fit standardisation and the logistic regression on precomputed features."""
-        mean = features.mean(axis=0)
-        std = features.std(axis=0) + 1e-6
-        regression = LogisticRegression(C=c, max_iter=2000)
-        regression.fit((features - mean) / std, targets)
-        with torch.no_grad():
-            self.feature_mean.copy_(torch.from_numpy(mean).float())
-            self.feature_std.copy_(torch.from_numpy(std).float())
-            self.linear.weight.copy_(torch.from_numpy(regression.coef_).float())
-            self.linear.bias.copy_(torch.from_numpy(regression.intercept_).float())
 
 
 @register_model("spectrum")
