@@ -6,7 +6,7 @@ statistics, before ImageNet's semantics take over), averaged over the face and r
 strongly regularised logistic regression, cannot memorise a generator's look as easily: SDXL
 held out ranks at AUROC 0.87 against 0.80 for the fine-tuned network, while in distribution it
 is far weaker (test AUROC 0.91 vs 0.97), and held-out GANs rank lower (DCGAN 0.71 vs 0.77,
-StyleGAN 0.83 vs 0.90); docs/results.md. It trains in minutes on a CPU
+StyleGAN 0.83 vs 0.91); docs/results.md. It trains in minutes on a CPU
 (features once, then a closed-form fit), and only the blocks up to the last probed one are
 kept, so a bundle is 2 MB.
 """
