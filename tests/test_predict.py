@@ -184,7 +184,7 @@ def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundl
     assert 40 < np.median(xs) < 200 and 20 < np.median(ys) < 160
 
 
-def test_shipped_model_heat_map_covers_the_face_not_a_flat_wash():
+def test_shipped_model_heat_map_is_located_not_a_flat_wash():
     """Grad-CAM through the shipped model (every member with a spatial layer) gives a real map."""
     from facetell.explain import explain
 

@@ -766,7 +766,7 @@ class Trainer:
         with torch.no_grad():
             train_loss = float(
                 nn.functional.binary_cross_entropy_with_logits(
-                    model.linear((features - model.feature_mean) / model.feature_std).squeeze(1),
+                    model.read_out(features),
                     targets,
                 )
             )

@@ -16,12 +16,17 @@ from torch import nn
 class StandardisedLogistic:
     """Mixin for modules with `feature_mean`/`feature_std` buffers and a `linear` layer.
 
-    `train.py`'s closed_form phase calls `fit` with the features of every training view.
+    `train.py`'s closed_form phase calls `fit` with the features of every training view, and
+    `forward` of each model is `read_out(self.features(x))`.
     """
 
     feature_mean: torch.Tensor
     feature_std: torch.Tensor
     linear: nn.Linear
+
+    def read_out(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from precomputed features: standardise, then the fitted linear unit."""
+        return self.linear((features - self.feature_mean) / self.feature_std).squeeze(1)
 
     def fit(self, features: np.ndarray, targets: np.ndarray, *, c: float = 1.0) -> None:
         """Fit standardisation and an L2 logistic regression (inverse strength `c`) in place."""

@@ -42,7 +42,6 @@ class MidLevelProbe(StandardisedLogistic, nn.Module):
         self.register_buffer("feature_mean", torch.zeros(dim))
         self.register_buffer("feature_std", torch.ones(dim))
         self.linear = nn.Linear(dim, 1)
-        self.eval()
 
     def train(self, mode: bool = True) -> MidLevelProbe:
         """The backbone is frozen with ImageNet statistics: BatchNorm never leaves eval mode."""
@@ -59,8 +58,7 @@ class MidLevelProbe(StandardisedLogistic, nn.Module):
         return torch.cat(pooled, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        standardised = (self.features(x) - self.feature_mean) / self.feature_std
-        return self.linear(standardised).squeeze(1)
+        return self.read_out(self.features(x))
 
 
 @register_model("mobilenet_v2_probe")

@@ -45,8 +45,7 @@ class SpectrumDetector(StandardisedLogistic, nn.Module):
         return azimuthal_profile(x, self.bins)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        standardised = (self.features(x) - self.feature_mean) / self.feature_std
-        return self.linear(standardised).squeeze(1)
+        return self.read_out(self.features(x))
 
 
 @register_model("spectrum")
