@@ -193,8 +193,10 @@ def test_resume_continues_from_the_last_checkpoint(planted_dataset, tmp_path):
 
 def test_kfold_and_holdout_runs_write_a_summary(planted_dataset, tmp_path):
     (planted_dataset / "ai" / "second").mkdir(exist_ok=True)
+    (planted_dataset / "real" / "phone").mkdir(exist_ok=True)
     for i in range(20):
         upsampled_fake(9000 + i).save(planted_dataset / "ai" / "second" / f"{i}.png")
+        smooth_photo(9000 + i, SIZE).save(planted_dataset / "real" / "phone" / f"{i}.png")
     config = config_for("spectrum", planted_dataset, tmp_path / "cache")
     folds = train(
         config.model_copy(update={"data": config.data.model_copy(update={"folds": 3})}),
@@ -215,6 +217,18 @@ def test_kfold_and_holdout_runs_write_a_summary(planted_dataset, tmp_path):
         held_source = name.removeprefix("holdout-")
         assert {r["split"] for r in split["rows"] if r["source"] == held_source} == {"test"}
         assert result.metrics["holdout_auroc"] > 0.9
+    # An unseen kind of real photo: its AUROC against the fakes, and its false-positive rate.
+    [(name, result)] = train(
+        config.model_copy(
+            update={"data": config.data.model_copy(update={"holdout_source": "phone"})}
+        ),
+        tmp_path / "loso-real",
+    )
+    assert name == "holdout-phone"
+    phone = result.metrics["test"]["per_source"]["phone"]
+    assert phone["n"] == 20
+    assert result.metrics["holdout_auroc"] == phone["auroc_vs_ai"] > 0.9
+    assert phone["false_positive_rate"] < 0.2
 
 
 def test_unknown_model_names_suggest_the_closest():

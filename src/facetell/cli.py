@@ -227,7 +227,7 @@ def train_command(
     ),
     folds: int | None = typer.Option(None, min=3, help="K-fold cross-validation."),
     holdout_source: str | None = typer.Option(
-        None, help="Leave this source out (test only); 'all' runs each AI source in turn."
+        None, help="Leave this source (AI or real) out, test only; 'all': each AI source in turn."
     ),
     resume: bool = typer.Option(False, help="Continue from the run folder's last checkpoint."),
 ) -> None:

@@ -48,11 +48,12 @@ def per_source_metrics(
     *,
     threshold: float = 0.0,
 ) -> dict[str, dict[str, float]]:
-    """Per source: n, accuracy at the threshold, and for AI sources the AUROC against all reals.
+    """Per source: n, accuracy at the threshold, and the source's AUROC against the other class.
 
     An AI source's AUROC is measured against every real image in the set, which is the
-    leave-one-source-out number: can this generator's faces be told from real ones?
-    Real sources get their false-positive rate instead.
+    leave-one-source-out number: can this generator's faces be told from real ones? A real
+    source gets its false-positive rate and its AUROC against every AI image, the number that
+    says whether an unseen kind of real photo still ranks below the fakes.
     """
     y_true = np.asarray(y_true)
     logits = np.asarray(logits)
@@ -71,6 +72,8 @@ def per_source_metrics(
             row["auroc_vs_real"] = auroc(y_true[both], logits[both])
         elif not y_true[mask].any():
             row["false_positive_rate"] = float(predicted[mask].mean())
+            both = mask | ~real
+            row["auroc_vs_ai"] = auroc(y_true[both], logits[both])
         result[source] = row
     return result
 

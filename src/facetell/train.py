@@ -824,7 +824,8 @@ class Trainer:
             }
         holdout = self.split.params.get("holdout")
         if holdout and "test" in metrics:
-            metrics["holdout_auroc"] = metrics["test"]["per_source"][holdout]["auroc_vs_real"]
+            row = metrics["test"]["per_source"][holdout]
+            metrics["holdout_auroc"] = row.get("auroc_vs_real", row.get("auroc_vs_ai"))
         return metrics
 
     def to_bundle(self, metrics: dict[str, Any]) -> Bundle:

@@ -1,0 +1,57 @@
+"""Training augmentation: framing that mimics the face pipeline exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import astronaut
+from facetell.augment import AugmentConfig, Reframe, build_augment, reframed
+from facetell.faces import _reflect_crop
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom", "left", "right"), [(50, 0, 30, 20), (0, 90, 0, 0), (17, 17, 95, 95)]
+)
+def test_reframe_is_the_crop_a_tighter_photo_would_give(top, bottom, left, right):
+    photo = astronaut()
+    window_left, window_top, side = 96, 64, 320
+    crop = _reflect_crop(photo, window_left, window_top, side)
+    tighter_photo = photo.crop(
+        (
+            window_left + left,
+            window_top + top,
+            window_left + side - right,
+            window_top + side - bottom,
+        )
+    )
+    expected = _reflect_crop(tighter_photo, -left, -top, side)
+    result = reframed(torch.from_numpy(crop.copy()).permute(2, 0, 1), top, bottom, left, right)
+    assert np.array_equal(result.permute(1, 2, 0).numpy(), expected)
+    assert not np.array_equal(expected, crop)
+
+
+def test_reframe_cuts_each_side_half_the_time_within_the_range():
+    torch.manual_seed(0)
+    # every row its own grey level: a mirrored band changes every row it covers
+    rows = torch.arange(100, dtype=torch.uint8).view(1, 100, 1)
+    image = rows.expand(3, 100, 100).contiguous()
+    reframe = Reframe((0.1, 0.2))
+    top_bands = []
+    for _ in range(400):
+        out = reframe(image)
+        assert out.shape == image.shape and out.dtype == torch.uint8
+        changed = (out != image).any(dim=(0, 2))
+        top_bands.append(int(changed[:50].sum()))
+        if top_bands[-1]:
+            assert changed[: top_bands[-1]].all()
+    top_bands = np.array(top_bands)
+    assert 0.4 < (top_bands > 0).mean() < 0.6
+    assert top_bands[top_bands > 0].min() >= 10 and top_bands.max() <= 20
+
+
+def test_reframe_is_off_unless_configured():
+    assert AugmentConfig().reframe == 0
+    steps = build_augment(AugmentConfig(reframe=0.5), 160).transforms
+    assert any(isinstance(step.transforms[0], Reframe) for step in steps if hasattr(step, "p"))
