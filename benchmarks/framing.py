@@ -36,8 +36,9 @@ def tight_photo(faces: RetinaFaceDetector) -> Callable[[Image.Image], Image.Imag
         x, y, width, height = face.box
         half = max(width, height) * 0.55
         cx, cy = x + width / 2, y + height / 2
-        box = (max(0, cx - half), max(0, cy - half), min(image.width, cx + half))
-        return image.crop((*map(round, box), round(min(image.height, cy + half))))
+        left, top = round(max(0, cx - half)), round(max(0, cy - half))
+        right, bottom = round(min(image.width, cx + half)), round(min(image.height, cy + half))
+        return image.crop((left, top, right, bottom))
 
     return apply
 

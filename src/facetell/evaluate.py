@@ -59,7 +59,6 @@ def per_source_metrics(
     logits = np.asarray(logits)
     sources = np.asarray(sources)
     predicted = (logits > threshold).astype(int)
-    real = y_true == 0
     result: dict[str, dict[str, float]] = {}
     for source in sorted(set(sources)):
         mask = sources == source
@@ -68,14 +67,21 @@ def per_source_metrics(
             "accuracy": float((predicted[mask] == y_true[mask]).mean()),
         }
         if y_true[mask].all():
-            both = mask | real
-            row["auroc_vs_real"] = auroc(y_true[both], logits[both])
+            row.update(auroc_against_other_class(y_true, logits, mask, ai_source=True))
         elif not y_true[mask].any():
             row["false_positive_rate"] = float(predicted[mask].mean())
-            both = mask | ~real
-            row["auroc_vs_ai"] = auroc(y_true[both], logits[both])
+            row.update(auroc_against_other_class(y_true, logits, mask, ai_source=False))
         result[source] = row
     return result
+
+
+def auroc_against_other_class(
+    y_true: np.ndarray, scores: np.ndarray, mask: np.ndarray, *, ai_source: bool
+) -> dict[str, float]:
+    """One source's AUROC against every image of the other class, keyed by what it is against."""
+    other = y_true == (0 if ai_source else 1)
+    both = mask | other
+    return {"auroc_vs_real" if ai_source else "auroc_vs_ai": auroc(y_true[both], scores[both])}
 
 
 def summary_metrics(y_true: np.ndarray, logits: np.ndarray, *, threshold: float = 0.0) -> dict:
@@ -292,9 +298,8 @@ def classification_metrics(
 
 
 def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
-    """Per source: n, faces found, accuracy, AUROC against every real image, FPR for reals."""
+    """Per source: n, faces found, accuracy, AUROC against the other class, FPR for reals."""
     ok = scored.scored
-    real = ok & (scored.targets == 0)
     rows = []
     for source in sorted(set(scored.sources)):
         mask = np.array([s == source for s in scored.sources])
@@ -309,15 +314,13 @@ def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
             "no_face": int(sum(1 for i in np.flatnonzero(mask) if scored.statuses[i] == "no_face")),
             "accuracy": accuracy_at(scored.targets[used], scored.p_ai[used], threshold),
         }
-        if label == "ai":
-            pair = used | real
-            row["auroc_vs_real"] = auroc(scored.targets[pair], scored.p_ai[pair])
-        else:
+        if label == "real":
             row["false_positive_rate"] = rate(predicted)
-            row["auroc_vs_ai"] = auroc(
-                scored.targets[used | (ok & (scored.targets == 1))],
-                scored.p_ai[used | (ok & (scored.targets == 1))],
+        row.update(
+            auroc_against_other_class(
+                scored.targets[ok], scored.p_ai[ok], mask[ok], ai_source=label == "ai"
             )
+        )
         rows.append(row)
     return rows
 
