@@ -23,10 +23,10 @@ from thumbnails import shipped_test_split
 from facetell.data import sample_per_source
 from facetell.detector import Detector
 from facetell.evaluate import score_dataset
-from facetell.faces import RetinaFaceDetector, main_face
+from facetell.faces import FaceDetector, main_face
 
 
-def tight_photo(faces: RetinaFaceDetector) -> Callable[[Image.Image], Image.Image]:
+def tight_photo(faces: FaceDetector) -> Callable[[Image.Image], Image.Image]:
     """The photo cut to 1.1x its main face's box: UTKFace-like framing."""
 
     def apply(image: Image.Image) -> Image.Image:
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     test = sample_per_source(shipped_test_split(args.data), args.per_source)
     detector = Detector.load(args.bundle)
-    conditions = {"as is": None, "tight": tight_photo(RetinaFaceDetector()), "wide": wide_photo}
+    conditions = {"as is": None, "tight": tight_photo(detector.face_detector), "wide": wide_photo}
     scores = {name: score_dataset(detector, test, transform=t) for name, t in conditions.items()}
     sources = np.array(scores["as is"].sources)
     print(f"{len(test)} test images; mean logit and share called AI at the bundle's threshold")

@@ -66,11 +66,11 @@ def per_source_metrics(
             "n": int(mask.sum()),
             "accuracy": float((predicted[mask] == y_true[mask]).mean()),
         }
-        if y_true[mask].all():
-            row.update(auroc_against_other_class(y_true, logits, mask, ai_source=True))
-        elif not y_true[mask].any():
+        ai_source, real_source = bool(y_true[mask].all()), not y_true[mask].any()
+        if real_source:
             row["false_positive_rate"] = float(predicted[mask].mean())
-            row.update(auroc_against_other_class(y_true, logits, mask, ai_source=False))
+        if ai_source or real_source:
+            row.update(auroc_against_other_class(y_true, logits, mask, ai_source=ai_source))
         result[source] = row
     return result
 
