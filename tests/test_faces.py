@@ -20,6 +20,7 @@ from facetell.faces import (
     _reflect_crop,
     _rotated_centre,
     canonical_crop,
+    crop_square,
     face_square,
 )
 from facetell.io import decode
@@ -151,6 +152,46 @@ def test_crops_near_the_border_are_mirrored_not_black():
     face = Face(box=(0, 0, 40, 40), score=1.0)
     crop = np.asarray(canonical_crop(photo, CropRecipe(kind="face", size=64), face))
     assert crop.min() > 100
+
+
+def test_inside_border_cuts_only_photo_pixels_moving_then_shrinking_the_square():
+    pixels = np.random.default_rng(0).integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    photo = Image.fromarray(pixels)
+    corner_face = Face(box=(0, 0, 40, 40), score=1.0)  # margin 0.3: a 64-px square at (-12, -12)
+    recipe = CropRecipe(kind="face", size=64, margin=0.3, align=False, border="inside")
+    crop = np.asarray(canonical_crop(photo, recipe, corner_face))
+    assert np.array_equal(crop, pixels[:64, :64])  # moved into the photo, not mirrored
+    mirrored = np.asarray(
+        canonical_crop(photo, recipe.model_copy(update={"border": "mirror"}), corner_face)
+    )
+    assert not np.array_equal(mirrored, crop)
+    large_face = Face(box=(30, 20, 80, 80), score=1.0)  # wants a 128-px square; the photo has 100
+    assert crop_square(large_face, recipe, 120, 100) == (20, 0, 100, 0.0)  # centred on x 70
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    width=st.integers(8, 300),
+    height=st.integers(8, 300),
+    x=st.floats(-50, 300),
+    y=st.floats(-50, 300),
+    size=st.floats(4, 300),
+    tilt=st.floats(-40, 40),
+)
+def test_inside_squares_rotated_or_not_stay_within_the_photo(width, height, x, y, size, tilt):
+    eye_dx, eye_dy = math.cos(math.radians(tilt)), math.sin(math.radians(tilt))
+    face = Face(
+        box=(x, y, size, size),
+        score=1.0,
+        landmarks=((x, y), (x + 10 * eye_dx, y + 10 * eye_dy)),
+    )
+    recipe = CropRecipe(kind="face", size=64, border="inside")
+    left, top, side, angle = crop_square(face, recipe, width, height)
+    spread = abs(math.cos(math.radians(angle))) + abs(math.sin(math.radians(angle)))
+    centre_x, centre_y, half = left + side / 2, top + side / 2, side * spread / 2
+    assert side <= max(2, min(width, height))
+    assert centre_x - half >= -1 and centre_x + half <= width + 1
+    assert centre_y - half >= -1 and centre_y + half <= height + 1
 
 
 @settings(max_examples=300, deadline=None)

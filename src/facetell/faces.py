@@ -185,7 +185,11 @@ class CropRecipe(BaseModel):
     `resize=True` scales the square to `size` (semantic models); `resize=False` keeps native
     pixels, centre-cropping or reflect-padding to `size`, for artifact models whose signal a
     resampling filter would erase. `margin` widens the face box on every side (0.3 = 30% of
-    its longer side); `align` levels the eyes.
+    its longer side); `align` levels the eyes. `border` says what happens where the square
+    reaches past the photo: "mirror" fills it with the mirrored photo; "inside" moves the
+    square into the photo and shrinks it to fit, so no pixel is invented. How much of a crop
+    is mirrored depends on how tightly a source framed its faces, a signal a model must not
+    learn (docs/results.md, "Unseen real photos, and framing").
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -195,6 +199,7 @@ class CropRecipe(BaseModel):
     resize: bool = True
     margin: float = Field(0.3, ge=0.0, le=2.0)
     align: bool = True
+    border: Literal["mirror", "inside"] = "mirror"
 
 
 def _fit_native(square: np.ndarray, size: int) -> np.ndarray:
@@ -217,6 +222,32 @@ def face_square(face: Face, margin: float) -> tuple[float, float, float, float]:
         angle = math.degrees(math.atan2(ly - ry, lx - rx))
         angle = (angle + 90.0) % 180.0 - 90.0  # whichever eye comes first, level the line
     return cx, cy, max(w, h) * (1 + 2 * margin), angle
+
+
+def crop_square(
+    face: Face, recipe: CropRecipe, width: int, height: int
+) -> tuple[int, int, int, float]:
+    """Left, top, side and rotation (degrees) of the square a face's crop is cut from.
+
+    With `border="inside"` the rotated square's bounding box is kept within the photo: moved
+    towards the middle first, shrunk only when the photo is smaller than the square.
+    """
+    cx, cy, side_f, angle = face_square(face, recipe.margin)
+    if not (recipe.align and recipe.resize and abs(angle) > 1.0):
+        angle = 0.0
+    if recipe.border == "inside":
+        radians = math.radians(angle)
+        spread = abs(math.cos(radians)) + abs(math.sin(radians))  # bounding box / side
+        side_f = min(side_f, min(width, height) / spread)
+        half = side_f * spread / 2
+        cx = min(max(cx, half), width - half)
+        cy = min(max(cy, half), height - half)
+        side = max(2, math.floor(side_f))
+        left = min(max(0, round(cx - side / 2)), max(0, width - side))
+        top = min(max(0, round(cy - side / 2)), max(0, height - side))
+        return left, top, side, angle
+    side = max(2, round(side_f))
+    return round(cx - side / 2), round(cy - side / 2), side, angle
 
 
 def _reflect_crop(image: Image.Image, left: int, top: int, side: int) -> np.ndarray:
@@ -264,13 +295,11 @@ def canonical_crop(image: Image.Image, recipe: CropRecipe, face: Face | None = N
     width, height = image.size
     angle = 0.0
     if recipe.kind == "face" and face is not None:
-        cx, cy, side_f, angle = face_square(face, recipe.margin)
-        side = max(2, round(side_f))
-        left, top = round(cx - side / 2), round(cy - side / 2)
+        left, top, side, angle = crop_square(face, recipe, width, height)
     else:
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
-    if recipe.align and recipe.resize and abs(angle) > 1.0:
+    if angle:
         # a window with room for the corners, rotated; only its centre square is computed
         room = math.ceil(side * math.sqrt(2))
         offset = (room - side) // 2
