@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from facetell.detector import Detector, Result
-from facetell.faces import CropRecipe, Face, crop_square
+from facetell.faces import crop_square
 from facetell.io import ImageSource
 from facetell.models.spectrum import SpectrumDetector
 
@@ -99,7 +99,7 @@ def explain(detector: Detector, item: ImageSource, *, name: str | None = None) -
     width, height = overlay.size
     line = max(2, round(min(width, height) / 200))
     for face, face_result, heatmap in zip(prepared.faces, result.faces, maps, strict=True):
-        left, top, side = _crop_region(face, detector.recipe, width, height)
+        left, top, side, _ = crop_square(face, detector.recipe, width, height)
         heat = Image.fromarray(_colourise(heatmap)).resize((side, side), Image.Resampling.BILINEAR)
         region = (left, top, left + side, top + side)
         overlay.paste(Image.blend(overlay.crop(region), heat, 0.45), region[:2])
@@ -110,14 +110,3 @@ def explain(detector: Detector, item: ImageSource, *, name: str | None = None) -
         draw.text((x + line, max(0, y - 12)), caption, fill=colour)
     draw.text((4, height - 14), CAPTION, fill=(255, 255, 255))
     return Explanation(result, overlay, tuple(maps), method)
-
-
-def _crop_region(
-    face: Face | None, recipe: CropRecipe, width: int, height: int
-) -> tuple[int, int, int]:
-    """Left, top and side of the square a face's crop was cut from (centre square if none)."""
-    if face is None:
-        side = min(width, height)
-        return (width - side) // 2, (height - side) // 2, side
-    left, top, side, _ = crop_square(face, recipe, width, height)
-    return left, top, side

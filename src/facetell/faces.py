@@ -225,13 +225,17 @@ def face_square(face: Face, margin: float) -> tuple[float, float, float, float]:
 
 
 def crop_square(
-    face: Face, recipe: CropRecipe, width: int, height: int
+    face: Face | None, recipe: CropRecipe, width: int, height: int
 ) -> tuple[int, int, int, float]:
-    """Left, top, side and rotation (degrees) of the square a face's crop is cut from.
+    """Left, top, side and rotation (degrees) of the square a crop is cut from: the centre
+    square without a face or for a "center_square" recipe, else the face's square.
 
     With `border="inside"` the rotated square's bounding box is kept within the photo: moved
     towards the middle first, shrunk only when the photo is smaller than the square.
     """
+    if recipe.kind != "face" or face is None:
+        side = min(width, height)
+        return (width - side) // 2, (height - side) // 2, side, 0.0
     cx, cy, side_f, angle = face_square(face, recipe.margin)
     if not (recipe.align and recipe.resize and abs(angle) > 1.0):
         angle = 0.0
@@ -292,13 +296,7 @@ def canonical_crop(image: Image.Image, recipe: CropRecipe, face: Face | None = N
     With a "face" recipe and no face given (a pre-cropped face dataset, `--no-face-detect`),
     the centre square is used.
     """
-    width, height = image.size
-    angle = 0.0
-    if recipe.kind == "face" and face is not None:
-        left, top, side, angle = crop_square(face, recipe, width, height)
-    else:
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
+    left, top, side, angle = crop_square(face, recipe, *image.size)
     if angle:
         # a window with room for the corners, rotated; only its centre square is computed
         room = math.ceil(side * math.sqrt(2))
