@@ -6,14 +6,18 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
 from conftest import astronaut, gan_faces, save_untrained_bundle
-from facetell.bundle import load_bundle
+from facetell.bundle import Bundle, BundleError, ensemble_bundle, load_bundle
 from facetell.detector import Detector
+from facetell.faces import CropRecipe
+from facetell.models import create_model
 
 
 def real_crops(detector: Detector) -> list[np.ndarray]:
@@ -98,3 +102,91 @@ def test_a_threshold_variant_shares_the_loaded_model(untrained_bundle):
     assert strict_result.p_ai == lenient_result.p_ai
     assert (strict_result.label, lenient_result.label) == ("real", "ai")
     assert detector.threshold is None
+
+
+def ensemble_of_two_crops(tmp_path) -> tuple[Path, Path, Path]:
+    """A mirrored-margin member and a tight inside-crop member (ImageNet features, seeded random
+    heads, so logits differ by face), ensembled with float16 weights."""
+    folders = []
+    for seed, crop in enumerate(
+        [
+            CropRecipe(kind="face", size=96),
+            CropRecipe(kind="face", size=96, margin=0.05, border="inside"),
+        ]
+    ):
+        torch.manual_seed(seed)
+        member = Bundle(
+            module=create_model("mobilenet_v2", pretrained=True),
+            architecture="mobilenet_v2",
+            model_kwargs={},
+            crop=crop,
+            name=f"test-member-{seed}",
+        )
+        folders.append(member.save(tmp_path / f"member-{seed}"))
+    members = [load_bundle(folder) for folder in folders]
+    combined = ensemble_bundle(members, [1.0, 3.0], weights_dtype="float16")
+    return folders[0], folders[1], combined.save(tmp_path / "ensemble")
+
+
+def test_ensemble_members_read_their_own_crops_from_half_size_files(tmp_path):
+    wide, tight, folder = ensemble_of_two_crops(tmp_path)
+    detector = Detector.load(folder)
+    assert detector.runtime == "onnxruntime"
+    wide_detector, tight_detector = Detector.load(wide), Detector.load(tight)
+    assert detector.recipes == (wide_detector.recipes[0], tight_detector.recipes[0])
+    crops = real_crops(detector)
+    assert crops[0].shape == (96, 96, 6)
+    wide_crops, tight_crops = real_crops(wide_detector), real_crops(tight_detector)
+    np.testing.assert_array_equal(np.stack(crops)[..., :3], np.stack(wide_crops))
+    np.testing.assert_array_equal(np.stack(crops)[..., 3:], np.stack(tight_crops))
+    expected = 0.25 * wide_detector.logits(wide_crops) + 0.75 * tight_detector.logits(tight_crops)
+    onnx = detector.logits(crops)
+    np.testing.assert_allclose(onnx, torch_logits(detector, crops), atol=1e-4, rtol=1e-4)
+    spread = np.ptp(expected)
+    assert spread > 1e-3  # distinct faces, distinct logits: the comparison below means something
+    assert np.abs(onnx - expected).max() < 0.01 * spread  # float16 storage moves logits little
+    for name in ("model.safetensors", "model.onnx"):
+        members = (wide / name).stat().st_size + (tight / name).stat().st_size
+        assert (folder / name).stat().st_size < 0.55 * members
+
+
+def test_ensemble_heat_map_places_each_members_map_in_its_own_crop(tmp_path):
+    """Outside the tight member's square the overlay is the wide member's alone; inside, both
+    maps are averaged; beyond the wide square the photo is untouched."""
+    from facetell.explain import explain
+    from facetell.faces import crop_square
+
+    wide, _, folder = ensemble_of_two_crops(tmp_path)
+    detector = Detector.load(folder)
+    photo = astronaut()
+    overlay = np.asarray(explain(detector, photo).overlay, np.int16)
+    wide_only = np.asarray(explain(Detector.load(wide), photo).overlay, np.int16)
+    [face] = detector.prepare(photo).faces
+    width, height = photo.size
+    squares = []
+    for recipe in detector.recipes:
+        left, top, side, _ = crop_square(face, recipe, width, height)
+        square = np.zeros((height, width), bool)
+        square[max(top, 0) : top + side, max(left, 0) : left + side] = True
+        squares.append(square)
+    wide_square, tight_square = squares
+    x, y, w, h = (round(v) for v in face.box)
+    drawn = np.ones((height, width), bool)  # the box outline, the verdict above it, the caption
+    drawn[y + 4 : y + h - 4, x + 4 : x + w - 4] = False
+    drawn[: max(y - 14, 0)] = drawn[y + h + 4 :] = False
+    drawn[:, : max(x - 4, 0)] = drawn[:, x + w + 4 :] = False
+    drawn[max(y - 14, 0) : y, x : x + 80] = True
+    drawn[height - 16 :] = True
+    changed = np.any(overlay != np.asarray(photo, np.int16), axis=2)
+    assert not changed[~wide_square & ~drawn].any()
+    assert changed[wide_square & ~drawn].mean() > 0.9
+    differs = np.abs(overlay - wide_only).max(axis=2) > 2
+    assert differs[wide_square & ~tight_square & ~drawn].mean() < 0.01
+    assert differs[tight_square & ~drawn].mean() > 0.5
+
+
+def test_ensemble_members_need_crops_of_one_size(tmp_path):
+    small = load_bundle(save_untrained_bundle(tmp_path / "small", "mobilenet_v2", 64))
+    large = load_bundle(save_untrained_bundle(tmp_path / "large", "mobilenet_v2", 96))
+    with pytest.raises(BundleError, match="crop size"):
+        ensemble_bundle([small, large])

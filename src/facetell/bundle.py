@@ -1,7 +1,7 @@
 """Model bundles: weights as safetensors plus JSON, so loading never unpickles anything.
 
 A bundle is a folder (or a .zip of one) holding `model.safetensors`, `config.json`
-(architecture, crop recipe, normalisation, labels), and optionally `calibration.json`,
+(architecture, crop recipes, normalisation, labels), and optionally `calibration.json`,
 `metrics.json`, `MODEL_CARD.md` and `model.onnx`. Serving reads its preprocessing from the
 bundle, so it can never drift from training.
 
@@ -9,6 +9,11 @@ bundle, so it can never drift from training.
 file's SHA-256 in config.json. Inference runs it without importing torch (torch and torchvision
 alone take ~3 s to import on a 2-core CPU); the torch model is built only when something needs
 it (training, Grad-CAM, a bundle without a matching export).
+
+A model reads one crop per recipe in `Bundle.recipes`, stacked along the channel axis (3 per
+recipe), so an ensemble can feed each member the crop it was trained on through one tensor.
+Weights may be stored as float16 (`weights_dtype`) to halve the files; they are always computed
+in float32, by torch and ONNX Runtime alike.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -54,6 +59,7 @@ class Bundle:
     architecture: str
     model_kwargs: dict[str, Any]
     crop: CropRecipe
+    extra_crops: tuple[CropRecipe, ...] = ()
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     name: str = "facetell-model"
@@ -61,6 +67,7 @@ class Bundle:
     calibration: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    weights_dtype: Literal["float32", "float16"] = "float32"
     path: Path | None = None
     module: nn.Module | None = None
     weights: bytes | None = None
@@ -69,6 +76,11 @@ class Bundle:
     @property
     def identity(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def recipes(self) -> tuple[CropRecipe, ...]:
+        """The crops the model reads, in channel order: `crop` first."""
+        return (self.crop, *self.extra_crops)
 
     @property
     def model(self) -> nn.Module:
@@ -80,6 +92,8 @@ class Bundle:
         return self.module
 
     def config(self) -> dict[str, Any]:
+        extra_crops = [recipe.model_dump() for recipe in self.extra_crops]
+        extra = {"extra_crops": extra_crops} if extra_crops else {}
         return {
             "format_version": FORMAT_VERSION,
             "name": self.name,
@@ -89,9 +103,11 @@ class Bundle:
             "model_kwargs": self.model_kwargs,
             "input": {
                 "crop": self.crop.model_dump(),
+                **extra,
                 "mean": list(self.mean),
                 "std": list(self.std),
             },
+            "weights_dtype": self.weights_dtype,
             "labels": list(LABELS),
             "positive_label": "ai",
             "training": self.training,
@@ -104,9 +120,10 @@ class Bundle:
         return torch.from_numpy(self.normalise_array(batch.numpy()))
 
     def normalise_array(self, batch: np.ndarray) -> np.ndarray:
-        """The same for numpy: uint8 (B, 3, H, W) to float32, as ONNX Runtime takes it."""
-        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        """The same for numpy: uint8 (B, 3·R, H, W) to float32, as ONNX Runtime takes it."""
+        channels = batch.shape[1]
+        mean = np.resize(np.asarray(self.mean, dtype=np.float32), channels).reshape(1, -1, 1, 1)
+        std = np.resize(np.asarray(self.std, dtype=np.float32), channels).reshape(1, -1, 1, 1)
         return ((batch.astype(np.float32) / 255.0 - mean) / std).astype(np.float32)
 
     def without_calibration(self) -> Bundle:
@@ -126,11 +143,23 @@ class Bundle:
         from safetensors.torch import save
 
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        half = self.weights_dtype == "float16"
+        if half:  # round the live weights too, so torch, the files and the ONNX export agree
+            for tensor in self.model.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.copy_(tensor.half())
+        state = {
+            k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
+            for k, v in self.model.state_dict().items()
+        }
         weights = save(state)
         (folder / "model.safetensors").write_bytes(weights)
         config = self.config()
-        onnx = export_onnx(self.model, self.crop.size)
+        onnx = export_onnx(
+            self.model, self.crop.size, channels=3 * len(self.recipes), fold_constants=not half
+        )
+        if onnx is not None and half:
+            onnx = half_onnx_weights(onnx)
         (folder / "model.onnx").unlink(missing_ok=True)
         if onnx is not None:
             (folder / "model.onnx").write_bytes(onnx)
@@ -146,19 +175,28 @@ class Bundle:
 
 
 def ensemble_bundle(
-    members: list[Bundle], weights: list[float] | None = None, name: str = "facetell-ensemble"
+    members: list[Bundle],
+    weights: list[float] | None = None,
+    name: str = "facetell-ensemble",
+    weights_dtype: Literal["float32", "float16"] = "float32",
 ) -> Bundle:
     """One bundle whose model averages the members' calibrated logits.
 
-    Members must share crop recipe and normalisation: the ensemble feeds them one tensor.
+    Members may differ in crop recipe (same size): each distinct recipe becomes one input of
+    the ensemble and each member reads its own. They must share normalisation.
     """
     first = members[0]
-    for member in members[1:]:
-        if (member.crop, member.mean, member.std) != (first.crop, first.mean, first.std):
+    recipes: list[CropRecipe] = []
+    for member in members:
+        if member.extra_crops:
+            raise BundleError(f"{member.identity} is itself multi-input; ensemble its members")
+        if (member.mean, member.std, member.crop.size) != (first.mean, first.std, first.crop.size):
             raise BundleError(
-                f"{member.identity} and {first.identity} need different inputs (crop recipe or "
-                "normalisation); an ensemble feeds every member the same crop"
+                f"{member.identity} and {first.identity} need different inputs (normalisation "
+                "or crop size); an ensemble feeds its members crops of one size"
             )
+        if member.crop not in recipes:
+            recipes.append(member.crop)
     weights = weights or [1.0] * len(members)
     specs = [
         {
@@ -166,6 +204,7 @@ def ensemble_bundle(
             "model_kwargs": m.model_kwargs,
             "temperature": float((m.calibration or {}).get("temperature", 1.0)),
             "weight": float(w),
+            "input": recipes.index(m.crop),
             "source": m.identity,
         }
         for m, w in zip(members, weights, strict=True)
@@ -179,17 +218,24 @@ def ensemble_bundle(
         module=model.eval(),
         architecture="ensemble",
         model_kwargs={"members": specs},
-        crop=first.crop,
+        crop=recipes[0],
+        extra_crops=tuple(recipes[1:]),
         mean=first.mean,
         std=first.std,
         name=name,
+        weights_dtype=weights_dtype,
         training={"members": [m.identity for m in members]},
     )
 
 
-def export_onnx(model: nn.Module, size: int) -> bytes | None:
+def export_onnx(
+    model: nn.Module, size: int, channels: int = 3, *, fold_constants: bool = True
+) -> bytes | None:
     """The model as an ONNX graph with a dynamic batch axis, or None for models that declare
     `onnx_exportable = False` (the spectrum model's FFT has no ONNX operator); those run on torch.
+
+    `fold_constants=False` keeps the stored weights as they are (BatchNorm not folded into the
+    convolutions), so rounding them to float16 rounds the very numbers torch loads.
     """
     import torch
 
@@ -200,15 +246,45 @@ def export_onnx(model: nn.Module, size: int) -> bytes | None:
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             model.eval(),
-            (torch.zeros(1, 3, size, size),),
+            (torch.zeros(1, channels, size, size),),
             buffer,
             dynamo=False,
+            do_constant_folding=fold_constants,
             input_names=["image"],
             output_names=["logit"],
             dynamic_axes={"image": {0: "batch"}, "logit": {0: "batch"}},
             opset_version=17,
         )
     return buffer.getvalue()
+
+
+def half_onnx_weights(model: bytes) -> bytes:
+    """Store an ONNX graph's float32 weights as float16, each read through a Cast to float32.
+
+    ONNX Runtime folds the casts when it loads the graph, so it still computes in float32;
+    only the file halves (what keeps a two-member ensemble under the 25 MB bundle budget).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph_model = onnx.load_from_string(model)
+    graph = graph_model.graph
+    initializers, casts = [], []
+    for tensor in graph.initializer:
+        if tensor.data_type != TensorProto.FLOAT:
+            initializers.append(tensor)
+            continue
+        half = numpy_helper.from_array(
+            numpy_helper.to_array(tensor).astype(np.float16), f"{tensor.name}.float16"
+        )
+        initializers.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=TensorProto.FLOAT))
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    nodes = [*casts, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return graph_model.SerializeToString()
 
 
 def _torch_model(
@@ -274,6 +350,7 @@ def load_bundle(path: str | Path) -> Bundle:
         architecture=config["architecture"],
         model_kwargs=config["model_kwargs"],
         crop=CropRecipe(**inputs["crop"]),
+        extra_crops=tuple(CropRecipe(**r) for r in inputs.get("extra_crops", ())),
         mean=tuple(inputs["mean"]),
         std=tuple(inputs["std"]),
         name=config.get("name", "facetell-model"),
@@ -281,6 +358,7 @@ def load_bundle(path: str | Path) -> Bundle:
         calibration=optional_json("calibration.json"),
         metrics=optional_json("metrics.json") or {},
         training=config.get("training", {}),
+        weights_dtype=config.get("weights_dtype", "float32"),
         path=path,
         weights=weights,
         onnx=onnx,

@@ -625,19 +625,26 @@ def serve_command(
 
 @app.command("ensemble")
 def ensemble_command(
-    members: list[Path] = typer.Argument(..., help="Member bundles (same crop recipe)."),
+    members: list[Path] = typer.Argument(..., help="Member bundles (same crop size)."),
     out: Path = typer.Option(..., help="Folder for the ensemble bundle."),
     weights: list[float] = typer.Option([], "--weight", help="One per member (default equal)."),
     name: str = typer.Option("facetell-ensemble"),
+    half: bool = typer.Option(False, "--half", help="Store weights as float16 (half the size)."),
 ) -> None:
-    """Combine bundles into one: the weighted mean of their temperature-scaled logits.
-    Calibrate the result again (`facetell calibrate`) before shipping it."""
+    """Combine bundles into one: the weighted mean of their temperature-scaled logits. Members
+    trained on different crops each read their own. Calibrate the result again (`facetell
+    calibrate`) before shipping it."""
     from facetell.bundle import ensemble_bundle, load_bundle
 
     if weights and len(weights) != len(members):
         raise fail(f"{len(weights)} weights for {len(members)} members")
     try:
-        bundle = ensemble_bundle([load_bundle(m) for m in members], weights or None, name)
+        bundle = ensemble_bundle(
+            [load_bundle(m) for m in members],
+            weights or None,
+            name,
+            weights_dtype="float16" if half else "float32",
+        )
         bundle.save(out)
     except FacetellError as error:
         raise fail(str(error)) from None

@@ -138,10 +138,12 @@ class Detector:
         self.limits = limits
         self.max_faces = max_faces
         self.batch_size = batch_size
-        recipe = bundle.crop
-        if detect_faces and recipe.kind != "face":
-            recipe = CropRecipe(kind="face", size=recipe.size, resize=recipe.resize)
-        self.recipe = recipe
+        self.recipes = tuple(
+            CropRecipe(kind="face", size=recipe.size, resize=recipe.resize)
+            if detect_faces and recipe.kind != "face"
+            else recipe
+            for recipe in bundle.recipes
+        )
         self.session = _onnx_session(bundle.onnx) if bundle.onnx is not None else None
 
     def with_threshold(self, threshold: float | None) -> Detector:
@@ -195,9 +197,7 @@ class Detector:
         else:
             prepared.faces = [None]
         faces_at = time.perf_counter()
-        prepared.crops = [
-            np.asarray(canonical_crop(image, self.recipe, face)) for face in prepared.faces
-        ]
+        prepared.crops = [self.crop(image, face) for face in prepared.faces]
         cropped_at = time.perf_counter()
         prepared.speed = {
             "decode": (decoded_at - started) * 1000,
@@ -206,8 +206,13 @@ class Detector:
         }
         return prepared
 
+    def crop(self, image: Image.Image, face: Face | None) -> np.ndarray:
+        """The model's input for one face: its crop by each recipe, stacked (H, W, 3·R)."""
+        crops = [np.asarray(canonical_crop(image, recipe, face)) for recipe in self.recipes]
+        return crops[0] if len(crops) == 1 else np.concatenate(crops, axis=2)
+
     def logits(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Raw model logits for canonical uint8 crops (H, W, 3)."""
+        """Raw model logits for canonical uint8 crops (H, W, 3·R), as `crop` cuts them."""
         if not crops:
             return np.zeros(0, dtype=np.float32)
         batch = self.bundle.normalise_array(np.stack(crops).transpose(0, 3, 1, 2))

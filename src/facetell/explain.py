@@ -52,11 +52,22 @@ def cam_layers(model: nn.Module) -> list[nn.Module]:
     return []
 
 
-def grad_cam(model: nn.Module, batch: torch.Tensor) -> np.ndarray:
-    """(B, H, W) maps in [0, 1] of the evidence for "ai"."""
+def cam_layers_by_input(model: nn.Module, inputs: int) -> list[list[nn.Module]]:
+    """`cam_layers` split by the crop each layer sees: an ensemble whose members read different
+    crops gives one group per crop, since their maps live in different squares of the photo."""
+    member_inputs = getattr(model, "inputs", None)
+    if inputs == 1 or member_inputs is None:
+        return [cam_layers(model)]
+    groups: list[list[nn.Module]] = [[] for _ in range(inputs)]
+    for member, index in zip(model.members, member_inputs, strict=True):
+        groups[index].extend(cam_layers(member))
+    return groups
+
+
+def grad_cam(model: nn.Module, batch: torch.Tensor, layers: list[nn.Module]) -> np.ndarray:
+    """(B, H, W) maps in [0, 1] of the evidence for "ai" at `layers` (`cam_layers`)."""
     from pytorch_grad_cam import GradCAM
 
-    layers = cam_layers(model)
     assert layers, f"{type(model).__name__} has no spatial layer for Grad-CAM"
     with torch.enable_grad(), GradCAM(model=model, target_layers=layers) as cam:
         maps = cam(input_tensor=batch, targets=[lambda output: output] * len(batch))
@@ -77,8 +88,24 @@ def _colourise(heatmap: np.ndarray) -> np.ndarray:
     return (matplotlib.colormaps["jet"](heatmap)[..., :3] * 255).astype(np.uint8)
 
 
+def _paste_mean(
+    total: np.ndarray, count: np.ndarray, heat: np.ndarray, left: int, top: int
+) -> None:
+    """Add a square map into photo-sized sums, clipped to the photo (mirrored crops reach past)."""
+    height, width = total.shape
+    side = heat.shape[0]
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
+    if x0 < x1 and y0 < y1:
+        total[y0:y1, x0:x1] += heat[y0 - top : y1 - top, x0 - left : x1 - left]
+        count[y0:y1, x0:x1] += 1
+
+
 def explain(detector: Detector, item: ImageSource, *, name: str | None = None) -> Explanation:
-    """Predict, then draw each face's heat map into its box on the upright image."""
+    """Predict, then draw each face's heat map into its crop's square on the upright image.
+
+    Maps from crops of different recipes (an ensemble's members) are averaged where they overlap;
+    `heatmaps` holds each face's map in crop coordinates of the first recipe that has maps.
+    """
     prepared = detector.prepare(item, name)
     started = time.perf_counter()
     logits = detector.logits(prepared.crops)
@@ -91,22 +118,36 @@ def explain(detector: Detector, item: ImageSource, *, name: str | None = None) -
     batch = detector.bundle.normalise(
         torch.from_numpy(np.stack(prepared.crops)).permute(0, 3, 1, 2)
     )
+    recipes = detector.recipes
     if isinstance(detector.model, SpectrumDetector):
-        maps, method = spectrum_view(batch), "spectrum"
+        maps, method = [spectrum_view(batch)], "spectrum"
     else:
-        maps, method = grad_cam(detector.model, batch), "grad-cam"
-    draw = ImageDraw.Draw(overlay)
+        groups = cam_layers_by_input(detector.model, len(recipes))
+        maps = [grad_cam(detector.model, batch, layers) if layers else None for layers in groups]
+        method = "grad-cam"
     width, height = overlay.size
+    total = np.zeros((height, width), np.float32)
+    count = np.zeros((height, width), np.float32)
+    for recipe, recipe_maps in zip(recipes, maps, strict=True):
+        if recipe_maps is None:
+            continue
+        for face, heatmap in zip(prepared.faces, recipe_maps, strict=True):
+            left, top, side, _ = crop_square(face, recipe, width, height)
+            heat = Image.fromarray(heatmap).resize((side, side), Image.Resampling.BILINEAR)
+            _paste_mean(total, count, np.asarray(heat, np.float32), left, top)
+    covered = count > 0
+    photo = np.asarray(overlay, np.float32)
+    heat_rgb = _colourise(np.clip(total / np.maximum(count, 1), 0, 1)).astype(np.float32)
+    blended = np.where(covered[..., None], 0.55 * photo + 0.45 * heat_rgb, photo)
+    overlay = Image.fromarray(np.round(blended).astype(np.uint8))
+    draw = ImageDraw.Draw(overlay)
     line = max(2, round(min(width, height) / 200))
-    for face, face_result, heatmap in zip(prepared.faces, result.faces, maps, strict=True):
-        left, top, side, _ = crop_square(face, detector.recipe, width, height)
-        heat = Image.fromarray(_colourise(heatmap)).resize((side, side), Image.Resampling.BILINEAR)
-        region = (left, top, left + side, top + side)
-        overlay.paste(Image.blend(overlay.crop(region), heat, 0.45), region[:2])
+    for face_result in result.faces:
         x, y, w, h = face_result.box
         colour = _VERDICT_COLOURS[face_result.label]
         draw.rectangle((x, y, x + w, y + h), outline=colour, width=line)
         caption = f"{face_result.label} {face_result.p_ai:.0%}"
         draw.text((x + line, max(0, y - 12)), caption, fill=colour)
     draw.text((4, height - 14), CAPTION, fill=(255, 255, 255))
-    return Explanation(result, overlay, tuple(maps), method)
+    first = next(m for m in maps if m is not None)
+    return Explanation(result, overlay, tuple(first), method)

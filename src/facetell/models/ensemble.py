@@ -1,7 +1,8 @@
 """Ensemble: the weighted mean of members' temperature-scaled logits, a model like any other.
 
-Members must share one input (crop recipe and normalisation), so one tensor feeds them all;
-`facetell ensemble` builds one from bundles and refuses members whose inputs differ.
+Its input stacks one 3-channel crop per recipe along the channel axis; each member reads the
+crop its spec's `input` names (0, the bundle's first recipe, by default), so members trained on
+different crops of the same face can vote together. `facetell ensemble` builds one from bundles.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class EnsembleDetector(nn.Module):
         )
         weights = torch.tensor([float(m.get("weight", 1.0)) for m in members])
         temperatures = torch.tensor([float(m.get("temperature", 1.0)) for m in members])
+        self.inputs = [int(m.get("input", 0)) for m in members]
         self.register_buffer("weights", weights / weights.sum(), persistent=False)
         self.register_buffer("temperatures", temperatures, persistent=False)
 
@@ -33,7 +35,13 @@ class EnsembleDetector(nn.Module):
         return all(getattr(m, "onnx_exportable", True) for m in self.members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([member(x) for member in self.members], dim=1)
+        logits = torch.stack(
+            [
+                member(x[:, 3 * index : 3 * index + 3])
+                for member, index in zip(self.members, self.inputs, strict=True)
+            ],
+            dim=1,
+        )
         return (logits / self.temperatures * self.weights).sum(dim=1)
 
 

@@ -211,6 +211,7 @@ def model_info(request: Request) -> dict:
         "architecture": bundle.architecture,
         "runtime": detector.runtime,
         "crop": bundle.crop.model_dump(),
+        "extra_crops": [recipe.model_dump() for recipe in bundle.extra_crops],
         "calibrated": detector.calibration.fitted,
         "calibration": detector.calibration.to_dict(),
         "metrics": bundle.metrics,

@@ -46,6 +46,9 @@ class ModelInfo(BaseModel):
     architecture: str
     runtime: str = Field(description="onnxruntime, or torch for models without an ONNX export")
     crop: dict[str, Any]
+    extra_crops: list[dict[str, Any]] = Field(
+        default=[], description="further crops of each face an ensemble's members read"
+    )
     calibrated: bool
     calibration: dict[str, Any]
     metrics: dict[str, Any]
