@@ -144,14 +144,12 @@ class Bundle:
 
         folder.mkdir(parents=True, exist_ok=True)
         half = self.weights_dtype == "float16"
-        if half:  # round the live weights too, so torch, the files and the ONNX export agree
-            for tensor in self.model.state_dict().values():
-                if tensor.is_floating_point():
-                    tensor.copy_(tensor.half())
-        state = {
-            k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
-            for k, v in self.model.state_dict().items()
-        }
+        state = {}
+        for key, tensor in self.model.state_dict().items():
+            if half and tensor.is_floating_point():
+                tensor.copy_(tensor.half())  # the live weights too: torch, files and ONNX agree
+                tensor = tensor.half()
+            state[key] = tensor.detach().contiguous()
         weights = save(state)
         (folder / "model.safetensors").write_bytes(weights)
         config = self.config()

@@ -56,7 +56,7 @@ def cam_layers_by_input(model: nn.Module, inputs: int) -> list[list[nn.Module]]:
     """`cam_layers` split by the crop each layer sees: an ensemble whose members read different
     crops gives one group per crop, since their maps live in different squares of the photo."""
     member_inputs = getattr(model, "inputs", None)
-    if inputs == 1 or member_inputs is None:
+    if member_inputs is None:
         return [cam_layers(model)]
     groups: list[list[nn.Module]] = [[] for _ in range(inputs)]
     for member, index in zip(model.members, member_inputs, strict=True):
