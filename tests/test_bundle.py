@@ -94,6 +94,17 @@ def test_predicting_with_the_shipped_model_never_imports_torch():
     assert output == ["ok", "1", "False", "False"]
 
 
+def test_onnx_sessions_sleep_between_runs(untrained_bundle):
+    """Detector and classifier alternate with Pillow crops on two cores: an ONNX Runtime worker
+    left spinning after a run slows the next stage (docs/benchmarks.md, session 10)."""
+    detector = Detector.load(untrained_bundle)
+    sessions = (detector.session, detector.face_detector._session)
+    for session in sessions:
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert detector.predict(astronaut()).status == "ok"
+
+
 def test_a_threshold_variant_shares_the_loaded_model(untrained_bundle):
     detector = Detector.load(untrained_bundle)
     strict, lenient = detector.with_threshold(1.0), detector.with_threshold(0.0)

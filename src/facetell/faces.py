@@ -90,16 +90,11 @@ class RetinaFaceDetector:
 
     @cached_property
     def _session(self):
-        import onnxruntime
         from retinaface.weights import WEIGHTS
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        return onnxruntime.InferenceSession(
-            WEIGHTS, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        from facetell.runtime import onnx_session
+
+        return onnx_session(WEIGHTS, threads=self.threads)
 
     def detect(self, image: Image.Image) -> list[Face]:
         faces = self._detect_once(image, self.work_min_side, 0.0)
