@@ -291,3 +291,25 @@ def test_source_balance_moves_draws_between_sources_not_classes(exponent, tmp_pa
         assert sorted(trainer._loader("train", augment=False, shuffle=True, seed=0).sampler) == (
             list(range(len(train_sources)))
         )
+
+
+def test_synthetic_fakes_join_only_the_training_split(planted_dataset, tmp_path):
+    synthetic = {"fraction": 0.5, "width": 8, "latent": 4, "epochs": 2, "patch": 32}
+    config = config_for("spectrum", planted_dataset, tmp_path / "cache", synthetic=synthetic)
+    plain = config_for("spectrum", planted_dataset, tmp_path / "cache")
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    with_fakes = Trainer(config, data, split, tmp_path / "with")
+    without = Trainer(plain, data, split, tmp_path / "without")
+    real_train = int((data.targets[without.index["train"]] == 0).sum())
+    added = np.setdiff1d(with_fakes.index["train"], without.index["train"])
+    assert with_fakes.synthetic_count == len(added) == round(0.5 * real_train)
+    assert (with_fakes.data.targets[added] == 1).all()
+    assert {with_fakes.data.sources[i] for i in added} == {"synthetic-redrawn"}
+    for name in ("val", "test"):
+        np.testing.assert_array_equal(with_fakes.index[name], without.index[name])
+    result = with_fakes.fit()
+    assert "synthetic-redrawn" not in result.metrics["test"]["per_source"]
+    bundle = load_bundle(result.bundle_dir)
+    assert bundle.training["n_synthetic"] == len(added)
+    assert bundle.training["n_train"] == len(without.index["train"]) + len(added)

@@ -8,6 +8,7 @@ weights saved as a model bundle with test metrics, a JSONL history and a history
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -47,6 +48,7 @@ from facetell.evaluate import per_source_metrics, summary_metrics
 from facetell.faces import CropRecipe, RetinaFaceDetector, canonical_crop, main_face
 from facetell.io import decode
 from facetell.models import create_model
+from facetell.synthesize import SyntheticConfig, synthetic_fakes
 
 
 class PhaseConfig(BaseModel):
@@ -103,6 +105,9 @@ class TrainConfig(BaseModel):
     # (1: equal shares), so one large source (UTKFace: 68% of the real faces) does not set
     # what "real" looks like.
     source_balance: float = Field(0.0, ge=0.0, le=1.0)
+    # Real training faces re-drawn by an autoencoder, added to the training split as AI images
+    # (synthesize.py); off unless set.
+    synthetic: SyntheticConfig | None = None
     seed: int = 0
     workers: int = Field(2, ge=0)
     threads: int = Field(2, ge=1)
@@ -461,15 +466,43 @@ class Trainer:
         self.index["test"] = np.flatnonzero((assignment == "test") & data.valid)
         if len(self.index["train"]) == 0 or len(self.index["val"]) == 0:
             raise FacetellError("the split left no training or no validation images")
+        self.synthetic_count = 0
+        if config.synthetic is not None:
+            self._add_synthetic_fakes(config.synthetic)
         train = self.index["train"]
         self.train_weights = source_balanced_weights(
-            data.targets[train], [data.sources[i] for i in train], config.source_balance
+            self.data.targets[train], [self.data.sources[i] for i in train], config.source_balance
         )
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **config.model_kwargs)
         self.augment = build_augment(config.augment, config.crop.size)
         self.state = RunState()
         self.checkpoints = out_dir / "checkpoints"
+
+    def _add_synthetic_fakes(self, synthetic: SyntheticConfig) -> None:
+        """Re-drawn copies of this split's real training faces join its training split as AI
+        images; validation and test stay as they are, so every metric still reads real data."""
+        train = self.index["train"]
+        real = train[self.data.targets[train] == 0]
+        if len(real) == 0:
+            raise FacetellError("synthetic fakes need real training images to re-draw")
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            description = f"re-drawing model epoch {epoch}/{synthetic.epochs} L1 {loss:.4f}"
+            self.reporter.batch(description, epoch, synthetic.epochs)
+
+        crops = np.asarray(self.data.crops[real])
+        drawn, _ = synthetic_fakes(crops, synthetic, on_epoch=on_epoch)
+        first = len(self.data.crops)
+        self.data = dataclasses.replace(
+            self.data,
+            crops=np.concatenate([self.data.crops, drawn]),
+            valid=np.concatenate([self.data.valid, np.ones(len(drawn), dtype=bool)]),
+            targets=np.concatenate([self.data.targets, np.ones(len(drawn), dtype=np.int64)]),
+            sources=[*self.data.sources, *[synthetic.source] * len(drawn)],
+        )
+        self.index["train"] = np.concatenate([train, np.arange(first, first + len(drawn))])
+        self.synthetic_count = len(drawn)
 
     # -- data loaders ---------------------------------------------------------------------------
     def _loader(
@@ -843,6 +876,7 @@ class Trainer:
                 "config": self.config.model_dump(mode="json"),
                 "split": {"kind": self.split.kind, "seed": self.split.seed, **self.split.params},
                 "n_train": len(self.index["train"]),
+                "n_synthetic": self.synthetic_count,
                 "n_val": len(self.index["val"]),
                 "n_test": len(self.index["test"]),
             },
