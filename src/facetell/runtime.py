@@ -8,19 +8,19 @@ cores that spinning steals the CPU from the next stage (end to end 91-95 ms with
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import onnxruntime
 
 
-def onnx_session(model: bytes | str | Path, *, threads: int = 0) -> onnxruntime.InferenceSession:
-    """A CPU session whose idle threads sleep; `threads=0` lets ONNX Runtime pick (one per core)."""
+def onnx_session(model: bytes, *, threads: int = 0) -> onnxruntime.InferenceSession:
+    """A CPU session for a serialised model whose idle threads sleep.
+
+    `threads=0` lets ONNX Runtime pick (one per core).
+    """
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    source = str(model) if isinstance(model, Path) else model
     return onnxruntime.InferenceSession(
-        source, sess_options=options, providers=["CPUExecutionProvider"]
+        model, sess_options=options, providers=["CPUExecutionProvider"]
     )

@@ -7,7 +7,9 @@ patterns) while keeping the real photo's content, framing and compression histor
 real faces, labelled AI, are therefore a contrast that no dataset shortcut explains, in the
 spirit of autoencoder-simulated GAN artifacts (Zhang et al., 2019) and of reconstruction-aligned
 training sets (Rajan et al., 2025). The autoencoder is trained per run on that run's real
-training crops only, so nothing of the validation or test faces leaks into it.
+training crops only, so nothing of the validation or test faces leaks into it. Measured on the
+shared data it costs more than it gains (held out, real UTKFace photos and DCGAN faces are
+ranked worse: docs/results.md), so training configs leave it off unless they set it.
 """
 
 from __future__ import annotations
