@@ -9,8 +9,13 @@ ensemble on the validation split (threshold for a 2% false-positive rate on real
 evaluate it on the test split (report in runs/default-report; it shows thumbnails of the shared
 images, so it stays out of the repository) → copy the bundle with its test metrics and the
 existing MODEL_CARD.md to models/default. Both members are trained with seed 0 on the same data,
-so they share one split. `--loso` adds the leave-one-source-out runs of both members and
-evaluates their ensembles, whose AUROCs the card reports.
+so they share one split.
+
+`--holdout-source NAME` (or `all`) measures the recipe instead of shipping it: each member is
+trained without that source, the members are ensembled and calibrated exactly as above, and the
+ensemble is evaluated on the held-out split; models/default is left alone. `--member NAME=CONFIG`
+(repeatable) replaces the shipped members, and `--set` passes overrides to every training, so a
+candidate ensemble can be held out with shortened phases before anyone trains it at full length.
 """
 
 from __future__ import annotations
@@ -64,19 +69,71 @@ def build_ensemble(member_runs: list[Path], out: Path) -> tuple[Path, Path]:
     return bundle, split
 
 
+def parse_members(specs: list[str]) -> dict[str, str]:
+    """NAME=CONFIG pairs, in the order given; the shipped two members when none are given."""
+    if not specs:
+        return dict(MEMBERS)
+    members = {}
+    for spec in specs:
+        name, sep, config = spec.partition("=")
+        if not sep or not name or not config:
+            raise SystemExit(f"--member takes NAME=CONFIG, got {spec!r}")
+        members[name] = config
+    return members
+
+
+def train_members(
+    members: dict[str, str], runs: Path, data: str, overrides: list[str], holdout: str | None
+) -> None:
+    extra = [arg for value in overrides for arg in ("--set", value)]
+    if holdout:
+        extra += ["--holdout-source", holdout]
+    for name, config in members.items():
+        run("train", config, "--data", data, "--out", str(runs / name), *extra)
+
+
+def measure_holdouts(members: dict[str, str], runs: Path) -> None:
+    """Ensemble each held-out source's member runs and evaluate them; print their AUROCs."""
+    first = runs / next(iter(members))
+    held = sorted(path.name for path in first.glob("holdout-*"))
+    if not held:
+        raise SystemExit(f"no holdout-* runs in {first}")
+    results = {}
+    for name in held:
+        ensemble_dir = runs / "ensemble" / name
+        bundle, split = build_ensemble([runs / member / name for member in members], ensemble_dir)
+        report = ensemble_dir / "report"
+        run("evaluate", str(bundle), "--split-file", str(split), "--split", "test",
+            "--out", str(report), "--robustness-limit", "0")  # fmt: skip
+        sources = json.loads((report / "metrics.json").read_text())["sources"]
+        held_out = name.removeprefix("holdout-")
+        results[held_out] = next(row for row in sources if row["source"] == held_out)
+    (runs / "ensemble" / "holdout.json").write_text(json.dumps(results, indent=2))
+    for source, row in results.items():
+        auroc = row.get("auroc_vs_real", row.get("auroc_vs_ai"))
+        called_ai = row["accuracy"] if row["label"] == "ai" else row["false_positive_rate"]
+        print(f"held out {source}: AUROC {auroc:.3f} vs the other class, {called_ai:.1%} called AI")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/faces")
     parser.add_argument("--runs", default="runs", help="folder for the training runs")
-    parser.add_argument("--loso", action="store_true", help="also hold out each AI source")
+    parser.add_argument("--member", action="append", default=[], help="NAME=CONFIG, repeatable")
+    parser.add_argument("--set", action="append", default=[], help="training override a.b=v")
+    parser.add_argument("--holdout-source", help="measure with this source (or all) held out")
     parser.add_argument("--skip-train", action="store_true", help="reuse existing runs")
     args = parser.parse_args()
     started = time.perf_counter()
     runs = ROOT / args.runs
+    members = parse_members(args.member)
     if not args.skip_train:
-        for name, config in MEMBERS.items():
-            run("train", config, "--data", args.data, "--out", str(runs / name))
-    bundle, split = build_ensemble([runs / name for name in MEMBERS], runs / "default-ensemble")
+        train_members(members, runs, args.data, args.set, args.holdout_source)
+    if args.holdout_source:
+        measure_holdouts(members, runs)
+        print(f"hold-out runs measured in {time.perf_counter() - started:.0f} s")
+        return
+    bundle, split = build_ensemble([runs / name for name in members], runs / "default-ensemble")
     report = runs / "default-report"
     run(
         "evaluate",
@@ -90,16 +147,6 @@ def main() -> None:
         "--robustness-limit",
         "350",
     )
-    if args.loso:
-        for name, config in MEMBERS.items():
-            run("train", config, "--data", args.data, "--holdout-source", "all",
-                "--out", str(runs / f"{name}-loso"))  # fmt: skip
-        for held_out in sorted((runs / "default-loso").glob("holdout-*")):
-            ensemble_dir = runs / "default-ensemble-loso" / held_out.name
-            members = [runs / f"{name}-loso" / held_out.name for name in MEMBERS]
-            held_bundle, held_split = build_ensemble(members, ensemble_dir)
-            run("evaluate", str(held_bundle), "--split-file", str(held_split), "--split", "test",
-                "--out", str(ensemble_dir / "report"), "--robustness-limit", "0")  # fmt: skip
     target = ROOT / "models" / "default"
     card = target / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,18 @@ from safetensors.torch import load_file
 from conftest import smooth_photo
 from facetell.augment import AugmentConfig
 from facetell.bundle import load_bundle
+from facetell.data import discover
+from facetell.faces import CropRecipe
 from facetell.models import UnknownModel, create_model, list_models
-from facetell.train import Reporter, Trainer, load_config, make_splits, prepare_data, train
+from facetell.train import (
+    Reporter,
+    Trainer,
+    cached_crops,
+    load_config,
+    make_splits,
+    prepare_data,
+    train,
+)
 
 SIZE = 64
 
@@ -86,6 +97,25 @@ def test_each_family_learns_the_planted_trace(family, planted_dataset, tmp_path)
     assert result.metrics["test"]["auroc"] > 0.9
     assert (result.out_dir / "history.png").stat().st_size > 10_000
     assert (result.out_dir / "split.json").is_file()
+
+
+def test_crop_caches_built_side_by_side_agree_and_leave_no_partial_files(planted_dataset, tmp_path):
+    """Two runs started together used to race on one partial file and crash (session 11)."""
+    samples = discover([planted_dataset])
+    recipe = CropRecipe(kind="center_square", size=48)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        builds = list(
+            pool.map(lambda _: cached_crops(samples, recipe, tmp_path, workers=1), range(2))
+        )
+    (first_crops, first_valid), (second_crops, second_valid) = builds
+    np.testing.assert_array_equal(first_valid, second_valid)
+    reread_crops, reread_valid = cached_crops(samples, recipe, tmp_path)
+    assert first_valid.all() and reread_valid.all()
+    np.testing.assert_array_equal(first_crops, second_crops)
+    np.testing.assert_array_equal(first_crops, reread_crops)
+    assert first_crops.shape == (len(samples), 48, 48, 3)
+    assert first_crops.std() > 10  # real pixels, not the zeros of an unwritten memmap
+    assert sorted(path.name.count(".") for path in tmp_path.iterdir()) == [1, 2]
 
 
 def test_saved_bundle_reloads_to_identical_logits(planted_dataset, tmp_path):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -208,7 +209,11 @@ def cached_crops(
             on_progress(len(samples))
         return np.load(crops_path, mmap_mode="r"), np.load(valid_path)
     size = recipe.size
-    partial = crops_path.with_suffix(".partial.npy")
+    # Partial files of their own: two runs started together build the same cache side by side
+    # and the last one to finish replaces the first's identical result, never a half-written one.
+    token = uuid.uuid4().hex
+    partial = crops_path.with_suffix(f".{token}.partial.npy")
+    valid_partial = valid_path.with_suffix(f".{token}.partial.npy")
     crops = np.lib.format.open_memmap(
         partial, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3)
     )
@@ -223,8 +228,9 @@ def cached_crops(
                 on_progress(1)
     crops.flush()
     del crops
-    np.save(valid_path, valid)
+    np.save(valid_partial, valid)
     partial.replace(crops_path)
+    valid_partial.replace(valid_path)
     return np.load(crops_path, mmap_mode="r"), valid
 
 
