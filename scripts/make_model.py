@@ -92,12 +92,13 @@ def train_members(
         run("train", config, "--data", data, "--out", str(runs / name), *extra)
 
 
-def measure_holdouts(members: dict[str, str], runs: Path) -> None:
+def measure_holdouts(members: dict[str, str], runs: Path, holdout: str) -> None:
     """Ensemble each held-out source's member runs and evaluate them; print their AUROCs."""
     first = runs / next(iter(members))
-    held = sorted(path.name for path in first.glob("holdout-*"))
+    pattern = "holdout-*" if holdout == "all" else f"holdout-{holdout}"
+    held = sorted(path.name for path in first.glob(pattern))
     if not held:
-        raise SystemExit(f"no holdout-* runs in {first}")
+        raise SystemExit(f"no {pattern} runs in {first}")
     results = {}
     for name in held:
         ensemble_dir = runs / "ensemble" / name
@@ -108,7 +109,7 @@ def measure_holdouts(members: dict[str, str], runs: Path) -> None:
         sources = json.loads((report / "metrics.json").read_text())["sources"]
         held_out = name.removeprefix("holdout-")
         results[held_out] = next(row for row in sources if row["source"] == held_out)
-    (runs / "ensemble" / "holdout.json").write_text(json.dumps(results, indent=2))
+    (runs / "ensemble" / f"holdout-{holdout}.json").write_text(json.dumps(results, indent=2))
     for source, row in results.items():
         auroc = row.get("auroc_vs_real", row.get("auroc_vs_ai"))
         called_ai = row["accuracy"] if row["label"] == "ai" else row["false_positive_rate"]
@@ -130,7 +131,7 @@ def main() -> None:
     if not args.skip_train:
         train_members(members, runs, args.data, args.set, args.holdout_source)
     if args.holdout_source:
-        measure_holdouts(members, runs)
+        measure_holdouts(members, runs, args.holdout_source)
         print(f"hold-out runs measured in {time.perf_counter() - started:.0f} s")
         return
     bundle, split = build_ensemble([runs / name for name in members], runs / "default-ensemble")
