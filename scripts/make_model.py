@@ -42,6 +42,11 @@ def calibrate(bundle: Path, split: Path) -> None:
     run("calibrate", str(bundle), "--split-file", str(split), "--split", "val", "--max-fpr", "0.02")
 
 
+def evaluate(bundle: Path, split: Path, report: Path, *, robustness_limit: int) -> None:
+    run("evaluate", str(bundle), "--split-file", str(split), "--split", "test",
+        "--out", str(report), "--robustness-limit", str(robustness_limit))  # fmt: skip
+
+
 def same_split(splits: list[Path]) -> Path:
     """The members' common split file; members trained on different splits cannot be judged."""
     rows = [json.loads(path.read_text())["rows"] for path in splits]
@@ -104,8 +109,7 @@ def measure_holdouts(members: dict[str, str], runs: Path, holdout: str) -> None:
         ensemble_dir = runs / "ensemble" / name
         bundle, split = build_ensemble([runs / member / name for member in members], ensemble_dir)
         report = ensemble_dir / "report"
-        run("evaluate", str(bundle), "--split-file", str(split), "--split", "test",
-            "--out", str(report), "--robustness-limit", "0")  # fmt: skip
+        evaluate(bundle, split, report, robustness_limit=0)
         sources = json.loads((report / "metrics.json").read_text())["sources"]
         held_out = name.removeprefix("holdout-")
         results[held_out] = next(row for row in sources if row["source"] == held_out)
@@ -136,18 +140,7 @@ def main() -> None:
         return
     bundle, split = build_ensemble([runs / name for name in members], runs / "default-ensemble")
     report = runs / "default-report"
-    run(
-        "evaluate",
-        str(bundle),
-        "--split-file",
-        str(split),
-        "--split",
-        "test",
-        "--out",
-        str(report),
-        "--robustness-limit",
-        "350",
-    )
+    evaluate(bundle, split, report, robustness_limit=350)
     target = ROOT / "models" / "default"
     card = target / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None
