@@ -1,10 +1,10 @@
 """Rebuild the shipped model (models/default) from the shared data with one command.
 
-The shipped model is an ensemble of two MobileNetV2 members that read different crops of the
-same face: configs/default.yaml (mirrored margin 0.3, framing augmentation) and
-configs/default-tight.yaml (tight crops that never mirror). Steps, each a facetell command:
-train each member → calibrate each on the validation split (its temperature weighs its vote) →
-`facetell ensemble --half` (float16 weights keep the bundle under 25 MB) → calibrate the
+The shipped model is an ensemble of two members that read different crops of the same face:
+configs/default-lite0.yaml (EfficientNet-Lite0, mirrored margin 0.3, framing augmentation) and
+configs/default-tight.yaml (MobileNetV2, tight crops that never mirror). Steps, each a facetell
+command: train each member → calibrate each on the validation split (its temperature weighs its
+vote) → `facetell ensemble --half` (float16 weights keep the bundle under 25 MB) → calibrate the
 ensemble on the validation split (threshold for a 2% false-positive rate on real faces) →
 evaluate it on the test split (report in runs/default-report; it shows thumbnails of the shared
 images, so it stays out of the repository) → copy the bundle with its test metrics and the
@@ -30,7 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FACETELL = [sys.executable, "-m", "facetell"]
-MEMBERS = {"default": "configs/default.yaml", "default-tight": "configs/default-tight.yaml"}
+MEMBERS = {
+    "default-lite0": "configs/default-lite0.yaml",
+    "default-tight": "configs/default-tight.yaml",
+}
 
 
 def run(*args: str) -> None:
