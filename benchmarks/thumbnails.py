@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shipped_test_split(data: str) -> list:
-    """The test split `make model` evaluates on: same config, seed and duplicate groups."""
-    config = load_config(ROOT / "configs" / "default.yaml", [f"data.paths=[{data}]"])
+    """The test split `make model` evaluates on: its first member's config, seed and groups."""
+    config = load_config(ROOT / "configs" / "default-lite0.yaml", [f"data.paths=[{data}]"])
     [(_, split)] = make_splits(config, *grouped_samples(config))
     return split.samples("test")
 
