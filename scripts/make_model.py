@@ -101,12 +101,12 @@ def train_members(
 
 
 def measure_holdouts(members: dict[str, str], runs: Path, holdout: str) -> None:
-    """Ensemble each held-out source's member runs and evaluate them; print their AUROCs."""
-    first = runs / next(iter(members))
+    """Ensemble the member runs of each source every member held out; evaluate; print AUROCs."""
     pattern = "holdout-*" if holdout == "all" else f"holdout-{holdout}"
-    held = sorted(path.name for path in first.glob(pattern))
+    held_by_member = [{path.name for path in (runs / m).glob(pattern)} for m in members]
+    held = sorted(set.intersection(*held_by_member))
     if not held:
-        raise SystemExit(f"no {pattern} runs in {first}")
+        raise SystemExit(f"no {pattern} run that every member has under {runs}")
     results = {}
     for name in held:
         ensemble_dir = runs / "ensemble" / name

@@ -16,6 +16,7 @@ from conftest import smooth_photo
 from facetell.augment import AugmentConfig
 from facetell.bundle import load_bundle
 from facetell.data import discover
+from facetell.detector import Detector
 from facetell.faces import CropRecipe
 from facetell.models import UnknownModel, create_model, list_models
 from facetell.train import (
@@ -191,6 +192,27 @@ def test_probe_keeps_imagenet_features_and_ships_small(planted_dataset, tmp_path
     with torch.no_grad():
         logits = reloaded.model(reloaded.normalise(batch)).numpy()
     assert np.ptp(logits) > 0.1  # the read-out is fitted, not a constant
+
+
+def test_a_cut_mobilenet_learns_and_reloads_with_only_its_blocks(planted_dataset, tmp_path):
+    """`blocks` keeps the first blocks of ImageNet's MobileNetV2; the bundle remembers the cut."""
+    kwargs = {"pretrained": True, "blocks": 7}
+    config = config_for("mobilenet_v2", planted_dataset, tmp_path / "cache", model_kwargs=kwargs)
+    [(_, result)] = train(config, tmp_path / "run")
+    assert result.metrics["test"]["auroc"] > 0.9
+    reloaded = load_bundle(result.bundle_dir)
+    assert len(reloaded.model.features) == 7
+    assert reloaded.model.head[1].in_features == 32  # block 6's channels, not the full 1280
+    assert (result.bundle_dir / "model.safetensors").stat().st_size < 300_000
+    data = prepare_data(config)
+    batch = torch.from_numpy(np.array(data.crops[:8])).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        logits = reloaded.model(reloaded.normalise(batch)).numpy()
+    detector = Detector.load(result.bundle_dir)
+    assert detector.runtime == "onnxruntime"
+    np.testing.assert_allclose(detector.logits(list(data.crops[:8])), logits, atol=1e-4)
+    with pytest.raises(ValueError, match="blocks must be 1-19"):
+        create_model("mobilenet_v2", blocks=20)
 
 
 def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset, tmp_path):

@@ -75,19 +75,29 @@ class PooledBackboneDetector(nn.Module):
 
 
 class MobileNetDetector(PooledBackboneDetector):
-    """MobileNetV2 features (19 blocks), global pooling, dropout and one logit."""
+    """MobileNetV2 features (the first `blocks` of 19), global pooling, dropout and one logit.
 
-    def __init__(self, pretrained: bool = False, dropout: float = 0.2) -> None:
+    Fewer blocks stop before ImageNet's object-level layers: a network that reads texture and
+    local statistics, like the frozen mid-level probe that ranks unseen diffusion faces best.
+    """
+
+    def __init__(self, pretrained: bool = False, dropout: float = 0.2, blocks: int = 19) -> None:
         super().__init__()
         weights = None
         if pretrained:
             ensure_imagenet_weights()
             weights = MobileNet_V2_Weights.IMAGENET1K_V1
-        self.features = mobilenet_v2(weights=weights).features
+        all_blocks = mobilenet_v2(weights=weights).features
+        if not 1 <= blocks <= len(all_blocks):
+            raise ValueError(f"blocks must be 1-{len(all_blocks)}, got {blocks}")
+        self.features = all_blocks[:blocks]
+        self.feature_dim = self.features[-1].out_channels
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, 1))
 
 
 @register_model("mobilenet_v2")
-def build_mobilenet_v2(pretrained: bool = False, dropout: float = 0.2) -> MobileNetDetector:
+def build_mobilenet_v2(
+    pretrained: bool = False, dropout: float = 0.2, blocks: int = 19
+) -> MobileNetDetector:
     """`pretrained=True` starts from ImageNet (training); bundles load their own weights."""
-    return MobileNetDetector(pretrained=pretrained, dropout=dropout)
+    return MobileNetDetector(pretrained=pretrained, dropout=dropout, blocks=blocks)
