@@ -17,6 +17,7 @@ from facetell.augment import AugmentConfig
 from facetell.bundle import load_bundle
 from facetell.data import discover
 from facetell.detector import Detector
+from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
 from facetell.models import UnknownModel, create_model, list_models
 from facetell.train import (
@@ -213,6 +214,10 @@ def test_a_cut_mobilenet_learns_and_reloads_with_only_its_blocks(planted_dataset
     np.testing.assert_allclose(detector.logits(list(data.crops[:8])), logits, atol=1e-4)
     with pytest.raises(ValueError, match="blocks must be 1-19"):
         create_model("mobilenet_v2", blocks=20)
+    with pytest.raises(
+        FacetellError, match=r"'mobilenet_v2': .*unexpected keyword argument 'depth'"
+    ):
+        create_model("mobilenet_v2", depth=2)  # a config typo: one line for the CLI, no traceback
 
 
 def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset, tmp_path):

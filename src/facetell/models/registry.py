@@ -20,6 +20,10 @@ class UnknownModel(FacetellError):
     """A model name that is not registered; the message suggests the closest names."""
 
 
+class BadModelArguments(FacetellError, ValueError):
+    """`model_kwargs` a builder rejects (unknown name, value out of range): a config mistake."""
+
+
 def register_model(name: str) -> Callable[[Builder], Builder]:
     """Decorator: make `create_model(name, **kwargs)` call the decorated builder."""
 
@@ -47,4 +51,11 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         raise UnknownModel(
             f"unknown model {name!r}{hint} (registered: {', '.join(list_models())})"
         ) from None
-    return builder(**kwargs)
+    try:
+        return builder(**kwargs)
+    except BadModelArguments:
+        raise  # an ensemble member's: already says which model
+    except (TypeError, ValueError) as error:
+        raise BadModelArguments(
+            f"model {name!r}: {error} (fix model_kwargs in the config)"
+        ) from error
