@@ -194,3 +194,50 @@ def test_shipped_model_heat_map_is_located_not_a_flat_wash():
     assert heatmap.shape == (160, 160)
     assert heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     assert heatmap.std() > 0.05  # evidence is located, not spread evenly
+
+
+ENVIRONMENT_WATCH = """
+import json, os, sys, threading
+from concurrent.futures import ThreadPoolExecutor
+
+writes = []
+
+
+def watched(real):
+    def call(*args):
+        writes.append([threading.current_thread().name, str(args[0])])
+        return real(*args)
+
+    return call
+
+
+os.putenv, os.unsetenv = watched(os.putenv), watched(os.unsetenv)
+import facetell.server.app  # what `facetell serve` imports before it loads the model
+from facetell.detector import Detector
+from facetell.explain import explain
+
+detector = Detector.load()
+writes.clear()
+results = list(detector.stream(sys.argv[1:]))
+with ThreadPoolExecutor(1) as pool:  # the server explains in a worker thread
+    pool.submit(explain, detector, sys.argv[1]).result()
+print(json.dumps({"ok": sum(r.status == "ok" for r in results), "writes": writes}))
+"""
+
+
+def test_judging_never_writes_the_environment_once_loaded(tmp_path):
+    """setenv in one thread while another calls getenv crashes glibc: every import that writes
+    the environment (OpenCV's does) must happen while the detector loads, not in a worker."""
+    paths = []
+    for i, face in enumerate([astronaut(), *gan_faces(5, seed=3, size=128)]):
+        paths.append(tmp_path / f"face_{i}.jpg")
+        face.save(paths[-1], quality=90)
+    run = subprocess.run(
+        [sys.executable, "-c", ENVIRONMENT_WATCH, *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.splitlines()[-1])
+    assert report["ok"] >= 4  # faces were really found and judged in the worker threads
+    assert report["writes"] == []

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -146,6 +145,11 @@ class Detector:
             for recipe in bundle.recipes
         )
         self.session = onnx_session(bundle.onnx) if bundle.onnx is not None else None
+        # Made here, not on first use: two stream workers cutting their first crops at once
+        # would each make one.
+        self._crop_pool = ThreadPoolExecutor(
+            max_workers=max(1, len(self.recipes) - 1), thread_name_prefix="crop"
+        )
 
     def with_threshold(self, threshold: float | None) -> Detector:
         """The same loaded model and face detector answering with another threshold."""
@@ -219,10 +223,6 @@ class Detector:
         pending = [self._crop_pool.submit(canonical_crop, image, r, face) for r in others]
         crops = [canonical_crop(image, first, face), *(p.result() for p in pending)]
         return np.concatenate([np.asarray(crop) for crop in crops], axis=2)
-
-    @cached_property
-    def _crop_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=len(self.recipes) - 1, thread_name_prefix="crop")
 
     def logits(self, crops: list[np.ndarray]) -> np.ndarray:
         """Raw model logits for canonical uint8 crops (H, W, 3·R), as `crop` cuts them."""

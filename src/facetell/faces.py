@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Literal, Protocol
 
 import numpy as np
@@ -87,14 +86,15 @@ class RetinaFaceDetector:
         self.pad_fraction = pad_fraction
         self.small_side = small_side
         self.threads = threads
-
-    @cached_property
-    def _session(self):
+        # Loaded here, in the thread that builds the detector, never lazily by the first worker
+        # thread that looks for a face: importing retinaface imports OpenCV, which sets
+        # environment variables, and glibc's setenv racing a getenv in another thread crashed
+        # batch runs (segfault in getenv, docs/design.md).
         from retinaface.weights import WEIGHTS
 
         from facetell.runtime import onnx_session
 
-        return onnx_session(WEIGHTS, threads=self.threads)
+        self._session = onnx_session(WEIGHTS, threads=threads)
 
     def detect(self, image: Image.Image) -> list[Face]:
         faces = self._detect_once(image, self.work_min_side, 0.0)

@@ -181,7 +181,7 @@ def _crop_one(job: tuple[str, CropRecipe]) -> np.ndarray | None:
 def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
     digest = hashlib.sha256(recipe.model_dump_json().encode())
     if recipe.kind == "face":
-        digest.update(f"{_face_detector().name}@{_face_detector().revision}\n".encode())
+        digest.update(f"{RetinaFaceDetector.name}@{RetinaFaceDetector.revision}\n".encode())
     for sample in samples:
         stat = sample.path.stat()
         digest.update(f"{sample.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
