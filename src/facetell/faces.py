@@ -88,8 +88,8 @@ class RetinaFaceDetector:
         self.threads = threads
         # Loaded here, in the thread that builds the detector, never lazily by the first worker
         # thread that looks for a face: importing retinaface imports OpenCV, which sets
-        # environment variables, and glibc's setenv racing a getenv in another thread crashed
-        # batch runs (segfault in getenv, docs/design.md).
+        # environment variables, and glibc's setenv racing a getenv in another thread can kill
+        # a batch run (segfault in getenv, docs/design.md).
         from retinaface.weights import WEIGHTS
 
         from facetell.runtime import onnx_session
