@@ -288,6 +288,47 @@ def test_resume_continues_from_the_last_checkpoint(planted_dataset, tmp_path):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
 
 
+def test_patience_counts_from_the_phase_best_and_the_best_weights_survive(
+    planted_dataset, tmp_path
+):
+    """A fine-tuning phase that starts below the head's best but climbs is not cut (session 19).
+
+    Held out without UTKFace, the tight member's fine-tuning climbed 0.763 → 0.863 in five
+    epochs, all below its head's 0.882, and was stopped with the head's weights.
+    """
+    config = config_for(
+        "npr",
+        planted_dataset,
+        tmp_path / "cache",
+        phases=[{"kind": "full", "epochs": 1, "lr": 0.002}, {"kind": "full", "epochs": 9}],
+        patience=2,
+    )
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(config, data, split, tmp_path / "run")
+    targets = data.targets[trainer.index["val"]].astype(np.float32)
+    noise = np.random.default_rng(0).normal(size=targets.shape).astype(np.float32)
+
+    def end_epoch(signal: float) -> bool:
+        logits = signal * (targets - 0.5) + (1 - signal) * noise
+        return trainer._end_epoch("full", 0.5, logits, 0.001, 0.0)
+
+    assert not end_epoch(1.0)  # the head phase: perfect ranking
+    head_weights = load_file(str(trainer.checkpoints / "best.safetensors"))
+    trainer._end_phase()
+    with torch.no_grad():
+        for parameter in trainer.model.parameters():
+            parameter.add_(1.0)
+    climbing = [end_epoch(signal) for signal in (0.0, 0.1, 0.2, 0.3)]
+    aurocs = [h["val_auroc"] for h in trainer.state.history[1:]]
+    assert aurocs == sorted(set(aurocs)) and aurocs[-1] < 1.0  # climbing, below the head
+    assert climbing == [False] * 4
+    assert [end_epoch(0.3), end_epoch(0.3)] == [False, True]  # two epochs without a gain
+    kept = load_file(str(trainer.checkpoints / "best.safetensors"))
+    assert all(torch.equal(kept[name], head_weights[name]) for name in head_weights)
+
+
 def test_kfold_and_holdout_runs_write_a_summary(planted_dataset, tmp_path):
     (planted_dataset / "ai" / "second").mkdir(exist_ok=True)
     (planted_dataset / "real" / "phone").mkdir(exist_ok=True)

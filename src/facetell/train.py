@@ -436,6 +436,9 @@ class RunState:
     phase: int = 0
     epoch: int = 0  # epochs finished in this phase
     best_auroc: float = -math.inf
+    # Patience counts from the phase's own best: fine-tuning often starts below the frozen head's
+    # best and climbs past it, and must not be stopped while it still improves.
+    phase_best_auroc: float = -math.inf
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
@@ -588,11 +591,23 @@ class Trainer:
         self.state.epoch += 1
         if val_auroc > self.state.best_auroc + 1e-4:
             self.state.best_auroc = val_auroc
-            self.state.bad_epochs = 0
             self._save_weights(self.checkpoints / "best.safetensors")
+        if val_auroc > self.state.phase_best_auroc + 1e-4:
+            self.state.phase_best_auroc = val_auroc
+            self.state.bad_epochs = 0
         else:
             self.state.bad_epochs += 1
         return self.state.bad_epochs >= self.config.patience
+
+    def _end_phase(self) -> None:
+        """The next phase starts from the best weights so far, with fresh patience."""
+        if self.state.phase + 1 < len(self.config.phases):
+            self.model.load_state_dict(load_file(str(self.checkpoints / "best.safetensors")))
+        self.state.phase += 1
+        self.state.epoch = 0
+        self.state.phase_best_auroc = -math.inf
+        self.state.bad_epochs = 0
+        self._save_last(None, None)
 
     def _save_weights(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -832,13 +847,7 @@ class Trainer:
         while self.state.phase < len(self.config.phases):
             phase = self.config.phases[self.state.phase]
             runners[phase.kind](phase)
-            if self.state.phase + 1 < len(self.config.phases):
-                # the next phase starts from the best weights so far, with fresh patience
-                self.model.load_state_dict(load_file(str(self.checkpoints / "best.safetensors")))
-            self.state.phase += 1
-            self.state.epoch = 0
-            self.state.bad_epochs = 0
-            self._save_last(None, None)
+            self._end_phase()
         self.model.load_state_dict(load_file(str(self.checkpoints / "best.safetensors")))
         self.model.eval()
         metrics = self._final_metrics()
