@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from conftest import smooth_photo
 from facetell.augment import AugmentConfig
@@ -249,17 +249,18 @@ def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset
     assert heads[0].abs().sum() > 0
 
 
-class StopAfterFirstEpoch(Reporter):
-    """Interrupts training at the first batch of epoch 2, like a Ctrl-C would."""
+class StopAfterEpochs(Reporter):
+    """Interrupts training at the first batch after `epochs` epochs, like a Ctrl-C would."""
 
-    def __init__(self) -> None:
+    def __init__(self, epochs: int = 1) -> None:
+        self.stop_after = epochs
         self.epochs = 0
 
     def epoch(self, record) -> None:
         self.epochs += 1
 
     def batch(self, description, done, total) -> None:
-        if self.epochs >= 1:
+        if self.epochs >= self.stop_after:
             raise KeyboardInterrupt
 
 
@@ -276,7 +277,7 @@ def test_resume_continues_from_the_last_checkpoint(planted_dataset, tmp_path):
     uninterrupted.fit()
 
     with pytest.raises(KeyboardInterrupt):
-        Trainer(config, data, split, tmp_path / "resumed", StopAfterFirstEpoch()).fit()
+        Trainer(config, data, split, tmp_path / "resumed", StopAfterEpochs(1)).fit()
     assert not (tmp_path / "resumed" / "bundle").exists()
     resumed = Trainer(config, data, split, tmp_path / "resumed")
     resumed.resume()
@@ -327,6 +328,72 @@ def test_patience_counts_from_the_phase_best_and_the_best_weights_survive(
     assert [end_epoch(0.3), end_epoch(0.3)] == [False, True]  # two epochs without a gain
     kept = load_file(str(trainer.checkpoints / "best.safetensors"))
     assert all(torch.equal(kept[name], head_weights[name]) for name in head_weights)
+
+
+def test_init_from_continues_a_finished_run_and_refuses_foreign_weights(planted_dataset, tmp_path):
+    phases = [{"kind": "full", "epochs": 1, "lr": 0.002}]
+    config = config_for("npr", planted_dataset, tmp_path / "cache", phases=phases)
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    first = Trainer(config, data, split, tmp_path / "first")
+    first.fit()
+    weights = tmp_path / "first" / "checkpoints" / "best.safetensors"
+    continued = config.model_copy(update={"init_from": str(weights)})
+    second = Trainer(continued, data, split, tmp_path / "second")
+    np.testing.assert_array_equal(second.predict("val"), first.predict("val"))
+    fresh = Trainer(config, data, split, tmp_path / "fresh")
+    assert not np.array_equal(fresh.predict("val"), first.predict("val"))
+
+    mobilenet = create_model("mobilenet_v2")
+    foreign = tmp_path / "mobilenet.safetensors"
+    save_file({k: v.contiguous() for k, v in mobilenet.state_dict().items()}, str(foreign))
+    for path, message in [(foreign, "do not fit model 'npr'"), (tmp_path / "no.st", "not found")]:
+        wrong = config.model_copy(update={"init_from": str(path)})
+        with pytest.raises(FacetellError, match=message) as error:
+            Trainer(wrong, data, split, tmp_path / "wrong")
+        assert "\n" not in str(error.value)
+
+
+def test_weight_averaging_keeps_the_mean_of_its_epochs_across_a_resume(planted_dataset, tmp_path):
+    """`average_from: 2` of 3 epochs must hold exactly the mean of the epoch-2 and epoch-3
+    weights (the phase's constant rate makes a 2-epoch run the first two epochs of a 3-epoch
+    run), also when the run is interrupted after epoch 2 and resumed, and validate it as one
+    more epoch."""
+
+    def config(epochs: int, **phase):
+        full = {"kind": "full", "epochs": epochs, "lr": 0.002, "schedule": "constant", **phase}
+        return config_for("npr", planted_dataset, tmp_path / "cache", phases=[full])
+
+    data = prepare_data(config(3))
+    [(_, split)] = make_splits(config(3), data.samples, data.groups)
+    snapshots = []
+    for epochs in (2, 3):
+        Trainer(config(epochs), data, split, tmp_path / f"plain{epochs}").fit()
+        last = load_file(str(tmp_path / f"plain{epochs}" / "checkpoints" / "last.safetensors"))
+        snapshots.append({k[len("model.") :]: v for k, v in last.items() if k.startswith("model.")})
+
+    averaging = config(3, average_from=2)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(averaging, data, split, tmp_path / "averaged", StopAfterEpochs(2)).fit()
+    resumed = Trainer(averaging, data, split, tmp_path / "averaged")
+    resumed.resume()
+    assert resumed.state.averaged == 1
+    resumed.fit()
+
+    mean = load_file(str(tmp_path / "averaged" / "checkpoints" / "average.safetensors"))
+    floats = [name for name, value in mean.items() if value.is_floating_point()]
+    assert len(floats) > 10
+    for name in floats:
+        expected = (snapshots[0][name] + snapshots[1][name]) / 2
+        torch.testing.assert_close(mean[name], expected, rtol=1e-4, atol=1e-5)
+    history = resumed.state.history
+    assert [h["kind"] for h in history] == ["full", "full", "full", "average"]
+    assert history[-1]["val_loss"] != history[-2]["val_loss"]
+    best = load_file(str(tmp_path / "averaged" / "checkpoints" / "best.safetensors"))
+    average_is_best = history[-1]["val_auroc"] > max(h["val_auroc"] for h in history[:-1]) + 1e-4
+    assert all(torch.equal(best[name], mean[name]) for name in floats) == average_is_best
+    with pytest.raises(FacetellError, match="average_from needs a finetune or full phase"):
+        load_config(None, ["model=npr", "phases=[{kind: head, average_from: 1}]"])
 
 
 def test_kfold_and_holdout_runs_write_a_summary(planted_dataset, tmp_path):

@@ -24,9 +24,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from facetell.augment import AugmentConfig, build_augment
@@ -51,6 +52,8 @@ from facetell.io import decode
 from facetell.models import create_model
 from facetell.synthesize import SyntheticConfig, synthetic_fakes
 
+Schedule = Literal["cosine", "plateau", "constant"]
+
 
 class PhaseConfig(BaseModel):
     """One stage of training.
@@ -70,6 +73,18 @@ class PhaseConfig(BaseModel):
     views: int = Field(2, ge=1)
     cache_features: bool = True
     regularisation: float = 1.0
+    # finetune / full: from this epoch of the phase on, the weights after every epoch join a
+    # running mean (stochastic weight averaging), validated at the phase's end as one more
+    # epoch and kept if it is the best (on the shared data it did not help held-out sources:
+    # docs/results.md, session 20).
+    average_from: int | None = Field(None, ge=1)
+    schedule: Schedule | None = None  # this phase's learning-rate schedule (default: the run's)
+
+    @model_validator(mode="after")
+    def _averaging_needs_gradient_epochs(self) -> PhaseConfig:
+        if self.average_from is not None and self.kind not in ("finetune", "full"):
+            raise ValueError(f"average_from needs a finetune or full phase, not {self.kind}")
+        return self
 
 
 class DataConfig(BaseModel):
@@ -99,7 +114,7 @@ class TrainConfig(BaseModel):
     phases: list[PhaseConfig]
     batch_size: int = Field(64, ge=1)
     weight_decay: float = 1e-4
-    schedule: Literal["cosine", "plateau"] = "cosine"
+    schedule: Schedule = "cosine"
     patience: int = Field(4, ge=1)
     # 0 draws every training image equally often; above 0 the sources of a class are drawn
     # with replacement, each source's share of its class growing as count ** (1 - exponent)
@@ -109,6 +124,10 @@ class TrainConfig(BaseModel):
     # Real training faces re-drawn by an autoencoder, added to the training split as AI images
     # (synthesize.py); off unless set.
     synthetic: SyntheticConfig | None = None
+    # Weights to start from instead of the family's pretrained ones: a run's
+    # checkpoints/best.safetensors or a bundle's model.safetensors (same family and kwargs), so
+    # new phases can continue a finished run.
+    init_from: str | None = None
     seed: int = 0
     workers: int = Field(2, ge=0)
     threads: int = Field(2, ge=1)
@@ -440,6 +459,7 @@ class RunState:
     # best and climbs past it, and must not be stopped while it still improves.
     phase_best_auroc: float = -math.inf
     bad_epochs: int = 0
+    averaged: int = 0  # epochs in this phase's weight average (checkpoints/average.safetensors)
     history: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
 
@@ -484,9 +504,25 @@ class Trainer:
         )
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **config.model_kwargs)
+        if config.init_from is not None:
+            self._load_init_weights(Path(config.init_from).expanduser())
         self.augment = build_augment(config.augment, config.crop.size)
         self.state = RunState()
         self.checkpoints = out_dir / "checkpoints"
+
+    def _load_init_weights(self, path: Path) -> None:
+        if not path.is_file():
+            raise FacetellError(f"{path}: init_from weights not found; give a .safetensors file")
+        expected = self.model.state_dict()
+        try:
+            tensors = load_file(str(path))
+            # bundles may store float16; the model trains in its own dtypes
+            self.model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
+        except (KeyError, RuntimeError) as error:
+            message = str(error).splitlines()[0]
+            raise FacetellError(
+                f"{path}: init_from weights do not fit model {self.config.model!r} ({message})"
+            ) from None
 
     def _add_synthetic_fakes(self, synthetic: SyntheticConfig) -> None:
         """Re-drawn copies of this split's real training faces join its training split as AI
@@ -607,6 +643,7 @@ class Trainer:
         self.state.epoch = 0
         self.state.phase_best_auroc = -math.inf
         self.state.bad_epochs = 0
+        self.state.averaged = 0
         self._save_last(None, None)
 
     def _save_weights(self, path: Path) -> None:
@@ -668,8 +705,11 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             parameters, lr=phase.lr, weight_decay=self.config.weight_decay
         )
-        if self.config.schedule == "cosine":
+        schedule = phase.schedule or self.config.schedule
+        if schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=phase.epochs)
+        elif schedule == "constant":
+            scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
         else:
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="max", factor=0.3, patience=1
@@ -695,6 +735,7 @@ class Trainer:
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         optimizer, scheduler = self._optimizer(parameters, phase)
         self._restore_optimizer(optimizer, scheduler)
+        average = self._restore_average()
         while self.state.epoch < phase.epochs:
             started = time.perf_counter()
             torch.manual_seed(self._epoch_seed())
@@ -720,9 +761,42 @@ class Trainer:
             lr = optimizer.param_groups[0]["lr"]
             stop = self._end_epoch(phase.kind, float(np.mean(losses)), val_logits, lr, started)
             self._step_scheduler(scheduler, self.state.history[-1]["val_auroc"])
+            if phase.average_from is not None and self.state.epoch >= phase.average_from:
+                average = self._add_to_average(average)
             self._save_last(optimizer, scheduler)
             if stop:
                 break
+        if average is not None:
+            self._validate_average(average)
+
+    def _restore_average(self) -> AveragedModel | None:
+        """The phase's running weight average, as far as a resumed run had got with it."""
+        if self.state.averaged == 0:
+            return None
+        average = AveragedModel(self.model, use_buffers=True)
+        average.module.load_state_dict(load_file(str(self.checkpoints / "average.safetensors")))
+        average.n_averaged.fill_(self.state.averaged)
+        return average
+
+    def _add_to_average(self, average: AveragedModel | None) -> AveragedModel:
+        average = average or AveragedModel(self.model, use_buffers=True)
+        average.update_parameters(self.model)
+        self.state.averaged = int(average.n_averaged)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in average.module.state_dict().items()}
+        save_file(state, str(self.checkpoints / "average.safetensors"))
+        return average
+
+    def _validate_average(self, average: AveragedModel) -> None:
+        """Score the averaged weights on validation as one more epoch (its train loss: the mean
+        over the averaged epochs); `_end_epoch` keeps them if they are the best. Buffers
+        (BatchNorm statistics) are averaged with the weights, so no extra pass is needed."""
+        started = time.perf_counter()
+        self.model.load_state_dict(average.module.state_dict())
+        averaged_losses = [h["train_loss"] for h in self.state.history[-self.state.averaged :]]
+        self._end_epoch(
+            "average", float(np.mean(averaged_losses)), self.predict("val"), 0.0, started
+        )
 
     @torch.no_grad()
     def _embed(self, split: str, views: int, transform: Callable) -> tuple[torch.Tensor, ...]:
