@@ -513,12 +513,9 @@ class Trainer:
     def _load_init_weights(self, path: Path) -> None:
         if not path.is_file():
             raise FacetellError(f"{path}: init_from weights not found; give a .safetensors file")
-        expected = self.model.state_dict()
-        try:
-            tensors = load_file(str(path))
-            # bundles may store float16; the model trains in its own dtypes
-            self.model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
-        except (KeyError, RuntimeError) as error:
+        try:  # load_state_dict copies into the model's own dtypes (bundles may hold float16)
+            self.model.load_state_dict(load_file(str(path)))
+        except RuntimeError as error:
             message = str(error).splitlines()[0]
             raise FacetellError(
                 f"{path}: init_from weights do not fit model {self.config.model!r} ({message})"
@@ -646,9 +643,10 @@ class Trainer:
         self.state.averaged = 0
         self._save_last(None, None)
 
-    def _save_weights(self, path: Path) -> None:
+    def _save_weights(self, path: Path, module: nn.Module | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().clone() for k, v in self.model.state_dict().items()}
+        state = (module or self.model).state_dict()
+        state = {k: v.detach().contiguous().clone() for k, v in state.items()}
         save_file(state, str(path))
 
     def _save_last(self, optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
@@ -782,9 +780,7 @@ class Trainer:
         average = average or AveragedModel(self.model, use_buffers=True)
         average.update_parameters(self.model)
         self.state.averaged = int(average.n_averaged)
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in average.module.state_dict().items()}
-        save_file(state, str(self.checkpoints / "average.safetensors"))
+        self._save_weights(self.checkpoints / "average.safetensors", average.module)
         return average
 
     def _validate_average(self, average: AveragedModel) -> None:
