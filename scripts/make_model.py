@@ -5,7 +5,8 @@ configs/default-lite0.yaml (EfficientNet-Lite0, mirrored margin 0.3, framing aug
 configs/default-tight.yaml (MobileNetV2, tight crops that never mirror). Steps, each a facetell
 command: train each member → calibrate each on the validation split (its temperature weighs its
 vote) → `facetell ensemble --half` (float16 weights keep the bundle under 25 MB) → calibrate the
-ensemble on the validation split (threshold for a 2% false-positive rate on real faces) →
+ensemble on the validation split (threshold for a 2% false-positive rate on real faces, and
+the small-face correction on 48-160-px thumbnail copies; members need only their temperature) →
 evaluate it on the test split (report in runs/default-report; it shows thumbnails of the shared
 images, so it stays out of the repository) → copy the bundle with its test metrics and the
 existing MODEL_CARD.md to models/default. Both members are trained with seed 0 on the same data,
@@ -41,8 +42,9 @@ def run(*args: str) -> None:
     subprocess.run([*FACETELL, *args], check=True, cwd=ROOT)
 
 
-def calibrate(bundle: Path, split: Path) -> None:
-    run("calibrate", str(bundle), "--split-file", str(split), "--split", "val", "--max-fpr", "0.02")
+def calibrate(bundle: Path, split: Path, *, size_correction: bool) -> None:
+    run("calibrate", str(bundle), "--split-file", str(split), "--split", "val", "--max-fpr", "0.02",
+        "--size-correction" if size_correction else "--no-size-correction")  # fmt: skip
 
 
 def evaluate(bundle: Path, split: Path, report: Path, *, robustness_limit: int) -> None:
@@ -62,7 +64,7 @@ def build_ensemble(member_runs: list[Path], out: Path) -> tuple[Path, Path]:
     """Calibrate each member, ensemble them with float16 weights, calibrate the ensemble."""
     split = same_split([run_dir / "split.json" for run_dir in member_runs])
     for run_dir in member_runs:
-        calibrate(run_dir / "bundle", split)
+        calibrate(run_dir / "bundle", split, size_correction=False)
     bundle = out / "bundle"
     run(
         "ensemble",
@@ -73,7 +75,7 @@ def build_ensemble(member_runs: list[Path], out: Path) -> tuple[Path, Path]:
         "--name",
         "facetell-default",
     )
-    calibrate(bundle, split)
+    calibrate(bundle, split, size_correction=True)
     return bundle, split
 
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from facetell.calibrate import (
+    Calibration,
     expected_calibration_error,
     fit_calibration,
+    fit_size_correction,
     fit_temperature,
     threshold_for_fpr,
     uncertain_band,
@@ -111,6 +113,72 @@ def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
     raw_auroc = classification_metrics(y, sigmoid(logits))["auroc"]
     scaled_auroc = classification_metrics(y, sigmoid(logits / temperature))["auroc"]
     assert scaled_auroc == pytest.approx(raw_auroc, abs=1e-12)
+
+
+def small_and_large_faces(seed: int):
+    """Large faces (200 px) scored honestly; small ones (24-60 px) with a damped, real-leaning
+    logit, as the model scores upscaled thumbnails."""
+    rng = np.random.default_rng(seed)
+    y, true_logits = synthetic_scores(n=6000, seed=seed)
+    widths = np.where(rng.random(6000) < 0.5, 200.0, rng.uniform(24, 60, 6000))
+    damped = true_logits * 0.5 - 1.0
+    return y, np.where(widths < 64, damped, true_logits), widths
+
+
+def test_size_correction_makes_small_faces_honest_and_leaves_large_ones_alone():
+    y, logits, widths = small_and_large_faces(seed=8)
+    large, small = widths >= 64, widths < 64
+    calibration = fit_calibration(logits[large], y[large])
+    correction = fit_size_correction(calibration, logits, y, widths)
+    assert correction is not None and correction.offset > 0
+    corrected = calibration.with_size_correction(correction)
+    p_plain = np.array([calibration.probability(z) for z in logits])
+    p_fixed = np.array([corrected.probability(z, w) for z, w in zip(logits, widths, strict=True)])
+    before = expected_calibration_error(y[small], p_plain[small])
+    after = expected_calibration_error(y[small], p_fixed[small])
+    assert before > 0.05 and after < before / 2
+    assert correction.details["ece_small_after"] == pytest.approx(after)
+    assert np.array_equal(p_plain[large], p_fixed[large])
+    # no jump at the reference width, and a face of unknown size is left alone
+    assert corrected.probability(3.0, 63.99) == pytest.approx(
+        corrected.probability(3.0, 64.0), abs=1e-3
+    )
+    assert corrected.probability(3.0) == calibration.probability(3.0)
+    # below the narrowest faces it was fitted on, it stops growing
+    assert 20 < correction.min_width < 30
+    assert corrected.probability(-1.0, 5.0) == corrected.probability(-1.0, correction.min_width)
+    assert corrected.probability(-1.0, 30.0) < corrected.probability(-1.0, correction.min_width)
+    restored = Calibration.from_dict(corrected.to_dict())
+    assert restored.probability(1.5, 30.0) == corrected.probability(1.5, 30.0)
+
+
+def test_size_correction_is_shrunk_back_within_the_false_positive_target():
+    y, logits, widths = small_and_large_faces(seed=9)
+    sources = np.where(y == 1, "ai", np.where(np.arange(len(y)) % 2, "camera", "phone"))
+    calibration = fit_calibration(logits, y, max_fpr=0.02, sources=list(sources))
+    free = fit_size_correction(calibration, logits, y, widths)
+    bound = fit_size_correction(calibration, logits, y, widths, max_fpr=0.02, sources=list(sources))
+    assert free is not None and bound is not None
+    assert free.details["false_positive_rate_after"] > 0.02
+    assert 0 < bound.details["strength"] < 1
+    p = sigmoid(calibration.with_size_correction(bound).scaled_logits(logits, widths))
+    real = y == 0
+    rates = [np.mean(p[real & (sources == name)] >= calibration.threshold)
+             for name in ("camera", "phone")]  # fmt: skip
+    assert np.mean(rates) <= 0.02 + 1e-9
+    assert bound.details["true_positive_rate_after"] > bound.details["true_positive_rate_before"]
+
+
+def test_size_correction_needs_both_classes_among_small_faces():
+    y, logits, widths = small_and_large_faces(seed=10)
+    only_real_small = (widths >= 64) | (y == 0)
+    calibration = fit_calibration(logits, y)
+    assert (
+        fit_size_correction(
+            calibration, logits[only_real_small], y[only_real_small], widths[only_real_small]
+        )
+        is None
+    )
 
 
 def test_false_positive_target_is_met_by_the_lowest_such_threshold():

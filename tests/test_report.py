@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import astronaut, gan_faces, launch_chromium
 
@@ -63,6 +65,9 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     assert set(calibration["false_positive_rate_by_source"]) == {"nasa"}
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     assert "ECE" in result.stdout
+    correction = calibration["size_correction"]  # fitted on 48-160-px copies of the 32 images
+    assert correction["details"]["n_small"] > 0 and "small faces (< 64 px" in result.stdout
+    assert correction["details"]["ece_small_after"] <= correction["details"]["ece_small_before"]
     predicted = facetell(
         "predict",
         str(labelled / "real" / "nasa" / "0.jpg"),
@@ -76,6 +81,30 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     assert "not calibrated" not in predicted.stderr
 
 
+def test_predict_applies_the_size_correction_to_small_faces_only(bundle, labelled, tmp_path):
+    if not (bundle / "calibration.json").exists():
+        facetell("calibrate", str(bundle), str(labelled))
+    calibration = json.loads((bundle / "calibration.json").read_text())
+    correction = calibration["size_correction"]
+    thumbnail = tmp_path / "thumbnail.jpg"
+    Image.open(labelled / "ai" / "dcgan" / "0.png").resize((56, 56)).save(thumbnail, quality=85)
+    large = labelled / "ai" / "dcgan" / "0.png"
+    predicted = facetell("predict", str(thumbnail), str(large), "--model", str(bundle),
+                         "--format", "jsonl")  # fmt: skip
+    faces = [json.loads(line)["faces"][0] for line in predicted.stdout.splitlines()]
+    for face in faces:
+        logit, width = face["logit"], face["box"][2]
+        plain = logit / calibration["temperature"]
+        shift = max(0.0, math.log(correction["reference_width"] / width))
+        expected = plain + shift * (correction["offset"] + correction["slope"] * logit)
+        # the record rounds p_ai to 4 places and the box to whole pixels
+        assert face["p_ai"] == pytest.approx(1 / (1 + math.exp(-expected)), abs=0.01)
+    small, big = faces
+    assert small["box"][2] < 64 <= big["box"][2]
+    plain = 1 / (1 + math.exp(-small["logit"] / calibration["temperature"]))
+    assert abs(small["p_ai"] - plain) > 0.03
+
+
 def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     out = tmp_path / "report"
     result = facetell(
@@ -86,6 +115,13 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     assert metrics["metrics"]["n"] + sum(metrics["metrics"]["not_scored"].values()) == 32
     assert set(metrics["robustness"]) >= {"clean", "jpeg_50", "downscale_0.5", "blur_2"}
     assert {row["source"] for row in metrics["sources"]} == {"dcgan", "nasa"}
+    calibration_file = bundle / "calibration.json"
+    correction = (
+        json.loads(calibration_file.read_text())["size_correction"]
+        if calibration_file.exists()
+        else None
+    )
+    assert metrics["size_correction"] == correction
     for name in ("roc", "pr", "reliability", "confusion", "scores_by_class", "robustness"):
         assert (out / f"{name}.png").stat().st_size > 5_000
 
@@ -104,6 +140,8 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         for table in TABLES:
             assert page.locator(f"#{table} tbody tr").count() >= 1, table
         assert page.locator("#mistake-gallery figure").count() >= 1
+        small_faces = page.locator("#identity dt", has_text="small faces").count()
+        assert small_faces == (1 if correction else 0)
         for name, values in metrics["robustness"].items():  # how many each perturbation scored
             row = page.locator("#robustness-table tbody tr", has_text=name).first
             assert row.locator("td").last.inner_text() == str(values["n"]), name

@@ -31,7 +31,14 @@ from rich.progress import (
 from rich.table import Table
 
 from facetell import __version__
-from facetell.calibrate import fit_calibration
+from facetell.calibrate import (
+    THUMBNAIL_QUALITY,
+    THUMBNAIL_SIZES,
+    Calibration,
+    SizeCorrection,
+    fit_calibration,
+    fit_size_correction,
+)
 from facetell.data import (
     NEAR_DUPLICATE_DISTANCE,
     Sample,
@@ -47,6 +54,7 @@ from facetell.io import looks_like_image
 
 if TYPE_CHECKING:
     from facetell.audit import AuditReport
+    from facetell.evaluate import ScoredSet
     from facetell.train import EpochRecord
 
 app = typer.Typer(
@@ -534,10 +542,18 @@ def calibrate_command(
     ),
     limit: int | None = typer.Option(None, min=10),
     no_face_detect: bool = typer.Option(False, "--no-face-detect"),
+    size_correction: bool = typer.Option(
+        True,
+        "--size-correction/--no-size-correction",
+        help="Also fit the small-face correction on thumbnail copies of the same images "
+        f"({', '.join(map(str, THUMBNAIL_SIZES))} px, JPEG {THUMBNAIL_QUALITY}; scores each "
+        f"image {1 + len(THUMBNAIL_SIZES)} times).",
+    ),
 ) -> None:
     """Fit temperature, threshold and uncertain band on held-out data; write calibration.json."""
-    from facetell.evaluate import score_dataset
+    from facetell.evaluate import score_dataset, thumbnail_copy
 
+    size_correction = size_correction and not no_face_detect
     try:
         samples = select_samples(data or [], split_file, split, limit)
         detector = Detector.load(bundle, detect_faces=not no_face_detect)
@@ -546,9 +562,23 @@ def calibrate_command(
             detect_faces=not no_face_detect,
             face_detector=detector.face_detector,
         )
+        copies = THUMBNAIL_SIZES if size_correction else ()
         with progress_bar() as progress:
-            task = progress.add_task("scoring", total=len(samples))
-            scored = score_dataset(raw, samples, on_progress=lambda n: progress.advance(task, n))
+            task = progress.add_task("scoring", total=len(samples) * (1 + len(copies)))
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+
+            scored = score_dataset(raw, samples, on_progress=advance)
+            thumbnails = [
+                score_dataset(
+                    raw,
+                    samples,
+                    transform=thumbnail_copy(size, THUMBNAIL_QUALITY),
+                    on_progress=advance,
+                )
+                for size in copies
+            ]
         ok = scored.scored
         if len(set(scored.targets[ok])) < 2:
             raise FacetellError("calibration needs both real and AI images that have a face")
@@ -568,6 +598,10 @@ def calibrate_command(
                 "not_scored": int((~ok).sum()),
             },
         )
+        if thumbnails:
+            calibration = calibration.with_size_correction(
+                _fit_size_correction(calibration, thumbnails, max_fpr, per_source)
+            )
         detector.bundle.calibration = calibration.to_dict()
         detector.bundle.save_calibration(bundle)
     except FacetellError as error:
@@ -583,8 +617,43 @@ def calibrate_command(
         + f", true-positive rate {details['true_positive_rate']:.4f}; "
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
-        f"written to {bundle / 'calibration.json'}",
+        + _describe_size_correction(calibration.size_correction, size_correction)
+        + f"written to {bundle / 'calibration.json'}",
         highlight=False,
+    )
+
+
+def _fit_size_correction(
+    calibration: Calibration, thumbnails: list[ScoredSet], max_fpr: float | None, per_source: bool
+) -> SizeCorrection | None:
+    """The small-face correction from the faces of every thumbnail copy, pooled."""
+    ok = np.concatenate([t.scored for t in thumbnails])
+
+    def pooled(key: str) -> np.ndarray:
+        return np.concatenate([getattr(t, key) for t in thumbnails])[ok]
+
+    sources = np.concatenate([t.sources for t in thumbnails])[ok]
+    return fit_size_correction(
+        calibration,
+        pooled("logits"),
+        pooled("targets"),
+        pooled("face_widths"),
+        max_fpr=max_fpr,
+        sources=list(sources) if per_source else None,
+    )
+
+
+def _describe_size_correction(correction: SizeCorrection | None, asked: bool) -> str:
+    if correction is None:
+        lacking = "small faces: no size correction (the thumbnails lacked real or AI faces)\n"
+        return lacking if asked else ""
+    d = correction.details
+    return (
+        f"small faces (< {correction.reference_width:.0f} px, {d['n_small']} of {d['n']} "
+        f"thumbnail faces): ECE {d['ece_small_before']:.4f} → {d['ece_small_after']:.4f}; on all "
+        f"thumbnails false-positive rate {d['false_positive_rate_before']:.4f} → "
+        f"{d['false_positive_rate_after']:.4f}, true-positive rate "
+        f"{d['true_positive_rate_before']:.4f} → {d['true_positive_rate_after']:.4f}\n"
     )
 
 

@@ -257,7 +257,8 @@ class Detector:
         width, height = prepared.decoded.size
         faces = []
         for face, logit in zip(prepared.faces, logits, strict=True):
-            p_ai = self.calibration.probability(float(logit))
+            width_px = face.box[2] if face is not None else None
+            p_ai = self.calibration.probability(float(logit), width_px)
             if face is None:
                 box, det_score, landmarks = (0, 0, width, height), None, ()
             else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from facetell.calibrate import equal_error_rate, expected_calibration_error
+from facetell.calibrate import SizeCorrection, equal_error_rate, expected_calibration_error
 from facetell.data import Sample, sample_per_source
 from facetell.detector import Detector
 from facetell.errors import BadImage, FacetellError
@@ -174,6 +174,7 @@ class ScoredSet:
     sources: list[str]
     logits: np.ndarray
     p_ai: np.ndarray
+    face_widths: np.ndarray
     labels: list[str | None]
     statuses: list[str]
     seconds: float
@@ -203,15 +204,17 @@ def score_dataset(
                 yield str(sample.path)  # the detector turns it into an error record
 
     started = time.perf_counter()
-    logits, probabilities, labels, statuses = [], [], [], []
+    logits, probabilities, widths, labels, statuses = [], [], [], [], []
     for result in detector.stream(items()):
         if result.status == "ok":
             top = max(result.faces, key=lambda f: f.p_ai)
             logits.append(top.logit)
             probabilities.append(top.p_ai)
+            widths.append(top.box[2] if detector.detect_faces else np.nan)
         else:
             logits.append(np.nan)
             probabilities.append(np.nan)
+            widths.append(np.nan)
         labels.append(result.label)
         statuses.append(result.status)
         if on_progress:
@@ -222,6 +225,7 @@ def score_dataset(
         sources=[s.source for s in samples],
         logits=np.array(logits, dtype=float),
         p_ai=np.array(probabilities, dtype=float),
+        face_widths=np.array(widths, dtype=float),
         labels=labels,
         statuses=statuses,
         seconds=time.perf_counter() - started,
@@ -338,6 +342,7 @@ class Evaluation:
     calibrated: bool
     threshold: float
     band: tuple[float, float]
+    size_correction: SizeCorrection | None
     metrics: dict[str, Any]
     sources: list[dict[str, Any]]
     robustness: dict[str, dict[str, float | None]]
@@ -352,6 +357,7 @@ class Evaluation:
             "calibrated": self.calibrated,
             "threshold": self.threshold,
             "uncertain_band": list(self.band),
+            "size_correction": asdict(self.size_correction) if self.size_correction else None,
             "metrics": self.metrics,
             "sources": self.sources,
             "robustness": self.robustness,
@@ -429,6 +435,7 @@ def evaluate_bundle(
         calibrated=calibration.fitted,
         threshold=threshold,
         band=calibration.uncertain_band,
+        size_correction=calibration.size_correction,
         metrics=metrics,
         sources=source_table(scored, threshold),
         robustness=robustness,

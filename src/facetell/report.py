@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from facetell.calibrate import SizeCorrection
 from facetell.evaluate import Evaluation
 from facetell.io import decode
 
@@ -224,6 +225,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str)
     )
 
 
+def _size_correction_note(correction: SizeCorrection | None) -> str:
+    if correction is None:
+        return ""
+    d = correction.details
+    return (
+        f"<dt>small faces</dt><dd>faces narrower than {correction.reference_width:.0f} px get a "
+        f"size-corrected P(ai) (fitted on {d['n']} thumbnail faces: ECE "
+        f"{d['ece_small_before']:.3f} → {d['ece_small_after']:.3f} on the small ones)</dd>"
+    )
+
+
 def _figure(path: Path | None, alt: str, figure_id: str) -> str:
     if path is None:
         return ""
@@ -344,6 +356,7 @@ P(ai) of its most AI-like face, through the same pipeline as <code>facetell pred
 <dt>bundle</dt><dd>{html.escape(main.bundle)} ({html.escape(main.bundle_path)})</dd>
 <dt>threshold</dt><dd>P(ai) ≥ {main.threshold:.4f} is called AI;
 {main.band[0]:.3f} to {main.band[1]:.3f} is answered "uncertain"</dd>
+{_size_correction_note(main.size_correction)}
 <dt>images</dt><dd>{main.metrics["n"]} scored ({main.metrics["n_real"]} real,
 {main.metrics["n_ai"]} AI); {not_scored["no_face"]} without a face and {not_scored["error"]}
 unreadable were left out</dd>
