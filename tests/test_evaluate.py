@@ -14,7 +14,7 @@ from facetell.calibrate import (
     threshold_for_fpr,
     uncertain_band,
 )
-from facetell.evaluate import classification_metrics
+from facetell.evaluate import classification_metrics, sweep_metrics
 
 
 def synthetic_scores(n: int = 600, seed: int = 0, overconfidence: float = 1.0):
@@ -91,6 +91,20 @@ def test_every_metric_matches_an_independent_computation():
     inside = (p >= 0.4) & (p <= 0.7)
     assert m["uncertain_fraction"] == pytest.approx(inside.mean())
     assert m["accuracy_when_decided"] == pytest.approx((called == (y == 1))[~inside].mean())
+
+
+def test_robustness_rows_count_real_faces_called_ai_and_calibration():
+    y, logits = synthetic_scores(n=500, seed=11, overconfidence=2.0)
+    p = sigmoid(logits)
+    row = sweep_metrics(y, p, 0.8)
+    assert row["n"] == 500
+    assert row["false_positive_rate"] == pytest.approx(np.mean(p[y == 0] >= 0.8))
+    assert row["accuracy"] == pytest.approx(np.mean((p >= 0.8) == (y == 1)))
+    assert row["ece"] == pytest.approx(manual_ece(y, p))
+    assert row["auroc"] == pytest.approx(pairwise_auroc(y, p))
+    only_ai = sweep_metrics(np.ones(3, dtype=int), np.array([0.9, 0.2, 0.95]), 0.8)
+    assert only_ai["false_positive_rate"] is None and only_ai["accuracy"] == pytest.approx(2 / 3)
+    assert sweep_metrics(np.array([], dtype=int), np.array([]), 0.5)["auroc"] is None
 
 
 def test_ece_is_zero_for_perfect_bins_and_large_for_lies():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -284,4 +285,27 @@ def test_web_page_upload_verdict_and_heat_map(server):
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         phone.keyboard.press("Tab")
         assert phone.evaluate("document.activeElement.id") == "drop-zone"
+        browser.close()
+
+
+def test_web_page_flags_small_faces_with_the_shipped_model(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from facetell.detector import default_bundle_path
+
+    thumbnail = tmp_path / "astronaut-thumbnail.jpg"
+    astronaut().resize((96, 96)).save(thumbnail, quality=85)  # a face about 16 px wide
+    with sync_playwright() as playwright, contextlib.ExitStack() as stack:
+        url = stack.enter_context(
+            contextlib.contextmanager(start_server)(default_bundle_path(), tmp_path)
+        )
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url)
+        expect(page.locator("#model-info")).to_contain_text("calibrated.")
+        page.set_input_files("#file-input", [str(EXAMPLE), str(thumbnail)])
+        expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
+        notes = page.locator(".small-face")
+        expect(notes).to_have_count(1)
+        expect(notes.first).to_contain_text("px wide")
         browser.close()

@@ -246,6 +246,18 @@ def accuracy_at(y_true: np.ndarray, p_ai: np.ndarray, threshold: float) -> float
     return rate((np.asarray(p_ai) >= threshold) == (np.asarray(y_true) == 1))
 
 
+def sweep_metrics(y_true: np.ndarray, p_ai: np.ndarray, threshold: float) -> dict[str, Any]:
+    """One robustness row: ranking, accuracy, real faces called AI, and calibration."""
+    y_true, p_ai = np.asarray(y_true), np.asarray(p_ai)
+    return {
+        "auroc": auroc(y_true, p_ai) if len(y_true) else None,
+        "accuracy": accuracy_at(y_true, p_ai, threshold),
+        "false_positive_rate": rate(p_ai[y_true == 0] >= threshold),
+        "ece": expected_calibration_error(y_true, p_ai) if len(y_true) else None,
+        "n": len(y_true),
+    }
+
+
 def classification_metrics(
     y_true: np.ndarray,
     p_ai: np.ndarray,
@@ -405,9 +417,8 @@ def evaluate_bundle(
         index = {s.path: i for i, s in enumerate(samples)}
         rows = [index[s.path] for s in subset]
         base_ok = ok[rows]
-        base_auc = auroc(scored.targets[rows][base_ok], scored.p_ai[rows][base_ok])
-        base_acc = accuracy_at(scored.targets[rows][base_ok], scored.p_ai[rows][base_ok], threshold)
-        robustness["clean"] = {"auroc": base_auc, "accuracy": base_acc, "n": int(base_ok.sum())}
+        clean = sweep_metrics(scored.targets[rows][base_ok], scored.p_ai[rows][base_ok], threshold)
+        robustness["clean"] = clean
         for name in perturbations:
             perturbed = score_dataset(
                 detector,
@@ -416,15 +427,11 @@ def evaluate_bundle(
                 on_progress=progress(f"robustness: {name}", len(subset)),
             )
             used = perturbed.scored
-            auc = auroc(perturbed.targets[used], perturbed.p_ai[used]) if used.any() else None
-            acc = accuracy_at(perturbed.targets[used], perturbed.p_ai[used], threshold)
-            robustness[name] = {
-                "auroc": auc,
-                "accuracy": acc,
-                "n": int(used.sum()),
-                "auroc_drop": None if auc is None else base_auc - auc,
-                "accuracy_drop": None if acc is None else base_acc - acc,
-            }
+            row = sweep_metrics(perturbed.targets[used], perturbed.p_ai[used], threshold)
+            for key in ("auroc", "accuracy"):
+                both = row[key] is not None and clean[key] is not None
+                row[f"{key}_drop"] = clean[key] - row[key] if both else None
+            robustness[name] = row
     wrong = np.flatnonzero(ok & ((scored.p_ai >= threshold) != (scored.targets == 1)))
     confidence = np.abs(scored.p_ai[wrong] - threshold)
     worst = wrong[np.argsort(-confidence)][:mistakes]

@@ -321,12 +321,21 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
                 values.get("auroc"),
                 values.get("auroc_drop"),
                 values.get("accuracy"),
+                values.get("false_positive_rate"),
+                values.get("ece"),
                 values.get("n"),  # images still scored: a perturbation can hide the face
             ]
         robust_rows.append(row)
     robust_headers = ["perturbation"]
     for evaluation in evaluations:
-        robust_headers += [f"AUROC {evaluation.bundle}", "AUROC drop", "accuracy", "scored"]
+        robust_headers += [
+            f"AUROC {evaluation.bundle}",
+            "AUROC drop",
+            "accuracy",
+            "real called AI",
+            "ECE",
+            "scored",
+        ]
     robust_table = _table(robust_headers, robust_rows, "robustness-table") if robust_rows else ""
     gallery = "".join(
         f'<figure><img src="{_thumbnail_uri(m["path"])}" alt="{html.escape(m["path"])}">'
@@ -379,7 +388,9 @@ images should be AI (points on the diagonal).</p>
 real images; each real source's false-positive rate is the share of its faces called AI.</p>
 {sources}</section>
 <section id="robustness"><h2>Robustness</h2><p>The same images after common re-encodings;
-a small drop means the verdict survives what social networks and screenshots do.</p>
+a small drop means the verdict survives what social networks and screenshots do. "Real called
+AI" is the share of real faces at or above the threshold, ECE the calibration error, both on the
+perturbed copies.</p>
 {robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
 <section id="mistakes"><h2>High-confidence mistakes</h2><p>The wrong answers the model was
 surest of: the first place to look for label noise, shortcuts or blind spots.</p>

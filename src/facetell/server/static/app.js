@@ -9,6 +9,7 @@ const fileInput = document.getElementById("file-input");
 const tokenBox = document.getElementById("token-box");
 const LABELS = { ai: "AI-generated", real: "Real photograph", uncertain: "Uncertain" };
 let band = [0.35, 0.65];
+let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
 let queue = Promise.resolve();
 
 function authHeaders() {
@@ -23,6 +24,7 @@ async function loadModel() {
   if (!response.ok) { info.textContent = "The model could not be loaded."; return; }
   const model = await response.json();
   band = model.calibration.uncertain_band;
+  smallFaceWidth = model.calibration.size_correction?.reference_width ?? 0;
   info.textContent = `Model ${model.identity} (${model.architecture})` +
     (model.calibrated ? ", calibrated." : ", not calibrated: probabilities are raw scores.");
 }
@@ -39,6 +41,13 @@ function describeFace(face, index) {
       <div class="band" style="left:${100 * band[0]}%;width:${100 * (band[1] - band[0])}%"></div>
       <div class="mark" style="left:${100 * face.p_ai}%"></div></div>
     <div class="scale" aria-hidden="true"><span>real</span><span>uncertain</span><span>AI</span></div>`;
+  if (face.box[2] < smallFaceWidth) {
+    const note = document.createElement("p");
+    note.className = "muted small-face";
+    note.textContent = `Small face (${face.box[2]} px wide): the model sees little detail, so its ` +
+      "probability is corrected for size and the verdict is less reliable than for a large face.";
+    item.append(note);
+  }
   return item;
 }
 
