@@ -295,10 +295,8 @@ def test_web_page_flags_small_faces_with_the_shipped_model(tmp_path):
 
     thumbnail = tmp_path / "astronaut-thumbnail.jpg"
     astronaut().resize((96, 96)).save(thumbnail, quality=85)  # a face about 16 px wide
-    with sync_playwright() as playwright, contextlib.ExitStack() as stack:
-        url = stack.enter_context(
-            contextlib.contextmanager(start_server)(default_bundle_path(), tmp_path)
-        )
+    serving = contextlib.contextmanager(start_server)(default_bundle_path(), tmp_path)
+    with sync_playwright() as playwright, serving as url:
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
