@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -162,6 +164,8 @@ def test_size_correction_makes_small_faces_honest_and_leaves_large_ones_alone():
     assert 20 < correction.min_width < 30
     assert corrected.probability(-1.0, 5.0) == corrected.probability(-1.0, correction.min_width)
     assert corrected.probability(-1.0, 30.0) < corrected.probability(-1.0, correction.min_width)
+    zero_floor = calibration.with_size_correction(replace(correction, min_width=0.0))
+    assert 0 < zero_floor.probability(-1.0, 0.0) < 1
     restored = Calibration.from_dict(corrected.to_dict())
     assert restored.probability(1.5, 30.0) == corrected.probability(1.5, 30.0)
 

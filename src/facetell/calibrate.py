@@ -40,7 +40,8 @@ class SizeCorrection:
     details: dict[str, Any] = field(default_factory=dict)
 
     def shrinkage(self, width: np.ndarray | float) -> np.ndarray:
-        return np.maximum(0.0, np.log(self.reference_width / np.maximum(width, self.min_width)))
+        floor = max(self.min_width, 1.0)  # a degenerate 0-px box must not divide by zero
+        return np.maximum(0.0, np.log(self.reference_width / np.maximum(width, floor)))
 
     def shift(self, logit: np.ndarray | float, width: np.ndarray | float) -> np.ndarray:
         """What the correction adds to logit / T for faces this wide (NaN width: nothing)."""
