@@ -86,7 +86,9 @@ class Calibration:
     def with_size_correction(self, correction: SizeCorrection | None) -> Calibration:
         return replace(self, size_correction=correction)
 
-    def scaled_logits(self, logits: np.ndarray, widths: np.ndarray | None = None) -> np.ndarray:
+    def scaled_logits(
+        self, logits: np.ndarray | float, widths: np.ndarray | float | None = None
+    ) -> np.ndarray:
         """logit / T, plus the size correction for faces of these widths (px in the photo)."""
         z = np.asarray(logits, dtype=float) / self.temperature
         if self.size_correction is None or widths is None:
@@ -96,9 +98,7 @@ class Calibration:
     def probability(self, logit: float, face_width: float | None = None) -> float:
         """P(ai) after temperature scaling (and the size correction for a face this wide);
         numerically safe for large logits."""
-        z = logit / self.temperature
-        if self.size_correction is not None and face_width is not None:
-            z += float(self.size_correction.shift(logit, face_width))
+        z = float(self.scaled_logits(logit, face_width))
         if z >= 0:
             return 1.0 / (1.0 + math.exp(-z))
         e = math.exp(z)
@@ -251,9 +251,10 @@ def fit_size_correction(
         p = probabilities(best.scaled(factor))
         return mean_false_positive_rate(y_true, p, calibration.threshold, sources)
 
-    factor = 1.0
-    if max_fpr is not None and fpr(1.0) > max(max_fpr, fpr(0.0)):
-        allowed, low, high = max(max_fpr, fpr(0.0)), 0.0, 1.0
+    factor, uncorrected_fpr = 1.0, fpr(0.0)
+    allowed = max(max_fpr, uncorrected_fpr) if max_fpr is not None else None
+    if allowed is not None and fpr(1.0) > allowed:
+        low, high = 0.0, 1.0
         for _ in range(30):
             middle = (low + high) / 2
             low, high = (middle, high) if fpr(middle) <= allowed else (low, middle)
@@ -265,7 +266,7 @@ def fit_size_correction(
         "strength": factor,  # the share of the lowest-log-loss correction kept
         "ece_small_before": expected_calibration_error(y_true[small], before[small]),
         "ece_small_after": expected_calibration_error(y_true[small], after[small]),
-        "false_positive_rate_before": fpr(0.0),
+        "false_positive_rate_before": uncorrected_fpr,
         "false_positive_rate_after": fpr(factor),
         "true_positive_rate_before": float((before[y_true == 1] >= calibration.threshold).mean()),
         "true_positive_rate_after": float((after[y_true == 1] >= calibration.threshold).mean()),
