@@ -168,6 +168,11 @@ def test_size_correction_makes_small_faces_honest_and_leaves_large_ones_alone():
     assert 0 < zero_floor.probability(-1.0, 0.0) < 1
     restored = Calibration.from_dict(corrected.to_dict())
     assert restored.probability(1.5, 30.0) == corrected.probability(1.5, 30.0)
+    assert correction.jpeg_quality is None  # not given: the logits came from unchanged faces
+    reencoded = fit_size_correction(calibration, logits, y, widths, jpeg_quality=85)
+    stored = calibration.with_size_correction(reencoded).to_dict()
+    assert stored["size_correction"]["jpeg_quality"] == 85
+    assert Calibration.from_dict(stored).size_correction == reencoded
 
 
 def test_size_correction_is_shrunk_back_within_the_false_positive_target():

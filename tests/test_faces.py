@@ -22,8 +22,9 @@ from facetell.faces import (
     canonical_crop,
     crop_square,
     face_square,
+    reencode_around,
 )
-from facetell.io import decode
+from facetell.io import decode, jpeg_roundtrip
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,22 @@ def test_face_crop_is_levelled_and_centred_on_the_face(detector):
     assert abs(residual_angle) < 6
     x, y, w, h = face_in_crop.box
     assert abs((x + w / 2) - 64) < 16 and abs((y + h / 2) - 64) < 20
+
+
+def test_reencoding_around_a_face_crops_like_reencoding_the_whole_photo(detector):
+    photo = astronaut()  # lossless; the window around her face leaves out part of the photo
+    [face] = detector.detect(photo)
+    recipe = CropRecipe(kind="face", size=160, margin=0.3)
+    around = reencode_around(photo, [face], 85)
+    whole = jpeg_roundtrip(photo, 85)
+    crop = np.asarray(canonical_crop(around, recipe, face), dtype=float)
+    whole_crop = np.asarray(canonical_crop(whole, recipe, face), dtype=float)
+    lossless_crop = np.asarray(canonical_crop(photo, recipe, face), dtype=float)
+    assert np.abs(crop - whole_crop).mean() < 0.05
+    assert np.abs(crop - lossless_crop).mean() > 0.5
+    # far from the face the photo is untouched
+    assert np.array_equal(np.asarray(around)[-8:, :8], np.asarray(photo)[-8:, :8])
+    assert not np.array_equal(np.asarray(around), np.asarray(whole))
 
 
 def test_native_recipe_keeps_pixels_and_pads_small_images():

@@ -17,6 +17,7 @@ from PIL import Image
 
 from conftest import astronaut, cat, gan_faces
 from facetell.detector import Detector
+from facetell.io import jpeg_roundtrip
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
 
@@ -92,6 +93,27 @@ def test_without_face_detection_the_whole_image_is_judged(untrained_bundle):
     assert result.status == "ok"
     [face] = result.faces
     assert face.box == (0, 0, 451, 300) and face.det_score is None
+
+
+def test_small_lossless_faces_are_judged_on_a_jpeg_reencoding(untrained_bundle, tmp_path):
+    """Lossless small faces look like the one small lossless training source (DCGAN PNGs), so
+    in a photo that was never a JPEG, faces under the width are cropped from it saved once as
+    JPEG at that quality; large faces, and small ones in JPEG files, keep their pixels."""
+    plain = Detector.load(untrained_bundle)
+    reencoding = Detector.load(untrained_bundle, small_face_jpeg=(64.0, 85))
+    small_png, small_jpeg = tmp_path / "small.png", tmp_path / "small.jpg"
+    gan_faces(1, seed=5)[0].save(small_png)
+    gan_faces(1, seed=5)[0].save(small_jpeg, quality=95)
+    for path, reencoded in ((small_png, True), (small_jpeg, False), (None, False)):
+        image = astronaut() if path is None else Image.open(path).convert("RGB")
+        prepared = reencoding.prepare(astronaut() if path is None else path)
+        [face] = prepared.faces
+        assert (face.box[2] < 64) is (path is not None)
+        lossless = plain.crop(image, face)
+        jpeg = plain.crop(jpeg_roundtrip(image, 85), face)
+        assert not np.array_equal(lossless, jpeg)
+        assert np.array_equal(prepared.crops[0], jpeg if reencoded else lossless)
+        assert np.array_equal(plain.prepare(image).crops[0], lossless)
 
 
 def test_uncalibrated_bundles_say_so(detector):

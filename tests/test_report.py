@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import astronaut, gan_faces, launch_chromium
+from facetell.detector import Detector
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PLOTS = [
@@ -68,6 +69,9 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     correction = calibration["size_correction"]  # fitted on 48-160-px copies of the 32 images
     assert correction["details"]["n_small"] > 0 and "small faces (< 64 px" in result.stdout
     assert correction["details"]["ece_small_after"] <= correction["details"]["ece_small_before"]
+    # small faces were scored re-encoded as the thumbnails are, and predict re-encodes them alike
+    assert correction["jpeg_quality"] == 85
+    assert Detector.load(bundle).small_face_jpeg == (correction["reference_width"], 85)
     predicted = facetell(
         "predict",
         str(labelled / "real" / "nasa" / "0.jpg"),

@@ -8,14 +8,14 @@ at every framing and quality.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torchvision.transforms import v2
+
+from facetell.io import jpeg_roundtrip
 
 
 class AugmentConfig(BaseModel):
@@ -98,9 +98,8 @@ class JpegCompress(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         quality = int(torch.randint(self.quality[0], self.quality[1] + 1, (1,)))
-        buffer = io.BytesIO()
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=quality)
-        decoded = np.asarray(Image.open(buffer).convert("RGB"))
+        pixels = Image.fromarray(image.permute(1, 2, 0).numpy())
+        decoded = np.asarray(jpeg_roundtrip(pixels, quality))
         return torch.from_numpy(decoded.copy()).permute(2, 0, 1)
 
 

@@ -24,6 +24,8 @@ _OWN_KEYS = ("temperature", "threshold", "uncertain_band", "size_correction")
 # that put faces from about 25 px wide to beyond the reference width.
 THUMBNAIL_SIZES = (48, 64, 96, 128, 160)
 THUMBNAIL_QUALITY = 85
+# Faces narrower than this are "small": corrected, and re-encoded at THUMBNAIL_QUALITY first.
+SMALL_FACE_WIDTH = 64.0
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,19 @@ class SizeCorrection:
     """For a face w px wide, u = max(0, ln(reference_width / w)) and the scaled logit gains
     u · (offset + slope · logit): zero at and above the reference width, growing as the face
     shrinks, so there is no jump between "small" and "large". Faces narrower than the
-    narrowest it was fitted on (min_width) get that face's correction, not an extrapolation."""
+    narrowest it was fitted on (min_width) get that face's correction, not an extrapolation.
+
+    With `jpeg_quality`, a face narrower than the reference width in a photo that was never
+    a JPEG is judged on the photo re-encoded once at that quality, as the JPEG thumbnails the
+    correction was fitted on were: small lossless faces score higher, real ones too, and the
+    only small lossless training source is a generated one (docs/results.md, "Small lossless
+    faces"). Small faces from JPEG files keep their pixels."""
 
     reference_width: float
     offset: float
     slope: float
     min_width: float = 1.0
+    jpeg_quality: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def shrinkage(self, width: np.ndarray | float) -> np.ndarray:
@@ -210,11 +219,15 @@ def fit_size_correction(
     y_true,
     widths,
     *,
-    reference_width: float = 64.0,
+    reference_width: float = SMALL_FACE_WIDTH,
+    jpeg_quality: int | None = None,
     max_fpr: float | None = None,
     sources: list[str] | None = None,
 ) -> SizeCorrection | None:
     """The size correction with the lowest log-loss on faces narrower than the reference width.
+
+    `jpeg_quality` records how those faces were re-encoded before their logits were taken
+    (`Detector(small_face_jpeg=...)`), so inference re-encodes them alike.
 
     With `max_fpr` it is then shrunk toward none until the false-positive rate at the calibrated
     threshold is within max_fpr again (or within the uncorrected rate, if that was higher): the
@@ -229,7 +242,8 @@ def fit_size_correction(
     if len(set(y_true[small])) < 2:
         return None
     # the 1st percentile: a handful of mis-sized boxes should not set how far it reaches
-    base = SizeCorrection(reference_width, 0.0, 0.0, float(np.percentile(widths[small], 1)))
+    floor = float(np.percentile(widths[small], 1))
+    base = SizeCorrection(reference_width, 0.0, 0.0, floor, jpeg_quality)
 
     def probabilities(
         correction: SizeCorrection, rows: np.ndarray | slice = slice(None)

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from facetell import __version__
 from facetell.calibrate import (
+    SMALL_FACE_WIDTH,
     THUMBNAIL_QUALITY,
     THUMBNAIL_SIZES,
     Calibration,
@@ -557,10 +558,12 @@ def calibrate_command(
     try:
         samples = select_samples(data or [], split_file, split, limit)
         detector = Detector.load(bundle, detect_faces=not no_face_detect)
+        # small faces are re-encoded as the thumbnails are, so one correction fits both
         raw = Detector(
             detector.bundle.without_calibration(),
             detect_faces=not no_face_detect,
             face_detector=detector.face_detector,
+            small_face_jpeg=(SMALL_FACE_WIDTH, THUMBNAIL_QUALITY) if size_correction else None,
         )
         copies = THUMBNAIL_SIZES if size_correction else ()
         with progress_bar() as progress:
@@ -638,6 +641,8 @@ def _fit_size_correction(
         pooled("logits"),
         pooled("targets"),
         pooled("face_widths"),
+        reference_width=SMALL_FACE_WIDTH,
+        jpeg_quality=THUMBNAIL_QUALITY,
         max_fpr=max_fpr,
         sources=list(sources) if per_source else None,
     )

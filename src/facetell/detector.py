@@ -23,9 +23,22 @@ from PIL import Image
 from facetell.bundle import Bundle, load_bundle
 from facetell.calibrate import Calibration
 from facetell.errors import BadImage, FacetellError
-from facetell.faces import CropRecipe, Face, FaceDetector, RetinaFaceDetector, canonical_crop
+from facetell.faces import (
+    CropRecipe,
+    Face,
+    FaceDetector,
+    RetinaFaceDetector,
+    canonical_crop,
+    reencode_around,
+)
 from facetell.forensics import metadata_clues
-from facetell.io import DEFAULT_LIMITS, DecodedImage, DecodeLimits, ImageSource, decode
+from facetell.io import (
+    DEFAULT_LIMITS,
+    DecodedImage,
+    DecodeLimits,
+    ImageSource,
+    decode,
+)
 from facetell.runtime import onnx_session
 
 if TYPE_CHECKING:
@@ -129,9 +142,17 @@ class Detector:
         limits: DecodeLimits = DEFAULT_LIMITS,
         max_faces: int = 16,
         batch_size: int = 16,
+        small_face_jpeg: tuple[float, int] | None = None,
     ) -> None:
+        """`small_face_jpeg` (width px, quality): in a photo that was not a JPEG, faces
+        narrower than that width are cropped from it re-encoded as JPEG at that quality.
+        Default: what the calibration's size correction was fitted with, if anything."""
         self.bundle = bundle
         self.calibration = Calibration.from_dict(bundle.calibration)
+        correction = self.calibration.size_correction
+        if small_face_jpeg is None and correction and correction.jpeg_quality is not None:
+            small_face_jpeg = (correction.reference_width, correction.jpeg_quality)
+        self.small_face_jpeg = small_face_jpeg
         self.detect_faces = detect_faces
         self.face_detector = face_detector or (RetinaFaceDetector() if detect_faces else None)
         self.threshold = threshold
@@ -202,7 +223,16 @@ class Detector:
         else:
             prepared.faces = [None]
         faces_at = time.perf_counter()
-        prepared.crops = [self.crop(image, face) for face in prepared.faces]
+        small: list[Face] = []  # cropped from the photo re-encoded (see `small_face_jpeg`)
+        reencoded = image
+        if self.small_face_jpeg is not None and not prepared.decoded.jpeg_compressed:
+            width, quality = self.small_face_jpeg
+            small = [face for face in prepared.faces if face is not None and face.box[2] < width]
+            if small:
+                reencoded = reencode_around(image, small, quality)
+        prepared.crops = [
+            self.crop(reencoded if face in small else image, face) for face in prepared.faces
+        ]
         cropped_at = time.perf_counter()
         prepared.speed = {
             "decode": (decoded_at - started) * 1000,

@@ -30,7 +30,7 @@ from facetell.calibrate import SizeCorrection, equal_error_rate, expected_calibr
 from facetell.data import Sample, sample_per_source
 from facetell.detector import Detector
 from facetell.errors import BadImage, FacetellError
-from facetell.io import decode
+from facetell.io import decode, jpeg_roundtrip
 
 
 def auroc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float:
@@ -104,12 +104,7 @@ def summary_metrics(y_true: np.ndarray, logits: np.ndarray, *, threshold: float 
 def jpeg_copy(quality: int) -> Callable[[Image.Image], Image.Image]:
     """Re-save as JPEG at one quality, as uploads and benchmarks do."""
 
-    def apply(image: Image.Image) -> Image.Image:
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=quality)
-        return Image.open(buffer).convert("RGB")
-
-    return apply
+    return lambda image: jpeg_roundtrip(image, quality)
 
 
 def _downscale(factor: float) -> Callable[[Image.Image], Image.Image]:

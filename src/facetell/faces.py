@@ -16,7 +16,10 @@ import numpy as np
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field
 
+from facetell.io import jpeg_roundtrip
+
 Point = tuple[float, float]
+_JPEG_MCU = 16  # a JPEG macroblock with 4:2:0 chroma: blocks are independent at this grid
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,27 @@ def _rotated_centre(window: Image.Image, angle: float, offset: int, side: int) -
     shift_y = sin * cx - cos * cy + cy + (cos - sin) * offset
     matrix = (cos, sin, shift_x, -sin, cos, shift_y)
     return window.transform((side, side), Image.Transform.AFFINE, matrix, Image.Resampling.BICUBIC)
+
+
+def reencode_around(image: Image.Image, faces: list[Face], quality: int) -> Image.Image:
+    """A copy of the photo in which the surroundings of these faces went through one JPEG save
+    at `quality`, as if the whole photo had (a 4000² photo takes ~0.3 s to re-encode whole).
+
+    Each window reaches 1.5 face widths past the box, beyond any crop's rotated square, and
+    starts on the 16-px grid of the photo, so its JPEG blocks are the whole photo's blocks.
+    """
+    copy = image.copy()
+    for face in faces:
+        x, y, w, h = face.box
+        reach = 1.5 * max(w, h) + _JPEG_MCU
+        left = max(0, int((x - reach) // _JPEG_MCU) * _JPEG_MCU)
+        top = max(0, int((y - reach) // _JPEG_MCU) * _JPEG_MCU)
+        right = min(image.width, math.ceil(x + w + reach))
+        bottom = min(image.height, math.ceil(y + h + reach))
+        if right > left and bottom > top:
+            window = image.crop((left, top, right, bottom))
+            copy.paste(jpeg_roundtrip(window, quality), (left, top))
+    return copy
 
 
 def canonical_crop(image: Image.Image, recipe: CropRecipe, face: Face | None = None) -> Image.Image:

@@ -96,6 +96,11 @@ class DecodedImage:
     data: bytes | None = field(default=None, repr=False)
 
     @property
+    def jpeg_compressed(self) -> bool:
+        """The file was a JPEG (or a camera's multi-picture JPEG), not a lossless format."""
+        return self.format in ("JPEG", "MPO")
+
+    @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the upright image at its full resolution."""
         width, height = self.stored_size
@@ -290,6 +295,16 @@ def decode_many(
             yield decode(source, limits=limits, reduce_to=reduce_to)
         except BadImage as error:
             yield error
+
+
+def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    """The RGB image as it reads back after one JPEG save at this quality; it still says it is
+    a JPEG (`format`), as a file would."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    decoded = Image.open(buffer)
+    decoded.load()
+    return decoded if decoded.mode == "RGB" else decoded.convert("RGB")
 
 
 def looks_like_image(path: Path) -> bool:
