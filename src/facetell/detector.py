@@ -32,13 +32,7 @@ from facetell.faces import (
     reencode_around,
 )
 from facetell.forensics import metadata_clues
-from facetell.io import (
-    DEFAULT_LIMITS,
-    DecodedImage,
-    DecodeLimits,
-    ImageSource,
-    decode,
-)
+from facetell.io import DEFAULT_LIMITS, DecodedImage, DecodeLimits, ImageSource, decode
 from facetell.runtime import onnx_session
 
 if TYPE_CHECKING:
@@ -223,16 +217,7 @@ class Detector:
         else:
             prepared.faces = [None]
         faces_at = time.perf_counter()
-        small: list[Face] = []  # cropped from the photo re-encoded (see `small_face_jpeg`)
-        reencoded = image
-        if self.small_face_jpeg is not None and not prepared.decoded.jpeg_compressed:
-            width, quality = self.small_face_jpeg
-            small = [face for face in prepared.faces if face is not None and face.box[2] < width]
-            if small:
-                reencoded = reencode_around(image, small, quality)
-        prepared.crops = [
-            self.crop(reencoded if face in small else image, face) for face in prepared.faces
-        ]
+        prepared.crops = self.face_crops(prepared.decoded, prepared.faces)
         cropped_at = time.perf_counter()
         prepared.speed = {
             "decode": (decoded_at - started) * 1000,
@@ -240,6 +225,18 @@ class Detector:
             "crop": (cropped_at - faces_at) * 1000,
         }
         return prepared
+
+    def face_crops(self, decoded: DecodedImage, faces: list[Face | None]) -> list[np.ndarray]:
+        """Every face's crops; small faces of a photo that was not a JPEG are cut from its
+        JPEG re-encoding (see `small_face_jpeg`)."""
+        image = reencoded = decoded.image
+        small: list[Face] = []
+        if self.small_face_jpeg is not None and not decoded.jpeg_compressed:
+            width, quality = self.small_face_jpeg
+            small = [face for face in faces if face is not None and face.box[2] < width]
+            if small:
+                reencoded = reencode_around(image, small, quality)
+        return [self.crop(reencoded if face in small else image, face) for face in faces]
 
     def crop(self, image: Image.Image, face: Face | None) -> np.ndarray:
         """The model's input for one face: its crop by each recipe, stacked (H, W, 3·R).
