@@ -70,7 +70,7 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     assert correction["details"]["n_small"] > 0 and "small faces (< 64 px" in result.stdout
     assert correction["details"]["ece_small_after"] <= correction["details"]["ece_small_before"]
     # small faces were scored re-encoded as the thumbnails are, and predict re-encodes them alike
-    assert correction["jpeg_quality"] == 85
+    assert correction["jpeg_quality"] == 85 and "re-encoded at JPEG 85" in result.stdout
     assert Detector.load(bundle).small_face_jpeg == (correction["reference_width"], 85)
     predicted = facetell(
         "predict",
@@ -144,8 +144,11 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         for table in TABLES:
             assert page.locator(f"#{table} tbody tr").count() >= 1, table
         assert page.locator("#mistake-gallery figure").count() >= 1
-        small_faces = page.locator("#identity dt", has_text="small faces").count()
-        assert small_faces == (1 if correction else 0)
+        small_faces = page.locator("#identity dt", has_text="small faces")
+        assert small_faces.count() == (1 if correction else 0)
+        if correction:
+            note = page.locator("#identity dt:has-text('small faces') + dd").inner_text()
+            assert f"re-encoded at JPEG {correction['jpeg_quality']}" in note
         for name, values in metrics["robustness"].items():  # how many each perturbation scored
             row = page.locator("#robustness-table tbody tr", has_text=name).first
             assert row.locator("td").last.inner_text() == str(values["n"]), name

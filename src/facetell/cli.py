@@ -659,6 +659,8 @@ def _describe_size_correction(correction: SizeCorrection | None, asked: bool) ->
         f"thumbnails false-positive rate {d['false_positive_rate_before']:.4f} → "
         f"{d['false_positive_rate_after']:.4f}, true-positive rate "
         f"{d['true_positive_rate_before']:.4f} → {d['true_positive_rate_after']:.4f}\n"
+        f"small faces in images that are not JPEG files: re-encoded at JPEG "
+        f"{correction.jpeg_quality} first\n"
     )
 
 

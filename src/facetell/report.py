@@ -229,10 +229,17 @@ def _size_correction_note(correction: SizeCorrection | None) -> str:
     if correction is None:
         return ""
     d = correction.details
+    reencoded = (
+        f"; in images that are not JPEG files they are re-encoded at JPEG "
+        f"{correction.jpeg_quality} first"
+        if correction.jpeg_quality is not None
+        else ""
+    )
     return (
         f"<dt>small faces</dt><dd>faces narrower than {correction.reference_width:.0f} px get a "
         f"size-corrected P(ai) (fitted on {d['n']} thumbnail faces: ECE "
-        f"{d['ece_small_before']:.3f} → {d['ece_small_after']:.3f} on the small ones)</dd>"
+        f"{d['ece_small_before']:.3f} → {d['ece_small_after']:.3f} on the small ones){reencoded}"
+        "</dd>"
     )
 
 
