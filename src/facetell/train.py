@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
 
 from facetell.augment import AugmentConfig, build_augment
 from facetell.bundle import IMAGENET_MEAN, IMAGENET_STD, Bundle
@@ -418,6 +418,12 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def _channels_last_batch(items: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Stack a batch in the layout the trainer's model runs fastest in on CPU."""
+    images, targets = default_collate(items)
+    return [images.contiguous(memory_format=torch.channels_last), targets]
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -506,6 +512,9 @@ class Trainer:
         self.model = create_model(config.model, **config.model_kwargs)
         if config.init_from is not None:
             self._load_init_weights(Path(config.init_from).expanduser())
+        # On CPU, oneDNN runs these depthwise/pointwise convolutions 1.5-1.9x faster in the
+        # channels-last layout (benchmarks/train_step.py); batches come in that layout too.
+        self.model.to(memory_format=torch.channels_last)
         self.augment = build_augment(config.augment, config.crop.size)
         self.state = RunState()
         self.checkpoints = out_dir / "checkpoints"
@@ -581,6 +590,7 @@ class Trainer:
             worker_init_fn=_worker_init if workers else None,
             generator=generator,
             persistent_workers=False,
+            collate_fn=_channels_last_batch,
         )
 
     # -- evaluation -----------------------------------------------------------------------------
@@ -879,7 +889,7 @@ class Trainer:
                 item_seed=self.config.seed * 100 + view,
             )
             images.append(dataset[item][0])
-        return self.model.embed(torch.stack(images))
+        return self.model.embed(torch.stack(images).contiguous(memory_format=torch.channels_last))
 
     def _run_closed_form_phase(self, phase: PhaseConfig) -> None:
         started = time.perf_counter()
