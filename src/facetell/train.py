@@ -512,7 +512,7 @@ class Trainer:
         self.model = create_model(config.model, **config.model_kwargs)
         if config.init_from is not None:
             self._load_init_weights(Path(config.init_from).expanduser())
-        # On CPU, oneDNN runs these depthwise/pointwise convolutions 1.5-1.9x faster in the
+        # On CPU, oneDNN runs these depthwise/pointwise convolutions about 1.5x faster in the
         # channels-last layout (benchmarks/train_step.py); batches come in that layout too.
         self.model.to(memory_format=torch.channels_last)
         self.augment = build_augment(config.augment, config.crop.size)
