@@ -111,6 +111,20 @@ def astronaut() -> Image.Image:
     return Image.fromarray(data.astronaut())
 
 
+# The astronaut's face box in `astronaut()`, as the face detector finds it (tests/test_faces.py).
+ASTRONAUT_FACE = (177.0, 56.0, 95.0, 120.0)
+
+
+def paste_astronaut(
+    canvas: Image.Image, face_width: float, at: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """Paste the astronaut shrunk until her face is `face_width` px wide; her face box there."""
+    x, y, w, h = ASTRONAUT_FACE
+    scale = face_width / w
+    canvas.paste(astronaut().resize((round(512 * scale),) * 2, Image.Resampling.LANCZOS), at)
+    return (at[0] + x * scale, at[1] + y * scale, w * scale, h * scale)
+
+
 def cat() -> Image.Image:
     """A photograph with no human face (scikit-image's `chelsea`, CC0)."""
     from skimage import data

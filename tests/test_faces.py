@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from conftest import astronaut, cat, gan_faces
+from conftest import ASTRONAUT_FACE, astronaut, cat, gan_faces, paste_astronaut
 from facetell.evaluate import thumbnail_copy
 from facetell.faces import (
     CropRecipe,
@@ -19,6 +19,7 @@ from facetell.faces import (
     RetinaFaceDetector,
     _reflect_crop,
     _rotated_centre,
+    box_iou,
     canonical_crop,
     crop_square,
     face_square,
@@ -32,17 +33,10 @@ def detector() -> RetinaFaceDetector:
     return RetinaFaceDetector()
 
 
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
-
-
 def test_the_astronaut_has_one_face_where_her_face_is(detector):
     faces = detector.detect(astronaut())
     assert len(faces) == 1
+    assert box_iou(faces[0].box, ASTRONAUT_FACE) > 0.98  # the box the other tests rely on
     x, y, w, h = faces[0].box
     assert faces[0].score > 0.95
     assert 150 < x < 220 and 30 < y < 90 and 70 < w < 130 and 90 < h < 150
@@ -55,7 +49,7 @@ def test_a_face_inside_the_frame_needs_no_padded_look(detector):
     padded = detector._detect_once(image, detector.work_min_side, detector.pad_fraction)
     [face] = detector.detect(image)
     assert face.box == unpadded[0].box  # the first look was kept
-    assert iou(face.box, padded[0].box) > 0.95  # and it agrees with the padded look
+    assert box_iou(face.box, padded[0].box) > 0.95  # and it agrees with the padded look
 
 
 def test_a_face_cut_by_the_frame_is_found_by_the_padded_look(detector):
@@ -72,13 +66,30 @@ def test_small_generated_faces_are_found(detector):
     assert found >= 19
 
 
+@pytest.mark.parametrize(("size", "face_width"), [((6000, 4000), 110), ((4000, 3000), 70)])
+def test_a_small_face_in_a_large_photo_is_found_by_the_detail_look(detector, size, face_width):
+    photo = Image.new("RGB", size, (118, 121, 125))
+    expected = paste_astronaut(photo, face_width, (size[0] // 3, size[1] // 4))
+    assert RetinaFaceDetector(detail_max_side=None).detect(photo) == []  # the whole look misses
+    [face] = detector.detect(photo)
+    assert box_iou(face.box, expected) > 0.6
+    (rx, ry), (lx, ly) = face.landmarks[:2]
+    assert expected[0] < rx < lx < expected[0] + expected[2]  # eyes in the box, in full-res px
+    assert all(expected[1] < eye_y < expected[1] + expected[3] / 2 for eye_y in (ry, ly))
+
+
+def test_a_large_face_in_a_large_photo_is_found_once(detector):
+    [large] = detector.detect(astronaut().resize((3000, 3000), Image.Resampling.LANCZOS))
+    assert box_iou(large.box, tuple(v * 3000 / 512 for v in ASTRONAUT_FACE)) > 0.9
+
+
 @pytest.mark.parametrize("side", [48, 64, 96])
 def test_the_face_in_a_small_thumbnail_is_found_where_it_was(detector, side):
     [full] = detector.detect(astronaut())  # 512 px square, face ~100 px wide
     [small] = detector.detect(thumbnail_copy(side, 85)(astronaut()))  # face 9-19 px: under 20 px
     scaled = tuple(v * side / 512 for v in full.box)
     assert small.box[2] < 20
-    assert iou(small.box, scaled) > 0.6
+    assert box_iou(small.box, scaled) > 0.6
 
 
 @pytest.mark.parametrize("side", [48, 64, 96])
@@ -119,7 +130,7 @@ def test_exif_rotated_copy_yields_the_same_face_in_upright_coordinates(detector)
     assert upright.size == photo.size
     [original] = detector.detect(photo)
     [rotated] = detector.detect(upright)
-    assert iou(original.box, rotated.box) > 0.85
+    assert box_iou(original.box, rotated.box) > 0.85
 
 
 def test_face_crop_is_levelled_and_centred_on_the_face(detector):

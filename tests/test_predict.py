@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import astronaut, cat, gan_faces
+from conftest import astronaut, cat, gan_faces, paste_astronaut
 from facetell.detector import Detector
 from facetell.io import jpeg_roundtrip
 
@@ -85,6 +85,19 @@ def test_image_label_is_that_of_the_most_ai_like_face(detector):
     assert len(result.faces) == 2
     top = max(result.faces, key=lambda f: f.p_ai)
     assert result.p_ai == top.p_ai and result.label == top.label
+
+
+def test_a_24_megapixel_group_photo_has_its_near_and_far_faces(detector, tmp_path):
+    photo = Image.new("RGB", (6000, 4000), (118, 121, 125))
+    near = paste_astronaut(photo, 400, (600, 500))  # found at the first, whole look
+    far = paste_astronaut(photo, 110, (4200, 2600))  # only the detail look sees it
+    photo.save(tmp_path / "group.jpg", quality=90)
+    result = detector.predict(tmp_path / "group.jpg")
+    assert result.status == "ok"
+    boxes = sorted((face.box for face in result.faces), key=lambda box: -box[2])
+    assert len(boxes) == 2
+    for box, expected in zip(boxes, (near, far), strict=True):
+        assert all(abs(a - b) < 0.15 * expected[2] for a, b in zip(box, expected, strict=True))
 
 
 def test_without_face_detection_the_whole_image_is_judged(untrained_bundle):

@@ -61,6 +61,12 @@ class RetinaFaceDetector:
     0.73) out. Faces narrower than `min_face` pixels are dropped, but in a thumbnail the floor
     shrinks to `min_face_fraction` of the short side: a 64-px thumbnail of a portrait holds a
     10-20 px face that is the whole point of the picture (docs/results.md).
+
+    Looking at `work_max_side` pixels misses faces under about 3% of a large photo's longer
+    side (a 160-px face in a 6000x4000 group photo), so a photo of 1536 px or more also gets
+    a detail look at half its size, at most `detail_max_side` pixels, whose faces join those
+    not found already (docs/benchmarks.md, "Large photos"). No training image is that large,
+    so the boxes the shipped model was trained and calibrated on do not move.
     """
 
     name = "retinaface-mnet025"
@@ -76,6 +82,7 @@ class RetinaFaceDetector:
         min_face_fraction: float = 0.1,
         work_min_side: int = 256,
         work_max_side: int = 512,
+        detail_max_side: int | None = 2048,
         pad_fraction: float = 0.25,
         small_side: int = 160,
         threads: int = 2,
@@ -86,6 +93,7 @@ class RetinaFaceDetector:
         self.min_face_fraction = min_face_fraction
         self.work_min_side = work_min_side
         self.work_max_side = work_max_side
+        self.detail_max_side = detail_max_side
         self.pad_fraction = pad_fraction
         self.small_side = small_side
         self.threads = threads
@@ -100,10 +108,27 @@ class RetinaFaceDetector:
         self._session = onnx_session(WEIGHTS, threads=threads)
 
     def detect(self, image: Image.Image) -> list[Face]:
-        faces = self._detect_once(image, self.work_min_side, 0.0)
+        detail_side = min(self.detail_max_side or 0, max(image.size) // 2)
+        if detail_side < 3 * self.work_max_side // 2:
+            return self._whole_look(image)
+        # One box-filter reduction serves every look: resampling a 24 MP photo for each look
+        # costs more than the looks themselves.
+        factor = max(image.size) // detail_side
+        reduced = image.reduce(factor)
+        floor = self._smallest_face(image.size) / factor
+        faces = self._whole_look(reduced, floor)
+        detail = self._detect_once(reduced, self.work_min_side, 0.0, detail_side, floor)
+        faces += [f for f in detail if all(box_iou(f.box, seen.box) < 0.3 for seen in faces)]
+        return sorted(
+            (_enlarged(face, factor, image.size) for face in faces), key=lambda f: -f.score
+        )
+
+    def _whole_look(self, image: Image.Image, floor: float | None = None) -> list[Face]:
+        """Faces in the image seen whole at `work_max_side` pixels, padded when they need it."""
+        faces = self._detect_once(image, self.work_min_side, 0.0, floor=floor)
         if faces and not any(_touches_edge(face, image.size) for face in faces):
             return faces
-        faces = self._detect_once(image, self.work_min_side, self.pad_fraction)
+        faces = self._detect_once(image, self.work_min_side, self.pad_fraction, floor=floor)
         if faces or min(image.size) >= self.small_side:
             return faces
         second_looks = [
@@ -115,13 +140,22 @@ class RetinaFaceDetector:
         ]
         return max(second_looks, key=lambda found: max((f.score for f in found), default=0.0))
 
-    def _detect_once(self, image: Image.Image, min_side: int, pad_fraction: float) -> list[Face]:
+    def _detect_once(
+        self,
+        image: Image.Image,
+        min_side: int,
+        pad_fraction: float,
+        max_side: int | None = None,
+        floor: float | None = None,
+    ) -> list[Face]:
+        """One detector pass; `floor` is the narrowest face kept, in `image` pixels."""
         from retinaface.postprocess import postprocess
         from retinaface.preprocess import preprocess
 
         width, height = image.size
         scale = min(
-            max(1.0, min_side / min(width, height)), self.work_max_side / max(width, height)
+            max(1.0, min_side / min(width, height)),
+            (max_side or self.work_max_side) / max(width, height),
         )
         work = image
         if not math.isclose(scale, 1.0):
@@ -138,7 +172,7 @@ class RetinaFaceDetector:
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
         )[0]
-        smallest = min(self.min_face, self.min_face_fraction * min(width, height))
+        smallest = self._smallest_face(image.size) if floor is None else floor
         faces = []
         for face in found:
             x0 = (face.x - pad) / scale
@@ -153,6 +187,29 @@ class RetinaFaceDetector:
                 Face(box=(x0, y0, x1 - x0, y1 - y0), score=face.score, landmarks=landmarks)
             )
         return sorted(faces, key=lambda f: -f.score)
+
+    def _smallest_face(self, size: tuple[int, int]) -> float:
+        """The narrowest face kept in an image of this size (see the class docstring)."""
+        return min(self.min_face, self.min_face_fraction * min(size))
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def _enlarged(face: Face, factor: int, size: tuple[int, int]) -> Face:
+    """A face found in `Image.reduce(factor)`'s copy, in the coordinates of the original."""
+    if factor == 1:
+        return face
+    x, y, w, h = (v * factor for v in face.box)
+    w, h = min(w, size[0] - x), min(h, size[1] - y)  # reduce rounds the last block up
+    points = tuple((px * factor, py * factor) for px, py in face.landmarks)
+    return Face(box=(x, y, w, h), score=face.score, landmarks=points)
 
 
 def _touches_edge(face: Face, size: tuple[int, int]) -> bool:
