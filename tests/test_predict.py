@@ -219,6 +219,21 @@ def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundl
     assert 40 < np.median(xs) < 200 and 20 < np.median(ys) < 160
 
 
+def test_a_large_photo_is_explained_on_a_copy_with_its_far_face_mapped(untrained_bundle):
+    from facetell.explain import explain
+
+    photo = Image.new("RGB", (6000, 4000), (118, 121, 125))
+    x, y, w, h = paste_astronaut(photo, 110, (4200, 2600))
+    explanation = explain(Detector.load(untrained_bundle), photo)
+    assert explanation.overlay.size == (2048, 1365)
+    scale = 2048 / 6000
+    original = np.asarray(photo.resize((2048, 1365)), dtype=np.int16)
+    changed = np.abs(np.asarray(explanation.overlay, np.int16) - original).sum(axis=2) > 30
+    ys, xs = np.nonzero(changed[: 1365 - 40])  # the caption along the bottom aside
+    assert abs(np.median(xs) - (x + w / 2) * scale) < w * scale  # the map sits on the face
+    assert abs(np.median(ys) - (y + h / 2) * scale) < h * scale
+
+
 def test_shipped_model_heat_map_is_located_not_a_flat_wash():
     """Grad-CAM through the shipped model (every member with a spatial layer) gives a real map."""
     from facetell.explain import explain

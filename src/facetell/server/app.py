@@ -132,8 +132,6 @@ def require_token(request: Request) -> None:
 def _overlay_uri(image: Any) -> str | None:
     if image is None:
         return None
-    image = image.copy()
-    image.thumbnail((1024, 1024))
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -143,7 +141,7 @@ def judge(detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: b
     records = []
     for name, data in uploads:
         if explain_faces:
-            explanation = explain(detector, data, name=name)
+            explanation = explain(detector, data, name=name, max_side=1024)
             record = explanation.result.to_dict()
             record["explanation"] = _overlay_uri(explanation.overlay) if record["faces"] else None
         else:
