@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("data", nargs="?", default="../shared/data/faces")
     parser.add_argument("--per-source", type=int, default=10)
     parser.add_argument("--widths", type=int, nargs="+", default=[40, 60, 80, 120, 160, 240])
-    parser.add_argument("--canvas", nargs="+", default=["2000x1500", "4000x3000", "6000x4000"])
+    parser.add_argument(
+        "--canvas", nargs="+", default=["1400x1050", "2000x1500", "4000x3000", "6000x4000"]
+    )
     args = parser.parse_args()
     samples = [s for s in discover([args.data]) if s.source in SOURCES]
     portraits = [decode(s.path).image for s in sample_per_source(samples, args.per_source)]

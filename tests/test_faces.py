@@ -66,7 +66,9 @@ def test_small_generated_faces_are_found(detector):
     assert found >= 19
 
 
-@pytest.mark.parametrize(("size", "face_width"), [((6000, 4000), 110), ((4000, 3000), 70)])
+@pytest.mark.parametrize(
+    ("size", "face_width"), [((6000, 4000), 110), ((4000, 3000), 70), ((1400, 1050), 40)]
+)
 def test_a_small_face_in_a_large_photo_is_found_by_the_detail_look(detector, size, face_width):
     photo = Image.new("RGB", size, (118, 121, 125))
     expected = paste_astronaut(photo, face_width, (size[0] // 3, size[1] // 4))

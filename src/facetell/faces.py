@@ -63,10 +63,11 @@ class RetinaFaceDetector:
     10-20 px face that is the whole point of the picture (docs/results.md).
 
     Looking at `work_max_side` pixels misses faces under about 3% of a large photo's longer
-    side (a 160-px face in a 6000x4000 group photo), so a photo of 1536 px or more also gets
-    a detail look at half its size, at most `detail_max_side` pixels, whose faces join those
-    not found already (docs/benchmarks.md, "Large photos"). No training image is that large,
-    so the boxes the shipped model was trained and calibrated on do not move.
+    side (a 160-px face in a 6000x4000 group photo), so a photo longer than twice that also
+    gets a detail look at half its size (at least 1.5x and at most `detail_max_side` pixels),
+    whose faces join those not found already (docs/benchmarks.md, "Large photos"). No training
+    image is that large, so the boxes the shipped model was trained and calibrated on do not
+    move, and 1024x1024 photos are looked at once, as the speed target assumes.
     """
 
     name = "retinaface-mnet025"
@@ -108,13 +109,14 @@ class RetinaFaceDetector:
         self._session = onnx_session(WEIGHTS, threads=threads)
 
     def detect(self, image: Image.Image) -> list[Face]:
-        detail_side = min(self.detail_max_side or 0, max(image.size) // 2)
-        if detail_side < 3 * self.work_max_side // 2:
+        longest = max(image.size)
+        if self.detail_max_side is None or longest <= 2 * self.work_max_side:
             return self._whole_look(image)
+        detail_side = min(self.detail_max_side, max(longest // 2, 3 * self.work_max_side // 2))
         # One box-filter reduction serves every look: resampling a 24 MP photo for each look
         # costs more than the looks themselves.
-        factor = max(image.size) // detail_side
-        reduced = image.reduce(factor)
+        factor = max(1, longest // detail_side)
+        reduced = image.reduce(factor) if factor > 1 else image
         floor = self._smallest_face(image.size) / factor
         faces = self._whole_look(reduced, floor)
         detail = self._detect_once(reduced, self.work_min_side, 0.0, detail_side, floor)
