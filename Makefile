@@ -35,7 +35,11 @@ model: setup
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: setup /usr/bin/chromium
+# HEIC test files: pi-heif only decodes, and libheif's encoder tool is a Debian package.
+/usr/bin/heif-enc:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libheif-examples
+
+test: setup /usr/bin/chromium /usr/bin/heif-enc
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

@@ -24,6 +24,23 @@ def smooth_photo(seed: int, size: int = 96) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
+def heic(image: Image.Image, tmp_path: Path, quality: int = 80, **jpeg_options: object) -> bytes:
+    """`image` as an HEIC file, encoded by Debian's `heif-enc` (pi-heif only decodes).
+
+    The image goes in as a JPEG so that `jpeg_options` (say, `exif=`) reach the HEIC's metadata.
+    """
+    import subprocess
+
+    source, target = tmp_path / "heic-source.jpg", tmp_path / "encoded.heic"
+    image.save(source, quality=95, **jpeg_options)
+    subprocess.run(
+        ["heif-enc", "-q", str(quality), "-o", str(target), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    return target.read_bytes()
+
+
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
@@ -44,6 +61,8 @@ def image_zoo(tmp_path: Path, photo: Image.Image) -> dict[str, Path]:
         "photo.webp": encode(photo, "WEBP", quality=80),
         "photo.bmp": encode(photo, "BMP"),
         "photo.tiff": encode(photo, "TIFF"),
+        "photo.heic": heic(photo, tmp_path, quality=90),
+        "photo.avif": encode(photo, "AVIF", quality=90),
         "cmyk.jpg": encode(photo.convert("CMYK"), "JPEG", quality=90),
         "gray16.png": encode(Image.fromarray(np.full((64, 64), 32896, dtype=np.uint16)), "PNG"),
         "palette_transparent.png": encode(Image.new("P", (64, 64), 0), "PNG", transparency=0),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, smooth_photo
+from conftest import encode, heic, smooth_photo
 from facetell.errors import (
     BadImage,
     EmptyFile,
@@ -25,6 +25,8 @@ GOOD = [
     "photo.webp",
     "photo.bmp",
     "photo.tiff",
+    "photo.heic",
+    "photo.avif",
     "cmyk.jpg",
     "gray16.png",
     "palette_transparent.png",
@@ -51,6 +53,28 @@ def test_every_supported_file_decodes_to_8bit_rgb(image_zoo: dict[str, Path], na
 def test_lossless_formats_keep_the_exact_pixels(image_zoo: dict[str, Path], photo) -> None:
     for name in ("photo.png", "photo.bmp", "photo.tiff"):
         assert np.array_equal(np.asarray(decode(image_zoo[name]).image), np.asarray(photo))
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("photo.heic", "HEIF"), ("photo.avif", "AVIF")])
+def test_heic_and_avif_come_back_close_to_the_original(image_zoo, photo, name, fmt) -> None:
+    decoded = decode(image_zoo[name])
+    assert decoded.format == fmt
+    pixels = np.asarray(decoded.image, dtype=np.float32)
+    assert pixels.shape == (96, 96, 3)
+    assert np.abs(pixels - np.asarray(photo, dtype=np.float32)).mean() < 8  # lossy, 4:2:0
+
+
+def test_heic_exif_reaches_the_metadata_clues(tmp_path) -> None:
+    from facetell.forensics import metadata_clues
+
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"  # Make
+    exif[0x0131] = "Midjourney v6"  # Software
+    path = tmp_path / "declared.heic"
+    path.write_bytes(heic(smooth_photo(3, 128), tmp_path, exif=exif.tobytes()))
+    clues = metadata_clues(decode(path))
+    assert clues["declared_ai"] is True
+    assert {(c["key"], c["value"]) for c in clues["clues"]} >= {("software", "Midjourney v6")}
 
 
 def test_cmyk_jpeg_comes_back_close_to_the_rgb_original(image_zoo, photo) -> None:

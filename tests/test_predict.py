@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import astronaut, cat, gan_faces, paste_astronaut
+from conftest import astronaut, cat, gan_faces, heic, paste_astronaut
 from facetell.detector import Detector
 from facetell.io import jpeg_roundtrip
 
@@ -98,6 +98,24 @@ def test_a_24_megapixel_group_photo_has_its_near_and_far_faces(detector, tmp_pat
     assert len(boxes) == 2
     for box, expected in zip(boxes, (near, far), strict=True):
         assert all(abs(a - b) < 0.15 * expected[2] for a, b in zip(box, expected, strict=True))
+
+
+def test_a_folder_of_iphone_and_web_formats_is_judged_like_a_png(untrained_bundle, tmp_path):
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    astronaut().save(folder / "astronaut.png")
+    (folder / "astronaut.heic").write_bytes(heic(astronaut(), tmp_path, quality=85))
+    astronaut().save(folder / "astronaut.avif", quality=85)
+    result = run_cli("predict", str(folder), "--format", "jsonl", "--model", str(untrained_bundle))
+    assert result.returncode == 0, result.stderr.decode()
+    records = {Path(r["path"]).suffix: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == {".png", ".heic", ".avif"}
+    [png_face] = records[".png"]["faces"]
+    for suffix, fmt in ((".heic", "HEIF"), (".avif", "AVIF")):
+        assert records[suffix]["metadata"]["format"] == fmt
+        [face] = records[suffix]["faces"]
+        assert all(abs(a - b) <= 3 for a, b in zip(face["box"], png_face["box"], strict=True))
+        assert abs(face["logit"] - png_face["logit"]) < 0.5
 
 
 def test_without_face_detection_the_whole_image_is_judged(untrained_bundle):

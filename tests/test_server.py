@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import httpx
 import jsonschema
 import pytest
 
-from conftest import astronaut, cat, launch_chromium
+from conftest import astronaut, cat, heic, launch_chromium
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -285,6 +286,25 @@ def test_web_page_upload_verdict_and_heat_map(server):
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         phone.keyboard.press("Tab")
         assert phone.evaluate("document.activeElement.id") == "drop-zone"
+        browser.close()
+
+
+def test_web_page_shows_the_servers_rendering_of_a_heic_chromium_cannot_show(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = tmp_path / "astronaut.heic"
+    photo.write_bytes(heic(astronaut(), tmp_path))
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(server)
+        page.set_input_files("#file-input", str(photo))
+        expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
+        expect(page.locator(".card .faces li")).to_have_count(1)
+        shown = page.locator(".card .photo").first
+        expect(shown).to_have_attribute("src", re.compile(r"^data:image/png"))
+        assert shown.evaluate("img => img.naturalWidth") > 0  # an image, not a broken icon
+        expect(page.locator(".heat-toggle").first).to_be_hidden()
         browser.close()
 
 

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import pi_heif
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from facetell.errors import (
@@ -35,10 +36,16 @@ ImageSource = str | os.PathLike[str] | bytes | Image.Image
 # Pillow's global guard is switched off rather than left to raise a second, vaguer error.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# HEIC/HEIF, the iPhone's photo format, through Pillow (decoding only; libheif applies the
+# file's rotation and resets EXIF orientation to 1, so it is not applied twice). Pillow reads
+# AVIF itself.
+pi_heif.register_heif_opener()
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+    | {".heic", ".heif", ".avif"}
 )
+FORMATS_READ = "JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF"
 
 _SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
@@ -183,7 +190,7 @@ def _open(data: bytes, label: str) -> Image.Image:
         raise NotAnImage(
             label,
             "not an image (content is no format facetell reads)",
-            "use JPEG, PNG, WebP, BMP, TIFF or GIF",
+            f"use {FORMATS_READ}",
         ) from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(label, str(exc)) from None

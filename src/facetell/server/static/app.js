@@ -102,6 +102,14 @@ function render(card, record, photoUrl) {
   if (record.explanation) {
     toggle.hidden = false;
     const photo = card.querySelector(".photo");
+    // A format this browser cannot show (HEIC outside Safari): show the server's rendering.
+    const showServerRendering = () => {
+      photo.src = record.explanation;
+      card.querySelector(".boxes").hidden = true;
+      toggle.hidden = true;
+    };
+    if (photo.complete && photo.naturalWidth === 0) showServerRendering();
+    else photo.addEventListener("error", showServerRendering, { once: true });
     toggle.addEventListener("click", () => {
       const on = toggle.getAttribute("aria-pressed") !== "true";
       toggle.setAttribute("aria-pressed", String(on));
