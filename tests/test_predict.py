@@ -118,6 +118,22 @@ def test_a_folder_of_iphone_and_web_formats_is_judged_like_a_png(untrained_bundl
         assert abs(face["logit"] - png_face["logit"]) < 0.5
 
 
+def test_a_72_megapixel_photo_is_refused_in_one_line_until_the_limit_is_raised(
+    untrained_bundle, tmp_path
+):
+    photo = Image.new("RGB", (9000, 8000), (118, 121, 125))
+    paste_astronaut(photo, 200, (4000, 3000))
+    photo.save(tmp_path / "medium-format.png")
+    args = ("predict", str(tmp_path / "medium-format.png"), "-f", "jsonl")
+    refused = run_cli(*args, "--model", str(untrained_bundle))
+    [record] = map(json.loads, refused.stdout.splitlines())
+    assert record["status"] == "error" and "\n" not in record["error"]
+    assert "64,000,000 pixel limit" in record["error"] and "--max-megapixels" in record["error"]
+    allowed = run_cli(*args, "--max-megapixels", "80", "--model", str(untrained_bundle))
+    [record] = map(json.loads, allowed.stdout.splitlines())
+    assert record["status"] == "ok" and len(record["faces"]) == 1
+
+
 def test_without_face_detection_the_whole_image_is_judged(untrained_bundle):
     whole = Detector.load(untrained_bundle, detect_faces=False)
     result = whole.predict(cat())

@@ -51,7 +51,7 @@ from facetell.data import (
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
-from facetell.io import looks_like_image
+from facetell.io import DEFAULT_LIMITS, DecodeLimits, looks_like_image
 
 if TYPE_CHECKING:
     from facetell.audit import AuditReport
@@ -370,10 +370,21 @@ def predict_command(
         False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
+    max_megapixels: float = typer.Option(
+        DEFAULT_LIMITS.max_pixels / 1e6,
+        min=1.0,
+        help="Refuse larger images (decompression bombs); files may hold 8 bytes per pixel.",
+    ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
+    max_pixels = round(max_megapixels * 1e6)
+    limits = DecodeLimits(
+        max_pixels=max_pixels, max_bytes=max(DEFAULT_LIMITS.max_bytes, 8 * max_pixels)
+    )
     try:
-        detector = Detector.load(model, detect_faces=not no_face_detect, threshold=threshold)
+        detector = Detector.load(
+            model, detect_faces=not no_face_detect, threshold=threshold, limits=limits
+        )
     except FacetellError as error:
         raise fail(str(error)) from None
     sources = list(expand_inputs(inputs))

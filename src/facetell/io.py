@@ -150,7 +150,7 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
         raise ImageTooLarge(
             label,
             f"file is {n_bytes / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB limit",
-            "resize it or raise the limit",
+            "resize it or raise the limit with predict --max-megapixels",
         )
     try:
         return path.read_bytes()
@@ -230,7 +230,8 @@ def decode(
         raise ImageTooLarge(
             label,
             f"{width}x{height} pixels is over the {limits.max_pixels:,} pixel limit",
-            "downscale it or raise max_pixels",
+            "downscale it or raise the limit with predict --max-megapixels or serve's "
+            "FACETELL_MAX_PIXELS",
         )
     if min(width, height) < limits.min_side:
         raise ImageTooSmall(
