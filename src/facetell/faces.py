@@ -64,10 +64,12 @@ class RetinaFaceDetector:
 
     Looking at `work_max_side` pixels misses faces under about 3% of a large photo's longer
     side (a 160-px face in a 6000x4000 group photo), so a photo longer than twice that also
-    gets a detail look at half its size (at least 1.5x and at most `detail_max_side` pixels),
-    whose faces join those not found already (docs/benchmarks.md, "Large photos"). No training
-    image is that large, so the boxes the shipped model was trained and calibrated on do not
-    move, and 1024x1024 photos are looked at once, as the speed target assumes.
+    gets a detail look at half its size (at least 1.5x and at most `detail_max_side` pixels).
+    Its faces join those not found already if the whole look saw them under 48 px: at the
+    detail scale a large face outgrows the detector's anchors, whose eyes and mouth then pass
+    for faces (docs/benchmarks.md, "Large photos"). No training image is that large, so the
+    boxes the shipped model was trained and calibrated on do not move, and 1024x1024 photos are
+    looked at once, as the speed target assumes.
     """
 
     name = "retinaface-mnet025"
@@ -120,7 +122,14 @@ class RetinaFaceDetector:
         floor = self._smallest_face(image.size) / factor
         faces = self._whole_look(reduced, floor)
         detail = self._detect_once(reduced, self.work_min_side, 0.0, detail_side, floor)
-        faces += [f for f in detail if all(box_iou(f.box, seen.box) < 0.3 for seen in faces)]
+        # The detail look is for faces the whole look sees at under 48 px: larger ones it finds
+        # itself, and at the detail scale the parts of a large face pass for faces.
+        widest = 48 * max(reduced.size) / self.work_max_side
+        faces += [
+            f
+            for f in detail
+            if f.box[2] < widest and not any(_same_face(f, seen) for seen in faces)
+        ]
         return sorted(
             (_enlarged(face, factor, image.size) for face in faces), key=lambda f: -f.score
         )
@@ -195,13 +204,25 @@ class RetinaFaceDetector:
         return min(self.min_face, self.min_face_fraction * min(size))
 
 
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
+def _intersection(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
     h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
+    return w * h
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    overlap = _intersection(a, b)
+    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
+
+
+def _same_face(a: Face, b: Face) -> bool:
+    """Boxes sharing half of the smaller one: the same face, or a part of a face (an eye or a
+    mouth) that a look at too high a resolution took for a face of its own."""
+    smaller = min(a.box[2] * a.box[3], b.box[2] * b.box[3])
+    return _intersection(a.box, b.box) >= 0.5 * smaller
 
 
 def _enlarged(face: Face, factor: int, size: tuple[int, int]) -> Face:
