@@ -77,6 +77,16 @@ def test_heic_exif_reaches_the_metadata_clues(tmp_path) -> None:
     assert {(c["key"], c["value"]) for c in clues["clues"]} >= {("software", "Midjourney v6")}
 
 
+def test_grey_arrays_of_every_layout_and_scale_decode_alike(photo) -> None:
+    grey = np.asarray(photo.convert("L"))
+    layouts = [grey, grey[..., None], grey / 255.0, grey.astype(np.uint16) * 257, grey > 127]
+    decoded = [np.asarray(decode(array).image) for array in layouts]
+    assert all(d.shape == (96, 96, 3) for d in decoded)
+    for same in decoded[1:4]:
+        assert np.array_equal(same, decoded[0])
+    assert set(np.unique(decoded[4])) == {0, 255}  # booleans are black and white
+
+
 def test_cmyk_jpeg_comes_back_close_to_the_rgb_original(image_zoo, photo) -> None:
     decoded = np.asarray(decode(image_zoo["cmyk.jpg"]).image, dtype=np.float32)
     assert decoded.shape == (96, 96, 3)

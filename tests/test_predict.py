@@ -57,17 +57,30 @@ def test_every_kind_of_input_gives_the_same_answer(detector):
     photo = astronaut()
     buffer = io.BytesIO()
     photo.save(buffer, "PNG")
+    pixels = np.asarray(photo)
     results = [
         detector.predict(photo),
-        detector.predict(np.asarray(photo)),
         detector.predict(buffer.getvalue(), name="upload.png"),
+        detector.predict(pixels),
+        detector.predict(pixels / 255.0),  # scikit-image's and torchvision's float convention
+        detector.predict(pixels.astype(np.float32)),  # floats on the 0-255 scale
+        detector.predict(pixels.astype(np.uint16) * 257),  # 16-bit
     ]
     assert {r.status for r in results} == {"ok"}
     assert len({round(r.p_ai, 6) for r in results}) == 1
-    assert results[2].path == "upload.png"
+    assert results[1].path == "upload.png"
     [face] = results[0].faces
     x, y, *_ = face.box
     assert 150 < x < 220 and 30 < y < 90 and face.det_score > 0.9
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"), [((64, 64, 2), np.uint8), ((2, 64, 64, 3), np.uint8), ((64, 64), complex)]
+)
+def test_arrays_that_are_not_images_are_an_error_result_not_a_crash(detector, shape, dtype):
+    result = detector.predict(np.zeros(shape, dtype))
+    assert result.status == "error" and result.error_kind == "bad_image"
+    assert result.error.startswith("<image>: array of ") and "\n" not in result.error
 
 
 def test_no_face_is_a_status_not_a_guess(detector):

@@ -116,13 +116,6 @@ class Prepared:
     speed: dict[str, float] = field(default_factory=dict)
 
 
-def _as_source(item: ImageSource | np.ndarray) -> ImageSource:
-    if isinstance(item, np.ndarray):
-        array = item if item.dtype == np.uint8 else np.clip(item, 0, 255).astype(np.uint8)
-        return Image.fromarray(array)
-    return item
-
-
 class Detector:
     """Load once, then `predict` one input, `predict_batch` many, or `stream` a huge folder."""
 
@@ -198,14 +191,13 @@ class Detector:
         return self.bundle.identity
 
     # -- stages ---------------------------------------------------------------------------------
-    def prepare(self, item: ImageSource | np.ndarray, name: str | None = None) -> Prepared:
+    def prepare(self, item: ImageSource, name: str | None = None) -> Prepared:
         """CPU stages before the model: decode, find faces, cut crops (safe in threads)."""
         started = time.perf_counter()
-        source = _as_source(item)
         label = name or (str(item) if isinstance(item, str | os.PathLike) else "<image>")
         prepared = Prepared(name=label)
         try:
-            prepared.decoded = decode(source, limits=self.limits, name=label)
+            prepared.decoded = decode(item, limits=self.limits, name=label)
         except BadImage as error:
             prepared.error = error
             return prepared
@@ -314,19 +306,17 @@ class Detector:
         )
 
     # -- doors ----------------------------------------------------------------------------------
-    def predict(self, item: ImageSource | np.ndarray, *, name: str | None = None) -> Result:
+    def predict(self, item: ImageSource, *, name: str | None = None) -> Result:
         """Judge one path, bytes, PIL image or numpy array."""
         prepared = self.prepare(item, name)
         started = time.perf_counter()
         logits = self.logits(prepared.crops)
         return self.finish(prepared, logits, (time.perf_counter() - started) * 1000)
 
-    def predict_batch(self, items: Iterable[ImageSource | np.ndarray]) -> list[Result]:
+    def predict_batch(self, items: Iterable[ImageSource]) -> list[Result]:
         return list(self.stream(items))
 
-    def stream(
-        self, items: Iterable[ImageSource | np.ndarray], *, workers: int = 2
-    ) -> Iterator[Result]:
+    def stream(self, items: Iterable[ImageSource], *, workers: int = 2) -> Iterator[Result]:
         """Yield results in input order; decoding and face detection run ahead in threads
         while the model judges the previous chunk, whose faces go through it as one batch."""
         iterator = iter(items)

@@ -30,7 +30,7 @@ from facetell.errors import (
     TruncatedImage,
 )
 
-ImageSource = str | os.PathLike[str] | bytes | Image.Image
+ImageSource = str | os.PathLike[str] | bytes | Image.Image | np.ndarray
 
 # facetell enforces its own pixel limit (DecodeLimits.max_pixels) with a clear error, so
 # Pillow's global guard is switched off rather than left to raise a second, vaguer error.
@@ -134,7 +134,39 @@ def describe_source(source: ImageSource, name: str | None = None) -> str:
         return "<bytes>"
     if isinstance(source, Image.Image):
         return "<PIL image>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
     return str(source)
+
+
+def image_from_array(array: np.ndarray, label: str) -> Image.Image:
+    """An RGB(A) or grey array as a Pillow image, its values scaled as their dtype implies.
+
+    Channels are read as RGB (OpenCV's BGR must be flipped first). Floats whose maximum is at
+    most 1 are taken as [0, 1] (scikit-image, torchvision) rather than as a black image; other
+    floats as 0-255; wider integers (16-bit) are scaled down by their type's range.
+    """
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise BadImage(
+            label,
+            f"array of shape {array.shape} is not an image",
+            "pass H x W grey, H x W x 3 RGB or H x W x 4 RGBA",
+        )
+    if array.dtype == np.uint8:
+        return Image.fromarray(np.ascontiguousarray(array))
+    if array.dtype == np.bool_:
+        values = array.astype(np.float64) * 255
+    elif np.issubdtype(array.dtype, np.integer):
+        values = array.astype(np.float64) * (255 / max(255, np.iinfo(array.dtype).max))
+    elif np.issubdtype(array.dtype, np.floating):
+        values = np.nan_to_num(array.astype(np.float64))
+        if values.size and values.max() <= 1.0:
+            values *= 255
+    else:
+        raise BadImage(label, f"array of dtype {array.dtype} is not an image", "pass real numbers")
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
 
 
 def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
@@ -214,6 +246,8 @@ def decode(
     data: bytes | None = None
     if isinstance(source, Image.Image):
         image = source
+    elif isinstance(source, np.ndarray):
+        image = image_from_array(source, label)
     else:
         if isinstance(source, bytes):
             data = source
