@@ -46,6 +46,10 @@ IMAGE_SUFFIXES = frozenset(
     | {".heic", ".heif", ".avif"}
 )
 FORMATS_READ = "JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF"
+# The ISO media file brands of HEIC/HEIF and AVIF images (bytes 8-12, after "ftyp").
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
+)
 
 _SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
@@ -359,4 +363,8 @@ def looks_like_image(path: Path) -> bool:
     except OSError:
         return False
     signatures = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
-    return head.startswith(signatures) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    return (
+        head.startswith(signatures)
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or (head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS)
+    )
