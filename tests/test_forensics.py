@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 
+import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from conftest import smooth_photo
+from conftest import heic, smooth_photo
 from facetell.forensics import metadata_clues
 from facetell.io import decode
+
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 
 
 def png_with_text(**chunks: str) -> bytes:
@@ -92,3 +96,117 @@ def test_a_file_without_metadata_reports_no_clues():
         smooth_photo(5, 64).save(buffer, fmt)
         report = clues_of(buffer.getvalue())
         assert report["clues"] == [] and report["declared_ai"] is False, fmt
+
+
+@pytest.fixture(scope="module")
+def c2pa_signer():
+    """A Content Credentials signer with a throwaway CA, as a generator's would be (untrusted)."""
+    from c2pa import C2paSignerInfo, C2paSigningAlg, Signer
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, key, issuer_key, *, ca: bool) -> x509.Certificate:
+        usage = dict.fromkeys(
+            ["content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+             "encipher_only", "decipher_only"], False
+        )  # fmt: skip
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(digital_signature=not ca, key_cert_sign=ca, crl_sign=ca, **usage),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        )
+        if not ca:  # C2PA wants an end-entity certificate with a signing purpose
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+            ).add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root = certificate("test root", "test root", root_key, root_key, ca=True)
+    leaf = certificate("test generator", "test root", key, root_key, ca=False)
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, root))
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return Signer.from_info(C2paSignerInfo(C2paSigningAlg.ES256, chain, private, None))
+
+
+def with_credentials(signer, image_bytes: bytes, mime: str, source_type: str) -> bytes:
+    from c2pa import Builder
+
+    manifest = {
+        "claim_generator_info": [{"name": "test-generator", "version": "1.0"}],
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {"actions": [{"action": "c2pa.created", "digitalSourceType": source_type}]},
+            }
+        ],
+    }
+    signed = io.BytesIO()
+    Builder(json.dumps(manifest)).sign(signer, mime, io.BytesIO(image_bytes), signed)
+    return signed.getvalue()
+
+
+def photo_as(fmt: str, tmp_path) -> bytes:
+    photo = smooth_photo(5, 128)
+    if fmt == "HEIF":
+        return heic(photo, tmp_path)
+    buffer = io.BytesIO()
+    photo.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime"),
+    [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("HEIF", "image/heic"), ("AVIF", "image/avif")],
+)
+def test_content_credentials_declaring_ai_are_read_in_every_format(
+    c2pa_signer, tmp_path, fmt, mime
+):
+    signed = with_credentials(
+        c2pa_signer, photo_as(fmt, tmp_path), mime, IPTC + "trainedAlgorithmicMedia"
+    )
+    report = clues_of(signed)
+    assert report["format"] == fmt and report["declared_ai"]
+    clues = by_key(report)
+    assert clues["claim_generator"]["value"] == "test-generator"
+    assert clues["digital_source_type"]["value"] == "trainedAlgorithmicMedia"
+    assert clues["validation"]["value"] == "signingCredential.untrusted"  # a throwaway CA
+
+
+def test_content_credentials_of_a_camera_capture_do_not_declare_ai(c2pa_signer, tmp_path):
+    signed = with_credentials(
+        c2pa_signer, photo_as("JPEG", tmp_path), "image/jpeg", IPTC + "digitalCapture"
+    )
+    report = clues_of(signed)
+    assert not report["declared_ai"]
+    assert by_key(report)["claim_generator"]["value"] == "test-generator"
+    assert "digital_source_type" not in by_key(report)
+
+
+def test_pixels_changed_after_signing_show_in_the_validation_clue(c2pa_signer, tmp_path):
+    signed = bytearray(
+        with_credentials(
+            c2pa_signer, photo_as("PNG", tmp_path), "image/png", IPTC + "digitalCapture"
+        )
+    )
+    signed[-200] ^= 0xFF  # a byte of the last image-data chunk, inside the signed hash range
+    report = clues_of(bytes(signed))
+    assert "assertion.dataHash.mismatch" in by_key(report)["validation"]["value"]

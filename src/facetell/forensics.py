@@ -30,6 +30,8 @@ _MIME = {
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
     "GIF": "image/gif",
+    "HEIF": "image/heic",
+    "AVIF": "image/avif",
 }
 
 
