@@ -287,6 +287,27 @@ def test_a_large_photo_is_explained_on_a_copy_with_its_far_face_mapped(untrained
     assert abs(np.median(ys) - (y + h / 2) * scale) < h * scale
 
 
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_the_heat_map_of_a_turned_face_is_turned_back_onto_the_photo(turns):
+    """A photo that lost its EXIF orientation is judged on an upright crop; the map drawn from
+    that crop must be turned back, or the mouth's evidence lands on the eyes."""
+    from facetell.explain import _heat_on_photo
+    from facetell.faces import CropRecipe, RetinaFaceDetector, crop_square
+
+    turn = [Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270]
+    turned = astronaut().transpose(turn[turns - 1])
+    [face] = RetinaFaceDetector().detect(turned)
+    recipe = CropRecipe(kind="face", size=160, margin=0.3)
+    heatmap = np.zeros((160, 160), np.float32)
+    heatmap[100:120, 60:100] = 1.0  # below the middle of an upright crop: the mouth
+    heat, weight, left, top = _heat_on_photo(heatmap, *crop_square(face, recipe, *turned.size))
+    ys, xs = np.nonzero(heat * weight > 0.5)
+    hot = np.array([xs.mean() + left, ys.mean() + top])
+    mouth = np.mean(face.landmarks[3:5], axis=0)
+    eyes = np.mean(face.landmarks[0:2], axis=0)
+    assert np.linalg.norm(hot - mouth) < 0.5 * np.linalg.norm(hot - eyes)
+
+
 def test_shipped_model_heat_map_is_located_not_a_flat_wash():
     """Grad-CAM through the shipped model (every member with a spatial layer) gives a real map."""
     from facetell.explain import explain

@@ -89,15 +89,32 @@ def _colourise(heatmap: np.ndarray) -> np.ndarray:
 
 
 def _paste_mean(
-    total: np.ndarray, count: np.ndarray, heat: np.ndarray, left: int, top: int
+    total: np.ndarray, count: np.ndarray, heat: np.ndarray, left: int, top: int, weight: np.ndarray
 ) -> None:
-    """Add a square map into photo-sized sums, clipped to the photo (mirrored crops reach past)."""
+    """Add a map into photo-sized sums, clipped to the photo (mirrored crops reach past)."""
     height, width = total.shape
-    side = heat.shape[0]
-    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
+    rows, columns = heat.shape
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = min(left + columns, width), min(top + rows, height)
     if x0 < x1 and y0 < y1:
-        total[y0:y1, x0:x1] += heat[y0 - top : y1 - top, x0 - left : x1 - left]
-        count[y0:y1, x0:x1] += 1
+        inside = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+        total[y0:y1, x0:x1] += heat[inside] * weight[inside]
+        count[y0:y1, x0:x1] += weight[inside]
+
+
+def _heat_on_photo(
+    heatmap: np.ndarray, left: int, top: int, side: int, angle: float
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """A crop's map turned back by the angle its crop was levelled with: map, weight (1 inside
+    the crop's square, 0 outside) and the top-left corner where they go on the photo."""
+    heat = Image.fromarray(heatmap).resize((max(1, side),) * 2, Image.Resampling.BILINEAR)
+    weight = Image.fromarray(np.ones((heat.height, heat.width), np.float32))
+    if angle:
+        heat = heat.rotate(-angle, Image.Resampling.BILINEAR, expand=True)
+        weight = weight.rotate(-angle, Image.Resampling.BILINEAR, expand=True)
+    left -= (heat.width - side) // 2
+    top -= (heat.height - side) // 2
+    return np.asarray(heat, np.float32), np.asarray(weight, np.float32), left, top
 
 
 def explain(
@@ -139,12 +156,15 @@ def explain(
         if recipe_maps is None:
             continue
         for face, heatmap in zip(prepared.faces, recipe_maps, strict=True):
-            left, top, side, _ = (round(v * scale) for v in crop_square(face, recipe, *image.size))
-            heat = Image.fromarray(heatmap).resize((max(1, side),) * 2, Image.Resampling.BILINEAR)
-            _paste_mean(total, count, np.asarray(heat, np.float32), left, top)
-    covered = count > 0
+            left, top, side, angle = crop_square(face, recipe, *image.size)
+            placed = _heat_on_photo(
+                heatmap, round(left * scale), round(top * scale), round(side * scale), angle
+            )
+            heat, weight, left, top = placed
+            _paste_mean(total, count, heat, left, top, weight)
+    covered = count > 0.5
     photo = np.asarray(overlay, np.float32)
-    heat_rgb = _colourise(np.clip(total / np.maximum(count, 1), 0, 1)).astype(np.float32)
+    heat_rgb = _colourise(np.clip(total / np.maximum(count, 1e-6), 0, 1)).astype(np.float32)
     blended = np.where(covered[..., None], 0.55 * photo + 0.45 * heat_rgb, photo)
     overlay = Image.fromarray(np.round(blended).astype(np.uint8))
     draw = ImageDraw.Draw(overlay)
