@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,55 @@ def heic(image: Image.Image, tmp_path: Path, quality: int = 80, **jpeg_options: 
         capture_output=True,
     )
     return target.read_bytes()
+
+
+def display_p3_profile() -> bytes:
+    """An ICC v2 display profile with Display P3's primaries and sRGB's tone curve, the colour
+    space iPhones save photos in (no ICC file ships in any package installed here)."""
+
+    def fixed(*values: float) -> bytes:
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + fixed(x, y, z)
+
+    name = b"Display P3 (facetell tests)\0"
+    description = b"desc" + bytes(4) + struct.pack(">I", len(name)) + name + bytes(78)
+    level = np.linspace(0.0, 1.0, 1024)
+    linear = np.where(level <= 0.04045, level / 12.92, ((level + 0.055) / 1.055) ** 2.4)
+    curve = b"curv" + bytes(4) + struct.pack(">I", 1024)
+    curve += np.round(linear * 65535).astype(">u2").tobytes()
+    d50 = (0.9642, 1.0, 0.8249)
+    tags = {
+        b"desc": description,
+        b"cprt": b"text" + bytes(4) + b"public domain\0",
+        b"wtpt": xyz(*d50),
+        b"rXYZ": xyz(0.515121, 0.241196, -0.001053),  # P3 primaries, adapted to D50
+        b"gXYZ": xyz(0.291977, 0.692245, 0.041885),
+        b"bXYZ": xyz(0.157104, 0.066574, 0.784073),
+        b"rTRC": curve,
+        b"gTRC": curve,
+        b"bTRC": curve,
+    }
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for signature, data in tags.items():
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    header = struct.pack(">I", offset + len(body)) + bytes(4) + bytes([2, 0x10, 0, 0])
+    header += b"mntrRGB XYZ " + bytes(12) + b"acsp" + bytes(28) + fixed(*d50) + bytes(48)
+    return header + table + body
+
+
+def in_display_p3(image: Image.Image) -> Image.Image:
+    """The pixel values a camera saving in Display P3 would store for these sRGB colours."""
+    from PIL import ImageCms
+
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(display_p3_profile()))
+    stored = ImageCms.profileToProfile(image, ImageCms.createProfile("sRGB"), p3, outputMode="RGB")
+    stored.info.pop("icc_profile", None)  # values only: PNG would save the profile unasked
+    return stored
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, heic, smooth_photo
+from conftest import astronaut, display_p3_profile, encode, heic, in_display_p3, smooth_photo
 from facetell.errors import (
     BadImage,
     EmptyFile,
@@ -91,6 +91,32 @@ def test_cmyk_jpeg_comes_back_close_to_the_rgb_original(image_zoo, photo) -> Non
     decoded = np.asarray(decode(image_zoo["cmyk.jpg"]).image, dtype=np.float32)
     assert decoded.shape == (96, 96, 3)
     assert np.abs(decoded - np.asarray(photo, dtype=np.float32)).mean() < 12
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "HEIC"])
+def test_wide_gamut_photos_are_converted_to_the_srgb_colours_they_show(tmp_path, fmt) -> None:
+    """An iPhone stores Display P3 values with their profile; read as sRGB they are 3.4 grey
+    levels off on the astronaut, its saturated suit most."""
+    original, profile = astronaut(), display_p3_profile()
+    stored = in_display_p3(original)
+
+    def saved(image: Image.Image, **options: object) -> bytes:
+        if fmt == "HEIC":
+            return heic(image, tmp_path, quality=90, **options)
+        return encode(image, fmt, **({"quality": 95} if fmt == "JPEG" else {}), **options)
+
+    expected = np.asarray(decode(saved(original)).image, np.float32)
+    converted = np.asarray(decode(saved(stored, icc_profile=profile)).image, np.float32)
+    as_stored = np.asarray(decode(saved(stored)).image, np.float32)
+    error = np.abs(converted - expected).mean()
+    assert np.abs(as_stored - expected).mean() > 3.0
+    assert error < (0.5 if fmt == "PNG" else 1.5)
+
+
+def test_an_unusable_colour_profile_leaves_the_pixels_as_stored(photo) -> None:
+    for profile in (b"\x00" * 200, display_p3_profile()[:300]):
+        decoded = decode(encode(photo, "PNG", icc_profile=profile))
+        assert np.array_equal(np.asarray(decoded.image), np.asarray(photo))
 
 
 def test_16bit_gray_is_scaled_not_clipped(image_zoo) -> None:
