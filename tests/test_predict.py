@@ -247,6 +247,76 @@ def test_stdin_globs_and_missing_files(folder_of_200, untrained_bundle):
     assert "missing.jpg: file not found" in records[-1]["error"]
 
 
+@pytest.fixture
+def web_server(tmp_path):
+    """A real HTTP server on localhost serving an image, a web page and a redirect."""
+    import http.server
+    import threading
+
+    root = tmp_path / "site"
+    root.mkdir()
+    astronaut().save(root / "astronaut.jpg", quality=90)
+    (root / "page.html").write_text("<html><body>not a photo</body></html>")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self):
+            if self.path.startswith("/moved"):
+                self.send_response(302)
+                self.send_header("Location", "/astronaut.jpg")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_images_are_fetched_from_http_addresses(web_server, untrained_bundle, tmp_path):
+    """`predict https://...`: a query's "?" is no glob, a redirect is followed, and a missing
+    image or a web page is a one-line error record among the others."""
+    urls = [
+        f"{web_server}/astronaut.jpg?size=large",
+        f"{web_server}/missing.jpg",
+        f"{web_server}/page.html",
+        f"{web_server}/moved",
+    ]
+    explained = tmp_path / "explained"
+    args = ["--format", "jsonl", "--model", str(untrained_bundle), "--explain", str(explained)]
+    result = run_cli("predict", *urls, *args)
+    assert result.returncode == 0
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["path"] for r in records] == urls
+    assert [r["status"] for r in records] == ["ok", "error", "error", "ok"]
+    assert records[0]["faces"][0]["box"] == records[3]["faces"][0]["box"]
+    assert (
+        records[1]["error"]
+        == f"{urls[1]}: download failed: HTTP 404 File not found (check the address)"
+    )
+    assert "not an image" in records[2]["error"]
+    assert sorted(p.name for p in explained.iterdir()) == ["00000-astronaut.png", "00003-moved.png"]
+
+
+def test_a_download_past_the_byte_limit_is_refused(web_server):
+    from facetell.errors import BadImage, ImageTooLarge
+    from facetell.io import DecodeLimits, decode
+
+    with pytest.raises(ImageTooLarge, match="download is over the 0 MB limit"):
+        decode(f"{web_server}/astronaut.jpg", limits=DecodeLimits(max_bytes=10_000))
+    unreachable = "http://127.0.0.1:9/photo.jpg"  # the discard port: nothing listens
+    with pytest.raises(BadImage, match=r"download failed: .*refused"):
+        decode(unreachable)
+
+
 def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
     missing_model = run_cli("predict", str(tmp_path), "--model", str(tmp_path / "nope"))
     assert missing_model.returncode == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import numpy as np
 import typer
@@ -51,7 +53,7 @@ from facetell.data import (
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
-from facetell.io import DEFAULT_LIMITS, DecodeLimits, looks_like_image
+from facetell.io import DEFAULT_LIMITS, DecodeLimits, is_url, looks_like_image
 
 if TYPE_CHECKING:
     from facetell.audit import AuditReport
@@ -311,13 +313,17 @@ CSV_COLUMNS = ("path", "status", "label", "p_ai", "n_faces", "declared_ai", "err
 
 
 def expand_inputs(inputs: Sequence[str]) -> Iterator[str | bytes]:
-    """Files, folders (recursive, image files only), globs, and '-' for one image on stdin.
+    """Files, folders (recursive, image files only), globs, http(s) addresses, and '-' for one
+    image on stdin.
 
     A name that is none of these is passed on as is, so it becomes a one-line error record.
     """
     for raw in inputs:
         if raw == "-":
             yield sys.stdin.buffer.read()
+            continue
+        if is_url(raw):  # a query's "?" is no glob
+            yield raw
             continue
         path = Path(raw)
         if path.is_dir():
@@ -357,7 +363,9 @@ def _table_row(record: dict) -> list[str]:
 
 @app.command("predict")
 def predict_command(
-    inputs: list[str] = typer.Argument(..., help="Images, folders, globs, or - for stdin."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Images, folders, globs, http(s) URLs, or - for stdin."
+    ),
     output_format: PredictFormat = typer.Option(PredictFormat.table, "--format", "-f"),
     model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
     threshold: float | None = typer.Option(
@@ -437,7 +445,12 @@ def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int
     """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png."""
     from facetell.explain import explain
 
-    name = "stdin" if isinstance(source, bytes) else Path(source).stem
+    if isinstance(source, bytes):
+        name = "stdin"
+    elif is_url(source):  # the address's last path part, without query or odd characters
+        name = re.sub(r"[^\w.-]+", "_", Path(urlsplit(source).path).stem or "download")
+    else:
+        name = Path(source).stem
     explanation = explain(detector, source, name=None if isinstance(source, str) else "-")
     if explanation.overlay is not None:
         explanation.overlay.save(folder / f"{index:05d}-{name}.png")

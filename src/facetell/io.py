@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import urllib.error
+import urllib.request
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -93,6 +95,8 @@ class DecodeLimits:
 
 
 DEFAULT_LIMITS = DecodeLimits()
+# seconds to wait for a server to connect or send more bytes
+DOWNLOAD_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,40 @@ def image_from_array(array: np.ndarray, label: str) -> Image.Image:
     else:
         raise BadImage(label, f"array of dtype {array.dtype} is not an image", "pass real numbers")
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
+def is_url(source: object) -> bool:
+    """An http(s) address: `predict` fetches the image there (the REST API never does)."""
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
+def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
+    """The bytes at an http(s) address, refused past the byte limit without reading the rest."""
+    from facetell import __version__
+
+    request = urllib.request.Request(url, headers={"User-Agent": f"facetell/{__version__}"})
+    too_large = ImageTooLarge(
+        label,
+        f"download is over the {limits.max_bytes / 2**20:.0f} MB limit",
+        "download and resize it, or raise the limit with predict --max-megapixels",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limits.max_bytes:
+                raise too_large
+            data = response.read(limits.max_bytes + 1)
+    except urllib.error.HTTPError as exc:
+        reason = f"download failed: HTTP {exc.code} {exc.reason}"
+        raise BadImage(label, reason, "check the address") from None
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise BadImage(
+            label, f"download failed: {reason}", "check the address and the network"
+        ) from None
+    if len(data) > limits.max_bytes:
+        raise too_large
+    return data
 
 
 def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
@@ -290,6 +328,8 @@ def decode(
                 raise ImageTooLarge(
                     label, f"{len(data) / 2**20:.1f} MB is over the upload limit", "resize it"
                 )
+        elif is_url(source):
+            data = _download(str(source), label, limits)
         else:
             data = _read_bytes(Path(source), label, limits)
         image = _open(data, label)
