@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from conftest import astronaut
 from facetell.calibrate import (
     Calibration,
     expected_calibration_error,
@@ -16,7 +17,7 @@ from facetell.calibrate import (
     threshold_for_fpr,
     uncertain_band,
 )
-from facetell.evaluate import classification_metrics, sweep_metrics
+from facetell.evaluate import PERTURBATIONS, classification_metrics, sweep_metrics
 
 
 def synthetic_scores(n: int = 600, seed: int = 0, overconfidence: float = 1.0):
@@ -107,6 +108,22 @@ def test_robustness_rows_count_real_faces_called_ai_and_calibration():
     only_ai = sweep_metrics(np.ones(3, dtype=int), np.array([0.9, 0.2, 0.95]), 0.8)
     assert only_ai["false_positive_rate"] is None and only_ai["accuracy"] == pytest.approx(2 / 3)
     assert sweep_metrics(np.array([], dtype=int), np.array([]), 0.5)["auroc"] is None
+
+
+def test_robustness_perturbations_repeat_exactly_and_do_what_they_say():
+    photo = astronaut()
+    pixels = np.asarray(photo, np.float32)
+    for name, perturb in PERTURBATIONS.items():
+        first, second = perturb(photo.copy()), perturb(photo.copy())
+        assert np.array_equal(np.asarray(first), np.asarray(second)), name
+    grey = np.asarray(PERTURBATIONS["greyscale"](photo), np.float32)
+    assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 1], grey[..., 2])
+    noise = np.asarray(PERTURBATIONS["noise_8"](photo), np.float32) - pixels
+    assert 6.5 < noise[(pixels > 20).all(axis=2) & (pixels < 235).all(axis=2)].std() < 8.5
+    darker = np.asarray(PERTURBATIONS["darker_0.7"](photo), np.float32)
+    assert darker.mean() == pytest.approx(0.7 * pixels.mean(), rel=0.02)
+    sharpened = np.asarray(PERTURBATIONS["sharpen_2"](photo), np.float32)
+    assert np.abs(np.diff(sharpened, axis=1)).mean() > 1.2 * np.abs(np.diff(pixels, axis=1)).mean()
 
 
 def test_ece_is_zero_for_perfect_bins_and_large_for_lies():

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -119,6 +120,31 @@ def _blur(sigma: float) -> Callable[[Image.Image], Image.Image]:
     return lambda image: image.filter(ImageFilter.GaussianBlur(radius=sigma))
 
 
+def _greyscale(image: Image.Image) -> Image.Image:
+    """A black-and-white photo (archives, filters): no training face is grey."""
+    return ImageOps.grayscale(image).convert("RGB")
+
+
+def _sensor_noise(sigma: float) -> Callable[[Image.Image], Image.Image]:
+    """Gaussian noise of `sigma` grey levels, as a phone adds in low light; seeded by the
+    pixels, so a sweep repeats exactly."""
+
+    def apply(image: Image.Image) -> Image.Image:
+        pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+        rng = np.random.default_rng(zlib.crc32(pixels.tobytes()))
+        noisy = np.rint(pixels + rng.normal(0.0, sigma, pixels.shape))
+        return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+    return apply
+
+
+def _enhanced(
+    enhancer: type[ImageEnhance.Brightness | ImageEnhance.Sharpness], factor: float
+) -> Callable[[Image.Image], Image.Image]:
+    """Brightness or sharpness scaled by `factor`, as exposure and phone processing do."""
+    return lambda image: enhancer(image.convert("RGB")).enhance(factor)
+
+
 def _screenshot(image: Image.Image) -> Image.Image:
     """What a screen capture does: a bilinear resize to display size, saved losslessly."""
     resized = image.resize((round(image.width * 0.8), round(image.height * 0.8)))
@@ -155,6 +181,10 @@ PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "blur_2": _blur(2.0),
     "screenshot": _screenshot,
     "centre_crop": _centre_crop,
+    "greyscale": _greyscale,
+    "noise_8": _sensor_noise(8.0),
+    "darker_0.7": _enhanced(ImageEnhance.Brightness, 0.7),
+    "sharpen_2": _enhanced(ImageEnhance.Sharpness, 2.0),
     "thumbnail_160_q90": thumbnail_copy(160),
     "thumbnail_64_q90": thumbnail_copy(64),
 }

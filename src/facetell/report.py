@@ -394,8 +394,9 @@ images should be AI (points on the diagonal).</p>
 <section id="sources"><h2>Per source</h2><p>AUROC of each AI source is measured against all
 real images; each real source's false-positive rate is the share of its faces called AI.</p>
 {sources}</section>
-<section id="robustness"><h2>Robustness</h2><p>The same images after common re-encodings;
-a small drop means the verdict survives what social networks and screenshots do. "Real called
+<section id="robustness"><h2>Robustness</h2><p>The same images after common re-encodings
+and edits; a small drop means the verdict survives what social networks, screenshots, cameras
+in low light and black-and-white filters do. "Real called
 AI" is the share of real faces at or above the threshold, ECE the calibration error, both on the
 perturbed copies.</p>
 {robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
