@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -212,3 +214,30 @@ def test_ensemble_members_need_crops_of_one_size(tmp_path):
     large = load_bundle(save_untrained_bundle(tmp_path / "large", "mobilenet_v2", 96))
     with pytest.raises(BundleError, match="crop size"):
         ensemble_bundle([small, large])
+
+
+def test_a_built_wheel_carries_the_default_model(tmp_path):
+    """`pip install .` (not editable) has no repository around it: the wheel must bring
+    models/default, and `facetell predict` from anywhere must judge with it."""
+    repo = Path(__file__).resolve().parents[1]
+    pip = [sys.executable, "-m", "pip", "--quiet"]
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    build = ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(repo)]
+    subprocess.run([*pip, *build], check=True, capture_output=True)
+    [wheel] = wheels.glob("facetell-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packed = {Path(name).name for name in archive.namelist() if "/_bundle/" in name}
+    shipped = {p.name for p in (repo / "models" / "default").iterdir() if p.is_file()}
+    assert packed == shipped
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    astronaut().save(tmp_path / "astronaut.jpg", quality=95)
+    installed = {"cwd": tmp_path, "capture_output": True, "check": True}
+    installed["env"] = {**os.environ, "PYTHONPATH": str(target), "FACETELL_MODEL": ""}
+    where = "import facetell.detector as d; print(d.default_bundle_path())"
+    bundle = subprocess.run([sys.executable, "-c", where], **installed).stdout.decode().strip()
+    assert Path(bundle) == target / "facetell" / "_bundle"
+    predict = [sys.executable, "-m", "facetell", "predict", "astronaut.jpg", "--format", "jsonl"]
+    record = json.loads(subprocess.run(predict, **installed).stdout)
+    in_repo = Detector.load().predict(str(tmp_path / "astronaut.jpg"))
+    assert record["model"] == in_repo.model
+    assert record["p_ai"] == pytest.approx(in_repo.p_ai, abs=1e-4)  # JSON keeps 4 digits

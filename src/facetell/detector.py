@@ -40,12 +40,17 @@ if TYPE_CHECKING:
 
 Status = Literal["ok", "no_face", "error"]
 REPO_DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
+# where setup.py packs models/default into a wheel (a non-editable install has no repository)
+PACKAGED_BUNDLE = Path(__file__).resolve().parent / "_bundle"
 
 
 def default_bundle_path() -> Path:
-    """$FACETELL_MODEL if set, else the bundle shipped in the repository's models/default."""
+    """$FACETELL_MODEL if set, else the bundle shipped in the repository's models/default, or
+    its copy inside the installed package."""
     override = os.environ.get("FACETELL_MODEL")
-    return Path(override) if override else REPO_DEFAULT_BUNDLE
+    if override:
+        return Path(override)
+    return PACKAGED_BUNDLE if PACKAGED_BUNDLE.is_dir() else REPO_DEFAULT_BUNDLE
 
 
 @dataclass(frozen=True)
