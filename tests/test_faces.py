@@ -189,7 +189,7 @@ def test_upside_down_faces_taken_for_upright_ones_are_cropped_upright(detector):
         expected = np.asarray(canonical_crop(face_image, recipe, upright), np.float32)
         crop = np.asarray(canonical_crop(turned, recipe, found), np.float32)
         close += np.abs(crop - expected).mean() < 5
-    assert close >= 18  # 21 measured
+    assert close >= 18  # 22 measured
 
 
 def test_turned_looks_leave_upright_photos_as_they_were(detector):

@@ -73,10 +73,11 @@ class RetinaFaceDetector:
     looked at once, as the speed target assumes.
 
     A photo that lost its EXIF orientation holds faces lying sideways or upside down. When the
-    landmarks say a face is turned, or a photo of at least `small_side` pixels shows no face or
-    a face scored under `turned_min_score`, the photo is looked at again turned by quarter
-    turns, and faces that stand upright there replace the loose sideways boxes (docs/
-    benchmarks.md, "Turned photos"). Upright faces seen surely never take a turned look.
+    landmarks say a face is turned, the photo is looked at again turned so that it stands
+    upright, and that look's face replaces the loose sideways box; a photo of at least
+    `small_side` pixels with no face, or with a large face scored under `turned_min_score`
+    (upside down, RetinaFace places the landmarks as if upright), gets whole looks turned too
+    (docs/benchmarks.md, "Turned photos"). Upright faces seen surely take no turned look.
     """
 
     name = "retinaface-mnet025"
@@ -132,26 +133,39 @@ class RetinaFaceDetector:
         for turns in sorted({_quarter_turns(face) for face in faces} - {0}):
             upright = self._turned_look(image, turns, self._upright_looks)
             faces = [f for f in faces if not any(_same_face(f, u) for u in upright)] + upright
+        # Thumbnails get no more: after their upscaled and mirrored looks, turned ones find
+        # faces in texture (a 48-px thumbnail of the cat, turned: 0.98).
+        if min(image.size) < self.small_side:
+            return sorted(faces, key=lambda f: -f.score)
         # RetinaFace takes most upside-down faces for upright ones, landmarks and all, but sees
         # them less surely (median score 0.94; upright faces in the shared data 0.965 or more):
-        # a face it doubts, in a photo of at least `small_side` px, is looked for turned too,
-        # and a turned look that sees it more surely wins.
-        if min(image.size) >= self.small_side and any(
-            f.score < self.turned_min_score for f in faces
-        ):
-            seen = [u for t in (1, 2, 3) for u in self._turned_look(image, t, self._upright_looks)]
-            faces = [_surest_view(f, seen) if f.score < self.turned_min_score else f for f in faces]
-        # Thumbnails with no face get none: after their upscaled and mirrored looks, three
-        # turned ones more find faces in texture (a 48-px thumbnail of the cat, turned: 0.98).
-        # A large photo with none gets whole looks, at most 1024 px, without detail looks.
-        if not faces and min(image.size) >= self.small_side:
-            factor = max(1, max(image.size) // (2 * self.work_max_side))
-            reduced = image.reduce(factor) if factor > 1 else image
-            floor = self._smallest_face(image.size) / factor
-            for turns in (1, 2, 3):
-                found = self._turned_look(reduced, turns, lambda i: self._whole_look(i, floor))
-                faces += [_enlarged(face, factor, image.size) for face in found]
+        # a face it doubts that fills an eighth of the photo's short side or more (small faces
+        # score lower upright too) is looked for upside down, and the surer view wins.
+        doubted = [
+            f
+            for f in faces
+            if f.score < self.turned_min_score and max(f.box[2:]) >= min(image.size) / 8
+        ]
+        if doubted:
+            seen = self._turned_whole_looks(image, (2,))
+            faces = [_surest_view(f, seen) if f in doubted else f for f in faces]
+        if not faces:
+            faces = self._turned_whole_looks(image, (1, 2, 3))
         return sorted(faces, key=lambda f: -f.score)
+
+    def _turned_whole_looks(self, image: Image.Image, turns: tuple[int, ...]) -> list[Face]:
+        """Faces upright in whole looks at these turns of the photo, from one copy at most 1024
+        px long (no detail looks: these looks are for faces the first looks saw or missed
+        whole)."""
+        factor = max(1, max(image.size) // (2 * self.work_max_side))
+        reduced = image.reduce(factor) if factor > 1 else image
+        floor = self._smallest_face(image.size) / factor
+        found = [
+            face
+            for turn in turns
+            for face in self._turned_look(reduced, turn, lambda i: self._whole_look(i, floor))
+        ]
+        return [_enlarged(face, factor, image.size) for face in found]
 
     def _turned_look(
         self, image: Image.Image, turns: int, look: Callable[[Image.Image], list[Face]]
