@@ -24,15 +24,10 @@ from facetell.evaluate import auroc, jpeg_copy, score_dataset
 
 
 def turned_copy(angle: int, quality: int) -> Callable[[Image.Image], Image.Image]:
-    """Turned counter-clockwise by a multiple of 90 degrees (lossless), then re-saved."""
-    turns = {
-        0: None,
-        90: Image.Transpose.ROTATE_90,
-        180: Image.Transpose.ROTATE_180,
-        270: Image.Transpose.ROTATE_270,
-    }[angle]
+    """Turned counter-clockwise by a multiple of 90 degrees, then re-saved (Pillow turns by
+    quarter turns with lossless transposes)."""
     save = jpeg_copy(quality)
-    return lambda image: save(image if turns is None else image.transpose(turns))
+    return lambda image: save(image.rotate(angle, expand=True))
 
 
 def main() -> None:

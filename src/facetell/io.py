@@ -271,7 +271,7 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     """The colours a viewer shows: pixels under an embedded ICC profile other than sRGB (the
     Display P3 of iPhone and many Android photos, a CMYK print profile) are converted to sRGB,
     the space the model was trained in (no training image carries a profile). Read as sRGB, P3
-    photos moved the shipped model's logits by 0.30 on average (docs/benchmarks.md). A profile
+    photos moved the shipped model's logits by 0.29 on average (docs/benchmarks.md). A profile
     that cannot be used leaves the pixels as they are."""
     if not icc_profile or image.mode not in _PROFILED_MODES:
         return image
