@@ -55,3 +55,20 @@ def test_reframe_is_off_unless_configured():
     assert AugmentConfig().reframe == 0
     steps = build_augment(AugmentConfig(reframe=0.5), 160).transforms
     assert any(isinstance(step.transforms[0], Reframe) for step in steps if hasattr(step, "p"))
+
+
+def test_greyscale_and_brightness_follow_their_settings():
+    torch.manual_seed(0)
+    photo = torch.from_numpy(np.asarray(astronaut().resize((64, 64))).copy()).permute(2, 0, 1)
+    only_colour = AugmentConfig.none().model_copy(
+        update={"color_jitter": 1.0, "brightness": 0.4, "grayscale": 0.3}
+    )
+    augment = build_augment(only_colour, 64)
+    grey, ratios = 0, []
+    for _ in range(300):
+        out = augment(photo)
+        grey += bool((out[0] == out[1]).all() and (out[1] == out[2]).all())
+        ratios.append(out.float().mean().item() / photo.float().mean().item())
+    assert 0.2 < grey / 300 < 0.4
+    # brightness x [0.6, 1.4], contrast x [0.8, 1.2] about the mean: beyond the old x [0.8, 1.2]
+    assert min(ratios) < 0.72 and max(ratios) > 1.25

@@ -28,6 +28,10 @@ class AugmentConfig(BaseModel):
     max_rotation: float = 8.0
     max_translate: float = 0.05
     color_jitter: float = Field(0.5, ge=0, le=1)
+    # brightness factor drawn from [1 - b, 1 + b] when colour jitter applies; greyscale is for
+    # data whose real photos include black-and-white ones (off for the shipped recipe)
+    brightness: float = Field(0.2, ge=0, lt=1)
+    grayscale: float = Field(0.0, ge=0, le=1)
     random_crop: float = Field(0.3, ge=0, le=1)
     crop_scale: tuple[float, float] = (0.7, 1.0)
     rescale: float = Field(0.3, ge=0, le=1)
@@ -122,7 +126,9 @@ def build_augment(config: AugmentConfig, size: int) -> nn.Module:
         ),
     )
     maybe(config.random_crop, v2.RandomResizedCrop(size, scale=config.crop_scale, antialias=True))
-    maybe(config.color_jitter, v2.ColorJitter(0.2, 0.2, 0.2, 0.02))
+    maybe(config.color_jitter, v2.ColorJitter(config.brightness, 0.2, 0.2, 0.02))
+    if config.grayscale > 0:
+        steps.append(v2.RandomGrayscale(config.grayscale))
     maybe(config.rescale, DownUp(config.rescale_range))
     maybe(config.blur, v2.GaussianBlur(kernel_size=19, sigma=config.blur_sigma))
     maybe(config.jpeg, JpegCompress(config.jpeg_quality))
