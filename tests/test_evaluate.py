@@ -12,8 +12,8 @@ from facetell.calibrate import (
     Calibration,
     expected_calibration_error,
     fit_calibration,
+    fit_scaling,
     fit_size_correction,
-    fit_temperature,
     threshold_for_fpr,
     uncertain_band,
 )
@@ -134,18 +134,36 @@ def test_ece_is_zero_for_perfect_bins_and_large_for_lies():
         expected_calibration_error(y, np.array([0.1, 0.2]))
 
 
-def test_temperature_scaling_fixes_overconfidence_and_keeps_the_ranking():
+def test_scaling_fixes_overconfidence_and_keeps_the_ranking():
     y, logits = synthetic_scores(n=4000, seed=1, overconfidence=4.0)
-    temperature = fit_temperature(logits, y)
-    assert 3.2 < temperature < 4.8
+    temperature, bias = fit_scaling(logits, y)
+    assert 3.2 < temperature < 4.8 and abs(bias) < 0.2
     before = expected_calibration_error(y, sigmoid(logits))
-    after = expected_calibration_error(y, sigmoid(logits / temperature))
+    after = expected_calibration_error(y, sigmoid(logits / temperature + bias))
     assert before > 0.05 and after < before / 3
     calibration = fit_calibration(logits, y)
     assert calibration.details["ece_after"] < calibration.details["ece_before"]
     raw_auroc = classification_metrics(y, sigmoid(logits))["auroc"]
-    scaled_auroc = classification_metrics(y, sigmoid(logits / temperature))["auroc"]
+    scaled_auroc = classification_metrics(y, sigmoid(calibration.scaled_logits(logits)))["auroc"]
     assert scaled_auroc == pytest.approx(raw_auroc, abs=1e-12)
+
+
+def test_the_bias_undoes_logits_that_lean_to_one_class():
+    """Logits pushed toward "ai" (as augmentation left the session-29 model's): a temperature
+    alone leaves mid-range probabilities too high, the bias brings them back."""
+    y, true_logits = synthetic_scores(n=6000, seed=2)
+    leaning = 1.5 * true_logits + 1.2
+    temperature, bias = fit_scaling(leaning, y)
+    assert temperature == pytest.approx(1.5, abs=0.15) and bias == pytest.approx(-0.8, abs=0.15)
+    platt = expected_calibration_error(y, sigmoid(leaning / temperature + bias))
+    best_temperature_alone = min(
+        expected_calibration_error(y, sigmoid(leaning / t)) for t in np.linspace(0.5, 4, 36)
+    )
+    assert platt < 0.02 < best_temperature_alone
+    stored = fit_calibration(leaning, y).to_dict()
+    assert stored["bias"] == pytest.approx(bias, abs=1e-3)
+    older = {key: value for key, value in stored.items() if key != "bias"}
+    assert Calibration.from_dict(older).bias == 0.0  # bundles from before the bias still load
 
 
 def small_and_large_faces(seed: int):

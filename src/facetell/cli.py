@@ -635,7 +635,8 @@ def calibrate_command(
         raise fail(str(error)) from None
     details = calibration.details
     console.print(
-        f"temperature {calibration.temperature:.3f}, threshold P(ai) ≥ {calibration.threshold:.4f} "
+        f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}, "
+        f"threshold P(ai) ≥ {calibration.threshold:.4f} "
         f"({details['threshold_rule']}), uncertain band {calibration.uncertain_band[0]:.3f}-"
         f"{calibration.uncertain_band[1]:.3f}\n"
         f"ECE {details['ece_before']:.4f} before → {details['ece_after']:.4f} after; "
