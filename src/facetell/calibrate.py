@@ -181,13 +181,16 @@ def fit_scaling(logits, y_true) -> tuple[float, float]:
 
     y_true, logits = _check(y_true, logits)
 
+    def temperature(log_t: float) -> float:
+        return float(np.exp(np.clip(log_t, -5.0, 5.0)))  # separable data must not run to 0 or inf
+
     def nll(params: np.ndarray) -> float:
-        z = logits / np.exp(params[0]) + params[1]
+        z = logits / temperature(params[0]) + params[1]
         # log(1 + e^z) - y z, stable for large |z|
         return float(np.mean(np.logaddexp(0.0, z) - y_true * z))
 
     log_t, bias = minimize(nll, np.zeros(2), method="Nelder-Mead", options={"xatol": 1e-6}).x
-    return float(np.exp(np.clip(log_t, -5.0, 5.0))), float(bias)
+    return temperature(log_t), float(bias)
 
 
 def threshold_for_fpr(y_true, y_prob, max_fpr: float, sources=None) -> float:
@@ -347,7 +350,7 @@ def fit_calibration(
     y_true, logits = _check(y_true, logits)
     temperature, bias = fit_scaling(logits, y_true)
     raw = _sigmoid(logits)
-    p = _sigmoid(logits / temperature + bias)
+    p = _sigmoid(Calibration(temperature, bias=bias).scaled_logits(logits))
     if max_fpr is None:
         _, threshold = equal_error_rate(y_true, p)
         rule = "equal_error_rate"
