@@ -9,8 +9,9 @@ ensemble on the validation split (threshold for a 2% false-positive rate on real
 the small-face correction on 48-160-px thumbnail copies; members need only their temperature) →
 evaluate it on the test split (report in runs/default-report; it shows thumbnails of the shared
 images, so it stays out of the repository) → copy the bundle with its test metrics and the
-existing MODEL_CARD.md to models/default. Both members are trained with seed 0 on the same data,
-so they share one split.
+existing MODEL_CARD.md to models/default, and the split to models/default-split.json, so the
+card's numbers can be measured again without training. Both members are trained with seed 0 on
+the same data, so they share one split.
 
 `--holdout-source NAME` (or `all`) measures the recipe instead of shipping it: each member is
 trained without that source, the members are ensembled and calibrated exactly as above, and the
@@ -28,6 +29,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from facetell.data import SplitFile
 
 ROOT = Path(__file__).resolve().parents[1]
 FACETELL = [sys.executable, "-m", "facetell"]
@@ -153,6 +156,7 @@ def main() -> None:
     shutil.copytree(bundle, target)
     if card_text is not None:
         card.write_text(card_text)
+    SplitFile.load(split).save(target.parent / "default-split.json")
     metrics = json.loads((report / "metrics.json").read_text())
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     print(

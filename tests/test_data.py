@@ -161,6 +161,8 @@ def test_split_file_round_trips_exactly(tmp_path):
     split.save(tmp_path / "split.json")
     again = SplitFile.load(tmp_path / "split.json")
     assert again == split
+    lines = (tmp_path / "split.json").read_text().splitlines()
+    assert len(lines) == len(split.rows) + 2  # one row per line, the shape shipped with a bundle
     assert [str(s.path) for s in again.samples("test")] == [
         r.path for r, a in zip(records, assignment, strict=True) if a == "test"
     ]

@@ -432,8 +432,11 @@ class SplitFile:
     rows: list[dict]
 
     def save(self, path: Path) -> None:
+        """One row per line: compact enough to ship beside a bundle, readable in a diff."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+        head = json.dumps({k: v for k, v in asdict(self).items() if k != "rows"})[:-1]
+        rows = ",\n".join(json.dumps(row, separators=(",", ":")) for row in self.rows)
+        path.write_text(f'{head}, "rows": [\n{rows}\n]}}\n', encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> SplitFile:
