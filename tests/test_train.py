@@ -171,6 +171,44 @@ def test_efficientnet_lite0_starts_from_the_packaged_imagenet_weights():
     torch.testing.assert_close(ours, timms, atol=1e-4, rtol=1e-4)
 
 
+def test_high_pass_lite0_reads_texture_not_lighting():
+    """The high-pass input drops a uniform change of brightness but not a fine ripple, and the
+    blur exports to ONNX with the rest of the network."""
+    import onnxruntime
+    from skimage import data
+
+    from facetell.bundle import IMAGENET_MEAN, IMAGENET_STD, export_onnx
+
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    face = np.array(Image.fromarray(data.astronaut()[20:240, 150:370]).resize((160, 160)))
+    pixels = torch.from_numpy(face).permute(2, 0, 1)[None].float() / 255.0
+    ripple = torch.from_numpy(np.indices((160, 160)).sum(axis=0) % 2 * 0.06 - 0.03).float()
+    views = {
+        "photo": pixels,
+        "brighter": pixels + torch.tensor([0.08, 0.05, 0.02]).view(1, 3, 1, 1),
+        "rippled": pixels + ripple,
+    }
+    normalised = {name: (view - mean) / std for name, view in views.items()}
+
+    high_pass = create_model("efficientnet_lite0", pretrained=True, high_pass_sigma=1.0).eval()
+    plain = create_model("efficientnet_lite0", pretrained=True).eval()
+    with torch.no_grad():
+        seen = {name: high_pass.embed(view) for name, view in normalised.items()}
+        plain_seen = {name: plain.embed(view) for name, view in normalised.items()}
+        logits = high_pass(normalised["photo"]).numpy()
+
+    def moved(embeddings: dict[str, torch.Tensor], name: str) -> float:
+        return float((embeddings[name] - embeddings["photo"]).abs().max())
+
+    assert moved(seen, "brighter") < 1e-4
+    assert moved(plain_seen, "brighter") > 0.05
+    assert moved(seen, "rippled") > 0.05
+    session = onnxruntime.InferenceSession(export_onnx(high_pass, 160))
+    exported = session.run(None, {"image": normalised["photo"].numpy()})[0]
+    np.testing.assert_allclose(exported, logits, atol=1e-4)
+
+
 def test_probe_keeps_imagenet_features_and_ships_small(planted_dataset, tmp_path):
     """Only the linear read-out learns: the kept blocks stay ImageNet's, the rest are dropped."""
     config = config_for("mobilenet_v2_probe", planted_dataset, tmp_path / "cache")
