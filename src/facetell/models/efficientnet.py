@@ -51,7 +51,11 @@ def imagenet_state_dict(target: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
-    """A normalised 2-D Gaussian, 3 sigma each side, one copy per colour channel (depthwise)."""
+    """A normalised 2-D Gaussian, 3 sigma each side, one copy per colour channel (depthwise).
+
+    Not torchvision's `gaussian_blur`: it reshapes the batch in a way the ONNX exporter rejects
+    ("convolution for kernel of unknown shape"), and bundles must export.
+    """
     radius = math.ceil(3 * sigma)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
     line = torch.exp(-(taps**2) / (2 * sigma**2))
@@ -84,7 +88,6 @@ class EfficientNetLiteDetector(PooledBackboneDetector):
         if high_pass_sigma < 0:
             raise ValueError(f"high_pass_sigma must be >= 0, got {high_pass_sigma}")
         self.high_pass_gain = high_pass_gain
-        self.high_pass_radius = math.ceil(3 * high_pass_sigma)
         if high_pass_sigma > 0:
             self.register_buffer("blur_kernel", gaussian_kernel(high_pass_sigma), persistent=False)
         else:
@@ -109,7 +112,7 @@ class EfficientNetLiteDetector(PooledBackboneDetector):
         x = x * self.input_scale + self.input_shift
         if self.blur_kernel is None:
             return x
-        pad = (self.high_pass_radius,) * 4
+        pad = (self.blur_kernel.shape[-1] // 2,) * 4
         blurred = nn.functional.conv2d(
             nn.functional.pad(x, pad, mode="reflect"), self.blur_kernel, groups=3
         )
