@@ -118,14 +118,25 @@ def measure_holdouts(members: dict[str, str], runs: Path, holdout: str) -> None:
         bundle, split = build_ensemble([runs / member / name for member in members], ensemble_dir)
         report = ensemble_dir / "report"
         evaluate(bundle, split, report, robustness_limit=0)
-        sources = json.loads((report / "metrics.json").read_text())["sources"]
+        metrics = json.loads((report / "metrics.json").read_text())
         held_out = name.removeprefix("holdout-")
-        results[held_out] = next(row for row in sources if row["source"] == held_out)
+        row = next(row for row in metrics["sources"] if row["source"] == held_out)
+        # the pooled AUROC can hide that an unseen generator passes for one kind of real photo
+        row["auroc_by_source"] = {
+            pair["real_source" if pair["ai_source"] == held_out else "ai_source"]: pair["auroc"]
+            for pair in metrics["source_pairs"]
+            if held_out in (pair["ai_source"], pair["real_source"])
+        }
+        results[held_out] = row
     (runs / "ensemble" / f"holdout-{holdout}.json").write_text(json.dumps(results, indent=2))
     for source, row in results.items():
         auroc = row.get("auroc_vs_real", row.get("auroc_vs_ai"))
         called_ai = row["accuracy"] if row["label"] == "ai" else row["false_positive_rate"]
-        print(f"held out {source}: AUROC {auroc:.3f} vs the other class, {called_ai:.1%} called AI")
+        pairs = ", ".join(f"{other} {value:.3f}" for other, value in row["auroc_by_source"].items())
+        print(
+            f"held out {source}: AUROC {auroc:.3f} vs the other class ({pairs}), "
+            f"{called_ai:.1%} called AI"
+        )
 
 
 def main() -> None:

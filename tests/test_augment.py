@@ -1,4 +1,4 @@
-"""Training augmentation: framing that mimics the face pipeline exactly."""
+"""Training augmentation: framing that mimics the face pipeline exactly, colour, masking."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import astronaut
-from facetell.augment import AugmentConfig, Reframe, build_augment, reframed
+from facetell.augment import AugmentConfig, PatchMask, Reframe, build_augment, reframed
 from facetell.faces import _reflect_crop
 
 
@@ -72,3 +72,28 @@ def test_greyscale_and_brightness_follow_their_settings():
     assert 0.2 < grey / 300 < 0.4
     # brightness x [0.6, 1.4], contrast x [0.8, 1.2] about the mean: beyond the old x [0.8, 1.2]
     assert min(ratios) < 0.72 and max(ratios) > 1.25
+
+
+def test_patch_mask_hides_whole_patches_as_zero_input_after_compression():
+    torch.manual_seed(0)
+    photo = torch.from_numpy(np.asarray(astronaut().resize((160, 160))).copy()).permute(2, 0, 1)
+    masking = AugmentConfig.none().model_copy(
+        update={"mask": 1.0, "mask_fraction": (0.2, 0.4), "jpeg": 1.0, "jpeg_quality": (30, 30)}
+    )
+    augment = build_augment(masking, 160)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    shares = []
+    for _ in range(50):
+        out = augment(photo)
+        normalised = (out.float() / 255 - mean) / std
+        hidden = (out == PatchMask.fill).all(dim=0)
+        # the hidden pixels normalise to (almost) nothing, and they come in whole 16-px patches
+        assert normalised[:, hidden].abs().max() < 0.02
+        patches = hidden.view(10, 16, 10, 16).permute(0, 2, 1, 3).reshape(100, 256)
+        assert ((patches.sum(1) == 0) | (patches.sum(1) == 256)).all()
+        # what is not hidden went through JPEG 30: not the photo's own pixels
+        assert not torch.equal(out[:, ~hidden], photo[:, ~hidden])
+        shares.append(hidden.float().mean().item())
+    assert min(shares) > 0.199 and max(shares) < 0.401 and max(shares) - min(shares) > 0.1
+    assert AugmentConfig().mask == 0

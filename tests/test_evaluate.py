@@ -17,7 +17,13 @@ from facetell.calibrate import (
     threshold_for_fpr,
     uncertain_band,
 )
-from facetell.evaluate import PERTURBATIONS, classification_metrics, sweep_metrics
+from facetell.evaluate import (
+    PERTURBATIONS,
+    ScoredSet,
+    classification_metrics,
+    source_pairs,
+    sweep_metrics,
+)
 
 
 def synthetic_scores(n: int = 600, seed: int = 0, overconfidence: float = 1.0):
@@ -290,3 +296,45 @@ def test_calibration_verdicts_use_threshold_and_band():
     assert calibration.verdict(max(0.0, low - 0.01)) == "real"
     assert calibration.verdict((low + high) / 2) == "uncertain"
     assert calibration.details["false_positive_rate"] <= 0.05
+
+
+def test_source_pairs_show_which_real_photos_a_generator_passes_for():
+    """A generator scored between two real sources: pooled it looks middling, the pairs say
+    it ranks above one (AUROC near 1) and below the other (near 0); faceless images are left out.
+    """
+    rng = np.random.default_rng(3)
+    sources = ["clean"] * 60 + ["soft"] * 40 + ["newgan"] * 50 + ["oldgan"] * 30
+    targets = np.array([0] * 100 + [1] * 80)
+    p_ai = np.concatenate(
+        [
+            rng.uniform(0.0, 0.2, 60),  # real photos the model finds obviously real
+            rng.uniform(0.5, 0.9, 40),  # real photos it finds suspicious
+            rng.uniform(0.2, 0.5, 50),  # an unseen generator in between
+            rng.uniform(0.3, 1.0, 30),
+        ]
+    )
+    statuses = ["ok"] * 180
+    statuses[5] = statuses[120] = "no_face"
+    p_ai[[5, 120]] = np.nan
+    scored = ScoredSet(
+        paths=[f"{i}.jpg" for i in range(180)],
+        targets=targets,
+        sources=sources,
+        logits=p_ai,
+        p_ai=p_ai,
+        face_widths=np.full(180, 100.0),
+        labels=[None] * 180,
+        statuses=statuses,
+        seconds=1.0,
+    )
+    pairs = {(p["ai_source"], p["real_source"]): p for p in source_pairs(scored)}
+    assert set(pairs) == {(a, r) for a in ("newgan", "oldgan") for r in ("clean", "soft")}
+    assert pairs[("newgan", "clean")]["auroc"] == 1.0
+    assert pairs[("newgan", "soft")]["auroc"] == 0.0
+    assert (pairs[("newgan", "clean")]["n_ai"], pairs[("newgan", "clean")]["n_real"]) == (49, 59)
+    source_array = np.array(sources)
+    for (ai_source, real_source), pair in pairs.items():
+        fake = p_ai[(source_array == ai_source) & ~np.isnan(p_ai)]
+        real = p_ai[(source_array == real_source) & ~np.isnan(p_ai)]
+        y = np.array([1] * len(fake) + [0] * len(real))
+        assert pair["auroc"] == pytest.approx(pairwise_auroc(y, np.concatenate([fake, real])))

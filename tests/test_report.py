@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from conftest import astronaut, gan_faces, launch_chromium
 from facetell.detector import Detector
@@ -25,7 +27,7 @@ PLOTS = [
     "plot-scores-source",
     "plot-robustness",
 ]
-TABLES = ["summary-table", "per-class-table", "source-table", "robustness-table"]
+TABLES = ["summary-table", "per-class-table", "source-table", "pairs-table", "robustness-table"]
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +121,18 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     assert metrics["metrics"]["n"] + sum(metrics["metrics"]["not_scored"].values()) == 32
     assert set(metrics["robustness"]) >= {"clean", "jpeg_50", "downscale_0.5", "blur_2"}
     assert {row["source"] for row in metrics["sources"]} == {"dcgan", "nasa"}
+    # every image's score is in predictions.csv, and the headline numbers come from those scores
+    with (out / "predictions.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 32 and {Path(r["path"]).parent.name for r in rows} == {"dcgan", "nasa"}
+    scored = [r for r in rows if r["status"] == "ok"]
+    assert len(scored) == metrics["metrics"]["n"]
+    truth = [r["truth"] == "ai" for r in scored]
+    p_ai = [float(r["p_ai"]) for r in scored]
+    assert roc_auc_score(truth, p_ai) == pytest.approx(metrics["metrics"]["auroc"], abs=1e-5)
+    (pair,) = metrics["source_pairs"]  # one AI and one real source: the pair is the whole set
+    assert (pair["ai_source"], pair["real_source"]) == ("dcgan", "nasa")
+    assert pair["auroc"] == pytest.approx(metrics["metrics"]["auroc"])
     calibration_file = bundle / "calibration.json"
     correction = (
         json.loads(calibration_file.read_text())["size_correction"]

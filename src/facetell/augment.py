@@ -1,9 +1,9 @@
 """Training augmentation, identical for both classes: the nuisances a face goes through online.
 
 Framing first (how much of the crop is mirrored), then geometry, then colour, then the
-degradations in the order the web applies them: resampling, blur, and JPEG compression last.
-Framing, compression, size and sharpness must never be a signal, so the model sees every class
-at every framing and quality.
+degradations in the order the web applies them: resampling, blur, and JPEG compression, then
+(optionally) patches hidden. Framing, compression, size and sharpness must never be a signal, so
+the model sees every class at every framing and quality.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class AugmentConfig(BaseModel):
     jpeg_quality: tuple[int, int] = (30, 100)
     reframe: float = Field(0.0, ge=0, le=1)
     reframe_cut: tuple[float, float] = (0.05, 0.3)
+    # patch masking (off by default): hide a random share of square patches so the decision
+    # cannot rest on a few regions (eyes, teeth) whose flaws are one generator's own
+    mask: float = Field(0.0, ge=0, le=1)
+    mask_fraction: tuple[float, float] = (0.1, 0.5)
+    mask_patch: int = Field(16, ge=1)
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -107,6 +112,32 @@ class JpegCompress(nn.Module):
         return torch.from_numpy(decoded.copy()).permute(2, 0, 1)
 
 
+class PatchMask(nn.Module):
+    """Fill a random share of the crop's grid of square patches with the ImageNet mean colour,
+    which normalises to zero: hidden patches carry no evidence either way. Applied after the
+    degradations, so the hidden patches' edges are not compressed into the rest of the crop.
+    """
+
+    # torchvision's ImageNet mean in uint8 units
+    fill = torch.tensor([124, 116, 104], dtype=torch.uint8).view(3, 1, 1)
+
+    def __init__(self, fraction: tuple[float, float], patch: int) -> None:
+        super().__init__()
+        self.fraction = fraction
+        self.patch = patch
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        rows, columns = -(-height // self.patch), -(-width // self.patch)
+        share = float(torch.empty(1).uniform_(*self.fraction))
+        hidden = torch.randperm(rows * columns)[: round(share * rows * columns)]
+        grid = torch.zeros(rows * columns, dtype=torch.bool)
+        grid[hidden] = True
+        cells = grid.view(rows, columns)
+        pixels = cells.repeat_interleave(self.patch, 0).repeat_interleave(self.patch, 1)
+        return torch.where(pixels[:height, :width], self.fill, image)
+
+
 def build_augment(config: AugmentConfig, size: int) -> nn.Module:
     """A transform from a (3, size, size) uint8 tensor to an augmented one of the same shape."""
     steps: list[nn.Module] = []
@@ -132,4 +163,5 @@ def build_augment(config: AugmentConfig, size: int) -> nn.Module:
     maybe(config.rescale, DownUp(config.rescale_range))
     maybe(config.blur, v2.GaussianBlur(kernel_size=19, sigma=config.blur_sigma))
     maybe(config.jpeg, JpegCompress(config.jpeg_quality))
+    maybe(config.mask, PatchMask(config.mask_fraction, config.mask_patch))
     return v2.Compose(steps) if steps else nn.Identity()

@@ -4,6 +4,7 @@ scripts, no network), readable by someone who has never seen facetell."""
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import json
@@ -249,10 +250,46 @@ def _figure(path: Path | None, alt: str, figure_id: str) -> str:
     return f'<img class="plot" id="{figure_id}" src="{_data_uri(path)}" alt="{html.escape(alt)}">'
 
 
+def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
+    """One row per image and bundle, so any other metric or plot can be made from the scores."""
+    columns = ["bundle", "path", "source", "truth", "status", "label", "p_ai", "face_width"]
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(columns)
+        for evaluation in evaluations:
+            scored = evaluation.scored
+            for i, image_path in enumerate(scored.paths):
+                writer.writerow(
+                    [
+                        evaluation.bundle,
+                        image_path,
+                        scored.sources[i],
+                        "ai" if scored.targets[i] else "real",
+                        scored.statuses[i],
+                        scored.labels[i] or "",
+                        "" if np.isnan(scored.p_ai[i]) else repr(float(scored.p_ai[i])),
+                        "" if np.isnan(scored.face_widths[i]) else f"{scored.face_widths[i]:g}",
+                    ]
+                )
+    return path
+
+
+def _pairs_table(evaluation: Evaluation) -> str:
+    """AI sources down, real sources across, each cell the AUROC of that pair alone."""
+    ai_sources = sorted({p["ai_source"] for p in evaluation.pairs})
+    real_sources = sorted({p["real_source"] for p in evaluation.pairs})
+    if not ai_sources or not real_sources:
+        return ""
+    cell = {(p["ai_source"], p["real_source"]): p["auroc"] for p in evaluation.pairs}
+    rows = [[a, *[cell[(a, r)] for r in real_sources]] for a in ai_sources]
+    return _table(["AI source", *real_sources], rows, "pairs-table")
+
+
 def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence[str]) -> Path:
-    """Write metrics.json, every plot as PNG, and report.html into `folder`."""
+    """Write metrics.json, predictions.csv, every plot as PNG, and report.html into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     main = evaluations[0]
+    write_predictions(evaluations, folder / "predictions.csv")
     (folder / "metrics.json").write_text(
         json.dumps(
             [e.to_dict() for e in evaluations] if len(evaluations) > 1 else main.to_dict(),
@@ -393,7 +430,9 @@ images should be AI (points on the diagonal).</p>
 {_figure(by_source, "Scores per source", "plot-scores-source")}</div></section>
 <section id="sources"><h2>Per source</h2><p>AUROC of each AI source is measured against all
 real images; each real source's false-positive rate is the share of its faces called AI.</p>
-{sources}</section>
+{sources}<p>AUROC of each AI source against each real source alone: which real photos a
+generator's faces are mistaken for. Every image's score is in <code>predictions.csv</code>.</p>
+{_pairs_table(main)}</section>
 <section id="robustness"><h2>Robustness</h2><p>The same images after common re-encodings
 and edits; a small drop means the verdict survives what social networks, screenshots, cameras
 in low light and black-and-white filters do. "Real called
