@@ -372,7 +372,7 @@ def source_pairs(scored: ScoredSet) -> list[dict[str, Any]]:
 
     The per-source AUROC pools all real images, so a generator that ranks far above one kind of
     real photo and below another looks middling there; the pairs say which real photos it is
-    mistaken for (held-out SDXL ranks above UTKFace's faces and among FFHQ's).
+    mistaken for (held-out SDXL ranks above UTKFace's faces and below FFHQ's).
     """
     ok = scored.scored
     sources = np.array(scored.sources)
