@@ -339,14 +339,22 @@ def classification_metrics(
     return metrics
 
 
+def source_classes(scored: ScoredSet) -> dict[str, str]:
+    """Each source's class ("ai" or "real"), by the majority of its images, sources sorted."""
+    sources = np.array(scored.sources)
+    return {
+        source: "ai" if scored.targets[sources == source].mean() > 0.5 else "real"
+        for source in sorted(set(scored.sources))
+    }
+
+
 def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
     """Per source: n, faces found, accuracy, AUROC against the other class, FPR for reals."""
     ok = scored.scored
     rows = []
-    for source in sorted(set(scored.sources)):
+    for source, label in source_classes(scored).items():
         mask = np.array([s == source for s in scored.sources])
         used = mask & ok
-        label = "ai" if scored.targets[mask].mean() > 0.5 else "real"
         predicted = scored.p_ai[used] >= threshold
         row: dict[str, Any] = {
             "source": source,
@@ -376,10 +384,7 @@ def source_pairs(scored: ScoredSet) -> list[dict[str, Any]]:
     """
     ok = scored.scored
     sources = np.array(scored.sources)
-    kinds = {
-        source: "ai" if scored.targets[sources == source].mean() > 0.5 else "real"
-        for source in sorted(set(scored.sources))
-    }
+    kinds = source_classes(scored)
     pairs = []
     for ai_source in (s for s, kind in kinds.items() if kind == "ai"):
         for real_source in (s for s, kind in kinds.items() if kind == "real"):
