@@ -1,4 +1,5 @@
-"""Training augmentation: framing that mimics the face pipeline exactly, colour, masking."""
+"""Training augmentation: framing that mimics the face pipeline exactly, colour, masking,
+tile shuffling."""
 
 from __future__ import annotations
 
@@ -97,3 +98,29 @@ def test_patch_mask_hides_whole_patches_as_zero_input_after_compression():
         shares.append(hidden.float().mean().item())
     assert min(shares) > 0.199 and max(shares) < 0.401 and max(shares) - min(shares) > 0.1
     assert AugmentConfig().mask == 0
+
+
+def test_tile_shuffle_moves_whole_tiles_and_keeps_every_pixel():
+    torch.manual_seed(0)
+    photo = torch.from_numpy(np.asarray(astronaut().resize((170, 170))).copy()).permute(2, 0, 1)
+    shuffling = AugmentConfig.none().model_copy(update={"shuffle": 1.0, "shuffle_tile": 40})
+    augment = build_augment(shuffling, 170)
+
+    def tiles(image: torch.Tensor) -> list[bytes]:
+        return [
+            image[:, row : row + 40, column : column + 40].numpy().tobytes()
+            for row in range(0, 160, 40)
+            for column in range(0, 160, 40)
+        ]
+
+    orders = set()
+    for _ in range(20):
+        out = augment(photo)
+        # the same 16 tiles, pixel for pixel, in another order; the 10-px rim stays in place
+        assert sorted(tiles(out)) == sorted(tiles(photo))
+        assert torch.equal(out[:, 160:], photo[:, 160:]) and torch.equal(
+            out[:, :, 160:], photo[:, :, 160:]
+        )
+        orders.add(tuple(tiles(photo).index(tile) for tile in tiles(out)))
+    assert len(orders) == 20 and tuple(range(16)) not in orders
+    assert AugmentConfig().shuffle == 0

@@ -2,8 +2,8 @@
 
 Framing first (how much of the crop is mirrored), then geometry, then colour, then the
 degradations in the order the web applies them: resampling, blur, and JPEG compression, then
-(optionally) patches hidden. Framing, compression, size and sharpness must never be a signal, so
-the model sees every class at every framing and quality.
+(optionally) patches hidden or tiles shuffled. Framing, compression, size and sharpness must
+never be a signal, so the model sees every class at every framing and quality.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class AugmentConfig(BaseModel):
     mask: float = Field(0.0, ge=0, le=1)
     mask_fraction: tuple[float, float] = (0.1, 0.5)
     mask_patch: int = Field(16, ge=1)
+    # tile shuffling (off by default): cut the crop into square tiles and put them back in a
+    # random order, so whole-face content (who, what pose) cannot decide and local traces must
+    shuffle: float = Field(0.0, ge=0, le=1)
+    shuffle_tile: int = Field(40, ge=1)
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -138,6 +142,32 @@ class PatchMask(nn.Module):
         return torch.where(pixels[:height, :width], self.fill, image)
 
 
+class TileShuffle(nn.Module):
+    """Cut the crop into square tiles and put them back in a random order. Each tile keeps its
+    pixels, its scale and its compression; only the face's layout is lost. Crop sides that are
+    not a multiple of the tile keep their last partial row and column in place.
+    """
+
+    def __init__(self, tile: int) -> None:
+        super().__init__()
+        self.tile = tile
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        channels, height, width = image.shape
+        rows, columns = height // self.tile, width // self.tile
+        inner = image[:, : rows * self.tile, : columns * self.tile]
+        tiles = inner.reshape(channels, rows, self.tile, columns, self.tile).permute(1, 3, 0, 2, 4)
+        tiles = tiles.reshape(rows * columns, channels, self.tile, self.tile)
+        shuffled = tiles[torch.randperm(rows * columns)].reshape(
+            rows, columns, channels, self.tile, self.tile
+        )
+        out = image.clone()
+        out[:, : rows * self.tile, : columns * self.tile] = shuffled.permute(2, 0, 3, 1, 4).reshape(
+            channels, rows * self.tile, columns * self.tile
+        )
+        return out
+
+
 def build_augment(config: AugmentConfig, size: int) -> nn.Module:
     """A transform from a (3, size, size) uint8 tensor to an augmented one of the same shape."""
     steps: list[nn.Module] = []
@@ -164,4 +194,5 @@ def build_augment(config: AugmentConfig, size: int) -> nn.Module:
     maybe(config.blur, v2.GaussianBlur(kernel_size=19, sigma=config.blur_sigma))
     maybe(config.jpeg, JpegCompress(config.jpeg_quality))
     maybe(config.mask, PatchMask(config.mask_fraction, config.mask_patch))
+    maybe(config.shuffle, TileShuffle(config.shuffle_tile))
     return v2.Compose(steps) if steps else nn.Identity()
