@@ -48,7 +48,8 @@ class AugmentConfig(BaseModel):
     mask_fraction: tuple[float, float] = (0.1, 0.5)
     mask_patch: int = Field(16, ge=1)
     # tile shuffling (off by default): cut the crop into square tiles and put them back in a
-    # random order, so whole-face content (who, what pose) cannot decide and local traces must
+    # random order, so whole-face content (who, what pose) cannot decide and local traces must;
+    # held out it ranked unseen generators no higher (docs/results.md, session 33)
     shuffle: float = Field(0.0, ge=0, le=1)
     shuffle_tile: int = Field(40, ge=1)
 
