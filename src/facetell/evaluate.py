@@ -351,9 +351,10 @@ def source_classes(scored: ScoredSet) -> dict[str, str]:
 def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
     """Per source: n, faces found, accuracy, AUROC against the other class, FPR for reals."""
     ok = scored.scored
+    sources = np.array(scored.sources)
     rows = []
     for source, label in source_classes(scored).items():
-        mask = np.array([s == source for s in scored.sources])
+        mask = sources == source
         used = mask & ok
         predicted = scored.p_ai[used] >= threshold
         row: dict[str, Any] = {
@@ -387,8 +388,8 @@ def source_pairs(scored: ScoredSet) -> list[dict[str, Any]]:
     kinds = source_classes(scored)
     pairs = []
     for ai_source in (s for s, kind in kinds.items() if kind == "ai"):
+        fake = ok & (sources == ai_source) & (scored.targets == 1)
         for real_source in (s for s, kind in kinds.items() if kind == "real"):
-            fake = ok & (sources == ai_source) & (scored.targets == 1)
             real = ok & (sources == real_source) & (scored.targets == 0)
             both = fake | real
             pairs.append(
