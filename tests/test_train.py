@@ -21,7 +21,9 @@ from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
 from facetell.models import UnknownModel, create_model, list_models
 from facetell.train import (
+    AdversaryConfig,
     Reporter,
+    SourceAdversary,
     Trainer,
     cached_crops,
     load_config,
@@ -556,3 +558,86 @@ def test_synthetic_fakes_join_only_the_training_split(planted_dataset, tmp_path)
     bundle = load_bundle(result.bundle_dir)
     assert bundle.training["n_synthetic"] == len(added)
     assert bundle.training["n_train"] == len(without.index["train"]) + len(added)
+
+
+def test_source_adversary_sends_its_gradient_back_reversed_and_guesses_within_the_class():
+    """The backbone must receive minus `strength` times the adversary's gradient, the adversary
+    itself the plain one, and a face may only be assigned to a source of its own class."""
+    torch.manual_seed(0)
+    adversary = SourceAdversary(8, source_classes=[0, 0, 1], hidden=16)
+    with torch.no_grad():
+        adversary.net[-1].bias[2] = 100.0  # an AI source that would win every unmasked guess
+    features = torch.randn(6, 8, requires_grad=True)
+    targets = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    sources = torch.tensor([0, 1, 0, 2, 2, 2])
+    loss, right = adversary(features, targets, sources, 0.5)
+    loss.backward()
+    reversed_features = features.grad.clone()
+    reversed_weights = adversary.net[0].weight.grad.clone()
+
+    # The same loss by hand: the real rows choose between sources 0 and 1; the AI rows have
+    # one candidate and cost nothing.
+    adversary.zero_grad()
+    plain = features.detach().clone().requires_grad_(True)
+    real_logits = adversary.net(plain[:3])[:, :2]
+    expected = torch.nn.functional.cross_entropy(real_logits, sources[:3], reduction="sum") / 6
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(reversed_features, -0.5 * plain.grad)
+    assert reversed_features[3:].abs().sum() == 0
+    torch.testing.assert_close(reversed_weights, adversary.net[0].weight.grad)
+    assert right[3:].all()
+    assert right[:3].tolist() == (real_logits.argmax(1) == sources[:3]).tolist()
+
+    # Playing on real sources only: the AI faces (source -1) are neither guessed nor charged.
+    real_only = SourceAdversary(8, source_classes=[0, 0], hidden=16)
+    features.grad = None
+    loss, right = real_only(features, targets, torch.tensor([0, 1, 0, -1, -1, -1]), 1.0)
+    loss.backward()
+    assert len(right) == 3 and features.grad[3:].abs().sum() == 0
+    assert features.grad[:3].abs().sum() > 0
+
+
+def test_a_source_adversarial_run_still_learns_and_resumes_with_its_adversary(tmp_path):
+    """Two real sources (one with a colour cast) and one AI source; the adversary's guesses are
+    logged for fine-tuning epochs only, the planted trace is still learned, and a run stopped
+    mid-phase resumes with the adversary's weights and optimizer state."""
+    root = tmp_path / "data"
+    for folder in ("real/camera", "real/phone", "ai/upsampler"):
+        (root / folder).mkdir(parents=True)
+    for i in range(30):
+        smooth_photo(i, SIZE).save(root / "real" / "camera" / f"{i}.png")
+        warm = np.asarray(smooth_photo(100 + i, SIZE), dtype=np.float32) * [1.0, 0.85, 0.7]
+        Image.fromarray(warm.astype(np.uint8)).save(root / "real" / "phone" / f"{i}.png")
+        upsampled_fake(5000 + i).save(root / "ai" / "upsampler" / f"{i}.png")
+    phases = [
+        {"kind": "head", "epochs": 4, "lr": 0.01, "views": 1},
+        {"kind": "finetune", "epochs": 3, "lr": 0.0003, "trainable_blocks": 3},
+    ]
+    config = config_for(
+        "mobilenet_v2", root, tmp_path / "cache", phases=phases, adversary={"weight": 1.0}
+    )
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    whole = Trainer(config, data, split, tmp_path / "whole")
+    metrics = whole.fit().metrics
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, data, split, tmp_path / "resumed", StopAfterEpochs(5)).fit()
+    resumed = Trainer(config, data, split, tmp_path / "resumed")
+    resumed.resume()
+    resumed.fit()
+
+    history = whole.state.history
+    guesses = [h.get("adversary_accuracy") for h in history]
+    assert guesses[:4] == [None] * 4
+    assert all(0.0 < g <= 1.0 for g in guesses[4:]) and len(guesses) == 7
+    assert metrics["test"]["auroc"] > 0.9
+    for a, b in zip(history, resumed.state.history, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+        assert a.get("adversary_accuracy") == b.get("adversary_accuracy")
+    last = load_file(str(tmp_path / "resumed" / "checkpoints" / "last.safetensors"))
+    for name, value in resumed.adversary.state_dict().items():
+        torch.testing.assert_close(last[f"adversary.{name}"], value)
+    lonely = config.model_copy(update={"adversary": AdversaryConfig(classes=["ai"])})
+    with pytest.raises(FacetellError, match="two or more training sources among"):
+        Trainer(lonely, data, split, tmp_path / "lonely")

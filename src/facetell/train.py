@@ -98,6 +98,24 @@ class DataConfig(BaseModel):
     max_per_source: int | None = None
 
 
+class AdversaryConfig(BaseModel):
+    """Source-adversarial fine-tuning: a small network guesses which source of its class each
+    face came from, and a reversed gradient (Ganin & Lempitsky, 2015) teaches the backbone to
+    defeat it, so the features stop encoding UTKFace-vs-FFHQ or one generator's style while the
+    head still learns real vs AI. Applies to finetune and full phases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Strength of the reversed gradient reaching the backbone, ramped from 0 over each phase
+    # as 2 / (1 + exp(-10 p)) - 1 so the adversary first learns what to defeat.
+    weight: float = Field(0.3, gt=0)
+    hidden: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    # Whose sources must become indistinguishable: "real" alone targets the data's main trap
+    # (UTKFace's look as the mark of a real photo, FFHQ's as that of a fake).
+    classes: list[Literal["real", "ai"]] = ["real", "ai"]
+
+
 class TrainConfig(BaseModel):
     """Everything a run depends on; saved resolved beside the run so it can be repeated."""
 
@@ -124,6 +142,8 @@ class TrainConfig(BaseModel):
     # Real training faces re-drawn by an autoencoder, added to the training split as AI images
     # (synthesize.py); off unless set.
     synthetic: SyntheticConfig | None = None
+    # Off unless set (docs/results.md, session 34).
+    adversary: AdversaryConfig | None = None
     # Weights to start from instead of the family's pretrained ones: a run's
     # checkpoints/best.safetensors or a bundle's model.safetensors (same family and kwargs), so
     # new phases can continue a finished run.
@@ -389,6 +409,7 @@ class CropDataset(Dataset):
         mean: Sequence[float],
         std: Sequence[float],
         item_seed: int | None = None,
+        source_ids: np.ndarray | None = None,
     ) -> None:
         self.crops = crops
         self.indices = np.asarray(indices)
@@ -397,11 +418,12 @@ class CropDataset(Dataset):
         self.mean = torch.tensor(mean).view(3, 1, 1)
         self.std = torch.tensor(std).view(3, 1, 1)
         self.item_seed = item_seed
+        self.source_ids = source_ids
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, ...]:
         index = int(self.indices[position])
         image = torch.from_numpy(np.array(self.crops[index])).permute(2, 0, 1)
         if self.transform is not None and self.item_seed is not None:
@@ -411,17 +433,61 @@ class CropDataset(Dataset):
         elif self.transform is not None:
             image = self.transform(image)
         tensor = (image.float() / 255.0 - self.mean) / self.std
-        return tensor, torch.tensor(float(self.targets[index]))
+        target = torch.tensor(float(self.targets[index]))
+        if self.source_ids is None:
+            return tensor, target
+        return tensor, target, torch.tensor(int(self.source_ids[index]))
 
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _channels_last_batch(items: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+def _channels_last_batch(items: list[tuple[torch.Tensor, ...]]) -> list[torch.Tensor]:
     """Stack a batch in the layout the trainer's model runs fastest in on CPU."""
-    images, targets = default_collate(items)
-    return [images.contiguous(memory_format=torch.channels_last), targets]
+    images, *labels = default_collate(items)
+    return [images.contiguous(memory_format=torch.channels_last), *labels]
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity on the way forward; on the way back the gradient is negated and scaled."""
+
+    @staticmethod
+    def forward(ctx: Any, features: torch.Tensor, strength: float) -> torch.Tensor:
+        ctx.strength = strength
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.strength * grad, None
+
+
+class SourceAdversary(nn.Module):
+    """Guesses which training source of its own class a face's pooled features came from.
+
+    Only sources of the face's class compete (the class is the head's business), so the
+    reversed gradient removes what tells sources apart within a class and nothing else.
+    """
+
+    def __init__(self, feature_dim: int, source_classes: Sequence[int], hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, len(source_classes))
+        )
+        classes = torch.tensor(source_classes)
+        self.register_buffer("in_class", torch.stack([classes == 0, classes == 1]))
+
+    def forward(
+        self, features: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor, strength: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the source guess, averaged over the batch (its gradient reaches the
+        backbone reversed, times `strength`), and which guesses were right. Faces whose source
+        is numbered -1 (a class left out of the game) cost nothing and are not guessed."""
+        logits = self.net(_ReverseGradient.apply(features, strength))
+        logits = logits.masked_fill(~self.in_class[targets.long()], -math.inf)
+        counted = sources >= 0
+        loss = nn.functional.cross_entropy(logits[counted], sources[counted], reduction="sum")
+        return loss / len(sources), logits[counted].argmax(1) == sources[counted]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,9 +505,10 @@ class EpochRecord:
     val_accuracy: float
     lr: float
     seconds: float
+    adversary_accuracy: float | None = None  # share of source guesses the adversary got right
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {key: value for key, value in self.__dict__.items() if value is not None}
 
 
 class Reporter:
@@ -515,9 +582,34 @@ class Trainer:
         # On CPU, oneDNN runs these depthwise/pointwise convolutions about 1.5x faster in the
         # channels-last layout (benchmarks/train_step.py); batches come in that layout too.
         self.model.to(memory_format=torch.channels_last)
+        self.adversary: SourceAdversary | None = None
+        self.source_ids: np.ndarray | None = None  # each image's training source, numbered
+        if config.adversary is not None:
+            self.adversary, self.source_ids = self._source_adversary(config.adversary)
         self.augment = build_augment(config.augment, config.crop.size)
         self.state = RunState()
         self.checkpoints = out_dir / "checkpoints"
+
+    def _source_adversary(self, settings: AdversaryConfig) -> tuple[SourceAdversary, np.ndarray]:
+        """The adversary over this split's training sources of the classes it plays on, and
+        every image's source number (-1: a source it does not play on)."""
+        if not hasattr(self.model, "embed"):
+            raise FacetellError(
+                f"adversary needs a pooled-backbone model (embed + head), not {self.config.model!r}"
+            )
+        train = self.index["train"]
+        source_class = {self.data.sources[i]: int(self.data.targets[i]) for i in train}
+        playing = {("real", "ai").index(name) for name in settings.classes}
+        names = sorted(name for name, label in source_class.items() if label in playing)
+        if len(names) < 2:
+            raise FacetellError(
+                f"adversary needs two or more training sources among {settings.classes}, "
+                f"found {names}; add sources or drop the adversary"
+            )
+        number = {name: k for k, name in enumerate(names)}
+        source_ids = np.array([number.get(source, -1) for source in self.data.sources])
+        classes = [source_class[name] for name in names]
+        return SourceAdversary(self.model.feature_dim, classes, settings.hidden), source_ids
 
     def _load_init_weights(self, path: Path) -> None:
         if not path.is_file():
@@ -564,6 +656,7 @@ class Trainer:
         shuffle: bool,
         seed: int,
         item_seed: int | None = None,
+        with_sources: bool = False,
     ) -> DataLoader:
         dataset = CropDataset(
             self.data.crops,
@@ -573,6 +666,7 @@ class Trainer:
             self.config.mean,
             self.config.std,
             item_seed=item_seed,
+            source_ids=self.source_ids if with_sources else None,
         )
         generator = torch.Generator().manual_seed(seed)
         sampler = None
@@ -612,7 +706,13 @@ class Trainer:
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def _end_epoch(
-        self, kind: str, train_loss: float, val_logits: np.ndarray, lr: float, started: float
+        self,
+        kind: str,
+        train_loss: float,
+        val_logits: np.ndarray,
+        lr: float,
+        started: float,
+        adversary_accuracy: float | None = None,
     ) -> bool:
         """Log the epoch, keep the best weights; True when early stopping says stop."""
         val_loss, val_auroc, val_accuracy = self._val_scores(val_logits)
@@ -626,6 +726,7 @@ class Trainer:
             val_accuracy=round(val_accuracy, 5),
             lr=lr,
             seconds=round(time.perf_counter() - started, 2),
+            adversary_accuracy=adversary_accuracy,
         )
         self.state.history.append(record.to_dict())
         with (self.out_dir / "history.jsonl").open("a", encoding="utf-8") as handle:
@@ -659,11 +760,19 @@ class Trainer:
         state = {k: v.detach().contiguous().clone() for k, v in state.items()}
         save_file(state, str(path))
 
+    def _checkpointed_modules(self) -> dict[str, nn.Module]:
+        """What `last` holds besides the optimizer, by key prefix."""
+        modules: dict[str, nn.Module] = {"model": self.model}
+        if self.adversary is not None:
+            modules["adversary"] = self.adversary
+        return modules
+
     def _save_last(self, optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
         """Model and optimizer tensors as safetensors; everything else as JSON."""
         tensors = {
-            f"model.{k}": v.detach().contiguous().clone()
-            for k, v in self.model.state_dict().items()
+            f"{prefix}.{k}": v.detach().contiguous().clone()
+            for prefix, module in self._checkpointed_modules().items()
+            for k, v in module.state_dict().items()
         }
         meta: dict[str, Any] = {"state": self.state.__dict__, "optimizer": None, "scheduler": None}
         if optimizer is not None:
@@ -685,9 +794,16 @@ class Trainer:
             raise FacetellError(f"{self.out_dir}: no checkpoint to resume from (last.json)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         tensors = load_file(str(self.checkpoints / "last.safetensors"))
-        self.model.load_state_dict(
-            {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        )
+        modules = {"model": self.model, "adversary": self.adversary}
+        for prefix, module in modules.items():
+            if module is not None:
+                module.load_state_dict(
+                    {
+                        k[len(prefix) + 1 :]: v
+                        for k, v in tensors.items()
+                        if k.startswith(prefix + ".")
+                    }
+                )
         self.state = RunState(**meta["state"])
         self._resume_meta = (meta, tensors)
 
@@ -709,9 +825,13 @@ class Trainer:
             scheduler.load_state_dict(meta["scheduler"])
 
     # -- phases ---------------------------------------------------------------------------------
-    def _optimizer(self, parameters: list[nn.Parameter], phase: PhaseConfig):
+    def _optimizer(
+        self, parameters: list[nn.Parameter], phase: PhaseConfig, extra_groups: Sequence[dict] = ()
+    ):
         optimizer = torch.optim.AdamW(
-            parameters, lr=phase.lr, weight_decay=self.config.weight_decay
+            [{"params": parameters}, *extra_groups],
+            lr=phase.lr,
+            weight_decay=self.config.weight_decay,
         )
         schedule = phase.schedule or self.config.schedule
         if schedule == "cosine":
@@ -741,24 +861,37 @@ class Trainer:
             for parameter in self.model.parameters():
                 parameter.requires_grad = True
         parameters = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer, scheduler = self._optimizer(parameters, phase)
+        extra_groups = []
+        if self.adversary is not None and self.config.adversary is not None:
+            adversary_parameters = list(self.adversary.parameters())
+            extra_groups.append({"params": adversary_parameters, "lr": self.config.adversary.lr})
+        optimizer, scheduler = self._optimizer(parameters, phase, extra_groups)
         self._restore_optimizer(optimizer, scheduler)
         average = self._restore_average()
         while self.state.epoch < phase.epochs:
             started = time.perf_counter()
             torch.manual_seed(self._epoch_seed())
-            loader = self._loader("train", augment=True, shuffle=True, seed=self._epoch_seed())
+            loader = self._loader(
+                "train",
+                augment=True,
+                shuffle=True,
+                seed=self._epoch_seed(),
+                with_sources=self.adversary is not None,
+            )
             if phase.kind == "finetune":
                 self.model.backbone_train_mode(True)
             else:
                 self.model.train()
-            losses = []
-            for step, (images, targets) in enumerate(loader, start=1):
+            losses, guessed = [], []
+            for step, (images, targets, *sources) in enumerate(loader, start=1):
                 optimizer.zero_grad(set_to_none=True)
-                loss = nn.functional.binary_cross_entropy_with_logits(self.model(images), targets)
+                progress = (self.state.epoch + step / len(loader)) / phase.epochs
+                class_loss, loss, right = self._step_loss(images, targets, sources, progress)
+                losses.append(class_loss.item())
+                if right is not None:
+                    guessed.append(right)
                 loss.backward()
                 optimizer.step()
-                losses.append(loss.item())
                 self.reporter.batch(
                     f"phase {self.state.phase + 1} {phase.kind} epoch {self.state.epoch + 1}"
                     f"/{phase.epochs} loss {np.mean(losses):.4f}",
@@ -767,7 +900,10 @@ class Trainer:
                 )
             val_logits = self.predict("val")
             lr = optimizer.param_groups[0]["lr"]
-            stop = self._end_epoch(phase.kind, float(np.mean(losses)), val_logits, lr, started)
+            adversary_accuracy = float(torch.cat(guessed).float().mean()) if guessed else None
+            stop = self._end_epoch(
+                phase.kind, float(np.mean(losses)), val_logits, lr, started, adversary_accuracy
+            )
             self._step_scheduler(scheduler, self.state.history[-1]["val_auroc"])
             if phase.average_from is not None and self.state.epoch >= phase.average_from:
                 average = self._add_to_average(average)
@@ -776,6 +912,27 @@ class Trainer:
                 break
         if average is not None:
             self._validate_average(average)
+
+    def _step_loss(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        sources: list[torch.Tensor],
+        progress: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Real-vs-AI loss, the loss to minimise (plus the source adversary's, when set) and
+        which source guesses were right. The reversed gradient ramps up over the phase."""
+        if self.adversary is None or self.config.adversary is None:
+            loss = nn.functional.binary_cross_entropy_with_logits(self.model(images), targets)
+            return loss, loss, None
+        features = self.model.embed(images)
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            self.model.head(features).squeeze(1), targets
+        )
+        ramp = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+        strength = self.config.adversary.weight * ramp
+        source_loss, right = self.adversary(features, targets, sources[0], strength)
+        return loss, loss + source_loss, right
 
     def _restore_average(self) -> AveragedModel | None:
         """The phase's running weight average, as far as a resumed run had got with it."""
