@@ -788,22 +788,18 @@ class Trainer:
         (self.checkpoints / "last.json").write_text(json.dumps(meta), encoding="utf-8")
 
     def resume(self) -> None:
-        """Restore model, run state and (on the next phase start) optimizer from `last`."""
+        """Restore model (and source adversary), run state and (on the next phase start)
+        optimizer from `last`."""
         meta_path = self.checkpoints / "last.json"
         if not meta_path.is_file():
             raise FacetellError(f"{self.out_dir}: no checkpoint to resume from (last.json)")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         tensors = load_file(str(self.checkpoints / "last.safetensors"))
-        modules = {"model": self.model, "adversary": self.adversary}
-        for prefix, module in modules.items():
-            if module is not None:
-                module.load_state_dict(
-                    {
-                        k[len(prefix) + 1 :]: v
-                        for k, v in tensors.items()
-                        if k.startswith(prefix + ".")
-                    }
-                )
+        for prefix, module in self._checkpointed_modules().items():
+            start = len(prefix) + 1
+            module.load_state_dict(
+                {k[start:]: v for k, v in tensors.items() if k[:start] == prefix + "."}
+            )
         self.state = RunState(**meta["state"])
         self._resume_meta = (meta, tensors)
 
