@@ -219,11 +219,14 @@ class RichReporter:
         self.progress.update(task, completed=done)
 
     def epoch(self, record: EpochRecord) -> None:
+        adversary = ""
+        if record.adversary_accuracy is not None:
+            adversary = f"  source guessed {record.adversary_accuracy:.3f}"
         self.progress.console.print(
             f"phase {record.phase + 1} {record.kind:<11} epoch {record.epoch:>3}  "
             f"train loss {record.train_loss:.4f}  val loss {record.val_loss:.4f}  "
             f"val AUROC {record.val_auroc:.4f}  val acc {record.val_accuracy:.4f}  "
-            f"lr {record.lr:.2e}  {record.seconds:.1f}s",
+            f"lr {record.lr:.2e}  {record.seconds:.1f}s{adversary}",
             highlight=False,
         )
 
