@@ -600,8 +600,9 @@ def test_source_adversary_sends_its_gradient_back_reversed_and_guesses_within_th
 
 def test_a_source_adversarial_run_still_learns_and_resumes_with_its_adversary(tmp_path):
     """Two real sources (one with a colour cast) and one AI source; the adversary's guesses are
-    logged for fine-tuning epochs only, the planted trace is still learned, and a run stopped
-    mid-phase resumes with the adversary's weights and optimizer state."""
+    logged for fine-tuning epochs only, the head phase is the plain run's, the planted trace is
+    still learned, and a run stopped mid-phase resumes with the adversary's weights and
+    optimizer state."""
     root = tmp_path / "data"
     for folder in ("real/camera", "real/phone", "ai/upsampler"):
         (root / folder).mkdir(parents=True)
@@ -627,9 +628,17 @@ def test_a_source_adversarial_run_still_learns_and_resumes_with_its_adversary(tm
     resumed.resume()
     resumed.fit()
 
+    plain = Trainer(config.model_copy(update={"adversary": None}), data, split, tmp_path / "plain")
+    plain.fit()
+
     history = whole.state.history
     guesses = [h.get("adversary_accuracy") for h in history]
     assert guesses[:4] == [None] * 4
+    untimed = [
+        [{k: v for k, v in h.items() if k != "seconds"} for h in run.state.history[:4]]
+        for run in (whole, plain)
+    ]
+    assert untimed[0] == untimed[1]  # the adversary leaves the head phase alone
     assert all(0.0 < g <= 1.0 for g in guesses[4:]) and len(guesses) == 7
     assert metrics["test"]["auroc"] > 0.9
     for a, b in zip(history, resumed.state.history, strict=True):

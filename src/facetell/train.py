@@ -584,8 +584,10 @@ class Trainer:
         self.model.to(memory_format=torch.channels_last)
         self.adversary: SourceAdversary | None = None
         self.source_ids: np.ndarray | None = None  # each image's training source, numbered
-        if config.adversary is not None:
-            self.adversary, self.source_ids = self._source_adversary(config.adversary)
+        if config.adversary is not None:  # drawn aside, so the run's own random stream and
+            with torch.random.fork_rng(devices=[]):  # its head phase match a run without it
+                torch.manual_seed(config.seed + 1)
+                self.adversary, self.source_ids = self._source_adversary(config.adversary)
         self.augment = build_augment(config.augment, config.crop.size)
         self.state = RunState()
         self.checkpoints = out_dir / "checkpoints"
