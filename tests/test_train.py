@@ -564,7 +564,7 @@ def test_source_adversary_sends_its_gradient_back_reversed_and_guesses_within_th
     """The backbone must receive minus `strength` times the adversary's gradient, the adversary
     itself the plain one, and a face may only be assigned to a source of its own class."""
     torch.manual_seed(0)
-    adversary = SourceAdversary(8, source_classes=[0, 0, 1], hidden=16)
+    adversary = SourceAdversary(8, [0, 0, 1], AdversaryConfig(hidden=16))
     with torch.no_grad():
         adversary.net[-1].bias[2] = 100.0  # an AI source that would win every unmasked guess
     features = torch.randn(6, 8, requires_grad=True)
@@ -590,7 +590,7 @@ def test_source_adversary_sends_its_gradient_back_reversed_and_guesses_within_th
     assert right[:3].tolist() == (real_logits.argmax(1) == sources[:3]).tolist()
 
     # Playing on real sources only: the AI faces (source -1) are neither guessed nor charged.
-    real_only = SourceAdversary(8, source_classes=[0, 0], hidden=16)
+    real_only = SourceAdversary(8, [0, 0], AdversaryConfig(hidden=16))
     features.grad = None
     loss, right = real_only(features, targets, torch.tensor([0, 1, 0, -1, -1, -1]), 1.0)
     loss.backward()

@@ -469,10 +469,15 @@ class SourceAdversary(nn.Module):
     reversed gradient removes what tells sources apart within a class and nothing else.
     """
 
-    def __init__(self, feature_dim: int, source_classes: Sequence[int], hidden: int) -> None:
+    def __init__(
+        self, feature_dim: int, source_classes: Sequence[int], settings: AdversaryConfig
+    ) -> None:
         super().__init__()
+        self.settings = settings
         self.net = nn.Sequential(
-            nn.Linear(feature_dim, hidden), nn.ReLU(), nn.Linear(hidden, len(source_classes))
+            nn.Linear(feature_dim, settings.hidden),
+            nn.ReLU(),
+            nn.Linear(settings.hidden, len(source_classes)),
         )
         classes = torch.tensor(source_classes)
         self.register_buffer("in_class", torch.stack([classes == 0, classes == 1]))
@@ -611,7 +616,7 @@ class Trainer:
         number = {name: k for k, name in enumerate(names)}
         source_ids = np.array([number.get(source, -1) for source in self.data.sources])
         classes = [source_class[name] for name in names]
-        return SourceAdversary(self.model.feature_dim, classes, settings.hidden), source_ids
+        return SourceAdversary(self.model.feature_dim, classes, settings), source_ids
 
     def _load_init_weights(self, path: Path) -> None:
         if not path.is_file():
@@ -860,9 +865,9 @@ class Trainer:
                 parameter.requires_grad = True
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         extra_groups = []
-        if self.adversary is not None and self.config.adversary is not None:
-            adversary_parameters = list(self.adversary.parameters())
-            extra_groups.append({"params": adversary_parameters, "lr": self.config.adversary.lr})
+        if self.adversary is not None:
+            lr = self.adversary.settings.lr
+            extra_groups.append({"params": list(self.adversary.parameters()), "lr": lr})
         optimizer, scheduler = self._optimizer(parameters, phase, extra_groups)
         self._restore_optimizer(optimizer, scheduler)
         average = self._restore_average()
@@ -920,7 +925,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Real-vs-AI loss, the loss to minimise (plus the source adversary's, when set) and
         which source guesses were right. The reversed gradient ramps up over the phase."""
-        if self.adversary is None or self.config.adversary is None:
+        if self.adversary is None:
             loss = nn.functional.binary_cross_entropy_with_logits(self.model(images), targets)
             return loss, loss, None
         features = self.model.embed(images)
@@ -928,7 +933,7 @@ class Trainer:
             self.model.head(features).squeeze(1), targets
         )
         ramp = 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
-        strength = self.config.adversary.weight * ramp
+        strength = self.adversary.settings.weight * ramp
         source_loss, right = self.adversary(features, targets, sources[0], strength)
         return loss, loss + source_loss, right
 
