@@ -803,9 +803,12 @@ class Trainer:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         tensors = load_file(str(self.checkpoints / "last.safetensors"))
         for prefix, module in self._checkpointed_modules().items():
-            start = len(prefix) + 1
             module.load_state_dict(
-                {k[start:]: v for k, v in tensors.items() if k[:start] == prefix + "."}
+                {
+                    k.removeprefix(f"{prefix}."): v
+                    for k, v in tensors.items()
+                    if k.startswith(f"{prefix}.")
+                }
             )
         self.state = RunState(**meta["state"])
         self._resume_meta = (meta, tensors)
