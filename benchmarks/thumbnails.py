@@ -2,10 +2,12 @@
 
 The hidden benchmark re-saves each image as one JPEG quality, once at native size and once as a
 small centre-cropped thumbnail of a size it does not state. This scores a per-source sample of
-the shipped model's test split at native size and at several thumbnail sizes.
+the shipped model's test split at native size and at several thumbnail sizes. Given a
+leave-one-source-out run's split file (whose test split holds every image of the held-out
+source) and that run's bundle, it shows how the hold-out fares under the hidden set's re-saving.
 
-Usage: python benchmarks/thumbnails.py [--bundle DIR] [--per-source N] [--sizes 48 64 ...]
-       [--min-face-fraction F]
+Usage: python benchmarks/thumbnails.py [--bundle DIR] [--split-file RUN/split.json]
+       [--per-source N] [--sizes 48 64 ...] [--original] [--min-face-fraction F]
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from facetell.data import sample_per_source
+from facetell.data import SplitFile, sample_per_source
 from facetell.detector import Detector
-from facetell.evaluate import auroc, jpeg_copy, score_dataset, thumbnail_copy
+from facetell.evaluate import (
+    ScoredSet,
+    auroc,
+    jpeg_copy,
+    score_dataset,
+    source_pairs,
+    source_table,
+    thumbnail_copy,
+)
 from facetell.faces import RetinaFaceDetector
 from facetell.train import grouped_samples, load_config, make_splits
 
@@ -33,13 +43,38 @@ def shipped_test_split(data: str) -> list:
     return split.samples("test")
 
 
+def ai_source_lines(scored: ScoredSet, threshold: float) -> list[str]:
+    """Per AI source: AUROC against all real faces and each real source alone; share called AI."""
+    pairs = source_pairs(scored)
+    lines = []
+    for row in source_table(scored, threshold):
+        if row["label"] != "ai":
+            continue
+        against = " ".join(
+            f"{pair['real_source']}={pair['auroc']:.3f}"
+            for pair in pairs
+            if pair["ai_source"] == row["source"] and pair["auroc"] is not None
+        )
+        lines.append(
+            f"    {row['source']:<16} vs real {row['auroc_vs_real']:.3f}  [{against}]"
+            f"  called AI {row['accuracy']:.3f}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/faces")
     parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped one)")
+    parser.add_argument(
+        "--split-file", default=None, help="score this split file's test split (a hold-out run's)"
+    )
     parser.add_argument("--per-source", type=int, default=60)
     parser.add_argument("--sizes", type=int, nargs="+", default=[48, 64, 96, 128, 256])
     parser.add_argument("--quality", type=int, default=85)
+    parser.add_argument(
+        "--original", action="store_true", help="score the files as they are, before the copies"
+    )
     parser.add_argument(
         "--min-face-fraction",
         type=float,
@@ -47,10 +82,16 @@ def main() -> None:
         help="face floor in small images as a share of the short side (1.0: a flat 20 px)",
     )
     args = parser.parse_args()
-    test = sample_per_source(shipped_test_split(args.data), args.per_source)
+    split = (
+        SplitFile.load(Path(args.split_file)).samples("test")
+        if args.split_file
+        else shipped_test_split(args.data)
+    )
+    test = sample_per_source(split, args.per_source)
     faces = RetinaFaceDetector(min_face_fraction=args.min_face_fraction)
     detector = Detector.load(args.bundle, face_detector=faces)
-    conditions = {f"native, JPEG {args.quality}": jpeg_copy(args.quality)}
+    conditions = {"original files": None} if args.original else {}
+    conditions[f"native, JPEG {args.quality}"] = jpeg_copy(args.quality)
     for side in args.sizes:
         conditions[f"{side} px, JPEG {args.quality}"] = thumbnail_copy(side, args.quality)
     print(f"{len(test)} test images; verdicts at the bundle's threshold")
@@ -72,6 +113,7 @@ def main() -> None:
             f"[found: {per_source}]  {time.perf_counter() - started:.0f} s",
             flush=True,
         )
+        print("\n".join(ai_source_lines(scored, detector.calibration.threshold)), flush=True)
 
 
 if __name__ == "__main__":
