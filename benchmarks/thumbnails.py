@@ -55,9 +55,10 @@ def ai_source_lines(scored: ScoredSet, threshold: float) -> list[str]:
             for pair in pairs
             if pair["ai_source"] == row["source"] and pair["auroc"] is not None
         )
+        called = "n/a" if row["accuracy"] is None else f"{row['accuracy']:.3f}"  # none scored
         lines.append(
             f"    {row['source']:<16} vs real {row['auroc_vs_real']:.3f}  [{against}]"
-            f"  called AI {row['accuracy']:.3f}"
+            f"  called AI {called}"
         )
     return lines
 
