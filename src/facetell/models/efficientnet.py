@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -148,23 +149,15 @@ def build_efficientnet_lite0(
     )
 
 
-@register_model("efficientnet_lite1")
-def build_efficientnet_lite1(
-    pretrained: bool = False, dropout: float = 0.2
-) -> EfficientNetLiteDetector:
-    """The size between Lite0 and Lite2 (4.2 M parameters).
+def _larger_variant(variant: str) -> Callable[..., EfficientNetLiteDetector]:
+    """A builder for Lite0's design at more capacity (Lite1 4.1 M, Lite2 4.8 M parameters
+    against 3.4 M); its ImageNet file (22-25 MB, needed only to train) comes from make setup."""
 
-    Its ImageNet file (22 MB, needed only to train) is installed by make setup.
-    """
-    return EfficientNetLiteDetector("lite1", pretrained=pretrained, dropout=dropout)
+    def build(pretrained: bool = False, dropout: float = 0.2) -> EfficientNetLiteDetector:
+        return EfficientNetLiteDetector(variant, pretrained=pretrained, dropout=dropout)
+
+    return build
 
 
-@register_model("efficientnet_lite2")
-def build_efficientnet_lite2(
-    pretrained: bool = False, dropout: float = 0.2
-) -> EfficientNetLiteDetector:
-    """Lite0's design at more capacity (4.8 M parameters against 3.4 M).
-
-    Its ImageNet file (25 MB, needed only to train) is installed by make setup.
-    """
-    return EfficientNetLiteDetector("lite2", pretrained=pretrained, dropout=dropout)
+for _variant in ("lite1", "lite2"):
+    register_model(f"efficientnet_{_variant}")(_larger_variant(_variant))
