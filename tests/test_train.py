@@ -683,3 +683,15 @@ def test_mixup_blends_each_face_with_one_partner_and_its_target_alike(planted_da
     assert result.metrics["test"]["auroc"] > 0.9
     with pytest.raises(ValueError, match="mixup"):
         config.model_validate({**config.model_dump(), "adversary": {"weight": 0.3}})
+
+
+def test_a_bad_training_config_is_one_line_naming_each_bad_field():
+    recipe = Path(__file__).parents[1] / "configs" / "default-lite0.yaml"
+    with pytest.raises(FacetellError) as caught:
+        load_config(recipe, ["mixup=-1", "seed=x"])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{recipe}: invalid training config: mixup: ")
+    assert "; seed: " in message
+    with pytest.raises(FacetellError, match=r"config: mixup blends faces .* set one of"):
+        load_config(recipe, ["mixup=0.4", "adversary={weight: 0.3}"])

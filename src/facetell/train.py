@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
@@ -191,9 +191,13 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
         node[keys[-1]] = value
     try:
         return TrainConfig.model_validate(raw)
-    except Exception as error:  # pydantic's message lists every bad field
-        first = str(error).replace("\n", "; ")
-        raise FacetellError(f"{path or 'config'}: invalid training config: {first}") from None
+    except ValidationError as error:  # every bad field, on one line
+        problems = "; ".join(
+            f"{'.'.join(map(str, problem['loc'])) or 'config'}: "
+            f"{problem['msg'].removeprefix('Value error, ')}"
+            for problem in error.errors()
+        )
+        raise FacetellError(f"{path or 'config'}: invalid training config: {problems}") from None
 
 
 # ---------------------------------------------------------------------------------------------
