@@ -1,0 +1,198 @@
+"""How unfamiliar an unseen source's faces are to a model, next to how it scores them.
+
+Leave-one-source-out runs show the classifier ranking an unseen generator's faces below FFHQ
+photos (docs/results.md). This asks whether the model's own features at least know that those
+faces are unlike anything it was trained on: a face's novelty is its mean cosine distance to the
+k nearest training faces in the pooled backbone features (what the head reads). For each
+hold-out run it prints, on the run's test split, the AUROC of novelty and of the classifier's
+logit for the held-out source against the seen real test faces (pooled and per real source),
+and what a "too unfamiliar" flag set at a quantile of the validation faces' novelty would
+catch: the share of held-out faces flagged, of those the raw logit gets wrong (logit > 0 means
+AI), and of seen test faces.
+
+Crops come from the training crop cache (`facetell train` builds it), so the numbers are those
+of the crops the run trained on. `--bank` keeps a seeded sample of the training faces, stored as
+int8, to measure what a reference small enough to ship in a bundle loses. `--thumbnail 64`
+also scores the test split's faces found in the hidden set's second copy (centre-cropped to
+that many pixels, JPEG 85), against the reference of full-size training crops: a flag that
+fires on every small copy of a familiar source would be of no use there.
+
+Usage: python benchmarks/novelty.py RUN [RUN ...] [--k 10] [--bank 500] (0: every training face)
+                                   [--thumbnail 64]
+       (RUN: a hold-out run folder with bundle/, split.json and config.yaml)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from facetell.bundle import Bundle, load_bundle
+from facetell.data import SplitFile, discover
+from facetell.detector import Detector
+from facetell.errors import BadImage
+from facetell.evaluate import thumbnail_copy
+from facetell.faces import main_face
+from facetell.io import decode
+from facetell.train import cached_crops, load_config
+
+QUANTILES = (0.95, 0.98, 0.99)
+
+
+def pooled(bundle: Bundle, crops: np.ndarray) -> torch.Tensor:
+    """Pooled backbone features (what the head reads) of uint8 (N, H, W, 3) crops."""
+    batch = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2)))
+    with torch.no_grad():
+        return bundle.model.embed(bundle.normalise(batch))
+
+
+def unit(features: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.normalize(features, dim=1).numpy()
+
+
+def run_features(run: Path, batch: int = 128) -> tuple[np.ndarray, np.ndarray, SplitFile, Bundle]:
+    """Unit-length pooled features and raw logits of every split row, in row order."""
+    config = load_config(run / "config.yaml")
+    samples = discover(config.data.paths)
+    crops, _ = cached_crops(samples, config.crop, Path(config.cache_dir).expanduser())
+    position = {str(sample.path): i for i, sample in enumerate(samples)}
+    split = SplitFile.load(run / "split.json")
+    rows = np.array([position[row["path"]] for row in split.rows])
+    bundle = load_bundle(run / "bundle")
+    features, logits = [], []
+    for start in range(0, len(rows), batch):
+        chunk = pooled(bundle, crops[rows[start : start + batch]])
+        features.append(unit(chunk))
+        with torch.no_grad():
+            logits.append(bundle.model.head(chunk).squeeze(1).numpy())
+    return np.concatenate(features), np.concatenate(logits), split, bundle
+
+
+def thumbnail_features(
+    bundle: Bundle, paths: list[str], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit features and logit of each image's main face in its thumbnail copy (NaN: none)."""
+    detector = Detector(bundle)
+    shrink = thumbnail_copy(size, 85)
+    features = np.full((len(paths), bundle.model.feature_dim), np.nan, dtype=np.float32)
+    logits = np.full(len(paths), np.nan, dtype=np.float32)
+    for index, path in enumerate(paths):
+        try:
+            image = shrink(decode(path).image)
+        except BadImage:
+            continue
+        face = main_face(detector.face_detector.detect(image))
+        if face is not None:
+            raw = pooled(bundle, detector.crop(image, face)[None])
+            features[index] = unit(raw)[0]
+            with torch.no_grad():
+                logits[index] = float(bundle.model.head(raw).squeeze())
+    return features, logits
+
+
+def novelty(queries: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """Mean cosine distance to the k most similar reference rows (all rows unit length)."""
+    distances = []
+    for start in range(0, len(queries), 512):
+        similarity = queries[start : start + 512] @ reference.T
+        distances.append(1.0 - np.sort(similarity, axis=1)[:, -k:].mean(axis=1))
+    return np.concatenate(distances)
+
+
+def int8_bank(features: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """A seeded sample of rows, rounded to int8 as a bundle would store them (read back)."""
+    picked = np.random.default_rng(seed).choice(len(features), size, replace=False)
+    return np.round(features[picked] * 127).astype(np.int8).astype(np.float32) / 127
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    return float(roc_auc_score(labels, np.r_[positive, negative]))
+
+
+def print_block(
+    title: str,
+    scores: np.ndarray,
+    logits: np.ndarray,
+    thresholds: dict[float, float],
+    held: np.ndarray,
+    others: np.ndarray,
+    seen: np.ndarray,
+    sources: np.ndarray,
+    wrong: np.ndarray,
+    held_is_ai: bool,
+) -> None:
+    """AUROCs of novelty and logit for held-out vs seen faces of the other class, and flags."""
+    print(title)
+    sign = 1.0 if held_is_ai else -1.0  # a held-out real source should score low P(ai)
+    for name, values in (("novelty", scores), ("logit", sign * logits)):
+        pairs = [f"all {auroc(values[held], values[others]):.3f}"]
+        for source in sorted(set(sources[others])):
+            pairs.append(
+                f"{source} {auroc(values[held], values[others & (sources == source)]):.3f}"
+            )
+        print(f"  AUROC {name:8s} held-out vs seen {'real' if held_is_ai else 'AI'}: ", end="")
+        print(", ".join(pairs))
+    for quantile, threshold in thresholds.items():
+        flagged = scores > threshold
+        print(
+            f"  flag at val q{quantile:.2f}: held-out flagged {flagged[held].mean():6.1%}, "
+            f"its wrong answers ({wrong[held].mean():.1%} of it) flagged "
+            f"{flagged[held & wrong].mean():6.1%}; seen test faces flagged "
+            f"{flagged[seen].mean():5.1%}"
+        )
+
+
+def report(run: Path, k: int, bank: int, thumbnail: int | None) -> None:
+    """Print one hold-out run's numbers for a bank of all training faces (0) or a sample."""
+    features, logits, split, bundle = run_features(run)
+    held_out = split.params["holdout"]
+    column = {key: np.array([row[key] for row in split.rows]) for key in ("split", "source")}
+    label = np.array([row["label"] for row in split.rows])
+    reference = features[column["split"] == "train"]
+    reference = int8_bank(reference, bank) if bank else reference
+    scores = novelty(features, reference, k)
+    val_scores = scores[column["split"] == "val"]
+    thresholds = {q: float(np.quantile(val_scores, q)) for q in QUANTILES}
+    test = column["split"] == "test"
+    held = column["source"] == held_out
+    held_is_ai = bool((label[held] == "ai").all())
+    # the held-out source against the seen sources of the other class
+    others = test & ~held & (label == ("real" if held_is_ai else "ai"))
+    context = {"held": held, "others": others, "seen": test & ~held,
+               "sources": column["source"], "held_is_ai": held_is_ai}  # fmt: skip
+    print(f"\n{run} (held out: {held_out}, {held.sum()} faces; bank {len(reference)}, k {k})")
+    wrong = (logits > 0) != (label == "ai")
+    print_block("  training crops:", scores, logits, thresholds, wrong=wrong, **context)
+    if thumbnail is None:
+        return
+    test_paths = [row["path"] for row in split.rows if row["split"] == "test"]
+    small, small_logits = np.full_like(features, np.nan), np.full_like(logits, np.nan)
+    small[test], small_logits[test] = thumbnail_features(bundle, test_paths, thumbnail)
+    found = ~np.isnan(small_logits)
+    small_scores = np.where(found, novelty(np.nan_to_num(small), reference, k), np.nan)
+    small_wrong = (small_logits > 0) != (label == "ai")
+    context = {key: value & found if key in ("held", "others", "seen") else value
+               for key, value in context.items()}  # fmt: skip
+    title = f"  {thumbnail}-px JPEG-85 copies (a face found in {found[test].mean():.1%}):"
+    print_block(title, small_scores, small_logits, thresholds, wrong=small_wrong, **context)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--bank", type=int, default=0, help="int8 sample of training faces")
+    parser.add_argument("--thumbnail", type=int, default=None, help="also score N-px copies")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    for run in args.runs:
+        report(run, args.k, args.bank, args.thumbnail)
+
+
+if __name__ == "__main__":
+    main()
