@@ -5,8 +5,8 @@ photos (docs/results.md). This asks whether the model's own features at least kn
 faces are unlike anything it was trained on: a face's novelty is its mean cosine distance to the
 k nearest training faces in the pooled backbone features (what the head reads). For each
 hold-out run it prints, on the run's test split, the AUROC of novelty and of the classifier's
-logit for the held-out source against the seen real test faces (pooled and per real source),
-and what a "too unfamiliar" flag set at a quantile of the validation faces' novelty would
+logit for the held-out source against the seen test faces of the other class (pooled and per
+source), and what a "too unfamiliar" flag set at a quantile of the validation faces' novelty would
 catch: the share of held-out faces flagged, of those the raw logit gets wrong (logit > 0 means
 AI), and of seen test faces.
 
@@ -51,6 +51,7 @@ def pooled(bundle: Bundle, crops: np.ndarray) -> torch.Tensor:
 
 
 def unit(features: torch.Tensor) -> np.ndarray:
+    """Rows scaled to length 1, so a dot product is a cosine similarity."""
     return torch.nn.functional.normalize(features, dim=1).numpy()
 
 
@@ -63,6 +64,11 @@ def run_features(run: Path, batch: int = 128) -> tuple[np.ndarray, np.ndarray, S
     split = SplitFile.load(run / "split.json")
     rows = np.array([position[row["path"]] for row in split.rows])
     bundle = load_bundle(run / "bundle")
+    if not hasattr(bundle.model, "embed"):
+        raise SystemExit(
+            f"{run / 'bundle'}: {bundle.architecture} has no pooled features to compare (use "
+            "the run of a single-backbone family such as efficientnet_lite0 or mobilenet_v2)"
+        )
     features, logits = [], []
     for start in range(0, len(rows), batch):
         chunk = pooled(bundle, crops[rows[start : start + batch]])
