@@ -29,13 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from facetell.bundle import Bundle, load_bundle
 from facetell.data import SplitFile, discover
 from facetell.detector import Detector
 from facetell.errors import BadImage
-from facetell.evaluate import thumbnail_copy
+from facetell.evaluate import auroc, thumbnail_copy
 from facetell.faces import main_face
 from facetell.io import decode
 from facetell.train import cached_crops, load_config
@@ -115,11 +114,6 @@ def int8_bank(features: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     return np.round(features[picked] * 127).astype(np.int8).astype(np.float32) / 127
 
 
-def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
-    labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    return float(roc_auc_score(labels, np.r_[positive, negative]))
-
-
 def print_block(
     title: str,
     scores: np.ndarray,
@@ -136,11 +130,11 @@ def print_block(
     print(title)
     sign = 1.0 if held_is_ai else -1.0  # a held-out real source should score low P(ai)
     for name, values in (("novelty", scores), ("logit", sign * logits)):
-        pairs = [f"all {auroc(values[held], values[others]):.3f}"]
+        # each AUROC ranks the held-out faces (positives) against one set of the other class
+        pairs = [f"all {auroc(held[held | others], values[held | others]):.3f}"]
         for source in sorted(set(sources[others])):
-            pairs.append(
-                f"{source} {auroc(values[held], values[others & (sources == source)]):.3f}"
-            )
+            pair = held | (others & (sources == source))
+            pairs.append(f"{source} {auroc(held[pair], values[pair]):.3f}")
         print(f"  AUROC {name:8s} held-out vs seen {'real' if held_is_ai else 'AI'}: ", end="")
         print(", ".join(pairs))
     for quantile, threshold in thresholds.items():
