@@ -6,8 +6,13 @@ This does the same with a per-source sample of the shipped model's test split (f
 number only, so nothing but pixels reaches the model) and scores the JSON lines the CLI prints:
 what a model comparison should be decided on, since it is the path the judges take.
 
-Usage: python benchmarks/hidden_set.py [--bundle DIR] [--per-source N] [--quality Q]
-       [--sizes 96 64 ...] [--keep DIR]
+With `--split-file` (a hold-out run's split.json and its ensemble's bundle) the sample comes from
+that split's test rows, so the held-out source is judged as an unseen one would be. Each line
+ends with the share of each source's faces flagged unfamiliar (`familiar: false`), when the
+bundle has a familiarity reference.
+
+Usage: python benchmarks/hidden_set.py [--bundle DIR] [--split-file SPLIT] [--per-source N]
+       [--quality Q] [--sizes 96 64 ...] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 from thumbnails import shipped_test_split
 
 from facetell.calibrate import expected_calibration_error
-from facetell.data import Sample, sample_per_source
+from facetell.data import Sample, SplitFile, sample_per_source
 from facetell.evaluate import auroc, centre_thumbnail
 from facetell.io import decode
 
@@ -71,19 +76,35 @@ def summarise(samples: list[Sample], rows: dict[int, dict]) -> str:
         f"real called AI {np.mean(real_rates):.1%} ({per_real})  "
         f"uncertain {np.mean(~decided):.1%}  "
         f"accuracy when decided {np.mean(correct[decided]):.3f}"
+        + unfamiliar_shares(rows, scored, sources)
     )
+
+
+def unfamiliar_shares(rows: dict[int, dict], scored: list[int], sources: np.ndarray) -> str:
+    """Per source, the share of judged images whose verdict face is flagged unfamiliar."""
+    flags = np.array([rows[i]["familiar"] is False for i in scored])
+    if all(rows[i]["familiar"] is None for i in scored):
+        return ""
+    shares = " ".join(f"{s}={flags[sources == s].mean():.1%}" for s in sorted(set(sources)))
+    return f"  unfamiliar ({shares})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/faces")
     parser.add_argument("--bundle", default=None, help="model bundle (default: the shipped one)")
+    parser.add_argument("--split-file", type=Path, help="take the test rows of this split")
     parser.add_argument("--per-source", type=int, default=60)
     parser.add_argument("--quality", type=int, default=80)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 64])
     parser.add_argument("--keep", type=Path, help="write the copies here and keep them")
     args = parser.parse_args()
-    samples = sample_per_source(shipped_test_split(args.data), args.per_source)
+    test = (
+        SplitFile.load(args.split_file).samples("test")
+        if args.split_file
+        else shipped_test_split(args.data)
+    )
+    samples = sample_per_source(test, args.per_source)
     root = args.keep or Path(tempfile.mkdtemp(prefix="facetell-hidden-"))
     print(f"{len(samples)} test images, JPEG {args.quality}, judged by `facetell predict`")
     try:

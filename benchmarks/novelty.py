@@ -17,9 +17,14 @@ also scores the test split's faces found in the hidden set's second copy (centre
 that many pixels, JPEG 85), against the reference of full-size training crops: a flag that
 fires on every small copy of a familiar source would be of no use there.
 
+A two-member ensemble is measured by joining its members' runs of the same hold-out with "+":
+each face's feature is the members' unit features side by side, scaled so that a dot product is
+the mean of the members' cosine similarities, and its logit is the mean of the members' logits.
+
 Usage: python benchmarks/novelty.py RUN [RUN ...] [--k 10] [--bank 500] (0: every training face)
                                    [--thumbnail 64]
-       (RUN: a hold-out run folder with bundle/, split.json and config.yaml)
+       (RUN: a hold-out run folder with bundle/, split.json and config.yaml, or several such
+        folders of one hold-out joined by "+", e.g. runs/lite0/holdout-sdxl+runs/tight/holdout-sdxl)
 """
 
 from __future__ import annotations
@@ -147,9 +152,27 @@ def print_block(
         )
 
 
-def report(run: Path, k: int, bank: int, thumbnail: int | None) -> None:
-    """Print one hold-out run's numbers for a bank of all training faces (0) or a sample."""
-    features, logits, split, bundle = run_features(run)
+def member_features(
+    runs: list[Path],
+) -> tuple[np.ndarray, np.ndarray, SplitFile, list[Bundle]]:
+    """Joined unit features and mean logits of one hold-out's member runs (split rows checked)."""
+    parts = [run_features(run) for run in runs]
+    split = parts[0][2]
+    for run, part in zip(runs[1:], parts[1:], strict=True):
+        if part[2].rows != split.rows:
+            raise SystemExit(
+                f"{run}: its split.json differs from {runs[0]}'s; join runs of one hold-out"
+            )
+    scale = 1.0 / np.sqrt(len(parts))
+    features = np.concatenate([part[0] for part in parts], axis=1) * scale
+    logits = np.mean([part[1] for part in parts], axis=0)
+    return features, logits, split, [part[3] for part in parts]
+
+
+def report(runs: list[Path], k: int, bank: int, thumbnail: int | None) -> None:
+    """Print one hold-out's numbers for a bank of all training faces (0) or a sample."""
+    features, logits, split, bundles = member_features(runs)
+    run = "+".join(str(path) for path in runs)
     held_out = split.params["holdout"]
     column = {key: np.array([row[key] for row in split.rows]) for key in ("split", "source")}
     label = np.array([row["label"] for row in split.rows])
@@ -170,9 +193,12 @@ def report(run: Path, k: int, bank: int, thumbnail: int | None) -> None:
     print_block("  training crops:", scores, logits, thresholds, wrong=wrong, **context)
     if thumbnail is None:
         return
-    test_paths = [row["path"] for row in split.rows if row["split"] == "test"]
+    scored = test | (column["split"] == "val")
+    paths = [row["path"] for row, keep in zip(split.rows, scored, strict=True) if keep]
     small, small_logits = np.full_like(features, np.nan), np.full_like(logits, np.nan)
-    small[test], small_logits[test] = thumbnail_features(bundle, test_paths, thumbnail)
+    parts = [thumbnail_features(bundle, paths, thumbnail) for bundle in bundles]
+    small[scored] = np.concatenate([part[0] for part in parts], axis=1) / np.sqrt(len(parts))
+    small_logits[scored] = np.mean([part[1] for part in parts], axis=0)  # NaN unless all found
     found = ~np.isnan(small_logits)
     small_scores = np.where(found, novelty(np.nan_to_num(small), reference, k), np.nan)
     small_wrong = (small_logits > 0) != (label == "ai")
@@ -180,18 +206,29 @@ def report(run: Path, k: int, bank: int, thumbnail: int | None) -> None:
                for key, value in context.items()}  # fmt: skip
     title = f"  {thumbnail}-px JPEG-85 copies (a face found in {found[test].mean():.1%}):"
     print_block(title, small_scores, small_logits, thresholds, wrong=small_wrong, **context)
+    # a shipped flag would fit its threshold on thumbnail copies of the validation faces too
+    small_val = small_scores[(column["split"] == "val") & found]
+    fitted = {q: float(np.quantile(small_val, q)) for q in QUANTILES}
+    print(f"  the same, thresholds at quantiles of {len(small_val)} validation thumbnails:")
+    for quantile, threshold in fitted.items():
+        flagged = small_scores > threshold
+        print(
+            f"  flag at thumbnail val q{quantile:.2f}: held-out flagged "
+            f"{flagged[context['held']].mean():6.1%}; seen test faces flagged "
+            f"{flagged[context['seen']].mean():5.1%}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="+", help='run folder, or member runs joined by "+"')
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--bank", type=int, default=0, help="int8 sample of training faces")
     parser.add_argument("--thumbnail", type=int, default=None, help="also score N-px copies")
     args = parser.parse_args()
     torch.set_num_threads(2)
     for run in args.runs:
-        report(run, args.k, args.bank, args.thumbnail)
+        report([Path(part) for part in run.split("+")], args.k, args.bank, args.thumbnail)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ configs/default-lite0.yaml (EfficientNet-Lite0, mirrored margin 0.3, framing aug
 configs/default-tight.yaml (MobileNetV2, tight crops that never mirror). Steps, each a facetell
 command: train each member → calibrate each on the validation split (its temperature weighs its
 vote) → `facetell ensemble --half` (float16 weights keep the bundle under 25 MB) → calibrate the
-ensemble on the validation split (threshold for a 2% false-positive rate on real faces, and
-the small-face correction on 48-160-px thumbnail copies; members need only their temperature) →
+ensemble on the validation split (threshold for a 2% false-positive rate on real faces, the
+small-face correction on 48-160-px thumbnail copies, and the familiarity reference of 500
+training faces with its novelty thresholds; members need only their temperature) →
 evaluate it on the test split (report in runs/default-report; it shows thumbnails of the shared
 images, so it stays out of the repository) → copy the bundle with its test metrics and the
 existing MODEL_CARD.md to models/default, and the split to models/default-split.json, so the
@@ -45,9 +46,12 @@ def run(*args: str) -> None:
     subprocess.run([*FACETELL, *args], check=True, cwd=ROOT)
 
 
-def calibrate(bundle: Path, split: Path, *, size_correction: bool) -> None:
+def calibrate(bundle: Path, split: Path, *, full: bool) -> None:
+    """Members need only their temperature; the ensemble also gets the small-face correction
+    and the familiarity reference (500 faces of the train split) and thresholds."""
     run("calibrate", str(bundle), "--split-file", str(split), "--split", "val", "--max-fpr", "0.02",
-        "--size-correction" if size_correction else "--no-size-correction")  # fmt: skip
+        "--size-correction" if full else "--no-size-correction",
+        "--familiarity" if full else "--no-familiarity")  # fmt: skip
 
 
 def evaluate(bundle: Path, split: Path, report: Path, *, robustness_limit: int) -> None:
@@ -67,7 +71,7 @@ def build_ensemble(member_runs: list[Path], out: Path) -> tuple[Path, Path]:
     """Calibrate each member, ensemble them with float16 weights, calibrate the ensemble."""
     split = same_split([run_dir / "split.json" for run_dir in member_runs])
     for run_dir in member_runs:
-        calibrate(run_dir / "bundle", split, size_correction=False)
+        calibrate(run_dir / "bundle", split, full=False)
     bundle = out / "bundle"
     run(
         "ensemble",
@@ -78,7 +82,7 @@ def build_ensemble(member_runs: list[Path], out: Path) -> tuple[Path, Path]:
         "--name",
         "facetell-default",
     )
-    calibrate(bundle, split, size_correction=True)
+    calibrate(bundle, split, full=True)
     return bundle, split
 
 
@@ -133,9 +137,10 @@ def measure_holdouts(members: dict[str, str], runs: Path, holdout: str) -> None:
         auroc = row.get("auroc_vs_real", row.get("auroc_vs_ai"))
         called_ai = row["accuracy"] if row["label"] == "ai" else row["false_positive_rate"]
         pairs = ", ".join(f"{other} {value:.3f}" for other, value in row["auroc_by_source"].items())
+        unfamiliar = "" if row["unfamiliar"] is None else f", {row['unfamiliar']:.1%} unfamiliar"
         print(
             f"held out {source}: AUROC {auroc:.3f} vs the other class ({pairs}), "
-            f"{called_ai:.1%} called AI"
+            f"{called_ai:.1%} called AI{unfamiliar}"
         )
 
 

@@ -241,3 +241,11 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
     in_repo = Detector.load().predict(str(tmp_path / "astronaut.jpg"))
     assert record["model"] == in_repo.model
     assert record["p_ai"] == pytest.approx(in_repo.p_ai, abs=1e-4)  # JSON keeps 4 digits
+
+
+def test_the_shipped_bundle_fits_its_25_mb_budget():
+    from facetell.detector import REPO_DEFAULT_BUNDLE
+
+    files = list(REPO_DEFAULT_BUNDLE.iterdir())
+    assert {"model.safetensors", "model.onnx", "reference.safetensors"} <= {f.name for f in files}
+    assert sum(file.stat().st_size for file in files) <= 25_000_000

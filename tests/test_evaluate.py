@@ -326,6 +326,8 @@ def test_source_pairs_show_which_real_photos_a_generator_passes_for():
         labels=[None] * 180,
         statuses=statuses,
         seconds=1.0,
+        novelty=np.full(180, np.nan),
+        familiar=[None] * 180,
     )
     pairs = {(p["ai_source"], p["real_source"]): p for p in source_pairs(scored)}
     assert set(pairs) == {(a, r) for a in ("newgan", "oldgan") for r in ("clean", "soft")}

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from conftest import astronaut, gan_faces, launch_chromium
+from conftest import astronaut, gan_faces, launch_chromium, save_untrained_bundle
 from facetell.detector import Detector
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -85,6 +85,41 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     record = json.loads(predicted.stdout)
     assert record["calibrated"] is True
     assert "not calibrated" not in predicted.stderr
+
+
+def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):
+    bundle = tmp_path / "bundle"
+    save_untrained_bundle(bundle, "mobilenet_v2", 96)
+    training = tmp_path / "training"
+    training.mkdir()
+    photo = astronaut()
+    for i in range(10):  # other crops of the photo and other generated faces than `labelled`
+        photo.crop((40 + 5 * i, 0, 360 + 5 * i, 320)).save(training / f"photo-{i}.jpg")
+    for i, face in enumerate(gan_faces(20, seed=30, size=160)):
+        face.save(training / f"gan-{i}.png")
+    result = facetell("calibrate", str(bundle), str(labelled), "--reference", str(training),
+                      "--reference-size", "25")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "familiarity: 25 reference faces" in result.stdout
+    familiarity = json.loads((bundle / "calibration.json").read_text())["familiarity"]
+    # fitted on the 32 images and their five thumbnail copies, each face in its width band
+    assert sum(familiarity["details"]["faces_per_band"]) == familiarity["details"]["faces"]
+    assert 32 < familiarity["details"]["faces"] <= 32 * 6
+    assert len(familiarity["thresholds"]) == len(familiarity["width_edges"]) + 1
+    predicted = facetell("predict", str(labelled), "--model", str(bundle), "--format", "jsonl")
+    records = [json.loads(line) for line in predicted.stdout.splitlines()]
+    faces = [face for record in records for face in record["faces"]]
+    assert len(faces) >= 30 and all(face["novelty"] >= 0 for face in faces)
+    for record in records:
+        top = max(record["faces"], key=lambda face: face["p_ai"])
+        assert record["familiar"] == top["familiar"]
+        band = sum(top["box"][2] >= edge for edge in familiarity["width_edges"])
+        assert top["familiar"] == (top["novelty"] <= familiarity["thresholds"][band] + 5e-5)
+    # thresholds sit at the 95th percentile of these very faces: few are flagged
+    assert sum(not face["familiar"] for face in faces) <= 0.15 * len(faces)
+    table = facetell("predict", str(labelled), "--model", str(bundle))
+    flagged = sum(not record["familiar"] for record in records)
+    assert table.stdout.count("unfamiliar face") == flagged
 
 
 def test_predict_applies_the_size_correction_to_small_faces_only(bundle, labelled, tmp_path):

@@ -308,22 +308,34 @@ def test_web_page_shows_the_servers_rendering_of_a_heic_chromium_cannot_show(ser
         browser.close()
 
 
-def test_web_page_flags_small_faces_with_the_shipped_model(tmp_path):
+def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     from facetell.detector import default_bundle_path
 
     thumbnail = tmp_path / "astronaut-thumbnail.jpg"
     astronaut().resize((96, 96)).save(thumbnail, quality=85)  # a face about 16 px wide
+    greyscale = tmp_path / "astronaut-greyscale.jpg"
+    astronaut().convert("L").save(greyscale, quality=90)  # every training photo is in colour
+    generated = EXAMPLE.with_name("dcgan-face.jpg")
+    uploads = [EXAMPLE, thumbnail, greyscale, generated]
     serving = contextlib.contextmanager(start_server)(default_bundle_path(), tmp_path)
     with sync_playwright() as playwright, serving as url:
+        files = [("files", (path.name, path.read_bytes(), "image/jpeg")) for path in uploads]
+        records = httpx.post(f"{url}/api/v1/predict", files=files, timeout=60).json()["results"]
+        faces = [face for record in records for face in record["faces"]]
+        unfamiliar = sum(face["familiar"] is False for face in faces)
+        # a DCGAN face is of a training source; a black-and-white or tiny photo is unlike them
+        assert 0 < unfamiliar < len(faces) and records[3]["familiar"] is True
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url)
         expect(page.locator("#model-info")).to_contain_text("calibrated.")
-        page.set_input_files("#file-input", [str(EXAMPLE), str(thumbnail)])
+        page.set_input_files("#file-input", [str(path) for path in uploads])
         expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
         notes = page.locator(".small-face")
         expect(notes).to_have_count(1)
         expect(notes.first).to_contain_text("px wide")
+        expect(page.locator(".unfamiliar")).to_have_count(unfamiliar)
+        expect(page.locator(".unfamiliar").first).to_contain_text("not a sign")
         browser.close()

@@ -6,9 +6,11 @@ A bundle is a folder (or a .zip of one) holding `model.safetensors`, `config.jso
 bundle, so it can never drift from training.
 
 `model.onnx` is the same weights exported for ONNX Runtime, tied to them by the safetensors
-file's SHA-256 in config.json. Inference runs it without importing torch (torch and torchvision
-alone take ~3 s to import on a 2-core CPU); the torch model is built only when something needs
-it (training, Grad-CAM, a bundle without a matching export).
+file's SHA-256 in config.json; `reference.safetensors` (facetell.familiarity) holds those
+weights' embeddings of a sample of training faces, tied to them the same way in its metadata.
+Inference runs the export without importing torch (torch and torchvision alone take ~3 s to
+import on a 2-core CPU); the torch model is built only when something needs it (training,
+Grad-CAM, a bundle without a matching export).
 
 A model reads one crop per recipe in `Bundle.recipes`, stacked along the channel axis (3 per
 recipe), so an ensemble can feed each member the crop it was trained on through one tensor.
@@ -33,6 +35,7 @@ import numpy as np
 from facetell import __version__
 from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
+from facetell.familiarity import REFERENCE_FILE, Reference
 
 if TYPE_CHECKING:
     import torch
@@ -72,6 +75,7 @@ class Bundle:
     module: nn.Module | None = None
     weights: bytes | None = None
     onnx: bytes | None = None
+    reference: Reference | None = None
 
     @property
     def identity(self) -> str:
@@ -138,6 +142,16 @@ class Bundle:
             raise BundleError(f"{folder}: calibration can only be written into a bundle folder")
         _write_json(folder / "calibration.json", self.calibration)
 
+    def save_reference(self, folder: Path) -> None:
+        """Write only reference.safetensors into an existing bundle folder, tied to its weights."""
+        if self.reference is None:
+            raise BundleError(f"{folder}: no familiarity reference to save")
+        weights = folder / "model.safetensors"
+        if not weights.is_file():
+            raise BundleError(f"{folder}: a reference can only be written into a bundle folder")
+        data = self.reference.to_bytes(_sha256(weights.read_bytes()))
+        (folder / REFERENCE_FILE).write_bytes(data)
+
     def save(self, folder: Path, *, model_card: str | None = None) -> Path:
         """Write the bundle; architectures ONNX can express also get `model.onnx`."""
         from safetensors.torch import save
@@ -163,6 +177,9 @@ class Bundle:
             (folder / "model.onnx").write_bytes(onnx)
             config["onnx"] = {"file": "model.onnx", "weights_sha256": _sha256(weights)}
         _write_json(folder / "config.json", config)
+        (folder / REFERENCE_FILE).unlink(missing_ok=True)
+        if self.reference is not None:
+            (folder / REFERENCE_FILE).write_bytes(self.reference.to_bytes(_sha256(weights)))
         if self.calibration is not None:
             _write_json(folder / "calibration.json", self.calibration)
         if self.metrics:
@@ -226,11 +243,17 @@ def ensemble_bundle(
     )
 
 
+def has_embedding(model: nn.Module) -> bool:
+    """Whether a model can also give the pooled-feature embedding facetell.familiarity reads."""
+    return bool(getattr(model, "has_embedding", hasattr(model, "logit_and_embedding")))
+
+
 def export_onnx(
     model: nn.Module, size: int, channels: int = 3, *, fold_constants: bool = True
 ) -> bytes | None:
     """The model as an ONNX graph with a dynamic batch axis, or None for models that declare
     `onnx_exportable = False` (the spectrum model's FFT has no ONNX operator); those run on torch.
+    Models with an embedding get it as a second output, "embedding", computed in the same pass.
 
     `fold_constants=False` keeps the stored weights as they are (BatchNorm not folded into the
     convolutions), so rounding them to float16 rounds the very numbers torch loads.
@@ -239,18 +262,30 @@ def export_onnx(
 
     if not getattr(model, "onnx_exportable", True):
         return None
+    outputs = ["logit", "embedding"] if has_embedding(model) else ["logit"]
+
+    class Exported(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> Any:
+            if len(outputs) == 2:
+                return self.model.logit_and_embedding(x)
+            return self.model(x)
+
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            model.eval(),
+            Exported().eval(),
             (torch.zeros(1, channels, size, size),),
             buffer,
             dynamo=False,
             do_constant_folding=fold_constants,
             input_names=["image"],
-            output_names=["logit"],
-            dynamic_axes={"image": {0: "batch"}, "logit": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             opset_version=17,
         )
     return buffer.getvalue()
@@ -339,6 +374,11 @@ def load_bundle(path: str | Path) -> Bundle:
     onnx = files.get(onnx_spec.get("file", "model.onnx"))
     if onnx is not None and onnx_spec.get("weights_sha256") != _sha256(weights):
         onnx = None  # exported from other weights: stale, so the torch model answers instead
+    reference = None
+    if REFERENCE_FILE in files:
+        reference, reference_weights = Reference.from_bytes(files[REFERENCE_FILE])
+        if reference_weights != _sha256(weights):
+            reference = None  # features of other weights: meaningless for these
     inputs = config["input"]
 
     def optional_json(name: str) -> Any:
@@ -360,4 +400,5 @@ def load_bundle(path: str | Path) -> Bundle:
         path=path,
         weights=weights,
         onnx=onnx,
+        reference=reference,
     )

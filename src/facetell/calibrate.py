@@ -20,8 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from facetell.familiarity import Familiarity
+
 DEFAULT_BAND = (0.35, 0.65)
-_OWN_KEYS = ("temperature", "bias", "threshold", "uncertain_band", "size_correction")
+_OWN_KEYS = (
+    "temperature", "bias", "threshold", "uncertain_band", "size_correction", "familiarity"
+)  # fmt: skip
 # The copies the size correction is fitted on: the hidden benchmark's kind of thumbnail, at sizes
 # that put faces from about 25 px wide to beyond the reference width.
 THUMBNAIL_SIZES = (48, 64, 96, 128, 160)
@@ -72,12 +76,14 @@ class Calibration:
     details: dict[str, Any] = field(default_factory=dict)
     size_correction: SizeCorrection | None = None
     bias: float = 0.0
+    familiarity: Familiarity | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Calibration:
         if not raw:
             return cls()
         correction = raw.get("size_correction")
+        familiarity = raw.get("familiarity")
         return cls(
             temperature=float(raw["temperature"]),
             bias=float(raw.get("bias", 0.0)),
@@ -86,6 +92,7 @@ class Calibration:
             fitted=True,
             details={k: v for k, v in raw.items() if k not in _OWN_KEYS},
             size_correction=SizeCorrection(**correction) if correction else None,
+            familiarity=Familiarity.from_dict(familiarity) if familiarity else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,10 +101,16 @@ class Calibration:
         details = raw.pop("details")
         if raw["size_correction"] is None:
             raw.pop("size_correction")
+        raw.pop("familiarity")
+        if self.familiarity is not None:
+            raw["familiarity"] = self.familiarity.to_dict()
         return {**raw, "uncertain_band": list(self.uncertain_band), **details}
 
     def with_size_correction(self, correction: SizeCorrection | None) -> Calibration:
         return replace(self, size_correction=correction)
+
+    def with_familiarity(self, familiarity: Familiarity | None) -> Calibration:
+        return replace(self, familiarity=familiarity)
 
     def scaled_logits(
         self, logits: np.ndarray | float, widths: np.ndarray | float | None = None

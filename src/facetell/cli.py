@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import itertools
 import json
 import re
 import sys
@@ -53,6 +54,14 @@ from facetell.data import (
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
+from facetell.familiarity import (
+    DEFAULT_REFERENCE_SIZE,
+    Familiarity,
+    Reference,
+    fit_familiarity,
+    reference_embeddings,
+    sample_indices,
+)
 from facetell.io import DEFAULT_LIMITS, DecodeLimits, is_url, looks_like_image
 
 if TYPE_CHECKING:
@@ -312,7 +321,9 @@ class PredictFormat(StrEnum):
     jsonl = "jsonl"
 
 
-CSV_COLUMNS = ("path", "status", "label", "p_ai", "n_faces", "declared_ai", "error", "model", "ms")
+CSV_COLUMNS = (
+    "path", "status", "label", "p_ai", "familiar", "n_faces", "declared_ai", "error", "model", "ms"
+)  # fmt: skip
 
 
 def expand_inputs(inputs: Sequence[str]) -> Iterator[str | bytes]:
@@ -360,7 +371,9 @@ def _table_row(record: dict) -> list[str]:
     clue_text = ("[bold red]declares AI[/] " if declared else "") + ", ".join(
         sorted({c["kind"] for c in clues})
     )
-    detail = record["error"] or clue_text
+    # the verdict face is unlike the training faces: its P(ai) deserves less trust
+    unfamiliar = "[yellow]unfamiliar face[/]" if record["familiar"] is False else ""
+    detail = record["error"] or ", ".join(text for text in (unfamiliar, clue_text) if text)
     return [record["path"], verdict, p_ai, str(len(record["faces"])), detail, f"{record['ms']:.0f}"]
 
 
@@ -577,8 +590,21 @@ def calibrate_command(
         f"({', '.join(map(str, THUMBNAIL_SIZES))} px, JPEG {THUMBNAIL_QUALITY}; scores each "
         f"image {1 + len(THUMBNAIL_SIZES)} times).",
     ),
+    familiarity: bool = typer.Option(
+        True,
+        "--familiarity/--no-familiarity",
+        help="Also store the embeddings of a sample of training faces (the split file's train "
+        "split, or --reference) and fit the novelty above which a face is flagged unfamiliar.",
+    ),
+    reference: list[Path] = typer.Option(
+        None, help="Training images to sample the familiarity reference from (folders or files)."
+    ),
+    reference_size: int = typer.Option(
+        DEFAULT_REFERENCE_SIZE, min=20, help="How many training faces the reference keeps."
+    ),
 ) -> None:
-    """Fit temperature, threshold and uncertain band on held-out data; write calibration.json."""
+    """Fit temperature, threshold and uncertain band on held-out data; write calibration.json
+    (and reference.safetensors for the familiarity check)."""
     from facetell.evaluate import score_dataset, thumbnail_copy
 
     size_correction = size_correction and not no_face_detect
@@ -593,12 +619,18 @@ def calibrate_command(
             small_face_jpeg=(SMALL_FACE_WIDTH, THUMBNAIL_QUALITY) if size_correction else None,
         )
         copies = THUMBNAIL_SIZES if size_correction else ()
+        references = _reference_paths(reference, split_file, reference_size) if familiarity else []
         with progress_bar() as progress:
-            task = progress.add_task("scoring", total=len(samples) * (1 + len(copies)))
+            total = len(references) + len(samples) * (1 + len(copies))
+            task = progress.add_task("scoring", total=total)
 
             def advance(n: int) -> None:
                 progress.advance(task, n)
 
+            if references:
+                raw.bundle.reference = Reference.from_embeddings(
+                    reference_embeddings(raw, references, on_progress=advance)
+                )
             scored = score_dataset(raw, samples, on_progress=advance)
             thumbnails = [
                 score_dataset(
@@ -632,6 +664,23 @@ def calibrate_command(
             calibration = calibration.with_size_correction(
                 _fit_size_correction(calibration, thumbnails, max_fpr, per_source)
             )
+        if references:
+            novelty = np.concatenate([s.novelty for s in (scored, *thumbnails)])
+            widths = np.concatenate([s.face_widths for s in (scored, *thumbnails)])
+            measured = ~np.isnan(novelty)
+            kept = raw.bundle.reference
+            details = {"reference_faces": len(kept.embeddings), "k": kept.k,
+                       "faces": int(measured.sum())}  # fmt: skip
+            sources = np.concatenate([s.sources for s in (scored, *thumbnails)])[measured]
+            fitted = fit_familiarity(
+                novelty[measured],
+                widths[measured],
+                sources if per_source else None,
+                details=details,
+            )
+            calibration = calibration.with_familiarity(fitted)
+            detector.bundle.reference = kept
+            detector.bundle.save_reference(bundle)
         detector.bundle.calibration = calibration.to_dict()
         detector.bundle.save_calibration(bundle)
     except FacetellError as error:
@@ -649,9 +698,56 @@ def calibrate_command(
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
         + _describe_size_correction(calibration.size_correction, size_correction)
+        + _describe_familiarity(calibration.familiarity, familiarity)
         + f"written to {bundle / 'calibration.json'}",
         highlight=False,
     )
+
+
+def _reference_paths(
+    reference: Sequence[Path] | None, split_file: Path | None, size: int
+) -> list[str]:
+    """A seeded sample of the training images the familiarity reference is built from, equal
+    numbers per source: the split file's train split, or image files under --reference
+    (labelled or not; each folder of images counts as a source)."""
+    if reference:
+        pool = [item for item in expand_inputs([str(path) for path in reference])
+                if isinstance(item, str)]  # fmt: skip
+        if not pool:
+            raise FacetellError(f"{reference[0]}: no images found for the familiarity reference")
+        sources = [str(Path(path).parent) for path in pool]
+    elif split_file is not None:
+        samples = SplitFile.load(split_file).samples("train")
+        pool, sources = [str(s.path) for s in samples], [s.source for s in samples]
+    else:
+        return []
+    return [pool[i] for i in sample_indices(sources, size)]
+
+
+def _describe_familiarity(familiarity: Familiarity | None, asked: bool) -> str:
+    if familiarity is None:
+        why = "give --split-file (its train split) or --reference" if asked else "not asked"
+        return f"familiarity: not fitted ({why})\n"
+    bands = ", ".join(
+        f"{label} {threshold:.4f}"
+        for label, threshold in zip(
+            _band_labels(familiarity.width_edges), familiarity.thresholds, strict=True
+        )
+    )
+    d = familiarity.details
+    by_source = ", ".join(f"{k} {v:.1%}" for k, v in d["flagged_by_source"].items())
+    return (
+        f"familiarity: {d['reference_faces']} reference faces, k {d['k']}; novelty thresholds "
+        f"(flagging {familiarity.flagged_share:.0%} of {d['faces']} held-out faces, by face width) "
+        f"{bands}" + (f"; flagged by source: {by_source}" if by_source else "") + "\n"
+    )
+
+
+def _band_labels(edges: tuple[float, ...]) -> list[str]:
+    """'<64 px', '64-128 px', '≥128 px' for edges (64, 128)."""
+    labels = [f"<{edges[0]:.0f} px"]
+    labels += [f"{low:.0f}-{high:.0f} px" for low, high in itertools.pairwise(edges)]
+    return [*labels, f"≥{edges[-1]:.0f} px"]
 
 
 def _fit_size_correction(

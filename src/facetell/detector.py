@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from PIL import Image
 
-from facetell.bundle import Bundle, load_bundle
+from facetell.bundle import Bundle, has_embedding, load_bundle
 from facetell.calibrate import Calibration
 from facetell.errors import BadImage, FacetellError
 from facetell.faces import (
@@ -63,6 +63,8 @@ class FaceResult:
     p_ai: float
     label: str
     landmarks: tuple[tuple[float, float], ...] = ()
+    novelty: float | None = None
+    familiar: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,17 +74,21 @@ class FaceResult:
             "label": self.label,
             "logit": round(self.logit, 4),
             "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+            "novelty": None if self.novelty is None else round(self.novelty, 4),
+            "familiar": self.familiar,
         }
 
 
 @dataclass(frozen=True)
 class Result:
-    """One input's answer; `to_dict` is the JSON record every door prints or returns."""
+    """One input's answer; `to_dict` is the JSON record every door prints or returns.
+    `familiar` is that of the face whose verdict is the image's (None: not measured)."""
 
     path: str
     status: Status
     label: str | None = None
     p_ai: float | None = None
+    familiar: bool | None = None
     faces: tuple[FaceResult, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -98,6 +104,7 @@ class Result:
             "status": self.status,
             "label": self.label,
             "p_ai": None if self.p_ai is None else round(self.p_ai, 4),
+            "familiar": self.familiar,
             "faces": [f.to_dict() for f in self.faces],
             "metadata": self.metadata,
             "error": self.error,
@@ -250,18 +257,40 @@ class Detector:
 
     def logits(self, crops: list[np.ndarray]) -> np.ndarray:
         """Raw model logits for canonical uint8 crops (H, W, 3·R), as `crop` cuts them."""
+        return self.run_model(crops)[0]
+
+    def run_model(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw logits and, when the model has one, each crop's unit embedding (for the
+        familiarity check; None otherwise)."""
         if not crops:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.float32), None
         batch = self.bundle.normalise_array(np.stack(crops).transpose(0, 3, 1, 2))
         if self.session is not None:
-            return self.session.run(None, {"image": batch})[0]
+            outputs = self.session.run(None, {"image": batch})
+            return outputs[0], outputs[1] if len(outputs) > 1 else None
         import torch
 
         with torch.no_grad():
-            return self.model(torch.from_numpy(batch)).numpy()
+            inputs = torch.from_numpy(batch)
+            if not has_embedding(self.model):
+                return self.model(inputs).numpy(), None
+            logits, embeddings = self.model.logit_and_embedding(inputs)
+            return logits.numpy(), embeddings.numpy()
 
-    def finish(self, prepared: Prepared, logits: np.ndarray, model_ms: float) -> Result:
-        """Calibrate each face's logit and assemble the result record."""
+    def novelty(self, embeddings: np.ndarray | None) -> np.ndarray | None:
+        """Each face's novelty against the bundle's training-face reference (None without one)."""
+        if embeddings is None or self.bundle.reference is None:
+            return None
+        return self.bundle.reference.novelty(embeddings)
+
+    def finish(
+        self,
+        prepared: Prepared,
+        logits: np.ndarray,
+        model_ms: float,
+        embeddings: np.ndarray | None = None,
+    ) -> Result:
+        """Calibrate each face's logit, check its familiarity, and assemble the result record."""
         common = {"path": prepared.name, "model": self.model_name,
                   "calibrated": self.calibration.fitted}  # fmt: skip
         if prepared.error is not None:
@@ -279,10 +308,18 @@ class Detector:
             return Result(status="no_face", metadata=metadata, ms=sum(speed.values()),
                           speed=speed, **common)  # fmt: skip
         width, height = prepared.decoded.size
+        novelties = self.novelty(embeddings)
+        familiarity = self.calibration.familiarity
         faces = []
-        for face, logit in zip(prepared.faces, logits, strict=True):
+        for index, (face, logit) in enumerate(zip(prepared.faces, logits, strict=True)):
             width_px = face.box[2] if face is not None else None
             p_ai = self.calibration.probability(float(logit), width_px)
+            novelty = None if novelties is None else float(novelties[index])
+            familiar = (
+                None
+                if novelty is None or familiarity is None
+                else familiarity.familiar(novelty, width_px)
+            )
             if face is None:
                 box, det_score, landmarks = (0, 0, width, height), None, ()
             else:
@@ -296,6 +333,8 @@ class Detector:
                     p_ai=p_ai,
                     label=self.calibration.verdict(p_ai, self.threshold),
                     landmarks=landmarks,
+                    novelty=novelty,
+                    familiar=familiar,
                 )
             )
         top = max(faces, key=lambda f: f.p_ai)
@@ -303,6 +342,7 @@ class Detector:
             status="ok",
             label=top.label,
             p_ai=top.p_ai,
+            familiar=top.familiar,
             faces=tuple(faces),
             metadata=metadata,
             ms=sum(speed.values()),
@@ -315,8 +355,8 @@ class Detector:
         """Judge one path, bytes, PIL image or numpy array."""
         prepared = self.prepare(item, name)
         started = time.perf_counter()
-        logits = self.logits(prepared.crops)
-        return self.finish(prepared, logits, (time.perf_counter() - started) * 1000)
+        logits, embeddings = self.run_model(prepared.crops)
+        return self.finish(prepared, logits, (time.perf_counter() - started) * 1000, embeddings)
 
     def predict_batch(self, items: Iterable[ImageSource]) -> list[Result]:
         return list(self.stream(items))
@@ -334,13 +374,17 @@ class Detector:
                 ]
                 crops = [crop for prepared in chunk for crop in prepared.crops]
                 started = time.perf_counter()
-                logits = self.logits(crops)
+                logits, embeddings = self.run_model(crops)
                 per_face_ms = (time.perf_counter() - started) * 1000 / max(1, len(crops))
                 offset = 0
                 for prepared in chunk:
                     count = len(prepared.crops)
+                    part = slice(offset, offset + count)
                     yield self.finish(
-                        prepared, logits[offset : offset + count], per_face_ms * count
+                        prepared,
+                        logits[part],
+                        per_face_ms * count,
+                        None if embeddings is None else embeddings[part],
                     )
                     offset += count
 

@@ -204,6 +204,8 @@ class ScoredSet:
     labels: list[str | None]
     statuses: list[str]
     seconds: float
+    novelty: np.ndarray  # of the verdict face; NaN also when the bundle has no reference
+    familiar: list[bool | None]  # of the verdict face; None when not measured
 
     @property
     def scored(self) -> np.ndarray:
@@ -230,19 +232,23 @@ def score_dataset(
                 yield str(sample.path)  # the detector turns it into an error record
 
     started = time.perf_counter()
-    logits, probabilities, widths, labels, statuses = [], [], [], [], []
+    logits, probabilities, widths, labels, statuses, novelty = [], [], [], [], [], []
+    familiar: list[bool | None] = []
     for result in detector.stream(items()):
         if result.status == "ok":
             top = max(result.faces, key=lambda f: f.p_ai)
             logits.append(top.logit)
             probabilities.append(top.p_ai)
             widths.append(top.box[2] if detector.detect_faces else np.nan)
+            novelty.append(np.nan if top.novelty is None else top.novelty)
         else:
             logits.append(np.nan)
             probabilities.append(np.nan)
             widths.append(np.nan)
+            novelty.append(np.nan)
         labels.append(result.label)
         statuses.append(result.status)
+        familiar.append(result.familiar)
         if on_progress:
             on_progress(1)
     return ScoredSet(
@@ -255,6 +261,8 @@ def score_dataset(
         labels=labels,
         statuses=statuses,
         seconds=time.perf_counter() - started,
+        novelty=np.array(novelty, dtype=float),
+        familiar=familiar,
     )
 
 
@@ -349,7 +357,8 @@ def source_classes(scored: ScoredSet) -> dict[str, str]:
 
 
 def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
-    """Per source: n, faces found, accuracy, AUROC against the other class, FPR for reals."""
+    """Per source: n, faces found, accuracy, AUROC against the other class, FPR for reals, and
+    the share of its faces flagged unfamiliar (None when the bundle cannot tell)."""
     ok = scored.scored
     sources = np.array(scored.sources)
     rows = []
@@ -357,6 +366,8 @@ def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
         mask = sources == source
         used = mask & ok
         predicted = scored.p_ai[used] >= threshold
+        measured = [scored.familiar[i] for i in np.flatnonzero(used)]
+        flags = [not familiar for familiar in measured if familiar is not None]
         row: dict[str, Any] = {
             "source": source,
             "label": label,
@@ -364,6 +375,7 @@ def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
             "scored": int(used.sum()),
             "no_face": int(sum(1 for i in np.flatnonzero(mask) if scored.statuses[i] == "no_face")),
             "accuracy": accuracy_at(scored.targets[used], scored.p_ai[used], threshold),
+            "unfamiliar": rate(np.array(flags)) if flags else None,
         }
         if label == "real":
             row["false_positive_rate"] = rate(predicted)

@@ -129,8 +129,8 @@ def explain(
     """
     prepared = detector.prepare(item, name)
     started = time.perf_counter()
-    logits = detector.logits(prepared.crops)
-    result = detector.finish(prepared, logits, (time.perf_counter() - started) * 1000)
+    logits, embeddings = detector.run_model(prepared.crops)
+    result = detector.finish(prepared, logits, (time.perf_counter() - started) * 1000, embeddings)
     if prepared.decoded is None:
         return Explanation(result, None, (), "none")
     image = prepared.decoded.image

@@ -252,7 +252,8 @@ def _figure(path: Path | None, alt: str, figure_id: str) -> str:
 
 def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
     """One row per image and bundle, so any other metric or plot can be made from the scores."""
-    columns = ["bundle", "path", "source", "truth", "status", "label", "p_ai", "face_width"]
+    columns = ["bundle", "path", "source", "truth", "status", "label", "p_ai", "face_width",
+               "novelty", "familiar"]  # fmt: skip
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(columns)
@@ -269,6 +270,8 @@ def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
                         scored.labels[i] or "",
                         "" if np.isnan(scored.p_ai[i]) else repr(float(scored.p_ai[i])),
                         "" if np.isnan(scored.face_widths[i]) else f"{scored.face_widths[i]:g}",
+                        "" if np.isnan(scored.novelty[i]) else f"{scored.novelty[i]:.4f}",
+                        "" if scored.familiar[i] is None else str(scored.familiar[i]).lower(),
                     ]
                 )
     return path
@@ -340,6 +343,7 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             "accuracy",
             "AUROC vs other class",
             "false-positive rate",
+            "unfamiliar",
         ],
         [
             [
@@ -351,6 +355,7 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
                 r["accuracy"],
                 r.get("auroc_vs_real", r.get("auroc_vs_ai")),
                 r.get("false_positive_rate"),
+                r.get("unfamiliar"),
             ]
             for r in main.sources
         ],
@@ -429,7 +434,10 @@ images should be AI (points on the diagonal).</p>
 <div class="plots">{_figure(by_class, "Scores per class", "plot-scores-class")}
 {_figure(by_source, "Scores per source", "plot-scores-source")}</div></section>
 <section id="sources"><h2>Per source</h2><p>AUROC of each AI source is measured against all
-real images; each real source's false-positive rate is the share of its faces called AI.</p>
+real images; each real source's false-positive rate is the share of its faces called AI.
+"Unfamiliar" is the share of its faces unlike the model's training faces (empty when the model has
+no familiarity reference): about 5% for a source it was trained on, more for an unseen camera or
+generator, whose scores deserve less trust.</p>
 {sources}<p>AUROC of each AI source against each real source alone: which real photos a
 generator's faces are mistaken for. Every image's score is in <code>predictions.csv</code>.</p>
 {_pairs_table(main)}</section>

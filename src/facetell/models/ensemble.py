@@ -42,7 +42,26 @@ class EnsembleDetector(nn.Module):
             ],
             dim=1,
         )
+        return self.combine(logits)
+
+    def combine(self, logits: torch.Tensor) -> torch.Tensor:
+        """The members' (B, M) logits to the ensemble's: their weighted temperature-scaled mean."""
         return (logits / self.temperatures * self.weights).sum(dim=1)
+
+    @property
+    def has_embedding(self) -> bool:
+        return all(hasattr(member, "logit_and_embedding") for member in self.members)
+
+    def logit_and_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logit and the members' unit features side by side, scaled by 1/sqrt(M) so that
+        it has unit length too and a dot product is the mean of the members' cosines."""
+        pairs = [
+            member.logit_and_embedding(x[:, 3 * index : 3 * index + 3])
+            for member, index in zip(self.members, self.inputs, strict=True)
+        ]
+        logits = torch.stack([logit for logit, _ in pairs], dim=1)
+        embedding = torch.cat([features for _, features in pairs], dim=1) / len(pairs) ** 0.5
+        return self.combine(logits), embedding
 
 
 @register_model("ensemble")

@@ -62,6 +62,12 @@ class PooledBackboneDetector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x)).squeeze(1)
 
+    def logit_and_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logit and the unit-length pooled features, from one pass (facetell.familiarity
+        compares the latter with training faces)."""
+        features = self.embed(x)
+        return self.head(features).squeeze(1), nn.functional.normalize(features, dim=1)
+
     def freeze_backbone(self, trainable_blocks: int = 0) -> None:
         """Freeze all but the last `trainable_blocks` backbone blocks (BatchNorm stays frozen)."""
         blocks = list(self.features)

@@ -14,6 +14,14 @@ class FaceRecord(BaseModel):
     label: Literal["ai", "real", "uncertain"]
     logit: float
     landmarks: list[list[float]]
+    novelty: float | None = Field(
+        description="mean cosine distance to the most similar training faces, in the model's "
+        "features (None: the model has no familiarity reference)"
+    )
+    familiar: bool | None = Field(
+        description="false: unlike the training faces, so P(ai) deserves less trust (an unseen "
+        "camera or generator alike; it never changes p_ai or label)"
+    )
 
 
 class PredictRecord(BaseModel):
@@ -21,6 +29,7 @@ class PredictRecord(BaseModel):
     status: Literal["ok", "no_face", "error"]
     label: Literal["ai", "real", "uncertain"] | None
     p_ai: float | None
+    familiar: bool | None = Field(description="`familiar` of the face whose verdict this is")
     faces: list[FaceRecord]
     metadata: dict[str, Any]
     error: str | None

@@ -48,6 +48,14 @@ function describeFace(face, index) {
       "probability is corrected for size and the verdict is less reliable than for a large face.";
     item.append(note);
   }
+  if (face.familiar === false) {
+    const note = document.createElement("p");
+    note.className = "muted unfamiliar";
+    note.textContent = "Unfamiliar face: it is unlike the faces this model was trained on (a camera, " +
+      "style or generator it has not seen), so trust its probability less. This is not a sign " +
+      "that the face is AI-generated.";
+    item.append(note);
+  }
   return item;
 }
 
