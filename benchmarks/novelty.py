@@ -142,10 +142,23 @@ def print_block(
             pairs.append(f"{source} {auroc(held[pair], values[pair]):.3f}")
         print(f"  AUROC {name:8s} held-out vs seen {'real' if held_is_ai else 'AI'}: ", end="")
         print(", ".join(pairs))
+    print_flags("val", scores, thresholds, held, seen, wrong)
+
+
+def print_flags(
+    fitted_on: str,
+    scores: np.ndarray,
+    thresholds: dict[float, float],
+    held: np.ndarray,
+    seen: np.ndarray,
+    wrong: np.ndarray,
+) -> None:
+    """What a flag at each threshold marks: held-out faces, those of them the raw logit gets
+    wrong, and seen test faces."""
     for quantile, threshold in thresholds.items():
         flagged = scores > threshold
         print(
-            f"  flag at val q{quantile:.2f}: held-out flagged {flagged[held].mean():6.1%}, "
+            f"  flag at {fitted_on} q{quantile:.2f}: held-out flagged {flagged[held].mean():6.1%}, "
             f"its wrong answers ({wrong[held].mean():.1%} of it) flagged "
             f"{flagged[held & wrong].mean():6.1%}; seen test faces flagged "
             f"{flagged[seen].mean():5.1%}"
@@ -210,13 +223,9 @@ def report(runs: list[Path], k: int, bank: int, thumbnail: int | None) -> None:
     small_val = small_scores[(column["split"] == "val") & found]
     fitted = {q: float(np.quantile(small_val, q)) for q in QUANTILES}
     print(f"  the same, thresholds at quantiles of {len(small_val)} validation thumbnails:")
-    for quantile, threshold in fitted.items():
-        flagged = small_scores > threshold
-        print(
-            f"  flag at thumbnail val q{quantile:.2f}: held-out flagged "
-            f"{flagged[context['held']].mean():6.1%}; seen test faces flagged "
-            f"{flagged[context['seen']].mean():5.1%}"
-        )
+    print_flags(
+        "thumbnail val", small_scores, fitted, context["held"], context["seen"], small_wrong
+    )
 
 
 def main() -> None:

@@ -122,6 +122,19 @@ def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, t
     assert table.stdout.count("unfamiliar face") == flagged
 
 
+def test_calibrating_a_model_without_an_embedding_skips_familiarity(labelled, tmp_path):
+    bundle = save_untrained_bundle(tmp_path / "spectrum", "spectrum", 64)
+    result = facetell("calibrate", str(bundle), str(labelled), "--reference", str(labelled),
+                      "--no-size-correction")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "familiarity: not fitted" in result.stdout and "no embedding" in result.stdout
+    assert "familiarity" not in json.loads((bundle / "calibration.json").read_text())
+    assert not (bundle / "reference.safetensors").exists()
+    predicted = facetell("predict", str(labelled / "real"), "--model", str(bundle), "-f", "jsonl")
+    record = json.loads(predicted.stdout.splitlines()[0])
+    assert record["familiar"] is None and record["faces"][0]["novelty"] is None
+
+
 def test_predict_applies_the_size_correction_to_small_faces_only(bundle, labelled, tmp_path):
     if not (bundle / "calibration.json").exists():
         facetell("calibrate", str(bundle), str(labelled))

@@ -619,6 +619,7 @@ def calibrate_command(
             small_face_jpeg=(SMALL_FACE_WIDTH, THUMBNAIL_QUALITY) if size_correction else None,
         )
         copies = THUMBNAIL_SIZES if size_correction else ()
+        familiarity = familiarity and raw.gives_embedding
         references = _reference_paths(reference, split_file, reference_size) if familiarity else []
         with progress_bar() as progress:
             total = len(references) + len(samples) * (1 + len(copies))
@@ -724,9 +725,13 @@ def _reference_paths(
     return [pool[i] for i in sample_indices(sources, size)]
 
 
-def _describe_familiarity(familiarity: Familiarity | None, asked: bool) -> str:
+def _describe_familiarity(familiarity: Familiarity | None, possible: bool) -> str:
     if familiarity is None:
-        why = "give --split-file (its train split) or --reference" if asked else "not asked"
+        why = (
+            "give --split-file (its train split) or --reference"
+            if possible
+            else "not asked, or the model gives no embedding to compare faces by"
+        )
         return f"familiarity: not fitted ({why})\n"
     bands = ", ".join(
         f"{label} {threshold:.4f}"

@@ -178,6 +178,13 @@ class Detector:
         return clone
 
     @property
+    def gives_embedding(self) -> bool:
+        """Whether the model also outputs the embedding the familiarity check compares."""
+        if self.session is not None:
+            return len(self.session.get_outputs()) > 1
+        return has_embedding(self.model)
+
+    @property
     def runtime(self) -> str:
         """What runs the classifier: ONNX Runtime (no torch import) or the torch module."""
         return "onnxruntime" if self.session is not None else "torch"
