@@ -436,8 +436,8 @@ images should be AI (points on the diagonal).</p>
 <section id="sources"><h2>Per source</h2><p>AUROC of each AI source is measured against all
 real images; each real source's false-positive rate is the share of its faces called AI.
 "Unfamiliar" is the share of its faces unlike the model's training faces (empty when the model has
-no familiarity reference): about 5% for a source it was trained on, more for an unseen camera or
-generator, whose scores deserve less trust.</p>
+no familiarity reference): a few percent for a source it was trained on (5% on average over the
+validation sources), more for an unseen camera or generator, whose scores deserve less trust.</p>
 {sources}<p>AUROC of each AI source against each real source alone: which real photos a
 generator's faces are mistaken for. Every image's score is in <code>predictions.csv</code>.</p>
 {_pairs_table(main)}</section>
