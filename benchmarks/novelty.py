@@ -35,28 +35,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facetell.bundle import Bundle, load_bundle
+from facetell.bundle import Bundle, has_embedding, load_bundle
 from facetell.data import SplitFile, discover
 from facetell.detector import Detector
 from facetell.errors import BadImage
 from facetell.evaluate import auroc, thumbnail_copy
 from facetell.faces import main_face
+from facetell.familiarity import Reference
 from facetell.io import decode
 from facetell.train import cached_crops, load_config
 
 QUANTILES = (0.95, 0.98, 0.99)
 
 
-def pooled(bundle: Bundle, crops: np.ndarray) -> torch.Tensor:
-    """Pooled backbone features (what the head reads) of uint8 (N, H, W, 3) crops."""
+def embed(bundle: Bundle, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings and raw logits of uint8 (N, H, W, 3) crops, from the torch model (a run's
+    bundle may predate the ONNX export's embedding output)."""
     batch = torch.from_numpy(np.ascontiguousarray(crops.transpose(0, 3, 1, 2)))
     with torch.no_grad():
-        return bundle.model.embed(bundle.normalise(batch))
-
-
-def unit(features: torch.Tensor) -> np.ndarray:
-    """Rows scaled to length 1, so a dot product is a cosine similarity."""
-    return torch.nn.functional.normalize(features, dim=1).numpy()
+        logits, embeddings = bundle.model.logit_and_embedding(bundle.normalise(batch))
+    return embeddings.numpy(), logits.numpy()
 
 
 def run_features(run: Path, batch: int = 128) -> tuple[np.ndarray, np.ndarray, SplitFile, Bundle]:
@@ -68,18 +66,17 @@ def run_features(run: Path, batch: int = 128) -> tuple[np.ndarray, np.ndarray, S
     split = SplitFile.load(run / "split.json")
     rows = np.array([position[row["path"]] for row in split.rows])
     bundle = load_bundle(run / "bundle")
-    if not hasattr(bundle.model, "embed"):
+    if bundle.architecture == "ensemble" or not has_embedding(bundle.model):
         raise SystemExit(
-            f"{run / 'bundle'}: {bundle.architecture} has no pooled features to compare (use "
-            "the run of a single-backbone family such as efficientnet_lite0 or mobilenet_v2)"
+            f"{run / 'bundle'}: {bundle.architecture} has no pooled features of one crop to "
+            "compare (use the run of a single-backbone family such as efficientnet_lite0 or "
+            'mobilenet_v2, and join the members of an ensemble with "+")'
         )
-    features, logits = [], []
-    for start in range(0, len(rows), batch):
-        chunk = pooled(bundle, crops[rows[start : start + batch]])
-        features.append(unit(chunk))
-        with torch.no_grad():
-            logits.append(bundle.model.head(chunk).squeeze(1).numpy())
-    return np.concatenate(features), np.concatenate(logits), split, bundle
+    parts = [
+        embed(bundle, crops[rows[start : start + batch]]) for start in range(0, len(rows), batch)
+    ]
+    features, logits = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return features, logits, split, bundle
 
 
 def thumbnail_features(
@@ -97,26 +94,18 @@ def thumbnail_features(
             continue
         face = main_face(detector.face_detector.detect(image))
         if face is not None:
-            raw = pooled(bundle, detector.crop(image, face)[None])
-            features[index] = unit(raw)[0]
-            with torch.no_grad():
-                logits[index] = float(bundle.model.head(raw).squeeze())
+            embedding, logit = embed(bundle, detector.crop(image, face)[None])
+            features[index], logits[index] = embedding[0], logit[0]
     return features, logits
 
 
-def novelty(queries: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
-    """Mean cosine distance to the k most similar reference rows (all rows unit length)."""
-    distances = []
-    for start in range(0, len(queries), 512):
-        similarity = queries[start : start + 512] @ reference.T
-        distances.append(1.0 - np.sort(similarity, axis=1)[:, -k:].mean(axis=1))
-    return np.concatenate(distances)
-
-
-def int8_bank(features: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """A seeded sample of rows, rounded to int8 as a bundle would store them (read back)."""
+def reference_bank(features: np.ndarray, size: int, k: int, seed: int = 0) -> Reference:
+    """A seeded sample of the training rows stored as a bundle stores them (int8), or every
+    row in float32 when `size` is 0."""
+    if not size:
+        return Reference(features, k=k)
     picked = np.random.default_rng(seed).choice(len(features), size, replace=False)
-    return np.round(features[picked] * 127).astype(np.int8).astype(np.float32) / 127
+    return Reference.from_embeddings(features[picked], k=k)
 
 
 def print_block(
@@ -182,16 +171,15 @@ def member_features(
     return features, logits, split, [part[3] for part in parts]
 
 
-def report(runs: list[Path], k: int, bank: int, thumbnail: int | None) -> None:
+def report(runs: list[Path], k: int, size: int, thumbnail: int | None) -> None:
     """Print one hold-out's numbers for a bank of all training faces (0) or a sample."""
     features, logits, split, bundles = member_features(runs)
     run = "+".join(str(path) for path in runs)
     held_out = split.params["holdout"]
     column = {key: np.array([row[key] for row in split.rows]) for key in ("split", "source")}
     label = np.array([row["label"] for row in split.rows])
-    reference = features[column["split"] == "train"]
-    reference = int8_bank(reference, bank) if bank else reference
-    scores = novelty(features, reference, k)
+    reference = reference_bank(features[column["split"] == "train"], size, k)
+    scores = reference.novelty(features)
     val_scores = scores[column["split"] == "val"]
     thresholds = {q: float(np.quantile(val_scores, q)) for q in QUANTILES}
     test = column["split"] == "test"
@@ -201,7 +189,8 @@ def report(runs: list[Path], k: int, bank: int, thumbnail: int | None) -> None:
     others = test & ~held & (label == ("real" if held_is_ai else "ai"))
     context = {"held": held, "others": others, "seen": test & ~held,
                "sources": column["source"], "held_is_ai": held_is_ai}  # fmt: skip
-    print(f"\n{run} (held out: {held_out}, {held.sum()} faces; bank {len(reference)}, k {k})")
+    faces = f"{held.sum()} faces; bank {len(reference.embeddings)}, k {reference.k}"
+    print(f"\n{run} (held out: {held_out}, {faces})")
     wrong = (logits > 0) != (label == "ai")
     print_block("  training crops:", scores, logits, thresholds, wrong=wrong, **context)
     if thumbnail is None:
@@ -213,7 +202,7 @@ def report(runs: list[Path], k: int, bank: int, thumbnail: int | None) -> None:
     small[scored] = np.concatenate([part[0] for part in parts], axis=1) / np.sqrt(len(parts))
     small_logits[scored] = np.mean([part[1] for part in parts], axis=0)  # NaN unless all found
     found = ~np.isnan(small_logits)
-    small_scores = np.where(found, novelty(np.nan_to_num(small), reference, k), np.nan)
+    small_scores = np.where(found, reference.novelty(np.nan_to_num(small)), np.nan)
     small_wrong = (small_logits > 0) != (label == "ai")
     context = {key: value & found if key in ("held", "others", "seen") else value
                for key, value in context.items()}  # fmt: skip

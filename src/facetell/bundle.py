@@ -245,7 +245,7 @@ def ensemble_bundle(
 
 def has_embedding(model: nn.Module) -> bool:
     """Whether a model can also give the pooled-feature embedding facetell.familiarity reads."""
-    return bool(getattr(model, "has_embedding", hasattr(model, "logit_and_embedding")))
+    return bool(getattr(model, "has_embedding", False))
 
 
 def export_onnx(

@@ -50,7 +50,7 @@ class EnsembleDetector(nn.Module):
 
     @property
     def has_embedding(self) -> bool:
-        return all(hasattr(member, "logit_and_embedding") for member in self.members)
+        return all(getattr(member, "has_embedding", False) for member in self.members)
 
     def logit_and_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The logit and the members' unit features side by side, scaled by 1/sqrt(M) so that

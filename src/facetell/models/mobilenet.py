@@ -47,6 +47,7 @@ class PooledBackboneDetector(nn.Module):
     """
 
     feature_dim = 1280
+    has_embedding = True  # `logit_and_embedding` below
     features: nn.Sequential
     head: nn.Module
 
