@@ -12,7 +12,13 @@ from safetensors.torch import save_file
 from conftest import astronaut, gan_faces
 from facetell.bundle import has_embedding, load_bundle
 from facetell.detector import Detector
-from facetell.familiarity import Reference, fit_familiarity, reference_embeddings
+from facetell.evaluate import thumbnail_copy
+from facetell.familiarity import (
+    REFERENCE_THUMBNAIL,
+    Reference,
+    fit_familiarity,
+    reference_embeddings,
+)
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:
@@ -106,3 +112,25 @@ def test_a_reference_of_other_weights_is_ignored(untrained_bundle, tmp_path):
     changed = Detector.load(folder)
     assert changed.bundle.reference is None
     assert changed.predict(astronaut()).faces[0].novelty is None
+
+
+def test_small_faces_are_measured_against_small_reference_faces_too():
+    detector = Detector.load()
+    photo = astronaut()
+    training = [photo.crop((30 + 8 * i, 0, 350 + 8 * i, 320)) for i in range(8)]
+    training += gan_faces(8, seed=40, size=256)
+    thumbnail = thumbnail_copy(REFERENCE_THUMBNAIL, 85)
+    full_size = Reference.from_embeddings(reference_embeddings(detector, training), k=4)
+    both = Reference.from_embeddings(
+        reference_embeddings(detector, training, thumbnail=thumbnail), k=4
+    )
+    assert len(both.embeddings) == len(full_size.embeddings) == len(training)
+    # other crops of the same photo, as small copies: unlike every full-size crop of it
+    unseen = [photo.crop((34 + 8 * i, 4, 354 + 8 * i, 324)) for i in range(4)]
+    crops = [detector.prepare(thumbnail(image)).crops[0] for image in unseen]
+    small = detector.run_model(crops)[1]
+    assert np.all(both.novelty(small) < full_size.novelty(small) - 0.1)
+    # at full size they stay about as near (half the reference is still full size)
+    crops = [detector.prepare(image).crops[0] for image in unseen]
+    large = detector.run_model(crops)[1]
+    assert np.all(both.novelty(large) < full_size.novelty(large) + 0.01)

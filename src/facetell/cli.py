@@ -56,6 +56,7 @@ from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
 from facetell.familiarity import (
     DEFAULT_REFERENCE_SIZE,
+    REFERENCE_THUMBNAIL,
     Familiarity,
     Reference,
     fit_familiarity,
@@ -594,7 +595,8 @@ def calibrate_command(
         True,
         "--familiarity/--no-familiarity",
         help="Also store the embeddings of a sample of training faces (the split file's train "
-        "split, or --reference) and fit the novelty above which a face is flagged unfamiliar.",
+        f"split, or --reference; every second one as a {REFERENCE_THUMBNAIL}-px thumbnail copy) "
+        "and fit the novelty above which a face is flagged unfamiliar.",
     ),
     reference: list[Path] = typer.Option(
         None, help="Training images to sample the familiarity reference from (folders or files)."
@@ -629,8 +631,9 @@ def calibrate_command(
                 progress.advance(task, n)
 
             if references:
+                thumbnail = thumbnail_copy(REFERENCE_THUMBNAIL, THUMBNAIL_QUALITY)
                 raw.bundle.reference = Reference.from_embeddings(
-                    reference_embeddings(raw, references, on_progress=advance)
+                    reference_embeddings(raw, references, thumbnail=thumbnail, on_progress=advance)
                 )
             scored = score_dataset(raw, samples, on_progress=advance)
             thumbnails = [
@@ -671,6 +674,7 @@ def calibrate_command(
             measured = ~np.isnan(novelty)
             kept = raw.bundle.reference
             details = {"reference_faces": len(kept.embeddings), "k": kept.k,
+                       "reference_thumbnail": REFERENCE_THUMBNAIL,
                        "faces": int(measured.sum())}  # fmt: skip
             sources = np.concatenate([s.sources for s in (scored, *thumbnails)])[measured]
             fitted = fit_familiarity(
