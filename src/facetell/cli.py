@@ -746,7 +746,8 @@ def _describe_familiarity(familiarity: Familiarity | None, possible: bool) -> st
     d = familiarity.details
     by_source = ", ".join(f"{k} {v:.1%}" for k, v in d["flagged_by_source"].items())
     return (
-        f"familiarity: {d['reference_faces']} reference faces, k {d['k']}; novelty thresholds "
+        f"familiarity: {d['reference_faces']} reference faces (every second from a "
+        f"{d['reference_thumbnail']}-px thumbnail copy), k {d['k']}; novelty thresholds "
         f"(flagging {familiarity.flagged_share:.0%} of {d['faces']} held-out faces, by face width) "
         f"{bands}" + (f"; flagged by source: {by_source}" if by_source else "") + "\n"
     )
