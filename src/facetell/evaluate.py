@@ -30,8 +30,8 @@ from sklearn.metrics import (
 from facetell.calibrate import SizeCorrection, equal_error_rate, expected_calibration_error
 from facetell.data import Sample, sample_per_source
 from facetell.detector import Detector
-from facetell.errors import BadImage, FacetellError
-from facetell.io import decode, jpeg_roundtrip
+from facetell.errors import FacetellError
+from facetell.io import jpeg_roundtrip, transformed
 
 
 def auroc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float:
@@ -223,13 +223,8 @@ def score_dataset(
 
     def items() -> Iterator[Any]:
         for sample in samples:
-            if transform is None:
-                yield str(sample.path)
-                continue
-            try:
-                yield transform(decode(sample.path).image)
-            except BadImage:
-                yield str(sample.path)  # the detector turns it into an error record
+            path = str(sample.path)
+            yield path if transform is None else transformed(path, transform)
 
     started = time.perf_counter()
     logits, probabilities, widths, labels, statuses, novelty = [], [], [], [], [], []

@@ -25,14 +25,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facetell.errors import BadImage, FacetellError
-from facetell.io import decode
+from facetell.errors import FacetellError
+from facetell.io import transformed
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -208,10 +207,8 @@ def reference_embeddings(
 
     def prepare(position_and_item: tuple[int, ImageSource]) -> Prepared:
         position, item = position_and_item
-        # a file that does not decode is prepared as it is, which records the error
         if thumbnail is not None and position % 2 == 1:
-            with suppress(BadImage):
-                item = thumbnail(decode(item).image)
+            item = transformed(item, thumbnail)
         return detector.prepare(item)
 
     rows = []

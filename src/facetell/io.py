@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -412,6 +412,15 @@ def decode_many(
             yield decode(source, limits=limits, reduce_to=reduce_to)
         except BadImage as error:
             yield error
+
+
+def transformed(item: ImageSource, transform: Callable[[Image.Image], Image.Image]) -> ImageSource:
+    """The decoded image passed through `transform` (a perturbed or thumbnail copy); the item as
+    it is when it does not decode, so whatever prepares it next records the error."""
+    try:
+        return transform(decode(item).image)
+    except BadImage:
+        return item
 
 
 def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
