@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from sklearn.metrics import roc_auc_score
 
 from conftest import astronaut, gan_faces
 from facetell.bundle import has_embedding, load_bundle
+from facetell.calibrate import Calibration, fit_calibration
 from facetell.detector import Detector
 from facetell.evaluate import thumbnail_copy
 from facetell.familiarity import (
     REFERENCE_THUMBNAIL,
+    TEMPER_START,
+    Familiarity,
     Reference,
     fit_familiarity,
     reference_embeddings,
@@ -76,6 +81,56 @@ def test_each_face_width_gets_the_threshold_of_faces_that_wide():
     few = fit_familiarity(novelty, np.r_[np.full(500, 300.0), 40.0])
     assert few.details["faces_per_band"] == [1, 0, 500]
     assert few.thresholds[0] == few.thresholds[1] == pytest.approx(np.quantile(novelty, 0.95))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def test_unfamiliar_faces_get_probabilities_nearer_one_half():
+    rng = np.random.default_rng(2)
+    # familiar faces: the logit is honest; unfamiliar ones (an unseen source): confidently
+    # wrong as often as right, as held-out generators and cameras are
+    n_familiar, n_unfamiliar = 3000, 300
+    logits = np.r_[rng.normal(0, 3, n_familiar), rng.choice([-5.0, 5.0], n_unfamiliar)]
+    y = np.r_[rng.random(n_familiar) < 1 / (1 + np.exp(-logits[:n_familiar])),
+              rng.random(n_unfamiliar) < 0.5].astype(int)  # fmt: skip
+    novelty = np.r_[rng.normal(0.2, 0.02, n_familiar), rng.normal(0.4, 0.03, n_unfamiliar)]
+    widths = np.full(len(y), 300.0)
+    familiarity = fit_familiarity(novelty[:n_familiar], widths[:n_familiar], temper_slope=5.0)
+    temperatures = familiarity.temperature(novelty, widths)
+    threshold = familiarity.thresholds[-1]
+    assert familiarity.temperature(threshold * TEMPER_START, 300.0) == 1.0
+    assert familiarity.temperature(threshold, 300.0) == pytest.approx(1 + 5 * (1 - TEMPER_START))
+    assert familiarity.temperature(np.nan, None) == 1.0  # not measured: left alone
+    assert np.all(temperatures[n_familiar:] > 2.5)
+
+    plain = fit_calibration(logits, y, max_fpr=0.05)
+    tempered = fit_calibration(logits, y, max_fpr=0.05, face_temperatures=temperatures)
+    tempered = tempered.with_familiarity(familiarity)
+    p_plain = np.array([plain.probability(z) for z in logits])
+    p_tempered = np.array(
+        [tempered.probability(z, w, v) for z, w, v in zip(logits, widths, novelty, strict=True)]
+    )
+    unfamiliar = slice(n_familiar, None)
+    assert np.all(np.abs(p_tempered[unfamiliar] - 0.5) < np.abs(p_plain[unfamiliar] - 0.5))
+    assert log_loss(y[unfamiliar], p_tempered[unfamiliar]) < 0.8 * log_loss(
+        y[unfamiliar], p_plain[unfamiliar]
+    )
+    assert roc_auc_score(y, p_tempered) > roc_auc_score(y, p_plain) + 0.01
+    # untempered, one temperature softens every answer for the unfamiliar faces' sake
+    assert tempered.temperature < plain.temperature
+    familiar = slice(None, n_familiar)
+    assert log_loss(y[familiar], p_tempered[familiar]) < log_loss(y[familiar], p_plain[familiar])
+    # a bundle calibrated before tempering existed reads as untempered
+    stored = tempered.to_dict()["familiarity"]
+    old = {key: value for key, value in stored.items() if not key.startswith("temper_")}
+    untempered = replace(tempered, familiarity=Familiarity.from_dict(old))
+    assert untempered.probability(4.0, 300.0, 0.5) == untempered.probability(4.0)
+    assert Calibration.from_dict(tempered.to_dict()).probability(4.0, 300.0, 0.5) == (
+        tempered.probability(4.0, 300.0, 0.5)
+    )
 
 
 def test_the_shipped_model_gives_unit_embeddings_on_onnx_as_torch_does():

@@ -15,7 +15,9 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from conftest import astronaut, gan_faces, launch_chromium, save_untrained_bundle
+from facetell.calibrate import Calibration
 from facetell.detector import Detector
+from facetell.familiarity import TEMPER_SLOPE
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PLOTS = [
@@ -115,6 +117,19 @@ def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, t
         assert record["familiar"] == top["familiar"]
         band = sum(top["box"][2] >= edge for edge in familiarity["width_edges"])
         assert top["familiar"] == (top["novelty"] <= familiarity["thresholds"][band] + 5e-5)
+    # each face's P(ai) is tempered by its novelty, as the stored calibration says
+    assert "P(ai) tempered toward 0.5" in result.stdout
+    calibration = Calibration.from_dict(json.loads((bundle / "calibration.json").read_text()))
+    assert calibration.familiarity.temper_slope == TEMPER_SLOPE
+    tempered = 0
+    for face in faces:
+        width, novelty = face["box"][2], face["novelty"]
+        p_ai = calibration.probability(face["logit"], width, novelty)
+        assert face["p_ai"] == pytest.approx(p_ai, abs=2e-3)
+        if calibration.familiarity.temperature(novelty, width) > 1.1:
+            tempered += 1
+            assert abs(p_ai - 0.5) < abs(calibration.probability(face["logit"], width) - 0.5)
+    assert tempered > 0
     # thresholds sit at the 95th percentile of these very faces: few are flagged
     assert sum(not face["familiar"] for face in faces) <= 0.15 * len(faces)
     table = facetell("predict", str(labelled), "--model", str(bundle))

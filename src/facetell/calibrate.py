@@ -10,6 +10,10 @@ Small faces get a size correction on top: the model sees them upscaled and blurr
 nearly as well, but under-states its confidence (on the default model, ECE 0.06-0.10 on
 48-64-px thumbnails against 0.02 at full size). It is fitted on thumbnail copies of the
 calibration set and vanishes at the reference width, so large faces keep the plain scaling.
+
+Unfamiliar faces get a temperature of their own on top (facetell.familiarity): the further a
+face is from the training faces, the closer to 0.5 its P(ai). The bundle-wide temperature, bias,
+threshold and band are fitted with it in place, so they describe the probabilities users see.
 """
 
 from __future__ import annotations
@@ -113,18 +117,26 @@ class Calibration:
         return replace(self, familiarity=familiarity)
 
     def scaled_logits(
-        self, logits: np.ndarray | float, widths: np.ndarray | float | None = None
+        self,
+        logits: np.ndarray | float,
+        widths: np.ndarray | float | None = None,
+        novelty: np.ndarray | float | None = None,
     ) -> np.ndarray:
-        """logit / T + b, plus the size correction for faces of these widths (px in the photo)."""
+        """logit / T + b, plus the size correction for faces of these widths (px in the photo),
+        divided by each face's own temperature when its novelty is given."""
         z = np.asarray(logits, dtype=float) / self.temperature + self.bias
-        if self.size_correction is None or widths is None:
-            return z
-        return z + self.size_correction.shift(logits, widths)
+        if self.size_correction is not None and widths is not None:
+            z = z + self.size_correction.shift(logits, widths)
+        if self.familiarity is not None and novelty is not None:
+            z = z / self.familiarity.temperature(novelty, widths)
+        return z
 
-    def probability(self, logit: float, face_width: float | None = None) -> float:
-        """P(ai) after Platt scaling (and the size correction for a face this wide);
-        numerically safe for large logits."""
-        z = float(self.scaled_logits(logit, face_width))
+    def probability(
+        self, logit: float, face_width: float | None = None, novelty: float | None = None
+    ) -> float:
+        """P(ai) after Platt scaling (and the size correction for a face this wide, and the
+        temperature of a face this unfamiliar); numerically safe for large logits."""
+        z = float(self.scaled_logits(logit, face_width, novelty))
         if z >= 0:
             return 1.0 / (1.0 + math.exp(-z))
         e = math.exp(z)
@@ -187,18 +199,20 @@ def equal_error_rate(y_true, y_score) -> tuple[float, float]:
     return eer, threshold
 
 
-def fit_scaling(logits, y_true) -> tuple[float, float]:
+def fit_scaling(logits, y_true, face_temperatures=None) -> tuple[float, float]:
     """Temperature T and bias b minimising the negative log-likelihood of sigmoid(logit / T + b)
-    (Platt scaling). The ranking is kept; the bias moves where the probabilities cross 0.5."""
+    (Platt scaling), each face's result divided by its own temperature if given. The ranking is
+    kept; the bias moves where the probabilities cross 0.5."""
     from scipy.optimize import minimize
 
     y_true, logits = _check(y_true, logits)
+    divisor = 1.0 if face_temperatures is None else np.asarray(face_temperatures, dtype=float)
 
     def temperature(log_t: float) -> float:
         return float(np.exp(np.clip(log_t, -5.0, 5.0)))  # separable data must not run to 0 or inf
 
     def nll(params: np.ndarray) -> float:
-        z = logits / temperature(params[0]) + params[1]
+        z = (logits / temperature(params[0]) + params[1]) / divisor
         # log(1 + e^z) - y z, stable for large |z|
         return float(np.mean(np.logaddexp(0.0, z) - y_true * z))
 
@@ -246,11 +260,13 @@ def fit_size_correction(
     jpeg_quality: int | None = None,
     max_fpr: float | None = None,
     sources: list[str] | None = None,
+    novelty=None,
 ) -> SizeCorrection | None:
     """The size correction with the lowest log-loss on faces narrower than the reference width.
 
     `jpeg_quality` records how those faces were re-encoded before their logits were taken
-    (`Detector(small_face_jpeg=...)`), so inference re-encodes them alike.
+    (`Detector(small_face_jpeg=...)`), so inference re-encodes them alike. With `novelty`, each
+    face's probability is tempered by the calibration's familiarity, as at inference.
 
     With `max_fpr` it is then shrunk toward none until the false-positive rate at the calibrated
     threshold is within max_fpr again (or within the uncorrected rate, if that was higher): the
@@ -261,6 +277,7 @@ def fit_size_correction(
 
     y_true, logits = _check(y_true, logits)
     widths = np.asarray(widths, dtype=float)
+    novelty = np.full(len(widths), np.nan) if novelty is None else np.asarray(novelty, dtype=float)
     small = widths < reference_width
     if len(set(y_true[small])) < 2:
         return None
@@ -272,7 +289,7 @@ def fit_size_correction(
         correction: SizeCorrection, rows: np.ndarray | slice = slice(None)
     ) -> np.ndarray:
         corrected = calibration.with_size_correction(correction)
-        return _sigmoid(corrected.scaled_logits(logits[rows], widths[rows]))
+        return _sigmoid(corrected.scaled_logits(logits[rows], widths[rows], novelty[rows]))
 
     def nll(params: np.ndarray) -> float:
         p = np.clip(
@@ -355,15 +372,17 @@ def fit_calibration(
     sources: list[str] | None = None,
     target_accuracy: float = 0.95,
     fitted_on: dict[str, Any] | None = None,
+    face_temperatures=None,
 ) -> Calibration:
     """Temperature and bias by NLL, threshold at the equal-error point (or a false-positive target,
-    averaged over real sources when `sources` is given), and the uncertain band; the details
-    record what it was fitted on, the ECE it reached and each real source's false-positive
-    rate."""
+    averaged over real sources when `sources` is given), and the uncertain band, all with each
+    face's own temperature (`Familiarity.temperature`) applied when given; the details record
+    what it was fitted on, the ECE it reached and each real source's false-positive rate."""
     y_true, logits = _check(y_true, logits)
-    temperature, bias = fit_scaling(logits, y_true)
+    temperature, bias = fit_scaling(logits, y_true, face_temperatures)
     raw = _sigmoid(logits)
-    p = _sigmoid(Calibration(temperature, bias=bias).scaled_logits(logits))
+    divisor = 1.0 if face_temperatures is None else np.asarray(face_temperatures, dtype=float)
+    p = _sigmoid(Calibration(temperature, bias=bias).scaled_logits(logits) / divisor)
     if max_fpr is None:
         _, threshold = equal_error_rate(y_true, p)
         rule = "equal_error_rate"

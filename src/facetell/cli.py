@@ -57,6 +57,7 @@ from facetell.errors import FacetellError
 from facetell.familiarity import (
     DEFAULT_REFERENCE_SIZE,
     REFERENCE_THUMBNAIL,
+    TEMPER_SLOPE,
     Familiarity,
     Reference,
     fit_familiarity,
@@ -604,6 +605,12 @@ def calibrate_command(
     reference_size: int = typer.Option(
         DEFAULT_REFERENCE_SIZE, min=20, help="How many training faces the reference keeps."
     ),
+    temper_slope: float = typer.Option(
+        TEMPER_SLOPE,
+        min=0.0,
+        help="With the familiarity check: how fast an unfamiliar face's P(ai) is tempered toward "
+        "0.5 as its novelty grows (0: not at all).",
+    ),
 ) -> None:
     """Fit temperature, threshold and uncertain band on held-out data; write calibration.json
     (and reference.safetensors for the familiarity check)."""
@@ -648,6 +655,11 @@ def calibrate_command(
         ok = scored.scored
         if len(set(scored.targets[ok])) < 2:
             raise FacetellError("calibration needs both real and AI images that have a face")
+        fitted = (
+            _fit_familiarity(raw.bundle.reference, [scored, *thumbnails], per_source, temper_slope)
+            if references
+            else None
+        )
         calibration = fit_calibration(
             scored.logits[ok],
             scored.targets[ok],
@@ -663,28 +675,16 @@ def calibrate_command(
                 "sources": sorted(set(scored.sources)),
                 "not_scored": int((~ok).sum()),
             },
-        )
+            face_temperatures=None
+            if fitted is None
+            else fitted.temperature(scored.novelty[ok], scored.face_widths[ok]),
+        ).with_familiarity(fitted)
         if thumbnails:
             calibration = calibration.with_size_correction(
                 _fit_size_correction(calibration, thumbnails, max_fpr, per_source)
             )
         if references:
-            novelty = np.concatenate([s.novelty for s in (scored, *thumbnails)])
-            widths = np.concatenate([s.face_widths for s in (scored, *thumbnails)])
-            measured = ~np.isnan(novelty)
-            kept = raw.bundle.reference
-            details = {"reference_faces": len(kept.embeddings), "k": kept.k,
-                       "reference_thumbnail": REFERENCE_THUMBNAIL,
-                       "faces": int(measured.sum())}  # fmt: skip
-            sources = np.concatenate([s.sources for s in (scored, *thumbnails)])[measured]
-            fitted = fit_familiarity(
-                novelty[measured],
-                widths[measured],
-                sources if per_source else None,
-                details=details,
-            )
-            calibration = calibration.with_familiarity(fitted)
-            detector.bundle.reference = kept
+            detector.bundle.reference = raw.bundle.reference
             detector.bundle.save_reference(bundle)
         detector.bundle.calibration = calibration.to_dict()
         detector.bundle.save_calibration(bundle)
@@ -749,7 +749,15 @@ def _describe_familiarity(familiarity: Familiarity | None, possible: bool) -> st
         f"familiarity: {d['reference_faces']} reference faces (every second from a "
         f"{d['reference_thumbnail']}-px thumbnail copy), k {d['k']}; novelty thresholds "
         f"(flagging {familiarity.flagged_share:.0%} of {d['faces']} held-out faces, by face width) "
-        f"{bands}" + (f"; flagged by source: {by_source}" if by_source else "") + "\n"
+        f"{bands}"
+        + (f"; flagged by source: {by_source}" if by_source else "")
+        + "\n"
+        + (
+            f"unfamiliar faces' P(ai) tempered toward 0.5 from {familiarity.temper_start:.0%} of "
+            f"the threshold, slope {familiarity.temper_slope:g}\n"
+            if familiarity.temper_slope > 0
+            else "unfamiliar faces' P(ai) not tempered (--temper-slope 0)\n"
+        )
     )
 
 
@@ -758,6 +766,26 @@ def _band_labels(edges: tuple[float, ...]) -> list[str]:
     labels = [f"<{edges[0]:.0f} px"]
     labels += [f"{low:.0f}-{high:.0f} px" for low, high in itertools.pairwise(edges)]
     return [*labels, f"≥{edges[-1]:.0f} px"]
+
+
+def _fit_familiarity(
+    reference: Reference, scored: list[ScoredSet], per_source: bool, temper_slope: float
+) -> Familiarity:
+    """Novelty thresholds from the held-out faces of every copy (full size and thumbnails)."""
+    novelty = np.concatenate([s.novelty for s in scored])
+    measured = ~np.isnan(novelty)
+    widths = np.concatenate([s.face_widths for s in scored])[measured]
+    sources = np.concatenate([s.sources for s in scored])[measured]
+    details = {"reference_faces": len(reference.embeddings), "k": reference.k,
+               "reference_thumbnail": REFERENCE_THUMBNAIL,
+               "faces": int(measured.sum())}  # fmt: skip
+    return fit_familiarity(
+        novelty[measured],
+        widths,
+        sources if per_source else None,
+        temper_slope=temper_slope,
+        details=details,
+    )
 
 
 def _fit_size_correction(
@@ -779,6 +807,7 @@ def _fit_size_correction(
         jpeg_quality=THUMBNAIL_QUALITY,
         max_fpr=max_fpr,
         sources=list(sources) if per_source else None,
+        novelty=pooled("novelty"),
     )
 
 

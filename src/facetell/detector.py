@@ -320,8 +320,8 @@ class Detector:
         faces = []
         for index, (face, logit) in enumerate(zip(prepared.faces, logits, strict=True)):
             width_px = face.box[2] if face is not None else None
-            p_ai = self.calibration.probability(float(logit), width_px)
             novelty = None if novelties is None else float(novelties[index])
+            p_ai = self.calibration.probability(float(logit), width_px, novelty)
             familiar = (
                 None
                 if novelty is None or familiarity is None

@@ -14,7 +14,12 @@ small-face generator was hardly flagged (12% of held-out DCGAN's faces) while a 
 (docs/results.md, "A reference of faces of every size").
 
 Unseen real photo sources are as unfamiliar as unseen generators, so the flag means "treat this
-score with extra caution", never "AI": it does not move P(ai) or the verdict.
+score with extra caution", never "AI". What it does to P(ai) is make it less sure: a face whose
+novelty passes TEMPER_START of its band's threshold has its calibrated logit divided by a
+temperature that grows with the novelty, so the answer moves toward 0.5 and, far enough, into the
+uncertain band. Held out, the classifier is most often confidently wrong on exactly these faces;
+tempered, held-out sources rank better against the rest (docs/results.md, "Less sure of
+unfamiliar faces").
 
 The reference is `reference.safetensors` in the bundle (int8, tied to the weights' SHA-256 as the
 ONNX export is); the thresholds live in calibration.json, fitted by `facetell calibrate`.
@@ -50,6 +55,11 @@ REFERENCE_THUMBNAIL = 64
 # the reference the bands' thresholds come out close; the bands keep what remains out of the flag.
 WIDTH_EDGES = (64.0, 128.0)
 MIN_FACES_PER_BAND = 50
+# A face's temperature is 1 + TEMPER_SLOPE · max(0, novelty / threshold - TEMPER_START). Chosen
+# on held-out sources (it cannot be fitted on faces the model has seen: there, novelty says
+# little about error), checked on held-out models it was not chosen on.
+TEMPER_START = 0.7
+TEMPER_SLOPE = 5.0
 
 
 @dataclass(frozen=True)
@@ -110,20 +120,33 @@ class Familiarity:
     thresholds: tuple[float, ...]
     flagged_share: float
     details: dict[str, Any]
+    temper_start: float = TEMPER_START
+    temper_slope: float = 0.0  # what a bundle calibrated before tempering existed reads as
 
-    def threshold(self, width: float | None) -> float:
-        if width is None or not np.isfinite(width):
-            return self.thresholds[-1]
-        return self.thresholds[int(np.searchsorted(self.width_edges, width, side="right"))]
+    def threshold(self, width: np.ndarray | float | None) -> np.ndarray:
+        """Each width's band threshold (NaN or None: the widest band's)."""
+        width = np.asarray(np.nan if width is None else width, dtype=float)
+        width = np.nan_to_num(width, nan=np.inf)
+        return np.asarray(self.thresholds)[np.searchsorted(self.width_edges, width, side="right")]
 
     def familiar(self, novelty: float, width: float | None) -> bool:
         return bool(novelty <= self.threshold(width))
+
+    def temperature(
+        self, novelty: np.ndarray | float, width: np.ndarray | float | None
+    ) -> np.ndarray:
+        """What a face's calibrated logit is divided by: 1 while its novelty is below
+        temper_start of its threshold, then growing linearly (NaN novelty: 1)."""
+        relative = np.nan_to_num(np.asarray(novelty, dtype=float) / self.threshold(width))
+        return 1.0 + self.temper_slope * np.maximum(0.0, relative - self.temper_start)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "width_edges": list(self.width_edges),
             "thresholds": list(self.thresholds),
             "flagged_share": self.flagged_share,
+            "temper_start": self.temper_start,
+            "temper_slope": self.temper_slope,
             "details": self.details,
         }
 
@@ -134,6 +157,8 @@ class Familiarity:
             thresholds=tuple(float(t) for t in raw["thresholds"]),
             flagged_share=float(raw["flagged_share"]),
             details=raw.get("details", {}),
+            temper_start=float(raw.get("temper_start", TEMPER_START)),
+            temper_slope=float(raw.get("temper_slope", 0.0)),
         )
 
 
@@ -144,13 +169,15 @@ def fit_familiarity(
     *,
     flagged_share: float = DEFAULT_FLAGGED_SHARE,
     width_edges: tuple[float, ...] = WIDTH_EDGES,
+    temper_slope: float = TEMPER_SLOPE,
     details: dict[str, Any] | None = None,
 ) -> Familiarity:
     """Each width band's threshold flags `flagged_share` of held-out faces of that width, so
     about that share of familiar faces of any size are flagged. With `sources`, it is the mean
     of the sources' flagged shares that is held there (each source weighs the same, as an
     unseen one would; one large source cannot set the threshold for the rest). A band with
-    fewer than MIN_FACES_PER_BAND faces takes the threshold of all faces."""
+    fewer than MIN_FACES_PER_BAND faces takes the threshold of all faces. `temper_slope` sets
+    how fast P(ai) of unfamiliar faces is tempered toward 0.5 (0: not at all)."""
     novelty = np.asarray(novelty, dtype=float)
     widths = np.nan_to_num(np.asarray(widths, dtype=float), nan=np.inf)
     if sources is None:
@@ -179,6 +206,7 @@ def fit_familiarity(
         thresholds=tuple(thresholds),
         flagged_share=flagged_share,
         details={"faces_per_band": counts, "flagged_by_source": by_source, **(details or {})},
+        temper_slope=temper_slope,
     )
 
 

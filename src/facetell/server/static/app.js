@@ -52,8 +52,8 @@ function describeFace(face, index) {
     const note = document.createElement("p");
     note.className = "muted unfamiliar";
     note.textContent = "Unfamiliar face: it is unlike the faces this model was trained on (a camera, " +
-      "style or generator it has not seen), so trust its probability less. This is not a sign " +
-      "that the face is AI-generated.";
+      "style or generator it has not seen), so its probability has been moved toward 50% and " +
+      "still deserves less trust. This is not a sign that the face is AI-generated.";
     item.append(note);
   }
   return item;
