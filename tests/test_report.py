@@ -100,7 +100,7 @@ def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, t
     for i, face in enumerate(gan_faces(20, seed=30, size=160)):
         face.save(training / f"gan-{i}.png")
     result = facetell("calibrate", str(bundle), str(labelled), "--reference", str(training),
-                      "--reference-size", "25")  # fmt: skip
+                      "--reference-size", "25", "--temper-start", "0.6")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "familiarity: 25 reference faces" in result.stdout
     familiarity = json.loads((bundle / "calibration.json").read_text())["familiarity"]
@@ -118,9 +118,10 @@ def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, t
         band = sum(top["box"][2] >= edge for edge in familiarity["width_edges"])
         assert top["familiar"] == (top["novelty"] <= familiarity["thresholds"][band] + 5e-5)
     # each face's P(ai) is tempered by its novelty, as the stored calibration says
-    assert "P(ai) tempered toward 0.5" in result.stdout
+    assert "P(ai) tempered toward 0.5 from 60% of the threshold" in result.stdout
     calibration = Calibration.from_dict(json.loads((bundle / "calibration.json").read_text()))
     assert calibration.familiarity.temper_slope == TEMPER_SLOPE
+    assert calibration.familiarity.temper_start == 0.6
     tempered = 0
     for face in faces:
         width, novelty = face["box"][2], face["novelty"]

@@ -58,6 +58,7 @@ from facetell.familiarity import (
     DEFAULT_REFERENCE_SIZE,
     REFERENCE_THUMBNAIL,
     TEMPER_SLOPE,
+    TEMPER_START,
     Familiarity,
     Reference,
     fit_familiarity,
@@ -605,6 +606,12 @@ def calibrate_command(
     reference_size: int = typer.Option(
         DEFAULT_REFERENCE_SIZE, min=20, help="How many training faces the reference keeps."
     ),
+    temper_start: float = typer.Option(
+        TEMPER_START,
+        min=0.0,
+        help="With the familiarity check: the share of its width band's novelty threshold "
+        "from which a face's P(ai) is tempered toward 0.5.",
+    ),
     temper_slope: float = typer.Option(
         TEMPER_SLOPE,
         min=0.0,
@@ -656,7 +663,9 @@ def calibrate_command(
         if len(set(scored.targets[ok])) < 2:
             raise FacetellError("calibration needs both real and AI images that have a face")
         fitted = (
-            _fit_familiarity(raw.bundle.reference, [scored, *thumbnails], per_source, temper_slope)
+            _fit_familiarity(
+                raw.bundle.reference, [scored, *thumbnails], per_source, temper_start, temper_slope
+            )
             if references
             else None
         )
@@ -769,7 +778,11 @@ def _band_labels(edges: tuple[float, ...]) -> list[str]:
 
 
 def _fit_familiarity(
-    reference: Reference, scored: list[ScoredSet], per_source: bool, temper_slope: float
+    reference: Reference,
+    scored: list[ScoredSet],
+    per_source: bool,
+    temper_start: float,
+    temper_slope: float,
 ) -> Familiarity:
     """Novelty thresholds from the held-out faces of every copy (full size and thumbnails)."""
     novelty = np.concatenate([s.novelty for s in scored])
@@ -783,6 +796,7 @@ def _fit_familiarity(
         novelty[measured],
         widths,
         sources if per_source else None,
+        temper_start=temper_start,
         temper_slope=temper_slope,
         details=details,
     )

@@ -169,6 +169,7 @@ def fit_familiarity(
     *,
     flagged_share: float = DEFAULT_FLAGGED_SHARE,
     width_edges: tuple[float, ...] = WIDTH_EDGES,
+    temper_start: float = TEMPER_START,
     temper_slope: float = TEMPER_SLOPE,
     details: dict[str, Any] | None = None,
 ) -> Familiarity:
@@ -176,8 +177,9 @@ def fit_familiarity(
     about that share of familiar faces of any size are flagged. With `sources`, it is the mean
     of the sources' flagged shares that is held there (each source weighs the same, as an
     unseen one would; one large source cannot set the threshold for the rest). A band with
-    fewer than MIN_FACES_PER_BAND faces takes the threshold of all faces. `temper_slope` sets
-    how fast P(ai) of unfamiliar faces is tempered toward 0.5 (0: not at all)."""
+    fewer than MIN_FACES_PER_BAND faces takes the threshold of all faces. From `temper_start`
+    of its threshold up, a face's P(ai) is tempered toward 0.5, `temper_slope` setting how
+    fast (0: not at all)."""
     novelty = np.asarray(novelty, dtype=float)
     widths = np.nan_to_num(np.asarray(widths, dtype=float), nan=np.inf)
     if sources is None:
@@ -206,6 +208,7 @@ def fit_familiarity(
         thresholds=tuple(thresholds),
         flagged_share=flagged_share,
         details={"faces_per_band": counts, "flagged_by_source": by_source, **(details or {})},
+        temper_start=temper_start,
         temper_slope=temper_slope,
     )
 
