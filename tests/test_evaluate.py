@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from sklearn.metrics import log_loss
 
 from conftest import astronaut
 from facetell.calibrate import (
@@ -14,6 +15,7 @@ from facetell.calibrate import (
     fit_calibration,
     fit_scaling,
     fit_size_correction,
+    mean_false_positive_rate,
     threshold_for_fpr,
     uncertain_band,
 )
@@ -216,7 +218,7 @@ def test_size_correction_makes_small_faces_honest_and_leaves_large_ones_alone():
     assert Calibration.from_dict(stored).size_correction == reencoded
 
 
-def test_size_correction_is_shrunk_back_within_the_false_positive_target():
+def test_size_correction_is_refitted_within_the_false_positive_target():
     y, logits, widths = small_and_large_faces(seed=9)
     sources = np.where(y == 1, "ai", np.where(np.arange(len(y)) % 2, "camera", "phone"))
     calibration = fit_calibration(logits, y, max_fpr=0.02, sources=list(sources))
@@ -224,7 +226,27 @@ def test_size_correction_is_shrunk_back_within_the_false_positive_target():
     bound = fit_size_correction(calibration, logits, y, widths, max_fpr=0.02, sources=list(sources))
     assert free is not None and bound is not None
     assert free.details["false_positive_rate_after"] > 0.02
-    assert 0 < bound.details["strength"] < 1
+    # the lowest-log-loss correction within the rule, not the optimum, and still a correction
+    assert bound.details["optimum"] == pytest.approx({"offset": free.offset, "slope": free.slope})
+    assert (bound.offset, bound.slope) != (free.offset, free.slope)
+    assert bound.details["ece_small_after"] < 0.8 * bound.details["ece_small_before"]
+    # no worse than shrinking the optimum toward none until it keeps the rule (as before session 45)
+    small = widths < 64
+
+    def small_log_loss(correction):
+        p = sigmoid(calibration.with_size_correction(correction).scaled_logits(logits, widths))
+        return log_loss(y[small], p[small])
+
+    def keeps_rule(factor):
+        shrunk = replace(free, offset=free.offset * factor, slope=free.slope * factor)
+        p = sigmoid(calibration.with_size_correction(shrunk).scaled_logits(logits, widths))
+        return mean_false_positive_rate(y, p, calibration.threshold, list(sources)) <= max(
+            0.02, bound.details["false_positive_rate_before"]
+        )
+
+    factor = max(f for f in np.linspace(0, 1, 201) if keeps_rule(f))
+    shrunk = replace(free, offset=free.offset * factor, slope=free.slope * factor)
+    assert 0 < factor < 1 and small_log_loss(bound) <= small_log_loss(shrunk) * 1.01
     p = sigmoid(calibration.with_size_correction(bound).scaled_logits(logits, widths))
     real = y == 0
     rates = [np.mean(p[real & (sources == name)] >= calibration.threshold)

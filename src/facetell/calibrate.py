@@ -36,6 +36,8 @@ THUMBNAIL_SIZES = (48, 64, 96, 128, 160)
 THUMBNAIL_QUALITY = 85
 # Faces narrower than this are "small": corrected, and re-encoded at THUMBNAIL_QUALITY first.
 SMALL_FACE_WIDTH = 64.0
+# Offsets and slopes tried (each) when the lowest-log-loss size correction breaks the FPR rule.
+CONSTRAINED_GRID = 41
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,6 @@ class SizeCorrection:
         """What the correction adds to logit / T for faces this wide (NaN width: nothing)."""
         width = np.nan_to_num(np.asarray(width, dtype=float), nan=self.reference_width)
         return self.shrinkage(width) * (self.offset + self.slope * np.asarray(logit))
-
-    def scaled(self, factor: float) -> SizeCorrection:
-        return replace(self, offset=self.offset * factor, slope=self.slope * factor)
 
 
 @dataclass(frozen=True)
@@ -268,10 +267,13 @@ def fit_size_correction(
     (`Detector(small_face_jpeg=...)`), so inference re-encodes them alike. With `novelty`, each
     face's probability is tempered by the calibration's familiarity, as at inference.
 
-    With `max_fpr` it is then shrunk toward none until the false-positive rate at the calibrated
-    threshold is within max_fpr again (or within the uncorrected rate, if that was higher): the
-    correction makes small faces' probabilities honest without calling more real faces AI than
-    the threshold rule allows. None when the small faces lack real or AI examples.
+    With `max_fpr`, a correction that calls more real faces AI at the calibrated threshold than
+    max_fpr (or than no correction does, if that is more) is replaced by the lowest-log-loss one
+    that does not, searched over a grid of offsets between none and the optimum's and slopes
+    between the one that halves the weight of the narrowest face's logit and the optimum's (or
+    none), a grid that holds the optimum shrunk toward none. Small faces' probabilities can then
+    be made honest by making them less sure, which calls no more real faces AI, rather than only
+    by pushing them all up less. None when the small faces lack real or AI examples.
     """
     from scipy.optimize import minimize
 
@@ -291,41 +293,48 @@ def fit_size_correction(
         corrected = calibration.with_size_correction(correction)
         return _sigmoid(corrected.scaled_logits(logits[rows], widths[rows], novelty[rows]))
 
-    def nll(params: np.ndarray) -> float:
-        p = np.clip(
-            probabilities(replace(base, offset=params[0], slope=params[1]), small), 1e-12, 1 - 1e-12
-        )
+    def nll(correction: SizeCorrection) -> float:
+        p = np.clip(probabilities(correction, small), 1e-12, 1 - 1e-12)
         y = y_true[small]
         return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
-    offset, slope = minimize(nll, np.zeros(2), method="Nelder-Mead").x
-    best = replace(base, offset=float(offset), slope=float(slope))
-
-    def fpr(factor: float) -> float:
-        p = probabilities(best.scaled(factor))
+    def fpr(correction: SizeCorrection) -> float:
+        p = probabilities(correction)
         return mean_false_positive_rate(y_true, p, calibration.threshold, sources)
 
-    factor, uncorrected_fpr = 1.0, fpr(0.0)
+    offset, slope = minimize(
+        lambda params: nll(replace(base, offset=params[0], slope=params[1])),
+        np.zeros(2),
+        method="Nelder-Mead",
+    ).x
+    optimum = best = replace(base, offset=float(offset), slope=float(slope))
+    uncorrected_fpr = fpr(base)
     allowed = max(max_fpr, uncorrected_fpr) if max_fpr is not None else None
-    if allowed is not None and fpr(1.0) > allowed:
-        low, high = 0.0, 1.0
-        for _ in range(30):
-            middle = (low + high) / 2
-            low, high = (middle, high) if fpr(middle) <= allowed else (low, middle)
-        factor = low
-    before, after = probabilities(base), probabilities(best.scaled(factor))
+    if allowed is not None and fpr(optimum) > allowed:
+        # the steepest slope halves the narrowest face's logit weight, 1/T + u · slope, so faces
+        # of one width keep their order
+        steepest = -0.5 / (calibration.temperature * float(base.shrinkage(floor)))
+        candidates = (
+            replace(base, offset=candidate_offset, slope=candidate_slope)
+            for candidate_offset in np.linspace(0.0, optimum.offset, CONSTRAINED_GRID)
+            for candidate_slope in np.linspace(steepest, max(optimum.slope, 0.0), CONSTRAINED_GRID)
+        )
+        allowed_ones = (c for c in candidates if fpr(c) <= allowed)
+        best = min(allowed_ones, key=nll, default=base)  # no correction is always allowed
+    before, after = probabilities(base), probabilities(best)
     details = {
         "n": len(y_true),
         "n_small": int(small.sum()),
-        "strength": factor,  # the share of the lowest-log-loss correction kept
+        # the lowest-log-loss correction, before the false-positive rule
+        "optimum": {"offset": optimum.offset, "slope": optimum.slope},
         "ece_small_before": expected_calibration_error(y_true[small], before[small]),
         "ece_small_after": expected_calibration_error(y_true[small], after[small]),
         "false_positive_rate_before": uncorrected_fpr,
-        "false_positive_rate_after": fpr(factor),
+        "false_positive_rate_after": fpr(best),
         "true_positive_rate_before": float((before[y_true == 1] >= calibration.threshold).mean()),
         "true_positive_rate_after": float((after[y_true == 1] >= calibration.threshold).mean()),
     }
-    return replace(best.scaled(factor), details=details)
+    return replace(best, details=details)
 
 
 def uncertain_band(

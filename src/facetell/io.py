@@ -91,7 +91,7 @@ class DecodeLimits:
 
     max_bytes: int = 50 * 2**20
     max_pixels: int = 64_000_000
-    min_side: int = 32
+    min_side: int = 24
 
 
 DEFAULT_LIMITS = DecodeLimits()
