@@ -218,6 +218,31 @@ def test_size_correction_makes_small_faces_honest_and_leaves_large_ones_alone():
     assert Calibration.from_dict(stored).size_correction == reencoded
 
 
+def shrunk_and_refitted_log_loss(calibration, logits, y, widths, sources) -> tuple[float, float]:
+    """Small faces' log-loss with the optimum shrunk uniformly toward none until it keeps the 2%
+    rule (the fit before session 45), and with the correction fit_size_correction now gives."""
+    small = widths < 64
+    free = fit_size_correction(calibration, logits, y, widths)
+    refitted = fit_size_correction(calibration, logits, y, widths, max_fpr=0.02, sources=sources)
+    allowed = max(0.02, refitted.details["false_positive_rate_before"])
+
+    def probabilities(correction):
+        return sigmoid(calibration.with_size_correction(correction).scaled_logits(logits, widths))
+
+    def shrunk(factor):
+        return replace(free, offset=free.offset * factor, slope=free.slope * factor)
+
+    def keeps_rule(factor):
+        rate = mean_false_positive_rate(
+            y, probabilities(shrunk(factor)), calibration.threshold, sources
+        )
+        return rate <= allowed
+
+    factor = max(f for f in np.linspace(0, 1, 201) if keeps_rule(f))
+    assert 0 < factor < 1  # the optimum breaks the rule
+    return tuple(log_loss(y[small], probabilities(c)[small]) for c in (shrunk(factor), refitted))
+
+
 def test_size_correction_is_refitted_within_the_false_positive_target():
     y, logits, widths = small_and_large_faces(seed=9)
     sources = np.where(y == 1, "ai", np.where(np.arange(len(y)) % 2, "camera", "phone"))
@@ -231,28 +256,34 @@ def test_size_correction_is_refitted_within_the_false_positive_target():
     assert (bound.offset, bound.slope) != (free.offset, free.slope)
     assert bound.details["ece_small_after"] < 0.8 * bound.details["ece_small_before"]
     # no worse than shrinking the optimum toward none until it keeps the rule (as before session 45)
-    small = widths < 64
-
-    def small_log_loss(correction):
-        p = sigmoid(calibration.with_size_correction(correction).scaled_logits(logits, widths))
-        return log_loss(y[small], p[small])
-
-    def keeps_rule(factor):
-        shrunk = replace(free, offset=free.offset * factor, slope=free.slope * factor)
-        p = sigmoid(calibration.with_size_correction(shrunk).scaled_logits(logits, widths))
-        return mean_false_positive_rate(y, p, calibration.threshold, list(sources)) <= max(
-            0.02, bound.details["false_positive_rate_before"]
-        )
-
-    factor = max(f for f in np.linspace(0, 1, 201) if keeps_rule(f))
-    shrunk = replace(free, offset=free.offset * factor, slope=free.slope * factor)
-    assert 0 < factor < 1 and small_log_loss(bound) <= small_log_loss(shrunk) * 1.01
+    shrunk, refitted = shrunk_and_refitted_log_loss(calibration, logits, y, widths, sources)
+    assert refitted <= shrunk * 1.01
     p = sigmoid(calibration.with_size_correction(bound).scaled_logits(logits, widths))
     real = y == 0
     rates = [np.mean(p[real & (sources == name)] >= calibration.threshold)
              for name in ("camera", "phone")]  # fmt: skip
     assert np.mean(rates) <= 0.02 + 1e-9
     assert bound.details["true_positive_rate_after"] > bound.details["true_positive_rate_before"]
+
+
+def test_over_confident_small_faces_are_made_less_sure_within_the_false_positive_target():
+    """Small faces scored too surely and leaning real (as the shipped model scores thumbnails):
+    the correction within the rule lowers their logit's weight, rather than only shrinking the
+    push that calls more of their real faces AI."""
+    rng = np.random.default_rng(11)
+    y, true_logits = synthetic_scores(n=6000, seed=11)
+    widths = np.where(rng.random(6000) < 0.5, 200.0, rng.uniform(24, 60, 6000))
+    logits = np.where(widths < 64, 2.0 * true_logits - 2.0, true_logits)
+    names = np.where(y == 1, "ai", np.where(np.arange(len(y)) % 2, "camera", "phone"))
+    sources, large = list(names), widths >= 64
+    calibration = fit_calibration(logits[large], y[large], max_fpr=0.02, sources=list(names[large]))
+    bound = fit_size_correction(calibration, logits, y, widths, max_fpr=0.02, sources=sources)
+    assert bound.slope < 0 < bound.offset
+    assert bound.details["false_positive_rate_after"] <= max(
+        0.02, bound.details["false_positive_rate_before"]
+    )
+    shrunk, refitted = shrunk_and_refitted_log_loss(calibration, logits, y, widths, sources)
+    assert refitted < 0.9 * shrunk
 
 
 def test_size_correction_needs_both_classes_among_small_faces():
