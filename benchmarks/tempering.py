@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import log_loss
 
 from facetell.evaluate import auroc
 from facetell.familiarity import Familiarity
@@ -56,11 +57,6 @@ def load(evaluation: Path) -> tuple[str, Familiarity, dict[str, np.ndarray]]:
     return held_out, Familiarity.from_dict(calibration["familiarity"]), columns
 
 
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, EPSILON, 1 - EPSILON)
-    return float(-np.mean(np.where(y, np.log(p), np.log(1 - p))))
-
-
 def measure(evaluation: Path, starts: list[float], slopes: list[float]) -> None:
     held_out, familiarity, faces = load(evaluation)
     p = np.clip(faces["p_ai"], EPSILON, 1 - EPSILON)
@@ -80,9 +76,10 @@ def measure(evaluation: Path, starts: list[float], slopes: list[float]) -> None:
         for slope in slopes:
             setting = replace(familiarity, temper_start=start, temper_slope=slope)
             q = 1 / (1 + np.exp(-logit / setting.temperature(novelty, width)))
+            held_loss = log_loss(y[held], q[held], labels=[False, True])
             print(
                 f"{start:5.2f} {slope:5g}  {auroc(y[versus], q[versus]):14.4f}  "
-                f"{log_loss(y[held], q[held]):17.3f}  {auroc(y[seen], q[seen]):10.4f}"
+                f"{held_loss:17.3f}  {auroc(y[seen], q[seen]):10.4f}"
             )
 
 

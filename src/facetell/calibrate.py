@@ -7,8 +7,8 @@ it where held-out accuracy was too low to answer. A bundle without one still wor
 T = 1, b = 0 and a default band, and says so; an older one without a bias reads as b = 0.
 
 Small faces get a size correction on top: the model sees them upscaled and blurred, ranks them
-nearly as well, but under-states its confidence (on the default model, ECE 0.06-0.10 on
-48-64-px thumbnails against 0.02 at full size). It is fitted on thumbnail copies of the
+nearly as well, but scores them too low, real and AI alike (on the default model, ECE
+0.06-0.10 on 48-64-px thumbnails against 0.02 at full size). It is fitted on thumbnail copies of the
 calibration set and vanishes at the reference width, so large faces keep the plain scaling.
 
 Unfamiliar faces get a temperature of their own on top (facetell.familiarity): the further a
