@@ -9,7 +9,9 @@ what a model comparison should be decided on, since it is the path the judges ta
 With `--split-file` (a hold-out run's split.json and its ensemble's bundle) the sample comes from
 that split's test rows, so the held-out source is judged as an unseen one would be. Each line
 ends with the share of each source's faces flagged unfamiliar (`familiar: false`), when the
-bundle has a familiarity reference.
+bundle has a familiarity reference. AUROC comes with its 95% bootstrap interval and ECE with the
+ECE a perfectly calibrated model would still show on the same images (its 95th percentile), since
+400 images leave both far less certain than they look.
 
 Usage: python benchmarks/hidden_set.py [--bundle DIR] [--split-file SPLIT] [--per-source N]
        [--quality Q] [--sizes 96 64 ...] [--keep DIR]
@@ -29,9 +31,9 @@ from pathlib import Path
 import numpy as np
 from thumbnails import shipped_test_split
 
-from facetell.calibrate import expected_calibration_error
+from facetell.calibrate import ece_if_calibrated, expected_calibration_error
 from facetell.data import Sample, SplitFile, sample_per_source
-from facetell.evaluate import auroc, centre_thumbnail
+from facetell.evaluate import auroc, auroc_interval, centre_thumbnail
 from facetell.io import decode
 
 FACETELL = Path(sys.executable).with_name("facetell")
@@ -69,9 +71,11 @@ def summarise(samples: list[Sample], rows: dict[int, dict]) -> str:
     decided = labels != "uncertain"
     correct = (labels == "ai") == (targets == 1)
     per_real = " ".join(f"{s}={r:.1%}" for s, r in zip(real_sources, real_rates, strict=True))
+    low, high = auroc_interval(targets, p_ai)
     return (
-        f"faces found {len(scored) / len(samples):.3f}  AUROC {auroc(targets, p_ai):.4f}  "
-        f"ECE {expected_calibration_error(targets, p_ai):.3f}  "
+        f"faces found {len(scored) / len(samples):.3f}  AUROC {auroc(targets, p_ai):.4f} "
+        f"({low:.3f}-{high:.3f})  ECE {expected_calibration_error(targets, p_ai):.3f} "
+        f"(calibrated: ≤ {ece_if_calibrated(p_ai):.3f})  "
         f"AI called AI {np.mean(labels[targets == 1] == 'ai'):.1%}  "
         f"real called AI {np.mean(real_rates):.1%} ({per_real})  "
         f"uncertain {np.mean(~decided):.1%}  "

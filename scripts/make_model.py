@@ -135,12 +135,13 @@ def measure_holdouts(members: dict[str, str], runs: Path, holdout: str) -> None:
     (runs / "ensemble" / f"holdout-{holdout}.json").write_text(json.dumps(results, indent=2))
     for source, row in results.items():
         auroc = row.get("auroc_vs_real", row.get("auroc_vs_ai"))
+        low, high = row["auroc_interval"]
         called_ai = row["accuracy"] if row["label"] == "ai" else row["false_positive_rate"]
         pairs = ", ".join(f"{other} {value:.3f}" for other, value in row["auroc_by_source"].items())
         unfamiliar = "" if row["unfamiliar"] is None else f", {row['unfamiliar']:.1%} unfamiliar"
         print(
-            f"held out {source}: AUROC {auroc:.3f} vs the other class ({pairs}), "
-            f"{called_ai:.1%} called AI{unfamiliar}"
+            f"held out {source}: AUROC {auroc:.3f} (95% interval {low:.3f}-{high:.3f}) vs the "
+            f"other class ({pairs}), {called_ai:.1%} called AI{unfamiliar}"
         )
 
 

@@ -6,11 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 from sklearn.metrics import log_loss
 
 from conftest import astronaut
 from facetell.calibrate import (
     Calibration,
+    ece_if_calibrated,
     expected_calibration_error,
     fit_calibration,
     fit_scaling,
@@ -20,9 +22,12 @@ from facetell.calibrate import (
     uncertain_band,
 )
 from facetell.evaluate import (
+    BOOTSTRAP_KEYS,
     PERTURBATIONS,
     ScoredSet,
+    auroc_interval,
     classification_metrics,
+    metric_intervals,
     source_pairs,
     sweep_metrics,
 )
@@ -102,6 +107,74 @@ def test_every_metric_matches_an_independent_computation():
     inside = (p >= 0.4) & (p <= 0.7)
     assert m["uncertain_fraction"] == pytest.approx(inside.mean())
     assert m["accuracy_when_decided"] == pytest.approx((called == (y == 1))[~inside].mean())
+
+
+def test_every_headline_metric_gets_an_interval_around_it_and_the_same_one_each_time():
+    y, logits = synthetic_scores(n=400, seed=4)
+    p = sigmoid(logits)
+    band = (0.4, 0.7)
+    m = classification_metrics(y, p, threshold=0.6, band=band)
+    intervals = metric_intervals(y, p, threshold=0.6, band=band, resamples=300)
+    assert set(intervals) == set(BOOTSTRAP_KEYS) | {
+        "accuracy", "false_positive_rate", "true_positive_rate", "uncertain_fraction",
+        "accuracy_when_decided",
+    }  # fmt: skip
+    for key, (low, high) in intervals.items():
+        assert low <= m[key] <= high, key
+        assert 0 < high - low < 0.25, key  # 400 images pin every number down to within 0.25
+    assert metric_intervals(y, p, threshold=0.6, band=band, resamples=300) == intervals
+    skipped = metric_intervals(y, p, threshold=0.6, band=band, resamples=0)
+    assert all(skipped[key] is None for key in BOOTSTRAP_KEYS)
+    assert skipped["accuracy"] == intervals["accuracy"]  # rates need no resampling
+
+
+def test_a_calibrated_model_stays_below_its_ece_yardstick_and_an_overconfident_one_does_not():
+    """Labels drawn from the probabilities themselves: the true ECE is 0, the measured one is
+    not (noise on 300 images), and the yardstick says how much of it noise explains."""
+    below = []
+    for seed in range(40):
+        y, logits = synthetic_scores(n=300, seed=seed)
+        m = classification_metrics(y, sigmoid(logits), threshold=0.5)
+        below.append(m["ece"] <= m["ece_if_calibrated"])
+    assert 0.85 <= np.mean(below) < 1.0  # a 95th percentile: about 38 of 40
+    y, logits = synthetic_scores(n=300, seed=0, overconfidence=3.0)
+    m = classification_metrics(y, sigmoid(logits), threshold=0.5)
+    assert m["ece"] > 1.5 * m["ece_if_calibrated"]
+    p = sigmoid(synthetic_scores(n=4800, seed=1)[1])
+    ratio = ece_if_calibrated(p) / ece_if_calibrated(p[:300])
+    assert 0.15 < ratio < 0.35  # sixteen times the images, a quarter of the noise
+
+
+def test_auroc_intervals_cover_the_true_auroc_95_times_in_100_and_narrow_with_more_images():
+    """Real scores N(0, 1), AI scores N(1.5, 1): the true AUROC is Φ(1.5 / √2)."""
+    true_auroc = norm.cdf(1.5 / np.sqrt(2))
+    rng = np.random.default_rng(5)
+    widths = {}
+    for n_ai, n_real in ((40, 60), (160, 240)):
+        covered, width = [], []
+        for draw in range(150):
+            scores = np.r_[rng.normal(1.5, 1, n_ai), rng.normal(0, 1, n_real)]
+            y = np.r_[np.ones(n_ai, dtype=int), np.zeros(n_real, dtype=int)]
+            low, high = auroc_interval(y, scores, resamples=400, seed=draw)
+            covered.append(low <= true_auroc <= high)
+            width.append(high - low)
+        assert 0.88 <= np.mean(covered) <= 0.99, (n_ai, np.mean(covered))
+        widths[n_ai] = np.mean(width)
+    assert 0.4 < widths[160] / widths[40] < 0.6  # four times the images, half the width
+    assert auroc_interval(np.array([1, 0, 0]), np.array([0.9, 0.1, 0.2])) is None  # one AI image
+
+
+def test_a_false_positive_rate_of_zero_still_gets_an_upper_bound_that_shrinks_with_more_reals():
+    bounds = {}
+    for n_real in (45, 450):
+        y = np.r_[np.zeros(n_real, dtype=int), np.ones(50, dtype=int)]
+        p = np.r_[np.full(n_real, 0.1), np.full(50, 0.9)]
+        (low, high) = metric_intervals(y, p, threshold=0.5, resamples=0)["false_positive_rate"]
+        assert low == 0.0 < high
+        # a real rate at the upper bound would show no false positive in n_real faces rarely
+        assert 0.01 < (1 - high) ** n_real < 0.06
+        bounds[n_real] = high
+    assert 6 < bounds[45] / bounds[450] < 12
 
 
 def test_robustness_rows_count_real_faces_called_ai_and_calibration():
@@ -393,3 +466,7 @@ def test_source_pairs_show_which_real_photos_a_generator_passes_for():
         real = p_ai[(source_array == real_source) & ~np.isnan(p_ai)]
         y = np.array([1] * len(fake) + [0] * len(real))
         assert pair["auroc"] == pytest.approx(pairwise_auroc(y, np.concatenate([fake, real])))
+        low, high = pair["auroc_interval"]
+        assert low <= pair["auroc"] <= high
+    assert pairs[("newgan", "clean")]["auroc_interval"] == [1.0, 1.0]  # every resample ranks alike
+    assert 0.1 < np.diff(pairs[("oldgan", "soft")]["auroc_interval"])[0] < 0.5  # 30 against 40

@@ -197,6 +197,19 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     (pair,) = metrics["source_pairs"]  # one AI and one real source: the pair is the whole set
     assert (pair["ai_source"], pair["real_source"]) == ("dcgan", "nasa")
     assert pair["auroc"] == pytest.approx(metrics["metrics"]["auroc"])
+    intervals = metrics["metrics"]["intervals"]
+    for key in ("auroc", "average_precision", "accuracy", "false_positive_rate"):
+        low, high = intervals[key]
+        assert low <= metrics["metrics"][key] <= high, key
+    low, high = pair["auroc_interval"]
+    assert [round(low, 6), round(high, 6)] == [round(v, 6) for v in intervals["auroc"]]
+    nasa = next(row for row in metrics["sources"] if row["source"] == "nasa")
+    low, high = nasa["false_positive_rate_interval"]
+    assert low <= nasa["false_positive_rate"] <= high and high - low > 0.05  # 16 real images
+    auroc_line = next(
+        line for line in result.stdout.splitlines() if line.strip("│ ").startswith("auroc")
+    )
+    assert f"({intervals['auroc'][0]:.4f}-{intervals['auroc'][1]:.4f})" in auroc_line
     calibration_file = bundle / "calibration.json"
     correction = (
         json.loads(calibration_file.read_text())["size_correction"]
@@ -222,6 +235,15 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         for table in TABLES:
             assert page.locator(f"#{table} tbody tr").count() >= 1, table
         assert page.locator("#mistake-gallery figure").count() >= 1
+        interval_cells = page.eval_on_selector_all(
+            "#summary-table tbody tr",
+            "rows => Object.fromEntries(rows.map(r => [r.cells[0].innerText, "
+            "r.cells[2].innerText]))",
+        )
+        low, high = intervals["auroc"]
+        assert interval_cells["auroc"] == f"{low:.4f} to {high:.4f}"
+        yardstick = metrics["metrics"]["ece_if_calibrated"]
+        assert interval_cells["ece"] == f"calibrated: ≤ {yardstick:.4f}"
         small_faces = page.locator("#identity dt", has_text="small faces")
         assert small_faces.count() == (1 if correction else 0)
         if correction:

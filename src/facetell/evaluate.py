@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from scipy.stats import binomtest, bootstrap, mannwhitneyu
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -27,7 +28,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from facetell.calibrate import SizeCorrection, equal_error_rate, expected_calibration_error
+from facetell.calibrate import (
+    SizeCorrection,
+    ece_if_calibrated,
+    equal_error_rate,
+    expected_calibration_error,
+)
 from facetell.data import Sample, sample_per_source
 from facetell.detector import Detector
 from facetell.errors import FacetellError
@@ -328,11 +334,14 @@ def classification_metrics(
         "log_loss": float(log_loss(y_true, clipped, labels=[0, 1])),
         "brier": float(brier_score_loss(y_true, p_ai)),
         "ece": expected_calibration_error(y_true, p_ai, n_bins=n_bins),
+        # what a perfectly calibrated model would still show on these images, 95 times in 100
+        "ece_if_calibrated": ece_if_calibrated(p_ai, n_bins=n_bins),
         "confusion_matrix": matrix.tolist(),
         "confusion_matrix_normalised": (matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1))
         .round(4)
         .tolist(),
         "false_positive_rate": rate(predicted[y_true == 0]),
+        "true_positive_rate": rate(predicted[y_true == 1]),
     }
     if band is not None:
         undecided = (p_ai >= band[0]) & (p_ai <= band[1])
@@ -340,6 +349,113 @@ def classification_metrics(
         metrics["uncertain_fraction"] = float(undecided.mean())
         metrics["accuracy_when_decided"] = rate(predicted[decided] == y_true[decided])
     return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# How far each number could move on another draw of the same kind of images
+
+CONFIDENCE_LEVEL = 0.95
+RESAMPLES = 1000
+# the metrics whose intervals come from resampling images; rates get a Wilson interval. ECE gets
+# none: a measured ECE overstates the true one, and a resampled one more so, so its percentile
+# interval can lie wholly above it; `ece_if_calibrated` is its yardstick instead.
+BOOTSTRAP_KEYS = ("auroc", "average_precision", "eer", "balanced_accuracy")
+
+
+def proportion_interval(successes: int, trials: int) -> list[float] | None:
+    """Wilson score interval of a rate. Unlike a bootstrap it does not collapse to [0, 0] when
+    nothing was seen: 0 of 45 real faces called AI still allows a rate of up to 7.9%."""
+    if trials == 0:
+        return None
+    interval = binomtest(int(successes), int(trials)).proportion_ci(CONFIDENCE_LEVEL, "wilson")
+    return [float(interval.low), float(interval.high)]
+
+
+def _by_class_bootstrap(
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    statistic: Callable[..., Any],
+    resamples: int,
+    seed: int,
+    *,
+    vectorized: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap with real and AI images resampled on their own, so every resample
+    keeps the set's class mix (an AUROC with one class missing means nothing)."""
+    result = bootstrap(
+        (scores[y_true == 1], scores[y_true == 0]),
+        statistic,
+        n_resamples=resamples,
+        confidence_level=CONFIDENCE_LEVEL,
+        method="percentile",
+        vectorized=vectorized,
+        rng=seed,
+    )
+    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+
+
+def _auroc_of(ai: np.ndarray, real: np.ndarray, axis: int = -1) -> np.ndarray:
+    """AUROC as the Mann-Whitney U of the AI scores over the real ones (ties count half),
+    vectorised over resamples."""
+    u = mannwhitneyu(ai, real, axis=axis, method="asymptotic").statistic
+    return u / (ai.shape[axis] * real.shape[axis])
+
+
+def auroc_interval(
+    y_true: np.ndarray, scores: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0
+) -> list[float] | None:
+    """Bootstrap interval of AUROC; None without two images of each class or resamples."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=float)
+    if resamples == 0 or min((y_true == 1).sum(), (y_true == 0).sum()) < 2:
+        return None
+
+    low, high = _by_class_bootstrap(y_true, scores, _auroc_of, resamples, seed, vectorized=True)
+    return [float(low), float(high)]
+
+
+def metric_intervals(
+    y_true: np.ndarray,
+    p_ai: np.ndarray,
+    *,
+    threshold: float,
+    band: tuple[float, float] | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> dict[str, list[float] | None]:
+    """95% intervals of the headline metrics but ECE (keys as in `classification_metrics`), for a
+    reader to tell a real difference from the luck of which images were in the set. Images are
+    treated as independent; near-duplicates sharing a split make the intervals a little narrow."""
+    y_true, p_ai = np.asarray(y_true, dtype=int), np.asarray(p_ai, dtype=float)
+    called_ai, is_real = p_ai >= threshold, y_true == 0
+    intervals: dict[str, list[float] | None] = {
+        "accuracy": proportion_interval((called_ai == (y_true == 1)).sum(), len(y_true)),
+        "false_positive_rate": proportion_interval(called_ai[is_real].sum(), is_real.sum()),
+        "true_positive_rate": proportion_interval(called_ai[~is_real].sum(), (~is_real).sum()),
+    }
+    if band is not None:
+        decided = (p_ai < band[0]) | (p_ai > band[1])
+        right = called_ai[decided] == (y_true[decided] == 1)
+        intervals["uncertain_fraction"] = proportion_interval((~decided).sum(), len(y_true))
+        intervals["accuracy_when_decided"] = proportion_interval(right.sum(), decided.sum())
+    if resamples == 0 or min(is_real.sum(), (~is_real).sum()) < 2:
+        return intervals | dict.fromkeys(BOOTSTRAP_KEYS)
+
+    def statistic(ai: np.ndarray, real: np.ndarray) -> np.ndarray:
+        y = np.r_[np.ones(len(ai), dtype=int), np.zeros(len(real), dtype=int)]
+        p = np.r_[ai, real]
+        return np.array(
+            [
+                _auroc_of(ai, real),
+                average_precision_score(y, p),
+                equal_error_rate(y, p)[0],
+                ((ai >= threshold).mean() + (real < threshold).mean()) / 2,  # balanced accuracy
+            ]
+        )
+
+    low, high = _by_class_bootstrap(y_true, p_ai, statistic, resamples, seed, vectorized=False)
+    return intervals | {
+        key: [float(lo), float(hi)] for key, lo, hi in zip(BOOTSTRAP_KEYS, low, high, strict=True)
+    }
 
 
 def source_classes(scored: ScoredSet) -> dict[str, str]:
@@ -351,9 +467,12 @@ def source_classes(scored: ScoredSet) -> dict[str, str]:
     }
 
 
-def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
-    """Per source: n, faces found, accuracy, AUROC against the other class, FPR for reals, and
-    the share of its faces flagged unfamiliar (None when the bundle cannot tell)."""
+def source_table(
+    scored: ScoredSet, threshold: float, resamples: int = RESAMPLES
+) -> list[dict[str, Any]]:
+    """Per source: n, faces found, accuracy, AUROC against the other class (with its interval),
+    FPR for reals (with its interval), and the share of its faces flagged unfamiliar (None when
+    the bundle cannot tell)."""
     ok = scored.scored
     sources = np.array(scored.sources)
     rows = []
@@ -374,16 +493,23 @@ def source_table(scored: ScoredSet, threshold: float) -> list[dict[str, Any]]:
         }
         if label == "real":
             row["false_positive_rate"] = rate(predicted)
+            row["false_positive_rate_interval"] = proportion_interval(
+                predicted.sum(), len(predicted)
+            )
         row.update(
             auroc_against_other_class(
                 scored.targets[ok], scored.p_ai[ok], mask[ok], ai_source=label == "ai"
             )
         )
+        other = ok & (scored.targets == (0 if label == "ai" else 1))
+        row["auroc_interval"] = auroc_interval(
+            scored.targets[used | other], scored.p_ai[used | other], resamples=resamples
+        )
         rows.append(row)
     return rows
 
 
-def source_pairs(scored: ScoredSet) -> list[dict[str, Any]]:
+def source_pairs(scored: ScoredSet, resamples: int = RESAMPLES) -> list[dict[str, Any]]:
     """AUROC of every AI source against every real source on its own.
 
     The per-source AUROC pools all real images, so a generator that ranks far above one kind of
@@ -408,6 +534,9 @@ def source_pairs(scored: ScoredSet) -> list[dict[str, Any]]:
                     "auroc": auroc(scored.targets[both], scored.p_ai[both])
                     if fake.any() and real.any()
                     else None,
+                    "auroc_interval": auroc_interval(
+                        scored.targets[both], scored.p_ai[both], resamples=resamples
+                    ),
                 }
             )
     return pairs
@@ -465,9 +594,11 @@ def evaluate_bundle(
     robustness_limit: int = 400,
     perturbations: Sequence[str] = tuple(PERTURBATIONS),
     mistakes: int = 12,
+    resamples: int = RESAMPLES,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
-    """Score, measure, sweep robustness, and pick the high-confidence mistakes."""
+    """Score, measure with 95% intervals (`resamples` bootstrap draws; 0 leaves out those that
+    need them), sweep robustness, and pick the high-confidence mistakes."""
 
     def progress(stage: str, total: int) -> Callable[[int], None] | None:
         return (lambda n: on_progress(stage, n, total)) if on_progress else None
@@ -480,6 +611,13 @@ def evaluate_bundle(
         raise FacetellError("no image could be scored (no faces found, or none readable)")
     metrics = classification_metrics(
         scored.targets[ok], scored.p_ai[ok], threshold=threshold, band=calibration.uncertain_band
+    )
+    metrics["intervals"] = metric_intervals(
+        scored.targets[ok],
+        scored.p_ai[ok],
+        threshold=threshold,
+        band=calibration.uncertain_band,
+        resamples=resamples,
     )
     metrics["not_scored"] = {
         "no_face": scored.statuses.count("no_face"),
@@ -518,8 +656,8 @@ def evaluate_bundle(
         band=calibration.uncertain_band,
         size_correction=calibration.size_correction,
         metrics=metrics,
-        sources=source_table(scored, threshold),
-        pairs=source_pairs(scored),
+        sources=source_table(scored, threshold, resamples),
+        pairs=source_pairs(scored, resamples),
         robustness=robustness,
         mistakes=[
             {

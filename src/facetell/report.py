@@ -46,6 +46,7 @@ EXPLANATIONS = {
     "brier": "mean squared error of the probabilities (lower is better)",
     "ece": "expected calibration error: gap between stated and observed confidence (15 bins)",
     "false_positive_rate": "share of real faces called AI",
+    "true_positive_rate": "share of AI faces called AI (recall of the AI class)",
     "uncertain_fraction": "share of images answered 'uncertain'",
     "accuracy_when_decided": "accuracy on the images not answered 'uncertain'",
 }
@@ -209,6 +210,18 @@ def _number(value: Any, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
+def _interval(interval: Sequence[float] | None, digits: int = 4) -> str:
+    """A 95% interval as text, "-" when there is none."""
+    return "-" if not interval else f"{interval[0]:.{digits}f} to {interval[1]:.{digits}f}"
+
+
+def _interval_cell(metrics: dict[str, Any], key: str) -> str:
+    """A headline metric's 95% interval; for ECE, the yardstick of a calibrated model."""
+    if key == "ece" and "ece_if_calibrated" in metrics:
+        return f"calibrated: ≤ {metrics['ece_if_calibrated']:.4f}"
+    return _interval(metrics.get("intervals", {}).get(key))
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     cells = []
@@ -283,7 +296,13 @@ def _pairs_table(evaluation: Evaluation) -> str:
     real_sources = sorted({p["real_source"] for p in evaluation.pairs})
     if not ai_sources or not real_sources:
         return ""
-    cell = {(p["ai_source"], p["real_source"]): p["auroc"] for p in evaluation.pairs}
+    cell = {
+        (
+            p["ai_source"],
+            p["real_source"],
+        ): f"{_number(p['auroc'])} ({_interval(p.get('auroc_interval'), 3)})"
+        for p in evaluation.pairs
+    }
     rows = [[a, *[cell[(a, r)] for r in real_sources]] for a in ai_sources]
     return _table(["AI source", *real_sources], rows, "pairs-table")
 
@@ -317,12 +336,28 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         "brier",
         "ece",
         "false_positive_rate",
+        "true_positive_rate",
         "uncertain_fraction",
         "accuracy_when_decided",
     ]
     summary = _table(
-        ["metric", *[e.bundle for e in evaluations], "what it means"],
-        [[k, *[e.metrics.get(k) for e in evaluations], EXPLANATIONS[k]] for k in keys],
+        [
+            "metric",
+            *[column for e in evaluations for column in (e.bundle, "95% interval")],
+            "what it means",
+        ],
+        [
+            [
+                k,
+                *[
+                    cell
+                    for e in evaluations
+                    for cell in (e.metrics.get(k), _interval_cell(e.metrics, k))
+                ],
+                EXPLANATIONS[k],
+            ]
+            for k in keys
+        ],
         "summary-table",
     )
     per_class = _table(
@@ -342,7 +377,9 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             "no face",
             "accuracy",
             "AUROC vs other class",
+            "95% interval",
             "false-positive rate",
+            "95% interval",
             "unfamiliar",
         ],
         [
@@ -354,7 +391,9 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
                 r["no_face"],
                 r["accuracy"],
                 r.get("auroc_vs_real", r.get("auroc_vs_ai")),
+                _interval(r.get("auroc_interval"), 3),
                 r.get("false_positive_rate"),
+                _interval(r.get("false_positive_rate_interval"), 3),
                 r.get("unfamiliar"),
             ]
             for r in main.sources
@@ -421,7 +460,14 @@ unreadable were left out</dd>
 <dt>speed</dt><dd>{timing["images_per_second"]:.1f} images/s ({timing["images"]} images in
 {timing["seconds"]:.1f} s, decoding, face detection and model)</dd>
 <dt>generated</dt><dd>{datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}</dd></dl></section>
-<section id="summary"><h2>Summary</h2>{summary}{per_class}</section>
+<section id="summary"><h2>Summary</h2><p>Each 95% interval says how far the number could
+move on another set of the same kinds of images: rates get a Wilson interval, the others a
+bootstrap with real and AI images resampled apart (empty when the bootstrap was skipped). ECE
+gets a yardstick instead: even perfectly calibrated probabilities show some ECE on a finite set,
+and 95 times in 100 no more than the value given (labels drawn from the probabilities
+themselves); a measured ECE below it is within that noise.
+Near-duplicates that share a split make them a little too narrow; a new kind of camera or
+generator can move the numbers further than any interval here.</p>{summary}{per_class}</section>
 <section id="curves"><h2>ROC and precision-recall</h2>
 <div class="plots">{_figure(roc, "ROC curve", "plot-roc")}
 {_figure(pr, "Precision-recall curve", "plot-pr")}</div></section>
