@@ -402,6 +402,11 @@ def test_false_positive_target_over_sources_weighs_each_real_source_equally():
     by_source = calibration.details["false_positive_rate_by_source"]
     assert set(by_source) == {"easy", "hard"}
     assert np.mean(list(by_source.values())) <= 0.05
+    intervals = calibration.details["false_positive_rate_interval_by_source"]
+    for source, (low, high) in intervals.items():
+        assert low <= by_source[source] <= high
+    width = {source: high - low for source, (low, high) in intervals.items()}
+    assert width["hard"] > 2 * width["easy"]  # 100 faces say less than 900
 
 
 def test_uncertain_band_makes_the_answered_faces_accurate_enough():

@@ -724,6 +724,7 @@ def calibrate_command(
     except FacetellError as error:
         raise fail(str(error)) from None
     details = calibration.details
+    upper = {k: v[1] for k, v in details["false_positive_rate_interval_by_source"].items()}
     console.print(
         f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}, "
         f"threshold P(ai) ≥ {calibration.threshold:.4f} "
@@ -731,7 +732,10 @@ def calibrate_command(
         f"{calibration.uncertain_band[1]:.3f}\n"
         f"ECE {details['ece_before']:.4f} before → {details['ece_after']:.4f} after; "
         f"false-positive rate {details['false_positive_rate']:.4f}"
-        + "".join(f", {k} {v:.4f}" for k, v in details["false_positive_rate_by_source"].items())
+        + "".join(
+            f", {source} {rate:.4f} (95% up to {upper[source]:.4f})"
+            for source, rate in details["false_positive_rate_by_source"].items()
+        )
         + f", true-positive rate {details['true_positive_rate']:.4f}; "
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"

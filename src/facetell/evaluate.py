@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
-from scipy.stats import binomtest, bootstrap, mannwhitneyu
+from scipy.stats import bootstrap, mannwhitneyu
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -29,10 +29,12 @@ from sklearn.metrics import (
 )
 
 from facetell.calibrate import (
+    CONFIDENCE_LEVEL,
     SizeCorrection,
     ece_if_calibrated,
     equal_error_rate,
     expected_calibration_error,
+    proportion_interval,
 )
 from facetell.data import Sample, sample_per_source
 from facetell.detector import Detector
@@ -354,21 +356,11 @@ def classification_metrics(
 # ---------------------------------------------------------------------------------------------
 # How far each number could move on another draw of the same kind of images
 
-CONFIDENCE_LEVEL = 0.95
 RESAMPLES = 1000
 # the metrics whose intervals come from resampling images; rates get a Wilson interval. ECE gets
 # none: a measured ECE overstates the true one, and a resampled one more so, so its percentile
 # interval can lie wholly above it; `ece_if_calibrated` is its yardstick instead.
 BOOTSTRAP_KEYS = ("auroc", "average_precision", "eer", "balanced_accuracy")
-
-
-def proportion_interval(successes: int, trials: int) -> list[float] | None:
-    """Wilson score interval of a rate. Unlike a bootstrap it does not collapse to [0, 0] when
-    nothing was seen: 0 of 45 real faces called AI still allows a rate of up to 7.9%."""
-    if trials == 0:
-        return None
-    interval = binomtest(int(successes), int(trials)).proportion_ci(CONFIDENCE_LEVEL, "wilson")
-    return [float(interval.low), float(interval.high)]
 
 
 def _by_class_bootstrap(
@@ -404,11 +396,10 @@ def _auroc_of(ai: np.ndarray, real: np.ndarray, axis: int = -1) -> np.ndarray:
 def auroc_interval(
     y_true: np.ndarray, scores: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0
 ) -> list[float] | None:
-    """Bootstrap interval of AUROC; None without two images of each class or resamples."""
+    """Bootstrap interval of AUROC; None with fewer than two images of a class, or resamples 0."""
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=float)
     if resamples == 0 or min((y_true == 1).sum(), (y_true == 0).sum()) < 2:
         return None
-
     low, high = _by_class_bootstrap(y_true, scores, _auroc_of, resamples, seed, vectorized=True)
     return [float(low), float(high)]
 
