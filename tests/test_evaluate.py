@@ -25,6 +25,8 @@ from facetell.evaluate import (
     BOOTSTRAP_KEYS,
     PERTURBATIONS,
     ScoredSet,
+    auroc,
+    auroc_drop_interval,
     auroc_interval,
     classification_metrics,
     metric_intervals,
@@ -162,6 +164,21 @@ def test_auroc_intervals_cover_the_true_auroc_95_times_in_100_and_narrow_with_mo
         widths[n_ai] = np.mean(width)
     assert 0.4 < widths[160] / widths[40] < 0.6  # four times the images, half the width
     assert auroc_interval(np.array([1, 0, 0]), np.array([0.9, 0.1, 0.2])) is None  # one AI image
+
+
+def test_an_auroc_drop_is_measured_on_the_same_images_so_its_interval_is_narrow():
+    y, logits = synthetic_scores(n=400, seed=6)
+    assert auroc_drop_interval(y, logits, logits.copy(), resamples=300) == [0.0, 0.0]
+    noise = np.random.default_rng(60).normal(0, 1, len(logits))
+    clean_width = np.diff(auroc_interval(y, logits, resamples=300))[0]
+    mild, strong = logits + 0.3 * noise, logits + noise
+    low, high = auroc_drop_interval(y, logits, mild, resamples=300)
+    assert low < 0 < high  # a cost the luck of the draw could explain
+    assert high - low < 0.3 * clean_width  # pairing cancels each image's own difficulty
+    drop = auroc(y, logits) - auroc(y, strong)
+    low, high = auroc_drop_interval(y, logits, strong, resamples=300)
+    assert 0 < low <= drop <= high  # a cost beyond it
+    assert high - low < 0.8 * clean_width
 
 
 def test_a_false_positive_rate_of_zero_still_gets_an_upper_bound_that_shrinks_with_more_reals():

@@ -189,6 +189,10 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metrics"]["n"] + sum(metrics["metrics"]["not_scored"].values()) == 32
     assert set(metrics["robustness"]) >= {"clean", "jpeg_50", "downscale_0.5", "blur_2"}
+    for name, values in metrics["robustness"].items():  # drops measured on the same images
+        if name != "clean":
+            low, high = values["auroc_drop_interval"]
+            assert -1 <= low <= high <= 1, name
     assert {row["source"] for row in metrics["sources"]} == {"dcgan", "nasa"}
     # every image's score is in predictions.csv, and the headline numbers come from those scores
     with (out / "predictions.csv").open(newline="") as file:

@@ -408,6 +408,7 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             row += [
                 values.get("auroc"),
                 values.get("auroc_drop"),
+                _interval(values.get("auroc_drop_interval"), 3),
                 values.get("accuracy"),
                 values.get("false_positive_rate"),
                 values.get("ece"),
@@ -419,6 +420,7 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         robust_headers += [
             f"AUROC {evaluation.bundle}",
             "AUROC drop",
+            "95% interval (same images)",
             "accuracy",
             "real called AI",
             "ECE",
@@ -491,7 +493,8 @@ generator's faces are mistaken for. Every image's score is in <code>predictions.
 and edits; a small drop means the verdict survives what social networks, screenshots, cameras
 in low light and black-and-white filters do. "Real called
 AI" is the share of real faces at or above the threshold, ECE the calibration error, both on the
-perturbed copies.</p>
+perturbed copies. Drops compare the images scored both ways (a face a perturbation hides counts
+in "scored" instead); their 95% interval draws the same images for both, so it is narrow.</p>
 {robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
 <section id="mistakes"><h2>High-confidence mistakes</h2><p>The wrong answers the model was
 surest of: the first place to look for label noise, shortcuts or blind spots.</p>
