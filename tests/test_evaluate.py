@@ -24,15 +24,18 @@ from facetell.calibrate import (
 from facetell.evaluate import (
     BOOTSTRAP_KEYS,
     PERTURBATIONS,
+    Evaluation,
     ScoredSet,
     auroc,
-    auroc_drop_interval,
+    auroc_difference_interval,
     auroc_interval,
     classification_metrics,
+    compare_auroc,
     metric_intervals,
     source_pairs,
     sweep_metrics,
 )
+from facetell.report import describe_comparison
 
 
 def synthetic_scores(n: int = 600, seed: int = 0, overconfidence: float = 1.0):
@@ -168,17 +171,43 @@ def test_auroc_intervals_cover_the_true_auroc_95_times_in_100_and_narrow_with_mo
 
 def test_an_auroc_drop_is_measured_on_the_same_images_so_its_interval_is_narrow():
     y, logits = synthetic_scores(n=400, seed=6)
-    assert auroc_drop_interval(y, logits, logits.copy(), resamples=300) == [0.0, 0.0]
+    assert auroc_difference_interval(y, logits, logits.copy(), resamples=300) == [0.0, 0.0]
     noise = np.random.default_rng(60).normal(0, 1, len(logits))
     clean_width = np.diff(auroc_interval(y, logits, resamples=300))[0]
     mild, strong = logits + 0.3 * noise, logits + noise
-    low, high = auroc_drop_interval(y, logits, mild, resamples=300)
+    low, high = auroc_difference_interval(y, logits, mild, resamples=300)
     assert low < 0 < high  # a cost the luck of the draw could explain
     assert high - low < 0.3 * clean_width  # pairing cancels each image's own difficulty
     drop = auroc(y, logits) - auroc(y, strong)
-    low, high = auroc_drop_interval(y, logits, strong, resamples=300)
+    low, high = auroc_difference_interval(y, logits, strong, resamples=300)
     assert 0 < low <= drop <= high  # a cost beyond it
     assert high - low < 0.8 * clean_width
+
+
+def test_a_better_model_is_told_from_a_luckier_one_on_the_same_images():
+    y, logits = synthetic_scores(n=500, seed=8)
+    noise = np.random.default_rng(80).normal(0, 1, len(y))
+
+    def evaluation(name: str, scores: np.ndarray) -> Evaluation:
+        scored = ScoredSet(
+            paths=[f"{i}.jpg" for i in range(len(y))], targets=y, sources=["s"] * len(y),
+            logits=scores, p_ai=sigmoid(scores), face_widths=np.full(len(y), 100.0),
+            labels=[None] * len(y), statuses=["ok"] * len(y), seconds=1.0,
+            novelty=np.full(len(y), np.nan), familiar=[None] * len(y),
+        )  # fmt: skip
+        return Evaluation(name, name, True, 0.5, (0.4, 0.6), None, {}, [], [], {}, [], {}, scored)
+
+    blurred, sharp, nudged = (
+        evaluation("blurred", logits + noise),
+        evaluation("sharp", logits),
+        evaluation("nudged", logits + 0.1 * noise),
+    )
+    better = compare_auroc(blurred, sharp, resamples=300)
+    assert better["auroc_difference_interval"][0] > 0 and better["n"] == 500
+    assert "higher beyond the draw of images" in describe_comparison("sharp", better)
+    assert "lower beyond" in describe_comparison("blurred", compare_auroc(sharp, blurred, 300))
+    luckier = compare_auroc(sharp, nudged, resamples=300)
+    assert "the draw of images could explain it" in describe_comparison("nudged", luckier)
 
 
 def test_a_false_positive_rate_of_zero_still_gets_an_upper_bound_that_shrinks_with_more_reals():

@@ -283,5 +283,11 @@ def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, t
     evaluations = json.loads((out / "metrics.json").read_text())
     assert len(evaluations) == 2 and evaluations[1]["bundle_path"] == str(untrained_bundle)
     assert evaluations[0]["metrics"]["auroc"] == evaluations[1]["metrics"]["auroc"]  # same weights
+    assert evaluations[0]["compared_with_first"] is None
+    comparison = evaluations[1]["compared_with_first"]
+    assert comparison["auroc_difference"] == 0 and comparison["auroc_difference_interval"] == [0, 0]
+    assert comparison["n"] == evaluations[0]["metrics"]["n"]
+    assert "the draw of images could explain it" in result.stdout
     page = (out / "report.html").read_text()
     assert page.count("test-untrained@0.1.0") >= 2
+    assert '<p class="comparison">test-untrained@0.1.0: AUROC +0.0000' in page

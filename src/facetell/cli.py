@@ -539,8 +539,8 @@ def evaluate_command(
 ) -> None:
     """Evaluate bundles on labelled data: metrics with 95% intervals, plots, robustness and an
     HTML report."""
-    from facetell.evaluate import evaluate_bundle
-    from facetell.report import write_report
+    from facetell.evaluate import compare_auroc, evaluate_bundle
+    from facetell.report import describe_comparison, write_report
 
     try:
         samples = select_samples(data or [], split_file, split, limit)
@@ -560,6 +560,8 @@ def evaluate_command(
                         on_progress=_stage_progress(progress),
                     )
                 )
+        for evaluation in evaluations[1:]:
+            evaluation.comparison = compare_auroc(evaluations[0], evaluation, resamples)
         report = write_report(evaluations, out, [str(p) for p in (data or [split_file])])
     except FacetellError as error:
         raise fail(str(error)) from None
@@ -583,6 +585,9 @@ def evaluate_command(
     ):
         table.add_row(key, *[_with_interval(e.metrics, key) for e in evaluations])
     console.print(table)
+    for evaluation in evaluations[1:]:
+        comparison = describe_comparison(evaluation.bundle, evaluation.comparison)
+        console.print(comparison, highlight=False, soft_wrap=True)
     console.print(f"report: {report}")
 
 

@@ -404,31 +404,32 @@ def auroc_interval(
     return [float(low), float(high)]
 
 
-def auroc_drop_interval(
+def auroc_difference_interval(
     y_true: np.ndarray,
-    clean: np.ndarray,
-    perturbed: np.ndarray,
+    scores: np.ndarray,
+    baseline: np.ndarray,
     *,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> list[float] | None:
-    """Bootstrap interval of how much AUROC a perturbation costs, the same images drawn for the
-    clean and the perturbed scores (paired: each image's own difficulty cancels out, so the
-    interval is narrower than two separate ones, most of all for a mild perturbation). Real and
-    AI images are drawn apart, as in `_by_class_bootstrap`, which cannot pair two scores."""
+    """Bootstrap interval of AUROC(scores) - AUROC(baseline), two scorings of the same images
+    (clean and perturbed, or two models), the same images drawn for both: each image's own
+    difficulty cancels out, so the interval is narrower than two separate ones, most of all for
+    a small difference. Real and AI images are drawn apart, as in `_by_class_bootstrap`, which
+    cannot pair two scores."""
     y_true = np.asarray(y_true, dtype=int)
-    clean, perturbed = np.asarray(clean, dtype=float), np.asarray(perturbed, dtype=float)
+    scores, baseline = np.asarray(scores, dtype=float), np.asarray(baseline, dtype=float)
     ai, real = np.flatnonzero(y_true == 1), np.flatnonzero(y_true == 0)
     if resamples == 0 or min(len(ai), len(real)) < 2:
         return None
     rng = np.random.default_rng(seed)
     drawn_ai = rng.choice(ai, (resamples, len(ai)))
     drawn_real = rng.choice(real, (resamples, len(real)))
-    drops = _auroc_of(clean[drawn_ai], clean[drawn_real]) - _auroc_of(
-        perturbed[drawn_ai], perturbed[drawn_real]
+    differences = _auroc_of(scores[drawn_ai], scores[drawn_real]) - _auroc_of(
+        baseline[drawn_ai], baseline[drawn_real]
     )
     tail = (1 - CONFIDENCE_LEVEL) / 2
-    low, high = np.quantile(drops, [tail, 1 - tail])
+    low, high = np.quantile(differences, [tail, 1 - tail])
     return [float(low), float(high)]
 
 
@@ -582,6 +583,7 @@ class Evaluation:
     mistakes: list[dict[str, Any]]
     timing: dict[str, float]
     scored: ScoredSet = field(repr=False)
+    comparison: dict[str, Any] | None = None  # against the first bundle of an evaluate run
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -597,7 +599,26 @@ class Evaluation:
             "robustness": self.robustness,
             "mistakes": self.mistakes,
             "timing": self.timing,
+            "compared_with_first": self.comparison,
         }
+
+
+def compare_auroc(
+    first: Evaluation, other: Evaluation, resamples: int = RESAMPLES
+) -> dict[str, Any]:
+    """How much higher `other` ranks than `first` on the images both scored, with a paired
+    interval: whether a new model is better, or only scored on a luckier draw, is decided here."""
+    both = first.scored.scored & other.scored.scored
+    y_true = first.scored.targets[both]
+    mine, theirs = other.scored.p_ai[both], first.scored.p_ai[both]
+    return {
+        "against": first.bundle,
+        "n": int(both.sum()),
+        "auroc_difference": auroc(y_true, mine) - auroc(y_true, theirs),
+        "auroc_difference_interval": auroc_difference_interval(
+            y_true, mine, theirs, resamples=resamples
+        ),
+    }
 
 
 def robustness_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> list[Sample]:
@@ -667,7 +688,7 @@ def evaluate_bundle(
             for key in ("auroc", "accuracy"):
                 both = before[key] is not None and after[key] is not None
                 row[f"{key}_drop"] = before[key] - after[key] if both else None
-            row["auroc_drop_interval"] = auroc_drop_interval(
+            row["auroc_drop_interval"] = auroc_difference_interval(
                 targets, scored.p_ai[rows][common], perturbed.p_ai[common], resamples=resamples
             )
             robustness[name] = row

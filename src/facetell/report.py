@@ -222,6 +222,26 @@ def _interval_cell(metrics: dict[str, Any], key: str) -> str:
     return _interval(metrics.get("intervals", {}).get(key))
 
 
+def describe_comparison(bundle: str, comparison: dict[str, Any] | None) -> str:
+    """One sentence: how much higher a bundle ranks than the first, and whether the draw of
+    images could explain it."""
+    if comparison is None:
+        return ""
+    difference, interval = comparison["auroc_difference"], comparison["auroc_difference_interval"]
+    if interval is None:
+        return f"{bundle}: AUROC {difference:+.4f} against {comparison['against']}"
+    low, high = interval
+    verdict = (
+        "the draw of images could explain it"
+        if low <= 0 <= high
+        else ("higher beyond the draw of images" if low > 0 else "lower beyond the draw of images")
+    )
+    return (
+        f"{bundle}: AUROC {difference:+.4f} (95% interval {low:+.4f} to {high:+.4f}) against "
+        f"{comparison['against']} on the {comparison['n']} images both scored: {verdict}"
+    )
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     cells = []
@@ -440,6 +460,11 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         else '<p class="note">This bundle is <b>not calibrated</b>: probabilities are raw sigmoid '
         "scores and the threshold is 0.5. Run <code>facetell calibrate</code> on held-out data.</p>"
     )
+    comparisons = "".join(
+        f'<p class="comparison">{html.escape(describe_comparison(e.bundle, e.comparison))}</p>'
+        for e in evaluations[1:]
+        if e.comparison
+    )
     not_scored = main.metrics["not_scored"]
     timing = main.timing
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -462,8 +487,8 @@ unreadable were left out</dd>
 <dt>speed</dt><dd>{timing["images_per_second"]:.1f} images/s ({timing["images"]} images in
 {timing["seconds"]:.1f} s, decoding, face detection and model)</dd>
 <dt>generated</dt><dd>{datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}</dd></dl></section>
-<section id="summary"><h2>Summary</h2><p>Each 95% interval says how far the number could
-move on another set of the same kinds of images: rates get a Wilson interval, the others a
+<section id="summary"><h2>Summary</h2>{comparisons}<p>Each 95% interval says how far the number
+could move on another set of the same kinds of images: rates get a Wilson interval, the others a
 bootstrap with real and AI images resampled apart (empty when the bootstrap was skipped). ECE
 gets a yardstick instead: even perfectly calibrated probabilities show some ECE on a finite set,
 and 95 times in 100 no more than the value given (labels drawn from the probabilities
