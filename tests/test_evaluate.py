@@ -190,7 +190,8 @@ def test_a_better_model_is_told_from_a_luckier_one_on_the_same_images():
 
     def evaluation(name: str, scores: np.ndarray) -> Evaluation:
         scored = ScoredSet(
-            paths=[f"{i}.jpg" for i in range(len(y))], targets=y, sources=["s"] * len(y),
+            paths=[f"{i}.jpg" for i in range(len(y))], targets=y,
+            sources=["generator" if target else "camera" for target in y],
             logits=scores, p_ai=sigmoid(scores), face_widths=np.full(len(y), 100.0),
             labels=[None] * len(y), statuses=["ok"] * len(y), seconds=1.0,
             novelty=np.full(len(y), np.nan), familiar=[None] * len(y),
@@ -204,6 +205,9 @@ def test_a_better_model_is_told_from_a_luckier_one_on_the_same_images():
     )
     better = compare_auroc(blurred, sharp, resamples=300)
     assert better["auroc_difference_interval"][0] > 0 and better["n"] == 500
+    # with one source per class, each source against the other class is the whole set
+    assert better["by_source"]["generator"] == better["by_source"]["camera"]
+    assert better["by_source"]["generator"]["auroc_difference"] == better["auroc_difference"]
     assert "higher beyond the draw of images" in describe_comparison("sharp", better)
     assert "lower beyond" in describe_comparison("blurred", compare_auroc(sharp, blurred, 300))
     luckier = compare_auroc(sharp, nudged, resamples=300)

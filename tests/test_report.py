@@ -288,6 +288,25 @@ def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, t
     assert comparison["auroc_difference"] == 0 and comparison["auroc_difference_interval"] == [0, 0]
     assert comparison["n"] == evaluations[0]["metrics"]["n"]
     assert "the draw of images could explain it" in result.stdout
+    assert set(comparison["by_source"]) == {"dcgan", "nasa"}
+    assert all(row["auroc_difference"] == 0 for row in comparison["by_source"].values())
     page = (out / "report.html").read_text()
     assert page.count("test-untrained@0.1.0") >= 2
-    assert '<p class="comparison">test-untrained@0.1.0: AUROC +0.0000' in page
+    # both bundles are named test-untrained@0.1.0, so each is labelled with its path too
+    assert f'<p class="comparison">test-untrained@0.1.0 ({untrained_bundle}): AUROC +0.0000' in page
+    assert 'id="comparison-table"' in page
+
+
+def test_two_runs_of_one_recipe_are_told_apart_by_their_paths(bundle, labelled, tmp_path):
+    copy = tmp_path / "retrained"
+    shutil.copytree(bundle, copy)
+    out = tmp_path / "compare"
+    result = facetell("evaluate", str(bundle), str(labelled), "--compare", str(copy), "--out",
+                      str(out), "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first, second = json.loads((out / "metrics.json").read_text())
+    assert first["bundle"] == f"{first['bundle'].split(' (')[0]} ({bundle})"
+    assert second["bundle"].endswith(f"({copy})")
+    assert second["compared_with_first"]["against"] == first["bundle"]
+    assert second["compared_with_first"]["auroc_difference_interval"] is None  # --resamples 0
+    assert f"({copy}): AUROC +0.0000 against" in result.stdout

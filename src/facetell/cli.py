@@ -560,6 +560,10 @@ def evaluate_command(
                         on_progress=_stage_progress(progress),
                     )
                 )
+        names = Counter(evaluation.bundle for evaluation in evaluations)
+        for evaluation in evaluations:  # two runs of one recipe share a name: tell them apart
+            if names[evaluation.bundle] > 1:
+                evaluation.bundle = f"{evaluation.bundle} ({evaluation.bundle_path})"
         for evaluation in evaluations[1:]:
             evaluation.comparison = compare_auroc(evaluations[0], evaluation, resamples)
         report = write_report(evaluations, out, [str(p) for p in (data or [split_file])])
@@ -588,6 +592,12 @@ def evaluate_command(
     for evaluation in evaluations[1:]:
         comparison = describe_comparison(evaluation.bundle, evaluation.comparison)
         console.print(comparison, highlight=False, soft_wrap=True)
+        for source, row in evaluation.comparison["by_source"].items():
+            low, high = row["auroc_difference_interval"] or (float("nan"),) * 2
+            console.print(
+                f"  {source}: {row['auroc_difference']:+.4f} ({low:+.4f} to {high:+.4f})",
+                highlight=False,
+            )
     console.print(f"report: {report}")
 
 

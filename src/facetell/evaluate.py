@@ -607,18 +607,29 @@ def compare_auroc(
     first: Evaluation, other: Evaluation, resamples: int = RESAMPLES
 ) -> dict[str, Any]:
     """How much higher `other` ranks than `first` on the images both scored, with a paired
-    interval: whether a new model is better, or only scored on a luckier draw, is decided here."""
+    interval, over the whole set and for each source against the other class (a held-out
+    source's row is the leave-one-source-out comparison): whether a new model is better, or
+    was only scored on a luckier draw, is decided here."""
     both = first.scored.scored & other.scored.scored
-    y_true = first.scored.targets[both]
-    mine, theirs = other.scored.p_ai[both], first.scored.p_ai[both]
-    return {
-        "against": first.bundle,
-        "n": int(both.sum()),
-        "auroc_difference": auroc(y_true, mine) - auroc(y_true, theirs),
-        "auroc_difference_interval": auroc_difference_interval(
-            y_true, mine, theirs, resamples=resamples
-        ),
+    targets, sources = first.scored.targets, np.array(first.scored.sources)
+
+    def difference(rows: np.ndarray) -> dict[str, Any]:
+        y_true, mine, theirs = targets[rows], other.scored.p_ai[rows], first.scored.p_ai[rows]
+        return {
+            "n": int(rows.sum()),
+            "auroc_difference": auroc(y_true, mine) - auroc(y_true, theirs),
+            "auroc_difference_interval": auroc_difference_interval(
+                y_true, mine, theirs, resamples=resamples
+            ),
+        }
+
+    by_source = {
+        source: difference(
+            both & ((sources == source) | (targets == (1 if label == "real" else 0)))
+        )
+        for source, label in source_classes(first.scored).items()
     }
+    return {"against": first.bundle, **difference(both), "by_source": by_source}
 
 
 def robustness_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> list[Sample]:

@@ -460,11 +460,27 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         else '<p class="note">This bundle is <b>not calibrated</b>: probabilities are raw sigmoid '
         "scores and the threshold is 0.5. Run <code>facetell calibrate</code> on held-out data.</p>"
     )
+    compared = [e for e in evaluations[1:] if e.comparison]
     comparisons = "".join(
         f'<p class="comparison">{html.escape(describe_comparison(e.bundle, e.comparison))}</p>'
-        for e in evaluations[1:]
-        if e.comparison
+        for e in compared
     )
+    if compared:
+        comparisons += _table(
+            ["source", *[f"{e.bundle}: AUROC difference, 95% interval" for e in compared]],
+            [
+                [
+                    source,
+                    *[
+                        f"{_number(e.comparison['by_source'][source]['auroc_difference'])} "
+                        f"({_interval(e.comparison['by_source'][source]['auroc_difference_interval'])})"
+                        for e in compared
+                    ],
+                ]
+                for source in compared[0].comparison["by_source"]
+            ],
+            "comparison-table",
+        )
     not_scored = main.metrics["not_scored"]
     timing = main.timing
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
