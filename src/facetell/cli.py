@@ -532,8 +532,9 @@ def evaluate_command(
     resamples: int = typer.Option(
         1000,
         min=0,
-        help="Bootstrap draws for the 95% intervals of AUROC, AP, EER, ECE and balanced accuracy "
-        "(0 leaves those intervals out; rates always get a Wilson interval).",
+        help="Bootstrap draws for the 95% intervals of AUROC, AP, EER, balanced accuracy, "
+        "robustness drops and --compare differences (0 leaves those out; rates always get a "
+        "Wilson interval).",
     ),
     no_face_detect: bool = typer.Option(False, "--no-face-detect"),
 ) -> None:

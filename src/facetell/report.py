@@ -311,19 +311,19 @@ def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
 
 
 def _pairs_table(evaluation: Evaluation) -> str:
-    """AI sources down, real sources across, each cell the AUROC of that pair alone."""
+    """AI sources down, real sources across: each pair's AUROC alone, with its 95% interval."""
     ai_sources = sorted({p["ai_source"] for p in evaluation.pairs})
     real_sources = sorted({p["real_source"] for p in evaluation.pairs})
     if not ai_sources or not real_sources:
         return ""
-    cell = {
-        (
-            p["ai_source"],
-            p["real_source"],
-        ): f"{_number(p['auroc'])} ({_interval(p.get('auroc_interval'), 3)})"
-        for p in evaluation.pairs
-    }
-    rows = [[a, *[cell[(a, r)] for r in real_sources]] for a in ai_sources]
+
+    def cell(pair: dict[str, Any]) -> str:
+        if pair["auroc"] is None:
+            return "-"
+        return f"{_number(pair['auroc'])} ({_interval(pair.get('auroc_interval'), 3)})"
+
+    cells = {(p["ai_source"], p["real_source"]): cell(p) for p in evaluation.pairs}
+    rows = [[a, *[cells[(a, r)] for r in real_sources]] for a in ai_sources]
     return _table(["AI source", *real_sources], rows, "pairs-table")
 
 
