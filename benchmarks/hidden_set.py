@@ -13,8 +13,11 @@ bundle has a familiarity reference. AUROC comes with its 95% bootstrap interval 
 ECE a perfectly calibrated model would still show on the same images (its 95th percentile), since
 400 images leave both far less certain than they look.
 
+With `--compare OTHER` a second bundle judges the same copies, and each copy's line is followed
+by its line and its AUROC minus the first's with a paired interval.
+
 Usage: python benchmarks/hidden_set.py [--bundle DIR] [--split-file SPLIT] [--per-source N]
-       [--quality Q] [--sizes 96 64 ...] [--keep DIR]
+       [--quality Q] [--sizes 96 64 ...] [--keep DIR] [--compare OTHER]
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from thumbnails import shipped_test_split
 
 from facetell.calibrate import ece_if_calibrated, expected_calibration_error
 from facetell.data import Sample, SplitFile, sample_per_source
-from facetell.evaluate import auroc, auroc_interval, centre_thumbnail
+from facetell.evaluate import auroc, auroc_difference_interval, auroc_interval, centre_thumbnail
 from facetell.io import decode
 
 FACETELL = Path(sys.executable).with_name("facetell")
@@ -84,6 +87,19 @@ def summarise(samples: list[Sample], rows: dict[int, dict]) -> str:
     )
 
 
+def difference(samples: list[Sample], rows: dict[int, dict], other: dict[int, dict]) -> str:
+    """The compared bundle's AUROC minus the first's on the copies both judged, with a paired
+    interval: on 400 images the separate intervals overlap for most differences worth having."""
+    both = [i for i in range(len(samples)) if rows[i]["status"] == other[i]["status"] == "ok"]
+    targets = np.array([samples[i].target for i in both])
+    mine, theirs = (np.array([judged[i]["p_ai"] for i in both]) for judged in (other, rows))
+    low, high = auroc_difference_interval(targets, mine, theirs)
+    return (
+        f"AUROC difference {auroc(targets, mine) - auroc(targets, theirs):+.4f} "
+        f"({low:+.4f} to {high:+.4f}) on the {len(both)} copies both judged"
+    )
+
+
 def unfamiliar_shares(rows: dict[int, dict], scored: list[int], sources: np.ndarray) -> str:
     """Per source, the share of judged images whose verdict face is flagged unfamiliar."""
     flags = np.array([rows[i]["familiar"] is False for i in scored])
@@ -102,6 +118,9 @@ def main() -> None:
     parser.add_argument("--quality", type=int, default=80)
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 64])
     parser.add_argument("--keep", type=Path, help="write the copies here and keep them")
+    parser.add_argument(
+        "--compare", help="a second bundle judged on the same copies, with paired AUROC differences"
+    )
     args = parser.parse_args()
     test = (
         SplitFile.load(args.split_file).samples("test")
@@ -121,6 +140,10 @@ def main() -> None:
             rows = judge(folder, args.bundle)
             seconds = time.perf_counter() - started
             print(f"{name:<7} {summarise(samples, rows)}  {seconds:.0f} s", flush=True)
+            if args.compare:
+                other = judge(folder, args.compare)
+                print(f"{'':<7} compared: {summarise(samples, other)}", flush=True)
+                print(f"{'':<7} {difference(samples, rows, other)}", flush=True)
     finally:
         if args.keep is None:
             shutil.rmtree(root)
