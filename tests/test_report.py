@@ -68,9 +68,9 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     assert low <= calibration["threshold"] <= high
     assert calibration["n"] == 32 and calibration["fitted_on"]["sources"] == ["dcgan", "nasa"]
     assert set(calibration["false_positive_rate_by_source"]) == {"nasa"}
-    low, high = calibration["false_positive_rate_interval_by_source"]["nasa"]
+    _, upper = calibration["false_positive_rate_interval_by_source"]["nasa"]
     assert (
-        f"nasa {calibration['false_positive_rate_by_source']['nasa']:.4f} (95% up to {high:.4f})"
+        f"nasa {calibration['false_positive_rate_by_source']['nasa']:.4f} (95% up to {upper:.4f})"
         in result.stdout
     )
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
