@@ -18,6 +18,7 @@ from facetell.calibrate import (
     fit_scaling,
     fit_size_correction,
     mean_false_positive_rate,
+    reliability_curve,
     threshold_for_fpr,
     uncertain_band,
 )
@@ -148,6 +149,22 @@ def test_a_calibrated_model_stays_below_its_ece_yardstick_and_an_overconfident_o
     p = sigmoid(synthetic_scores(n=4800, seed=1)[1])
     ratio = ece_if_calibrated(p) / ece_if_calibrated(p[:300])
     assert 0.15 < ratio < 0.35  # sixteen times the images, a quarter of the noise
+
+
+def test_reliability_points_of_a_calibrated_model_stay_in_their_bands_and_a_liars_do_not():
+    y, logits = synthetic_scores(n=2000, seed=9)
+    curve = reliability_curve(y, sigmoid(logits))
+    assert curve["count"].sum() == 2000
+    inside = (curve["band_low"] <= curve["observed"]) & (curve["observed"] <= curve["band_high"])
+    assert inside.mean() >= 0.8  # 95% bands: a point or two of 15 may fall out
+    assert np.all(curve["band_low"] <= curve["band_high"])
+    p = sigmoid(logits)
+    in_bin = (p > 0.6) & (p <= 2 / 3)  # the tenth of 15 bins, as the curve bins them
+    assert curve["confidence"][9] == pytest.approx(p[in_bin].mean())
+    y, logits = synthetic_scores(n=2000, seed=9, overconfidence=3.0)
+    curve = reliability_curve(y, sigmoid(logits))
+    inside = (curve["band_low"] <= curve["observed"]) & (curve["observed"] <= curve["band_high"])
+    assert inside.mean() <= 0.5
 
 
 def test_auroc_intervals_cover_the_true_auroc_95_times_in_100_and_narrow_with_more_images():

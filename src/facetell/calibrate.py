@@ -200,6 +200,33 @@ def ece_if_calibrated(
     return float(np.quantile(eces, quantile))
 
 
+def reliability_curve(
+    y_true, y_prob, *, n_bins: int = 15, draws: int = 1000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Per non-empty bin of the reliability diagram: mean stated P(ai), observed share of AI,
+    count, and the 95% band a perfectly calibrated model's observed share would fall in
+    (consistency bars: labels drawn from the probabilities themselves), so a point outside its
+    band is miscalibration rather than the noise of a few images."""
+    y_true, y_prob = _check(y_true, y_prob)
+    bins = _ece_bins(y_prob, n_bins)
+    used = np.unique(bins)
+    count = np.bincount(bins, minlength=n_bins)[used]
+
+    def share(labels: np.ndarray) -> np.ndarray:
+        return np.bincount(bins, weights=labels, minlength=n_bins)[used] / count
+
+    rng = np.random.default_rng(seed)
+    calibrated = np.array([share(rng.random(len(y_prob)) < y_prob) for _ in range(draws)])
+    low, high = np.quantile(calibrated, [0.025, 0.975], axis=0)
+    return {
+        "confidence": share(y_prob),
+        "observed": share(y_true),
+        "count": count,
+        "band_low": low,
+        "band_high": high,
+    }
+
+
 def proportion_interval(successes: int, trials: int) -> list[float] | None:
     """Wilson score interval of a rate. Unlike a bootstrap it does not collapse to [0, 0] when
     nothing was seen: 0 of 45 real faces called AI still allows a rate of up to 7.9%."""

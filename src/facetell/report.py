@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from facetell.calibrate import SizeCorrection
+from facetell.calibrate import SizeCorrection, reliability_curve
 from facetell.evaluate import Evaluation
 from facetell.io import decode
 
@@ -98,23 +98,28 @@ def plot_roc_pr(evaluations: Sequence[Evaluation], folder: Path) -> tuple[Path, 
 def plot_reliability(evaluation: Evaluation, folder: Path, n_bins: int = 15) -> Path:
     plt = _plt()
     ok = evaluation.scored.scored
-    y, p = evaluation.scored.targets[ok], evaluation.scored.p_ai[ok]
-    edges = np.linspace(0, 1, n_bins + 1)
-    bins = np.clip(np.digitize(p, edges[1:-1], right=True), 0, n_bins - 1)
-    centres, observed, counts = [], [], []
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            centres.append(p[mask].mean())
-            observed.append(y[mask].mean())
-            counts.append(mask.sum())
+    curve = reliability_curve(
+        evaluation.scored.targets[ok], evaluation.scored.p_ai[ok], n_bins=n_bins
+    )
+    centres, observed = curve["confidence"], curve["observed"]
     figure, (axis, hist) = plt.subplots(2, 1, figsize=(5.2, 5.6), height_ratios=[3, 1])
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    axis.errorbar(
+        centres,
+        centres,
+        # a bin of one or two faces can have its whole band on one side of its mean
+        yerr=np.maximum(0, [centres - curve["band_low"], curve["band_high"] - centres]),
+        fmt="none",
+        ecolor="grey",
+        alpha=0.6,
+        capsize=3,
+        label="95% of a calibrated model's points",
+    )
     axis.plot(centres, observed, "o-", label=f"model (ECE {evaluation.metrics['ece']:.3f})")
     axis.set(ylabel="observed share of AI", title="Reliability diagram")
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
-    hist.bar(centres, counts, width=1 / n_bins * 0.9, color="C1")
+    hist.bar(centres, curve["count"], width=1 / n_bins * 0.9, color="C1")
     hist.set(xlabel="stated P(ai)", ylabel="images", xlim=(0, 1))
     return _save(figure, folder / "reliability.png")
 
@@ -516,7 +521,9 @@ generator can move the numbers further than any interval here.</p>{summary}{per_
 {_figure(pr, "Precision-recall curve", "plot-pr")}</div></section>
 <section id="calibration"><h2>Confusion matrix and calibration</h2><p>The reliability
 diagram shows whether probabilities are honest: when the model says 80%, about 80% of such
-images should be AI (points on the diagonal).</p>
+images should be AI (points on the diagonal). The grey bars show where 95% of a perfectly
+calibrated model's points would fall with as many images in each bin: a point outside its bar
+is miscalibration, one inside it may be the noise of a few images.</p>
 <div class="plots">{_figure(confusion, "Confusion matrix", "plot-confusion")}
 {_figure(reliability, "Reliability diagram", "plot-reliability")}</div></section>
 <section id="scores"><h2>Score distributions</h2>
