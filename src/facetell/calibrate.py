@@ -182,21 +182,32 @@ def expected_calibration_error(y_true, y_prob, *, n_bins: int = 15) -> float:
     return float(np.abs(gaps).sum() / len(y_true))
 
 
-def ece_if_calibrated(
-    y_prob, *, quantile: float = 0.95, draws: int = 1000, seed: int = 0, n_bins: int = 15
-) -> float:
-    """The ECE that perfectly calibrated probabilities would still show on these images, at the
-    given quantile: labels drawn from the probabilities themselves (consistency resampling,
-    Bröcker and Smith 2007). A measured ECE below it is within the noise of a finite set."""
-    y_prob = np.asarray(y_prob, dtype=float)
+def _calibrated_ai_counts(
+    y_prob: np.ndarray, bins: np.ndarray, n_bins: int, draws: int, seed: int
+) -> np.ndarray:
+    """AI labels per bin (draws x bins) when each image's label is drawn from its own P(ai):
+    what a perfectly calibrated model's bins would hold (consistency resampling, Bröcker and
+    Smith 2007)."""
     rng = np.random.default_rng(seed)
-    one_hot = np.eye(n_bins)[_ece_bins(y_prob, n_bins)]  # images x bins
+    one_hot = np.eye(n_bins)[bins]  # images x bins
     chunk = max(1, 4_000_000 // len(y_prob))  # draws at a time: memory stays bounded
     batches = []
     for start in range(0, draws, chunk):
         labels = rng.random((min(chunk, draws - start), len(y_prob))) < y_prob
-        batches.append(np.abs((y_prob - labels) @ one_hot).sum(axis=1) / len(y_prob))
-    eces = np.concatenate(batches)
+        batches.append(labels @ one_hot)
+    return np.concatenate(batches)
+
+
+def ece_if_calibrated(
+    y_prob, *, quantile: float = 0.95, draws: int = 1000, seed: int = 0, n_bins: int = 15
+) -> float:
+    """The ECE that perfectly calibrated probabilities would still show on these images, at the
+    given quantile. A measured ECE below it is within the noise of a finite set."""
+    y_prob = np.asarray(y_prob, dtype=float)
+    bins = _ece_bins(y_prob, n_bins)
+    stated = np.bincount(bins, weights=y_prob, minlength=n_bins)
+    counts = _calibrated_ai_counts(y_prob, bins, n_bins, draws, seed)
+    eces = np.abs(stated - counts).sum(axis=1) / len(y_prob)
     return float(np.quantile(eces, quantile))
 
 
@@ -205,8 +216,8 @@ def reliability_curve(
 ) -> dict[str, np.ndarray]:
     """Per non-empty bin of the reliability diagram: mean stated P(ai), observed share of AI,
     count, and the 95% band a perfectly calibrated model's observed share would fall in
-    (consistency bars: labels drawn from the probabilities themselves), so a point outside its
-    band is miscalibration rather than the noise of a few images."""
+    (consistency bars), so a point outside its band is miscalibration rather than the noise of
+    a few images."""
     y_true, y_prob = _check(y_true, y_prob)
     bins = _ece_bins(y_prob, n_bins)
     used = np.unique(bins)
@@ -215,8 +226,7 @@ def reliability_curve(
     def share(labels: np.ndarray) -> np.ndarray:
         return np.bincount(bins, weights=labels, minlength=n_bins)[used] / count
 
-    rng = np.random.default_rng(seed)
-    calibrated = np.array([share(rng.random(len(y_prob)) < y_prob) for _ in range(draws)])
+    calibrated = _calibrated_ai_counts(y_prob, bins, n_bins, draws, seed)[:, used] / count
     low, high = np.quantile(calibrated, [0.025, 0.975], axis=0)
     return {
         "confidence": share(y_prob),
