@@ -90,6 +90,20 @@ def test_generator_software_tag_declares_ai_but_an_editor_does_not():
     assert not clues_of(buffer.getvalue())["declared_ai"]
 
 
+def test_jpeg_and_gif_comments_are_reported_under_their_own_container():
+    buffer = io.BytesIO()
+    smooth_photo(6, 64).save(buffer, "JPEG", comment="Made with Midjourney v6")
+    report = clues_of(buffer.getvalue())
+    assert by_key(report)["comment"]["kind"] == "jpeg_comment"
+    assert report["declared_ai"]
+    buffer = io.BytesIO()
+    smooth_photo(6, 64).save(buffer, "GIF", comment="File source: a family album scan")
+    report = clues_of(buffer.getvalue())
+    assert by_key(report)["comment"]["kind"] == "gif_comment"
+    assert not report["declared_ai"]
+    assert {c["kind"] for c in clues_of(png_with_text(Software="GIMP"))["clues"]} == {"png_text"}
+
+
 def test_a_file_without_metadata_reports_no_clues():
     for fmt in ("PNG", "JPEG", "WEBP"):
         buffer = io.BytesIO()

@@ -79,7 +79,10 @@ def exif_clues(decoded: DecodedImage) -> list[Clue]:
 
 
 def text_chunk_clues(decoded: DecodedImage) -> list[Clue]:
-    """PNG tEXt/iTXt/zTXt and WebP/JPEG comments written by image generators."""
+    """PNG tEXt/iTXt/zTXt chunks and JPEG/GIF comments written by image generators; the kind
+    names the container, so a JPEG comment is not reported as a PNG chunk."""
+    container = (decoded.format or "file").lower()
+    kind = "png_text" if container == "png" else f"{container}_comment"
     clues = []
     for key, value in decoded.info.items():
         if not isinstance(key, str) or key in ("exif", "icc_profile", "xmp", "XML:com.adobe.xmp"):
@@ -89,14 +92,14 @@ def text_chunk_clues(decoded: DecodedImage) -> list[Clue]:
         text = _text(value)
         lowered = key.lower()
         if lowered == "parameters" and ("Steps:" in text or "Sampler" in text or "Seed" in text):
-            clues.append(Clue("png_text", "parameters", text, declares_ai=True))
+            clues.append(Clue(kind, "parameters", text, declares_ai=True))
         elif lowered in ("prompt", "workflow") and _looks_like_comfy(text):
-            clues.append(Clue("png_text", lowered, text, declares_ai=True))
+            clues.append(Clue(kind, lowered, text, declares_ai=True))
         elif lowered in ("software", "comment", "description", "source", "generator"):
             ai = bool(GENERATOR_SOFTWARE.search(text))
-            clues.append(Clue("png_text", lowered, text, declares_ai=ai))
+            clues.append(Clue(kind, lowered, text, declares_ai=ai))
         elif lowered in ("dream", "sd-metadata", "invokeai_metadata", "negative_prompt"):
-            clues.append(Clue("png_text", lowered, text, declares_ai=True))
+            clues.append(Clue(kind, lowered, text, declares_ai=True))
     return clues
 
 
