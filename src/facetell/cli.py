@@ -618,8 +618,8 @@ def calibrate_command(
     per_source: bool = typer.Option(
         True,
         "--per-source/--pooled",
-        help="With --max-fpr: the mean of each real source's rate (every source weighs the "
-        "same, as an unseen one would), or one rate over all real faces.",
+        help="With --max-fpr: the rate must hold on every real source on its own (an unseen "
+        "source may be as hard as the hardest), or on all real faces as one.",
     ),
     target_accuracy: float = typer.Option(
         0.95, min=0.5, max=1.0, help="Accuracy the answered (not uncertain) faces must reach."
@@ -877,8 +877,8 @@ def _describe_size_correction(correction: SizeCorrection | None, asked: bool) ->
     return (
         f"small faces (< {correction.reference_width:.0f} px, {d['n_small']} of {d['n']} "
         f"thumbnail faces): ECE {d['ece_small_before']:.4f} → {d['ece_small_after']:.4f}; on all "
-        f"thumbnails false-positive rate {d['false_positive_rate_before']:.4f} → "
-        f"{d['false_positive_rate_after']:.4f}, true-positive rate "
+        f"thumbnails, worst real source's false-positive rate {d['false_positive_rate_before']:.4f}"
+        f" → {d['false_positive_rate_after']:.4f}, true-positive rate "
         f"{d['true_positive_rate_before']:.4f} → {d['true_positive_rate_after']:.4f}\n"
         f"small faces in images that are not JPEG files: re-encoded at JPEG "
         f"{correction.jpeg_quality} first\n"
