@@ -52,7 +52,7 @@ def main() -> None:
 
     def on_test(threshold: float) -> tuple[float, float, float]:
         worst = worst_false_positive_rate(y_test, p_test, threshold, list(sources_test))
-        pooled = worst_false_positive_rate(y_test, p_test, threshold)
+        pooled = float((p_test[y_test == 0] >= threshold).mean())
         return worst, pooled, float((p_test[y_test == 1] >= threshold).mean())
 
     threshold = threshold_for_fpr(y_val, p_val, args.max_fpr, list(sources_val))
