@@ -219,6 +219,8 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         line for line in result.stdout.splitlines() if line.strip("│ ").startswith("auroc")
     )
     assert f"({intervals['auroc'][0]:.4f}-{intervals['auroc'][1]:.4f})" in auroc_line
+    worst_line = next(line for line in result.stdout.splitlines() if "worst source" in line)
+    assert f"{nasa['false_positive_rate']:.4f} ({low:.4f}-{high:.4f}) nasa" in worst_line
     calibration_file = bundle / "calibration.json"
     correction = (
         json.loads(calibration_file.read_text())["size_correction"]

@@ -69,7 +69,7 @@ from facetell.io import DEFAULT_LIMITS, DecodeLimits, is_url, looks_like_image
 
 if TYPE_CHECKING:
     from facetell.audit import AuditReport
-    from facetell.evaluate import ScoredSet
+    from facetell.evaluate import Evaluation, ScoredSet
     from facetell.train import EpochRecord
 
 app = typer.Typer(
@@ -517,6 +517,18 @@ def _with_interval(metrics: dict[str, Any], key: str) -> str:
     return f"{value:.4f}" + (f" ({interval[0]:.4f}-{interval[1]:.4f})" if interval else "")
 
 
+def _worst_real_source(evaluation: Evaluation) -> str:
+    """The real source with the highest false-positive rate, the rate the calibration's
+    --max-fpr rule holds on each source, as "0.0061 (0.0011-0.0335) ffhq-140k"."""
+    rows = [r for r in evaluation.sources if r.get("false_positive_rate") is not None]
+    if not rows:
+        return "-"
+    worst = max(rows, key=lambda row: row["false_positive_rate"])
+    interval = worst.get("false_positive_rate_interval")
+    bracket = f" ({interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
+    return f"{worst['false_positive_rate']:.4f}{bracket} {worst['source']}"
+
+
 @app.command("evaluate")
 def evaluate_command(
     bundle: Path = typer.Argument(..., help="Model bundle to evaluate."),
@@ -586,9 +598,11 @@ def evaluate_command(
         "eer",
         "ece",
         "false_positive_rate",
+        "true_positive_rate",
         "uncertain_fraction",
     ):
         table.add_row(key, *[_with_interval(e.metrics, key) for e in evaluations])
+    table.add_row("false_positive_rate, worst source", *map(_worst_real_source, evaluations))
     console.print(table)
     for evaluation in evaluations[1:]:
         comparison = describe_comparison(evaluation.bundle, evaluation.comparison)
