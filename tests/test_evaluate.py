@@ -517,6 +517,19 @@ def test_uncertain_band_makes_the_answered_faces_accurate_enough():
     assert details["target_met"] and 0.1 < details["coverage"] < 1.0
 
 
+def test_uncertain_band_with_a_threshold_above_every_score():
+    """A strict false-positive target on a small source can put the threshold above every
+    face: everything is then called real or uncertain, and the band still meets its target."""
+    y, logits = synthetic_scores(n=400, seed=6)
+    p = sigmoid(logits)
+    threshold = float(np.nextafter(p.max(), 1.0))
+    (low, high), details = uncertain_band(y, p, threshold, target_accuracy=0.6)
+    assert low <= high == threshold
+    decided = p < low
+    assert details["accuracy_outside_band"] == pytest.approx(np.mean(y[decided] == 0))
+    assert details["coverage"] == pytest.approx(decided.mean())
+
+
 def test_calibration_verdicts_use_threshold_and_band():
     y, logits = synthetic_scores(n=2000, seed=4)
     calibration = fit_calibration(logits, y, max_fpr=0.05)

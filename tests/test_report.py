@@ -156,6 +156,22 @@ def test_calibrating_a_model_without_an_embedding_skips_familiarity(labelled, tm
     assert record["familiar"] is None and record["faces"][0]["novelty"] is None
 
 
+def test_a_false_positive_target_a_source_is_too_small_for_is_named(labelled, tmp_path):
+    """16 real photos cannot show a 2% rate: none may pass, and calibrate says so; at 10% one
+    may, and there is nothing to say."""
+    bundle = save_untrained_bundle(tmp_path / "bundle", "mobilenet_v2", 96)
+    for target, thin in (("0.02", True), ("0.1", False)):
+        result = facetell("calibrate", str(bundle), str(labelled), "--max-fpr", target,
+                          "--no-size-correction", "--no-familiarity")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        details = json.loads((bundle / "calibration.json").read_text())
+        assert details["n_real_by_source"] == {"nasa": 16}
+        rate = details["false_positive_rate_by_source"]["nasa"]
+        assert rate == 0 if thin else rate <= 0.1
+        note = "no face of nasa (16 real faces) may be called AI"
+        assert (note in " ".join(result.stdout.split())) == thin
+
+
 def test_predict_applies_the_size_correction_to_small_faces_only(bundle, labelled, tmp_path):
     if not (bundle / "calibration.json").exists():
         facetell("calibrate", str(bundle), str(labelled))

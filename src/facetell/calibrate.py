@@ -431,10 +431,13 @@ def uncertain_band(
     """The narrowest band around the threshold outside of which held-out accuracy meets the
     target; faces scoring inside it are answered "uncertain" instead of guessed."""
     y_true, y_prob = _check(y_true, y_prob)
-    below = np.unique(np.quantile(y_prob[y_prob < threshold], np.linspace(0, 1, grid)))
-    above = np.unique(np.quantile(y_prob[y_prob >= threshold], np.linspace(0, 1, grid)))
-    lows = np.concatenate([[threshold], below[::-1]]) if below.size else np.array([threshold])
-    highs = np.concatenate([[threshold], above]) if above.size else np.array([threshold])
+
+    def edges(scores: np.ndarray) -> np.ndarray:
+        # a threshold above every score (a strict false-positive target) leaves one side empty
+        return np.unique(np.quantile(scores, np.linspace(0, 1, grid))) if scores.size else scores
+
+    lows = np.concatenate([[threshold], edges(y_prob[y_prob < threshold])[::-1]])
+    highs = np.concatenate([[threshold], edges(y_prob[y_prob >= threshold])])
     predicted = y_prob >= threshold
     correct = predicted == y_true.astype(bool)
     best: tuple[float, float, float, float] | None = None
@@ -509,6 +512,10 @@ def fit_calibration(
                 called_ai[y_true == 0][real_sources == name].sum(), (real_sources == name).sum()
             )
             for name in np.unique(real_sources)
+        },
+        "n_real_by_source": {
+            str(name): int(count)
+            for name, count in zip(*np.unique(real_sources, return_counts=True), strict=True)
         },
         "band": band_details,
         "fitted_on": fitted_on or {},

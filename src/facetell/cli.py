@@ -771,8 +771,24 @@ def calibrate_command(
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
         + _describe_size_correction(calibration.size_correction, size_correction)
         + _describe_familiarity(calibration.familiarity, familiarity)
+        + _describe_thin_sources(details, max_fpr)
         + f"written to {bundle / 'calibration.json'}",
         highlight=False,
+    )
+
+
+def _describe_thin_sources(details: dict[str, Any], max_fpr: float | None) -> str:
+    """Names the real sources too small for the false-positive target to allow any of their
+    faces to be called AI: each one's single highest score then sets the threshold."""
+    if not max_fpr:
+        return ""
+    thin = {name: n for name, n in details["n_real_by_source"].items() if n * max_fpr < 1}
+    if not thin:
+        return ""
+    names = ", ".join(f"{name} ({n} real faces)" for name, n in thin.items())
+    return (
+        f"note: at --max-fpr {max_fpr} no face of {names} may be called AI, so the highest-scoring "
+        "one sets the threshold; more of that source's photos would make it less fragile\n"
     )
 
 
