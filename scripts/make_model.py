@@ -5,7 +5,7 @@ configs/default-lite0.yaml (EfficientNet-Lite0, mirrored margin 0.3, framing aug
 configs/default-tight.yaml (MobileNetV2, tight crops that never mirror). Steps, each a facetell
 command: train each member → calibrate each on the validation split (its temperature weighs its
 vote) → `facetell ensemble --half` (float16 weights keep the bundle under 25 MB) → calibrate the
-ensemble on the validation split (threshold for a 2% false-positive rate on real faces, the
+ensemble on the validation split (threshold for a 2% false-positive rate in every real source, the
 small-face correction on 48-160-px thumbnail copies, and the familiarity reference of 500
 training faces with its novelty thresholds; members need only their temperature) →
 evaluate it on the test split (report in runs/default-report; it shows thumbnails of the shared
