@@ -492,6 +492,8 @@ def fit_calibration(
     band, band_details = uncertain_band(y_true, p, threshold, target_accuracy=target_accuracy)
     called_ai = p >= threshold
     real_sources = np.asarray(sources)[y_true == 0] if sources is not None else np.array([])
+    names, counts = np.unique(real_sources, return_counts=True)
+    false_alarms = [int(called_ai[y_true == 0][real_sources == name].sum()) for name in names]
     details = {
         "threshold_rule": rule,
         "n": len(y_true),
@@ -504,19 +506,13 @@ def fit_calibration(
         else None,
         "true_positive_rate": float(called_ai[y_true == 1].mean()) if (y_true == 1).any() else None,
         "false_positive_rate_by_source": {
-            str(name): float(called_ai[y_true == 0][real_sources == name].mean())
-            for name in np.unique(real_sources)
+            str(name): float(k / n) for name, k, n in zip(names, false_alarms, counts, strict=True)
         },
         "false_positive_rate_interval_by_source": {
-            str(name): proportion_interval(
-                called_ai[y_true == 0][real_sources == name].sum(), (real_sources == name).sum()
-            )
-            for name in np.unique(real_sources)
+            str(name): proportion_interval(k, n)
+            for name, k, n in zip(names, false_alarms, counts, strict=True)
         },
-        "n_real_by_source": {
-            str(name): int(count)
-            for name, count in zip(*np.unique(real_sources, return_counts=True), strict=True)
-        },
+        "n_real_by_source": {str(name): int(n) for name, n in zip(names, counts, strict=True)},
         "band": band_details,
         "fitted_on": fitted_on or {},
     }

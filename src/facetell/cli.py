@@ -513,7 +513,10 @@ def _with_interval(metrics: dict[str, Any], key: str) -> str:
         return "-"
     if key == "ece":
         return f"{value:.4f} (calibrated: ≤ {metrics['ece_if_calibrated']:.4f})"
-    interval = metrics.get("intervals", {}).get(key)
+    return _value_and_interval(value, metrics.get("intervals", {}).get(key))
+
+
+def _value_and_interval(value: float, interval: Sequence[float] | None) -> str:
     return f"{value:.4f}" + (f" ({interval[0]:.4f}-{interval[1]:.4f})" if interval else "")
 
 
@@ -524,9 +527,10 @@ def _worst_real_source(evaluation: Evaluation) -> str:
     if not rows:
         return "-"
     worst = max(rows, key=lambda row: row["false_positive_rate"])
-    interval = worst.get("false_positive_rate_interval")
-    bracket = f" ({interval[0]:.4f}-{interval[1]:.4f})" if interval else ""
-    return f"{worst['false_positive_rate']:.4f}{bracket} {worst['source']}"
+    rate = _value_and_interval(
+        worst["false_positive_rate"], worst.get("false_positive_rate_interval")
+    )
+    return f"{rate} {worst['source']}"
 
 
 @app.command("evaluate")
