@@ -31,7 +31,8 @@ audit: setup
 	$(BIN)/facetell audit $(DATA)
 
 # Rebuild the shipped model from the shared data: train, calibrate on the validation split,
-# evaluate on the test split, copy the bundle to models/default (see models/default/MODEL_CARD.md).
+# evaluate on the test split beside the model it replaces, copy the bundle to models/default
+# (see models/default/MODEL_CARD.md).
 model: setup
 	$(BIN)/python scripts/make_model.py --data $(DATA)
 

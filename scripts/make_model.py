@@ -8,10 +8,13 @@ vote) → `facetell ensemble --half` (float16 weights keep the bundle under 25 M
 ensemble on the validation split (threshold for a 2% false-positive rate in every real source, the
 small-face correction on 48-160-px thumbnail copies, and the familiarity reference of 500
 training faces with its novelty thresholds; members need only their temperature) →
-evaluate it on the test split (report in runs/default-report; it shows thumbnails of the shared
-images, so it stays out of the repository) → copy the bundle with its test metrics and the
-existing MODEL_CARD.md to models/default, and the split to models/default-split.json, so the
-card's numbers can be measured again without training. Both members are trained with seed 0 on
+evaluate it on the test split beside the model it replaces (report in runs/default-report; it
+shows thumbnails of the shared images, so it stays out of the repository) → copy the bundle with
+its test metrics and the existing MODEL_CARD.md to models/default, and the split to
+models/default-split.json, so the card's numbers can be measured again without training → print
+how the rebuilt model differs from the replaced one (paired AUROC interval, ECE, the threshold's
+rates). A replaced model trained on another split is not compared: it may have trained on these
+test images. `--target` ships elsewhere. Both members are trained with seed 0 on
 the same data, so they share one split.
 
 `--holdout-source NAME` (or `all`) measures the recipe instead of shipping it: each member is
@@ -43,7 +46,9 @@ MEMBERS = {
 
 def run(*args: str) -> None:
     print("+ facetell " + " ".join(args), flush=True)
-    subprocess.run([*FACETELL, *args], check=True, cwd=ROOT)
+    step = subprocess.run([*FACETELL, *args], cwd=ROOT)
+    if step.returncode:  # facetell has printed why; a traceback of this script adds nothing
+        raise SystemExit(f"make_model: `facetell {args[0]}` failed (exit {step.returncode})")
 
 
 def calibrate(bundle: Path, split: Path, *, full: bool) -> None:
@@ -54,9 +59,12 @@ def calibrate(bundle: Path, split: Path, *, full: bool) -> None:
         "--familiarity" if full else "--no-familiarity")  # fmt: skip
 
 
-def evaluate(bundle: Path, split: Path, report: Path, *, robustness_limit: int) -> None:
+def evaluate(
+    bundle: Path, split: Path, report: Path, *, robustness_limit: int, compare: Path | None = None
+) -> None:
+    extra = ["--compare", str(compare)] if compare else []
     run("evaluate", str(bundle), "--split-file", str(split), "--split", "test",
-        "--out", str(report), "--robustness-limit", str(robustness_limit))  # fmt: skip
+        "--out", str(report), "--robustness-limit", str(robustness_limit), *extra)  # fmt: skip
 
 
 def same_split(splits: list[Path]) -> Path:
@@ -153,6 +161,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="training override a.b=v")
     parser.add_argument("--holdout-source", help="measure with this source (or all) held out")
     parser.add_argument("--skip-train", action="store_true", help="reuse existing runs")
+    parser.add_argument("--target", default="models/default", help="where the bundle is shipped")
+    parser.add_argument("--robustness-limit", type=int, default=350, help="images per perturbation")
     args = parser.parse_args()
     started = time.perf_counter()
     runs = ROOT / args.runs
@@ -165,21 +175,56 @@ def main() -> None:
         return
     bundle, split = build_ensemble([runs / name for name in members], runs / "default-ensemble")
     report = runs / "default-report"
-    evaluate(bundle, split, report, robustness_limit=350)
-    target = ROOT / "models" / "default"
+    target = ROOT / args.target
+    target_split = target.with_name(f"{target.name}-split.json")
+    previous = comparable_previous(target, target_split, split)
+    evaluate(bundle, split, report, robustness_limit=args.robustness_limit, compare=previous)
+    evaluations = json.loads((report / "metrics.json").read_text())
+    metrics = evaluations[0] if isinstance(evaluations, list) else evaluations
     card = target / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(bundle, target)
     if card_text is not None:
         card.write_text(card_text)
-    SplitFile.load(split).save(target.parent / "default-split.json")
-    metrics = json.loads((report / "metrics.json").read_text())
+    SplitFile.load(split).save(target_split)
     (target / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    print(
-        f"models/default rebuilt in {time.perf_counter() - started:.0f} s; now update "
-        f"MODEL_CARD.md from {report / 'metrics.json'} and docs/results.md"
-    )
+    print(f"{args.target} rebuilt in {time.perf_counter() - started:.0f} s")
+    if previous is not None:
+        print(describe_change(metrics, evaluations[1]))
+        if target.is_relative_to(ROOT):
+            paths = " ".join(str(path.relative_to(ROOT)) for path in (target, target_split))
+            print(f"the model it replaced is still in git: git checkout -- {paths}")
+    print(f"now update MODEL_CARD.md from {report / 'metrics.json'} and docs/results.md")
+
+
+def comparable_previous(target: Path, target_split: Path, split: Path) -> Path | None:
+    """The bundle about to be replaced, if its test numbers can be set beside the new ones: a
+    model trained on another split may have trained on these test images, so it is left out."""
+    if not (target / "config.json").is_file():
+        return None
+    if not target_split.is_file() or split_key(target_split) != split_key(split):
+        print(f"{target} was trained on another split: it is replaced without a comparison")
+        return None
+    return target
+
+
+def split_key(path: Path) -> set[tuple[str, str, str, str]]:
+    """Which image went to which split, whatever folder the data was read from."""
+    rows = SplitFile.load(path).rows
+    return {(row["label"], row["source"], Path(row["path"]).name, row["split"]) for row in rows}
+
+
+def describe_change(new: dict, previous: dict) -> str:
+    """The rebuilt model against the one it replaces, on the same test images: AUROC with the
+    paired interval, and the rates the threshold promises."""
+    comparison = previous["compared_with_first"]  # previous minus new: turn it round
+    low, high = comparison["auroc_difference_interval"] or (float("nan"),) * 2
+    gain, low, high = 0.0 - comparison["auroc_difference"], 0.0 - high, 0.0 - low  # no "-0.0000"
+    change = [f"AUROC {gain:+.4f} (95% interval {low:+.4f} to {high:+.4f})"]
+    for key in ("ece", "false_positive_rate", "true_positive_rate", "accuracy"):
+        change.append(f"{key} {previous['metrics'][key]:.4f} -> {new['metrics'][key]:.4f}")
+    return f"against the model it replaces, on {comparison['n']} test images: " + "; ".join(change)
 
 
 if __name__ == "__main__":
