@@ -331,6 +331,16 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
     assert "no images found" in empty.stderr.decode()
 
 
+def test_help_lists_every_command_with_its_whole_summary_on_one_line():
+    from facetell.cli import app
+
+    listing = run_cli("--help", COLUMNS="200").stdout.decode().splitlines()
+    for command in app.registered_commands:
+        summary = " ".join(command.callback.__doc__.split("\n\n")[0].split())
+        [row] = [line for line in listing if line.startswith(f"│ {command.name} ")]
+        assert summary in row, f"{command.name}: {row!r}"
+
+
 def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundle, tmp_path):
     files = [str(folder_of_200 / "astro_00.jpg"), str(folder_of_200 / "cat_0.jpg")]
     out = tmp_path / "explain"

@@ -554,8 +554,10 @@ def evaluate_command(
     ),
     no_face_detect: bool = typer.Option(False, "--no-face-detect"),
 ) -> None:
-    """Evaluate bundles on labelled data: metrics with 95% intervals, plots, robustness and an
-    HTML report."""
+    """Evaluate bundles on labelled data: metrics, plots, robustness and an HTML report.
+
+    Every metric carries a 95% interval; bundles given with --compare are set beside the first
+    with a paired interval for their AUROC difference."""
     from facetell.evaluate import compare_auroc, evaluate_bundle
     from facetell.report import describe_comparison, write_report
 
@@ -677,8 +679,10 @@ def calibrate_command(
         "0.5 as its novelty grows (0: not at all).",
     ),
 ) -> None:
-    """Fit temperature, threshold and uncertain band on held-out data; write calibration.json
-    (and reference.safetensors for the familiarity check)."""
+    """Fit temperature, threshold and uncertain band on held-out data.
+
+    Writes calibration.json into the bundle, and reference.safetensors for the familiarity
+    check."""
     from facetell.evaluate import score_dataset, thumbnail_copy
 
     size_correction = size_correction and not no_face_detect
@@ -928,8 +932,10 @@ def serve_command(
     max_concurrency: int | None = typer.Option(None, help="Inferences at once before 503."),
     no_face_detect: bool = typer.Option(False, "--no-face-detect"),
 ) -> None:
-    """Serve the web page and the REST API (settings also from FACETELL_* variables;
-    FACETELL_API_TOKEN turns on bearer tokens, FACETELL_CORS_ORIGINS allows origins)."""
+    """Serve the web page and the REST API.
+
+    Settings also come from FACETELL_* variables: FACETELL_API_TOKEN turns on bearer tokens,
+    FACETELL_CORS_ORIGINS allows origins."""
     import uvicorn
 
     from facetell.server import create_app
@@ -962,9 +968,10 @@ def ensemble_command(
     name: str = typer.Option("facetell-ensemble"),
     half: bool = typer.Option(False, "--half", help="Store weights as float16 (half the size)."),
 ) -> None:
-    """Combine bundles into one: the weighted mean of their temperature-scaled logits. Members
-    trained on different crops each read their own. Calibrate the result again (`facetell
-    calibrate`) before shipping it."""
+    """Combine bundles into one: the weighted mean of their temperature-scaled logits.
+
+    Members trained on different crops each read their own. Calibrate the result again
+    (`facetell calibrate`) before shipping it."""
     from facetell.bundle import ensemble_bundle, load_bundle
 
     if weights and len(weights) != len(members):
