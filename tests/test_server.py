@@ -280,6 +280,14 @@ def test_web_page_upload_verdict_and_heat_map(server):
         assert page.locator(".card .photo").first.get_attribute("src").startswith("data:image/png")
         page.locator("button.example", has_text="No face").click()
         expect(page.locator(".card .verdict").first).to_have_text("No face found", timeout=60_000)
+        page.set_input_files(
+            "#file-input", files=[{"name": "empty.jpg", "mimeType": "image/jpeg", "buffer": b""}]
+        )
+        unreadable = page.locator(".card").first
+        expect(unreadable.locator(".verdict")).to_have_text("Could not read this file")
+        expect(unreadable).to_contain_text("file is empty (0 bytes)")
+        expect(unreadable.locator(".figure")).to_be_hidden()  # no broken-image icon
+        expect(page.locator(".card .figure:visible")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.goto(server)

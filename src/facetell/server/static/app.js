@@ -87,12 +87,27 @@ function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[ch]);
 }
 
+// Run `then` once the browser has failed to show this image (at once if it already has).
+function whenUnshowable(photo, then) {
+  if (photo.complete && photo.naturalWidth === 0) then();
+  else photo.addEventListener("error", then, { once: true });
+}
+
+// A file neither the server nor the browser can read gets no broken-image icon.
+function dropPhotoIfUnshowable(card) {
+  whenUnshowable(card.querySelector(".photo"), () => {
+    card.querySelector(".figure").hidden = true;
+    card.classList.add("no-photo");
+  });
+}
+
 function render(card, record, photoUrl) {
   const verdict = card.querySelector(".verdict");
   verdict.className = `verdict ${record.label || record.status}`;
   if (record.status === "error") {
     verdict.textContent = "Could not read this file";
     card.querySelector(".clues").innerHTML = `<p>${escapeHtml(record.error || "")}</p>`;
+    dropPhotoIfUnshowable(card);
     return;
   }
   if (record.status === "no_face") {
@@ -116,8 +131,7 @@ function render(card, record, photoUrl) {
       card.querySelector(".boxes").hidden = true;
       toggle.hidden = true;
     };
-    if (photo.complete && photo.naturalWidth === 0) showServerRendering();
-    else photo.addEventListener("error", showServerRendering, { once: true });
+    whenUnshowable(photo, showServerRendering);
     toggle.addEventListener("click", () => {
       const on = toggle.getAttribute("aria-pressed") !== "true";
       toggle.setAttribute("aria-pressed", String(on));
@@ -146,6 +160,7 @@ async function judge(file, name) {
       card.querySelector(".verdict").textContent = body.detail || `Error ${response.status}`;
       card.querySelector(".verdict").className = "verdict error";
       statusLine.textContent = `${name}: ${body.detail || response.status}`;
+      dropPhotoIfUnshowable(card);
       return;
     }
     render(card, body.results[0], photoUrl);
