@@ -313,6 +313,7 @@ def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, t
     # both bundles are named test-untrained@0.1.0, so each is labelled with its path too
     assert f'<p class="comparison">test-untrained@0.1.0 ({untrained_bundle}): AUROC +0.0000' in page
     assert 'id="comparison-table"' in page
+    assert f"<dt>bundle</dt><dd>test-untrained@0.1.0 ({bundle})</dd>" in page  # path said once
 
 
 def test_two_runs_of_one_recipe_are_told_apart_by_their_paths(bundle, labelled, tmp_path):

@@ -34,6 +34,7 @@ border:1px solid #dde1e7}.grid{display:grid;grid-template-columns:repeat(auto-fi
 figure img{width:100%}figcaption{font-size:13px}.bad{color:#b42318}.good{color:#067647}
 .note{background:#fff7e6;border-left:4px solid #f5a524;padding:8px 12px}
 dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weight:600}
+#summary-table td:last-child{min-width:16em}
 """
 
 EXPLANATIONS = {
@@ -244,6 +245,14 @@ def describe_comparison(bundle: str, comparison: dict[str, Any] | None) -> str:
     return (
         f"{bundle}: AUROC {difference:+.4f} (95% interval {low:+.4f} to {high:+.4f}) against "
         f"{comparison['against']} on the {comparison['n']} images both scored: {verdict}"
+    )
+
+
+def _bundle_with_path(evaluation: Evaluation) -> str:
+    """Its name and where it was loaded from (a name made unique by its path already says so)."""
+    suffix = f"({evaluation.bundle_path})"
+    return (
+        evaluation.bundle if evaluation.bundle.endswith(suffix) else f"{evaluation.bundle} {suffix}"
     )
 
 
@@ -498,7 +507,7 @@ face photographs from AI-generated ones on {html.escape(", ".join(data))}. Each 
 P(ai) of its most AI-like face, through the same pipeline as <code>facetell predict</code>.</p>
 {calibration_note}
 <section id="identity"><h2>Model and data</h2><dl>
-<dt>bundle</dt><dd>{html.escape(main.bundle)} ({html.escape(main.bundle_path)})</dd>
+<dt>bundle</dt><dd>{html.escape(_bundle_with_path(main))}</dd>
 <dt>threshold</dt><dd>P(ai) ≥ {main.threshold:.4f} is called AI;
 {main.band[0]:.3f} to {main.band[1]:.3f} is answered "uncertain"</dd>
 {_size_correction_note(main.size_correction)}
