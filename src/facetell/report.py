@@ -8,6 +8,7 @@ import csv
 import html
 import io
 import json
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,12 +78,12 @@ def plot_roc_pr(evaluations: Sequence[Evaluation], folder: Path) -> tuple[Path, 
         ok = evaluation.scored.scored
         y, p = evaluation.scored.targets[ok], evaluation.scored.p_ai[ok]
         fpr, tpr, _ = roc_curve(y, p)
-        roc_axis.plot(
-            fpr, tpr, label=f"{evaluation.bundle} (AUROC {evaluation.metrics['auroc']:.3f})"
-        )
+        # a name made unique by its path can be wider than the plot: wrap it inside the legend
+        name = textwrap.fill(evaluation.bundle, 44)
+        roc_axis.plot(fpr, tpr, label=f"{name} (AUROC {evaluation.metrics['auroc']:.3f})")
         precision, recall, _ = precision_recall_curve(y, p)
         ap = evaluation.metrics["average_precision"]
-        pr_axis.plot(recall, precision, label=f"{evaluation.bundle} (AP {ap:.3f})")
+        pr_axis.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
     roc_axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
     roc_axis.set(
         xlabel="false-positive rate (real called AI)",
