@@ -341,6 +341,8 @@ def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_pa
         expect(page.locator("#model-info")).to_contain_text("calibrated.")
         page.set_input_files("#file-input", [str(path) for path in uploads])
         expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
+        # a batch is shown in the order it was chosen in
+        assert page.locator(".card .name").all_inner_texts() == [path.name for path in uploads]
         notes = page.locator(".small-face")
         expect(notes).to_have_count(1)
         expect(notes.first).to_contain_text("px wide")

@@ -142,13 +142,15 @@ function render(card, record, photoUrl) {
   }
 }
 
-async function judge(file, name) {
+function newCard(photoUrl, name) {
   const card = template.content.firstElementChild.cloneNode(true);
-  const photoUrl = URL.createObjectURL(file);
   card.querySelector(".photo").src = photoUrl;
   card.querySelector(".photo").alt = `Uploaded image ${name}`;
   card.querySelector(".name").textContent = name;
-  results.prepend(card);
+  return card;
+}
+
+async function judge(card, file, name, photoUrl) {
   const form = new FormData();
   form.append("files", file, name);
   statusLine.textContent = `Judging ${name}…`;
@@ -171,10 +173,18 @@ async function judge(file, name) {
   }
 }
 
+// Every file of a batch gets its card at once, in the order chosen, above earlier results;
+// the server judges them one after another.
 function submit(files) {
+  const cards = [];
   for (const file of files) {
-    queue = queue.then(() => judge(file, file.name || "pasted image"));
+    const name = file.name || "pasted image";
+    const photoUrl = URL.createObjectURL(file);
+    const card = newCard(photoUrl, name);
+    cards.push(card);
+    queue = queue.then(() => judge(card, file, name, photoUrl));
   }
+  results.prepend(...cards);
 }
 
 fileInput.addEventListener("change", () => { submit([...fileInput.files]); fileInput.value = ""; });
