@@ -22,8 +22,8 @@ from PIL import Image
 from thumbnails import shipped_test_split
 
 from facetell.data import sample_per_source
-from facetell.detector import Detector
 from facetell.evaluate import auroc, score_dataset
+from facetell.inference import Detector
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import display_p3_profile, in_display_p3  # the tests' P3 profile

@@ -17,8 +17,8 @@ import numpy as np
 from thumbnails import shipped_test_split
 
 from facetell.data import SplitFile
-from facetell.detector import Detector
 from facetell.evaluate import auroc, per_source_metrics
+from facetell.inference import Detector
 
 
 def main() -> None:

@@ -21,9 +21,9 @@ from PIL import Image, ImageFilter
 from thumbnails import shipped_test_split
 
 from facetell.data import sample_per_source
-from facetell.detector import Detector
 from facetell.evaluate import score_dataset
 from facetell.faces import FaceDetector, main_face
+from facetell.inference import Detector
 
 
 def tight_photo(faces: FaceDetector) -> Callable[[Image.Image], Image.Image]:

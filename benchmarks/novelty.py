@@ -37,11 +37,11 @@ import torch
 
 from facetell.bundle import Bundle, has_embedding, load_bundle
 from facetell.data import SplitFile, discover
-from facetell.detector import Detector
 from facetell.errors import BadImage
 from facetell.evaluate import auroc, thumbnail_copy
 from facetell.faces import main_face
 from facetell.familiarity import Reference
+from facetell.inference import Detector
 from facetell.io import decode
 from facetell.train import cached_crops, load_config
 

@@ -19,8 +19,8 @@ from PIL import Image
 from thumbnails import shipped_test_split
 
 from facetell.data import sample_per_source
-from facetell.detector import Detector
 from facetell.evaluate import auroc, jpeg_copy, score_dataset
+from facetell.inference import Detector
 
 
 def turned_copy(angle: int, quality: int) -> Callable[[Image.Image], Image.Image]:

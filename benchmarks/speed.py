@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from facetell.detector import Detector
+from facetell.inference import Detector
 
 
 def timed(function, repeats: int) -> list[float]:
@@ -96,7 +96,7 @@ def main() -> None:
     # VmHWM, not ru_maxrss: Linux carries a forked child's ru_maxrss (the parent's RSS at fork)
     # across exec, so ru_maxrss would report this benchmark process's peak instead.
     code = (
-        "import re, time; t=time.perf_counter(); from facetell.detector import Detector; "
+        "import re, time; t=time.perf_counter(); from facetell.inference import Detector; "
         "from skimage import data; "
         f"d=Detector.load({model_arg}); s=time.perf_counter()-t; d.predict(data.astronaut()); "
         "status=open('/proc/self/status').read(); "

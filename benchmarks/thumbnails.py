@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from facetell.data import SplitFile, sample_per_source
-from facetell.detector import Detector
 from facetell.evaluate import (
     ScoredSet,
     auroc,
@@ -31,6 +30,7 @@ from facetell.evaluate import (
     thumbnail_copy,
 )
 from facetell.faces import RetinaFaceDetector
+from facetell.inference import Detector
 from facetell.train import grouped_samples, load_config, make_splits
 
 ROOT = Path(__file__).resolve().parents[1]

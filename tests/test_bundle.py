@@ -19,8 +19,8 @@ from safetensors.torch import save_file
 
 from conftest import astronaut, gan_faces, save_untrained_bundle
 from facetell.bundle import Bundle, BundleError, ensemble_bundle, load_bundle
-from facetell.detector import Detector
 from facetell.faces import CropRecipe
+from facetell.inference import Detector
 from facetell.models import create_model
 
 
@@ -86,16 +86,19 @@ def test_models_without_an_onnx_operator_run_on_torch(tmp_path):
 
 
 def test_predicting_with_the_shipped_model_never_imports_torch():
+    """`import facetell` alone loads no numerical library (the CLI's --help stays instant);
+    `from facetell import Detector` brings in the inference stack, and predicting never torch."""
     code = (
-        "import sys; from skimage import data; from facetell.detector import Detector; "
+        "import sys; import facetell; bare = 'numpy' in sys.modules or 'onnxruntime' in "
+        "sys.modules; from skimage import data; from facetell import Detector; "
         "result = Detector.load().predict(data.astronaut()); "
-        "print(result.status, len(result.faces), 'torch' in sys.modules, "
+        "print(bare, result.status, len(result.faces), 'torch' in sys.modules, "
         "'torchvision' in sys.modules)"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert output == ["ok", "1", "False", "False"]
+    assert output == ["False", "ok", "1", "False", "False"]
 
 
 def test_onnx_sessions_sleep_between_runs(untrained_bundle):
@@ -233,7 +236,7 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
     astronaut().save(tmp_path / "astronaut.jpg", quality=95)
     installed = {"cwd": tmp_path, "capture_output": True, "check": True}
     installed["env"] = {**os.environ, "PYTHONPATH": str(target), "FACETELL_MODEL": ""}
-    where = "import facetell.detector as d; print(d.default_bundle_path())"
+    where = "import facetell.inference as d; print(d.default_bundle_path())"
     bundle = subprocess.run([sys.executable, "-c", where], **installed).stdout.decode().strip()
     assert Path(bundle) == target / "facetell" / "_bundle"
     predict = [sys.executable, "-m", "facetell", "predict", "astronaut.jpg", "--format", "jsonl"]
@@ -244,7 +247,7 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
 
 
 def test_the_shipped_bundle_fits_its_25_mb_budget():
-    from facetell.detector import REPO_DEFAULT_BUNDLE
+    from facetell.inference import REPO_DEFAULT_BUNDLE
 
     files = list(REPO_DEFAULT_BUNDLE.iterdir())
     assert {"model.safetensors", "model.onnx", "reference.safetensors"} <= {f.name for f in files}

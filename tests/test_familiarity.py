@@ -14,7 +14,6 @@ from sklearn.metrics import roc_auc_score
 from conftest import astronaut, gan_faces
 from facetell.bundle import has_embedding, load_bundle
 from facetell.calibrate import Calibration, fit_calibration
-from facetell.detector import Detector
 from facetell.evaluate import thumbnail_copy
 from facetell.familiarity import (
     REFERENCE_THUMBNAIL,
@@ -24,6 +23,7 @@ from facetell.familiarity import (
     fit_familiarity,
     reference_embeddings,
 )
+from facetell.inference import Detector
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:

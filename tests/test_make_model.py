@@ -14,7 +14,7 @@ import pytest
 
 from conftest import astronaut, gan_faces
 from facetell.data import SplitFile
-from facetell.detector import Detector
+from facetell.inference import Detector
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAINING = [

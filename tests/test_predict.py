@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import astronaut, cat, gan_faces, heic, paste_astronaut
-from facetell.detector import Detector
+from facetell.inference import Detector
 from facetell.io import jpeg_roundtrip
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
@@ -421,7 +421,7 @@ def watched(real):
 
 os.putenv, os.unsetenv = watched(os.putenv), watched(os.unsetenv)
 import facetell.server.app  # what `facetell serve` imports before it loads the model
-from facetell.detector import Detector
+from facetell.inference import Detector
 from facetell.explain import explain
 
 detector = Detector.load()

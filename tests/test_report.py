@@ -16,8 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import astronaut, gan_faces, launch_chromium, save_untrained_bundle
 from facetell.calibrate import Calibration
-from facetell.detector import Detector
 from facetell.familiarity import TEMPER_SLOPE
+from facetell.inference import Detector
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PLOTS = [

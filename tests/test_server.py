@@ -319,7 +319,7 @@ def test_web_page_shows_the_servers_rendering_of_a_heic_chromium_cannot_show(ser
 def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from facetell.detector import default_bundle_path
+    from facetell.inference import default_bundle_path
 
     thumbnail = tmp_path / "astronaut-thumbnail.jpg"
     astronaut().resize((96, 96)).save(thumbnail, quality=85)  # a face about 16 px wide

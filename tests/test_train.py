@@ -16,9 +16,9 @@ from conftest import smooth_photo
 from facetell.augment import AugmentConfig
 from facetell.bundle import load_bundle
 from facetell.data import discover
-from facetell.detector import Detector
 from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
+from facetell.inference import Detector
 from facetell.models import UnknownModel, create_model, list_models
 from facetell.train import (
     AdversaryConfig,

@@ -52,7 +52,6 @@ from facetell.data import (
     duplicate_groups,
 )
 from facetell.data import write_manifest as save_manifest_csv
-from facetell.detector import Detector, Result
 from facetell.errors import FacetellError
 from facetell.familiarity import (
     DEFAULT_REFERENCE_SIZE,
@@ -65,6 +64,7 @@ from facetell.familiarity import (
     reference_embeddings,
     sample_indices,
 )
+from facetell.inference import Detector, Result
 from facetell.io import DEFAULT_LIMITS, DecodeLimits, is_url, looks_like_image
 
 if TYPE_CHECKING:

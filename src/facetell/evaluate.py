@@ -37,8 +37,8 @@ from facetell.calibrate import (
     proportion_interval,
 )
 from facetell.data import Sample, sample_per_source
-from facetell.detector import Detector
 from facetell.errors import FacetellError
+from facetell.inference import Detector
 from facetell.io import jpeg_roundtrip, transformed
 
 

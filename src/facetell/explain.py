@@ -17,8 +17,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from facetell.detector import Detector, Result
 from facetell.faces import crop_square
+from facetell.inference import Detector, Result
 from facetell.io import ImageSource
 from facetell.models.spectrum import SpectrumDetector
 

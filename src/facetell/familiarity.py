@@ -41,7 +41,7 @@ from facetell.io import transformed
 if TYPE_CHECKING:
     from PIL import Image
 
-    from facetell.detector import Detector, Prepared
+    from facetell.inference import Detector, Prepared
     from facetell.io import ImageSource
 
 REFERENCE_FILE = "reference.safetensors"

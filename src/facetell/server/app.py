@@ -27,8 +27,8 @@ from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 
 from facetell import __version__
-from facetell.detector import Detector
 from facetell.explain import explain
+from facetell.inference import Detector
 from facetell.io import DecodeLimits
 from facetell.server.problems import Problem, install_problem_handlers
 from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
