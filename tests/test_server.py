@@ -287,6 +287,7 @@ def test_web_page_upload_verdict_and_heat_map(server):
         expect(unreadable.locator(".verdict")).to_have_text("Could not read this file")
         expect(unreadable).to_contain_text("file is empty (0 bytes)")
         expect(unreadable.locator(".figure")).to_be_hidden()  # no broken-image icon
+        expect(page.locator("#status")).to_have_text("empty.jpg: Could not read this file")
         expect(page.locator(".card .figure:visible")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})
@@ -343,6 +344,13 @@ def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_pa
         expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
         # a batch is shown in the order it was chosen in
         assert page.locator(".card .name").all_inner_texts() == [path.name for path in uploads]
+        # and ends with its tally, in the page's fixed order of outcomes
+        outcomes = [r["label"] if r["status"] == "ok" else r["status"] for r in records]
+        words = {"ai": "AI-generated", "uncertain": "uncertain", "real": "real"}
+        tally = ", ".join(
+            f"{outcomes.count(key)} {word}" for key, word in words.items() if key in outcomes
+        )
+        expect(page.locator("#status")).to_have_text(f"{len(uploads)} images: {tally}")
         notes = page.locator(".small-face")
         expect(notes).to_have_count(1)
         expect(notes.first).to_contain_text("px wide")

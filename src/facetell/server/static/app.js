@@ -150,10 +150,10 @@ function newCard(photoUrl, name) {
   return card;
 }
 
+// Judges one file into its card; answers what became of it (a label, "no_face" or "error").
 async function judge(card, file, name, photoUrl) {
   const form = new FormData();
   form.append("files", file, name);
-  statusLine.textContent = `Judging ${name}…`;
   try {
     const response = await fetch("/api/v1/predict?explain=true", { method: "POST", body: form, headers: authHeaders() });
     const body = await response.json();
@@ -161,29 +161,51 @@ async function judge(card, file, name, photoUrl) {
       if (response.status === 401) tokenBox.hidden = false;
       card.querySelector(".verdict").textContent = body.detail || `Error ${response.status}`;
       card.querySelector(".verdict").className = "verdict error";
-      statusLine.textContent = `${name}: ${body.detail || response.status}`;
       dropPhotoIfUnshowable(card);
-      return;
+      return "error";
     }
-    render(card, body.results[0], photoUrl);
-    statusLine.textContent = `${name}: ${card.querySelector(".verdict").textContent}`;
+    const record = body.results[0];
+    render(card, record, photoUrl);
+    return record.status === "ok" ? record.label : record.status;
   } catch (error) {
     card.querySelector(".verdict").textContent = "The server could not be reached.";
-    statusLine.textContent = String(error);
+    card.querySelector(".verdict").className = "verdict error";
+    return "error";
   }
 }
 
+const OUTCOMES = { ai: "AI-generated", uncertain: "uncertain", real: "real", no_face: "no face", error: "could not be read" };
+
+// "5 images: 1 AI-generated, 2 uncertain, 1 real, 1 could not be read", in that fixed order.
+function batchSummary(outcomes) {
+  const counts = Object.keys(OUTCOMES)
+    .map((key) => [outcomes.filter((outcome) => outcome === key).length, OUTCOMES[key]])
+    .filter(([count]) => count > 0)
+    .map(([count, text]) => `${count} ${text}`);
+  return `${outcomes.length} images: ${counts.join(", ")}`;
+}
+
 // Every file of a batch gets its card at once, in the order chosen, above earlier results;
-// the server judges them one after another.
+// the server judges them one after another while the status line counts them, and a batch
+// ends with its tally (one file ends with its verdict).
 function submit(files) {
   const cards = [];
-  for (const file of files) {
+  const outcomes = [];
+  files.forEach((file, index) => {
     const name = file.name || "pasted image";
     const photoUrl = URL.createObjectURL(file);
     const card = newCard(photoUrl, name);
     cards.push(card);
-    queue = queue.then(() => judge(card, file, name, photoUrl));
-  }
+    queue = queue.then(async () => {
+      const position = files.length > 1 ? `${index + 1} of ${files.length}: ` : "";
+      statusLine.textContent = `Judging ${position}${name}…`;
+      outcomes.push(await judge(card, file, name, photoUrl));
+      if (outcomes.length < files.length) return;
+      statusLine.textContent = files.length > 1
+        ? batchSummary(outcomes)
+        : `${name}: ${card.querySelector(".verdict").textContent}`;
+    });
+  });
   results.prepend(...cards);
 }
 
