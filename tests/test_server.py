@@ -218,8 +218,9 @@ def test_token_size_limit_and_saturation(guarded):
     assert_problem(
         httpx.post(predict, content=too_big, headers={**auth, "content-type": "image/jpeg"}),
         413,
-        "limit",
+        "the limit is 1 MB (send a smaller or more compressed image, or serve with a larger",
     )
+    assert '<span id="limit">1</span> MB each' in httpx.get(guarded).text  # the page says so
 
     def slow_request(_: int) -> httpx.Response:
         return httpx.post(
@@ -288,6 +289,21 @@ def test_web_page_upload_verdict_and_heat_map(server):
         expect(unreadable).to_contain_text("file is empty (0 bytes)")
         expect(unreadable.locator(".figure")).to_be_hidden()  # no broken-image icon
         expect(page.locator("#status")).to_have_text("empty.jpg: Could not read this file")
+        expect(page.locator("#drop-zone")).to_contain_text("up to 20 MB each")
+        oversized = {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": os.urandom(21 << 20)}
+        page.set_input_files("#file-input", files=[oversized])
+        expect(page.locator(".card .verdict").first).to_contain_text("the limit is 20 MB")
+        with page.expect_download() as download:
+            page.locator("#download").click()
+        lines = Path(download.value.path()).read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        for record in records:
+            jsonschema.validate(record, SCHEMA)
+        # one line per file, in the order judged, as `facetell predict -f jsonl` writes them
+        assert [r["path"] for r in records] == [EXAMPLE.name, "cat.jpg", "empty.jpg", "huge.jpg"]
+        assert [r["status"] for r in records] == ["ok", "no_face", "error", "error"]
+        assert [r["error_kind"] for r in records[2:]] == ["empty_file", "too_large"]
+        assert records[0]["p_ai"] is not None and "explanation" not in records[0]
         expect(page.locator(".card .figure:visible")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})
@@ -344,6 +360,14 @@ def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_pa
         expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
         # a batch is shown in the order it was chosen in
         assert page.locator(".card .name").all_inner_texts() == [path.name for path in uploads]
+        with page.expect_download() as download:
+            page.locator("#download").click()
+        downloaded = [
+            json.loads(line) for line in Path(download.value.path()).read_text().splitlines()
+        ]
+        assert [(r["path"], r["label"], r["p_ai"]) for r in downloaded] == [
+            (r["path"], r["label"], r["p_ai"]) for r in records
+        ]
         # and ends with its tally, in the page's fixed order of outcomes
         outcomes = [r["label"] if r["status"] == "ok" else r["status"] for r in records]
         words = {"ai": "AI-generated", "uncertain": "uncertain", "real": "real"}

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -35,6 +35,7 @@ from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
 from facetell.server.settings import Settings, get_settings
 
 STATIC = resources.files("facetell.server") / "static"
+LIMIT_SPAN = '<span id="limit">{}</span>'  # index.html says 20 MB; the page states the real cap
 IMAGE_TYPES = ("image/", "application/octet-stream")
 PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 
@@ -68,15 +69,17 @@ def _in_memory_parser(limit: int) -> type[MultiPartParser]:
 async def read_capped_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length")
+    remedy = "(send a smaller or more compressed image, or serve with a larger --max-upload-mb)"
     if declared and declared.isdigit() and int(declared) > limit:
         raise Problem(
-            413, f"upload is {int(declared) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB"
+            413,
+            f"upload is {int(declared) / 2**20:.1f} MB; the limit is {limit / 2**20:g} MB {remedy}",
         )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise Problem(413, f"upload is over the {limit / 2**20:.0f} MB limit")
+            raise Problem(413, f"upload is over the {limit / 2**20:g} MB limit {remedy}")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -266,9 +269,13 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
             raise Problem(503, "the model is still loading")
         return {"status": "ready", "model": request.app.state.detector.model_name}
 
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace(LIMIT_SPAN.format("20"), LIMIT_SPAN.format(f"{settings.max_upload_mb:g}"))
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+    def index() -> HTMLResponse:
+        """The web page, stating the upload limit this server was started with."""
+        return HTMLResponse(page)
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app

@@ -7,10 +7,13 @@ const template = document.getElementById("card-template");
 const dropZone = document.getElementById("drop-zone");
 const fileInput = document.getElementById("file-input");
 const tokenBox = document.getElementById("token-box");
+const download = document.getElementById("download");
 const LABELS = { ai: "AI-generated", real: "Real photograph", uncertain: "Uncertain" };
 let band = [0.35, 0.65];
 let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
 let queue = Promise.resolve();
+let model = { identity: "", calibrated: false };
+const judged = [];  // every file's record in the order judged, for the download
 
 function authHeaders() {
   const token = sessionStorage.getItem("facetell-token");
@@ -22,7 +25,7 @@ async function loadModel() {
   const response = await fetch("/api/v1/model", { headers: authHeaders() });
   if (response.status === 401) { tokenBox.hidden = false; info.textContent = "This server needs an API token."; return; }
   if (!response.ok) { info.textContent = "The model could not be loaded."; return; }
-  const model = await response.json();
+  model = await response.json();
   band = model.calibration.uncertain_band;
   smallFaceWidth = model.calibration.size_correction?.reference_width ?? 0;
   info.textContent = `Model ${model.identity} (${model.architecture})` +
@@ -150,26 +153,46 @@ function newCard(photoUrl, name) {
   return card;
 }
 
+// Keeps a record for the download as `facetell predict -f jsonl` writes it (no heat map).
+function keep(record) {
+  const { explanation, ...kept } = record;
+  judged.push(kept);
+  download.hidden = false;
+}
+
+// A file the server refused as a whole (too large, no token, busy) still gets a record.
+function refusedRecord(name, reason, kind) {
+  return {
+    path: name, status: "error", label: null, p_ai: null, familiar: null, faces: [], metadata: {},
+    error: `${name}: ${reason}`, error_kind: kind, model: model.identity,
+    calibrated: Boolean(model.calibrated), ms: 0, speed: {},
+  };
+}
+
 // Judges one file into its card; answers what became of it (a label, "no_face" or "error").
 async function judge(card, file, name, photoUrl) {
   const form = new FormData();
   form.append("files", file, name);
+  const verdict = card.querySelector(".verdict");
   try {
     const response = await fetch("/api/v1/predict?explain=true", { method: "POST", body: form, headers: authHeaders() });
     const body = await response.json();
     if (!response.ok) {
       if (response.status === 401) tokenBox.hidden = false;
-      card.querySelector(".verdict").textContent = body.detail || `Error ${response.status}`;
-      card.querySelector(".verdict").className = "verdict error";
+      verdict.textContent = body.detail || `Error ${response.status}`;
+      verdict.className = "verdict error";
       dropPhotoIfUnshowable(card);
+      keep(refusedRecord(name, verdict.textContent, response.status === 413 ? "too_large" : null));
       return "error";
     }
     const record = body.results[0];
     render(card, record, photoUrl);
+    keep(record);
     return record.status === "ok" ? record.label : record.status;
   } catch (error) {
-    card.querySelector(".verdict").textContent = "The server could not be reached.";
-    card.querySelector(".verdict").className = "verdict error";
+    verdict.textContent = "The server could not be reached.";
+    verdict.className = "verdict error";
+    keep(refusedRecord(name, verdict.textContent, null));
     return "error";
   }
 }
@@ -208,6 +231,15 @@ function submit(files) {
   });
   results.prepend(...cards);
 }
+
+download.addEventListener("click", () => {
+  const lines = judged.map((record) => `${JSON.stringify(record)}\n`);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob(lines, { type: "application/x-ndjson" }));
+  link.download = "facetell-results.jsonl";
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+});
 
 fileInput.addEventListener("change", () => { submit([...fileInput.files]); fileInput.value = ""; });
 dropZone.addEventListener("keydown", (event) => {
