@@ -331,6 +331,37 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
     assert "no images found" in empty.stderr.decode()
 
 
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, untrained_bundle):
+    photo = tmp_path / "astronaut.jpg"
+    astronaut().save(photo)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is wanted")
+    model = ("--model", str(untrained_bundle))
+    refusals = {
+        "blocker is a file, not a folder; choose another --output": run_cli(
+            "predict", str(photo), *model, "-o", str(blocker / "out.csv")
+        ),
+        "is a folder; give --output a file name": run_cli(
+            "predict", str(photo), *model, "-o", str(tmp_path)
+        ),
+        "blocker is a file, not a folder; choose another --explain": run_cli(
+            "predict", str(photo), *model, "--explain", str(blocker / "overlays")
+        ),
+        "blocker is a file, not a folder; choose another --out": run_cli(
+            "evaluate", str(untrained_bundle), str(tmp_path), "--out", str(blocker)
+        ),
+    }
+    for message, refused in refusals.items():
+        stderr = refused.stderr.decode().strip()
+        assert refused.returncode == 2 and message in stderr and "\n" not in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut.jpg", "blocker"]
+    # a missing parent folder is made, as --explain's folder always was
+    nested = tmp_path / "results" / "today" / "out.csv"
+    written = run_cli("predict", str(photo), *model, "-f", "csv", "-o", str(nested))
+    assert written.returncode == 0
+    assert nested.read_text().splitlines()[1].startswith(f"{photo},ok,")
+
+
 def test_help_lists_every_command_with_its_whole_summary_on_one_line():
     from facetell.cli import app
 

@@ -95,6 +95,26 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def writable(path: Path, option: str, *, folder: bool = False) -> Path:
+    """Check an output location before any work is done, creating missing parent folders, so a
+    mistyped path costs one line instead of a finished run's results."""
+    parent = path if folder else path.parent
+    blocking = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "" if blocking == path else f"{path}: "
+        raise fail(f"{where}{blocking} is a file, not a folder; choose another {option}")
+    if not folder and path.is_dir():
+        raise fail(f"{path} is a folder; give {option} a file name")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        if not folder:
+            path.open("a").close()
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise fail(f"{path}: cannot write there ({reason}); choose another {option}") from None
+    return path
+
+
 def progress_bar(transient: bool = True) -> Progress:
     return Progress(
         "[progress.description]{task.description}",
@@ -188,6 +208,8 @@ def audit_command(
     """Audit datasets for shortcuts: per class and source, every fact that is not a face."""
     from facetell.audit import audit
 
+    if save_manifest:
+        writable(save_manifest, "--save-manifest")
     try:
         samples = discover(data)
     except FacetellError as error:
@@ -269,7 +291,7 @@ def train_command(
         extra.append(f"data.holdout_source={holdout_source}")
     try:
         config = load_config(config_path, extra)
-        out_dir = out or Path("runs") / config.name
+        out_dir = writable(out or Path("runs") / config.name, "--out", folder=True)
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -404,6 +426,10 @@ def predict_command(
     ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
+    if output:
+        writable(output, "--output")
+    if explain_dir:
+        writable(explain_dir, "--explain", folder=True)
     max_pixels = round(max_megapixels * 1e6)
     limits = DecodeLimits(
         max_pixels=max_pixels, max_bytes=max(DEFAULT_LIMITS.max_bytes, 8 * max_pixels)
@@ -430,8 +456,6 @@ def predict_command(
     table = Table(title=f"facetell predict ({detector.model_name})")
     for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
         table.add_column(column, overflow="fold")
-    if explain_dir:
-        explain_dir.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
     with progress_bar() as progress:
         task = progress.add_task("judging", total=len(sources), visible=len(sources) > 3)
@@ -561,6 +585,7 @@ def evaluate_command(
     from facetell.evaluate import compare_auroc, evaluate_bundle
     from facetell.report import describe_comparison, write_report
 
+    writable(out, "--out", folder=True)
     try:
         samples = select_samples(data or [], split_file, split, limit)
         detectors = [
@@ -976,6 +1001,7 @@ def ensemble_command(
 
     if weights and len(weights) != len(members):
         raise fail(f"{len(weights)} weights for {len(members)} members")
+    writable(out, "--out", folder=True)
     try:
         bundle = ensemble_bundle(
             [load_bundle(m) for m in members],
