@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from facetell.data import discover
 from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
 from facetell.inference import Detector
-from facetell.models import UnknownModel, create_model, list_models
+from facetell.models import ModelEntry, UnknownModel, create_model, list_models
 from facetell.train import (
     AdversaryConfig,
     Reporter,
@@ -482,6 +485,28 @@ def test_unknown_model_names_suggest_the_closest():
     assert {"mobilenet_v2", "npr", "spectrum"} <= set(list_models())
     with pytest.raises(UnknownModel, match="did you mean mobilenet_v2"):
         create_model("mobilenet_v3")
+
+
+def test_models_lists_each_architecture_with_its_size_and_imagenet_weights():
+    listing = subprocess.run(
+        [sys.executable, "-m", "facetell", "models"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    rows = {
+        cells[0]: cells[1:]
+        for line in listing.splitlines()
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 4
+    }
+    assert set(list_models()) <= set(rows)
+    mobilenet = create_model("mobilenet_v2")
+    size = sum(p.numel() for p in mobilenet.parameters()) / 1e6
+    assert rows["mobilenet_v2"][:2] == [f"{size:.2f} M", "installed"]  # make setup installs it
+    assert rows["spectrum"][1] == "none needed" and rows["ensemble"][0] == "its members'"
+    missing = ModelEntry("x", lambda: mobilenet, "a model", weights_package="no_such_weights_pkg")
+    assert missing.weights_installed is False
 
 
 def test_ensemble_averages_calibrated_member_logits_and_round_trips(planted_dataset, tmp_path):

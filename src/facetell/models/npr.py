@@ -56,6 +56,10 @@ class NPRDetector(nn.Module):
         return self.head(nn.functional.adaptive_avg_pool2d(features, 1).flatten(1)).squeeze(1)
 
 
-@register_model("npr")
+@register_model(
+    "npr",
+    summary="NPR: a small ResNet from scratch on neighbouring-pixel residuals (native-resolution "
+    "crops)",
+)
 def build_npr(width: int = 64, residual_gain: float = 4.0) -> NPRDetector:
     return NPRDetector(width=width, residual_gain=residual_gain)

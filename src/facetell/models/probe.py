@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from facetell.models.closed_form import StandardisedLogistic
-from facetell.models.mobilenet import ensure_imagenet_weights
+from facetell.models.mobilenet import WEIGHTS_PACKAGE, ensure_imagenet_weights
 from facetell.models.registry import register_model
 
 DEFAULT_BLOCKS = (7, 8, 9, 10, 11, 12, 13)
@@ -61,7 +61,11 @@ class MidLevelProbe(StandardisedLogistic, nn.Module):
         return self.read_out(self.features(x))
 
 
-@register_model("mobilenet_v2_probe")
+@register_model(
+    "mobilenet_v2_probe",
+    summary="a linear probe on frozen, mean-pooled mid-level MobileNetV2 blocks (fitted in one go)",
+    weights_package=WEIGHTS_PACKAGE,
+)
 def build_mobilenet_v2_probe(
     blocks: tuple[int, ...] | list[int] = DEFAULT_BLOCKS, pretrained: bool = False
 ) -> MidLevelProbe:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from torch import nn
@@ -13,7 +15,26 @@ from facetell.errors import FacetellError
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered architecture: its builder, one line on what it is, and the importable
+    package that carries the ImageNet file `pretrained=True` needs (None: trained from scratch
+    or fitted, nothing to install)."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    summary: str
+    weights_package: str | None = None
+
+    @property
+    def weights_installed(self) -> bool | None:
+        if self.weights_package is None:
+            return None
+        return importlib.util.find_spec(self.weights_package) is not None
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
 
 
 class UnknownModel(FacetellError):
@@ -24,13 +45,15 @@ class BadModelArguments(FacetellError, ValueError):
     """`model_kwargs` a builder rejects (unknown name, value out of range): a config mistake."""
 
 
-def register_model(name: str) -> Callable[[Builder], Builder]:
+def register_model(
+    name: str, *, summary: str, weights_package: str | None = None
+) -> Callable[[Builder], Builder]:
     """Decorator: make `create_model(name, **kwargs)` call the decorated builder."""
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = builder
+        _REGISTRY[name] = ModelEntry(name, builder, summary, weights_package)
         return builder
 
     return decorate
@@ -41,10 +64,15 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
+def model_entries(pattern: str = "*") -> list[ModelEntry]:
+    """What `facetell models` shows: each matching architecture's entry, sorted by name."""
+    return [_REGISTRY[name] for name in list_models(pattern)]
+
+
 def create_model(name: str, **kwargs: object) -> nn.Module:
     """Build a registered model; every model maps a (B, 3, H, W) float tensor to (B,) logits."""
     try:
-        builder = _REGISTRY[name]
+        builder = _REGISTRY[name].builder
     except KeyError:
         close = difflib.get_close_matches(name, _REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -48,6 +48,9 @@ class SpectrumDetector(StandardisedLogistic, nn.Module):
         return self.read_out(self.features(x))
 
 
-@register_model("spectrum")
+@register_model(
+    "spectrum",
+    summary="azimuthal log-spectrum profile and a logistic regression (a fitted baseline)",
+)
 def build_spectrum(bins: int = 64) -> SpectrumDetector:
     return SpectrumDetector(bins=bins)
