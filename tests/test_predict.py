@@ -65,6 +65,8 @@ def test_every_kind_of_input_gives_the_same_answer(detector):
         detector.predict(pixels / 255.0),  # scikit-image's and torchvision's float convention
         detector.predict(pixels.astype(np.float32)),  # floats on the 0-255 scale
         detector.predict(pixels.astype(np.uint16) * 257),  # 16-bit
+        detector.predict(bytearray(buffer.getvalue())),
+        detector.predict(memoryview(buffer.getvalue())),
     ]
     assert {r.status for r in results} == {"ok"}
     assert len({round(r.p_ai, 6) for r in results}) == 1
@@ -81,6 +83,18 @@ def test_arrays_that_are_not_images_are_an_error_result_not_a_crash(detector, sh
     result = detector.predict(np.zeros(shape, dtype))
     assert result.status == "error" and result.error_kind == "bad_image"
     assert result.error.startswith("<image>: array of ") and "\n" not in result.error
+
+
+def test_a_value_that_is_no_image_source_costs_a_stream_only_its_own_result(detector):
+    photo = astronaut()
+    results = list(detector.stream([photo, None, 12, photo]))
+    assert [r.status for r in results] == ["ok", "error", "error", "ok"]
+    assert results[0].p_ai == results[3].p_ai
+    assert results[1].error.endswith(
+        "NoneType is not an image source (pass a path, an http(s) "
+        "URL, bytes, a PIL image or a numpy array)"
+    )
+    assert results[2].error_kind == "not_an_image"
 
 
 def test_no_face_is_a_status_not_a_guess(detector):

@@ -39,7 +39,7 @@ from facetell.errors import (
     TruncatedImage,
 )
 
-ImageSource = str | os.PathLike[str] | bytes | Image.Image | np.ndarray
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 # facetell enforces its own pixel limit (DecodeLimits.max_pixels) with a clear error, so
 # Pillow's global guard is switched off rather than left to raise a second, vaguer error.
@@ -145,7 +145,7 @@ def describe_source(source: ImageSource, name: str | None = None) -> str:
     """The name an input goes by in results and error messages."""
     if name:
         return name
-    if isinstance(source, bytes):
+    if isinstance(source, bytes | bytearray | memoryview):
         return "<bytes>"
     if isinstance(source, Image.Image):
         return "<PIL image>"
@@ -321,9 +321,15 @@ def decode(
         image = source
     elif isinstance(source, np.ndarray):
         image = image_from_array(source, label)
+    elif not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
+        raise NotAnImage(
+            label,
+            f"{type(source).__name__} is not an image source",
+            "pass a path, an http(s) URL, bytes, a PIL image or a numpy array",
+        )
     else:
-        if isinstance(source, bytes):
-            data = source
+        if isinstance(source, bytes | bytearray | memoryview):
+            data = bytes(source)
             if len(data) > limits.max_bytes:
                 raise ImageTooLarge(
                     label, f"{len(data) / 2**20:.1f} MB is over the upload limit", "resize it"
