@@ -720,3 +720,26 @@ def test_a_bad_training_config_is_one_line_naming_each_bad_field():
     assert "; seed: " in message
     with pytest.raises(FacetellError, match=r"config: mixup blends faces .* set one of"):
         load_config(recipe, ["mixup=0.4", "adversary={weight: 0.3}"])
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        ("model: [", [], r"bad\.yaml: not valid YAML at line 2, column 1 \(expected the node"),
+        ("- a list", [], r"bad\.yaml: a config is a YAML mapping \(key: value lines\), not a list"),
+        ("model: npr", ["model.width=8"], r"override 'model\.width=8': model holds a value, not"),
+        (
+            "model: npr",
+            ["phases=[{kind: head"],
+            r"override 'phases=\[\{kind: head': not valid YAML",
+        ),
+    ],
+)
+def test_a_config_that_is_not_yaml_or_not_a_mapping_is_one_line(
+    tmp_path, text, overrides, expected
+):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text + "\n")
+    with pytest.raises(FacetellError, match=expected) as caught:
+        load_config(recipe, overrides)
+    assert "\n" not in str(caught.value)

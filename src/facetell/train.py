@@ -168,26 +168,45 @@ class TrainConfig(BaseModel):
         return self
 
 
+def _parse_yaml(text: str, where: str) -> Any:
+    """YAML, or one line saying where it stops parsing."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "cannot be parsed"
+        raise FacetellError(f"{where}: not valid YAML{at} ({problem})") from None
+
+
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise FacetellError(f"override {text!r} must look like key.sub=value")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
+    return key.strip().split("."), _parse_yaml(value, f"override {text!r}")
 
 
 def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config and apply `a.b=value` overrides (values parsed as YAML)."""
-    raw: dict[str, Any] = {}
+    raw: Any = {}
     if path is not None:
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise FacetellError(f"{path}: cannot read config ({error.strerror})") from None
+        raw = _parse_yaml(text, str(path)) or {}
+        if not isinstance(raw, dict):
+            raise FacetellError(
+                f"{path}: a config is a YAML mapping (key: value lines), not a {type(raw).__name__}"
+            )
     for override in overrides:
         keys, value = _parse_override(override)
         node = raw
-        for key in keys[:-1]:
+        for depth, key in enumerate(keys[:-1], start=1):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                section = ".".join(keys[:depth])
+                raise FacetellError(f"override {override!r}: {section} holds a value, not keys")
         node[keys[-1]] = value
     try:
         return TrainConfig.model_validate(raw)
