@@ -376,6 +376,24 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, u
     assert nested.read_text().splitlines()[1].startswith(f"{photo},ok,")
 
 
+def test_files_in_a_folder_that_are_not_images_are_named_not_silently_dropped(
+    tmp_path, untrained_bundle
+):
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    astronaut().save(folder / "astronaut.jpg")
+    (folder / "notes.txt").write_text("where the photo came from")
+    (folder / "sub" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    (folder / ".DS_Store").write_bytes(bytes(16))  # hidden files stay unmentioned
+    run = run_cli("predict", str(folder), "--model", str(untrained_bundle), "-f", "jsonl")
+    assert run.returncode == 0
+    assert [json.loads(line)["path"] for line in run.stdout.splitlines()] == [
+        str(folder / "astronaut.jpg")
+    ]
+    note = next(line for line in run.stderr.decode().splitlines() if line.startswith("note:"))
+    assert "skipped 2 file(s)" in note and note.endswith(": notes.txt, clip.mp4")
+
+
 def test_help_lists_every_command_with_its_whole_summary_on_one_line():
     from facetell.cli import app
 

@@ -65,7 +65,7 @@ from facetell.familiarity import (
     sample_indices,
 )
 from facetell.inference import Detector, Result
-from facetell.io import DEFAULT_LIMITS, DecodeLimits, is_url, looks_like_image
+from facetell.io import DEFAULT_LIMITS, FORMATS_READ, DecodeLimits, is_url, looks_like_image
 
 if TYPE_CHECKING:
     from facetell.audit import AuditReport
@@ -364,11 +364,14 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def expand_inputs(inputs: Sequence[str]) -> Iterator[str | bytes]:
+def expand_inputs(
+    inputs: Sequence[str], skipped: list[Path] | None = None
+) -> Iterator[str | bytes]:
     """Files, folders (recursive, image files only), globs, http(s) addresses, and '-' for one
     image on stdin.
 
     A name that is none of these is passed on as is, so it becomes a one-line error record.
+    Files in folders that are not images (hidden ones aside) are added to `skipped`.
     """
     for raw in inputs:
         if raw == "-":
@@ -379,11 +382,13 @@ def expand_inputs(inputs: Sequence[str]) -> Iterator[str | bytes]:
             continue
         path = Path(raw)
         if path.is_dir():
-            yield from (
-                str(p)
-                for p in sorted(path.rglob("*"))
-                if p.is_file() and not p.name.startswith(".") and looks_like_image(p)
-            )
+            for found in sorted(path.rglob("*")):
+                if not found.is_file() or found.name.startswith("."):
+                    continue
+                if looks_like_image(found):
+                    yield str(found)
+                elif skipped is not None:
+                    skipped.append(found)
         elif not path.exists() and any(ch in raw for ch in "*?["):
             yield from sorted(glob.glob(raw, recursive=True))  # noqa: PTH207 (user patterns)
         else:
@@ -453,7 +458,15 @@ def predict_command(
         )
     except FacetellError as error:
         raise fail(str(error)) from None
-    sources = list(expand_inputs(inputs))
+    skipped: list[Path] = []
+    sources = list(expand_inputs(inputs, skipped))
+    if skipped:
+        shown = ", ".join(p.name for p in skipped[:3]) + (", …" if len(skipped) > 3 else "")
+        err_console.print(
+            f"note: skipped {len(skipped)} file(s) in the folders given that are in no format "
+            f"facetell reads ({FORMATS_READ}): {shown}",
+            highlight=False,
+        )
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
     if not detector.calibration.fitted:
