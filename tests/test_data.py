@@ -168,6 +168,24 @@ def test_split_file_round_trips_exactly(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\xff\xd8\xff\xe0 a JPEG", "not a split file"),
+        (b'{"rows": []}', "not a split file"),
+        (b"[1, 2]", "not a split file"),
+        (None, "cannot read the split file (No such file or directory)"),
+    ],
+)
+def test_a_file_that_is_not_a_split_is_one_line(tmp_path, content, expected):
+    path = tmp_path / "split.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DatasetError) as caught:
+        SplitFile.load(path)
+    assert str(caught.value).startswith(f"{path}: {expected}") and "\n" not in str(caught.value)
+
+
 def _groups_cross_splits(groups, assignment) -> bool:
     sides = defaultdict(set)
     for group, side in zip(groups, assignment, strict=True):

@@ -440,7 +440,20 @@ class SplitFile:
 
     @classmethod
     def load(cls, path: Path) -> SplitFile:
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        """Read a split.json, or fail in one line that says what the file is not."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise DatasetError(f"{path}: cannot read the split file ({error.strerror})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raw = None
+        fields = {"kind", "seed", "params", "rows"}
+        if not isinstance(raw, dict) or not fields <= raw.keys():
+            raise DatasetError(
+                f"{path}: not a split file (the split.json that `facetell train` writes beside "
+                "a run, with kind, seed, params and rows)"
+            )
+        return cls(**{name: raw[name] for name in fields})
 
     @classmethod
     def from_assignment(
