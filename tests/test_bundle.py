@@ -252,3 +252,32 @@ def test_the_shipped_bundle_fits_its_25_mb_budget():
     files = list(REPO_DEFAULT_BUNDLE.iterdir())
     assert {"model.safetensors", "model.onnx", "reference.safetensors"} <= {f.name for f in files}
     assert sum(file.stat().st_size for file in files) <= 25_000_000
+
+
+@pytest.mark.parametrize(
+    "damaged_file",
+    ["config.json", "calibration.json", "model.onnx", "model.safetensors", "reference.safetensors"],
+)
+def test_a_damaged_file_of_the_shipped_bundle_fails_the_load_in_one_line(tmp_path, damaged_file):
+    """A truncated download or a bad merge: the load names the file instead of a traceback,
+    and never reaches the first image."""
+    from facetell.inference import default_bundle_path
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), folder)
+    target = folder / damaged_file
+    target.write_bytes(target.read_bytes()[:1000])
+    with pytest.raises(BundleError) as caught:
+        Detector.load(folder)
+    message = str(caught.value)
+    assert message.startswith(f"{folder}: {damaged_file} is damaged (") and "\n" not in message
+    assert message.endswith(
+        "restore the bundle (for the shipped one: git checkout -- models/default) or rebuild it"
+    )
+
+
+def test_a_file_named_zip_that_is_not_one_is_refused_in_one_line(tmp_path):
+    fake = tmp_path / "model.zip"
+    fake.write_text("not a zip")
+    with pytest.raises(BundleError, match=r"model\.zip: not a readable zip archive"):
+        Detector.load(fake)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from safetensors import SafetensorError
 
 from facetell import __version__
 from facetell.errors import FacetellError
@@ -331,11 +332,24 @@ def _torch_model(
         raise BundleError(f"{path}: the bundle has no weights to build its model from")
     model = create_model(architecture, **model_kwargs)
     try:
-        model.load_state_dict(load(weights), strict=True)
+        state = load(weights)
+    except SafetensorError as error:
+        raise damaged(path, "model.safetensors", error) from None
+    try:
+        model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise BundleError(f"{path}: weights do not fit {architecture}: {first}") from None
     return model.eval()
+
+
+def damaged(path: Path | None, name: str, error: Exception) -> BundleError:
+    """One line for a bundle file that cannot be parsed: which file, why, what to do."""
+    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    return BundleError(
+        f"{path}: {name} is damaged ({reason}); restore the bundle (for the shipped one: "
+        "git checkout -- models/default) or rebuild it"
+    )
 
 
 def _sha256(data: bytes) -> str:
@@ -354,9 +368,12 @@ def load_bundle(path: str | Path) -> Bundle:
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            files = {Path(name).name: archive.read(name) for name in archive.namelist()
-                     if not name.endswith("/")}  # fmt: skip
+        try:
+            with zipfile.ZipFile(path) as archive:
+                files = {Path(name).name: archive.read(name) for name in archive.namelist()
+                         if not name.endswith("/")}  # fmt: skip
+        except zipfile.BadZipFile as error:
+            raise BundleError(f"{path}: not a readable zip archive ({error})") from None
     elif path.is_dir():
         files = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
     else:
@@ -366,9 +383,17 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: not a model bundle (expected a folder with config.json and "
             "model.safetensors, or a .zip of one)"
         )
-    config = json.loads(files["config.json"])
-    if config.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle format {config.get('format_version')} is not supported")
+
+    def parsed_json(name: str) -> Any:
+        try:
+            return json.loads(files[name])
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError alike
+            raise damaged(path, name, error) from None
+
+    config = parsed_json("config.json")
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        found = config.get("format_version") if isinstance(config, dict) else None
+        raise BundleError(f"{path}: bundle format {found} is not supported")
     weights = files["model.safetensors"]
     onnx_spec = config.get("onnx") or {}
     onnx = files.get(onnx_spec.get("file", "model.onnx"))
@@ -376,13 +401,16 @@ def load_bundle(path: str | Path) -> Bundle:
         onnx = None  # exported from other weights: stale, so the torch model answers instead
     reference = None
     if REFERENCE_FILE in files:
-        reference, reference_weights = Reference.from_bytes(files[REFERENCE_FILE])
+        try:
+            reference, reference_weights = Reference.from_bytes(files[REFERENCE_FILE])
+        except (SafetensorError, KeyError, ValueError) as error:
+            raise damaged(path, REFERENCE_FILE, error) from None
         if reference_weights != _sha256(weights):
             reference = None  # features of other weights: meaningless for these
     inputs = config["input"]
 
     def optional_json(name: str) -> Any:
-        return json.loads(files[name]) if name in files else None
+        return parsed_json(name) if name in files else None
 
     return Bundle(
         architecture=config["architecture"],

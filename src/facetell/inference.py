@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 from PIL import Image
 
-from facetell.bundle import Bundle, has_embedding, load_bundle
+from facetell.bundle import Bundle, damaged, has_embedding, load_bundle
 from facetell.calibrate import Calibration
 from facetell.errors import BadImage, FacetellError
 from facetell.faces import (
@@ -164,7 +165,12 @@ class Detector:
             else recipe
             for recipe in bundle.recipes
         )
-        self.session = onnx_session(bundle.onnx) if bundle.onnx is not None else None
+        try:
+            self.session = onnx_session(bundle.onnx) if bundle.onnx is not None else None
+        except (Fail, InvalidGraph, InvalidProtobuf) as error:  # ONNX Runtime's load errors
+            raise damaged(bundle.path, "model.onnx", error) from None
+        if self.session is None:
+            _ = bundle.model  # built now, so damaged weights fail the load, not the first image
         # Made here, not on first use: two stream workers cutting their first crops at once
         # would each make one.
         self._crop_pool = ThreadPoolExecutor(
