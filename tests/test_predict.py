@@ -6,8 +6,11 @@ import csv
 import io
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -228,6 +231,27 @@ def test_predict_folder_of_200_with_one_corrupt_file(folder_of_200, untrained_bu
     stderr = result.stderr.decode()
     assert "judging" in stderr  # the progress bar was drawn
     assert "200 image(s)" in stderr
+
+
+def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle, tmp_path):
+    out = tmp_path / "results.jsonl"
+    three_times = [str(folder_of_200)] * 3  # 600 images: far from done when interrupted
+    command = [sys.executable, "-m", "facetell", "predict", *three_times, "-f", "jsonl", "-o"]
+    run = subprocess.Popen(
+        [*command, str(out), "--model", str(untrained_bundle)], stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    stderr = run.communicate(timeout=60)[1].decode().strip().splitlines()
+    assert run.returncode == 130
+    judged = int(
+        re.fullmatch(r"error: interrupted after (\d+) of 600 image\(s\) .*", stderr[-1])[1]
+    )
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 0 < len(records) == judged < 600
+    assert stderr[-1].endswith(f"; they are in {out}")
 
 
 def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bundle):

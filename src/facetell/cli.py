@@ -489,25 +489,34 @@ def predict_command(
             results = (explain_to(detector, s, explain_dir, i) for i, s in enumerate(sources))
         else:
             results = detector.stream(sources)
-        for result in results:
-            record = result.to_dict()
-            counts[record["label"] or record["status"]] += 1
-            if output_format is PredictFormat.jsonl:
-                handle.write(json.dumps(record) + "\n")
-                handle.flush()
-            elif writer:
-                writer.writerow(_csv_row(record))
-            else:
-                table.add_row(*_table_row(record))
-            progress.advance(task)
+        interrupted = False
+        try:
+            for result in results:
+                record = result.to_dict()
+                counts[record["label"] or record["status"]] += 1
+                if output_format is PredictFormat.jsonl:
+                    handle.write(json.dumps(record) + "\n")
+                    handle.flush()
+                elif writer:
+                    writer.writerow(_csv_row(record))
+                else:
+                    table.add_row(*_table_row(record))
+                progress.advance(task)
+        except KeyboardInterrupt:  # Ctrl-C: every image judged so far is still written out
+            interrupted = True
     if output_format is PredictFormat.table:
         Console(file=handle, width=console.width).print(table)
     if output:
         handle.close()
-    err_console.print(
-        f"{len(sources)} image(s): " + ", ".join(f"{n} {k}" for k, n in counts.most_common()),
-        highlight=False,
-    )
+    summary = ", ".join(f"{n} {k}" for k, n in counts.most_common())
+    if interrupted:
+        judged = sum(counts.values())
+        where = f"; they are in {output}" if output and judged else ""
+        raise fail(
+            f"interrupted after {judged} of {len(sources)} image(s) ({summary or 'none'}){where}",
+            code=130,
+        )
+    err_console.print(f"{len(sources)} image(s): {summary}", highlight=False)
 
 
 def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int) -> Result:
