@@ -239,6 +239,23 @@ def test_token_size_limit_and_saturation(guarded):
     assert_problem(busy, 503, "busy")
 
 
+def test_a_port_in_use_is_one_line_not_a_server_that_says_it_is_serving(untrained_bundle):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = subprocess.run(
+            [sys.executable, "-m", "facetell", "serve", "--port", str(port), "--model",
+             str(untrained_bundle)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port} (address already in use); choose another "
+        "--port or stop what uses it"
+    )
+
+
 def test_schemathesis_finds_no_server_error(server):
     result = subprocess.run(
         [

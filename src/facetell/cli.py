@@ -10,7 +10,9 @@ import csv
 import glob
 import itertools
 import json
+import os
 import re
+import socket
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -1016,8 +1018,17 @@ def serve_command(
         Detector.load(settings.model, detect_faces=False)  # fail fast, before binding the port
     except FacetellError as error:
         raise fail(str(error)) from None
-    err_console.print(f"facetell is serving on http://{settings.host}:{settings.port}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    address = f"{settings.host}:{settings.port}"
+    try:  # bound here, so a port in use is one line and the server keeps the socket it checked
+        listening = socket.create_server((settings.host, settings.port))
+    except OSError as error:
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        raise fail(
+            f"cannot listen on {address} ({reason}); choose another --port or stop what uses it"
+        ) from None
+    err_console.print(f"facetell is serving on http://{address}")
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    server.run(sockets=[listening])
 
 
 @app.command("ensemble")
