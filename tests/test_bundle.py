@@ -281,3 +281,15 @@ def test_a_file_named_zip_that_is_not_one_is_refused_in_one_line(tmp_path):
     fake.write_text("not a zip")
     with pytest.raises(BundleError, match=r"model\.zip: not a readable zip archive"):
         Detector.load(fake)
+
+
+def test_a_config_missing_an_entry_is_named_in_one_line(tmp_path):
+    from facetell.inference import default_bundle_path
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["input"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match=r"config\.json is damaged \(no 'input' entry\); restore"):
+        Detector.load(folder)

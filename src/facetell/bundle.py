@@ -345,7 +345,10 @@ def _torch_model(
 
 def damaged(path: Path | None, name: str, error: Exception) -> BundleError:
     """One line for a bundle file that cannot be parsed: which file, why, what to do."""
-    reason = (str(error).splitlines() or [type(error).__name__])[0]
+    if isinstance(error, KeyError):
+        reason = f"no {error} entry"
+    else:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
     return BundleError(
         f"{path}: {name} is damaged ({reason}); restore the bundle (for the shipped one: "
         "git checkout -- models/default) or rebuild it"
@@ -407,26 +410,30 @@ def load_bundle(path: str | Path) -> Bundle:
             raise damaged(path, REFERENCE_FILE, error) from None
         if reference_weights != _sha256(weights):
             reference = None  # features of other weights: meaningless for these
-    inputs = config["input"]
 
     def optional_json(name: str) -> Any:
         return parsed_json(name) if name in files else None
 
-    return Bundle(
-        architecture=config["architecture"],
-        model_kwargs=config["model_kwargs"],
-        crop=CropRecipe(**inputs["crop"]),
-        extra_crops=tuple(CropRecipe(**r) for r in inputs.get("extra_crops", ())),
-        mean=tuple(inputs["mean"]),
-        std=tuple(inputs["std"]),
-        name=config.get("name", "facetell-model"),
-        version=config.get("version", "0"),
-        calibration=optional_json("calibration.json"),
-        metrics=optional_json("metrics.json") or {},
-        training=config.get("training", {}),
-        weights_dtype=config.get("weights_dtype", "float32"),
-        path=path,
-        weights=weights,
-        onnx=onnx,
-        reference=reference,
-    )
+    calibration, metrics = optional_json("calibration.json"), optional_json("metrics.json")
+    try:
+        inputs = config["input"]
+        return Bundle(
+            architecture=config["architecture"],
+            model_kwargs=config["model_kwargs"],
+            crop=CropRecipe(**inputs["crop"]),
+            extra_crops=tuple(CropRecipe(**r) for r in inputs.get("extra_crops", ())),
+            mean=tuple(inputs["mean"]),
+            std=tuple(inputs["std"]),
+            name=config.get("name", "facetell-model"),
+            version=config.get("version", "0"),
+            calibration=calibration,
+            metrics=metrics or {},
+            training=config.get("training", {}),
+            weights_dtype=config.get("weights_dtype", "float32"),
+            path=path,
+            weights=weights,
+            onnx=onnx,
+            reference=reference,
+        )
+    except (KeyError, TypeError, ValueError) as error:  # an entry missing or of the wrong shape
+        raise damaged(path, "config.json", error) from None
