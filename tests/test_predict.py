@@ -238,7 +238,10 @@ def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle
     three_times = [str(folder_of_200)] * 3  # 600 images: far from done when interrupted
     command = [sys.executable, "-m", "facetell", "predict", *three_times, "-f", "jsonl", "-o"]
     run = subprocess.Popen(
-        [*command, str(out), "--model", str(untrained_bundle)], stderr=subprocess.PIPE
+        [*command, str(out), "--model", str(untrained_bundle)],
+        stderr=subprocess.PIPE,
+        # a suite started in the background inherits SIGINT ignored, as Ctrl-C never is
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
