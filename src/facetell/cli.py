@@ -1001,6 +1001,7 @@ def serve_command(
     import uvicorn
 
     from facetell.server import create_app
+    from facetell.server.app import load_detector
     from facetell.server.settings import Settings
 
     flags = {
@@ -1015,7 +1016,7 @@ def serve_command(
         overrides["detect_faces"] = False
     settings = Settings(**overrides)
     try:
-        Detector.load(settings.model, detect_faces=False)  # fail fast, before binding the port
+        detector = load_detector(settings)  # loaded once, and before binding the port
     except FacetellError as error:
         raise fail(str(error)) from None
     address = f"{settings.host}:{settings.port}"
@@ -1027,7 +1028,7 @@ def serve_command(
             f"cannot listen on {address} ({reason}); choose another --port or stop what uses it"
         ) from None
     err_console.print(f"facetell is serving on http://{address}")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, detector), log_level="warning"))
     server.run(sockets=[listening])
 
 

@@ -221,18 +221,21 @@ def model_info(request: Request) -> dict:
     }
 
 
+def load_detector(settings: Settings) -> Detector:
+    """The detector these settings describe: their model, face detection and decode limits."""
+    limits = DecodeLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
+    return Detector.load(settings.model, detect_faces=settings.detect_faces, limits=limits)
+
+
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
-    """Build the app; the model loads once at startup (or is passed in, e.g. by tests)."""
+    """Build the app; the model loads once at startup (or is passed in, e.g. by tests or by
+    `facetell serve`, which loads it first to fail before binding the port)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(settings.torch_threads)
-        limits = DecodeLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
-        loaded = detector or Detector.load(
-            settings.model, detect_faces=settings.detect_faces, limits=limits
-        )
-        app.state.detector = loaded
+        app.state.detector = detector or load_detector(settings)
         yield
 
     app = FastAPI(
