@@ -194,6 +194,16 @@ def paste_astronaut(
     return (at[0] + x * scale, at[1] + y * scale, w * scale, h * scale)
 
 
+def contact_sheet(count: int, columns: int = 4) -> Image.Image:
+    """A contact sheet of `count` portraits (the astronaut's head, 160 px tiles), one face each."""
+    head = astronaut().crop((140, 20, 320, 220)).resize((160, 176), Image.Resampling.LANCZOS)
+    rows = -(-count // columns)
+    sheet = Image.new("RGB", (160 * columns, 176 * rows), "white")
+    for index in range(count):
+        sheet.paste(head, (160 * (index % columns), 176 * (index // columns)))
+    return sheet
+
+
 def cat() -> Image.Image:
     """A photograph with no human face (scikit-image's `chelsea`, CC0)."""
     from skimage import data

@@ -212,7 +212,29 @@ def test_content_credentials_of_a_camera_capture_do_not_declare_ai(c2pa_signer, 
     report = clues_of(signed)
     assert not report["declared_ai"]
     assert by_key(report)["claim_generator"]["value"] == "test-generator"
-    assert "digital_source_type" not in by_key(report)
+    # what the camera says it is, reported, and not as AI
+    assert by_key(report)["digital_source_type"] == {
+        "kind": "c2pa", "key": "digital_source_type", "value": "digitalCapture",
+        "declares_ai": False,
+    }  # fmt: skip
+
+
+def test_generative_fill_declares_ai_in_content_credentials_and_xmp(c2pa_signer, tmp_path):
+    term = "compositeWithTrainedAlgorithmicMedia"  # a photo with a generated part
+    signed = with_credentials(c2pa_signer, photo_as("JPEG", tmp_path), "image/jpeg", IPTC + term)
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description><Iptc4xmpExt:'
+        b"DigitalSourceType>" + IPTC.encode() + term.encode() + b"</Iptc4xmpExt:DigitalSourceType>"
+        b"\n</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    buffer = io.BytesIO()
+    smooth_photo(2, 64).save(buffer, "JPEG", xmp=xmp)
+    for report, kind in ((clues_of(signed), "c2pa"), (clues_of(buffer.getvalue()), "xmp")):
+        assert report["declared_ai"]
+        found = [c for c in report["clues"] if c["key"] == "digital_source_type"]
+        assert found == [
+            {"kind": kind, "key": "digital_source_type", "value": term, "declares_ai": True}
+        ]
 
 
 def test_pixels_changed_after_signing_show_in_the_validation_clue(c2pa_signer, tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import astronaut, cat, gan_faces, heic, paste_astronaut
+from conftest import astronaut, cat, contact_sheet, gan_faces, heic, paste_astronaut
 from facetell.inference import Detector
 from facetell.io import jpeg_roundtrip
 
@@ -118,6 +118,47 @@ def test_image_label_is_that_of_the_most_ai_like_face(detector):
     assert result.p_ai == top.p_ai and result.label == top.label
 
 
+def test_a_contact_sheet_of_20_faces_has_every_face_judged(detector):
+    prepared = detector.prepare(contact_sheet(20))
+    result = detector.predict(contact_sheet(20))
+    assert result.faces_found == len(result.faces) == len(prepared.crops) == 20
+    # 80 crops cross the model-batch size; each crop's numbers are those it gets alone
+    logits, embeddings = detector.run_model(prepared.crops * 4)
+    alone = [detector.run_model([crop]) for crop in prepared.crops[:3]]
+    assert logits.shape == (80,)
+    assert logits[60:] == pytest.approx([f.logit for f in result.faces], abs=1e-4)
+    assert logits[[0, 1, 2, 60, 61, 62]] == pytest.approx(
+        [part[0][0] for part in alone] * 2, abs=1e-4
+    )
+    if embeddings is not None:
+        assert embeddings.shape[0] == 80
+        assert embeddings[62] == pytest.approx(alone[2][1][0], abs=1e-4)
+
+
+def test_faces_past_max_faces_are_counted_not_silently_dropped(untrained_bundle, tmp_path):
+    contact_sheet(12).save(tmp_path / "sheet.jpg", quality=92)
+    astronaut().save(tmp_path / "astronaut.jpg", quality=92)
+    files = [str(tmp_path / "sheet.jpg"), str(tmp_path / "astronaut.jpg")]
+    model = ("--model", str(untrained_bundle), "--max-faces", "5")
+    result = run_cli("predict", *files, "--format", "jsonl", *model)
+    assert result.returncode == 0, result.stderr.decode()
+    sheet, single = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    for record in (sheet, single):
+        jsonschema.validate(record, SCHEMA)
+    assert (len(sheet["faces"]), sheet["faces_found"]) == (5, 12)
+    assert (len(single["faces"]), single["faces_found"]) == (1, 1)
+    judged = sorted(face["det_score"] for face in sheet["faces"])
+    assert "1 image(s) held more than 5 faces" in result.stderr.decode()
+    table = run_cli("predict", *files, *model, COLUMNS="200").stdout.decode()
+    assert re.search(r"sheet\.jpg .* 5 of 12 ", table)
+    everything = run_cli("predict", files[0], "--format", "jsonl", "--model", str(untrained_bundle))
+    record = json.loads(everything.stdout)
+    assert len(record["faces"]) == record["faces_found"] == 12
+    assert "held more than" not in everything.stderr.decode()
+    # the five judged are the most face-like of the twelve
+    assert judged == sorted(face["det_score"] for face in record["faces"])[-5:]
+
+
 def test_a_24_megapixel_group_photo_has_its_near_and_far_faces(detector, tmp_path):
     photo = Image.new("RGB", (6000, 4000), (118, 121, 125))
     near = paste_astronaut(photo, 400, (600, 500))  # found at the first, whole look
@@ -198,6 +239,17 @@ def test_small_lossless_faces_are_judged_on_a_jpeg_reencoding(untrained_bundle, 
         assert not np.array_equal(lossless, jpeg)
         assert np.array_equal(prepared.crops[0], jpeg if reencoded else lossless)
         assert np.array_equal(plain.prepare(image).crops[0], lossless)
+
+
+def test_records_with_every_kind_of_clue_fit_the_documented_schema(detector):
+    declared = {}
+    for fmt, image in (("JPEG", astronaut()), ("GIF", astronaut().convert("P"))):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, comment=b"Made with Midjourney v6")
+        record = detector.predict(buffer.getvalue()).to_dict()
+        jsonschema.validate(record, SCHEMA)
+        declared[record["metadata"]["clues"][0]["kind"]] = record["metadata"]["declared_ai"]
+    assert declared == {"jpeg_comment": True, "gif_comment": True}
 
 
 def test_uncalibrated_bundles_say_so(detector):

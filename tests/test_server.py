@@ -19,7 +19,7 @@ import httpx
 import jsonschema
 import pytest
 
-from conftest import astronaut, cat, heic, launch_chromium
+from conftest import astronaut, cat, contact_sheet, heic, launch_chromium
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -68,7 +68,7 @@ def server_tmp(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(untrained_bundle, server_tmp) -> Iterator[str]:
-    yield from start_server(untrained_bundle, server_tmp)
+    yield from start_server(untrained_bundle, server_tmp, FACETELL_MAX_FACES="4")
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +328,27 @@ def test_web_page_upload_verdict_and_heat_map(server):
         assert phone.evaluate("document.documentElement.scrollWidth") <= 390
         phone.keyboard.press("Tab")
         assert phone.evaluate("document.activeElement.id") == "drop-zone"
+        browser.close()
+
+
+def test_a_crowded_photo_is_judged_up_to_the_servers_face_limit_and_says_so(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    sheet = tmp_path / "sheet.jpg"
+    contact_sheet(6, columns=3).save(sheet, quality=92)
+    response = httpx.post(f"{server}/api/v1/predict", files={"files": sheet.open("rb")}, timeout=60)
+    record = response.json()["results"][0]
+    jsonschema.validate(record, SCHEMA)
+    assert (len(record["faces"]), record["faces_found"]) == (4, 6)  # FACETELL_MAX_FACES=4
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.goto(server)
+        page.set_input_files("#file-input", str(sheet))
+        expect(page.locator(".card .box")).to_have_count(4, timeout=60_000)
+        expect(page.locator(".card .crowded")).to_have_text(
+            "6 faces found; the 4 most face-like were judged (the server's FACETELL_MAX_FACES)."
+        )
         browser.close()
 
 

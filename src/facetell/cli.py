@@ -66,7 +66,7 @@ from facetell.familiarity import (
     reference_embeddings,
     sample_indices,
 )
-from facetell.inference import Detector, Result
+from facetell.inference import MAX_FACES, Detector, Result
 from facetell.io import DEFAULT_LIMITS, FORMATS_READ, DecodeLimits, is_url, looks_like_image
 
 if TYPE_CHECKING:
@@ -362,7 +362,8 @@ class PredictFormat(StrEnum):
 
 
 CSV_COLUMNS = (
-    "path", "status", "label", "p_ai", "familiar", "n_faces", "declared_ai", "error", "model", "ms"
+    "path", "status", "label", "p_ai", "familiar", "n_faces", "faces_found", "declared_ai",
+    "error", "model", "ms",
 )  # fmt: skip
 
 
@@ -419,7 +420,10 @@ def _table_row(record: dict) -> list[str]:
     # the verdict face is unlike the training faces: its P(ai) deserves less trust
     unfamiliar = "[yellow]unfamiliar face[/]" if record["familiar"] is False else ""
     detail = record["error"] or ", ".join(text for text in (unfamiliar, clue_text) if text)
-    return [record["path"], verdict, p_ai, str(len(record["faces"])), detail, f"{record['ms']:.0f}"]
+    faces = len(record["faces"])
+    if record["faces_found"] > faces:  # the rest were cut by --max-faces
+        faces = f"{faces} of {record['faces_found']}"
+    return [record["path"], verdict, p_ai, str(faces), detail, f"{record['ms']:.0f}"]
 
 
 @app.command("predict")
@@ -444,6 +448,9 @@ def predict_command(
         min=1.0,
         help="Refuse larger images (decompression bombs); files may hold 8 bytes per pixel.",
     ),
+    max_faces: int = typer.Option(
+        MAX_FACES, min=1, help="Judge at most this many faces per image, the most face-like."
+    ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
     if output:
@@ -456,7 +463,11 @@ def predict_command(
     )
     try:
         detector = Detector.load(
-            model, detect_faces=not no_face_detect, threshold=threshold, limits=limits
+            model,
+            detect_faces=not no_face_detect,
+            threshold=threshold,
+            limits=limits,
+            max_faces=max_faces,
         )
     except FacetellError as error:
         raise fail(str(error)) from None
@@ -485,6 +496,7 @@ def predict_command(
     for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
         table.add_column(column, overflow="fold")
     counts: Counter[str] = Counter()
+    crowded = 0  # images with more faces than --max-faces
     with progress_bar() as progress:
         task = progress.add_task("judging", total=len(sources), visible=len(sources) > 3)
         if explain_dir:
@@ -496,6 +508,7 @@ def predict_command(
             for result in results:
                 record = result.to_dict()
                 counts[record["label"] or record["status"]] += 1
+                crowded += record["faces_found"] > len(record["faces"])
                 if output_format is PredictFormat.jsonl:
                     handle.write(json.dumps(record) + "\n")
                     handle.flush()
@@ -517,6 +530,12 @@ def predict_command(
         raise fail(
             f"interrupted after {judged} of {len(sources)} image(s) ({summary or 'none'}){where}",
             code=130,
+        )
+    if crowded:
+        err_console.print(
+            f"note: {crowded} image(s) held more than {max_faces} faces; the {max_faces} most "
+            "face-like of each were judged (raise --max-faces to judge more)",
+            highlight=False,
         )
     err_console.print(f"{len(sources)} image(s): {summary}", highlight=False)
 

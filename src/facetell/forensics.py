@@ -15,13 +15,25 @@ from typing import Any
 
 from facetell.io import DecodedImage
 
-AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeSynthetic", "algorithmicMedia")
+# IPTC NewsCodes digital source types that say a model or an algorithm made (part of) the
+# picture; the others (digitalCapture, computationalCapture, humanEdits, ...) are reported as
+# plain clues. compositeWithTrainedAlgorithmicMedia is what generative fill writes.
+AI_SOURCE_TYPES = frozenset(
+    {
+        "trainedAlgorithmicMedia",
+        "compositeWithTrainedAlgorithmicMedia",
+        "compositeSynthetic",
+        "algorithmicMedia",
+    }
+)
 GENERATOR_SOFTWARE = re.compile(
     r"stable.?diffusion|automatic1111|comfyui|midjourney|dall.?e|firefly|novelai|invokeai|"
     r"fooocus|flux|imagen|leonardo|dreamstudio|sdxl|stylegan|runway",
     re.IGNORECASE,
 )
-_SOURCE_TYPE = re.compile(r"DigitalSourceType[\"'=>\s]*(?:rdf:resource=)?[\"']?([^\"'<\s]+)")
+_SOURCE_TYPE = re.compile(
+    r"DigitalSourceType[\"'=>:\s]*(?:rdf:resource=[\"']?)?([a-z][^\"'<>\s]*)", re.IGNORECASE
+)
 _EXIF_TAGS = {0x010F: "make", 0x0110: "model", 0x0131: "software", 0x0132: "datetime"}
 _EXIF_IFD = {0x9003: "datetime_original", 0xA434: "lens_model"}
 _MIME = {
@@ -113,17 +125,21 @@ def _looks_like_comfy(text: str) -> bool:
     )
 
 
+def source_type_clues(kind: str, text: str) -> list[Clue]:
+    """Each distinct IPTC DigitalSourceType named in `text`, by its term (the URL's last part)."""
+    terms = dict.fromkeys(
+        match.group(1).rsplit("/", 1)[-1] for match in _SOURCE_TYPE.finditer(text)
+    )
+    return [Clue(kind, "digital_source_type", t, declares_ai=t in AI_SOURCE_TYPES) for t in terms]
+
+
 def xmp_clues(decoded: DecodedImage) -> list[Clue]:
     """IPTC DigitalSourceType and creator tool from XMP packets."""
     packet = decoded.info.get("xmp") or decoded.info.get("XML:com.adobe.xmp")
     if not packet:
         return []
     text = _text(packet, limit=1_000_000)
-    clues = []
-    for match in _SOURCE_TYPE.finditer(text):
-        value = match.group(1)
-        ai = any(kind in value for kind in AI_SOURCE_TYPES)
-        clues.append(Clue("xmp", "digital_source_type", value, declares_ai=ai))
+    clues = source_type_clues("xmp", text)
     tool = re.search(r"CreatorTool[\"'=>\s]*[\"']?([^\"'<]+)", text)
     if tool:
         value = tool.group(1).strip()
@@ -152,11 +168,7 @@ def c2pa_clues(decoded: DecodedImage) -> list[Clue]:
         str(info.get("name", "")) for info in manifest.get("claim_generator_info", [])
     )
     clues.append(Clue("c2pa", "claim_generator", _text(generator)))
-    serialized = json.dumps(manifest.get("assertions", []))
-    for kind in AI_SOURCE_TYPES:
-        if kind in serialized:
-            clues.append(Clue("c2pa", "digital_source_type", kind, declares_ai=True))
-            break
+    clues += source_type_clues("c2pa", json.dumps(manifest.get("assertions", [])))
     validation = store.get("validation_status") or []
     if validation:
         codes = ", ".join(sorted({str(v.get("code")) for v in validation}))

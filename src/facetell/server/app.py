@@ -224,7 +224,12 @@ def model_info(request: Request) -> dict:
 def load_detector(settings: Settings) -> Detector:
     """The detector these settings describe: their model, face detection and decode limits."""
     limits = DecodeLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
-    return Detector.load(settings.model, detect_faces=settings.detect_faces, limits=limits)
+    return Detector.load(
+        settings.model,
+        detect_faces=settings.detect_faces,
+        limits=limits,
+        max_faces=settings.max_faces,
+    )
 
 
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:

@@ -31,6 +31,11 @@ class PredictRecord(BaseModel):
     p_ai: float | None
     familiar: bool | None = Field(description="`familiar` of the face whose verdict this is")
     faces: list[FaceRecord]
+    faces_found: int = Field(
+        ge=0,
+        description="faces found; more than listed when the image held more than the "
+        "server's FACETELL_MAX_FACES, which judges the most face-like",
+    )
     metadata: dict[str, Any]
     error: str | None
     error_kind: str | None

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facetell.inference import MAX_FACES
+
 
 class Settings(BaseSettings):
     """Every knob of `facetell serve`; FACETELL_MAX_UPLOAD_MB=5 and --max-upload-mb 5 agree."""
@@ -18,6 +20,7 @@ class Settings(BaseSettings):
     port: int = 8000
     model: Path | None = None  # None: the default bundle shipped with facetell
     detect_faces: bool = True
+    max_faces: int = Field(MAX_FACES, ge=1)  # faces judged per image, the most face-like
     max_upload_mb: float = Field(20.0, gt=0)
     max_pixels: int = Field(64_000_000, gt=0)
     max_files: int = Field(16, ge=1)

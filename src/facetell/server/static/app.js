@@ -118,7 +118,15 @@ function render(card, record, photoUrl) {
     card.querySelector(".faces").innerHTML = `<li class="muted">facetell judges faces only; it does not guess about images without one.</li>`;
   } else {
     verdict.textContent = `${LABELS[record.label]} (${percent(record.p_ai)})`;
-    card.querySelector(".faces").replaceChildren(...record.faces.map(describeFace));
+    const faces = card.querySelector(".faces");
+    faces.replaceChildren(...record.faces.map(describeFace));
+    if (record.faces_found > record.faces.length) {
+      const note = document.createElement("li");
+      note.className = "muted crowded";
+      note.textContent = `${record.faces_found} faces found; the ${record.faces.length} most ` +
+        "face-like were judged (the server's FACETELL_MAX_FACES).";
+      faces.append(note);
+    }
     drawBoxes(card, record);
   }
   describeClues(card, record.metadata);
@@ -163,7 +171,7 @@ function keep(record) {
 // A file the server refused as a whole (too large, no token, busy) still gets a record.
 function refusedRecord(name, reason, kind) {
   return {
-    path: name, status: "error", label: null, p_ai: null, familiar: null, faces: [], metadata: {},
+    path: name, status: "error", label: null, p_ai: null, familiar: null, faces: [], faces_found: 0, metadata: {},
     error: `${name}: ${reason}`, error_kind: kind, model: model.identity,
     calibrated: Boolean(model.calibrated), ms: 0, speed: {},
   };
