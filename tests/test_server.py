@@ -110,6 +110,22 @@ def test_health_readiness_and_model(server):
     assert "/api/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
 
 
+def test_api_docs_render_in_a_browser_with_no_request_leaving_the_server(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        hosts = []
+        page.on("request", lambda request: hosts.append(request.url.split("/")[2]))
+        page.goto(f"{server}/docs")
+        expect(page.locator(".opblock-summary-path", has_text="/api/v1/predict")).to_be_visible(
+            timeout=30_000
+        )
+        assert set(hosts) == {server.split("/")[2]}
+        browser.close()
+
+
 def test_multipart_upload_of_several_images_gives_one_record_each(server):
     files = [
         ("files", ("astronaut.jpg", jpeg(astronaut()), "image/jpeg")),

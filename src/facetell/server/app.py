@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +36,9 @@ from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
 from facetell.server.settings import Settings, get_settings
 
 STATIC = resources.files("facetell.server") / "static"
+# Swagger UI's files from a wheel: FastAPI's default /docs fetches them from a CDN, and facetell
+# must work offline
+SWAGGER_UI = resources.files("fastapi_swagger") / "resources"
 LIMIT_SPAN = '<span id="limit">{}</span>'  # index.html says 20 MB; the page states the real cap
 IMAGE_TYPES = ("image/", "application/octet-stream")
 PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
@@ -248,7 +252,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         version=__version__,
         summary="Tell real face photographs from AI-generated faces.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.gate = ConcurrencyGate(settings.max_concurrency, settings.queue_seconds)
@@ -285,5 +290,17 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         """The web page, stating the upload limit this server was started with."""
         return HTMLResponse(page)
 
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI for the OpenAPI schema, with no request leaving this server."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="facetell API",
+            swagger_js_url="/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/swagger-ui/favicon-32x32.png",
+        )
+
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.mount("/swagger-ui", StaticFiles(directory=str(SWAGGER_UI)), name="swagger-ui")
     return app
