@@ -124,3 +124,26 @@ def test_tile_shuffle_moves_whole_tiles_and_keeps_every_pixel():
         orders.add(tuple(tiles(photo).index(tile) for tile in tiles(out)))
     assert len(orders) == 20 and tuple(range(16)) not in orders
     assert AugmentConfig().shuffle == 0
+
+
+def test_sensor_noise_and_sharpening_follow_their_settings():
+    torch.manual_seed(0)
+    assert AugmentConfig().noise == AugmentConfig().sharpen == 0
+    grey = torch.full((3, 64, 64), 128, dtype=torch.uint8)
+    noisy = build_augment(
+        AugmentConfig.none().model_copy(update={"noise": 1.0, "noise_sigma": (4.0, 4.0)}), 64
+    )(grey)
+    assert noisy.dtype == torch.uint8
+    assert noisy.float().std().item() == pytest.approx(4.0, abs=0.2)
+    photo = torch.from_numpy(np.asarray(astronaut().resize((128, 128))).copy()).permute(2, 0, 1)
+
+    def detail(image: torch.Tensor) -> float:  # mean absolute difference of neighbours
+        pixels = image.float()
+        return (pixels[:, :, 1:] - pixels[:, :, :-1]).abs().mean().item()
+
+    sharpened = build_augment(
+        AugmentConfig.none().model_copy(update={"sharpen": 1.0, "sharpen_factor": (3.0, 3.0)}),
+        128,
+    )(photo)
+    assert detail(sharpened) > 1.3 * detail(photo)
+    assert (sharpened.float() - photo.float()).mean().abs().item() < 2  # no change of brightness

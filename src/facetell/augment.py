@@ -1,8 +1,9 @@
 """Training augmentation, identical for both classes: the nuisances a face goes through online.
 
-Framing first (how much of the crop is mirrored), then geometry, then colour, then the
-degradations in the order the web applies them: resampling, blur, and JPEG compression, then
-(optionally) patches hidden or tiles shuffled. Framing, compression, size and sharpness must
+Framing first (how much of the crop is mirrored), then geometry, then colour, then (optionally)
+what a camera adds, sensor noise and then sharpening, then the degradations in the order the web
+applies them: resampling, blur, and JPEG compression, then (optionally) patches hidden or tiles
+shuffled. Framing, compression, size and sharpness must
 never be a signal, so the model sees every class at every framing and quality.
 """
 
@@ -32,6 +33,13 @@ class AugmentConfig(BaseModel):
     # data whose real photos include black-and-white ones (off for the shipped recipe)
     brightness: float = Field(0.2, ge=0, lt=1)
     grayscale: float = Field(0.0, ge=0, le=1)
+    # a camera's own traces (off by default): sensor noise of this standard deviation (uint8
+    # units), then an unsharp-style sharpening of this strength (1 = unchanged), so that how
+    # noisy or crisp a face is cannot tell one source's camera or generator from another's
+    noise: float = Field(0.0, ge=0, le=1)
+    noise_sigma: tuple[float, float] = (1.0, 8.0)
+    sharpen: float = Field(0.0, ge=0, le=1)
+    sharpen_factor: tuple[float, float] = (1.5, 4.0)
     random_crop: float = Field(0.3, ge=0, le=1)
     crop_scale: tuple[float, float] = (0.7, 1.0)
     rescale: float = Field(0.3, ge=0, le=1)
@@ -86,6 +94,33 @@ def reframed(image: torch.Tensor, top: int, bottom: int, left: int, right: int) 
     kept = image[..., top : height - bottom, left : width - right].numpy()
     pad = [(0, 0)] * (kept.ndim - 2) + [(top, bottom), (left, right)]
     return torch.from_numpy(np.pad(kept, pad, mode="symmetric"))
+
+
+class SensorNoise(nn.Module):
+    """Add Gaussian noise of a random standard deviation, per pixel and channel, as a small
+    sensor at high ISO does."""
+
+    def __init__(self, sigma: tuple[float, float]) -> None:
+        super().__init__()
+        self.sigma = sigma
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        sigma = float(torch.empty(1).uniform_(*self.sigma))
+        noisy = image.float() + torch.randn(image.shape) * sigma
+        return noisy.round().clamp(0, 255).to(torch.uint8)
+
+
+class Sharpen(nn.Module):
+    """Sharpen by a random factor (torchvision's adjust_sharpness: 1 leaves the crop as it is),
+    as phone cameras and photo editors do."""
+
+    def __init__(self, factor: tuple[float, float]) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        factor = float(torch.empty(1).uniform_(*self.factor))
+        return v2.functional.adjust_sharpness(image, factor)
 
 
 class DownUp(nn.Module):
@@ -191,6 +226,8 @@ def build_augment(config: AugmentConfig, size: int) -> nn.Module:
     maybe(config.color_jitter, v2.ColorJitter(config.brightness, 0.2, 0.2, 0.02))
     if config.grayscale > 0:
         steps.append(v2.RandomGrayscale(config.grayscale))
+    maybe(config.noise, SensorNoise(config.noise_sigma))
+    maybe(config.sharpen, Sharpen(config.sharpen_factor))
     maybe(config.rescale, DownUp(config.rescale_range))
     maybe(config.blur, v2.GaussianBlur(kernel_size=19, sigma=config.blur_sigma))
     maybe(config.jpeg, JpegCompress(config.jpeg_quality))
