@@ -420,10 +420,10 @@ def _table_row(record: dict) -> list[str]:
     # the verdict face is unlike the training faces: its P(ai) deserves less trust
     unfamiliar = "[yellow]unfamiliar face[/]" if record["familiar"] is False else ""
     detail = record["error"] or ", ".join(text for text in (unfamiliar, clue_text) if text)
-    faces = len(record["faces"])
-    if record["faces_found"] > faces:  # the rest were cut by --max-faces
-        faces = f"{faces} of {record['faces_found']}"
-    return [record["path"], verdict, p_ai, str(faces), detail, f"{record['ms']:.0f}"]
+    faces = str(len(record["faces"]))
+    if record["faces_found"] > len(record["faces"]):  # the rest were cut by --max-faces
+        faces += f" of {record['faces_found']}"
+    return [record["path"], verdict, p_ai, faces, detail, f"{record['ms']:.0f}"]
 
 
 @app.command("predict")

@@ -284,7 +284,7 @@ class Detector:
 
     def run_model(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw logits and, when the model has one, each crop's unit embedding (for the
-        familiarity check; None otherwise)."""
+        familiarity check; None otherwise), `MODEL_BATCH` crops per call."""
         if not crops:
             return np.zeros(0, dtype=np.float32), None
         parts = [
@@ -395,7 +395,8 @@ class Detector:
 
     def stream(self, items: Iterable[ImageSource], *, workers: int = 2) -> Iterator[Result]:
         """Yield results in input order; decoding and face detection run ahead in threads
-        while the model judges the previous chunk, whose faces go through it as one batch."""
+        while the model judges the previous chunk, whose faces go through it `MODEL_BATCH` at
+        a time."""
         iterator = iter(items)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending = [pool.submit(self.prepare, item) for item in _take(iterator, self.batch_size)]
