@@ -6,6 +6,7 @@ const statusLine = document.getElementById("status");
 const template = document.getElementById("card-template");
 const dropZone = document.getElementById("drop-zone");
 const fileInput = document.getElementById("file-input");
+const folderInput = document.getElementById("folder-input");
 const tokenBox = document.getElementById("token-box");
 const download = document.getElementById("download");
 const LABELS = { ai: "AI-generated", real: "Real photograph", uncertain: "Uncertain" };
@@ -14,6 +15,8 @@ let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
 let queue = Promise.resolve();
 let model = { identity: "", calibrated: false };
 const judged = [];  // every file's record in the order judged, for the download
+// what a folder's files must be called to be sent: the formats the server reads
+const IMAGE_NAME = /\.(jpe?g|jfif|png|webp|heic|heif|avif|bmp|tiff?|gif)$/i;
 
 function authHeaders() {
   const token = sessionStorage.getItem("facetell-token");
@@ -218,12 +221,12 @@ function batchSummary(outcomes) {
 
 // Every file of a batch gets its card at once, in the order chosen, above earlier results;
 // the server judges them one after another while the status line counts them, and a batch
-// ends with its tally (one file ends with its verdict).
-function submit(files) {
+// ends with its tally (one file ends with its verdict), then `note`.
+function submit(files, names = files.map((file) => file.name || "pasted image"), note = "") {
   const cards = [];
   const outcomes = [];
   files.forEach((file, index) => {
-    const name = file.name || "pasted image";
+    const name = names[index];
     const photoUrl = URL.createObjectURL(file);
     const card = newCard(photoUrl, name);
     cards.push(card);
@@ -232,12 +235,45 @@ function submit(files) {
       statusLine.textContent = `Judging ${position}${name}…`;
       outcomes.push(await judge(card, file, name, photoUrl));
       if (outcomes.length < files.length) return;
-      statusLine.textContent = files.length > 1
+      statusLine.textContent = (files.length > 1
         ? batchSummary(outcomes)
-        : `${name}: ${card.querySelector(".verdict").textContent}`;
+        : `${name}: ${card.querySelector(".verdict").textContent}`) + note;
     });
   });
   results.prepend(...cards);
+}
+
+// A folder's images in path order, named by their path in it; its other files (not hidden
+// ones) are named in the status line rather than sent to be refused one by one.
+function submitFolder(found) {
+  found.sort((a, b) => a.path.localeCompare(b.path));
+  const images = found.filter(({ path }) => IMAGE_NAME.test(path));
+  const others = found.filter(({ path }) => !IMAGE_NAME.test(path) && !/(^|\/)\./.test(path));
+  const shown = others.slice(0, 3).map(({ path }) => path.split("/").pop()).join(", ");
+  const skipped = others.length
+    ? `; skipped ${others.length} file(s) that are not images: ${shown}${others.length > 3 ? ", …" : ""}` : "";
+  if (!images.length) { statusLine.textContent = `No images in the folder${skipped}`; return; }
+  submit(images.map(({ file }) => file), images.map(({ path }) => path), skipped);
+}
+
+// Every file under dropped folders (and dropped files beside them), with its path.
+async function filesOf(entries) {
+  const found = [];
+  for (const entry of entries) {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      found.push({ file, path: entry.fullPath.replace(/^\//, "") });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      // readEntries answers in batches (100 in Chromium) until it answers none
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        found.push(...await filesOf(batch));
+      }
+    }
+  }
+  return found;
 }
 
 download.addEventListener("click", () => {
@@ -250,6 +286,11 @@ download.addEventListener("click", () => {
 });
 
 fileInput.addEventListener("change", () => { submit([...fileInput.files]); fileInput.value = ""; });
+document.getElementById("folder-button").addEventListener("click", () => folderInput.click());
+folderInput.addEventListener("change", () => {
+  submitFolder([...folderInput.files].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
+  folderInput.value = "";
+});
 dropZone.addEventListener("keydown", (event) => {
   if (event.key === "Enter" || event.key === " ") { event.preventDefault(); fileInput.click(); }
 });
@@ -259,7 +300,13 @@ for (const type of ["dragenter", "dragover"]) {
 for (const type of ["dragleave", "drop"]) {
   dropZone.addEventListener(type, () => dropZone.classList.remove("dragging"));
 }
-dropZone.addEventListener("drop", (event) => { event.preventDefault(); submit([...event.dataTransfer.files]); });
+dropZone.addEventListener("drop", async (event) => {
+  event.preventDefault();
+  // entries must be taken before the first await: the drop's data is gone after it
+  const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  if (entries.some((entry) => entry.isDirectory)) submitFolder(await filesOf(entries));
+  else submit([...event.dataTransfer.files]);
+});
 document.addEventListener("paste", (event) => {
   const files = [...event.clipboardData.items].filter((i) => i.kind === "file").map((i) => i.getAsFile());
   if (files.length) submit(files);
