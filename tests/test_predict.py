@@ -493,10 +493,16 @@ def test_help_lists_every_command_with_its_whole_summary_on_one_line():
 def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundle, tmp_path):
     files = [str(folder_of_200 / "astro_00.jpg"), str(folder_of_200 / "cat_0.jpg")]
     out = tmp_path / "explain"
-    result = run_cli("predict", *files, "--explain", str(out), "--model", str(untrained_bundle))
+    model = ("--model", str(untrained_bundle))
+    result = run_cli("predict", *files, "zz.jpg", "--explain", str(out), "-f", "jsonl", *model)
     assert result.returncode == 0, result.stderr.decode()
     overlays = sorted(out.glob("*.png"))
     assert [p.name for p in overlays] == ["00000-astro_00.png", "00001-cat_0.png"]
+    # each record says where its overlay went; a file that is not there has none
+    records = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [r["explanation"] for r in records] == [*map(str, overlays), None]
+    for record in records:
+        jsonschema.validate(record, SCHEMA)
     original = np.asarray(Image.open(files[0]).convert("RGB"), dtype=np.int16)
     overlay = np.asarray(Image.open(overlays[0]).convert("RGB"), dtype=np.int16)
     changed = np.abs(overlay - original).sum(axis=2) > 30

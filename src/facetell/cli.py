@@ -363,7 +363,7 @@ class PredictFormat(StrEnum):
 
 CSV_COLUMNS = (
     "path", "status", "label", "p_ai", "familiar", "n_faces", "faces_found", "declared_ai",
-    "error", "model", "ms",
+    "error", "model", "ms", "explanation",
 )  # fmt: skip
 
 
@@ -502,11 +502,13 @@ def predict_command(
         if explain_dir:
             results = (explain_to(detector, s, explain_dir, i) for i, s in enumerate(sources))
         else:
-            results = detector.stream(sources)
+            results = ((result, None) for result in detector.stream(sources))
         interrupted = False
         try:
-            for result in results:
+            for result, overlay in results:
                 record = result.to_dict()
+                if explain_dir:  # where this image's heat map went (None: not an image)
+                    record["explanation"] = None if overlay is None else str(overlay)
                 counts[record["label"] or record["status"]] += 1
                 crowded += record["faces_found"] > len(record["faces"])
                 if output_format is PredictFormat.jsonl:
@@ -540,8 +542,11 @@ def predict_command(
     err_console.print(f"{len(sources)} image(s): {summary}", highlight=False)
 
 
-def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int) -> Result:
-    """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png."""
+def explain_to(
+    detector: Detector, source: str | bytes, folder: Path, index: int
+) -> tuple[Result, Path | None]:
+    """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png; the result and
+    where the overlay went (None when the input could not be decoded)."""
     from facetell.explain import explain
 
     if isinstance(source, bytes):
@@ -551,9 +556,11 @@ def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int
     else:
         name = Path(source).stem
     explanation = explain(detector, source, name=None if isinstance(source, str) else "-")
-    if explanation.overlay is not None:
-        explanation.overlay.save(folder / f"{index:05d}-{name}.png")
-    return explanation.result
+    if explanation.overlay is None:
+        return explanation.result, None
+    overlay = folder / f"{index:05d}-{name}.png"
+    explanation.overlay.save(overlay)
+    return explanation.result, overlay
 
 
 def select_samples(
