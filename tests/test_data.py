@@ -39,6 +39,8 @@ def write_images(folder: Path, n: int, seed: int, fmt: str = "JPEG", size: int =
         ("0_real", "1_fake"),
         ("REAL", "synthetic"),
         ("real", "generated"),
+        ("nature", "ai"),
+        ("training_real", "training_fake"),
     ],
 )
 def test_label_folders_are_recognised_in_any_common_spelling(tmp_path, real_dir, ai_dir):

@@ -23,15 +23,20 @@ from facetell.errors import BadImage, DatasetError
 from facetell.io import decode, looks_like_image
 
 LABELS = ("real", "ai")
+# The spellings of public detection datasets: CNNDetection's 0_real/1_fake, GenImage's
+# nature/ai, Kaggle's "real and fake face detection" training_real/training_fake.
 LABEL_ALIASES = {
     "real": "real",
     "0_real": "real",
     "authentic": "real",
     "genuine": "real",
+    "nature": "real",
+    "training_real": "real",
     "0": "real",
     "ai": "ai",
     "fake": "ai",
     "1_fake": "ai",
+    "training_fake": "ai",
     "synthetic": "ai",
     "generated": "ai",
     "1": "ai",
