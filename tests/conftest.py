@@ -194,13 +194,19 @@ def paste_astronaut(
     return (at[0] + x * scale, at[1] + y * scale, w * scale, h * scale)
 
 
-def contact_sheet(count: int, columns: int = 4) -> Image.Image:
-    """A contact sheet of `count` portraits (the astronaut's head, 160 px tiles), one face each."""
-    head = astronaut().crop((140, 20, 320, 220)).resize((160, 176), Image.Resampling.LANCZOS)
+def contact_sheet(
+    count: int, columns: int = 4, portraits: list[Image.Image] | None = None
+) -> Image.Image:
+    """A contact sheet of `count` 160 x 176 px tiles, one face each: the astronaut's head, or
+    `portraits` in turn."""
+    tiles = [
+        image.resize((160, 176), Image.Resampling.LANCZOS)
+        for image in portraits or [astronaut().crop((140, 20, 320, 220))]
+    ]
     rows = -(-count // columns)
     sheet = Image.new("RGB", (160 * columns, 176 * rows), "white")
     for index in range(count):
-        sheet.paste(head, (160 * (index % columns), 176 * (index // columns)))
+        sheet.paste(tiles[index % len(tiles)], (160 * (index % columns), 176 * (index // columns)))
     return sheet
 
 

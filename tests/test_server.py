@@ -19,7 +19,7 @@ import httpx
 import jsonschema
 import pytest
 
-from conftest import astronaut, cat, contact_sheet, heic, launch_chromium
+from conftest import astronaut, cat, contact_sheet, gan_faces, heic, launch_chromium
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -68,7 +68,7 @@ def server_tmp(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(untrained_bundle, server_tmp) -> Iterator[str]:
-    yield from start_server(untrained_bundle, server_tmp, FACETELL_MAX_FACES="4")
+    yield from start_server(untrained_bundle, server_tmp, FACETELL_MAX_FACES="8")
 
 
 @pytest.fixture(scope="module")
@@ -351,20 +351,24 @@ def test_a_crowded_photo_is_judged_up_to_the_servers_face_limit_and_says_so(serv
     from playwright.sync_api import expect, sync_playwright
 
     sheet = tmp_path / "sheet.jpg"
-    contact_sheet(6, columns=3).save(sheet, quality=92)
+    contact_sheet(10, columns=5).save(sheet, quality=92)
     response = httpx.post(f"{server}/api/v1/predict", files={"files": sheet.open("rb")}, timeout=60)
     record = response.json()["results"][0]
     jsonschema.validate(record, SCHEMA)
-    assert (len(record["faces"]), record["faces_found"]) == (4, 6)  # FACETELL_MAX_FACES=4
+    assert (len(record["faces"]), record["faces_found"]) == (8, 10)  # FACETELL_MAX_FACES=8
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page()
         page.goto(server)
         page.set_input_files("#file-input", str(sheet))
-        expect(page.locator(".card .box")).to_have_count(4, timeout=60_000)
+        expect(page.locator(".card .box")).to_have_count(8, timeout=60_000)
         expect(page.locator(".card .crowded")).to_have_text(
-            "6 faces found; the 4 most face-like were judged (the server's FACETELL_MAX_FACES)."
+            "10 faces found; the 8 most face-like were judged (the server's FACETELL_MAX_FACES)."
         )
+        # six faces are listed; two fold away (their order: the shipped-model test below)
+        expect(page.locator(".card .face-label:visible")).to_have_count(6)
+        page.locator(".more-faces summary").click()
+        expect(page.locator(".card .face-label:visible")).to_have_count(8)
         browser.close()
 
 
@@ -454,7 +458,11 @@ def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_pa
     greyscale = tmp_path / "astronaut-greyscale.jpg"
     astronaut().convert("L").save(greyscale, quality=90)  # every training photo is in colour
     generated = EXAMPLE.with_name("dcgan-face.jpg")
-    uploads = [EXAMPLE, thumbnail, greyscale, generated]
+    sheet = tmp_path / "sheet.jpg"  # real and generated portraits, 8 faces
+    contact_sheet(8, portraits=[astronaut().crop((140, 20, 320, 220)), *gan_faces(3, seed=4)]).save(
+        sheet, quality=92
+    )
+    uploads = [EXAMPLE, thumbnail, greyscale, generated, sheet]
     serving = contextlib.contextmanager(start_server)(default_bundle_path(), tmp_path)
     with sync_playwright() as playwright, serving as url:
         files = [("files", (path.name, path.read_bytes(), "image/jpeg")) for path in uploads]
@@ -486,6 +494,13 @@ def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_pa
             f"{outcomes.count(key)} {word}" for key, word in words.items() if key in outcomes
         )
         expect(page.locator("#status")).to_have_text(f"{len(uploads)} images: {tally}")
+        # a crowded photo lists its faces most AI-like first, each under its box's number
+        crowd = records[4]["faces"]
+        labels = page.locator(".card").nth(4).locator(".face-label").all_text_contents()
+        numbers = [int(text.split()[1].rstrip(":")) for text in labels]
+        assert numbers == [1 + i for i in sorted(range(8), key=lambda i: -crowd[i]["p_ai"])]
+        assert numbers != sorted(numbers)  # not the detector's order by chance
+        expect(page.locator(".card").nth(4).locator(".face-label:visible")).to_have_count(6)
         notes = page.locator(".small-face")
         expect(notes).to_have_count(1)
         expect(notes.first).to_contain_text("px wide")

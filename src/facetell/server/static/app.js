@@ -16,6 +16,7 @@ let queue = Promise.resolve();
 let model = { identity: "", calibrated: false };
 const judged = [];  // every file's record in the order judged, for the download
 // what a folder's files must be called to be sent: the formats the server reads
+const FACES_SHOWN = 6;  // a crowded photo lists its most AI-like faces; the rest fold away
 const IMAGE_NAME = /\.(jpe?g|jfif|png|webp|heic|heif|avif|bmp|tiff?|gif)$/i;
 
 function authHeaders() {
@@ -121,8 +122,18 @@ function render(card, record, photoUrl) {
     card.querySelector(".faces").innerHTML = `<li class="muted">facetell judges faces only; it does not guess about images without one.</li>`;
   } else {
     verdict.textContent = `${LABELS[record.label]} (${percent(record.p_ai)})`;
+    // most AI-like first; each keeps the number its box on the photo carries
+    const items = record.faces.map((face, index) => [face, index])
+      .sort(([a], [b]) => b.p_ai - a.p_ai).map(([face, index]) => describeFace(face, index));
     const faces = card.querySelector(".faces");
-    faces.replaceChildren(...record.faces.map(describeFace));
+    faces.replaceChildren(...items.slice(0, FACES_SHOWN));
+    if (items.length > FACES_SHOWN) {
+      const rest = document.createElement("li");
+      rest.className = "more-faces";
+      rest.innerHTML = `<details><summary>${items.length - FACES_SHOWN} more faces, less AI-like</summary><ul class="faces"></ul></details>`;
+      rest.querySelector("ul").append(...items.slice(FACES_SHOWN));
+      faces.append(rest);
+    }
     if (record.faces_found > record.faces.length) {
       const note = document.createElement("li");
       note.className = "muted crowded";
