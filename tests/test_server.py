@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import csv
 import io
 import json
 import os
@@ -20,6 +21,7 @@ import jsonschema
 import pytest
 
 from conftest import astronaut, cat, contact_sheet, gan_faces, heic, launch_chromium
+from facetell.cli import CSV_COLUMNS
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -337,6 +339,18 @@ def test_web_page_upload_verdict_and_heat_map(server):
         assert [r["status"] for r in records] == ["ok", "no_face", "error", "error"]
         assert [r["error_kind"] for r in records[2:]] == ["empty_file", "too_large"]
         assert records[0]["p_ai"] is not None and "explanation" not in records[0]
+        # the same records as CSV, in the columns of `facetell predict -f csv`
+        with page.expect_download() as download:
+            page.locator("#download-csv").click()
+        with Path(download.value.path()).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        assert tuple(rows[0]) == CSV_COLUMNS
+        table = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in rows[1:]]
+        assert [(r["path"], r["status"], r["error"]) for r in table] == [
+            (r["path"], r["status"], r["error"] or "") for r in records
+        ]
+        assert float(table[0]["p_ai"]) == records[0]["p_ai"] and table[0]["n_faces"] == "1"
+        assert table[3]["error"].count(",") >= 1  # a detail with commas survives quoting
         expect(page.locator(".card .figure:visible")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})

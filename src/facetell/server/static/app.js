@@ -8,7 +8,7 @@ const dropZone = document.getElementById("drop-zone");
 const fileInput = document.getElementById("file-input");
 const folderInput = document.getElementById("folder-input");
 const tokenBox = document.getElementById("token-box");
-const download = document.getElementById("download");
+const downloads = document.getElementById("downloads");
 const LABELS = { ai: "AI-generated", real: "Real photograph", uncertain: "Uncertain" };
 let band = [0.35, 0.65];
 let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
@@ -179,7 +179,7 @@ function newCard(photoUrl, name) {
 function keep(record) {
   const { explanation, ...kept } = record;
   judged.push(kept);
-  download.hidden = false;
+  downloads.hidden = false;
 }
 
 // A file the server refused as a whole (too large, no token, busy) still gets a record.
@@ -287,13 +287,33 @@ async function filesOf(entries) {
   return found;
 }
 
-download.addEventListener("click", () => {
-  const lines = judged.map((record) => `${JSON.stringify(record)}\n`);
+function save(lines, type, name) {
   const link = document.createElement("a");
-  link.href = URL.createObjectURL(new Blob(lines, { type: "application/x-ndjson" }));
-  link.download = "facetell-results.jsonl";
+  link.href = URL.createObjectURL(new Blob(lines, { type }));
+  link.download = name;
   link.click();
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+// The columns of `facetell predict -f csv`, for spreadsheets.
+const CSV_COLUMNS = ["path", "status", "label", "p_ai", "familiar", "n_faces", "faces_found",
+  "declared_ai", "error", "model", "ms", "explanation"];
+
+function csvLine(record) {
+  const values = { ...record, n_faces: record.faces.length, declared_ai: Boolean(record.metadata.declared_ai) };
+  return CSV_COLUMNS.map((column) => {
+    const value = values[column];
+    if (value === null || value === undefined) return "";
+    const text = typeof value === "boolean" ? (value ? "True" : "False") : String(value);
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  }).join(",") + "\r\n";
+}
+
+document.getElementById("download").addEventListener("click", () => {
+  save(judged.map((record) => `${JSON.stringify(record)}\n`), "application/x-ndjson", "facetell-results.jsonl");
+});
+document.getElementById("download-csv").addEventListener("click", () => {
+  save([`${CSV_COLUMNS.join(",")}\r\n`, ...judged.map(csvLine)], "text/csv", "facetell-results.csv");
 });
 
 fileInput.addEventListener("change", () => { submit([...fileInput.files]); fileInput.value = ""; });
