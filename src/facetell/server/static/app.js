@@ -15,8 +15,8 @@ let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
 let queue = Promise.resolve();
 let model = { identity: "", calibrated: false };
 const judged = [];  // every file's record in the order judged, for the download
-// what a folder's files must be called to be sent: the formats the server reads
 const FACES_SHOWN = 6;  // a crowded photo lists its most AI-like faces; the rest fold away
+// what a folder's files must be called to be sent: the formats the server reads
 const IMAGE_NAME = /\.(jpe?g|jfif|png|webp|heic|heif|avif|bmp|tiff?|gif)$/i;
 
 function authHeaders() {
