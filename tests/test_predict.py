@@ -48,12 +48,15 @@ def folder_of_200(tmp_path_factory) -> Path:
     return folder
 
 
-def run_cli(*args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, stdin: bytes | None = None, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "facetell", *args],
         input=stdin,
         capture_output=True,
         env={**os.environ, **env},
+        cwd=cwd,
     )
 
 
@@ -326,6 +329,21 @@ def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bu
     table = run_cli("predict", *files, "--model", str(untrained_bundle), COLUMNS="200")
     assert table.returncode == 0
     assert table.stdout.decode().count("no face") == 4
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_text(untrained_bundle, tmp_path):
+    astronaut().save(tmp_path / "=HYPERLINK(1+2).jpg", quality=90)
+    result = run_cli(
+        "predict", "=HYPERLINK(1+2).jpg", "@missing.jpg", "-f", "csv",
+        "--model", str(untrained_bundle), cwd=tmp_path,
+    )  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
+    assert [(r["path"], r["status"]) for r in rows] == [
+        ("'=HYPERLINK(1+2).jpg", "ok"),
+        ("'@missing.jpg", "error"),
+    ]
+    assert rows[1]["error"].startswith("'@missing.jpg: file not found")
+    assert rows[0]["p_ai"] == str(float(rows[0]["p_ai"]))  # numbers stay numbers
 
 
 def test_stdin_globs_and_missing_files(folder_of_200, untrained_bundle):

@@ -351,6 +351,11 @@ def test_web_page_upload_verdict_and_heat_map(server):
         ]
         assert float(table[0]["p_ai"]) == records[0]["p_ai"] and table[0]["n_faces"] == "1"
         assert table[3]["error"].count(",") >= 1  # a detail with commas survives quoting
+        # an uploaded file's name never runs as a spreadsheet formula
+        line = page.evaluate(
+            "csvLine({ path: '=1+2.jpg', status: 'error', faces: [], metadata: {} })"
+        )
+        assert line.startswith("'=1+2.jpg,error,")
         expect(page.locator(".card .figure:visible")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})

@@ -404,7 +404,14 @@ def _csv_row(record: dict) -> list[str]:
         "n_faces": len(record["faces"]),
         "declared_ai": record["metadata"].get("declared_ai", False),
     }
-    return ["" if values.get(c) is None else str(values[c]) for c in CSV_COLUMNS]
+    return [spreadsheet_safe("" if values.get(c) is None else str(values[c])) for c in CSV_COLUMNS]
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet shows as text: file names come from whoever sent the files, and one
+    named "=HYPERLINK(...).jpg" would otherwise run as a formula (OWASP's CSV injection advice:
+    a leading ' before = + - @, tab or carriage return)."""
+    return f"'{cell}" if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 def _table_row(record: dict) -> list[str]:

@@ -304,7 +304,8 @@ function csvLine(record) {
   return CSV_COLUMNS.map((column) => {
     const value = values[column];
     if (value === null || value === undefined) return "";
-    const text = typeof value === "boolean" ? (value ? "True" : "False") : String(value);
+    let text = typeof value === "boolean" ? (value ? "True" : "False") : String(value);
+    if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;  // shown as text, never run as a formula
     return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
   }).join(",") + "\r\n";
 }
