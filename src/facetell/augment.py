@@ -3,8 +3,8 @@
 Framing first (how much of the crop is mirrored), then geometry, then colour, then (optionally)
 what a camera adds, sensor noise and then sharpening, then the degradations in the order the web
 applies them: resampling, blur, and JPEG compression, then (optionally) patches hidden or tiles
-shuffled. Framing, compression, size and sharpness must
-never be a signal, so the model sees every class at every framing and quality.
+shuffled. Framing, compression, size and sharpness must never be a signal, so the model sees
+every class at every framing and quality.
 """
 
 from __future__ import annotations
