@@ -30,7 +30,7 @@ from starlette.formparsers import MultiPartParser
 from facetell import __version__
 from facetell.explain import explain
 from facetell.inference import Detector
-from facetell.io import DecodeLimits
+from facetell.io import IMAGE_SUFFIXES, DecodeLimits
 from facetell.server.problems import Problem, install_problem_handlers
 from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
 from facetell.server.settings import Settings, get_settings
@@ -40,6 +40,7 @@ STATIC = resources.files("facetell.server") / "static"
 # must work offline
 SWAGGER_UI = resources.files("fastapi_swagger") / "resources"
 LIMIT_SPAN = '<span id="limit">{}</span>'  # index.html says 20 MB; the page states the real cap
+SUFFIXES_ATTR = 'data-suffixes="{}"'  # the file names a chosen folder's images may have
 IMAGE_TYPES = ("image/", "application/octet-stream")
 PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 
@@ -284,6 +285,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     page = page.replace(LIMIT_SPAN.format("20"), LIMIT_SPAN.format(f"{settings.max_upload_mb:g}"))
+    page = page.replace(
+        SUFFIXES_ATTR.format(""), SUFFIXES_ATTR.format(" ".join(sorted(IMAGE_SUFFIXES)))
+    )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

@@ -16,8 +16,9 @@ let queue = Promise.resolve();
 let model = { identity: "", calibrated: false };
 const judged = [];  // every file's record in the order judged, for the download
 const FACES_SHOWN = 6;  // a crowded photo lists its most AI-like faces; the rest fold away
-// what a folder's files must be called to be sent: the formats the server reads
-const IMAGE_NAME = /\.(jpe?g|jfif|png|webp|heic|heif|avif|bmp|tiff?|gif)$/i;
+// what a folder's files must be called to be sent: the server's own list, filled into the page
+const IMAGE_SUFFIXES = new Set(folderInput.dataset.suffixes.split(" "));
+const isImageName = (path) => IMAGE_SUFFIXES.has(path.slice(path.lastIndexOf(".")).toLowerCase());
 
 function authHeaders() {
   const token = sessionStorage.getItem("facetell-token");
@@ -258,8 +259,8 @@ function submit(files, names = files.map((file) => file.name || "pasted image"),
 // ones) are named in the status line rather than sent to be refused one by one.
 function submitFolder(found) {
   found.sort((a, b) => a.path.localeCompare(b.path));
-  const images = found.filter(({ path }) => IMAGE_NAME.test(path));
-  const others = found.filter(({ path }) => !IMAGE_NAME.test(path) && !/(^|\/)\./.test(path));
+  const images = found.filter(({ path }) => isImageName(path));
+  const others = found.filter(({ path }) => !isImageName(path) && !/(^|\/)\./.test(path));
   const shown = others.slice(0, 3).map(({ path }) => path.split("/").pop()).join(", ");
   const skipped = others.length
     ? `; skipped ${others.length} file(s) that are not images: ${shown}${others.length > 3 ? ", …" : ""}` : "";
