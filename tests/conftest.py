@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +244,19 @@ def untrained_bundle(tmp_path_factory) -> Path:
     """A random MobileNetV2 at 96 px: for the plumbing of every door, not for verdicts."""
     folder = tmp_path_factory.mktemp("bundle") / "untrained"
     return save_untrained_bundle(folder, "mobilenet_v2", 96)
+
+
+def run_cli(
+    *args: str, stdin: bytes | None = None, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    """`facetell ARGS` in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "facetell", *args],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, **env},
+        cwd=cwd,
+    )
 
 
 def launch_chromium(playwright):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
 import re
 import signal
 import subprocess
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import astronaut, cat, contact_sheet, gan_faces, heic, paste_astronaut
+from conftest import astronaut, cat, contact_sheet, gan_faces, heic, paste_astronaut, run_cli
 from facetell.inference import Detector
 from facetell.io import jpeg_roundtrip
 
@@ -46,18 +44,6 @@ def folder_of_200(tmp_path_factory) -> Path:
         cat().rotate(i * 5).save(folder / f"cat_{i}.jpg")
     (folder / "zz_corrupt.jpg").write_bytes((folder / "astro_00.jpg").read_bytes()[:1500])
     return folder
-
-
-def run_cli(
-    *args: str, stdin: bytes | None = None, cwd: Path | None = None, **env: str
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "facetell", *args],
-        input=stdin,
-        capture_output=True,
-        env={**os.environ, **env},
-        cwd=cwd,
-    )
 
 
 def test_every_kind_of_input_gives_the_same_answer(detector):
@@ -290,11 +276,11 @@ def test_predict_folder_of_200_with_one_corrupt_file(folder_of_200, untrained_bu
 
 
 def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle, tmp_path):
-    out = tmp_path / "results.jsonl"
+    out, review = tmp_path / "results.jsonl", tmp_path / "review.html"
     five_times = [str(folder_of_200)] * 5  # 1,000 images: far from done when interrupted
     command = [sys.executable, "-m", "facetell", "predict", *five_times, "-f", "jsonl", "-o"]
     run = subprocess.Popen(
-        [*command, str(out), "--model", str(untrained_bundle)],
+        [*command, str(out), "--model", str(untrained_bundle), "--report", str(review)],
         stderr=subprocess.PIPE,
         # a suite started in the background inherits SIGINT ignored, as Ctrl-C never is
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -302,14 +288,10 @@ def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
         time.sleep(0.05)
-    # Press Ctrl-C again if the first one is lost, as a user would: CPython drops a
-    # KeyboardInterrupt that lands in a finaliser (a Pillow image freed mid-batch).
-    for _ in range(10):
-        run.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            run.wait(timeout=3)
-            break
+    # One Ctrl-C stops the batch between two images, so every output holds the same ones
+    run.send_signal(signal.SIGINT)
     stderr = run.communicate(timeout=60)[1].decode().strip().splitlines()
+    assert "stopping after the image in hand (Ctrl-C again to stop at once)" in stderr
     assert run.returncode == 130
     judged = int(
         re.fullmatch(r"error: interrupted after (\d+) of 1000 image\(s\) .*", stderr[-1])[1]
@@ -317,6 +299,28 @@ def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert 0 < len(records) == judged < 1000
     assert stderr[-1].endswith(f"; they are in {out}")
+    page = review.read_text()  # the review page too has every image judged, and says it stopped
+    assert f"Interrupted: {judged} of 1000 images were judged." in page
+    assert page.count("<article") == judged
+
+
+def test_a_background_job_that_ignores_ctrl_c_keeps_ignoring_it(
+    folder_of_200, untrained_bundle, tmp_path
+):
+    out = tmp_path / "results.jsonl"
+    command = [sys.executable, "-m", "facetell", "predict", str(folder_of_200), "-f", "jsonl"]
+    run = subprocess.Popen(
+        [*command, "-o", str(out), "--model", str(untrained_bundle)],
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as `cmd &` starts it
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size == 0):
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    stderr = run.communicate(timeout=120)[1].decode()
+    assert run.returncode == 0 and "stopping" not in stderr
+    assert len(out.read_text().splitlines()) == 200
 
 
 def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bundle):
@@ -461,6 +465,9 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, u
         ),
         "is a folder; give --output a file name": run_cli(
             "predict", str(photo), *model, "-o", str(tmp_path)
+        ),
+        "is a folder; give --report a file name": run_cli(
+            "predict", str(photo), *model, "--report", str(tmp_path)
         ),
         "blocker is a file, not a folder; choose another --explain": run_cli(
             "predict", str(photo), *model, "--explain", str(blocker / "overlays")

@@ -201,6 +201,28 @@ def test_request_level_problems_are_problem_json(server):
     assert_problem(httpx.get(f"{server}/api/v1/nothing"), 404, "Not Found")
 
 
+def test_report_is_the_review_page_of_the_same_verdicts(server):
+    files = [
+        ("files", ("astronaut.jpg", jpeg(astronaut()), "image/jpeg")),
+        ("files", ("cat.jpg", jpeg(cat()), "image/jpeg")),
+        ("files", ("notes.jpg", b"meeting notes", "image/jpeg")),
+    ]
+    records = httpx.post(f"{server}/api/v1/predict", files=files, timeout=120).json()["results"]
+    response = httpx.post(f"{server}/api/v1/report?explain=true", files=files, timeout=120)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "attachment" in response.headers["content-disposition"]
+    page = response.text
+    assert "<script" not in page and page.count("<article") == 3
+    cards = page.split("<article")[1:]
+    for card, record in zip(cards, records, strict=True):
+        assert record["path"] in card
+    face = records[0]["faces"][0]
+    assert f"{face['p_ai']:.1%}" in cards[0] and "heat map" in cards[0]  # explain=true
+    assert "No face found" in cards[1] and records[2]["error"] in cards[2]
+    assert_problem(httpx.post(f"{server}/api/v1/report", timeout=30), 400, "empty request body")
+
+
 def test_uploads_never_touch_the_disk(server, server_tmp):
     big = io.BytesIO()
     astronaut().resize((2048, 2048)).save(big, "PNG")  # several MB, above starlette's 1 MB spool
@@ -351,6 +373,15 @@ def test_web_page_upload_verdict_and_heat_map(server):
         ]
         assert float(table[0]["p_ai"]) == records[0]["p_ai"] and table[0]["n_faces"] == "1"
         assert table[3]["error"].count(",") >= 1  # a detail with commas survives quoting
+        # the review page of every file the server judged; the refused one is named as left out
+        with page.expect_download() as download:
+            page.locator("#download-report").click()
+        review = Path(download.value.path()).read_text()
+        assert review.count("<article") == 3 and "huge.jpg" not in review
+        assert all(f"{r['path']}</span>" in review for r in records[:3])
+        expect(page.locator("#status")).to_have_text(
+            "Report of 3 image(s) saved; it leaves out the 1 file(s) the server refused"
+        )
         # an uploaded file's name never runs as a spreadsheet formula
         line = page.evaluate(
             "csvLine({ path: '=1+2.jpg', status: 'error', faces: [], metadata: {} })"

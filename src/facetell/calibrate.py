@@ -142,14 +142,18 @@ class Calibration:
         e = math.exp(z)
         return e / (1.0 + e)
 
+    def band(self, threshold: float | None = None) -> tuple[float, float]:
+        """The uncertain band in force: a user threshold moves it along with the cut."""
+        shift = 0.0 if threshold is None else threshold - self.threshold
+        low, high = self.uncertain_band
+        return low + shift, high + shift
+
     def verdict(self, p_ai: float, threshold: float | None = None) -> str:
         """'ai', 'real', or 'uncertain' inside the band (a user threshold moves the band too)."""
-        cut = self.threshold if threshold is None else threshold
-        low, high = self.uncertain_band
-        shift = cut - self.threshold
-        if low + shift <= p_ai <= high + shift:
+        low, high = self.band(threshold)
+        if low <= p_ai <= high:
             return "uncertain"
-        return "ai" if p_ai >= cut else "real"
+        return "ai" if p_ai >= (self.threshold if threshold is None else threshold) else "real"
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -12,14 +12,18 @@ import itertools
 import json
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -68,8 +72,11 @@ from facetell.familiarity import (
 )
 from facetell.inference import MAX_FACES, Detector, Result
 from facetell.io import DEFAULT_LIMITS, FORMATS_READ, DecodeLimits, is_url, looks_like_image
+from facetell.review import ReviewPage
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from facetell.audit import AuditReport
     from facetell.evaluate import Evaluation, ScoredSet
     from facetell.train import EpochRecord
@@ -450,6 +457,12 @@ def predict_command(
         False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Also write a review page: one HTML file with every photo, its faces, verdicts "
+        "and clues (and heat maps with --explain), most AI-like first.",
+    ),
     max_megapixels: float = typer.Option(
         DEFAULT_LIMITS.max_pixels / 1e6,
         min=1.0,
@@ -462,6 +475,8 @@ def predict_command(
     """Judge images: is each face a real photograph or AI-generated?"""
     if output:
         writable(output, "--output")
+    if report:
+        writable(report, "--report")
     if explain_dir:
         writable(explain_dir, "--explain", folder=True)
     max_pixels = round(max_megapixels * 1e6)
@@ -504,40 +519,51 @@ def predict_command(
         table.add_column(column, overflow="fold")
     counts: Counter[str] = Counter()
     crowded = 0  # images with more faces than --max-faces
+    page = ReviewPage(detector) if report else None
     with progress_bar() as progress:
         task = progress.add_task("judging", total=len(sources), visible=len(sources) > 3)
         if explain_dir:
-            results = (explain_to(detector, s, explain_dir, i) for i, s in enumerate(sources))
+            judged = (explain_to(detector, s, explain_dir, i) for i, s in enumerate(sources))
         else:
-            results = ((result, None) for result in detector.stream(sources))
+            judged = (Judged(*pair) for pair in detector.stream_with_images(sources))
         interrupted = False
-        try:
-            for result, overlay in results:
-                record = result.to_dict()
-                if explain_dir:  # where this image's heat map went (None: not an image)
-                    record["explanation"] = None if overlay is None else str(overlay)
-                counts[record["label"] or record["status"]] += 1
-                crowded += record["faces_found"] > len(record["faces"])
-                if output_format is PredictFormat.jsonl:
-                    handle.write(json.dumps(record) + "\n")
-                    handle.flush()
-                elif writer:
-                    writer.writerow(_csv_row(record))
-                else:
-                    table.add_row(*_table_row(record))
-                progress.advance(task)
-        except KeyboardInterrupt:  # Ctrl-C: every image judged so far is still written out
-            interrupted = True
+        with stop_between_items() as stop:
+            try:
+                for result, image, overlay, overlay_path in judged:
+                    record = result.to_dict()
+                    if explain_dir:  # where this image's heat map went (None: not an image)
+                        record["explanation"] = None if overlay_path is None else str(overlay_path)
+                    if page:
+                        page.add(result, image, overlay)
+                    counts[record["label"] or record["status"]] += 1
+                    crowded += record["faces_found"] > len(record["faces"])
+                    if output_format is PredictFormat.jsonl:
+                        handle.write(json.dumps(record) + "\n")
+                        handle.flush()
+                    elif writer:
+                        writer.writerow(_csv_row(record))
+                    else:
+                        table.add_row(*_table_row(record))
+                    progress.advance(task)
+                    if stop.is_set():  # Ctrl-C: this image's outputs are all written; stop
+                        interrupted = True
+                        break
+            except KeyboardInterrupt:  # a second Ctrl-C: at once, with what was written
+                interrupted = True
     if output_format is PredictFormat.table:
         Console(file=handle, width=console.width).print(table)
     if output:
         handle.close()
     summary = ", ".join(f"{n} {k}" for k, n in counts.most_common())
+    done = sum(counts.values())
+    if page and report:
+        stopped = f"Interrupted: {done} of {len(sources)} images were judged."
+        with page:
+            page.save(report, stopped if interrupted else None)
     if interrupted:
-        judged = sum(counts.values())
-        where = f"; they are in {output}" if output and judged else ""
+        where = f"; they are in {output}" if output and done else ""
         raise fail(
-            f"interrupted after {judged} of {len(sources)} image(s) ({summary or 'none'}){where}",
+            f"interrupted after {done} of {len(sources)} image(s) ({summary or 'none'}){where}",
             code=130,
         )
     if crowded:
@@ -549,11 +575,46 @@ def predict_command(
     err_console.print(f"{len(sources)} image(s): {summary}", highlight=False)
 
 
-def explain_to(
-    detector: Detector, source: str | bytes, folder: Path, index: int
-) -> tuple[Result, Path | None]:
-    """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png; the result and
-    where the overlay went (None when the input could not be decoded)."""
+@contextmanager
+def stop_between_items() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event the caller checks between items, rather than raising wherever
+    the program happens to be: a batch then stops with its records, table and review page in
+    step (one raised between two of them had the page one image ahead). A second Ctrl-C
+    raises at once. A process started with Ctrl-C ignored (a background job) keeps ignoring it.
+    """
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def ask_to_stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        # os.write, not print: this may run while the main thread is inside a print
+        os.write(2, b"\nstopping after the image in hand (Ctrl-C again to stop at once)\n")
+
+    signal.signal(signal.SIGINT, ask_to_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Judged(NamedTuple):
+    """One input as `predict` renders it: the result, the upright photo (None: unreadable) and,
+    with --explain, its heat-map overlay and the file that overlay was saved to."""
+
+    result: Result
+    image: Image.Image | None
+    overlay: Image.Image | None = None
+    overlay_path: Path | None = None
+
+
+def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int) -> Judged:
+    """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png (none when the
+    input could not be decoded)."""
     from facetell.explain import explain
 
     if isinstance(source, bytes):
@@ -564,10 +625,10 @@ def explain_to(
         name = Path(source).stem
     explanation = explain(detector, source, name=None if isinstance(source, str) else "-")
     if explanation.overlay is None:
-        return explanation.result, None
-    overlay = folder / f"{index:05d}-{name}.png"
-    explanation.overlay.save(overlay)
-    return explanation.result, overlay
+        return Judged(explanation.result, None)
+    overlay_path = folder / f"{index:05d}-{name}.png"
+    explanation.overlay.save(overlay_path)
+    return Judged(explanation.result, explanation.image, explanation.overlay, overlay_path)
 
 
 def select_samples(

@@ -33,6 +33,7 @@ class Explanation:
     overlay: Image.Image | None  # the image (at most `max_side` px) with maps, boxes, verdicts
     heatmaps: tuple[np.ndarray, ...]  # per face, (size, size) in [0, 1], crop coordinates
     method: str
+    image: Image.Image | None = None  # the upright photo as judged (None: unreadable)
 
 
 def cam_layers(model: nn.Module) -> list[nn.Module]:
@@ -145,7 +146,7 @@ def explain(
     overlay.thumbnail((max_side, max_side))
     scale = overlay.width / image.width
     if result.status != "ok":
-        return Explanation(result, overlay, (), "none")
+        return Explanation(result, overlay, (), "none", image)
     batch = detector.bundle.normalise(
         torch.from_numpy(np.stack(prepared.crops)).permute(0, 3, 1, 2)
     )
@@ -187,4 +188,4 @@ def explain(
         draw.text((x, max(0, y - text_size - line)), caption, fill=colour, **outlined)
     draw.text((4, height - text_size - 4), CAPTION, fill=(255, 255, 255), **outlined)
     first = next(m for m in maps if m is not None)
-    return Explanation(result, overlay, tuple(first), method)
+    return Explanation(result, overlay, tuple(first), method, image)

@@ -385,10 +385,17 @@ class Detector:
     # -- doors ----------------------------------------------------------------------------------
     def predict(self, item: ImageSource, *, name: str | None = None) -> Result:
         """Judge one path, bytes, PIL image or numpy array."""
+        return self.predict_with_image(item, name=name)[0]
+
+    def predict_with_image(
+        self, item: ImageSource, *, name: str | None = None
+    ) -> tuple[Result, Image.Image | None]:
+        """`predict`, with the upright image it judged (None: unreadable)."""
         prepared = self.prepare(item, name)
         started = time.perf_counter()
         logits, embeddings = self.run_model(prepared.crops)
-        return self.finish(prepared, logits, (time.perf_counter() - started) * 1000, embeddings)
+        result = self.finish(prepared, logits, (time.perf_counter() - started) * 1000, embeddings)
+        return result, None if prepared.decoded is None else prepared.decoded.image
 
     def predict_batch(self, items: Iterable[ImageSource]) -> list[Result]:
         return list(self.stream(items))
@@ -397,6 +404,14 @@ class Detector:
         """Yield results in input order; decoding and face detection run ahead in threads
         while the model judges the previous chunk, whose faces go through it `MODEL_BATCH` at
         a time."""
+        for result, _ in self.stream_with_images(items, workers=workers):
+            yield result
+
+    def stream_with_images(
+        self, items: Iterable[ImageSource], *, workers: int = 2
+    ) -> Iterator[tuple[Result, Image.Image | None]]:
+        """`stream`, each result with the upright image it was judged on (None: unreadable),
+        for doors that show the photo without decoding it twice."""
         iterator = iter(items)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending = [pool.submit(self.prepare, item) for item in _take(iterator, self.batch_size)]
@@ -413,12 +428,13 @@ class Detector:
                 for prepared in chunk:
                     count = len(prepared.crops)
                     part = slice(offset, offset + count)
-                    yield self.finish(
+                    result = self.finish(
                         prepared,
                         logits[part],
                         per_face_ms * count,
                         None if embeddings is None else embeddings[part],
                     )
+                    yield result, None if prepared.decoded is None else prepared.decoded.image
                     offset += count
 
 

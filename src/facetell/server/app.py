@@ -12,7 +12,7 @@ import asyncio
 import base64
 import hmac
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
@@ -23,14 +23,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 
 from facetell import __version__
 from facetell.explain import explain
-from facetell.inference import Detector
+from facetell.inference import Detector, Result
 from facetell.io import IMAGE_SUFFIXES, DecodeLimits
+from facetell.review import ReviewPage
 from facetell.server.problems import Problem, install_problem_handlers
 from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
 from facetell.server.settings import Settings, get_settings
@@ -145,17 +147,40 @@ def _overlay_uri(image: Any) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def judge(detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool) -> list[dict]:
-    records = []
+def judge(
+    detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool
+) -> Iterator[tuple[Result, Image.Image | None, Image.Image | None]]:
+    """Each upload's result, upright image (None: unreadable) and heat-map overlay (None
+    unless asked for and the image had a face)."""
     for name, data in uploads:
         if explain_faces:
             explanation = explain(detector, data, name=name, max_side=1024)
-            record = explanation.result.to_dict()
-            record["explanation"] = _overlay_uri(explanation.overlay) if record["faces"] else None
+            overlay = explanation.overlay if explanation.result.faces else None
+            yield explanation.result, explanation.image, overlay
         else:
-            record = detector.predict(data, name=name).to_dict()
+            yield *detector.predict_with_image(data, name=name), None
+
+
+def judge_records(
+    detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool
+) -> list[dict]:
+    records = []
+    for result, _, overlay in judge(detector, uploads, explain_faces):
+        record = result.to_dict()
+        if explain_faces:
+            record["explanation"] = _overlay_uri(overlay)
         records.append(record)
     return records
+
+
+def review_page(detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool) -> str:
+    """The review page `predict --report` writes, built in memory: uploads never touch disk."""
+    with ReviewPage(detector, spool=io.StringIO()) as page:
+        for judged in judge(detector, uploads, explain_faces):
+            page.add(*judged)
+        html = io.StringIO()
+        page.write(html)
+        return html.getvalue()
 
 
 api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
@@ -202,8 +227,35 @@ async def predict(
     if threshold is not None:
         detector = detector.with_threshold(threshold)
     async with request.app.state.gate:
-        records = await run_in_threadpool(judge, detector, uploads, explain)
+        records = await run_in_threadpool(judge_records, detector, uploads, explain)
     return {"model": detector.model_name, "results": records}
+
+
+@api.post(
+    "/report",
+    response_class=HTMLResponse,
+    openapi_extra=PREDICT_BODY,
+    responses={code: PROBLEM for code in (400, 401, 413, 415, 422, 503)},
+    summary="A review page for one or several images",
+)
+async def report(
+    request: Request,
+    explain: Annotated[bool, Query(description="Add each image's heat map.")] = False,
+    threshold: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="P(ai) cut; default: calibrated.")
+    ] = None,
+) -> HTMLResponse:
+    """The same uploads as /predict; answers the self-contained HTML page `facetell predict
+    --report` writes (pictures inlined, no scripts), as a download."""
+    settings: Settings = request.app.state.settings
+    uploads = await uploads_from(request, settings)
+    detector: Detector = request.app.state.detector
+    if threshold is not None:
+        detector = detector.with_threshold(threshold)
+    async with request.app.state.gate:
+        html = await run_in_threadpool(review_page, detector, uploads, explain)
+    disposition = 'attachment; filename="facetell-review.html"'
+    return HTMLResponse(html, headers={"Content-Disposition": disposition})
 
 
 @api.get("/model", response_model=ModelInfo, summary="The loaded model bundle")

@@ -15,6 +15,7 @@ let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
 let queue = Promise.resolve();
 let model = { identity: "", calibrated: false };
 const judged = [];  // every file's record in the order judged, for the download
+const reportable = [];  // every file the server judged, with its name, for the report
 const FACES_SHOWN = 6;  // a crowded photo lists its most AI-like faces; the rest fold away
 // what a folder's files must be called to be sent: the server's own list, filled into the page
 const IMAGE_SUFFIXES = new Set(folderInput.dataset.suffixes.split(" "));
@@ -211,6 +212,7 @@ async function judge(card, file, name, photoUrl) {
     const record = body.results[0];
     render(card, record, photoUrl);
     keep(record);
+    reportable.push({ file, name });
     return record.status === "ok" ? record.label : record.status;
   } catch (error) {
     verdict.textContent = "The server could not be reached.";
@@ -316,6 +318,28 @@ document.getElementById("download").addEventListener("click", () => {
 });
 document.getElementById("download-csv").addEventListener("click", () => {
   save([`${CSV_COLUMNS.join(",")}\r\n`, ...judged.map(csvLine)], "text/csv", "facetell-results.csv");
+});
+// The review page `facetell predict --report` writes, built by the server from every file it
+// judged here, sent again in one upload (so the upload cap bounds the whole report).
+document.getElementById("download-report").addEventListener("click", async () => {
+  const form = new FormData();
+  reportable.forEach(({ file, name }) => form.append("files", file, name));
+  const refused = judged.length - reportable.length;
+  statusLine.textContent = `Building the report of ${reportable.length} image(s)…`;
+  try {
+    const response = await fetch("/api/v1/report?explain=true", { method: "POST", body: form, headers: authHeaders() });
+    if (!response.ok) {
+      const body = await response.json();
+      statusLine.textContent = `No report: ${body.detail || `error ${response.status}`}. A report sends every `
+        + "image in one upload; for more, run facetell predict --report on the folder.";
+      return;
+    }
+    save([await response.blob()], "text/html", "facetell-review.html");
+    statusLine.textContent = `Report of ${reportable.length} image(s) saved`
+      + (refused ? `; it leaves out the ${refused} file(s) the server refused` : "");
+  } catch (error) {
+    statusLine.textContent = "The server could not be reached.";
+  }
 });
 
 fileInput.addEventListener("change", () => { submit([...fileInput.files]); fileInput.value = ""; });

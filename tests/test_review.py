@@ -1,0 +1,138 @@
+"""`facetell predict --report`: the review page shows every image as its record says, offline."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from conftest import astronaut, cat, contact_sheet, gan_faces, launch_chromium, run_cli
+from facetell.inference import Detector
+from facetell.review import FACE_SIDE, PHOTO_SIDE, ReviewPage
+
+ODD_NAME = '<i>x&y"z.jpg'  # a file name is text on the page, never markup
+
+
+@pytest.fixture(scope="module")
+def judged_folder(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """A folder of every kind of outcome, judged by the shipped model with a review page and
+    JSON-lines records from the same run."""
+    folder = tmp_path_factory.mktemp("review")
+    photos = folder / "photos"
+    photos.mkdir()
+    astronaut().save(photos / "astronaut.jpg", quality=90)
+    astronaut().resize((2048, 2048)).save(photos / "big.jpg", quality=90)
+    astronaut().save(photos / ODD_NAME, quality=90)
+    cat().save(photos / "cat.png")
+    gan_faces(1, seed=5, size=256)[0].save(photos / "dcgan.png")
+    portraits = [astronaut().crop((140, 20, 320, 220)), *gan_faces(2, seed=3, size=160)]
+    contact_sheet(6, portraits=portraits).save(photos / "sheet.jpg", quality=90)
+    text = PngImagePlugin.PngInfo()
+    text.add_text("parameters", "portrait photo\nSteps: 30, Sampler: Euler a, Seed: 7")
+    astronaut().save(photos / "declared.png", pnginfo=text)
+    (photos / "truncated.jpg").write_bytes((photos / "astronaut.jpg").read_bytes()[:900])
+    page, records = folder / "out" / "review.html", folder / "records.jsonl"
+    run = run_cli("predict", str(photos), "--report", str(page), "-f", "jsonl", "-o", str(records))
+    assert run.returncode == 0, run.stderr.decode()
+    return page, [json.loads(line) for line in records.read_text().splitlines()]
+
+
+def test_the_page_lists_and_shows_every_image_as_its_record_says(judged_folder):
+    from playwright.sync_api import sync_playwright
+
+    page_path, records = judged_folder
+    statuses = {Path(r["path"]).name: r["status"] for r in records}
+    assert statuses["cat.png"] == "no_face" and statuses["truncated.jpg"] == "error"
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        fetched: list[str] = []
+        page.on("request", lambda request: fetched.append(request.url[:40]))
+        page.goto(page_path.as_uri())
+        # nothing but the file itself and its inlined pictures: it reads offline, anywhere
+        assert all(url.startswith(("file:", "data:")) for url in fetched), fetched
+        assert page.locator("script").count() == 0
+        broken = page.evaluate(
+            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length"
+        )
+        assert broken == 0
+
+        # the summary: most AI-like first, judged images before unjudged ones
+        rows = page.locator("main > table").first.locator("tr").all()[1:]
+        listed = [row.locator("td").nth(1).inner_text() for row in rows]
+        by_path = {r["path"]: r for r in records}
+        assert sorted(listed) == sorted(by_path)
+        p_ai = [by_path[path]["p_ai"] for path in listed]
+        scored = [p for p in p_ai if p is not None]
+        assert p_ai == sorted(scored, reverse=True) + [None] * (len(p_ai) - len(scored))
+        assert page.locator("i").count() == 0  # the odd name was listed as text, not markup
+
+        # each card: its faces, most AI-like first, numbered as the record orders them
+        for index, record in enumerate(records, start=1):
+            card = page.locator(f"#image-{index}")
+            assert record["path"] in card.locator("h3").inner_text()
+            face_rows = card.locator(".facts tr").all()[1:]
+            assert len(face_rows) == len(record["faces"])
+            numbers = [int(row.locator("td").first.inner_text()) for row in face_rows]
+            p_ai = [record["faces"][n - 1]["p_ai"] for n in numbers]
+            assert p_ai == sorted(p_ai, reverse=True)
+            for row, number in zip(face_rows, numbers, strict=True):
+                face = record["faces"][number - 1]
+                assert row.locator("td").nth(2).inner_text().lower() == face["label"]
+            if record["status"] == "error":
+                assert card.locator(".error").inner_text() == record["error"]
+                assert card.locator("img").count() == 0
+        declared = next(r for r in records if Path(r["path"]).name == "declared.png")
+        card = page.locator(f"#image-{records.index(declared) + 1}")
+        assert "Sampler: Euler a" in card.locator("li.declares").inner_text()
+        browser.close()
+
+
+def _inlined(html: str) -> list[Image.Image]:
+    return [
+        Image.open(io.BytesIO(base64.b64decode(data)))
+        for data in re.findall(r'src="data:image/jpeg;base64,([^"]+)"', html)
+    ]
+
+
+def test_pictures_are_small_copies_with_each_face_boxed(judged_folder):
+    page_path, records = judged_folder
+    html = page_path.read_text()
+    big = next(r for r in records if Path(r["path"]).name == "big.jpg")
+    card = html.split('<article id="image-')[records.index(big) + 1]
+    photo, face = _inlined(card)
+    # a 2048 px photo is shown at most PHOTO_SIDE px long, its face at most FACE_SIDE
+    assert photo.size == (PHOTO_SIDE, PHOTO_SIDE) and max(face.size) <= FACE_SIDE
+    # its box is drawn where the record puts the face, in the verdict's colour
+    x, y, w, _ = (round(v * PHOTO_SIDE / 2048) for v in big["faces"][0]["box"])
+    pixels = photo.convert("RGB").load()
+    edge = [pixels[x + w // 2, y + dy] for dy in (0, 1, 2)]
+    colour = {"ai": (196, 50, 10), "uncertain": (183, 121, 31), "real": (6, 118, 71)}
+    wanted = colour[big["faces"][0]["label"]]
+    assert any(sum(abs(a - b) for a, b in zip(p, wanted, strict=True)) < 60 for p in edge)
+    # the page carries small JPEG copies, not the 2048 px original
+    assert len(card) < Path(big["path"]).stat().st_size / 5
+
+
+def test_a_page_saved_as_it_grows_is_whole_each_time(tmp_path):
+    detector = Detector.load()
+    path = tmp_path / "review.html"
+    outcomes = []
+    with ReviewPage(detector) as page:
+        judged = detector.stream_with_images([astronaut(), cat(), b"not an image"])
+        for count, (result, image) in enumerate(judged, start=1):
+            page.add(result, image)
+            page.save(path)
+            html = path.read_text()
+            assert html.count("<article") == count and html.endswith("</main></body></html>\n")
+            outcomes.append(result.label or result.status)
+    assert [p.name for p in tmp_path.iterdir()] == ["review.html"]  # no half-written copy
+    low, high = detector.calibration.uncertain_band
+    assert f"called uncertain from {low:.1%} to {high:.1%}, AI above that" in html
+    assert outcomes[1:] == ["no_face", "error"]
+    assert f"<span>1 {outcomes[0]}</span><span>1 no face</span><span>1 unreadable</span>" in html
