@@ -3,10 +3,8 @@ scripts, no network), readable by someone who has never seen facetell."""
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 import json
 import textwrap
 from collections.abc import Sequence
@@ -21,22 +19,19 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from facetell.calibrate import SizeCorrection, reliability_curve
 from facetell.evaluate import Evaluation
 from facetell.io import decode
+from facetell.pages import BASE_STYLE, data_uri, image_data_uri
 
-_STYLE = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;
-background:#f6f7f9}main{max-width:1100px;margin:auto;padding:24px}h1{margin:0 0 4px}
-h2{margin-top:36px;border-bottom:2px solid #dde1e7;padding-bottom:4px}
-.lead{color:#4a5365}table{border-collapse:collapse;background:#fff;margin:12px 0;width:100%}
-th,td{border:1px solid #dde1e7;padding:6px 10px;text-align:left}td.num{text-align:right;
-font-variant-numeric:tabular-nums}.plots{display:flex;flex-wrap:wrap;gap:12px}
-.scroll{overflow-x:auto}th{background:#eef1f5}img.plot{max-width:100%;background:#fff;
-border:1px solid #dde1e7}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(160px,
-1fr));gap:12px}figure{margin:0;background:#fff;border:1px solid #dde1e7;padding:6px}
-figure img{width:100%}figcaption{font-size:13px}.bad{color:#b42318}.good{color:#067647}
-.note{background:#fff7e6;border-left:4px solid #f5a524;padding:8px 12px}
-dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}dt{font-weight:600}
-#summary-table td:last-child{min-width:16em}
+_STYLE = (
+    BASE_STYLE
+    + """
+h2{margin-top:36px}.plots{display:flex;flex-wrap:wrap;gap:12px}.scroll{overflow-x:auto}
+img.plot{max-width:100%;background:#fff;border:1px solid #dde1e7}.grid{display:grid;
+grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:12px}figure{background:#fff;
+border:1px solid #dde1e7;padding:6px}figure img{width:100%}.bad{color:#b42318}
+.good{color:#067647}dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}
+dt{font-weight:600}#summary-table td:last-child{min-width:16em}
 """
+)
 
 EXPLANATIONS = {
     "accuracy": "share of images whose verdict (at the threshold) is right",
@@ -194,19 +189,13 @@ def plot_robustness(evaluations: Sequence[Evaluation], folder: Path) -> Path | N
     return _save(figure, folder / "robustness.png")
 
 
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-
-
 def _thumbnail_uri(path: str, size: int = 160) -> str:
     try:
         image = decode(path).image
     except Exception:  # a vanished file must not cost the whole report
         image = Image.new("RGB", (size, size), "grey")
     image.thumbnail((size, size))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return image_data_uri(image, quality=85)
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -295,7 +284,8 @@ def _size_correction_note(correction: SizeCorrection | None) -> str:
 def _figure(path: Path | None, alt: str, figure_id: str) -> str:
     if path is None:
         return ""
-    return f'<img class="plot" id="{figure_id}" src="{_data_uri(path)}" alt="{html.escape(alt)}">'
+    source = data_uri(path.read_bytes(), "image/png")
+    return f'<img class="plot" id="{figure_id}" src="{source}" alt="{html.escape(alt)}">'
 
 
 def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:

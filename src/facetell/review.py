@@ -8,7 +8,6 @@ one was drawn, and the error line of a file that could not be read.
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import shutil
@@ -24,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facetell import __version__
 from facetell.inference import Detector, FaceResult, Result
+from facetell.pages import BASE_STYLE, image_data_uri
 
 PHOTO_SIDE = 480  # px, the longest side of each photo as shown
 FACE_SIDE = 112  # px, the longest side of each face's crop as shown
@@ -31,25 +31,21 @@ FACE_MARGIN = 0.2  # of the box's size, added on each side of a face's crop
 VERDICT_COLOURS = {"ai": "#c4320a", "uncertain": "#b7791f", "real": "#067647"}
 STATUS_WORDS = {"no_face": "no face", "error": "unreadable"}
 
-_STYLE = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;
-background:#f6f7f9}main{max-width:1100px;margin:auto;padding:24px}h1{margin:0 0 4px}
-h2{margin-top:32px;border-bottom:2px solid #dde1e7;padding-bottom:4px}.lead{color:#4a5365}
-table{border-collapse:collapse;background:#fff;margin:8px 0;width:100%}th,td{border:1px solid
-#dde1e7;padding:5px 9px;text-align:left;vertical-align:top}th{background:#eef1f5}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.path{overflow-wrap:anywhere}.note{background:#fff7e6;border-left:4px solid #f5a524;
-padding:8px 12px}.counts span{display:inline-block;margin:0 8px 6px 0;padding:2px 10px;
+_STYLE = (
+    BASE_STYLE
+    + """
+h2{margin-top:32px}td{vertical-align:top}td.num{white-space:nowrap}.path{overflow-wrap:anywhere}
+td.path{min-width:16em}.counts span{display:inline-block;margin:0 8px 6px 0;padding:2px 10px;
 border-radius:12px;background:#eef1f5}.verdict{font-weight:700;text-transform:uppercase}
 .v-ai{color:#c4320a}.v-uncertain{color:#b7791f}.v-real{color:#067647}.v-none{color:#4a5365}
 article{background:#fff;border:1px solid #dde1e7;margin:16px 0;padding:12px 16px}
 article h3{margin:0 0 8px;font-size:16px}.card{display:flex;flex-wrap:wrap;gap:16px;
 align-items:flex-start}.pictures{display:flex;flex-direction:column;gap:8px}.facts{flex:1;
-min-width:300px}.facts table{width:auto}figure{margin:0}figure img{max-width:100%;border:1px
-solid #dde1e7}figcaption{font-size:13px;color:#4a5365}td img{display:block}
-.declares{color:#c4320a;font-weight:700}ul.clues{margin:6px 0;padding-left:20px;font-size:14px}
-.error{color:#b42318}td.path{min-width:16em}
+min-width:300px}.facts table{width:auto}figure img{max-width:100%;border:1px solid #dde1e7}
+figcaption{color:#4a5365}td img{display:block}.declares{color:#c4320a;font-weight:700}
+ul.clues{margin:6px 0;padding-left:20px;font-size:14px}.error{color:#b42318}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -63,12 +59,6 @@ class _Row:
     p_ai: float | None
     faces: str
     detail: str
-
-
-def _jpeg_uri(image: Image.Image, quality: int = 80) -> str:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _fit(image: Image.Image, side: int) -> Image.Image:
@@ -205,14 +195,14 @@ class ReviewPage:
         if image is not None:
             photo = boxed_photo(image, result.faces)
             pictures.append(
-                f'<figure><img src="{_jpeg_uri(photo)}" width="{photo.width}" '
+                f'<figure><img src="{image_data_uri(photo, quality=80)}" width="{photo.width}" '
                 f'height="{photo.height}" alt="the photo, faces boxed"><figcaption>'
                 f"{image.width} &times; {image.height} px</figcaption></figure>"
             )
         if heat_map is not None and result.faces:  # with no face, there is no map on it
             shown = _fit(heat_map, PHOTO_SIDE)
             pictures.append(
-                f'<figure><img src="{_jpeg_uri(shown)}" width="{shown.width}" '
+                f'<figure><img src="{image_data_uri(shown, quality=80)}" width="{shown.width}" '
                 f'height="{shown.height}" alt="heat map"><figcaption>where the model looked '
                 "(an aid to judgement, not proof)</figcaption></figure>"
             )
@@ -235,7 +225,7 @@ class ReviewPage:
             if image is not None:
                 thumb = face_thumbnail(image, face.box)
                 crop = (
-                    f'<img src="{_jpeg_uri(thumb, 90)}" width="{thumb.width}" '
+                    f'<img src="{image_data_uri(thumb, quality=90)}" width="{thumb.width}" '
                     f'height="{thumb.height}" alt="face {number}">'
                 )
             notes = [f"{face.box[2]} &times; {face.box[3]} px"]  # numbers and fixed words only

@@ -9,13 +9,12 @@ then gets 503 with Retry-After instead of joining an ever-growing queue.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -32,6 +31,7 @@ from facetell import __version__
 from facetell.explain import explain
 from facetell.inference import Detector, Result
 from facetell.io import IMAGE_SUFFIXES, DecodeLimits
+from facetell.pages import image_data_uri
 from facetell.review import ReviewPage
 from facetell.server.problems import Problem, install_problem_handlers
 from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
@@ -139,14 +139,6 @@ def require_token(request: Request) -> None:
         )
 
 
-def _overlay_uri(image: Any) -> str | None:
-    if image is None:
-        return None
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def judge(
     detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool
 ) -> Iterator[tuple[Result, Image.Image | None, Image.Image | None]]:
@@ -168,7 +160,7 @@ def judge_records(
     for result, _, overlay in judge(detector, uploads, explain_faces):
         record = result.to_dict()
         if explain_faces:
-            record["explanation"] = _overlay_uri(overlay)
+            record["explanation"] = None if overlay is None else image_data_uri(overlay, "PNG")
         records.append(record)
     return records
 
@@ -204,30 +196,47 @@ PREDICT_BODY = {
 }
 
 
-@api.post(
-    "/predict",
-    response_model=PredictResponse,
-    openapi_extra=PREDICT_BODY,
-    responses={code: PROBLEM for code in (400, 401, 413, 415, 422, 503)},
-    summary="Judge one or several images",
-)
-async def predict(
+T = TypeVar("T")
+REQUEST_PROBLEMS = {code: PROBLEM for code in (400, 401, 413, 415, 422, 503)}
+Threshold = Annotated[
+    float | None, Query(ge=0.0, le=1.0, description="P(ai) cut; default: calibrated.")
+]
+
+
+async def judged_uploads(
     request: Request,
-    explain: Annotated[bool, Query(description="Add a heat-map overlay per image.")] = False,
-    threshold: Annotated[
-        float | None, Query(ge=0.0, le=1.0, description="P(ai) cut; default: calibrated.")
-    ] = None,
-) -> dict:
-    """Multipart `files` (one or many) or one raw image body; one record per image, the same
-    records `facetell predict --format jsonl` prints. Bad images are records with
-    status "error"; problems with the request itself are problem+json."""
+    threshold: float | None,
+    work: Callable[[Detector, list[tuple[str, bytes]]], T],
+) -> tuple[Detector, T]:
+    """Read the request's uploads, then run `work` on them in the thread pool once the gate
+    lets it in, with the caller's threshold if one was given."""
     settings: Settings = request.app.state.settings
     uploads = await uploads_from(request, settings)
     detector: Detector = request.app.state.detector
     if threshold is not None:
         detector = detector.with_threshold(threshold)
     async with request.app.state.gate:
-        records = await run_in_threadpool(judge_records, detector, uploads, explain)
+        return detector, await run_in_threadpool(work, detector, uploads)
+
+
+@api.post(
+    "/predict",
+    response_model=PredictResponse,
+    openapi_extra=PREDICT_BODY,
+    responses=REQUEST_PROBLEMS,
+    summary="Judge one or several images",
+)
+async def predict(
+    request: Request,
+    explain: Annotated[bool, Query(description="Add a heat-map overlay per image.")] = False,
+    threshold: Threshold = None,
+) -> dict:
+    """Multipart `files` (one or many) or one raw image body; one record per image, the same
+    records `facetell predict --format jsonl` prints. Bad images are records with
+    status "error"; problems with the request itself are problem+json."""
+    detector, records = await judged_uploads(
+        request, threshold, lambda detector, uploads: judge_records(detector, uploads, explain)
+    )
     return {"model": detector.model_name, "results": records}
 
 
@@ -235,25 +244,19 @@ async def predict(
     "/report",
     response_class=HTMLResponse,
     openapi_extra=PREDICT_BODY,
-    responses={code: PROBLEM for code in (400, 401, 413, 415, 422, 503)},
+    responses=REQUEST_PROBLEMS,
     summary="A review page for one or several images",
 )
 async def report(
     request: Request,
     explain: Annotated[bool, Query(description="Add each image's heat map.")] = False,
-    threshold: Annotated[
-        float | None, Query(ge=0.0, le=1.0, description="P(ai) cut; default: calibrated.")
-    ] = None,
+    threshold: Threshold = None,
 ) -> HTMLResponse:
     """The same uploads as /predict; answers the self-contained HTML page `facetell predict
     --report` writes (pictures inlined, no scripts), as a download."""
-    settings: Settings = request.app.state.settings
-    uploads = await uploads_from(request, settings)
-    detector: Detector = request.app.state.detector
-    if threshold is not None:
-        detector = detector.with_threshold(threshold)
-    async with request.app.state.gate:
-        html = await run_in_threadpool(review_page, detector, uploads, explain)
+    _, html = await judged_uploads(
+        request, threshold, lambda detector, uploads: review_page(detector, uploads, explain)
+    )
     disposition = 'attachment; filename="facetell-review.html"'
     return HTMLResponse(html, headers={"Content-Disposition": disposition})
 
