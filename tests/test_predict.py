@@ -584,6 +584,29 @@ def test_shipped_model_heat_map_is_located_not_a_flat_wash():
     assert heatmap.std() > 0.05  # evidence is located, not spread evenly
 
 
+def test_one_grad_cam_pass_gives_each_crop_the_map_a_pass_of_its_own_gives():
+    """The shipped ensemble's members read different crops; their maps come from one pass."""
+    import torch
+    from pytorch_grad_cam import GradCAM
+
+    from facetell.explain import cam_layers_by_input, grad_cam
+
+    detector = Detector.load()
+    prepared = detector.prepare(contact_sheet(6))
+    batch = detector.bundle.normalise(
+        torch.from_numpy(np.stack(prepared.crops)).permute(0, 3, 1, 2)
+    )
+    groups = cam_layers_by_input(detector.model, len(detector.recipes))
+    assert [len(group) for group in groups] == [1, 1]
+    together = grad_cam(detector.model, batch, groups)
+    for layers, maps in zip(groups, together, strict=True):
+        with torch.enable_grad(), GradCAM(model=detector.model, target_layers=layers) as cam:
+            alone = cam(input_tensor=batch, targets=[lambda output: output] * len(batch))
+        assert maps.shape == alone.shape == (6, 160, 160)
+        np.testing.assert_allclose(maps, alone, atol=1e-4)
+    assert not np.allclose(together[0], together[1], atol=0.05)  # two crops, two maps
+
+
 ENVIRONMENT_WATCH = """
 import json, os, sys, threading
 from concurrent.futures import ThreadPoolExecutor
