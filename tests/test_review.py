@@ -90,6 +90,9 @@ def test_the_page_lists_and_shows_every_image_as_its_record_says(judged_folder):
         declared = next(r for r in records if Path(r["path"]).name == "declared.png")
         card = page.locator(f"#image-{records.index(declared) + 1}")
         assert "Sampler: Euler a" in card.locator("li.declares").inner_text()
+        assert "metadata declares it AI-generated" in card.locator("h3").inner_text()
+        others = page.locator("article h3", has_text="metadata declares")
+        assert others.count() == 1  # only the file that says so
         browser.close()
 
 

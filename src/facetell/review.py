@@ -185,9 +185,15 @@ class ReviewPage:
         image: Image.Image | None,
         heat_map: Image.Image | None,
     ) -> str:
+        declared = (  # the strongest evidence there is, so it heads the card
+            ' · <span class="declares">its metadata declares it AI-generated</span>'
+            if result.metadata.get("declared_ai")
+            else ""
+        )
         head = (
             f'<article id="image-{index}"><h3>{index}. <span class="path">{_e(result.path)}'
-            f"</span> · {_verdict_html(result.label, result.status)} {_percent(result.p_ai)}</h3>"
+            f"</span> · {_verdict_html(result.label, result.status)} {_percent(result.p_ai)}"
+            f"{declared}</h3>"
         )
         if result.status == "error":
             return f'{head}<p class="error">{_e(result.error)}</p></article>\n'
