@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -45,6 +46,14 @@ class GroupedGradCAM(GradCAM):
     def __init__(self, model: nn.Module, groups: list[list[nn.Module]]) -> None:
         super().__init__(model=model, target_layers=[layer for group in groups for layer in group])
         self.group_sizes = [len(group) for group in groups]
+
+    def forward(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """`GradCAM.forward`, then the graph its backward pass retained (held by `outputs`) is
+        let go, instead of living on through the next chunk's pass."""
+        try:
+            return super().forward(*args, **kwargs)
+        finally:
+            self.outputs = None
 
     def aggregate_multi_layers(self, cam_per_target_layer: list[np.ndarray]) -> np.ndarray:
         ends = np.cumsum(self.group_sizes)
