@@ -559,7 +559,11 @@ def predict_command(
     if page and report:
         stopped = f"Interrupted: {done} of {len(sources)} images were judged."
         with page:
-            page.save(report, stopped if interrupted else None)
+            try:
+                page.save(report, stopped if interrupted else None)
+            except OSError as error:  # checked writable at the start; a disk can fill since
+                reason = (error.strerror or str(error)).lower()
+                raise fail(f"{report}: cannot write the review page ({reason})") from None
     if interrupted:
         where = f"; they are in {output}" if output and done else ""
         raise fail(
