@@ -56,13 +56,9 @@ class GroupedGradCAM(GradCAM):
             self.outputs = None
 
     def aggregate_multi_layers(self, cam_per_target_layer: list[np.ndarray]) -> np.ndarray:
-        ends = np.cumsum(self.group_sizes)
-        return np.stack(
-            [
-                super(GroupedGradCAM, self).aggregate_multi_layers(cam_per_target_layer[a:b])
-                for a, b in zip(ends - self.group_sizes, ends, strict=True)
-            ]
-        )
+        aggregate, ends = super().aggregate_multi_layers, np.cumsum(self.group_sizes)
+        spans = zip(ends - self.group_sizes, ends, strict=True)
+        return np.stack([aggregate(cam_per_target_layer[start:end]) for start, end in spans])
 
 
 def cam_layers(model: nn.Module) -> list[nn.Module]:
