@@ -39,6 +39,7 @@ def judged_folder(tmp_path_factory) -> tuple[Path, list[dict]]:
     page, records = folder / "out" / "review.html", folder / "records.jsonl"
     run = run_cli("predict", str(photos), "--report", str(page), "-f", "jsonl", "-o", str(records))
     assert run.returncode == 0, run.stderr.decode()
+    assert run.stderr.decode().strip().endswith(f"; review page: {page}")
     return page, [json.loads(line) for line in records.read_text().splitlines()]
 
 

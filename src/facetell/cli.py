@@ -576,7 +576,8 @@ def predict_command(
             "face-like of each were judged (raise --max-faces to judge more)",
             highlight=False,
         )
-    err_console.print(f"{len(sources)} image(s): {summary}", highlight=False)
+    where = f"; review page: {report}" if report else ""
+    err_console.print(f"{len(sources)} image(s): {summary}{where}", highlight=False)
 
 
 @contextmanager
