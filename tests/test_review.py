@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from conftest import astronaut, cat, contact_sheet, gan_faces, launch_chromium, run_cli
 from facetell.inference import Detector
-from facetell.review import FACE_SIDE, PHOTO_SIDE, ReviewPage
+from facetell.review import FACE_SIDE, PHOTO_SIDE, ReviewPage, face_thumbnail
 
 ODD_NAME = '<i>x&y"z.jpg'  # a file name is text on the page, never markup
 
@@ -140,3 +140,10 @@ def test_a_page_saved_as_it_grows_is_whole_each_time(tmp_path):
     assert f"called uncertain from {low:.1%} to {high:.1%}, AI above that" in html
     assert outcomes[1:] == ["no_face", "error"]
     assert f"<span>1 {outcomes[0]}</span><span>1 no face</span><span>1 unreadable</span>" in html
+
+
+@pytest.mark.parametrize("box", [(0, 0, 0, 0), (99, 79, 0, 0), (120, 90, 10, 10), (-5, -5, 20, 20)])
+def test_a_face_crop_of_any_box_is_a_picture(box):
+    """Boxes at the edge, past it or 0 px wide (mirrored crops reach past the photo)."""
+    crop = face_thumbnail(Image.new("RGB", (100, 80), "white"), box)
+    assert min(crop.size) >= 1 and max(crop.size) <= FACE_SIDE

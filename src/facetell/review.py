@@ -92,8 +92,8 @@ def face_thumbnail(image: Image.Image, box: tuple[int, int, int, int]) -> Image.
     `FACE_SIDE` px long: for a person to look at, not the model's aligned crop."""
     x, y, w, h = box
     left, top = max(0, x - FACE_MARGIN * w), max(0, y - FACE_MARGIN * h)
-    right = min(image.width, x + w * (1 + FACE_MARGIN))
-    bottom = min(image.height, y + h * (1 + FACE_MARGIN))
+    right = max(left + 1, min(image.width, x + w * (1 + FACE_MARGIN)))  # never 0 px wide
+    bottom = max(top + 1, min(image.height, y + h * (1 + FACE_MARGIN)))
     return _fit(image.crop((round(left), round(top), round(right), round(bottom))), FACE_SIDE)
 
 
