@@ -294,6 +294,21 @@ def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset
     assert heads[0].abs().sum() > 0
 
 
+def test_a_split_seed_keeps_the_test_faces_while_the_training_seed_changes(
+    planted_dataset, tmp_path
+):
+    def assignment(seed: int, split_seed: int | None = None) -> list[str]:
+        config = config_for("spectrum", planted_dataset, tmp_path, seed=seed)
+        config.data.split_seed = split_seed
+        samples = prepare_data(config)
+        [(_, split)] = make_splits(config, samples.samples, samples.groups)
+        assert split.seed == (seed if split_seed is None else split_seed)
+        return [row["split"] for row in split.rows]
+
+    assert assignment(seed=1) != assignment(seed=0)  # the seed draws the split...
+    assert assignment(seed=1, split_seed=0) == assignment(seed=0)  # ...unless told otherwise
+
+
 class StopAfterEpochs(Reporter):
     """Interrupts training at the first batch after `epochs` epochs, like a Ctrl-C would."""
 

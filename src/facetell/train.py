@@ -94,6 +94,9 @@ class DataConfig(BaseModel):
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     holdout_source: str | None = None
     folds: int = Field(1, ge=1)
+    # The split's own seed (None: the run's `seed`), so runs that differ only in training
+    # randomness are scored on the same test faces (seed spreads, seed ensembles).
+    split_seed: int | None = None
     near_duplicate_bits: int = NEAR_DUPLICATE_DISTANCE
     max_per_source: int | None = None
 
@@ -365,11 +368,12 @@ def make_splits(
     sources = [s.source for s in samples]
     params = {"fractions": list(config.data.fractions)}
     holdout = config.data.holdout_source
+    seed = config.seed if config.data.split_seed is None else config.data.split_seed
 
     def split_file(kind: str, assignment: list[str], extra: dict) -> SplitFile:
         records = [_record_stub(s) for s in samples]
         return SplitFile.from_assignment(
-            kind, config.seed, {**params, **extra}, records, groups, assignment
+            kind, seed, {**params, **extra}, records, groups, assignment
         )
 
     if holdout is not None:
@@ -386,7 +390,7 @@ def make_splits(
                         groups,
                         name,
                         fractions=config.data.fractions,
-                        seed=config.seed,
+                        seed=seed,
                     ),
                     {"holdout": name},
                 ),
@@ -394,13 +398,13 @@ def make_splits(
             for name in chosen
         ]
     if config.data.folds > 1:
-        assignments = kfold_splits(labels, sources, groups, k=config.data.folds, seed=config.seed)
+        assignments = kfold_splits(labels, sources, groups, k=config.data.folds, seed=seed)
         return [
             (f"fold-{i}", split_file("kfold", a, {"k": config.data.folds, "fold": i}))
             for i, a in enumerate(assignments)
         ]
     assignment = stratified_split(
-        labels, sources, groups, fractions=config.data.fractions, seed=config.seed
+        labels, sources, groups, fractions=config.data.fractions, seed=seed
     )
     return [("", split_file("stratified", assignment, {}))]
 
