@@ -515,6 +515,18 @@ def test_help_lists_every_command_with_its_whole_summary_on_one_line():
         assert summary in row, f"{command.name}: {row!r}"
 
 
+def test_each_commands_help_flows_its_paragraphs_to_the_terminal_width():
+    """Docstrings wrap at 100 columns in the source; a help screen wraps at its own width, so
+    on a wide terminal each paragraph is one line (its `code` shown without backticks)."""
+    from facetell.cli import app
+
+    for command in app.registered_commands:
+        lines = run_cli(command.name, "--help", COLUMNS="300").stdout.decode().splitlines()
+        for paragraph in command.callback.__doc__.split("\n\n"):
+            words = " ".join(paragraph.replace("`", "").split())
+            assert any(words in line for line in lines), f"{command.name}: {words!r}"
+
+
 def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundle, tmp_path):
     files = [str(folder_of_200 / "astro_00.jpg"), str(folder_of_200 / "cat_0.jpg")]
     out = tmp_path / "explain"

@@ -87,6 +87,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 # Piped output (files, CI logs) gets a wide fixed width so tables stay one row per line.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -278,7 +279,7 @@ class RichReporter:
 def train_command(
     config_path: Path | None = typer.Argument(None, help="YAML config (see configs/)."),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key: a.b=value."),
-    out: Path | None = typer.Option(None, help="Run folder (default: runs/<name>)."),
+    out: Path | None = typer.Option(None, help="Run folder (default: runs/ + the config's name)."),
     data: list[Path] = typer.Option(
         [], help="Dataset folders or manifests (replace the config's)."
     ),
