@@ -13,6 +13,7 @@ import hmac
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from typing import Annotated, TypeVar
 
@@ -235,7 +236,7 @@ async def predict(
     records `facetell predict --format jsonl` prints. Bad images are records with
     status "error"; problems with the request itself are problem+json."""
     detector, records = await judged_uploads(
-        request, threshold, lambda detector, uploads: judge_records(detector, uploads, explain)
+        request, threshold, partial(judge_records, explain_faces=explain)
     )
     return {"model": detector.model_name, "results": records}
 
@@ -254,9 +255,7 @@ async def report(
 ) -> HTMLResponse:
     """The same uploads as /predict; answers the self-contained HTML page `facetell predict
     --report` writes (pictures inlined, no scripts), as a download."""
-    _, html = await judged_uploads(
-        request, threshold, lambda detector, uploads: review_page(detector, uploads, explain)
-    )
+    _, html = await judged_uploads(request, threshold, partial(review_page, explain_faces=explain))
     disposition = 'attachment; filename="facetell-review.html"'
     return HTMLResponse(html, headers={"Content-Disposition": disposition})
 
