@@ -142,9 +142,13 @@ class Calibration:
         e = math.exp(z)
         return e / (1.0 + e)
 
+    def cut(self, threshold: float | None = None) -> float:
+        """The threshold in force: the user's, or the calibrated one."""
+        return self.threshold if threshold is None else threshold
+
     def band(self, threshold: float | None = None) -> tuple[float, float]:
         """The uncertain band in force: a user threshold moves it along with the cut."""
-        shift = 0.0 if threshold is None else threshold - self.threshold
+        shift = self.cut(threshold) - self.threshold
         low, high = self.uncertain_band
         return low + shift, high + shift
 
@@ -153,7 +157,7 @@ class Calibration:
         low, high = self.band(threshold)
         if low <= p_ai <= high:
             return "uncertain"
-        return "ai" if p_ai >= (self.threshold if threshold is None else threshold) else "real"
+        return "ai" if p_ai >= self.cut(threshold) else "real"
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

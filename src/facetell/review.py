@@ -140,9 +140,7 @@ class ReviewPage:
     def __init__(self, detector: Detector, spool: TextIO | None = None) -> None:
         self.model = detector.model_name
         self.calibrated = detector.calibration.fitted
-        self.threshold = (
-            detector.calibration.threshold if detector.threshold is None else detector.threshold
-        )
+        self.threshold = detector.calibration.cut(detector.threshold)
         self.band = detector.calibration.band(detector.threshold)
         self.started = datetime.now(UTC)
         # open for the page's whole life; leaving the `with` block closes it
