@@ -366,7 +366,21 @@ def test_stdin_globs_and_missing_files(folder_of_200, untrained_bundle):
     assert result.returncode == 0
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert [r["status"] for r in records] == ["ok"] + ["no_face"] * 4 + ["error"]
+    assert records[0]["path"] == "-"  # as it was asked for, not a made-up name
     assert "missing.jpg: file not found" in records[-1]["error"]
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_bad_bytes_on_stdin_are_named_as_the_argument_was(explain, untrained_bundle, tmp_path):
+    """Errors name their input; stdin's was "<image>" without --explain and "-" with it."""
+    explain_args = ("--explain", str(tmp_path / "maps")) if explain else ()
+    result = run_cli(
+        "predict", "-", "--format", "jsonl", "--model", str(untrained_bundle), *explain_args,
+        stdin=b"%PDF-1.7 not a photo",
+    )  # fmt: skip
+    [record] = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert (record["path"], record["status"]) == ("-", "error")
+    assert record["error"].startswith("-: ")
 
 
 @pytest.fixture

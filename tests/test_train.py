@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -124,6 +125,27 @@ def test_crop_caches_built_side_by_side_agree_and_leave_no_partial_files(planted
     assert first_crops.shape == (len(samples), 48, 48, 3)
     assert first_crops.std() > 10  # real pixels, not the zeros of an unwritten memmap
     assert sorted(path.name.count(".") for path in tmp_path.iterdir()) == [1, 2]
+
+
+def test_crop_cache_follows_the_files_bytes_not_their_folder_or_times(planted_dataset, tmp_path):
+    """Sessions lost minutes rebuilding crops because the shared data's mtimes had changed."""
+    copy = tmp_path / "copy"
+    shutil.copytree(planted_dataset, copy)
+    for path in copy.rglob("*.png"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    recipe = CropRecipe(kind="center_square", size=32)
+    cache = tmp_path / "cache"
+    original, _ = cached_crops(discover([planted_dataset]), recipe, cache, workers=1)
+    copied, _ = cached_crops(discover([copy]), recipe, cache, workers=1)
+    assert Path(copied.filename) == Path(original.filename)
+    assert len(list(cache.iterdir())) == 2
+
+    edited = sorted(copy.rglob("*.png"))[0]
+    Image.new("RGB", (SIZE, SIZE), "white").save(edited)
+    rebuilt, _ = cached_crops(discover([copy]), recipe, cache, workers=1)
+    assert Path(rebuilt.filename) != Path(original.filename)
+    changed = [i for i in range(len(rebuilt)) if not np.array_equal(rebuilt[i], original[i])]
+    assert len(changed) == 1 and (rebuilt[changed[0]] == 255).all()
 
 
 def test_saved_bundle_reloads_to_identical_logits(planted_dataset, tmp_path):

@@ -71,7 +71,14 @@ from facetell.familiarity import (
     sample_indices,
 )
 from facetell.inference import MAX_FACES, Detector, Result
-from facetell.io import DEFAULT_LIMITS, FORMATS_READ, DecodeLimits, is_url, looks_like_image
+from facetell.io import (
+    DEFAULT_LIMITS,
+    FORMATS_READ,
+    DecodeLimits,
+    NamedImage,
+    is_url,
+    looks_like_image,
+)
 from facetell.review import ReviewPage
 
 if TYPE_CHECKING:
@@ -377,16 +384,16 @@ CSV_COLUMNS = (
 
 def expand_inputs(
     inputs: Sequence[str], skipped: list[Path] | None = None
-) -> Iterator[str | bytes]:
+) -> Iterator[str | NamedImage]:
     """Files, folders (recursive, image files only), globs, http(s) addresses, and '-' for one
-    image on stdin.
+    image on stdin (its results and errors say "-", as its argument did).
 
     A name that is none of these is passed on as is, so it becomes a one-line error record.
     Files in folders that are not images (hidden ones aside) are added to `skipped`.
     """
     for raw in inputs:
         if raw == "-":
-            yield sys.stdin.buffer.read()
+            yield NamedImage(sys.stdin.buffer.read(), "-")
             continue
         if is_url(raw):  # a query's "?" is no glob
             yield raw
@@ -618,18 +625,18 @@ class Judged(NamedTuple):
     overlay_path: Path | None = None
 
 
-def explain_to(detector: Detector, source: str | bytes, folder: Path, index: int) -> Judged:
+def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index: int) -> Judged:
     """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png (none when the
     input could not be decoded)."""
     from facetell.explain import explain
 
-    if isinstance(source, bytes):
+    if isinstance(source, NamedImage):
         name = "stdin"
     elif is_url(source):  # the address's last path part, without query or odd characters
         name = re.sub(r"[^\w.-]+", "_", Path(urlsplit(source).path).stem or "download")
     else:
         name = Path(source).stem
-    explanation = explain(detector, source, name=None if isinstance(source, str) else "-")
+    explanation = explain(detector, source)
     if explanation.overlay is None:
         return Judged(explanation.result, None)
     overlay_path = folder / f"{index:05d}-{name}.png"

@@ -21,7 +21,7 @@ from torch import nn
 
 from facetell.faces import crop_square
 from facetell.inference import Detector, Result
-from facetell.io import ImageSource
+from facetell.io import ImageSource, NamedImage
 from facetell.models.spectrum import SpectrumDetector
 
 CAPTION = "where the model looked (an aid to judgement, not proof)"
@@ -156,7 +156,11 @@ def _heat_on_photo(
 
 
 def explain(
-    detector: Detector, item: ImageSource, *, name: str | None = None, max_side: int = 2048
+    detector: Detector,
+    item: ImageSource | NamedImage,
+    *,
+    name: str | None = None,
+    max_side: int = 2048,
 ) -> Explanation:
     """Predict, then draw each face's heat map into its crop's square on the upright image.
 

@@ -33,7 +33,14 @@ from facetell.faces import (
     reencode_around,
 )
 from facetell.forensics import metadata_clues
-from facetell.io import DEFAULT_LIMITS, DecodedImage, DecodeLimits, ImageSource, decode
+from facetell.io import (
+    DEFAULT_LIMITS,
+    DecodedImage,
+    DecodeLimits,
+    ImageSource,
+    NamedImage,
+    decode,
+)
 from facetell.runtime import onnx_session
 
 if TYPE_CHECKING:
@@ -225,9 +232,11 @@ class Detector:
         return self.bundle.identity
 
     # -- stages ---------------------------------------------------------------------------------
-    def prepare(self, item: ImageSource, name: str | None = None) -> Prepared:
+    def prepare(self, item: ImageSource | NamedImage, name: str | None = None) -> Prepared:
         """CPU stages before the model: decode, find faces, cut crops (safe in threads)."""
         started = time.perf_counter()
+        if isinstance(item, NamedImage):
+            item, name = item
         label = name or (str(item) if isinstance(item, str | os.PathLike) else "<image>")
         prepared = Prepared(name=label)
         try:
@@ -400,7 +409,9 @@ class Detector:
     def predict_batch(self, items: Iterable[ImageSource]) -> list[Result]:
         return list(self.stream(items))
 
-    def stream(self, items: Iterable[ImageSource], *, workers: int = 2) -> Iterator[Result]:
+    def stream(
+        self, items: Iterable[ImageSource | NamedImage], *, workers: int = 2
+    ) -> Iterator[Result]:
         """Yield results in input order; decoding and face detection run ahead in threads
         while the model judges the previous chunk, whose faces go through it `MODEL_BATCH` at
         a time."""
@@ -408,7 +419,7 @@ class Detector:
             yield result
 
     def stream_with_images(
-        self, items: Iterable[ImageSource], *, workers: int = 2
+        self, items: Iterable[ImageSource | NamedImage], *, workers: int = 2
     ) -> Iterator[tuple[Result, Image.Image | None]]:
         """`stream`, each result with the upright image it was judged on (None: unreadable),
         for doors that show the photo without decoding it twice."""

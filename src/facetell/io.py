@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pi_heif
@@ -40,6 +40,15 @@ from facetell.errors import (
 )
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
+
+
+class NamedImage(NamedTuple):
+    """An image with the name its result and errors carry, for data with no path of its own
+    (stdin's bytes) that goes through `Detector.stream` among named files."""
+
+    data: ImageSource
+    name: str
+
 
 # facetell enforces its own pixel limit (DecodeLimits.max_pixels) with a clear error, so
 # Pillow's global guard is switched off rather than left to raise a second, vaguer error.
