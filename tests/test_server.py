@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import contextlib
 import csv
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import httpx
 import jsonschema
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import astronaut, cat, contact_sheet, gan_faces, heic, launch_chromium
 from facetell.cli import CSV_COLUMNS
@@ -182,6 +185,30 @@ def test_explain_returns_a_heat_map_overlay(server):
     [record] = response.json()["results"]
     assert record["explanation"].startswith("data:image/png;base64,")
     assert len(record["explanation"]) > 10_000
+
+
+def test_explanations_asked_at_once_each_get_their_own_heat_maps(server):
+    """Grad-CAM hooks the one model; two at once read each other's activations (crashed)."""
+    photos = {"one": astronaut(), "eight": contact_sheet(8), "tilted": contact_sheet(5).rotate(9)}
+
+    def overlay(name: str) -> np.ndarray:
+        response = httpx.post(
+            f"{server}/api/v1/predict?explain=true",
+            files=[("files", (f"{name}.jpg", jpeg(photos[name]), "image/jpeg"))],
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        [record] = response.json()["results"]
+        encoded = record["explanation"].removeprefix("data:image/png;base64,")
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))), np.int16)
+
+    alone = {name: overlay(name) for name in photos}
+    names = list(photos) * 8
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        together = list(pool.map(overlay, names))
+    for name, picture in zip(names, together, strict=True):
+        assert picture.shape == alone[name].shape
+        assert np.abs(picture - alone[name]).max() <= 2
 
 
 def test_request_level_problems_are_problem_json(server):

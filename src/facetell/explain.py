@@ -8,7 +8,10 @@ each face's box on the full image, with the box and verdict drawn over it.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,10 @@ from facetell.models.spectrum import SpectrumDetector
 
 CAPTION = "where the model looked (an aid to judgement, not proof)"
 CAM_BATCH = 4
+# Grad-CAM hooks the model's layers, and each hook sees every pass through them: two
+# explanations at once on one model read each other's activations (the server's two slots
+# crashed on mismatched shapes, session 52), so one runs at a time per process.
+_CAM_LOCK = threading.Lock()
 _VERDICT_COLOURS = {"ai": (220, 40, 40), "real": (30, 160, 70), "uncertain": (230, 160, 0)}
 
 
@@ -91,6 +98,27 @@ def cam_layers_by_input(model: nn.Module, inputs: int) -> list[list[nn.Module]]:
     return groups
 
 
+@contextmanager
+def gradients_only_from(model: nn.Module, layers: list[nn.Module]) -> Iterator[None]:
+    """Let only `layers` (and what follows them) build the backward graph, for as long as the
+    context lasts; each needs parameters of its own, or its output would need no gradient.
+
+    Grad-CAM needs the gradient at its layers' outputs, nothing below them. With every
+    parameter wanting a gradient, the backward pass ran down to the first convolution and
+    forward kept every activation for it.
+    """
+    wanted = [parameter.requires_grad for parameter in model.parameters()]
+    model.requires_grad_(False)
+    for layer in layers:
+        layer.requires_grad_(True)
+    try:
+        yield
+    finally:
+        model.zero_grad(set_to_none=True)
+        for parameter, flag in zip(model.parameters(), wanted, strict=True):
+            parameter.requires_grad_(flag)
+
+
 def grad_cam(
     model: nn.Module, batch: torch.Tensor, groups: list[list[nn.Module]]
 ) -> list[np.ndarray | None]:
@@ -99,13 +127,18 @@ def grad_cam(
 
     Every group comes from one forward and backward pass (`GroupedGradCAM`); one pass per group
     cost the shipped two-crop ensemble twice the time for the same maps. Faces go through
-    `CAM_BATCH` at a time: backpropagation keeps every activation, so a photo of 30 faces in
-    one pass took 4 GB (2.1 GB in fours; one at a time is 40% slower).
+    `CAM_BATCH` at a time, so memory stays flat however many faces a photo holds.
     """
     spatial = [layers for layers in groups if layers]
     assert spatial, f"{type(model).__name__} has no spatial layer for Grad-CAM"
+    layers = [layer for group in spatial for layer in group]
     parts = []
-    with torch.enable_grad(), GroupedGradCAM(model, spatial) as cam:
+    with (
+        _CAM_LOCK,
+        gradients_only_from(model, layers),
+        torch.enable_grad(),
+        GroupedGradCAM(model, spatial) as cam,
+    ):
         for part in torch.split(batch, CAM_BATCH):
             parts.append(cam(input_tensor=part, targets=[lambda output: output] * len(part)))
     maps = iter(np.concatenate(parts, axis=1).astype(np.float32))
