@@ -7,6 +7,7 @@ import io
 import json
 import re
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -95,6 +96,54 @@ def test_the_page_lists_and_shows_every_image_as_its_record_says(judged_folder):
         others = page.locator("article h3", has_text="metadata declares")
         assert others.count() == 1  # only the file that says so
         browser.close()
+
+
+def test_a_long_run_goes_on_in_linked_files_each_whole(judged_folder, tmp_path):
+    """Thousands of cards in one file load slowly or not at all; past --report-per-file they
+    go on in numbered files, and the first file's summary links into them."""
+    from playwright.sync_api import sync_playwright
+
+    page_path, records = judged_folder
+    first = tmp_path / "my review.html"  # a space: links must be quoted to resolve
+    photos = page_path.parents[1] / "photos"
+    run = run_cli("predict", str(photos), "--report", str(first), "--report-per-file", "3")
+    assert run.returncode == 0, run.stderr.decode()
+    assert (
+        run.stderr.decode()
+        .strip()
+        .endswith(
+            f"; review page: {first} (its cards go on in 2 more file(s), to my review-3.html)"
+        )
+    )
+    names = ["my review.html", "my review-2.html", "my review-3.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no .part left over
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.goto(first.as_uri())
+        links = page.locator("main > table").first.locator("a")
+        hrefs = links.evaluate_all("links => links.map(link => link.href)")
+        assert len(hrefs) == len(records)
+        for href in hrefs:  # every summary line opens the file that holds its card
+            page.goto(href)
+            index = int(urlsplit(href).fragment.removeprefix("image-"))
+            assert records[index - 1]["path"] in page.locator(f"#image-{index} h3").inner_text()
+            assert page.locator("article").count() == (3 if index <= 6 else 2)
+            shown = [int(a.get_attribute("id")[6:]) for a in page.locator("article").all()]
+            assert shown == list(
+                range((index - 1) // 3 * 3 + 1, (index - 1) // 3 * 3 + 1 + len(shown))
+            )
+        for name in names:  # and every file's list of files reaches the others
+            page.goto((tmp_path / name).as_uri())
+            nav = page.locator("nav.parts").first
+            targets = nav.locator("a").evaluate_all("links => links.map(link => link.href)")
+            assert sorted(unquote(urlsplit(t).path) for t in targets) == sorted(
+                str(tmp_path / other) for other in names if other != name
+            )
+            assert nav.locator("strong").count() == 1
+        browser.close()
+    summary = first.read_text()
+    assert summary.count("<article") == 3 and "How to read this" in summary
 
 
 def _inlined(html: str) -> list[Image.Image]:

@@ -79,7 +79,7 @@ from facetell.io import (
     is_url,
     looks_like_image,
 )
-from facetell.review import ReviewPage
+from facetell.review import PER_FILE, ReviewPage
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -471,6 +471,12 @@ def predict_command(
         help="Also write a review page: one HTML file with every photo, its faces, verdicts "
         "and clues (and heat maps with --explain), most AI-like first.",
     ),
+    report_per_file: int = typer.Option(
+        PER_FILE,
+        min=0,
+        help="Images per file of the review page: later ones go on in NAME-2.html, NAME-3.html"
+        ", …, linked from the first (0: all in one file, however large).",
+    ),
     max_megapixels: float = typer.Option(
         DEFAULT_LIMITS.max_pixels / 1e6,
         min=1.0,
@@ -564,11 +570,14 @@ def predict_command(
         handle.close()
     summary = ", ".join(f"{n} {k}" for k, n in counts.most_common())
     done = sum(counts.values())
+    pages: list[Path] = []  # the review page's files
     if page and report:
         stopped = f"Interrupted: {done} of {len(sources)} images were judged."
         with page:
             try:
-                page.save(report, stopped if interrupted else None)
+                pages = page.save(
+                    report, stopped if interrupted else None, per_file=report_per_file
+                )
             except OSError as error:  # checked writable at the start; a disk can fill since
                 reason = (error.strerror or str(error)).lower()
                 raise fail(f"{report}: cannot write the review page ({reason})") from None
@@ -584,7 +593,9 @@ def predict_command(
             "face-like of each were judged (raise --max-faces to judge more)",
             highlight=False,
         )
-    where = f"; review page: {report}" if report else ""
+    where = f"; review page: {pages[0]}" if pages else ""
+    if len(pages) > 1:
+        where += f" (its cards go on in {len(pages) - 1} more file(s), to {pages[-1].name})"
     err_console.print(f"{len(sources)} image(s): {summary}{where}", highlight=False)
 
 

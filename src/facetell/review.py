@@ -13,11 +13,13 @@ import io
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
+from urllib.parse import quote
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -26,6 +28,9 @@ from facetell.inference import Detector, FaceResult, Result
 from facetell.pages import BASE_STYLE, image_data_uri
 
 PHOTO_SIDE = 480  # px, the longest side of each photo as shown
+# Cards per file of a saved page, about 12 MB: Chromium opened 200 cards in a fraction of a
+# second and thousands only in seconds and gigabytes (docs/benchmarks.md, review_open.py).
+PER_FILE = 200
 FACE_SIDE = 112  # px, the longest side of each face's crop as shown
 FACE_MARGIN = 0.2  # of the box's size, added on each side of a face's crop
 VERDICT_COLOURS = {"ai": "#c4320a", "uncertain": "#b7791f", "real": "#067647"}
@@ -42,6 +47,7 @@ article{background:#fff;border:1px solid #dde1e7;margin:16px 0;padding:12px 16px
 article h3{margin:0 0 8px;font-size:16px}.card{display:flex;flex-wrap:wrap;gap:16px;
 align-items:flex-start}.pictures{display:flex;flex-direction:column;gap:8px}.facts{flex:1;
 min-width:300px}.facts table{width:auto}figure img{max-width:100%;border:1px solid #dde1e7}
+nav.parts a,nav.parts strong{display:inline-block;margin:0 10px 4px 0}
 figcaption{color:#4a5365}td img{display:block}.declares{color:#c4320a;font-weight:700}
 ul.clues{margin:6px 0;padding-left:20px;font-size:14px}.error{color:#b42318}
 """
@@ -146,6 +152,7 @@ class ReviewPage:
         # open for the page's whole life; leaving the `with` block closes it
         self._cards = spool or tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._rows: list[_Row] = []
+        self._card_lengths: list[int] = []  # characters, to read the cards back file by file
 
     def __enter__(self) -> ReviewPage:
         return self
@@ -174,7 +181,9 @@ class ReviewPage:
             _Row(index, result.path, result.status, result.label, result.p_ai, faces,
                  _detail(result))
         )  # fmt: skip
-        self._cards.write(self._card(index, result, image, heat_map))
+        card = self._card(index, result, image, heat_map)
+        self._cards.write(card)
+        self._card_lengths.append(len(card))
 
     def _card(
         self,
@@ -268,23 +277,80 @@ class ReviewPage:
         return f'<p>{_e(", ".join(facts))}.</p><ul class="clues">{"".join(items)}</ul>'
 
     def write(self, handle: TextIO, note: str | None = None) -> None:
-        """The page so far (summary, then every card); `note` goes at the top, e.g. that the
-        run was interrupted."""
-        handle.write(self._head(note))
+        """The page so far as one document (summary, then every card); `note` goes at the top,
+        e.g. that the run was interrupted."""
+        handle.write(self._head(note, lambda index: f"#image-{index}"))
         self._cards.seek(0)
         shutil.copyfileobj(self._cards, handle)
         self._cards.seek(0, io.SEEK_END)
         handle.write("</main></body></html>\n")
 
-    def save(self, path: Path, note: str | None = None) -> Path:
-        """`write` to a file, whole or not at all: a reader never opens half a page."""
-        part = path.with_name(path.name + ".part")
-        with part.open("w", encoding="utf-8") as handle:
-            self.write(handle, note)
-        part.replace(path)
-        return path
+    def save(self, path: Path, note: str | None = None, *, per_file: int = PER_FILE) -> list[Path]:
+        """Write the page to `path`, whole or not at all: a reader never opens half a page.
 
-    def _head(self, note: str | None) -> str:
+        Past `per_file` images (0: no limit) the cards go on in `<stem>-2<suffix>`, `-3`, …
+        beside it, `per_file` to a file: a browser that opens 200 cards at once struggles with
+        thousands. `path` keeps the summary of every image, linked to the file its card is in,
+        and every file links to the others. Returns the files written, `path` first.
+        """
+        total = len(self._rows)
+        per_file = per_file if 0 < per_file < total else max(total, 1)
+        count = -(-total // per_file) or 1
+        files = [path] + [
+            path.with_name(f"{path.stem}-{k}{path.suffix}") for k in range(2, count + 1)
+        ]
+        links = [_e(quote(target.name)) for target in files]
+
+        def href(index: int) -> str:
+            part = (index - 1) // per_file
+            return f"{links[part] if part else ''}#image-{index}"
+
+        staged = [target.with_name(target.name + ".part") for target in files]
+        self._cards.seek(0)
+        try:
+            for part, partial in enumerate(staged):
+                first, last = part * per_file + 1, min(total, (part + 1) * per_file)
+                nav = self._parts_nav(links, per_file, total, part) if count > 1 else ""
+                head = self._head(note, href) if part == 0 else self._part_head(first, last)
+                with partial.open("w", encoding="utf-8") as handle:
+                    handle.write(head + nav)
+                    handle.write(self._cards.read(sum(self._card_lengths[first - 1 : last])))
+                    handle.write(f"{nav}</main></body></html>\n")
+        except BaseException:
+            for partial in staged:
+                partial.unlink(missing_ok=True)
+            raise
+        finally:
+            self._cards.seek(0, io.SEEK_END)
+        for partial, target in zip(staged, files, strict=True):
+            partial.replace(target)
+        return files
+
+    @staticmethod
+    def _parts_nav(links: list[str], per_file: int, total: int, current: int) -> str:
+        """Links to every file of a page saved in parts, the one being read in bold."""
+        items = []
+        for part, link in enumerate(links):
+            span = f"images {part * per_file + 1}&ndash;{min(total, (part + 1) * per_file)}"
+            if part == 0:
+                span += " and the summary"
+            here = part == current
+            items.append(f"<strong>{span}</strong>" if here else f'<a href="{link}">{span}</a>')
+        return f'<nav class="parts">This review is in {len(links)} files: {"".join(items)}</nav>'
+
+    def _part_head(self, first: int, last: int) -> str:
+        """The top of a later file of a page saved in parts: its cards and a way back."""
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>facetell review: images {first}&ndash;{last} of {len(self._rows)}</title>"
+            f"<style>{_STYLE}</style></head><body><main><h1>facetell review: images "
+            f"{first}&ndash;{last} of {len(self._rows)}</h1>"
+            f'<p class="lead">Judged on {self.started:%Y-%m-%d %H:%M} UTC by {_e(self.model)} '
+            f"(facetell {__version__}). The first file has the summary and how to read it.</p>"
+        )
+
+    def _head(self, note: str | None, href: Callable[[int], str]) -> str:
         counts = Counter(row.label or STATUS_WORDS[row.status] for row in self._rows)
         order = ["ai", "uncertain", "real", *STATUS_WORDS.values()]
         chips = "".join(f"<span>{counts[key]} {key}</span>" for key in order if counts[key])
@@ -293,7 +359,7 @@ class ReviewPage:
         )
         rest = [row for row in self._rows if row.p_ai is None]
         summary = "".join(
-            f'<tr><td class=num>{row.index}</td><td class="path"><a href="#image-{row.index}">'
+            f'<tr><td class=num>{row.index}</td><td class="path"><a href="{href(row.index)}">'
             f"{_e(row.path)}</a></td><td>{_verdict_html(row.label, row.status)}</td>"
             f"<td class=num>{_percent(row.p_ai)}</td><td class=num>{_e(row.faces)}</td>"
             f"<td>{_e(row.detail)}</td></tr>"
