@@ -1,9 +1,11 @@
 """Load test of the REST API on loopback: latency and throughput at 1, 4 and 16 clients.
 
 Usage: python benchmarks/load.py [--model BUNDLE] [--requests 48] [--seconds 60]
+                                 [--side 256] [--explain] [--clients 1 4 16]
 Starts `facetell serve` on a free 127.0.0.1 port, sends a bounded number of requests (one
-256x256 JPEG face each) per concurrency level, stops by itself, and prints p50/p95 latency,
-throughput and how many requests were turned away with 503 (the concurrency gate).
+JPEG face, `--side` px square, each) per concurrency level, stops by itself, and prints p50/p95
+latency, throughput, mean response size and how many requests were turned away with 503 (the
+concurrency gate). `--explain` asks for the heat map, as the web page does with every upload.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=48, help="per concurrency level")
     parser.add_argument("--seconds", type=float, default=60, help="time cap per level")
     parser.add_argument("--max-concurrency", type=int, default=None, help="server's gate")
+    parser.add_argument("--side", type=int, default=256, help="px of the square face photo")
+    parser.add_argument("--explain", action="store_true", help="ask for heat maps")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     args = parser.parse_args()
     port = free_port()
     command = [sys.executable, "-m", "facetell", "serve", "--port", str(port)]
@@ -53,35 +58,39 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        face = Image.fromarray(data.astronaut()).crop((96, 0, 416, 320)).resize((256, 256))
+        face = Image.fromarray(data.astronaut()).crop((96, 0, 416, 320))
+        face = face.resize((args.side, args.side), Image.Resampling.LANCZOS)
+        url = f"{base}/api/v1/predict" + ("?explain=true" if args.explain else "")
         buffer = io.BytesIO()
         face.save(buffer, "JPEG", quality=90)
         body = buffer.getvalue()
         headers = {"content-type": "image/jpeg"}
-        columns = ("clients", "requests", "ok", "503", "p50 ms", "p95 ms", "req/s")
+        columns = ("clients", "requests", "ok", "503", "p50 ms", "p95 ms", "req/s", "KB")
         print(" ".join(f"{c:>8}" for c in columns))
         with httpx.Client(timeout=60) as client:
-            client.post(f"{base}/api/v1/predict", content=body, headers=headers)  # warm-up
-            for clients in (1, 4, 16):
+            client.post(url, content=body, headers=headers)  # warm-up
+            for clients in args.clients:
                 deadline = time.monotonic() + args.seconds
 
-                def one(_: int, deadline: float = deadline) -> tuple[int, float]:
+                def one(_: int, deadline: float = deadline) -> tuple[int, float, int]:
                     if time.monotonic() > deadline:
-                        return 0, 0.0
+                        return 0, 0.0, 0
                     started = time.perf_counter()
-                    response = client.post(f"{base}/api/v1/predict", content=body, headers=headers)
-                    return response.status_code, (time.perf_counter() - started) * 1000
+                    response = client.post(url, content=body, headers=headers)
+                    elapsed_ms = (time.perf_counter() - started) * 1000
+                    return response.status_code, elapsed_ms, len(response.content)
 
                 started = time.perf_counter()
                 with ThreadPoolExecutor(max_workers=clients) as pool:
                     outcomes = [o for o in pool.map(one, range(args.requests)) if o[0]]
                 elapsed = time.perf_counter() - started
-                ok = [ms for code, ms in outcomes if code == 200]
-                busy = sum(1 for code, _ in outcomes if code == 503)
+                ok = [ms for code, ms, _ in outcomes if code == 200]
+                sizes = [size for code, _, size in outcomes if code == 200]
+                busy = sum(1 for code, _, _ in outcomes if code == 503)
                 p50, p95 = np.percentile(ok, [50, 95]) if ok else (float("nan"),) * 2
                 print(
                     f"{clients:>7} {len(outcomes):>8} {len(ok):>5} {busy:>5} {p50:>8.1f} "
-                    f"{p95:>8.1f} {len(ok) / elapsed:>7.2f}"
+                    f"{p95:>8.1f} {len(ok) / elapsed:>7.2f} {np.mean(sizes) / 1024:>8.0f}"
                 )
     finally:
         server.terminate()

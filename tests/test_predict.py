@@ -443,7 +443,7 @@ def test_images_are_fetched_from_http_addresses(web_server, untrained_bundle, tm
         == f"{urls[1]}: download failed: HTTP 404 File not found (check the address)"
     )
     assert "not an image" in records[2]["error"]
-    assert sorted(p.name for p in explained.iterdir()) == ["00000-astronaut.png", "00003-moved.png"]
+    assert sorted(p.name for p in explained.iterdir()) == ["00000-astronaut.jpg", "00003-moved.jpg"]
 
 
 def test_a_download_past_the_byte_limit_is_refused(web_server):
@@ -547,8 +547,8 @@ def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundl
     model = ("--model", str(untrained_bundle))
     result = run_cli("predict", *files, "zz.jpg", "--explain", str(out), "-f", "jsonl", *model)
     assert result.returncode == 0, result.stderr.decode()
-    overlays = sorted(out.glob("*.png"))
-    assert [p.name for p in overlays] == ["00000-astro_00.png", "00001-cat_0.png"]
+    overlays = sorted(out.glob("*.jpg"))
+    assert [p.name for p in overlays] == ["00000-astro_00.jpg", "00001-cat_0.jpg"]
     # each record says where its overlay went; a file that is not there has none
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert [r["explanation"] for r in records] == [*map(str, overlays), None]

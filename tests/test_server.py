@@ -183,8 +183,13 @@ def test_explain_returns_a_heat_map_overlay(server):
         timeout=60,
     )
     [record] = response.json()["results"]
-    assert record["explanation"].startswith("data:image/png;base64,")
-    assert len(record["explanation"]) > 10_000
+    assert record["explanation"].startswith("data:image/jpeg;base64,")
+    encoded = record["explanation"].removeprefix("data:image/jpeg;base64,")
+    overlay = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    assert (overlay.format, overlay.size) == ("JPEG", astronaut().size)
+    photo = np.asarray(astronaut(), np.int16)
+    changed = np.abs(np.asarray(overlay, np.int16) - photo).sum(axis=2) > 30
+    assert changed.mean() > 0.05  # a map blended in, not the photo sent back
 
 
 def test_explanations_asked_at_once_each_get_their_own_heat_maps(server):
@@ -199,7 +204,7 @@ def test_explanations_asked_at_once_each_get_their_own_heat_maps(server):
         )
         assert response.status_code == 200, response.text
         [record] = response.json()["results"]
-        encoded = record["explanation"].removeprefix("data:image/png;base64,")
+        encoded = record["explanation"].removeprefix("data:image/jpeg;base64,")
         return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))), np.int16)
 
     alone = {name: overlay(name) for name in photos}
@@ -362,7 +367,7 @@ def test_web_page_upload_verdict_and_heat_map(server):
         toggle = page.locator(".heat-toggle").first
         toggle.click()
         expect(toggle).to_have_attribute("aria-pressed", "true")
-        assert page.locator(".card .photo").first.get_attribute("src").startswith("data:image/png")
+        assert page.locator(".card .photo").first.get_attribute("src").startswith("data:image/jpeg")
         page.locator("button.example", has_text="No face").click()
         expect(page.locator(".card .verdict").first).to_have_text("No face found", timeout=60_000)
         page.set_input_files(
@@ -519,7 +524,7 @@ def test_web_page_shows_the_servers_rendering_of_a_heic_chromium_cannot_show(ser
         expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
         expect(page.locator(".card .faces li")).to_have_count(1)
         shown = page.locator(".card .photo").first
-        expect(shown).to_have_attribute("src", re.compile(r"^data:image/png"))
+        expect(shown).to_have_attribute("src", re.compile(r"^data:image/jpeg"))
         assert shown.evaluate("img => img.naturalWidth") > 0  # an image, not a broken icon
         expect(page.locator(".heat-toggle").first).to_be_hidden()
         browser.close()

@@ -459,7 +459,7 @@ def predict_command(
         None, min=0.0, max=1.0, help="P(ai) above which a face is called AI (default: calibrated)."
     ),
     explain_dir: Path | None = typer.Option(
-        None, "--explain", help="Save heat-map overlays (PNG) into this folder."
+        None, "--explain", help="Save heat-map overlays (JPEG) into this folder."
     ),
     no_face_detect: bool = typer.Option(
         False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
@@ -637,9 +637,9 @@ class Judged(NamedTuple):
 
 
 def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index: int) -> Judged:
-    """Predict with a heat-map overlay saved as <folder>/<index>-<name>.png (none when the
+    """Predict with a heat-map overlay saved as <folder>/<index>-<name>.jpg (none when the
     input could not be decoded)."""
-    from facetell.explain import explain
+    from facetell.explain import OVERLAY_JPEG, explain
 
     if isinstance(source, NamedImage):
         name = "stdin"
@@ -650,8 +650,8 @@ def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index
     explanation = explain(detector, source)
     if explanation.overlay is None:
         return Judged(explanation.result, None)
-    overlay_path = folder / f"{index:05d}-{name}.png"
-    explanation.overlay.save(overlay_path)
+    overlay_path = folder / f"{index:05d}-{name}.jpg"
+    explanation.overlay.save(overlay_path, "JPEG", **OVERLAY_JPEG)
     return Judged(explanation.result, explanation.image, explanation.overlay, overlay_path)
 
 

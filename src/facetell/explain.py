@@ -28,6 +28,9 @@ from facetell.io import ImageSource, NamedImage
 from facetell.models.spectrum import SpectrumDetector
 
 CAPTION = "where the model looked (an aid to judgement, not proof)"
+# An overlay is a photo: as JPEG 90 without chroma subsampling (boxes and captions keep their
+# colour) a 1024-px one encodes in 4 ms to 238 KB; as PNG it took 291 ms and 1.1 MB (session 52).
+OVERLAY_JPEG = {"quality": 90, "subsampling": 0}
 CAM_BATCH = 4
 # Grad-CAM hooks the model's layers, and each hook sees every pass through them: two
 # explanations at once on one model read each other's activations (the server's two slots

@@ -29,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 
 from facetell import __version__
-from facetell.explain import explain
+from facetell.explain import OVERLAY_JPEG, explain
 from facetell.inference import Detector, Result
 from facetell.io import IMAGE_SUFFIXES, DecodeLimits
 from facetell.pages import image_data_uri
@@ -161,7 +161,8 @@ def judge_records(
     for result, _, overlay in judge(detector, uploads, explain_faces):
         record = result.to_dict()
         if explain_faces:
-            record["explanation"] = None if overlay is None else image_data_uri(overlay, "PNG")
+            heat_map = None if overlay is None else image_data_uri(overlay, "JPEG", **OVERLAY_JPEG)
+            record["explanation"] = heat_map
         records.append(record)
     return records
 

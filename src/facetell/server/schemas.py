@@ -44,7 +44,7 @@ class PredictRecord(BaseModel):
     ms: float
     speed: dict[str, float]
     explanation: str | None = Field(
-        None, description="PNG data URI of the heat-map overlay (with ?explain=true)"
+        None, description="JPEG data URI of the heat-map overlay (with ?explain=true)"
     )
 
 
