@@ -57,12 +57,10 @@ function describeFace(face, index) {
       "probability is corrected for size and the verdict is less reliable than for a large face.";
     item.append(note);
   }
-  if (face.familiar === false) {
+  if (face.familiar === false) {  // one line per face; why, once per photo (render)
     const note = document.createElement("p");
     note.className = "muted unfamiliar";
-    note.textContent = "Unfamiliar face: it is unlike the faces this model was trained on (a camera, " +
-      "style or generator it has not seen), so its probability has been moved toward 50% and " +
-      "still deserves less trust. This is not a sign that the face is AI-generated.";
+    note.textContent = "Unfamiliar face: trust this probability less.";
     item.append(note);
   }
   return item;
@@ -135,6 +133,14 @@ function render(card, record, photoUrl) {
       rest.innerHTML = `<details><summary>${items.length - FACES_SHOWN} more faces, less AI-like</summary><ul class="faces"></ul></details>`;
       rest.querySelector("ul").append(...items.slice(FACES_SHOWN));
       faces.append(rest);
+    }
+    if (record.faces.some((face) => face.familiar === false)) {
+      const why = document.createElement("li");
+      why.className = "muted unfamiliar-why";
+      why.textContent = "An unfamiliar face is unlike the faces this model was trained on (a " +
+        "camera, style or generator it has not seen), so its probability has been moved toward " +
+        "50% and still deserves less trust. This is not a sign that the face is AI-generated.";
+      faces.append(why);
     }
     if (record.faces_found > record.faces.length) {
       const note = document.createElement("li");
