@@ -130,7 +130,9 @@ def grad_cam(
 
     Every group comes from one forward and backward pass (`GroupedGradCAM`); one pass per group
     cost the shipped two-crop ensemble twice the time for the same maps. Faces go through
-    `CAM_BATCH` at a time, so memory stays flat however many faces a photo holds.
+    `CAM_BATCH` at a time, and backpropagation reaches only the layers Grad-CAM reads
+    (`gradients_only_from`): a photo of 64 faces peaks at 1.83 GB, 0.58 GB of it predict's own
+    (docs/benchmarks.md, "Photos of many faces").
     """
     spatial = [layers for layers in groups if layers]
     assert spatial, f"{type(model).__name__} has no spatial layer for Grad-CAM"
