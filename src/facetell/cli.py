@@ -468,7 +468,7 @@ def predict_command(
     report: Path | None = typer.Option(
         None,
         "--report",
-        help="Also write a review page: one HTML file with every photo, its faces, verdicts "
+        help="Also write a review page, self-contained HTML: every photo, its faces, verdicts "
         "and clues (and heat maps with --explain), most AI-like first.",
     ),
     report_per_file: int = typer.Option(
