@@ -298,10 +298,72 @@ def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle
     )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert 0 < len(records) == judged < 1000
-    assert stderr[-1].endswith(f"; they are in {out}")
+    assert stderr[-1].endswith(f"; they are in {out} (run the same command with --resume to go on)")
     page = review.read_text()  # the review page too has every image judged, and says it stopped
     assert f"Interrupted: {judged} of 1000 images were judged." in page
     assert page.count("<article") == judged
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "csv"])
+def test_resume_judges_only_what_a_stopped_run_left(output_format, untrained_bundle, tmp_path):
+    """A run stopped mid-write leaves a torn last line; --resume keeps the finished records,
+    tries the errors again and appends the rest, one record per image."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "0-broken.jpg").write_bytes(b"not yet a photo")  # its error record comes first
+    for i in range(4):
+        astronaut().crop((i, i, 500 + i, 500 + i)).save(photos / f"a{i}.jpg", quality=90)
+    cat().save(photos / "cat.jpg")
+    out = tmp_path / f"results.{output_format}"
+    command = ("predict", str(photos), "-f", output_format, "-o", str(out))
+    model = ("--model", str(untrained_bundle))
+    assert run_cli(*command, *model).returncode == 0
+    lines = out.read_text().splitlines(keepends=True)
+    header = lines[:1] if output_format == "csv" else []
+    body = lines[len(header) :]
+    assert len(body) == 6
+    assert '"status": "error"' in body[0] or ",error," in body[0]
+    stopped = "".join([*header, *body[:3]]) + body[3][: len(body[3]) // 2]  # torn mid-line
+    out.write_text(stopped)
+    astronaut().save(photos / "0-broken.jpg", quality=90)  # the unreadable file was fixed
+
+    resumed = run_cli(*command, *model, "--resume")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert f"resuming: 2 image(s) already judged in {out}; 4 to go" in resumed.stderr.decode()
+    final = out.read_text().splitlines(keepends=True)
+    assert final[: len(header) + 2] == [*header, *body[1:3]]  # kept as they were, not re-judged
+    if output_format == "csv":
+        records = list(csv.DictReader(io.StringIO("".join(final))))
+    else:
+        records = [json.loads(line) for line in final]
+        for record in records:
+            jsonschema.validate(record, SCHEMA)
+    paths = sorted(str(p) for p in photos.iterdir())
+    assert sorted(r["path"] for r in records) == paths  # each image once
+    statuses = {Path(r["path"]).name: r["status"] for r in records}
+    assert statuses["0-broken.jpg"] == "ok" and statuses["cat.jpg"] == "no_face"
+
+    again = run_cli(*command, *model, "--resume")
+    assert again.returncode == 0
+    assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
+    assert out.read_text().splitlines(keepends=True) == final
+
+
+def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
+    photo = tmp_path / "a.jpg"
+    astronaut().save(photo)
+    model = ("--model", str(untrained_bundle))
+    table = run_cli("predict", str(photo), "--resume", *model)
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text('{"path": "a.jpg", "status": "ok"}\nmy own notes\n')
+    foreign = run_cli("predict", str(photo), "-f", "jsonl", "-o", str(notes), "--resume", *model)
+    lines = [run.stderr.decode().strip().splitlines()[-1] for run in (table, foreign)]
+    assert lines == [
+        "error: --resume needs --output FILE with --format jsonl or csv",
+        f"error: {notes}: line 2 is no facetell record; cannot resume it",
+    ]
+    assert table.returncode == foreign.returncode == 2
+    assert notes.read_text().endswith("my own notes\n")  # left as it was
 
 
 def test_a_background_job_that_ignores_ctrl_c_keeps_ignoring_it(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import itertools
 import json
 import os
@@ -429,6 +430,67 @@ def spreadsheet_safe(cell: str) -> str:
     return f"'{cell}" if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
+def finished_results(output: Path, output_format: PredictFormat) -> set[str]:
+    """What `--resume` skips: the paths `output` holds a result for, as written there.
+
+    The file is rewritten first without its error records (they are tried again, so each
+    input ends with one record) and without a last line the stopped run left half-written, so
+    appended records start on a line of their own.
+    """
+    with output.open(encoding="utf-8", newline="") as handle:  # CSV lines end in \r\n
+        text = handle.read()
+    whole = text[: text.rfind("\n") + 1]
+    kept = io.StringIO()
+    finished: set[str] = set()
+    if output_format is PredictFormat.csv:
+        header, *rows = list(csv.reader(io.StringIO(whole))) or [list(CSV_COLUMNS)]
+        if header != list(CSV_COLUMNS) or any(len(row) != len(header) for row in rows):
+            raise FacetellError(f"{output}: not a CSV facetell predict wrote; cannot resume it")
+        writer = csv.writer(kept)
+        writer.writerow(header)
+        for row in rows:
+            if row[1] != "error":
+                writer.writerow(row)
+                finished.add(row[0])
+    else:
+        for number, line in enumerate(whole.splitlines(keepends=True), start=1):
+            try:
+                record = json.loads(line)
+                path, status = record["path"], record["status"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                message = f"{output}: line {number} is no facetell record; cannot resume it"
+                raise FacetellError(message) from None
+            if status != "error":
+                kept.write(line)
+                finished.add(path)
+    if kept.getvalue() != text:
+        staged = output.with_name(output.name + ".part")
+        staged.write_text(kept.getvalue(), encoding="utf-8", newline="")
+        staged.replace(output)
+    return finished
+
+
+def skip_finished(
+    sources: list[str | NamedImage], output: Path, output_format: PredictFormat
+) -> list[str | NamedImage]:
+    """For `--resume`: the inputs `output` holds no result for yet (stdin is always judged)."""
+    try:
+        finished = finished_results(output, output_format)
+    except UnicodeDecodeError:
+        raise fail(f"{output}: not a file facetell predict wrote; cannot resume it") from None
+    except (FacetellError, OSError) as error:
+        raise fail(str(error)) from None
+    key = spreadsheet_safe if output_format is PredictFormat.csv else str
+    remaining = [s for s in sources if isinstance(s, NamedImage) or key(s) not in finished]
+    if len(remaining) < len(sources):
+        err_console.print(
+            f"resuming: {len(sources) - len(remaining)} image(s) already judged in {output}; "
+            f"{len(remaining)} to go",
+            highlight=False,
+        )
+    return remaining
+
+
 def _table_row(record: dict) -> list[str]:
     colours = {"ai": "red", "real": "green", "uncertain": "yellow"}
     label = record["label"]
@@ -485,8 +547,17 @@ def predict_command(
     max_faces: int = typer.Option(
         MAX_FACES, min=1, help="Judge at most this many faces per image, the most face-like."
     ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue a run that stopped: skip the images --output already holds a result for, "
+        "try its errors again and append the rest (--format jsonl or csv). A review page shows "
+        "this run's images only.",
+    ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
+    if resume and (output is None or output_format is PredictFormat.table):
+        raise fail("--resume needs --output FILE with --format jsonl or csv")
     if output:
         writable(output, "--output")
     if report:
@@ -518,15 +589,21 @@ def predict_command(
         )
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
+    if resume and output:
+        sources = skip_finished(sources, output, output_format)
+        if not sources:
+            err_console.print(f"nothing left to judge: {output} holds every image", highlight=False)
+            return
     if not detector.calibration.fitted:
         err_console.print(
             "[bold yellow]warning:[/] this model is not calibrated: probabilities are raw "
             "sigmoid scores (run `facetell calibrate`)",
             highlight=False,
         )
-    handle = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    mode = "a" if resume else "w"
+    handle = output.open(mode, encoding="utf-8", newline="") if output else sys.stdout
     writer = csv.writer(handle) if output_format is PredictFormat.csv else None
-    if writer:
+    if writer and handle.tell() == 0:
         writer.writerow(CSV_COLUMNS)
     table = Table(title=f"facetell predict ({detector.model_name})")
     for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
@@ -583,6 +660,8 @@ def predict_command(
                 raise fail(f"{report}: cannot write the review page ({reason})") from None
     if interrupted:
         where = f"; they are in {output}" if output and done else ""
+        if output and output_format is not PredictFormat.table:
+            where += " (run the same command with --resume to go on)"
         raise fail(
             f"interrupted after {done} of {len(sources)} image(s) ({summary or 'none'}){where}",
             code=130,
