@@ -355,15 +355,21 @@ def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     model = ("--model", str(untrained_bundle))
     table = run_cli("predict", str(photo), "--resume", *model)
     notes = tmp_path / "notes.jsonl"
-    notes.write_text('{"path": "a.jpg", "status": "ok"}\nmy own notes\n')
+    notes.write_text("my own notes\n")
     foreign = run_cli("predict", str(photo), "-f", "jsonl", "-o", str(notes), "--resume", *model)
-    lines = [run.stderr.decode().strip().splitlines()[-1] for run in (table, foreign)]
-    assert lines == [
+    judged = tmp_path / "judged.jsonl"
+    run_cli("predict", str(tmp_path), "-f", "jsonl", "-o", str(judged), *model)
+    [record] = [json.loads(line) for line in judged.read_text().splitlines()]
+    other_model = run_cli("predict", str(photo), "-f", "jsonl", "-o", str(judged), "--resume")
+    runs = (table, foreign, other_model)
+    assert [run.stderr.decode().strip().splitlines()[-1] for run in runs] == [
         "error: --resume needs --output FILE with --format jsonl or csv",
-        f"error: {notes}: line 2 is no facetell record; cannot resume it",
+        f"error: {notes}: line 1 is no facetell record; cannot resume it",
+        f"error: {judged}: judged by {record['model']}, not {Detector.load().model_name}; resume "
+        "with the model that started it (--model) or write to another file",
     ]
-    assert table.returncode == foreign.returncode == 2
-    assert notes.read_text().endswith("my own notes\n")  # left as it was
+    assert [run.returncode for run in runs] == [2, 2, 2]
+    assert notes.read_text() == "my own notes\n"  # left as it was
 
 
 def test_a_background_job_that_ignores_ctrl_c_keeps_ignoring_it(

@@ -430,8 +430,9 @@ def spreadsheet_safe(cell: str) -> str:
     return f"'{cell}" if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
-def finished_results(output: Path, output_format: PredictFormat) -> set[str]:
-    """What `--resume` skips: the paths `output` holds a result for, as written there.
+def finished_results(output: Path, output_format: PredictFormat) -> dict[str, str]:
+    """What `--resume` skips: each path `output` holds a result for, as written there, with the
+    model that judged it.
 
     The file is rewritten first without its error records (they are tried again, so each
     input ends with one record) and without a last line the stopped run left half-written, so
@@ -441,7 +442,7 @@ def finished_results(output: Path, output_format: PredictFormat) -> set[str]:
         text = handle.read()
     whole = text[: text.rfind("\n") + 1]
     kept = io.StringIO()
-    finished: set[str] = set()
+    finished: dict[str, str] = {}
     if output_format is PredictFormat.csv:
         header, *rows = list(csv.reader(io.StringIO(whole))) or [list(CSV_COLUMNS)]
         if header != list(CSV_COLUMNS) or any(len(row) != len(header) for row in rows):
@@ -451,18 +452,18 @@ def finished_results(output: Path, output_format: PredictFormat) -> set[str]:
         for row in rows:
             if row[1] != "error":
                 writer.writerow(row)
-                finished.add(row[0])
+                finished[row[0]] = row[CSV_COLUMNS.index("model")]
     else:
         for number, line in enumerate(whole.splitlines(keepends=True), start=1):
             try:
                 record = json.loads(line)
-                path, status = record["path"], record["status"]
+                path, status, model = record["path"], record["status"], record["model"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 message = f"{output}: line {number} is no facetell record; cannot resume it"
                 raise FacetellError(message) from None
             if status != "error":
                 kept.write(line)
-                finished.add(path)
+                finished[path] = model
     if kept.getvalue() != text:
         staged = output.with_name(output.name + ".part")
         staged.write_text(kept.getvalue(), encoding="utf-8", newline="")
@@ -471,15 +472,22 @@ def finished_results(output: Path, output_format: PredictFormat) -> set[str]:
 
 
 def skip_finished(
-    sources: list[str | NamedImage], output: Path, output_format: PredictFormat
+    sources: list[str | NamedImage], output: Path, output_format: PredictFormat, model: str
 ) -> list[str | NamedImage]:
-    """For `--resume`: the inputs `output` holds no result for yet (stdin is always judged)."""
+    """For `--resume`: the inputs `output` holds no result for yet (stdin is always judged).
+    A file another model judged is refused: one file, one model's verdicts."""
     try:
         finished = finished_results(output, output_format)
     except UnicodeDecodeError:
         raise fail(f"{output}: not a file facetell predict wrote; cannot resume it") from None
     except (FacetellError, OSError) as error:
         raise fail(str(error)) from None
+    others = sorted(set(finished.values()) - {model})
+    if others:
+        raise fail(
+            f"{output}: judged by {others[0]}, not {model}; resume with the model that started "
+            "it (--model) or write to another file"
+        )
     key = spreadsheet_safe if output_format is PredictFormat.csv else str
     remaining = [s for s in sources if isinstance(s, NamedImage) or key(s) not in finished]
     if len(remaining) < len(sources):
@@ -590,7 +598,7 @@ def predict_command(
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
     if resume and output:
-        sources = skip_finished(sources, output, output_format)
+        sources = skip_finished(sources, output, output_format, detector.model_name)
         if not sources:
             err_console.print(f"nothing left to judge: {output} holds every image", highlight=False)
             return
