@@ -608,10 +608,11 @@ def predict_command(
             "sigmoid scores (run `facetell calibrate`)",
             highlight=False,
         )
-    mode = "a" if resume else "w"
+    appending = resume and output is not None and output.stat().st_size > 0
+    mode = "a" if appending else "w"
     handle = output.open(mode, encoding="utf-8", newline="") if output else sys.stdout
     writer = csv.writer(handle) if output_format is PredictFormat.csv else None
-    if writer and handle.tell() == 0:
+    if writer and not appending:
         writer.writerow(CSV_COLUMNS)
     table = Table(title=f"facetell predict ({detector.model_name})")
     for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
