@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import shutil
 import tempfile
 from collections import Counter
@@ -28,11 +29,11 @@ from facetell.inference import Detector, FaceResult, Result
 from facetell.pages import BASE_STYLE, image_data_uri
 
 PHOTO_SIDE = 480  # px, the longest side of each photo as shown
-# Cards per file of a saved page, about 12 MB: Chromium opened 200 cards in a fraction of a
-# second and thousands only in seconds and gigabytes (docs/benchmarks.md, review_open.py).
-PER_FILE = 200
 FACE_SIDE = 112  # px, the longest side of each face's crop as shown
 FACE_MARGIN = 0.2  # of the box's size, added on each side of a face's crop
+# Cards per file of a saved page, about 12 MB: headless Chromium opened 200 cards in 0.5 s,
+# 5,000 in 11.5 s and 1.6 GB (docs/benchmarks.md, benchmarks/review_open.py).
+PER_FILE = 200
 VERDICT_COLOURS = {"ai": "#c4320a", "uncertain": "#b7791f", "real": "#067647"}
 STATUS_WORDS = {"no_face": "no face", "error": "unreadable"}
 
@@ -294,8 +295,8 @@ class ReviewPage:
         and every file links to the others. Returns the files written, `path` first.
         """
         total = len(self._rows)
-        per_file = per_file if 0 < per_file < total else max(total, 1)
-        count = -(-total // per_file) or 1
+        per_file = per_file if 0 < per_file < total else max(total, 1)  # all in one file
+        count = max(1, math.ceil(total / per_file))
         files = [path] + [
             path.with_name(f"{path.stem}-{k}{path.suffix}") for k in range(2, count + 1)
         ]
