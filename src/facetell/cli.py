@@ -449,10 +449,11 @@ def finished_results(output: Path, output_format: PredictFormat) -> dict[str, st
             raise FacetellError(f"{output}: not a CSV facetell predict wrote; cannot resume it")
         writer = csv.writer(kept)
         writer.writerow(header)
+        path_at, status_at, model_at = (header.index(c) for c in ("path", "status", "model"))
         for row in rows:
-            if row[1] != "error":
+            if row[status_at] != "error":
                 writer.writerow(row)
-                finished[row[0]] = row[CSV_COLUMNS.index("model")]
+                finished[row[path_at]] = row[model_at]
     else:
         for number, line in enumerate(whole.splitlines(keepends=True), start=1):
             try:
