@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import astronaut, cat, contact_sheet, gan_faces, heic, paste_astronaut, run_cli
-from facetell.inference import Detector
+from facetell.inference import Detector, Result
 from facetell.io import jpeg_roundtrip
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
@@ -122,6 +122,15 @@ def test_a_contact_sheet_of_20_faces_has_every_face_judged(detector):
     if embeddings is not None:
         assert embeddings.shape[0] == 80
         assert embeddings[62] == pytest.approx(alone[2][1][0], abs=1e-4)
+
+
+def test_a_written_record_reads_back_as_the_result_that_wrote_it(detector):
+    """`predict --resume` rebuilds an earlier run's results from its JSON lines."""
+    for result in detector.stream([contact_sheet(3), cat(), b"not an image"]):
+        record = json.loads(json.dumps(result.to_dict()))
+        again = Result.from_dict(record)
+        assert again.to_dict() == record
+        assert [face.box for face in again.faces] == [face.box for face in result.faces]
 
 
 def test_faces_past_max_faces_are_counted_not_silently_dropped(untrained_bundle, tmp_path):
@@ -347,6 +356,49 @@ def test_resume_judges_only_what_a_stopped_run_left(output_format, untrained_bun
     assert again.returncode == 0
     assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
     assert out.read_text().splitlines(keepends=True) == final
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "csv"])
+def test_a_resumed_run_reports_and_explains_every_image_in_the_file(
+    output_format, untrained_bundle, tmp_path
+):
+    """After --resume the review page holds the earlier run's images too, and the heat maps
+    keep the names an unstopped run gives them: two images named x.jpg in two folders do not
+    overwrite each other's."""
+    photos = tmp_path / "photos"
+    for folder, shift in (("a", 0), ("b", 30)):
+        (photos / folder).mkdir(parents=True)
+        astronaut().crop((shift, shift, 480 + shift, 480 + shift)).save(photos / folder / "x.jpg")
+    cat().save(photos / "c.jpg")
+    out, maps, page = tmp_path / f"results.{output_format}", tmp_path / "maps", tmp_path / "r.html"
+    command = ("predict", str(photos), "-f", output_format, "-o", str(out), "--explain", str(maps),
+               "--report", str(page), "--model", str(untrained_bundle))  # fmt: skip
+    assert run_cli(*command).returncode == 0
+    unstopped_maps = {p.name: p.read_bytes() for p in maps.iterdir()}
+    unstopped_page = page.read_text()
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[: 2 if output_format == "csv" else 1]))  # stopped after a/x.jpg
+
+    resumed = run_cli(*command, "--resume")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    assert {p.name: p.read_bytes() for p in maps.iterdir()} == unstopped_maps
+    assert sorted(unstopped_maps) == ["00000-x.jpg", "00001-x.jpg", "00002-c.jpg"]
+    text = page.read_text()
+    assert "3 image(s) judged on " in text and ", the first 1 by the run this one resumed." in text
+
+    def card(html: str, index: int) -> str:
+        found = re.search(rf'<article id="image-{index}">.*?</article>', html, re.S)
+        return re.sub(r"data:image/jpeg;base64,[^\"]+", "PICTURE", found[0])
+
+    assert [card(text, i) for i in (2, 3)] == [card(unstopped_page, i) for i in (2, 3)]
+    earlier = card(text, 1)
+    assert str(photos / "a" / "x.jpg") in earlier
+    assert earlier.count('alt="the photo, faces boxed"') == earlier.count('alt="heat map"') == 1
+    if output_format == "jsonl":  # every fact of the card, the face's crop among them
+        assert earlier == card(unstopped_page, 1)
+    else:  # a CSV row keeps no face boxes: the card says so instead of a face table
+        assert "whose CSV keeps no face boxes or per-face verdicts" in earlier
+        assert 'alt="face 1"' not in earlier
 
 
 def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
@@ -718,7 +770,7 @@ def watched(real):
 
 os.putenv, os.unsetenv = watched(os.putenv), watched(os.unsetenv)
 import facetell.server.app  # what `facetell serve` imports before it loads the model
-from facetell.inference import Detector
+from facetell.inference import Detector, Result
 from facetell.explain import explain
 
 detector = Detector.load()

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
@@ -430,9 +430,12 @@ def spreadsheet_safe(cell: str) -> str:
     return f"'{cell}" if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
-def finished_results(output: Path, output_format: PredictFormat) -> dict[str, str]:
-    """What `--resume` skips: each path `output` holds a result for, as written there, with the
-    model that judged it.
+RESUME_KEYS = frozenset({"path", "status", "model"})  # what --resume reads of a JSON record
+
+
+def finished_records(output: Path, output_format: PredictFormat) -> list[dict[str, Any]]:
+    """What `--resume` keeps: the records `output` holds, in order, as written there (a CSV
+    row as its columns by name).
 
     The file is rewritten first without its error records (they are tried again, so each
     input ends with one record) and without a last line the stopped run left half-written, so
@@ -442,62 +445,121 @@ def finished_results(output: Path, output_format: PredictFormat) -> dict[str, st
         text = handle.read()
     whole = text[: text.rfind("\n") + 1]
     kept = io.StringIO()
-    finished: dict[str, str] = {}
+    records: list[dict[str, Any]] = []
     if output_format is PredictFormat.csv:
         header, *rows = list(csv.reader(io.StringIO(whole))) or [list(CSV_COLUMNS)]
         if header != list(CSV_COLUMNS) or any(len(row) != len(header) for row in rows):
             raise FacetellError(f"{output}: not a CSV facetell predict wrote; cannot resume it")
         writer = csv.writer(kept)
         writer.writerow(header)
-        path_at, status_at, model_at = (header.index(c) for c in ("path", "status", "model"))
         for row in rows:
-            if row[status_at] != "error":
+            record = dict(zip(header, row, strict=True))
+            if record["status"] != "error":
                 writer.writerow(row)
-                finished[row[path_at]] = row[model_at]
+                records.append(record)
     else:
         for number, line in enumerate(whole.splitlines(keepends=True), start=1):
             try:
                 record = json.loads(line)
-                path, status, model = record["path"], record["status"], record["model"]
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or not record.keys() >= RESUME_KEYS:
                 message = f"{output}: line {number} is no facetell record; cannot resume it"
-                raise FacetellError(message) from None
-            if status != "error":
+                raise FacetellError(message)
+            if record["status"] != "error":
                 kept.write(line)
-                finished[path] = model
+                records.append(record)
     if kept.getvalue() != text:
         staged = output.with_name(output.name + ".part")
         staged.write_text(kept.getvalue(), encoding="utf-8", newline="")
         staged.replace(output)
-    return finished
+    return records
+
+
+class Resumed(NamedTuple):
+    """Where `--resume` picks up: the records the output file keeps, and the positions in
+    the input list of the images still to judge (positions, so that an image's heat-map file
+    keeps the number a run that was never stopped would have given it)."""
+
+    earlier: list[dict[str, Any]]
+    to_judge: list[int]
 
 
 def skip_finished(
     sources: list[str | NamedImage], output: Path, output_format: PredictFormat, model: str
-) -> list[str | NamedImage]:
+) -> Resumed:
     """For `--resume`: the inputs `output` holds no result for yet (stdin is always judged).
     A file another model judged is refused: one file, one model's verdicts."""
     try:
-        finished = finished_results(output, output_format)
+        earlier = finished_records(output, output_format)
     except UnicodeDecodeError:
         raise fail(f"{output}: not a file facetell predict wrote; cannot resume it") from None
     except (FacetellError, OSError) as error:
         raise fail(str(error)) from None
-    others = sorted(set(finished.values()) - {model})
+    others = sorted({record["model"] for record in earlier} - {model})
     if others:
         raise fail(
             f"{output}: judged by {others[0]}, not {model}; resume with the model that started "
             "it (--model) or write to another file"
         )
     key = spreadsheet_safe if output_format is PredictFormat.csv else str
-    remaining = [s for s in sources if isinstance(s, NamedImage) or key(s) not in finished]
-    if len(remaining) < len(sources):
+    finished = {record["path"] for record in earlier}
+    to_judge = [
+        i for i, s in enumerate(sources) if isinstance(s, NamedImage) or key(s) not in finished
+    ]
+    if len(to_judge) < len(sources):
         err_console.print(
-            f"resuming: {len(sources) - len(remaining)} image(s) already judged in {output}; "
-            f"{len(remaining)} to go",
+            f"resuming: {len(sources) - len(to_judge)} image(s) already judged in {output}; "
+            f"{len(to_judge)} to go",
             highlight=False,
         )
-    return remaining
+    return Resumed(earlier, to_judge)
+
+
+def recalled(
+    record: dict[str, Any], source: str | None, output_format: PredictFormat, limits: DecodeLimits
+) -> Judged:
+    """An earlier run's record as the review page shows it: the result it wrote, the photo
+    read again from `source` (None: not among this run's inputs) and the heat map it saved.
+
+    A CSV row keeps no face boxes or clues: its result has no faces (the page says so) and
+    its clues are read again from the file, which costs a decode, not the model.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from facetell.forensics import metadata_clues
+    from facetell.io import decode
+
+    decoded = None
+    if source is not None:  # moved or broken since it was judged: its card has no photo
+        with suppress(FacetellError):
+            decoded = decode(source, limits=limits)
+    if output_format is PredictFormat.jsonl:
+        result = Result.from_dict(record)
+    else:
+        flags = {"True": True, "False": False}
+        result = Result(
+            path=record["path"],
+            status=record["status"],
+            label=record["label"] or None,
+            p_ai=float(record["p_ai"]) if record["p_ai"] else None,
+            familiar=flags.get(record["familiar"]),
+            faces_found=int(record["faces_found"]),
+            metadata=(
+                metadata_clues(decoded)
+                if decoded
+                else {"declared_ai": record["declared_ai"] == "True"}
+            ),
+            model=record["model"],
+        )
+    overlay = None
+    if record.get("explanation"):
+        try:
+            with Image.open(record["explanation"]) as saved:
+                overlay = saved.convert("RGB")
+        except (OSError, UnidentifiedImageError):
+            pass  # deleted or overwritten since: the card goes without its heat map
+    return Judged(result, decoded.image if decoded else None, overlay)
 
 
 def _table_row(record: dict) -> list[str]:
@@ -561,7 +623,7 @@ def predict_command(
         "--resume",
         help="Continue a run that stopped: skip the images --output already holds a result for, "
         "try its errors again and append the rest (--format jsonl or csv). A review page shows "
-        "this run's images only.",
+        "every image the file holds.",
     ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
@@ -598,11 +660,20 @@ def predict_command(
         )
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
+    earlier: list[dict[str, Any]] = []  # with --resume, the records the output file keeps
+    positions = list(range(len(sources)))  # each image's place in the inputs
     if resume and output:
-        sources = skip_finished(sources, output, output_format, detector.model_name)
-        if not sources:
+        earlier, positions = skip_finished(sources, output, output_format, detector.model_name)
+        if not positions:
             err_console.print(f"nothing left to judge: {output} holds every image", highlight=False)
-            return
+            if not report:
+                return
+    inputs_by_path = {
+        (spreadsheet_safe if output_format is PredictFormat.csv else str)(s): s
+        for s in sources
+        if isinstance(s, str)
+    }
+    sources = [sources[i] for i in positions]
     if not detector.calibration.fitted:
         err_console.print(
             "[bold yellow]warning:[/] this model is not calibrated: probabilities are raw "
@@ -624,12 +695,25 @@ def predict_command(
     with progress_bar() as progress:
         task = progress.add_task("judging", total=len(sources), visible=len(sources) > 3)
         if explain_dir:
-            judged = (explain_to(detector, s, explain_dir, i) for i, s in enumerate(sources))
+            numbered = zip(positions, sources, strict=True)
+            judged = (explain_to(detector, s, explain_dir, i) for i, s in numbered)
         else:
             judged = (Judged(*pair) for pair in detector.stream_with_images(sources))
         interrupted = False
         with stop_between_items() as stop:
             try:
+                # the page covers the whole output file, so the earlier run's images first
+                if page and earlier:
+                    recall = progress.add_task("review page: earlier images", total=len(earlier))
+                    for kept in earlier:
+                        source = inputs_by_path.get(kept["path"])
+                        result, image, overlay, _ = recalled(kept, source, output_format, limits)
+                        faces = int(kept["n_faces"]) if "n_faces" in kept else None  # a CSV row
+                        page.add(result, image, overlay, earlier=True, faces_without_details=faces)
+                        progress.advance(recall)
+                        if stop.is_set():  # nothing new judged yet: stop here too
+                            interrupted, judged = True, iter(())
+                            break
                 for result, image, overlay, overlay_path in judged:
                     record = result.to_dict()
                     if explain_dir:  # where this image's heat map went (None: not an image)
@@ -659,7 +743,7 @@ def predict_command(
     done = sum(counts.values())
     pages: list[Path] = []  # the review page's files
     if page and report:
-        stopped = f"Interrupted: {done} of {len(sources)} images were judged."
+        stopped = f"Interrupted: {page.images} of {len(earlier) + len(sources)} images were judged."
         with page:
             try:
                 pages = page.save(
@@ -685,7 +769,9 @@ def predict_command(
     where = f"; review page: {pages[0]}" if pages else ""
     if len(pages) > 1:
         where += f" (its cards go on in {len(pages) - 1} more file(s), to {pages[-1].name})"
-    err_console.print(f"{len(sources)} image(s): {summary}{where}", highlight=False)
+    if pages and earlier:
+        where += f", with the {len(earlier)} judged before"
+    err_console.print(f"{len(sources)} image(s): {summary or 'none'}{where}", highlight=False)
 
 
 @contextmanager

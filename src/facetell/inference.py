@@ -92,6 +92,21 @@ class FaceResult:
             "familiar": self.familiar,
         }
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> FaceResult:
+        """The face `to_dict` wrote (rounded as it was written)."""
+        x, y, w, h = record["box"]
+        return cls(
+            box=(x, y, w, h),
+            det_score=record["det_score"],
+            logit=record["logit"],
+            p_ai=record["p_ai"],
+            label=record["label"],
+            landmarks=tuple((lx, ly) for lx, ly in record["landmarks"]),
+            novelty=record["novelty"],
+            familiar=record["familiar"],
+        )
+
 
 @dataclass(frozen=True)
 class Result:
@@ -130,6 +145,13 @@ class Result:
             "ms": round(self.ms, 1),
             "speed": {k: round(v, 1) for k, v in self.speed.items()},
         }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Result:
+        """The result `to_dict` wrote, e.g. a JSON line of an earlier run that `predict
+        --resume` continues (rounded as it was written)."""
+        fields = {key: record[key] for key in cls.__dataclass_fields__ if key in record}
+        return cls(**{**fields, "faces": tuple(FaceResult.from_dict(f) for f in record["faces"])})
 
 
 @dataclass

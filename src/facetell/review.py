@@ -154,6 +154,12 @@ class ReviewPage:
         self._cards = spool or tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._rows: list[_Row] = []
         self._card_lengths: list[int] = []  # characters, to read the cards back file by file
+        self._earlier = 0  # images an earlier run judged (`predict --resume`)
+
+    @property
+    def images(self) -> int:
+        """Images on the page so far."""
+        return len(self._rows)
 
     def __enter__(self) -> ReviewPage:
         return self
@@ -171,18 +177,23 @@ class ReviewPage:
         result: Result,
         image: Image.Image | None = None,
         heat_map: Image.Image | None = None,
+        *,
+        earlier: bool = False,
+        faces_without_details: int | None = None,
     ) -> None:
         """One judged input: its result, its upright photo (None: unreadable) and its heat-map
-        overlay, if one was drawn."""
+        overlay, if one was drawn. `earlier`: judged by the run `predict --resume` continues;
+        `faces_without_details`: how many faces were judged when the result no longer holds
+        them (that run wrote CSV)."""
         index = len(self._rows) + 1
-        faces = str(len(result.faces))
-        if result.faces_found > len(result.faces):
-            faces += f" of {result.faces_found}"
+        self._earlier += earlier
+        judged = len(result.faces) if faces_without_details is None else faces_without_details
+        faces = str(judged) if judged >= result.faces_found else f"{judged} of {result.faces_found}"
         self._rows.append(
             _Row(index, result.path, result.status, result.label, result.p_ai, faces,
                  _detail(result))
         )  # fmt: skip
-        card = self._card(index, result, image, heat_map)
+        card = self._card(index, result, image, heat_map, faces_without_details is not None)
         self._cards.write(card)
         self._card_lengths.append(len(card))
 
@@ -192,6 +203,7 @@ class ReviewPage:
         result: Result,
         image: Image.Image | None,
         heat_map: Image.Image | None,
+        no_face_details: bool = False,
     ) -> str:
         declared = (  # the strongest evidence there is, so it heads the card
             ' · <span class="declares">its metadata declares it AI-generated</span>'
@@ -213,18 +225,22 @@ class ReviewPage:
                 f'height="{photo.height}" alt="the photo, faces boxed"><figcaption>'
                 f"{image.width} &times; {image.height} px</figcaption></figure>"
             )
-        if heat_map is not None and result.faces:  # with no face, there is no map on it
+        if heat_map is not None and result.status == "ok":  # no face: no map on it
             shown = _fit(heat_map, PHOTO_SIDE)
             pictures.append(
                 f'<figure><img src="{image_data_uri(shown, quality=80)}" width="{shown.width}" '
                 f'height="{shown.height}" alt="heat map"><figcaption>where the model looked '
                 "(an aid to judgement, not proof)</figcaption></figure>"
             )
-        facts = (
-            "<p>No face found: nothing was judged.</p>"
-            if result.status == "no_face"
-            else self._faces_table(result, image)
-        )
+        if result.status == "no_face":
+            facts = "<p>No face found: nothing was judged.</p>"
+        elif no_face_details:
+            facts = (
+                '<p class="note">Judged by the run this one resumed, whose CSV keeps no face '
+                "boxes or per-face verdicts (--format jsonl keeps them).</p>"
+            )
+        else:
+            facts = self._faces_table(result, image)
         return (
             f'{head}<div class="card"><div class="pictures">{"".join(pictures)}</div>'
             f'<div class="facts">{facts}{self._clues(result)}</div></div></article>\n'
@@ -376,13 +392,17 @@ class ReviewPage:
             f"that (the threshold is {self.threshold:.1%}) and real below."
         )
         warning = f'<p class="note">{_e(note)}</p>' if note else ""
+        resumed = ""
+        if self._earlier:
+            resumed = f", the first {self._earlier} by the run this one resumed"
         return (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>facetell review: {len(self._rows)} images</title><style>{_STYLE}</style>"
             f"</head><body><main><h1>facetell review</h1>"
             f'<p class="lead">{len(self._rows)} image(s) judged on '
-            f"{self.started:%Y-%m-%d %H:%M} UTC by {_e(self.model)} (facetell {__version__}).</p>"
+            f"{self.started:%Y-%m-%d %H:%M} UTC by {_e(self.model)} (facetell {__version__})"
+            f"{resumed}.</p>"
             f'{warning}<p class="counts">{chips}</p><h2>How to read this</h2><p>{calibration} '
             "An image's verdict is that of its most AI-like face. An unfamiliar face looks "
             "unlike the faces the model learnt from, so its P(ai) deserves less trust. "
