@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from facetell.data import (
     duplicate_groups,
     kfold_splits,
     leave_one_source_out,
+    read_manifest,
     stratified_split,
+    write_manifest,
 )
 from facetell.errors import DatasetError
 
@@ -94,6 +97,22 @@ def test_manifest_describes_each_file_and_keeps_bad_ones_as_errors(tmp_path):
     assert (q60.width, q60.height, q60.format, q60.jpeg_quality) == (80, 80, "JPEG", 60)
     assert q60.n_bytes == (tmp_path / "real" / "q60.jpg").stat().st_size
     assert len({r.sha256 for r in records.values() if not r.error}) == 3
+
+
+def test_a_file_name_that_is_not_utf8_round_trips_through_a_manifest(tmp_path):
+    """A Latin-1 archive's "José.jpg" is the bytes 4a 6f 73 e9: the saved manifest names that
+    very file, so it can be read back and trained on."""
+    write_images(tmp_path / "data" / "real", 1, seed=1)
+    (tmp_path / "data" / "real" / "000.jpg").rename(
+        tmp_path / "data" / "real" / os.fsdecode(b"Jos\xe9.jpg")
+    )
+    write_images(tmp_path / "data" / "ai", 1, seed=2)
+    manifest = tmp_path / "data" / "manifest.csv"
+    write_manifest(build_manifest(discover([tmp_path / "data"]), workers=1), manifest)
+    assert b"real/Jos\xe9.jpg" in manifest.read_bytes()
+    [real] = [sample for sample in read_manifest(manifest) if sample.label == "real"]
+    assert real.path == tmp_path / "data" / "real" / os.fsdecode(b"Jos\xe9.jpg")
+    assert real.path.is_file()
 
 
 def test_exact_and_reencoded_copies_share_a_group_distinct_photos_do_not(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -399,6 +400,37 @@ def test_a_resumed_run_reports_and_explains_every_image_in_the_file(
     else:  # a CSV row keeps no face boxes: the card says so instead of a face table
         assert "whose CSV keeps no face boxes or per-face verdicts" in earlier
         assert 'alt="face 1"' not in earlier
+
+
+def test_a_file_name_that_is_not_utf8_is_judged_and_written_everywhere(untrained_bundle, tmp_path):
+    """A Latin-1 archive's "José.jpg" (bytes 4a 6f 73 e9) crashed the CSV and the review page
+    and lost the batch; now every output names it "Jos\\xe9.jpg", as `ls -b` does."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut().save(photos / os.fsdecode(b"Jos\xe9.jpg"), quality=90)
+    astronaut().save(photos / "plain.jpg", quality=90)
+    shown = str(photos / "Jos\\xe9.jpg")
+    model = ("--model", str(untrained_bundle))
+    out, page, maps = tmp_path / "r.csv", tmp_path / "r.html", tmp_path / "maps"
+    run = run_cli("predict", str(photos), "-f", "csv", "-o", str(out), "--report", str(page),
+                  "--explain", str(maps), *model)  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()
+    rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+    assert [(row["path"], row["status"]) for row in rows] == [
+        (shown, "ok"),
+        (str(photos / "plain.jpg"), "ok"),
+    ]
+    assert Path(rows[0]["explanation"]).is_file()
+    assert page.read_text(encoding="utf-8").count(f'<span class="path">{shown}</span>') == 1
+    records = [
+        json.loads(line)
+        for line in run_cli("predict", str(photos), "-f", "jsonl", *model).stdout.splitlines()
+    ]
+    assert [record["path"] for record in records] == [shown, str(photos / "plain.jpg")]
+    table = run_cli("predict", str(photos), *model)
+    assert table.returncode == 0 and "Jos\\xe9.jpg" in table.stdout.decode()
+    again = run_cli("predict", str(photos), "-f", "csv", "-o", str(out), "--resume", *model)
+    assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
 
 
 def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):

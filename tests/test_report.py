@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,8 @@ def labelled(tmp_path_factory) -> Path:
     (root / "ai" / "dcgan").mkdir(parents=True)
     photo = astronaut()
     for i in range(16):
-        photo.crop((60 + 4 * i, 0, 380 + 4 * i, 320)).save(root / "real" / "nasa" / f"{i}.jpg")
+        name = f"{i}.jpg" if i < 15 else os.fsdecode(b"15\xe9.jpg")  # not UTF-8: Latin-1 é
+        photo.crop((60 + 4 * i, 0, 380 + 4 * i, 320)).save(root / "real" / "nasa" / name)
     for i, face in enumerate(gan_faces(16, seed=21, size=160)):
         face.save(root / "ai" / "dcgan" / f"{i}.png")
     return root
@@ -214,6 +216,7 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     with (out / "predictions.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 32 and {Path(r["path"]).parent.name for r in rows} == {"dcgan", "nasa"}
+    assert str(labelled / "real" / "nasa" / "15\\xe9.jpg") in {r["path"] for r in rows}
     scored = [r for r in rows if r["status"] == "ok"]
     assert len(scored) == metrics["metrics"]["n"]
     truth = [r["truth"] == "ai" for r in scored]

@@ -79,6 +79,7 @@ from facetell.io import (
     NamedImage,
     is_url,
     looks_like_image,
+    printable_name,
 )
 from facetell.review import PER_FILE, ReviewPage
 
@@ -423,6 +424,12 @@ def _csv_row(record: dict) -> list[str]:
     return [spreadsheet_safe("" if values.get(c) is None else str(values[c])) for c in CSV_COLUMNS]
 
 
+def as_written(source: str, output_format: PredictFormat) -> str:
+    """An input's path as its record in `output_format` holds it."""
+    path = printable_name(source)
+    return spreadsheet_safe(path) if output_format is PredictFormat.csv else path
+
+
 def spreadsheet_safe(cell: str) -> str:
     """A cell a spreadsheet shows as text: file names come from whoever sent the files, and one
     named "=HYPERLINK(...).jpg" would otherwise run as a formula (OWASP's CSV injection advice:
@@ -502,10 +509,11 @@ def skip_finished(
             f"{output}: judged by {others[0]}, not {model}; resume with the model that started "
             "it (--model) or write to another file"
         )
-    key = spreadsheet_safe if output_format is PredictFormat.csv else str
     finished = {record["path"] for record in earlier}
     to_judge = [
-        i for i, s in enumerate(sources) if isinstance(s, NamedImage) or key(s) not in finished
+        i
+        for i, s in enumerate(sources)
+        if isinstance(s, NamedImage) or as_written(s, output_format) not in finished
     ]
     if len(to_judge) < len(sources):
         err_console.print(
@@ -652,7 +660,8 @@ def predict_command(
     skipped: list[Path] = []
     sources = list(expand_inputs(inputs, skipped))
     if skipped:
-        shown = ", ".join(p.name for p in skipped[:3]) + (", …" if len(skipped) > 3 else "")
+        shown = ", ".join(printable_name(p.name) for p in skipped[:3])
+        shown += ", …" if len(skipped) > 3 else ""
         err_console.print(
             f"note: skipped {len(skipped)} file(s) in the folders given that are in no format "
             f"facetell reads ({FORMATS_READ}): {shown}",
@@ -668,11 +677,7 @@ def predict_command(
             err_console.print(f"nothing left to judge: {output} holds every image", highlight=False)
             if not report:
                 return
-    inputs_by_path = {
-        (spreadsheet_safe if output_format is PredictFormat.csv else str)(s): s
-        for s in sources
-        if isinstance(s, str)
-    }
+    inputs_by_path = {as_written(s, output_format): s for s in sources if isinstance(s, str)}
     sources = [sources[i] for i in positions]
     if not detector.calibration.fitted:
         err_console.print(
@@ -717,7 +722,8 @@ def predict_command(
                 for result, image, overlay, overlay_path in judged:
                     record = result.to_dict()
                     if explain_dir:  # where this image's heat map went (None: not an image)
-                        record["explanation"] = None if overlay_path is None else str(overlay_path)
+                        saved = None if overlay_path is None else printable_name(str(overlay_path))
+                        record["explanation"] = saved
                     if page:
                         page.add(result, image, overlay)
                     counts[record["label"] or record["status"]] += 1
@@ -821,7 +827,7 @@ def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index
     elif is_url(source):  # the address's last path part, without query or odd characters
         name = re.sub(r"[^\w.-]+", "_", Path(urlsplit(source).path).stem or "download")
     else:
-        name = Path(source).stem
+        name = printable_name(Path(source).stem)
     explanation = explain(detector, source)
     if explanation.overlay is None:
         return Judged(explanation.result, None)

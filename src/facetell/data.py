@@ -107,7 +107,7 @@ def read_manifest(csv_path: Path) -> list[Sample]:
     """Read `path,label[,source]` rows; paths are relative to the CSV's folder."""
     base = csv_path.parent
     samples = []
-    with csv_path.open(newline="", encoding="utf-8") as handle:
+    with csv_path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
             raise DatasetError(
@@ -269,9 +269,11 @@ def build_manifest(
 
 
 def write_manifest(records: Sequence[FileRecord], path: Path) -> None:
-    """Save records as CSV, the same columns `read_manifest` and spreadsheets understand."""
+    """Save records as CSV, the same columns `read_manifest` and spreadsheets understand.
+    A file name whose bytes are not UTF-8 is written as those bytes, so it reads back as the
+    same file."""
     names = [f.name for f in fields(FileRecord)]
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
         for record in records:

@@ -40,6 +40,7 @@ from facetell.io import (
     ImageSource,
     NamedImage,
     decode,
+    printable_name,
 )
 from facetell.runtime import onnx_session
 
@@ -259,7 +260,9 @@ class Detector:
         started = time.perf_counter()
         if isinstance(item, NamedImage):
             item, name = item
-        label = name or (str(item) if isinstance(item, str | os.PathLike) else "<image>")
+        label = printable_name(
+            name or (str(item) if isinstance(item, str | os.PathLike) else "<image>")
+        )
         prepared = Prepared(name=label)
         try:
             prepared.decoded = decode(item, limits=self.limits, name=label)

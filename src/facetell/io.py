@@ -150,17 +150,31 @@ def estimate_jpeg_quality(quantization: Mapping[int, Any]) -> int | None:
     return int(np.argmin(np.abs(_IJG_SUMS - luma_sum)) + 1)
 
 
+def printable_name(name: str) -> str:
+    """`name` as text every output can hold. A file name whose bytes are not UTF-8 (from an old
+    Latin-1 archive, say) reaches Python holding lone surrogates, which no UTF-8 file, CSV or
+    HTML page can encode; its odd bytes are written as \\xNN instead, as `ls -b` shows them."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate no file name decoded to: escape it as is
+            return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return name
+
+
 def describe_source(source: ImageSource, name: str | None = None) -> str:
     """The name an input goes by in results and error messages."""
     if name:
-        return name
+        return printable_name(name)
     if isinstance(source, bytes | bytearray | memoryview):
         return "<bytes>"
     if isinstance(source, Image.Image):
         return "<PIL image>"
     if isinstance(source, np.ndarray):
         return "<array>"
-    return str(source)
+    return printable_name(str(source))
 
 
 def image_from_array(array: np.ndarray, label: str) -> Image.Image:

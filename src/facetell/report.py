@@ -18,7 +18,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from facetell.calibrate import SizeCorrection, reliability_curve
 from facetell.evaluate import Evaluation
-from facetell.io import decode
+from facetell.io import decode, printable_name
 from facetell.pages import BASE_STYLE, data_uri, image_data_uri
 
 _STYLE = (
@@ -300,9 +300,9 @@ def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
             for i, image_path in enumerate(scored.paths):
                 writer.writerow(
                     [
-                        evaluation.bundle,
-                        image_path,
-                        scored.sources[i],
+                        printable_name(evaluation.bundle),
+                        printable_name(image_path),
+                        printable_name(scored.sources[i]),
                         "ai" if scored.targets[i] else "real",
                         scored.statuses[i],
                         scored.labels[i] or "",
@@ -549,5 +549,5 @@ surest of: the first place to look for label noise, shortcuts or blind spots.</p
 <div class="grid" id="mistake-gallery">{gallery}</div></section>
 </main></body></html>"""
     path = folder / "report.html"
-    path.write_text(page, encoding="utf-8")
+    path.write_text(printable_name(page), encoding="utf-8")  # file names not in UTF-8
     return path
