@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +180,32 @@ def test_byte_limit_and_minimum_side(tmp_path, photo) -> None:
         decode(path, limits=DecodeLimits(max_bytes=1000))
     with pytest.raises(ImageTooSmall, match="96x96 pixels is below the 128px"):
         decode(path, limits=DecodeLimits(min_side=128))
+
+
+def test_a_pipe_is_read_up_to_the_limit_and_a_device_is_refused(tmp_path, photo) -> None:
+    """`predict <(curl …)` hands over a pipe, which has no size to check before reading:
+    an image comes through, an endless stream stops at the byte limit. /dev/zero used to be
+    read until memory ran out."""
+    encoded = encode(photo, "PNG")
+
+    def piped(data: bytes, name: str) -> Path:
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+
+        def write() -> None:
+            with suppress(BrokenPipeError), fifo.open("wb") as handle:
+                handle.write(data)
+
+        threading.Thread(target=write, daemon=True).start()
+        return fifo
+
+    limits = DecodeLimits(max_bytes=len(encoded) + 100)
+    decoded = decode(piped(encoded, "image"), limits=limits)
+    assert np.array_equal(np.asarray(decoded.image), np.asarray(photo))
+    with pytest.raises(ImageTooLarge, match="stream is over the"):
+        decode(piped(encoded * 3, "endless"), limits=limits)
+    with pytest.raises(BadImage, match=r"^/dev/zero: is a device, not an image file$"):
+        decode(Path("/dev/zero"))
 
 
 def test_bytes_and_pil_inputs_decode_like_files(image_zoo, photo) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import urllib.error
 import urllib.request
 import warnings
@@ -242,24 +243,31 @@ def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
 
 
 def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
+    """A file's bytes, refused past the byte limit without reading the rest. A pipe (a shell's
+    `<(curl …)`) has no size to check first, so the read itself stops at the limit; a device
+    (/dev/zero) is refused outright, as it would never end."""
     try:
-        n_bytes = path.stat().st_size
+        facts = path.stat()
     except FileNotFoundError:
         raise BadImage(label, "file not found", "check the path") from None
     except OSError as exc:
         raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
-    if path.is_dir():
+    if stat.S_ISDIR(facts.st_mode):
         raise BadImage(label, "is a folder, not an image file")
-    if n_bytes > limits.max_bytes:
-        raise ImageTooLarge(
-            label,
-            f"file is {n_bytes / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB limit",
-            "resize it or raise the limit with predict --max-megapixels",
-        )
+    if stat.S_ISCHR(facts.st_mode) or stat.S_ISBLK(facts.st_mode):
+        raise BadImage(label, "is a device, not an image file")
+    limit = f"over the {limits.max_bytes / 2**20:.0f} MB limit"
+    hint = "resize it or raise the limit with predict --max-megapixels"
+    if facts.st_size > limits.max_bytes:
+        raise ImageTooLarge(label, f"file is {facts.st_size / 2**20:.1f} MB, {limit}", hint)
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(limits.max_bytes + 1)
     except OSError as exc:
         raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > limits.max_bytes:  # a pipe, or a file that grew since
+        raise ImageTooLarge(label, f"stream is {limit}", hint)
+    return data
 
 
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
