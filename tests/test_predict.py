@@ -433,6 +433,27 @@ def test_a_file_name_that_is_not_utf8_is_judged_and_written_everywhere(untrained
     assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
 
 
+def test_heat_maps_saved_inside_the_folder_judged_are_not_judged_next_time(
+    untrained_bundle, tmp_path
+):
+    """photos/maps beside the photos: a second run, or --resume, must not take an earlier
+    run's heat maps for photos (--resume appended verdicts on them)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut().save(photos / "a.jpg", quality=90)
+    out = tmp_path / "r.jsonl"
+    command = ("predict", str(photos), "--explain", str(photos / "maps"), "-f", "jsonl",
+               "--model", str(untrained_bundle))  # fmt: skip
+    first = run_cli(*command, "-o", str(out))
+    assert first.returncode == 0 and [p.name for p in (photos / "maps").iterdir()] == [
+        "00000-a.jpg"
+    ]
+    again = run_cli(*command, "-o", str(out), "--resume")
+    assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
+    paths = [json.loads(line)["path"] for line in run_cli(*command).stdout.splitlines()]
+    assert paths == [str(photos / "a.jpg")]
+
+
 def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     photo = tmp_path / "a.jpg"
     astronaut().save(photo)

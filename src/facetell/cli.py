@@ -385,14 +385,17 @@ CSV_COLUMNS = (
 
 
 def expand_inputs(
-    inputs: Sequence[str], skipped: list[Path] | None = None
+    inputs: Sequence[str], skipped: list[Path] | None = None, outputs: Path | None = None
 ) -> Iterator[str | NamedImage]:
     """Files, folders (recursive, image files only), globs, http(s) addresses, and '-' for one
     image on stdin (its results and errors say "-", as its argument did).
 
     A name that is none of these is passed on as is, so it becomes a one-line error record.
-    Files in folders that are not images (hidden ones aside) are added to `skipped`.
+    Files in folders that are not images (hidden ones aside) are added to `skipped`. A folder
+    walk leaves out the `outputs` folder (--explain's): an earlier run's heat maps there are
+    no inputs, and --resume would otherwise append verdicts on them.
     """
+    left_out = outputs.resolve() if outputs else None
     for raw in inputs:
         if raw == "-":
             yield NamedImage(sys.stdin.buffer.read(), "-")
@@ -404,6 +407,8 @@ def expand_inputs(
         if path.is_dir():
             for found in sorted(path.rglob("*")):
                 if not found.is_file() or found.name.startswith("."):
+                    continue
+                if left_out and found.resolve().is_relative_to(left_out):
                     continue
                 if looks_like_image(found):
                     yield str(found)
@@ -600,7 +605,10 @@ def predict_command(
         None, min=0.0, max=1.0, help="P(ai) above which a face is called AI (default: calibrated)."
     ),
     explain_dir: Path | None = typer.Option(
-        None, "--explain", help="Save heat-map overlays (JPEG) into this folder."
+        None,
+        "--explain",
+        help="Save heat-map overlays (JPEG) into this folder (never read as inputs, even "
+        "inside a folder given).",
     ),
     no_face_detect: bool = typer.Option(
         False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
@@ -658,7 +666,7 @@ def predict_command(
     except FacetellError as error:
         raise fail(str(error)) from None
     skipped: list[Path] = []
-    sources = list(expand_inputs(inputs, skipped))
+    sources = list(expand_inputs(inputs, skipped, outputs=explain_dir))
     if skipped:
         shown = ", ".join(printable_name(p.name) for p in skipped[:3])
         shown += ", …" if len(skipped) > 3 else ""
