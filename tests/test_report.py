@@ -287,6 +287,26 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained
 
 
+def test_evaluate_on_real_photos_alone_measures_false_positives(bundle, labelled, tmp_path):
+    """A platform checks the model on its own real selfies: no AI image, so no AUROC, but
+    false positives, a report and strictly valid JSON (NaN is not JSON)."""
+    real = tmp_path / "mine" / "real"
+    shutil.copytree(labelled / "real" / "nasa", real)
+    out = tmp_path / "report"
+    result = facetell("evaluate", str(bundle), str(tmp_path / "mine"), "--out", str(out),
+                      "--robustness-limit", "4")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)
+    scored = metrics["metrics"]
+    assert (scored["n_ai"], scored["auroc"], scored["eer"]) == (0, None, None)
+    assert scored["n_real"] == 16 and 0 <= scored["false_positive_rate"] <= 1
+    assert metrics["robustness"]["jpeg_50"]["auroc"] is None
+    assert metrics["robustness"]["jpeg_50"]["false_positive_rate"] is not None
+    page = (out / "report.html").read_text()
+    assert "These curves need faces of both classes" in page
+    assert not (out / "roc.png").exists() and not (out / "robustness.png").exists()
+
+
 def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, tmp_path):
     out = tmp_path / "compare"
     result = facetell(

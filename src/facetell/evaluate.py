@@ -87,10 +87,11 @@ def per_source_metrics(
 def auroc_against_other_class(
     y_true: np.ndarray, scores: np.ndarray, mask: np.ndarray, *, ai_source: bool
 ) -> dict[str, float]:
-    """One source's AUROC against every image of the other class, keyed by what it is against."""
+    """One source's AUROC against every image of the other class, keyed by what it is against
+    (None: the set has no image of the other class)."""
     other = y_true == (0 if ai_source else 1)
-    both = mask | other
-    return {"auroc_vs_real" if ai_source else "auroc_vs_ai": auroc(y_true[both], scores[both])}
+    value = auroc(y_true[mask | other], scores[mask | other]) if other.any() else None
+    return {"auroc_vs_real" if ai_source else "auroc_vs_ai": value}
 
 
 def summary_metrics(y_true: np.ndarray, logits: np.ndarray, *, threshold: float = 0.0) -> dict:
@@ -287,7 +288,7 @@ def sweep_metrics(y_true: np.ndarray, p_ai: np.ndarray, threshold: float) -> dic
     """One robustness row: ranking, accuracy, real faces called AI, and calibration."""
     y_true, p_ai = np.asarray(y_true), np.asarray(p_ai)
     return {
-        "auroc": auroc(y_true, p_ai) if len(y_true) else None,
+        "auroc": auroc(y_true, p_ai) if len(set(y_true)) == 2 else None,
         "accuracy": accuracy_at(y_true, p_ai, threshold),
         "false_positive_rate": rate(p_ai[y_true == 0] >= threshold),
         "ece": expected_calibration_error(y_true, p_ai) if len(y_true) else None,
@@ -317,7 +318,7 @@ def classification_metrics(
         zero_division=0,
     )
     matrix = confusion_matrix(y_true, predicted, labels=[0, 1])
-    eer, eer_threshold = equal_error_rate(y_true, p_ai) if both else (float("nan"),) * 2
+    eer, eer_threshold = equal_error_rate(y_true, p_ai) if both else (None, None)
     clipped = np.clip(p_ai, 1e-7, 1 - 1e-7)
     metrics: dict[str, Any] = {
         "n": len(y_true),
@@ -329,7 +330,7 @@ def classification_metrics(
         "per_class": {
             name: {k: float(v) for k, v in report[name].items()} for name in ("real", "ai")
         },
-        "auroc": auroc(y_true, p_ai),
+        "auroc": auroc(y_true, p_ai) if both else None,
         "average_precision": float(average_precision_score(y_true, p_ai)) if both else None,
         "eer": eer,
         "eer_threshold": eer_threshold,

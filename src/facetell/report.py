@@ -65,11 +65,16 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def plot_roc_pr(evaluations: Sequence[Evaluation], folder: Path) -> tuple[Path, Path]:
+def plot_roc_pr(evaluations: Sequence[Evaluation], folder: Path) -> tuple[Path | None, Path | None]:
+    """ROC and precision-recall curves of every bundle that scored faces of both classes; none
+    when no bundle did (a set of real photos alone, to measure false positives)."""
+    both = [e for e in evaluations if len(set(e.scored.targets[e.scored.scored])) == 2]
+    if not both:
+        return None, None
     plt = _plt()
     roc_figure, roc_axis = plt.subplots(figsize=(5.2, 4.6))
     pr_figure, pr_axis = plt.subplots(figsize=(5.2, 4.6))
-    for evaluation in evaluations:
+    for evaluation in both:
         ok = evaluation.scored.scored
         y, p = evaluation.scored.targets[ok], evaluation.scored.p_ai[ok]
         fpr, tpr, _ = roc_curve(y, p)
@@ -173,7 +178,10 @@ def plot_histograms(evaluation: Evaluation, folder: Path) -> tuple[Path, Path]:
 
 
 def plot_robustness(evaluations: Sequence[Evaluation], folder: Path) -> Path | None:
-    if not any(e.robustness for e in evaluations):
+    """AUROC after each perturbation; none without a sweep, or on one class alone (no AUROC:
+    the sweep's table still has accuracy and false positives)."""
+    rows = [row for e in evaluations for row in e.robustness.values()]
+    if not any(row.get("auroc") is not None for row in rows):
         return None
     plt = _plt()
     names = list(next(e.robustness for e in evaluations if e.robustness))
@@ -488,6 +496,12 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         )
     not_scored = main.metrics["not_scored"]
     timing = main.timing
+    one_class = (
+        ""
+        if roc
+        else "<p>These curves need faces of both classes; these images gave faces of one "
+        "(on real photos alone the false-positive rate is the number to read).</p>"
+    )
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>facetell evaluation: {html.escape(main.bundle)}</title><style>{_STYLE}</style></head>
@@ -518,7 +532,7 @@ Near-duplicates that share a split make them a little too narrow; a new kind of 
 generator can move the numbers further than any interval here.</p>{summary}{per_class}</section>
 <section id="curves"><h2>ROC and precision-recall</h2>
 <div class="plots">{_figure(roc, "ROC curve", "plot-roc")}
-{_figure(pr, "Precision-recall curve", "plot-pr")}</div></section>
+{_figure(pr, "Precision-recall curve", "plot-pr")}</div>{one_class}</section>
 <section id="calibration"><h2>Confusion matrix and calibration</h2><p>The reliability
 diagram shows whether probabilities are honest: when the model says 80%, about 80% of such
 images should be AI (points on the diagonal). The grey bars show where 95% of a perfectly
