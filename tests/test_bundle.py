@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -48,6 +49,24 @@ def test_onnx_export_answers_like_the_torch_model(untrained_bundle):
     np.testing.assert_allclose(onnx, reference, atol=1e-4, rtol=1e-4)
     single = detector.logits(crops[:1])  # dynamic batch axis: batch 1 works as well
     np.testing.assert_allclose(single, reference[:1], atol=1e-4)
+
+
+def test_threads_asking_at_once_for_the_torch_model_get_one_module():
+    """Server requests that each want the first heat map: each used to build its own module."""
+    bundle = load_bundle(Path(__file__).parents[1] / "models" / "default")
+    start = threading.Barrier(6)
+    modules = []
+
+    def ask() -> None:
+        start.wait()
+        modules.append(bundle.model)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(modules) == 6 and all(module is bundle.model for module in modules)
 
 
 def test_an_export_of_other_weights_is_ignored(untrained_bundle, tmp_path):

@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import threading
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ FORMAT_VERSION = 1
 LABELS = ("real", "ai")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Held while a bundle builds its torch module: server threads asking at once for the first
+# heat map each built their own copy (4 threads, 4 modules), and one request could hook the
+# layers of one copy while running another.
+_BUILD_LOCK = threading.Lock()
 
 
 class BundleError(FacetellError):
@@ -89,11 +94,14 @@ class Bundle:
 
     @property
     def model(self) -> nn.Module:
-        """The torch module, built from the stored weights the first time it is asked for."""
+        """The torch module, built from the stored weights the first time it is asked for
+        (once, however many threads ask at once)."""
         if self.module is None:
-            self.module = _torch_model(
-                self.architecture, self.model_kwargs, self.weights, self.path
-            )
+            with _BUILD_LOCK:
+                if self.module is None:
+                    self.module = _torch_model(
+                        self.architecture, self.model_kwargs, self.weights, self.path
+                    )
         return self.module
 
     def config(self) -> dict[str, Any]:

@@ -243,8 +243,8 @@ def explain(
     if isinstance(detector.model, SpectrumDetector):
         maps, method = [spectrum_view(batch)], "spectrum"
     else:
-        groups = cam_layers_by_input(detector.model, len(recipes))
-        maps = grad_cam(detector.model, batch, groups)
+        model = detector.model
+        maps = grad_cam(model, batch, cam_layers_by_input(model, len(recipes)))
         method = "grad-cam"
     width, height = overlay.size
     total = np.zeros((height, width), np.float32)
