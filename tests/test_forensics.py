@@ -42,6 +42,57 @@ def test_automatic1111_parameters_declare_ai():
     assert "Sampler: Euler a" in by_key(report)["parameters"]["value"]
 
 
+def test_a_compressed_workflow_over_a_megabyte_is_read_not_refused():
+    """Pillow refuses a compressed text chunk that inflates past 1 MB, which lost the picture
+    and the very clue that it was generated."""
+    info = PngInfo()
+    workflow = {"nodes": [{"type": "KSampler", "notes": "x" * 3_000_000}]}
+    info.add_text("workflow", json.dumps(workflow), zip=True)
+    buffer = io.BytesIO()
+    smooth_photo(1, 64).save(buffer, "PNG", pnginfo=info)
+    report = clues_of(buffer.getvalue())
+    assert report["declared_ai"] and "workflow" in by_key(report)
+
+
+def test_real_sized_generator_text_is_judged_whole_not_on_the_500_characters_shown():
+    """A ComfyUI graph is kilobytes of JSON and AUTOMATIC1111 writes "Steps:" after a prompt
+    that is often long: cut to 500 characters first, neither declared anything."""
+    prompt = {
+        str(node): {"class_type": "CLIPTextEncode", "inputs": {"text": "a portrait photo " * 20}}
+        for node in range(8)
+    }
+    parameters = "a portrait photo of a woman, " * 30 + "\nSteps: 30, Sampler: Euler a, Seed: 42"
+    report = clues_of(png_with_text(prompt=json.dumps(prompt), parameters=parameters))
+    keys = by_key(report)
+    assert keys["prompt"]["declares_ai"] and keys["parameters"]["declares_ai"]
+    assert len(keys["prompt"]["value"]) == 500  # still shown cut short
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_automatic1111_parameters_in_an_exif_user_comment_declare_ai(fmt):
+    """In JPEG and WebP, AUTOMATIC1111 and its forks write the parameters as an EXIF
+    UserComment in UTF-16; a comment that merely mentions a seed declares nothing."""
+
+    def with_comment(comment: bytes) -> bytes:
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9286] = comment
+        buffer = io.BytesIO()
+        smooth_photo(1, 64).save(buffer, fmt, exif=exif.tobytes())
+        return buffer.getvalue()
+
+    parameters = "a portrait photo, " * 40 + "\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 1"
+    generated = by_key(clues_of(with_comment(b"UNICODE\0" + parameters.encode("utf-16-be"))))
+    assert generated["user_comment"]["declares_ai"]
+    assert generated["user_comment"]["value"].startswith("a portrait photo, a portrait")
+    little_endian = b"UNICODE\0" + parameters.encode("utf-16-le")
+    assert by_key(clues_of(with_comment(little_endian)))["user_comment"]["declares_ai"]
+    holiday = by_key(clues_of(with_comment(b"ASCII\0\0\0Seed of doubt, steps to the sea")))
+    assert holiday["user_comment"] == {
+        "kind": "exif", "key": "user_comment", "value": "Seed of doubt, steps to the sea",
+        "declares_ai": False,
+    }  # fmt: skip
+
+
 def test_comfyui_prompt_and_workflow_declare_ai():
     prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 1}}}
     workflow = {"nodes": [{"id": 3, "type": "KSampler"}], "links": []}

@@ -31,6 +31,9 @@ GENERATOR_SOFTWARE = re.compile(
     r"fooocus|flux|imagen|leonardo|dreamstudio|sdxl|stylegan|runway",
     re.IGNORECASE,
 )
+# AUTOMATIC1111's parameters after the prompt, "Steps: 20, Sampler: …, Seed: 42, …": in an
+# EXIF comment, which anyone may write, both numbers are asked for, not a word like "Seed"
+A1111_PARAMETERS = re.compile(r"\bSteps: \d+,.*\bSeed: \d+", re.DOTALL)
 _SOURCE_TYPE = re.compile(
     r"DigitalSourceType[\"'=>:\s]*(?:rdf:resource=[\"']?)?([a-z][^\"'<>\s]*)", re.IGNORECASE
 )
@@ -60,11 +63,12 @@ class Clue:
         return asdict(self)
 
 
-def _text(value: Any, limit: int = 500) -> str:
+def _text(value: Any, limit: int | None = 500) -> str:
+    """A metadata value as text, cut to `limit` characters (None: whole)."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     text = str(value).strip().replace("\x00", "")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def exif_clues(decoded: DecodedImage) -> list[Clue]:
@@ -85,9 +89,27 @@ def exif_clues(decoded: DecodedImage) -> list[Clue]:
         if sub_ifd.get(tag):
             clues.append(Clue("exif", key, _text(sub_ifd[tag])))
     description = exif.get(0x010E)
-    if description and GENERATOR_SOFTWARE.search(_text(description)):
+    if description and GENERATOR_SOFTWARE.search(_text(description, limit=None)):
         clues.append(Clue("exif", "image_description", _text(description), declares_ai=True))
+    comment = _user_comment(sub_ifd.get(0x9286))
+    if comment:  # AUTOMATIC1111 and its forks write their parameters here in JPEG and WebP
+        ai = bool(A1111_PARAMETERS.search(comment) or GENERATOR_SOFTWARE.search(comment))
+        clues.append(Clue("exif", "user_comment", _text(comment), declares_ai=ai))
     return clues
+
+
+def _user_comment(raw: Any) -> str:
+    """EXIF UserComment as text: an 8-byte character code, then the comment. UNICODE is
+    UTF-16 of either byte order (writers differ), so the reading with more ASCII wins."""
+    if not isinstance(raw, bytes):
+        return _text(raw or "", limit=None)
+    code, body = raw[:8], raw[8:]
+    if code.startswith(b"UNICODE"):
+        readings = [body.decode(order, errors="replace") for order in ("utf-16-be", "utf-16-le")]
+        text = max(readings, key=lambda reading: sum(c.isascii() for c in reading))
+    else:  # ASCII, or an undefined code whose text is usually UTF-8
+        text = body.decode("utf-8", errors="replace")
+    return _text(text, limit=None)
 
 
 def text_chunk_clues(decoded: DecodedImage) -> list[Clue]:
@@ -101,14 +123,16 @@ def text_chunk_clues(decoded: DecodedImage) -> list[Clue]:
             continue
         if not isinstance(value, str | bytes) or key in ("dpi", "transparency"):
             continue
-        text = _text(value)
+        # judged on the whole text, shown cut short: AUTOMATIC1111 writes "Steps:" after the
+        # prompt and a ComfyUI graph is JSON only whole, both usually past the 500 shown
+        whole, text = _text(value, limit=None), _text(value)
         lowered = key.lower()
-        if lowered == "parameters" and ("Steps:" in text or "Sampler" in text or "Seed" in text):
+        if lowered == "parameters" and ("Steps:" in whole or "Sampler" in whole or "Seed" in whole):
             clues.append(Clue(kind, "parameters", text, declares_ai=True))
-        elif lowered in ("prompt", "workflow") and _looks_like_comfy(text):
+        elif lowered in ("prompt", "workflow") and _looks_like_comfy(whole):
             clues.append(Clue(kind, lowered, text, declares_ai=True))
         elif lowered in ("software", "comment", "description", "source", "generator"):
-            ai = bool(GENERATOR_SOFTWARE.search(text))
+            ai = bool(GENERATOR_SOFTWARE.search(whole))
             clues.append(Clue(kind, lowered, text, declares_ai=ai))
         elif lowered in ("dream", "sd-metadata", "invokeai_metadata", "negative_prompt"):
             clues.append(Clue(kind, lowered, text, declares_ai=True))

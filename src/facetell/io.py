@@ -28,6 +28,7 @@ from PIL import (
     ImageFile,
     ImageOps,
     JpegImagePlugin,
+    PngImagePlugin,
     UnidentifiedImageError,
 )
 
@@ -55,6 +56,10 @@ class NamedImage(NamedTuple):
 # Pillow's global guard is switched off rather than left to raise a second, vaguer error.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# A PNG whose compressed text chunk inflates past Pillow's 1 MB (a generator's workflow, say)
+# was refused whole as a "damaged image header", its picture and its clues lost. Each chunk
+# stays capped, and Pillow's 64 MB cap on all of a file's text stays too.
+PngImagePlugin.MAX_TEXT_CHUNK = 16 * 2**20
 # HEIC/HEIF, the iPhone's photo format, through Pillow (decoding only; libheif applies the
 # file's rotation and resets EXIF orientation to 1, so it is not applied twice). Pillow reads
 # AVIF itself.
