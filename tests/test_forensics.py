@@ -93,6 +93,23 @@ def test_automatic1111_parameters_in_an_exif_user_comment_declare_ai(fmt):
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("parameters", "declares"),
+    [
+        ('{"sui_image_params": {"prompt": "a man", "seed": 5, "steps": 20}}', True),  # SwarmUI
+        ('{"Prompt": "a man", "Steps": 30, "Sampler": "dpmpp_2m"}', True),  # Fooocus
+        ("exported from my photo library", False),
+    ],
+)
+def test_generation_settings_in_a_parameters_text_declare_ai(parameters, declares):
+    assert (
+        by_key(clues_of(png_with_text(parameters=parameters)))
+        .get("parameters", {})
+        .get("declares_ai", False)
+        is declares
+    )
+
+
 def test_comfyui_prompt_and_workflow_declare_ai():
     prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 1}}}
     workflow = {"nodes": [{"id": 3, "type": "KSampler"}], "links": []}

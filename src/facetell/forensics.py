@@ -34,6 +34,9 @@ GENERATOR_SOFTWARE = re.compile(
 # AUTOMATIC1111's parameters after the prompt, "Steps: 20, Sampler: …, Seed: 42, …": in an
 # EXIF comment, which anyone may write, both numbers are asked for, not a word like "Seed"
 A1111_PARAMETERS = re.compile(r"\bSteps: \d+,.*\bSeed: \d+", re.DOTALL)
+# a setting that only image generation has, as AUTOMATIC1111 ("Steps: 30"), Fooocus and
+# SwarmUI (JSON, "seed": 42) write them in a "parameters" text
+_GENERATION_SETTING = re.compile(r"\b(steps|sampler|seed)\b", re.IGNORECASE)
 _SOURCE_TYPE = re.compile(
     r"DigitalSourceType[\"'=>:\s]*(?:rdf:resource=[\"']?)?([a-z][^\"'<>\s]*)", re.IGNORECASE
 )
@@ -127,7 +130,7 @@ def text_chunk_clues(decoded: DecodedImage) -> list[Clue]:
         # prompt and a ComfyUI graph is JSON only whole, both usually past the 500 shown
         whole, text = _text(value, limit=None), _text(value)
         lowered = key.lower()
-        if lowered == "parameters" and ("Steps:" in whole or "Sampler" in whole or "Seed" in whole):
+        if lowered == "parameters" and _GENERATION_SETTING.search(whole):
             clues.append(Clue(kind, "parameters", text, declares_ai=True))
         elif lowered in ("prompt", "workflow") and _looks_like_comfy(whole):
             clues.append(Clue(kind, lowered, text, declares_ai=True))
