@@ -26,9 +26,13 @@ AI_SOURCE_TYPES = frozenset(
         "algorithmicMedia",
     }
 )
+# Generators by names nothing else goes by, as whole words: descriptions are free text, where
+# "imagen" is Spanish for image, "Leonardo" a painter, "runway" a catwalk and "Kendall E." a
+# photographer, and a false "declares AI" would be shown as strong evidence.
 GENERATOR_SOFTWARE = re.compile(
-    r"stable.?diffusion|automatic1111|comfyui|midjourney|dall.?e|firefly|novelai|invokeai|"
-    r"fooocus|flux|imagen|leonardo|dreamstudio|sdxl|stylegan|runway",
+    r"\b(?:stable.?diffusion|automatic1111|comfyui|midjourney|dall.?e|firefly|novelai|invokeai|"
+    r"fooocus|flux\.1|flux[ -](?:dev|schnell|pro)|google imagen|imagen [2-4]|leonardo\.ai|"
+    r"dreamstudio|sdxl|stylegan|runwayml)",
     re.IGNORECASE,
 )
 # AUTOMATIC1111's parameters after the prompt, "Steps: 20, Sampler: …, Seed: 42, …": in an
