@@ -47,12 +47,19 @@ def folder_of_200(tmp_path_factory) -> Path:
     return folder
 
 
-def test_every_kind_of_input_gives_the_same_answer(detector):
+def test_every_kind_of_input_gives_the_same_answer(detector, tmp_path):
     photo = astronaut()
     buffer = io.BytesIO()
     photo.save(buffer, "PNG")
     pixels = np.asarray(photo)
+    (tmp_path / "photo.png").write_bytes(buffer.getvalue())
+    with (tmp_path / "photo.png").open("rb") as opened:  # as web frameworks hand uploads over
+        from_file_objects = [
+            detector.predict(opened),
+            detector.predict(io.BytesIO(buffer.getvalue())),
+        ]
     results = [
+        *from_file_objects,
         detector.predict(photo),
         detector.predict(buffer.getvalue(), name="upload.png"),
         detector.predict(pixels),
@@ -64,10 +71,28 @@ def test_every_kind_of_input_gives_the_same_answer(detector):
     ]
     assert {r.status for r in results} == {"ok"}
     assert len({round(r.p_ai, 6) for r in results}) == 1
-    assert results[1].path == "upload.png"
+    assert [r.path for r in results[:4]] == [
+        str(tmp_path / "photo.png"),
+        "<image>",
+        "<image>",
+        "upload.png",
+    ]
     [face] = results[0].faces
     x, y, *_ = face.box
     assert 150 < x < 220 and 30 < y < 90 and face.det_score > 0.9
+
+
+def test_a_file_object_opened_as_text_or_closed_is_one_line(detector, tmp_path):
+    path = tmp_path / "photo.jpg"
+    astronaut().save(path)
+    with path.open() as text_mode:
+        as_text = detector.predict(text_mode)
+    with path.open("rb") as closed:
+        pass
+    assert [as_text.error, detector.predict(closed).error] == [
+        f'{path}: file object is open as text, not bytes (open it with "rb")',
+        f"{path}: cannot read the file object: read of closed file",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +111,7 @@ def test_a_value_that_is_no_image_source_costs_a_stream_only_its_own_result(dete
     assert results[0].p_ai == results[3].p_ai
     assert results[1].error.endswith(
         "NoneType is not an image source (pass a path, an http(s) "
-        "URL, bytes, a PIL image or a numpy array)"
+        "URL, bytes, a binary file object, a PIL image or a numpy array)"
     )
     assert results[2].error_kind == "not_an_image"
 

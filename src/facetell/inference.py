@@ -41,6 +41,7 @@ from facetell.io import (
     NamedImage,
     decode,
     printable_name,
+    source_name,
 )
 from facetell.runtime import onnx_session
 
@@ -260,9 +261,7 @@ class Detector:
         started = time.perf_counter()
         if isinstance(item, NamedImage):
             item, name = item
-        label = printable_name(
-            name or (str(item) if isinstance(item, str | os.PathLike) else "<image>")
-        )
+        label = printable_name(name) if name else source_name(item) or "<image>"
         prepared = Prepared(name=label)
         try:
             prepared.decoded = decode(item, limits=self.limits, name=label)

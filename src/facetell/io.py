@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import pi_heif
@@ -41,7 +41,9 @@ from facetell.errors import (
     TruncatedImage,
 )
 
-ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
+ImageSource = (
+    str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
+)
 
 
 class NamedImage(NamedTuple):
@@ -170,6 +172,19 @@ def printable_name(name: str) -> str:
     return name
 
 
+def source_name(source: object) -> str | None:
+    """The name an input carries itself: a path or address, or the name of a file object
+    (`open(path, "rb")` has one, BytesIO has none)."""
+    if isinstance(source, str | os.PathLike):
+        return printable_name(str(source))
+    name = getattr(source, "name", None) if _is_stream(source) else None
+    return printable_name(name) if isinstance(name, str) else None
+
+
+def _is_stream(source: object) -> bool:
+    return callable(getattr(source, "read", None))
+
+
 def describe_source(source: ImageSource, name: str | None = None) -> str:
     """The name an input goes by in results and error messages."""
     if name:
@@ -180,7 +195,7 @@ def describe_source(source: ImageSource, name: str | None = None) -> str:
         return "<PIL image>"
     if isinstance(source, np.ndarray):
         return "<array>"
-    return printable_name(str(source))
+    return source_name(source) or ("<stream>" if _is_stream(source) else str(source))
 
 
 def image_from_array(array: np.ndarray, label: str) -> Image.Image:
@@ -245,6 +260,22 @@ def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
     if len(data) > limits.max_bytes:
         raise too_large
     return data
+
+
+def _read_stream(stream: Any, label: str, limits: DecodeLimits) -> bytes:
+    """A file object's bytes, refused past the byte limit without reading the rest."""
+    text_mode = NotAnImage(label, "file object is open as text, not bytes", 'open it with "rb"')
+    try:
+        data = stream.read(limits.max_bytes + 1)
+    except UnicodeDecodeError:
+        raise text_mode from None
+    except (OSError, ValueError) as exc:  # ValueError: read from a closed file
+        raise BadImage(label, f"cannot read the file object: {exc}") from None
+    if not isinstance(data, bytes | bytearray):
+        raise text_mode
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(label, f"stream is over the {limits.max_bytes / 2**20:.0f} MB limit")
+    return bytes(data)
 
 
 def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
@@ -357,14 +388,19 @@ def decode(
         image = source
     elif isinstance(source, np.ndarray):
         image = image_from_array(source, label)
-    elif not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview):
+    elif not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview) and not (
+        _is_stream(source)
+    ):
         raise NotAnImage(
             label,
             f"{type(source).__name__} is not an image source",
-            "pass a path, an http(s) URL, bytes, a PIL image or a numpy array",
+            "pass a path, an http(s) URL, bytes, a binary file object, a PIL image or a numpy "
+            "array",
         )
     else:
-        if isinstance(source, bytes | bytearray | memoryview):
+        if _is_stream(source):  # open(path, "rb"), BytesIO, an upload's file: read from here on
+            data = _read_stream(source, label, limits)
+        elif isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
             if len(data) > limits.max_bytes:
                 raise ImageTooLarge(
