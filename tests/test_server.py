@@ -115,6 +115,31 @@ def test_health_readiness_and_model(server):
     assert "/api/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
 
 
+def test_opening_the_web_page_builds_the_heat_map_model_and_the_api_alone_never_does(
+    untrained_bundle,
+):
+    """The page asks for a heat map with every upload: the torch model Grad-CAM runs on is
+    built while its visitor picks a photo (0.49-0.67 s to the first heat map without,
+    0.21-0.27 s with). A server used only through the API keeps to the ONNX model."""
+    from fastapi.testclient import TestClient
+
+    from facetell.inference import Detector
+    from facetell.server.app import create_app
+
+    for visit in (False, True):
+        detector = Detector.load(untrained_bundle)
+        assert detector.bundle.module is None  # predictions run on the ONNX export
+        with TestClient(create_app(detector=detector)) as client:
+            answer = client.post("/api/v1/predict", files={"files": ("a.jpg", jpeg(astronaut()))})
+            assert answer.status_code == 200
+            if visit:
+                assert client.get("/").status_code == 200
+                deadline = time.monotonic() + 30
+                while detector.bundle.module is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            assert (detector.bundle.module is not None) is visit
+
+
 def test_api_docs_render_in_a_browser_with_no_request_leaving_the_server(server):
     from playwright.sync_api import expect, sync_playwright
 

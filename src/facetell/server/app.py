@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -345,8 +346,16 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> HTMLResponse:
-        """The web page, stating the upload limit this server was started with."""
+    def index(request: Request) -> HTMLResponse:
+        """The web page, stating the upload limit this server was started with.
+
+        The page asks for a heat map with every upload, and Grad-CAM needs the torch model,
+        which takes 0.4 s to build: it is built now, in the background, while the visitor picks
+        a photo. A server used only through the API never builds it.
+        """
+        detector = getattr(request.app.state, "detector", None)
+        if detector is not None and detector.bundle.module is None:
+            threading.Thread(target=lambda: detector.model, daemon=True).start()
         return HTMLResponse(page)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
