@@ -758,6 +758,11 @@ def predict_command(
     pages: list[Path] = []  # the review page's files
     if page and report:
         stopped = f"Interrupted: {page.images} of {len(earlier) + len(sources)} images were judged."
+        if page.images < len(earlier):  # stopped while the earlier run's cards were redrawn
+            stopped = (
+                f"Interrupted: this page shows {page.images} of the {len(earlier)} images "
+                f"{output} holds; none was judged this time."
+            )
         with page:
             try:
                 pages = page.save(
