@@ -454,6 +454,34 @@ def test_web_page_upload_verdict_and_heat_map(server):
         browser.close()
 
 
+def test_a_box_tag_at_the_photos_edge_stays_on_the_photo(server, tmp_path):
+    """A face in the top-right corner: its tag stuck out past the photo's right edge over the
+    file name (and, at the very top, above the photo); after a window resize too."""
+    from playwright.sync_api import expect, sync_playwright
+
+    corner = Image.new("RGB", (800, 500), (200, 200, 200))
+    corner.paste(astronaut().crop((160, 75, 290, 190)).resize((260, 230)), (540, 0))
+    corner.save(tmp_path / "corner.jpg", quality=92)
+    outside = """() => {
+        const frame = document.querySelector(".frame").getBoundingClientRect();
+        const tag = document.querySelector(".box span").getBoundingClientRect();
+        return [frame.right - tag.right, tag.top - frame.top, tag.left - frame.left];
+    }"""
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(server)
+        page.set_input_files("#file-input", str(tmp_path / "corner.jpg"))
+        expect(page.locator(".card .box")).to_have_count(1, timeout=60_000)
+        page.wait_for_timeout(300)  # the photo lays out, the tag is measured
+        wide = page.evaluate(outside)
+        page.set_viewport_size({"width": 700, "height": 900})
+        page.wait_for_timeout(300)
+        narrow = page.evaluate(outside)
+        browser.close()
+    assert min(wide) >= -0.5 and min(narrow) >= -0.5, (wide, narrow)
+
+
 def test_a_crowded_photo_is_judged_up_to_the_servers_face_limit_and_says_so(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

@@ -66,6 +66,19 @@ function describeFace(face, index) {
   return item;
 }
 
+// A tag is wider than a small box: at the photo's right or top edge it stuck out over the
+// card's text. Only a tag that sticks out moves (left, or down into its box), measured again
+// whenever the photo's size changes (it loads, the window resizes).
+function keepTagsInside(frame) {
+  const bounds = frame.getBoundingClientRect();
+  for (const tag of frame.querySelectorAll(".box span")) {
+    tag.style.left = tag.style.top = "";
+    const placed = tag.getBoundingClientRect();
+    if (placed.right > bounds.right) tag.style.left = `${-3 - (placed.right - bounds.right)}px`;
+    if (placed.top < bounds.top) tag.style.top = "0";
+  }
+}
+
 function drawBoxes(card, record) {
   const layer = card.querySelector(".boxes");
   const { width, height } = record.metadata;
@@ -78,6 +91,8 @@ function drawBoxes(card, record) {
     box.innerHTML = `<span>${i + 1}: ${face.label} ${percent(face.p_ai)}</span>`;
     return box;
   }));
+  const frame = card.querySelector(".frame");
+  new ResizeObserver(() => keepTagsInside(frame)).observe(frame);
 }
 
 function describeClues(card, metadata) {
@@ -171,6 +186,7 @@ function render(card, record, photoUrl) {
       toggle.textContent = on ? "Hide heat map" : "Show heat map";
       photo.src = on ? record.explanation : photoUrl;
       card.querySelector(".boxes").hidden = on;
+      if (!on) keepTagsInside(card.querySelector(".frame"));  // hidden tags measure nothing
     });
   }
 }
