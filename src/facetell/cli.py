@@ -529,11 +529,25 @@ def skip_finished(
     return Resumed(earlier, to_judge)
 
 
+class Recalled(NamedTuple):
+    """An earlier run's image as the review page shows it; `faces` counts the faces judged
+    when the result no longer holds them (a CSV row), else None."""
+
+    result: Result
+    image: Image.Image | None
+    overlay: Image.Image | None
+    faces: int | None
+
+
 def recalled(
-    record: dict[str, Any], source: str | None, output_format: PredictFormat, limits: DecodeLimits
-) -> Judged:
-    """An earlier run's record as the review page shows it: the result it wrote, the photo
-    read again from `source` (None: not among this run's inputs) and the heat map it saved.
+    record: dict[str, Any],
+    inputs: dict[str, str],
+    output_format: PredictFormat,
+    limits: DecodeLimits,
+) -> Recalled:
+    """An earlier run's record for the review page: the result it wrote, the photo read again
+    from the input it names (`inputs`, by path as written; none if it is not among them) and
+    the heat map it saved.
 
     A CSV row keeps no face boxes or clues: its result has no faces (the page says so) and
     its clues are read again from the file, which costs a decode, not the model.
@@ -544,6 +558,7 @@ def recalled(
     from facetell.io import decode
 
     decoded = None
+    source = inputs.get(record["path"])
     if source is not None:  # moved or broken since it was judged: its card has no photo
         with suppress(FacetellError):
             decoded = decode(source, limits=limits)
@@ -572,7 +587,8 @@ def recalled(
                 overlay = saved.convert("RGB")
         except (OSError, UnidentifiedImageError):
             pass  # deleted or overwritten since: the card goes without its heat map
-    return Judged(result, decoded.image if decoded else None, overlay)
+    faces = int(record["n_faces"]) if output_format is PredictFormat.csv else None
+    return Recalled(result, decoded.image if decoded else None, overlay, faces)
 
 
 def _table_row(record: dict) -> list[str]:
@@ -719,10 +735,9 @@ def predict_command(
                 if page and earlier:
                     recall = progress.add_task("review page: earlier images", total=len(earlier))
                     for kept in earlier:
-                        source = inputs_by_path.get(kept["path"])
-                        result, image, overlay, _ = recalled(kept, source, output_format, limits)
-                        faces = int(kept["n_faces"]) if "n_faces" in kept else None  # a CSV row
-                        page.add(result, image, overlay, earlier=True, faces_without_details=faces)
+                        card = recalled(kept, inputs_by_path, output_format, limits)
+                        page.add(card.result, card.image, card.overlay, earlier=True,
+                                 faces_without_details=card.faces)  # fmt: skip
                         progress.advance(recall)
                         if stop.is_set():  # nothing new judged yet: stop here too
                             interrupted, judged = True, iter(())
