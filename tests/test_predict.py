@@ -479,6 +479,32 @@ def test_heat_maps_saved_inside_the_folder_judged_are_not_judged_next_time(
     assert paths == [str(photos / "a.jpg")]
 
 
+def test_resume_reads_past_blank_lines_in_json_lines(untrained_bundle, tmp_path):
+    """An editor's trailing blank line, or two files joined with one between, are no reason
+    to refuse the file."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        astronaut().crop((i, i, 480 + i, 480 + i)).save(photos / f"{i}.jpg", quality=90)
+    out = tmp_path / "r.jsonl"
+    command = (
+        "predict",
+        str(photos),
+        "-f",
+        "jsonl",
+        "-o",
+        str(out),
+        "--model",
+        str(untrained_bundle),
+    )
+    assert run_cli(*command).returncode == 0
+    first, second = out.read_text().splitlines(keepends=True)
+    out.write_text(f"{first}\n{second}\n\n")
+    again = run_cli(*command, "--resume")
+    assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
+    assert out.read_text() == first + second
+
+
 def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     photo = tmp_path / "a.jpg"
     astronaut().save(photo)

@@ -471,6 +471,8 @@ def finished_records(output: Path, output_format: PredictFormat) -> list[dict[st
                 records.append(record)
     else:
         for number, line in enumerate(whole.splitlines(keepends=True), start=1):
+            if not line.strip():  # a blank line (an editor's, or files joined): no record
+                continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
