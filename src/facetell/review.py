@@ -189,14 +189,17 @@ class ReviewPage:
         `faces_without_details`: how many faces were judged when the result no longer holds
         them (that run wrote CSV)."""
         index = len(self._rows) + 1
-        self._earlier += earlier
+        if earlier:
+            self._earlier += 1
         judged = len(result.faces) if faces_without_details is None else faces_without_details
         faces = str(judged) if judged >= result.faces_found else f"{judged} of {result.faces_found}"
         self._rows.append(
             _Row(index, result.path, result.status, result.label, result.p_ai, faces,
                  _detail(result))
         )  # fmt: skip
-        card = self._card(index, result, image, heat_map, faces_without_details is not None)
+        card = self._card(
+            index, result, image, heat_map, no_face_details=faces_without_details is not None
+        )
         self._cards.write(card)
         self._card_lengths.append(len(card))
 
@@ -206,6 +209,7 @@ class ReviewPage:
         result: Result,
         image: Image.Image | None,
         heat_map: Image.Image | None,
+        *,
         no_face_details: bool = False,
     ) -> str:
         declared = (  # the strongest evidence there is, so it heads the card
