@@ -71,12 +71,14 @@ from facetell.familiarity import (
     reference_embeddings,
     sample_indices,
 )
+from facetell.forensics import metadata_clues
 from facetell.inference import MAX_FACES, Detector, Result
 from facetell.io import (
     DEFAULT_LIMITS,
     FORMATS_READ,
     DecodeLimits,
     NamedImage,
+    decode,
     is_url,
     looks_like_image,
     printable_name,
@@ -555,9 +557,6 @@ def recalled(
     its clues are read again from the file, which costs a decode, not the model.
     """
     from PIL import Image, UnidentifiedImageError
-
-    from facetell.forensics import metadata_clues
-    from facetell.io import decode
 
     decoded = None
     source = inputs.get(record["path"])

@@ -262,6 +262,15 @@ def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
     return data
 
 
+def _within_limit(data: bytes, label: str, limits: DecodeLimits, hint: str = "") -> bytes:
+    """`data`, read with one byte to spare over the limit: refused if that byte came (a pipe or
+    a file object has no size to check before reading)."""
+    if len(data) > limits.max_bytes:
+        limit = f"stream is over the {limits.max_bytes / 2**20:.0f} MB limit"
+        raise ImageTooLarge(label, limit, hint)
+    return data
+
+
 def _read_stream(stream: Any, label: str, limits: DecodeLimits) -> bytes:
     """A file object's bytes, refused past the byte limit without reading the rest."""
     text_mode = NotAnImage(label, "file object is open as text, not bytes", 'open it with "rb"')
@@ -273,9 +282,7 @@ def _read_stream(stream: Any, label: str, limits: DecodeLimits) -> bytes:
         raise BadImage(label, f"cannot read the file object: {exc}") from None
     if not isinstance(data, bytes | bytearray):
         raise text_mode
-    if len(data) > limits.max_bytes:
-        raise ImageTooLarge(label, f"stream is over the {limits.max_bytes / 2**20:.0f} MB limit")
-    return bytes(data)
+    return _within_limit(bytes(data), label, limits)
 
 
 def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
@@ -292,18 +299,16 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
         raise BadImage(label, "is a folder, not an image file")
     if stat.S_ISCHR(facts.st_mode) or stat.S_ISBLK(facts.st_mode):
         raise BadImage(label, "is a device, not an image file")
-    limit = f"over the {limits.max_bytes / 2**20:.0f} MB limit"
     hint = "resize it or raise the limit with predict --max-megapixels"
     if facts.st_size > limits.max_bytes:
-        raise ImageTooLarge(label, f"file is {facts.st_size / 2**20:.1f} MB, {limit}", hint)
+        size = f"file is {facts.st_size / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB"
+        raise ImageTooLarge(label, f"{size} limit", hint)
     try:
         with path.open("rb") as handle:
             data = handle.read(limits.max_bytes + 1)
     except OSError as exc:
         raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
-    if len(data) > limits.max_bytes:  # a pipe, or a file that grew since
-        raise ImageTooLarge(label, f"stream is {limit}", hint)
-    return data
+    return _within_limit(data, label, limits, hint)  # a pipe, or a file that grew since
 
 
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
