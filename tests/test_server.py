@@ -23,7 +23,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import astronaut, cat, contact_sheet, gan_faces, heic, launch_chromium
+from conftest import (
+    astronaut,
+    cat,
+    contact_sheet,
+    drop_from_desktop,
+    gan_faces,
+    heic,
+    launch_chromium,
+)
 from facetell.cli import CSV_COLUMNS
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
@@ -530,37 +538,27 @@ def test_a_chosen_folder_is_judged_image_by_image_and_its_other_files_named(serv
             "shoot/sub/portrait.jpg",
         ]
         expect(page.locator(".card .box")).to_have_count(1)  # the portrait's face
-        # files dropped without a folder still go straight through
-        dropped = page.evaluate_handle(
-            """async (url) => {
-                const blob = await (await fetch(url)).blob();
-                const transfer = new DataTransfer();
-                transfer.items.add(new File([blob], "dropped.jpg", { type: blob.type }));
-                return transfer;
-            }""",
-            "/static/examples/astronaut.jpg",
-        )
-        page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+        # Dragged from the desktop: Chromium's own drop of real files on disk (DevTools'
+        # Input.dispatchDragEvent), so the page reads the folder through its FileSystemEntry
+        # objects, in the batches of 100 Chromium's directory reader answers.
+        loose = tmp_path / "dropped.jpg"
+        astronaut().save(loose, quality=90)
+        drop_from_desktop(page, "#drop-zone", [loose])
         expect(page.locator("#status")).to_contain_text("dropped.jpg: ", timeout=60_000)
         expect(page.locator(".card .name").first).to_have_text("dropped.jpg")
-        # A folder dragged from the desktop arrives as FileSystemEntry objects, which no script
-        # can make from a real folder; the walk is checked on entries built to that interface,
-        # whose directory reader answers two at a time, as Chromium's answers 100 at a time.
-        walked = page.evaluate(
-            """() => {
-                const file = (path) => ({ isFile: true, isDirectory: false, fullPath: `/${path}`,
-                    file: (done) => done(new File(["x"], path.split("/").pop())) });
-                const folder = (path, children) => ({ isFile: false, isDirectory: true,
-                    fullPath: `/${path}`, createReader: () => {
-                        const left = [...children];
-                        return { readEntries: (done) => done(left.splice(0, 2)) };
-                    } });
-                const trip = folder("trip", [file("trip/a.jpg"), file("trip/b.txt"),
-                    folder("trip/day2", [file("trip/day2/c.png")])]);
-                return filesOf([trip, file("loose.jpg")]).then((found) => found.map((f) => f.path));
-            }"""
+        for n in range(120):
+            (folder / "sub" / f"note{n:03}.txt").write_text("not an image")
+        drop_from_desktop(page, "#drop-zone", [folder, loose])
+        expect(page.locator("#status")).to_contain_text(
+            "skipped 121 file(s) that are not images: notes.txt, note000.txt, note001.txt, …",
+            timeout=60_000,
         )
-        assert walked == ["trip/a.jpg", "trip/b.txt", "trip/day2/c.png", "loose.jpg"]
+        expect(page.locator("#status")).to_contain_text(re.compile(r"^3 images: "))
+        assert page.locator(".card .name").all_inner_texts()[:3] == [  # newest first
+            "dropped.jpg",
+            "shoot/a-cat.png",
+            "shoot/sub/portrait.jpg",
+        ]
         browser.close()
 
 
