@@ -392,6 +392,11 @@ def test_web_page_upload_verdict_and_heat_map(server):
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(server)
         expect(page.locator("#model-info")).to_contain_text("test-untrained@0.1.0")
+        icon_type = page.evaluate(  # the tab's icon, not the browser's /favicon.ico 404
+            "fetch(document.querySelector('link[rel=icon]').href)"
+            ".then((answer) => answer.ok && answer.headers.get('content-type'))"
+        )
+        assert icon_type.startswith("image/svg+xml")
         page.set_input_files("#file-input", str(EXAMPLE))
         verdict = page.locator(".card .verdict").first
         expect(verdict).not_to_have_text("Judging…", timeout=60_000)
@@ -540,12 +545,14 @@ def test_a_chosen_folder_is_judged_image_by_image_and_its_other_files_named(serv
         expect(page.locator(".card .box")).to_have_count(1)  # the portrait's face
         # Dragged from the desktop: Chromium's own drop of real files on disk (DevTools'
         # Input.dispatchDragEvent), so the page reads the folder through its FileSystemEntry
-        # objects, in the batches of 100 Chromium's directory reader answers.
+        # objects, in the batches of 100 Chromium's directory reader answers. A drop anywhere on
+        # the page counts; the browser would otherwise open the photo in a new tab.
         loose = tmp_path / "dropped.jpg"
         astronaut().save(loose, quality=90)
-        drop_from_desktop(page, "#drop-zone", [loose])
+        drop_from_desktop(page, "header", [loose])  # beside the zone: judged, not opened
         expect(page.locator("#status")).to_contain_text("dropped.jpg: ", timeout=60_000)
         expect(page.locator(".card .name").first).to_have_text("dropped.jpg")
+        assert [tab.url for tab in page.context.pages] == [page.url]
         for n in range(120):
             (folder / "sub" / f"note{n:03}.txt").write_text("not an image")
         drop_from_desktop(page, "#drop-zone", [folder, loose])

@@ -373,14 +373,24 @@ folderInput.addEventListener("change", () => {
 dropZone.addEventListener("keydown", (event) => {
   if (event.key === "Enter" || event.key === " ") { event.preventDefault(); fileInput.click(); }
 });
-for (const type of ["dragenter", "dragover"]) {
-  dropZone.addEventListener(type, (event) => { event.preventDefault(); dropZone.classList.add("dragging"); });
-}
-for (const type of ["dragleave", "drop"]) {
-  dropZone.addEventListener(type, () => dropZone.classList.remove("dragging"));
-}
-dropZone.addEventListener("drop", async (event) => {
+// Files dropped anywhere on the page are judged: a drop beside the zone would otherwise make the
+// browser open the photo in a tab of its own. Dragged text (into the token field) is left alone.
+const carriesFiles = (event) => event.dataTransfer.types.includes("Files");
+let dragDepth = 0;  // enter and leave fire for every element crossed; zero means off the page
+document.addEventListener("dragenter", (event) => {
+  if (!carriesFiles(event)) return;
+  dragDepth += 1;
+  dropZone.classList.add("dragging");
+});
+document.addEventListener("dragleave", (event) => {
+  if (carriesFiles(event) && --dragDepth <= 0) dropZone.classList.remove("dragging");
+});
+document.addEventListener("dragover", (event) => { if (carriesFiles(event)) event.preventDefault(); });
+document.addEventListener("drop", async (event) => {
+  if (!carriesFiles(event)) return;
   event.preventDefault();
+  dragDepth = 0;
+  dropZone.classList.remove("dragging");
   // entries must be taken before the first await: the drop's data is gone after it
   const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
   if (entries.some((entry) => entry.isDirectory)) submitFolder(await filesOf(entries));
