@@ -743,6 +743,24 @@ def test_files_in_a_folder_that_are_not_images_are_named_not_silently_dropped(
     assert "skipped 2 file(s)" in note and note.endswith(": notes.txt, clip.mp4")
 
 
+def test_a_broken_link_in_a_folder_is_an_error_record_naming_its_target(tmp_path, untrained_bundle):
+    folder = tmp_path / "library"
+    folder.mkdir()
+    astronaut().save(folder / "astronaut.jpg")
+    (folder / "moved.jpg").symlink_to(tmp_path / "old-drive" / "moved.jpg")
+    run = run_cli("predict", str(folder), "--model", str(untrained_bundle), "-f", "jsonl")
+    assert run.returncode == 0
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["path"], r["status"]) for r in records] == [
+        (str(folder / "astronaut.jpg"), "ok"),
+        (str(folder / "moved.jpg"), "error"),
+    ]
+    assert records[1]["error"] == (
+        f"{folder / 'moved.jpg'}: broken link to {tmp_path / 'old-drive' / 'moved.jpg'}"
+        " (restore its target)"
+    )
+
+
 def test_help_lists_every_command_with_its_whole_summary_on_one_line():
     from facetell.cli import app
 

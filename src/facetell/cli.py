@@ -408,7 +408,8 @@ def expand_inputs(
         path = Path(raw)
         if path.is_dir():
             for found in sorted(path.rglob("*")):
-                if not found.is_file() or found.name.startswith("."):
+                broken_link = found.is_symlink() and not found.exists()
+                if not (found.is_file() or broken_link) or found.name.startswith("."):
                     continue
                 if left_out and found.resolve().is_relative_to(left_out):
                     continue

@@ -292,6 +292,9 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
     try:
         facts = path.stat()
     except FileNotFoundError:
+        if path.is_symlink():  # a photo library moved, or a synced copy not yet downloaded
+            target = printable_name(str(path.readlink()))
+            raise BadImage(label, f"broken link to {target}", "restore its target") from None
         raise BadImage(label, "file not found", "check the path") from None
     except OSError as exc:
         raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
