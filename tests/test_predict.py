@@ -666,7 +666,10 @@ def test_images_are_fetched_from_http_addresses(web_server, untrained_bundle, tm
         records[1]["error"]
         == f"{urls[1]}: download failed: HTTP 404 File not found (check the address)"
     )
-    assert "not an image" in records[2]["error"]
+    assert records[2]["error"] == (
+        f"{urls[2]}: the address gives a web page, not an image (give the image's own address,"
+        " as the browser's Copy Image Address does)"
+    )
     assert sorted(p.name for p in explained.iterdir()) == ["00000-astronaut.jpg", "00003-moved.jpg"]
 
 

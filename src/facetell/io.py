@@ -249,6 +249,7 @@ def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
             if declared.isdigit() and int(declared) > limits.max_bytes:
                 raise too_large
             data = response.read(limits.max_bytes + 1)
+            kind = response.headers.get_content_type()
     except urllib.error.HTTPError as exc:
         reason = f"download failed: HTTP {exc.code} {exc.reason}"
         raise BadImage(label, reason, "check the address") from None
@@ -259,6 +260,12 @@ def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
         ) from None
     if len(data) > limits.max_bytes:
         raise too_large
+    if kind == "text/html" and b"<html" in data[:4096].lower():  # a page's address, not its photo's
+        raise NotAnImage(
+            label,
+            "the address gives a web page, not an image",
+            "give the image's own address, as the browser's Copy Image Address does",
+        )
     return data
 
 
