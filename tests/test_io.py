@@ -235,3 +235,32 @@ def test_jpeg_quality_is_estimated_from_the_quantisation_tables(tmp_path, qualit
     assert abs(decode(path).jpeg_quality - quality) <= 1
     with Image.open(path) as image:
         assert abs(estimate_jpeg_quality(image.quantization) - quality) <= 1
+
+
+def test_a_tiff_variant_pillow_cannot_read_is_named_as_such_not_as_no_image() -> None:
+    """skimage's sample of a 64-bit float, planar RGB TIFF: a scientific export, not junk."""
+    import skimage.data
+
+    scientific = Path(skimage.data.__file__).parent / "multipage_rgb.tif"
+    with pytest.raises(NotAnImage) as caught:
+        decode(scientific)
+    assert str(caught.value) == (
+        f"{scientific}: a TIFF file of a kind facetell cannot read (an unusual variant, or"
+        " damaged) (re-save it as JPEG or PNG)"
+    )
+    with pytest.raises(NotAnImage, match=r"not an image \(content is no format"):
+        decode(b"just some text, long enough")
+
+
+def test_an_empty_name_is_refused_not_read_as_the_working_folder() -> None:
+    with pytest.raises(BadImage) as caught:
+        decode("")
+    assert str(caught.value) == '"": empty file name (is a shell variable unset?)'
+
+
+def test_an_array_holding_nan_is_refused_not_judged_as_a_black_image(photo) -> None:
+    values = np.asarray(photo) / 255.0
+    values[10, 10, 0] = np.nan
+    with pytest.raises(BadImage, match="array holds NaN or infinite values"):
+        decode(values)
+    assert decode(np.nan_to_num(values)).size == (96, 96)

@@ -746,6 +746,21 @@ def test_files_in_a_folder_that_are_not_images_are_named_not_silently_dropped(
     assert "skipped 2 file(s)" in note and note.endswith(": notes.txt, clip.mp4")
 
 
+def test_an_empty_argument_is_one_error_record_not_a_walk_of_the_working_folder(
+    tmp_path, untrained_bundle
+):
+    """`facetell predict "$PHOTO"` with PHOTO unset: Path("") is ".", which held 42,000 files
+    (a virtualenv) when this was found."""
+    astronaut().save(tmp_path / "astronaut.jpg")
+    run = run_cli("predict", "", "-f", "jsonl", "--model", str(untrained_bundle), cwd=tmp_path)
+    assert run.returncode == 0
+    [record] = [json.loads(line) for line in run.stdout.splitlines()]
+    assert (record["status"], record["error"]) == (
+        "error",
+        '"": empty file name (is a shell variable unset?)',
+    )
+
+
 def test_a_broken_link_in_a_folder_is_an_error_record_naming_its_target(tmp_path, untrained_bundle):
     folder = tmp_path / "library"
     folder.mkdir()

@@ -402,7 +402,7 @@ def expand_inputs(
         if raw == "-":
             yield NamedImage(sys.stdin.buffer.read(), "-")
             continue
-        if is_url(raw):  # a query's "?" is no glob
+        if is_url(raw) or not raw:  # a query's "?" is no glob; "" is no folder (Path("") is ".")
             yield raw
             continue
         path = Path(raw)

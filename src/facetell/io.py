@@ -220,7 +220,9 @@ def image_from_array(array: np.ndarray, label: str) -> Image.Image:
     elif np.issubdtype(array.dtype, np.integer):
         values = array.astype(np.float64) * (255 / max(255, np.iinfo(array.dtype).max))
     elif np.issubdtype(array.dtype, np.floating):
-        values = np.nan_to_num(array.astype(np.float64))
+        values = array.astype(np.float64)
+        if not np.isfinite(values).all():  # a failed computation upstream, not a dark photo
+            raise BadImage(label, "array holds NaN or infinite values", "pass finite numbers")
         if values.size and values.max() <= 1.0:
             values *= 255
     else:
@@ -374,6 +376,10 @@ def _open(data: bytes, label: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        fmt = claimed_format(data[:16])
+        if fmt:  # e.g. a scientific TIFF of 64-bit floats, or a file cut off in its header
+            reason = f"a {fmt} file of a kind facetell cannot read (an unusual variant, or damaged)"
+            raise NotAnImage(label, reason, "re-save it as JPEG or PNG") from None
         raise NotAnImage(
             label,
             "not an image (content is no format facetell reads)",
@@ -423,6 +429,8 @@ def decode(
                 )
         elif is_url(source):
             data = _download(str(source), label, limits)
+        elif source == "":  # Path("") is the working folder: never judge that by mistake
+            raise BadImage('""', "empty file name", "is a shell variable unset?")
         else:
             data = _read_bytes(Path(source), label, limits)
         image = _open(data, label)
@@ -526,18 +534,34 @@ def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
     return decoded if decoded.mode == "RGB" else decoded.convert("RGB")
 
 
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG": "PNG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+def claimed_format(head: bytes) -> str | None:
+    """The image format a file's first 16 bytes announce, whatever its name says."""
+    for signature, fmt in _SIGNATURES.items():
+        if head.startswith(signature):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIC/AVIF"
+    return None
+
+
 def looks_like_image(path: Path) -> bool:
     """Cheap discovery filter: a known image suffix, or image magic bytes for other names."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return True
     try:
         with path.open("rb") as handle:
-            head = handle.read(16)
+            return claimed_format(handle.read(16)) is not None
     except OSError:
         return False
-    signatures = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
-    return (
-        head.startswith(signatures)
-        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-        or (head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS)
-    )
