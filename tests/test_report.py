@@ -307,6 +307,21 @@ def test_evaluate_on_real_photos_alone_measures_false_positives(bundle, labelled
     assert not (out / "roc.png").exists() and not (out / "robustness.png").exists()
 
 
+def test_data_given_where_the_bundle_goes_is_told_the_bundle_comes_first(labelled, tmp_path):
+    """`facetell evaluate my-photos/` reads my-photos/ as the bundle; saying that the data is
+    missing would send the user the wrong way."""
+    not_a_bundle = (
+        f"error: {labelled}: not a model bundle (expected a folder with config.json and "
+        "model.safetensors, or a .zip of one); the bundle comes first: facetell"
+    )
+    evaluated = facetell("evaluate", str(labelled), "--out", str(tmp_path / "report"))
+    assert evaluated.returncode == 2  # a usage error
+    assert evaluated.stderr.strip() == f"{not_a_bundle} evaluate models/default {labelled}"
+    calibrated = facetell("calibrate", str(labelled))
+    assert calibrated.returncode == 2
+    assert calibrated.stderr.strip() == f"{not_a_bundle} calibrate BUNDLE {labelled}"
+
+
 def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, tmp_path):
     out = tmp_path / "compare"
     result = facetell(

@@ -923,6 +923,17 @@ def _worst_real_source(evaluation: Evaluation) -> str:
     return f"{rate} {worst['source']}"
 
 
+def load_named_first(bundle: Path, data: list[Path] | None, usage: str, faces: bool) -> Detector:
+    """The bundle a command takes first. A dataset given alone lands in its place; say that
+    the bundle comes first rather than that the data is missing."""
+    try:
+        return Detector.load(bundle, detect_faces=faces)
+    except FacetellError as error:
+        if data or not bundle.exists():
+            raise
+        raise FacetellError(f"{error}; the bundle comes first: facetell {usage} {bundle}") from None
+
+
 @app.command("evaluate")
 def evaluate_command(
     bundle: Path = typer.Argument(..., help="Model bundle to evaluate."),
@@ -953,10 +964,11 @@ def evaluate_command(
 
     writable(out, "--out", folder=True)
     try:
-        samples = select_samples(data or [], split_file, split, limit)
         detectors = [
-            Detector.load(path, detect_faces=not no_face_detect) for path in [bundle, *compare]
+            load_named_first(bundle, data, "evaluate models/default", not no_face_detect),
+            *(Detector.load(path, detect_faces=not no_face_detect) for path in compare),
         ]
+        samples = select_samples(data or [], split_file, split, limit)
         evaluations = []
         with progress_bar(transient=False) as progress:
             for detector in detectors:
@@ -1078,8 +1090,8 @@ def calibrate_command(
 
     size_correction = size_correction and not no_face_detect
     try:
+        detector = load_named_first(bundle, data, "calibrate BUNDLE", not no_face_detect)
         samples = select_samples(data or [], split_file, split, limit)
-        detector = Detector.load(bundle, detect_faces=not no_face_detect)
         # small faces are re-encoded as the thumbnails are, so one correction fits both
         raw = Detector(
             detector.bundle.without_calibration(),
