@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import astronaut, cat, contact_sheet, gan_faces, heic, paste_astronaut, run_cli
+from facetell.cli import CSV_COLUMNS
 from facetell.inference import Detector, Result
 from facetell.io import jpeg_roundtrip
 
@@ -505,6 +506,32 @@ def test_resume_reads_past_blank_lines_in_json_lines(untrained_bundle, tmp_path)
     assert out.read_text() == first + second
 
 
+def test_the_output_files_name_chooses_the_format_unless_one_is_given(untrained_bundle, tmp_path):
+    """`-o results.csv` wrote a box-drawn table into results.csv, which no spreadsheet reads."""
+    photo = tmp_path / "a.jpg"
+    astronaut().save(photo)
+    model = ("--model", str(untrained_bundle))
+    for name in ("results.csv", "results.jsonl", "results.NDJSON", "results.txt", "forced.csv"):
+        forced = ("-f", "jsonl") if name == "forced.csv" else ()
+        assert (
+            run_cli("predict", str(photo), "-o", str(tmp_path / name), *forced, *model).returncode
+            == 0
+        )
+    first_lines = {
+        p.name: p.read_text().splitlines()[0] for p in tmp_path.glob("*.*") if p != photo
+    }
+    assert first_lines["results.csv"] == ",".join(CSV_COLUMNS)
+    assert json.loads(first_lines["results.jsonl"])["path"] == str(photo)
+    assert json.loads(first_lines["results.NDJSON"])["path"] == str(photo)
+    assert "facetell predict" in first_lines["results.txt"]  # the table's title
+    assert json.loads(first_lines["forced.csv"])["path"] == str(photo)  # -f has the last word
+    resumed = run_cli(
+        "predict", str(photo), "-o", str(tmp_path / "results.csv"), "--resume", *model
+    )
+    assert resumed.returncode == 0
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 2  # nothing judged twice
+
+
 def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     photo = tmp_path / "a.jpg"
     astronaut().save(photo)
@@ -519,7 +546,7 @@ def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     other_model = run_cli("predict", str(photo), "-f", "jsonl", "-o", str(judged), "--resume")
     runs = (table, foreign, other_model)
     assert [run.stderr.decode().strip().splitlines()[-1] for run in runs] == [
-        "error: --resume needs --output FILE with --format jsonl or csv",
+        "error: --resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)",
         f"error: {notes}: line 1 is no facetell record; cannot resume it",
         f"error: {judged}: judged by {record['model']}, not {Detector.load().model_name}; resume "
         "with the model that started it (--model) or write to another file",

@@ -380,6 +380,12 @@ class PredictFormat(StrEnum):
     jsonl = "jsonl"
 
 
+FORMAT_OF_SUFFIX = {
+    ".csv": PredictFormat.csv,
+    ".jsonl": PredictFormat.jsonl,
+    ".ndjson": PredictFormat.jsonl,
+}  # what `-o results.csv` means when no --format is given
+
 CSV_COLUMNS = (
     "path", "status", "label", "p_ai", "familiar", "n_faces", "faces_found", "declared_ai",
     "error", "model", "ms", "explanation",
@@ -617,7 +623,12 @@ def predict_command(
     inputs: list[str] = typer.Argument(
         ..., help="Images, folders, globs, http(s) URLs, or - for stdin."
     ),
-    output_format: PredictFormat = typer.Option(PredictFormat.table, "--format", "-f"),
+    output_format: PredictFormat | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="Default: as --output's name ends (.csv, .jsonl or .ndjson), else table.",
+    ),
     model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
     threshold: float | None = typer.Option(
         None, min=0.0, max=1.0, help="P(ai) above which a face is called AI (default: calibrated)."
@@ -661,8 +672,13 @@ def predict_command(
     ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
+    output_format = output_format or FORMAT_OF_SUFFIX.get(
+        output.suffix.lower() if output else "", PredictFormat.table
+    )
     if resume and (output is None or output_format is PredictFormat.table):
-        raise fail("--resume needs --output FILE with --format jsonl or csv")
+        raise fail(
+            "--resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)"
+        )
     if output:
         writable(output, "--output")
     if report:
