@@ -39,22 +39,21 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 EXAMPLE = Path(__file__).parents[1] / "src/facetell/server/static/examples/astronaut.jpg"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(bundle: Path, tmp: Path, **env: str) -> Iterator[str]:
-    port = free_port()
+    """`facetell serve --port 0`: the system picks a free port and serve prints it."""
     tmp.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "facetell", "serve", "--port", str(port), "--model", str(bundle)],
+        [sys.executable, "-m", "facetell", "serve", "--port", "0", "--model", str(bundle)],
         env={**os.environ, "TMPDIR": str(tmp), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    said = process.stderr.readline()  # after loading the model and binding the port
+    if not said.startswith("facetell is serving on http://127.0.0.1:"):
+        process.kill()
+        raise RuntimeError(said + process.stderr.read())
+    base = said.split()[-1]
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
@@ -62,8 +61,6 @@ def start_server(bundle: Path, tmp: Path, **env: str) -> Iterator[str]:
                 break
         except httpx.HTTPError:
             time.sleep(0.3)
-        if process.poll() is not None:
-            raise RuntimeError(process.stderr.read().decode())
     else:
         process.kill()
         raise RuntimeError("server did not become ready")
@@ -358,6 +355,41 @@ def test_a_port_in_use_is_one_line_not_a_server_that_says_it_is_serving(untraine
     assert refused.stderr.strip() == (
         f"error: cannot listen on 127.0.0.1:{port} (address already in use); choose another "
         "--port or stop what uses it"
+    )
+
+
+def test_serve_names_the_address_it_listens_on_and_warns_when_open_to_the_network(
+    untrained_bundle,
+):
+    """`--host ::` (IPv6, every address) failed with "unknown error -9"; `--port 0` said :0."""
+    serve = [sys.executable, "-m", "facetell", "serve", "--model", str(untrained_bundle)]
+    process = subprocess.Popen([*serve, "--host", "::", "--port", "0"], stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    try:
+        said = [process.stderr.readline().strip() for _ in range(2)]
+        port = int(said[0].split()[4].rsplit(":", 1)[1])
+        assert said == [
+            f"facetell is serving on http://127.0.0.1:{port} and on every other address of this "
+            "machine",
+            "note: other machines can reach it with no token; set FACETELL_API_TOKEN to ask one",
+        ]
+        for base in (f"http://127.0.0.1:{port}", f"http://[::1]:{port}"):  # IPv4 and IPv6
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.2)
+            else:
+                pytest.fail(f"{base} never answered")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    unknown = subprocess.run([*serve, "--host", "nosuchhost.invalid"], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        2,
+        "error: cannot listen on nosuchhost.invalid:8000 (name or service not known); give "
+        "--host an address of this machine (0.0.0.0: all of them)",
     )
 
 

@@ -7,8 +7,10 @@ them, so `facetell predict` starts without paying for training and reporting cod
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import io
+import ipaddress
 import itertools
 import json
 import os
@@ -1342,6 +1344,14 @@ def _describe_size_correction(correction: SizeCorrection | None, asked: bool) ->
     )
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket of the family `host` names: `::` and `::1` need IPv6, and `::`
+    takes IPv4 connections too, as 0.0.0.0 would."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    dualstack = host == "::" and socket.has_dualstack_ipv6()
+    return socket.create_server((host, port), family=family, dualstack_ipv6=dualstack)
+
+
 @app.command("serve")
 def serve_command(
     host: str | None = typer.Option(None, help="Interface (default 127.0.0.1)."),
@@ -1378,13 +1388,27 @@ def serve_command(
         raise fail(str(error)) from None
     address = f"{settings.host}:{settings.port}"
     try:  # bound here, so a port in use is one line and the server keeps the socket it checked
-        listening = socket.create_server((settings.host, settings.port))
+        listening = listen(settings.host, settings.port)
     except OSError as error:
-        reason = os.strerror(error.errno).lower() if error.errno else str(error)
-        raise fail(
-            f"cannot listen on {address} ({reason}); choose another --port or stop what uses it"
-        ) from None
-    err_console.print(f"facetell is serving on http://{address}")
+        known = error.errno is not None and error.errno > 0  # getaddrinfo's are negative
+        reason = (os.strerror(error.errno) if known else error.strerror or str(error)).lower()
+        hint = {
+            errno.EADDRINUSE: "choose another --port or stop what uses it",
+            errno.EACCES: "choose a --port above 1023",
+        }.get(error.errno, "give --host an address of this machine (0.0.0.0: all of them)")
+        raise fail(f"cannot listen on {address} ({reason}); {hint}") from None
+    bound_host, bound_port = listening.getsockname()[:2]
+    everywhere = ipaddress.ip_address(bound_host).is_unspecified  # 0.0.0.0 or ::
+    shown = "127.0.0.1" if everywhere else settings.host
+    shown = f"[{shown}]" if ":" in shown else shown  # an IPv6 address in a URL
+    err_console.print(
+        f"facetell is serving on http://{shown}:{bound_port}"
+        + (" and on every other address of this machine" if everywhere else "")
+    )
+    if not ipaddress.ip_address(bound_host).is_loopback and not settings.api_token:
+        err_console.print(
+            "note: other machines can reach it with no token; set FACETELL_API_TOKEN to ask one"
+        )
     server = uvicorn.Server(uvicorn.Config(create_app(settings, detector), log_level="warning"))
     server.run(sockets=[listening])
 
