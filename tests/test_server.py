@@ -341,6 +341,44 @@ def test_token_size_limit_and_saturation(guarded):
     assert_problem(busy, 503, "busy")
 
 
+def test_the_web_page_waits_its_turn_on_a_busy_server_instead_of_refusing_the_file(
+    guarded, tmp_path
+):
+    """Another user's 64-megapixel upload holds the guarded server's one slot for about 2 s;
+    the page's file is answered 503 + Retry-After, waits, and is judged."""
+    from playwright.sync_api import expect, sync_playwright
+
+    flat = io.BytesIO()
+    Image.new("RGB", (7900, 7900), (120, 130, 140)).save(flat, "JPEG", quality=50)
+    auth = {"authorization": "Bearer s3cret", "content-type": "image/jpeg"}
+
+    def other_user() -> list[int]:
+        return [
+            httpx.post(f"{guarded}/api/v1/predict", content=flat.getvalue(), headers=auth,
+                       timeout=60).status_code
+            for _ in range(2)
+        ]  # fmt: skip
+
+    photo = tmp_path / "astronaut.jpg"
+    astronaut().save(photo, quality=90)
+    with sync_playwright() as playwright, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.goto(guarded)
+        page.fill("#token", "s3cret")
+        page.click("#token-save")
+        expect(page.locator("#model-info")).to_contain_text("test-untrained@0.1.0")
+        answers: list[int] = []
+        page.on("response", lambda r: "/api/v1/predict" in r.url and answers.append(r.status))
+        busy = pool.submit(other_user)
+        time.sleep(0.3)  # its upload is in and judged
+        page.set_input_files("#file-input", str(photo))
+        expect(page.locator(".card .box")).to_have_count(1, timeout=60_000)
+        assert busy.result() == [200, 200]
+        assert answers[0] == 503 and answers[-1] == 200
+        browser.close()
+
+
 def test_a_port_in_use_is_one_line_not_a_server_that_says_it_is_serving(untrained_bundle):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -215,13 +215,28 @@ function refusedRecord(name, reason, kind) {
   };
 }
 
+// A shared server that is busy answers 503 with Retry-After: the file waits its turn (for up
+// to BUSY_WAIT_S) instead of being marked refused.
+const BUSY_WAIT_S = 60;
+async function predictWhenFree(form, verdict) {
+  for (let waited = 0; ; ) {
+    const response = await fetch("/api/v1/predict?explain=true", { method: "POST", body: form, headers: authHeaders() });
+    if (response.status !== 503 || waited >= BUSY_WAIT_S) return response;
+    const pause = Number(response.headers.get("retry-after")) || 1;
+    verdict.textContent = "Server busy, waiting for a turn…";
+    await new Promise((resume) => setTimeout(resume, pause * 1000));
+    verdict.textContent = "Judging…";
+    waited += pause;
+  }
+}
+
 // Judges one file into its card; answers what became of it (a label, "no_face" or "error").
 async function judge(card, file, name, photoUrl) {
   const form = new FormData();
   form.append("files", file, name);
   const verdict = card.querySelector(".verdict");
   try {
-    const response = await fetch("/api/v1/predict?explain=true", { method: "POST", body: form, headers: authHeaders() });
+    const response = await predictWhenFree(form, verdict);
     const body = await response.json();
     if (!response.ok) {
       if (response.status === 401) tokenBox.hidden = false;
