@@ -1,13 +1,16 @@
-"""Packs the shipped model bundle (models/default) into the wheel as `facetell/_bundle`, so a
-non-editable install (`pip install .`, a built wheel) has its default model too; an editable
-install reads models/default where it is. Everything else is in pyproject.toml."""
+"""Packs the shipped model bundle (models/default) into the wheel as `facetell/_bundle` and its
+training recipes (configs/*.yaml) as `facetell/_recipes`, so a non-editable install (`pip
+install .`, a built wheel) has its default model and `facetell train` its recipes too; an
+editable install reads them where they are. Everything else is in pyproject.toml."""
 
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-BUNDLE = Path(__file__).resolve().parent / "models" / "default"
+ROOT = Path(__file__).resolve().parent
+BUNDLE = ROOT / "models" / "default"
+RECIPES = ROOT / "configs"  # the shipped model's training recipes (not configs/candidates)
 
 
 class BuildWithBundle(build_py):
@@ -18,6 +21,10 @@ class BuildWithBundle(build_py):
         for file in sorted(BUNDLE.iterdir()):
             if file.is_file():
                 self.copy_file(str(file), str(target / file.name))
+        recipes = Path(self.build_lib) / "facetell" / "_recipes"
+        self.mkpath(str(recipes))
+        for file in sorted(RECIPES.glob("*.yaml")):
+            self.copy_file(str(file), str(recipes / file.name))
 
 
 setup(cmdclass={"build_py": BuildWithBundle})

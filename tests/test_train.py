@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -745,6 +746,36 @@ def test_mixup_blends_each_face_with_one_partner_and_its_target_alike(planted_da
     assert result.metrics["test"]["auroc"] > 0.9
     with pytest.raises(ValueError, match="mixup"):
         config.model_validate({**config.model_dump(), "adversary": {"weight": 0.3}})
+
+
+def test_train_without_a_config_uses_the_shipped_recipe_and_names_the_others(
+    planted_dataset, tmp_path
+):
+    """`facetell train --data mine/`: a pip install has no configs/ folder, so the recipes
+    travel in the package; with none named, the shipped model's first member's."""
+    run = tmp_path / "mine"
+    fast = ["crop={kind: center_square, size: 64}", "phases=[{kind: head, epochs: 1, views: 1}]",
+            f"cache_dir={tmp_path / 'cache'}", "workers=0"]  # fmt: skip
+    trained = subprocess.run(
+        [sys.executable, "-m", "facetell", "train", "--data", str(planted_dataset), "--out",
+         str(run), *(arg for override in fast for arg in ("--set", override))],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    used = yaml.safe_load((run / "config.yaml").read_text())
+    shipped = yaml.safe_load(
+        (Path(__file__).parents[1] / "configs" / "default-lite0.yaml").read_text()
+    )
+    assert (used["model"], used["name"]) == (shipped["model"], shipped["name"])
+    assert shipped["augment"].items() <= used["augment"].items()  # the resolved recipe
+    assert Detector.load(run / "bundle").model_name.startswith(shipped["name"])
+    unknown = subprocess.run([sys.executable, "-m", "facetell", "train", "lite0"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().startswith(
+        "error: lite0: no such config file or shipped recipe (recipes: default-lite0, "
+        "default-tight, default,"
+    )
 
 
 def test_a_bad_training_config_is_one_line_naming_each_bad_field():

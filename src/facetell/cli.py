@@ -290,7 +290,12 @@ class RichReporter:
 
 @app.command("train")
 def train_command(
-    config_path: Path | None = typer.Argument(None, help="YAML config (see configs/)."),
+    config_path: str | None = typer.Argument(
+        None,
+        help="YAML config, or a shipped recipe by name: default-lite0 (the default; the shipped "
+        "model's first member), default-tight (its second), default.",
+        show_default=False,
+    ),
     overrides: list[str] = typer.Option([], "--set", help="Override a config key: a.b=value."),
     out: Path | None = typer.Option(None, help="Run folder (default: runs/ + the config's name)."),
     data: list[Path] = typer.Option(
@@ -303,7 +308,7 @@ def train_command(
     resume: bool = typer.Option(False, help="Continue from the run folder's last checkpoint."),
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
-    from facetell.train import load_config, summarise_runs, train
+    from facetell.train import load_config, resolve_recipe, summarise_runs, train
 
     extra = [*overrides]
     if data:
@@ -313,7 +318,13 @@ def train_command(
     if holdout_source:
         extra.append(f"data.holdout_source={holdout_source}")
     try:
-        config = load_config(config_path, extra)
+        config = load_config(resolve_recipe(config_path), extra)
+        missing = [path for path in config.data.paths if not Path(path).exists()]
+        if missing and not data:
+            raise FacetellError(
+                f"{missing[0]}: no such folder or manifest CSV (the recipe's data.paths); give "
+                "your data with --data DIR"
+            )
         out_dir = writable(out or Path("runs") / config.name, "--out", folder=True)
         with Progress(
             "[progress.description]{task.description}",

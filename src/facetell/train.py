@@ -189,6 +189,31 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), _parse_yaml(value, f"override {text!r}")
 
 
+# The shipped model's training recipes (configs/*.yaml), which setup.py packs into a wheel as
+# facetell/_recipes, so `facetell train --data mine/` works without the repository.
+REPO_RECIPES = Path(__file__).resolve().parents[2] / "configs"
+PACKAGED_RECIPES = Path(__file__).resolve().parent / "_recipes"
+DEFAULT_RECIPE = "default-lite0"  # the shipped ensemble's first member
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """The shipped recipes by name (their file names without .yaml)."""
+    folder = PACKAGED_RECIPES if PACKAGED_RECIPES.is_dir() else REPO_RECIPES
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_recipe(config: str | None) -> Path:
+    """A YAML config's path, or the shipped recipe of that name (DEFAULT_RECIPE if none)."""
+    if config is not None and (Path(config).exists() or config.endswith((".yaml", ".yml"))):
+        return Path(config)
+    recipes = shipped_recipes()
+    name = config or DEFAULT_RECIPE
+    if name not in recipes:
+        known = ", ".join(recipes) or "none installed"
+        raise FacetellError(f"{name}: no such config file or shipped recipe (recipes: {known})")
+    return recipes[name]
+
+
 def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config and apply `a.b=value` overrides (values parsed as YAML)."""
     raw: Any = {}
