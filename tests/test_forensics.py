@@ -288,6 +288,48 @@ def test_content_credentials_declaring_ai_are_read_in_every_format(
     assert clues["validation"]["value"] == "signingCredential.untrusted"  # a throwaway CA
 
 
+def edited(signer, earlier: bytes, title: str, pixels: bytes) -> bytes:
+    """`earlier` opened in a photo editor, adjusted and saved with the editor's credentials."""
+    from c2pa import Builder
+
+    opened = {"action": "c2pa.opened", "parameters": {"ingredientIds": [title]}}
+    manifest = {
+        "claim_generator_info": [{"name": "photo-editor", "version": "2.0"}],
+        "assertions": [
+            {"label": "c2pa.actions", "data": {"actions": [opened, {"action": "c2pa.cropped"}]}}
+        ],
+    }
+    builder = Builder(json.dumps(manifest))
+    ingredient = {"title": title, "relationship": "parentOf", "label": title}
+    builder.add_ingredient(json.dumps(ingredient), "image/jpeg", io.BytesIO(earlier))
+    signed = io.BytesIO()
+    builder.sign(signer, "image/jpeg", io.BytesIO(pixels), signed)
+    return signed.getvalue()
+
+
+def test_a_generated_image_edited_since_still_declares_ai_through_its_ingredients(
+    c2pa_signer, tmp_path
+):
+    """A generator's image re-saved in an editor (twice here) carries the editor's manifest;
+    the generator's statement survives only in the history of ingredients."""
+    pixels = photo_as("JPEG", tmp_path)
+    generated = with_credentials(
+        c2pa_signer, pixels, "image/jpeg", IPTC + "trainedAlgorithmicMedia"
+    )
+    twice = edited(c2pa_signer, edited(c2pa_signer, generated, "gen.jpg", pixels), "v2.jpg", pixels)
+    report = clues_of(twice)
+    assert report["declared_ai"]
+    assert [(c["key"], c["value"], c["declares_ai"]) for c in report["clues"]] == [
+        ("claim_generator", "photo-editor", False),
+        ("ingredient_claim_generator", "photo-editor (v2.jpg)", False),
+        ("ingredient_claim_generator", "test-generator (gen.jpg)", False),
+        ("ingredient_digital_source_type", "trainedAlgorithmicMedia (gen.jpg)", True),
+        ("validation", "signingCredential.untrusted", False),
+    ]
+    camera = with_credentials(c2pa_signer, pixels, "image/jpeg", IPTC + "digitalCapture")
+    assert not clues_of(edited(c2pa_signer, camera, "raw.jpg", pixels))["declared_ai"]
+
+
 def test_content_credentials_of_a_camera_capture_do_not_declare_ai(c2pa_signer, tmp_path):
     signed = with_credentials(
         c2pa_signer, photo_as("JPEG", tmp_path), "image/jpeg", IPTC + "digitalCapture"

@@ -178,6 +178,35 @@ def xmp_clues(decoded: DecodedImage) -> list[Clue]:
     return clues
 
 
+def _claim_generator(manifest: dict[str, Any]) -> str:
+    return _text(
+        manifest.get("claim_generator")
+        or ", ".join(str(info.get("name", "")) for info in manifest.get("claim_generator_info", []))
+    )
+
+
+def _ingredient_clues(
+    manifests: dict[str, Any], manifest: dict[str, Any], seen: frozenset[str] = frozenset()
+) -> list[Clue]:
+    """What the earlier versions an image was made from say of themselves: a generated image
+    opened and re-saved in an editor carries the editor's manifest, and the generator's only as
+    an ingredient's (Content Credentials' history). Each is named by its title."""
+    clues = []
+    for ingredient in manifest.get("ingredients", []):
+        label = ingredient.get("active_manifest", "")
+        earlier = manifests.get(label)
+        if not earlier or label in seen:
+            continue
+        title = _text(ingredient.get("title") or "untitled", limit=100)
+        generator = _claim_generator(earlier)
+        clues.append(Clue("c2pa", "ingredient_claim_generator", f"{generator} ({title})"))
+        for clue in source_type_clues("c2pa", json.dumps(earlier.get("assertions", []))):
+            key, value = "ingredient_digital_source_type", f"{clue.value} ({title})"
+            clues.append(Clue("c2pa", key, value, clue.declares_ai))
+        clues += _ingredient_clues(manifests, earlier, seen | {label})
+    return clues
+
+
 def c2pa_clues(decoded: DecodedImage) -> list[Clue]:
     """Content Credentials: the claim generator and any AI-generation assertion."""
     if decoded.data is None or decoded.format not in _MIME:
@@ -191,15 +220,13 @@ def c2pa_clues(decoded: DecodedImage) -> list[Clue]:
         store = json.loads(reader.json())
     except Exception:  # no manifest, or one the SDK rejects: not a clue either way
         return []
-    manifest = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
+    manifests = store.get("manifests", {})
+    manifest = manifests.get(store.get("active_manifest", ""), {})
     if not manifest:
         return []
-    clues = []
-    generator = manifest.get("claim_generator") or ", ".join(
-        str(info.get("name", "")) for info in manifest.get("claim_generator_info", [])
-    )
-    clues.append(Clue("c2pa", "claim_generator", _text(generator)))
+    clues = [Clue("c2pa", "claim_generator", _claim_generator(manifest))]
     clues += source_type_clues("c2pa", json.dumps(manifest.get("assertions", [])))
+    clues += _ingredient_clues(manifests, manifest)
     validation = store.get("validation_status") or []
     if validation:
         codes = ", ".join(sorted({str(v.get("code")) for v in validation}))
