@@ -250,6 +250,7 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     for name in ("roc", "pr", "reliability", "confusion", "scores_by_class", "robustness"):
         assert (out / f"{name}.png").stat().st_size > 5_000
 
+    from axe_playwright_python.sync_playwright import Axe
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -283,6 +284,8 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
             row = page.locator("#robustness-table tbody tr", has_text=name).first
             assert row.locator("td").last.inner_text() == str(values["n"]), name
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        audit = Axe().run(page)  # axe-core's WCAG rules: contrast, table headers, alt text...
+        assert audit.violations_count == 0, audit.generate_report()
         browser.close()
     assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained
 

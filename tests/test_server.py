@@ -537,6 +537,39 @@ def test_web_page_upload_verdict_and_heat_map(server):
         browser.close()
 
 
+def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tmp_path):
+    """axe-core's WCAG rules on the page as a user leaves it (verdicts, an unreadable file, a
+    heat map shown, the token box) and on the review page it downloads."""
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect, sync_playwright
+
+    def violations(page) -> str:
+        audit = Axe().run(page)
+        return "" if audit.violations_count == 0 else audit.generate_report()
+
+    astronaut().save(tmp_path / "astronaut.jpg", quality=90)
+    cat().save(tmp_path / "cat.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.goto(server)
+        page.set_input_files(
+            "#file-input", [tmp_path / name for name in ("astronaut.jpg", "cat.png", "empty.jpg")]
+        )
+        expect(page.locator("#status")).to_contain_text("3 images: ", timeout=60_000)
+        page.locator(".heat-toggle").first.click()
+        page.evaluate("document.getElementById('token-box').hidden = false")
+        assert violations(page) == ""
+        with page.expect_download() as download:
+            page.locator("#download-report").click()
+        download.value.save_as(tmp_path / "review.html")
+        page.goto((tmp_path / "review.html").as_uri())
+        expect(page.locator("article")).to_have_count(3)  # the unreadable file too
+        assert violations(page) == ""
+        browser.close()
+
+
 def test_a_box_tag_at_the_photos_edge_stays_on_the_photo(server, tmp_path):
     """A face in the top-right corner: its tag stuck out past the photo's right edge over the
     file name (and, at the very top, above the photo); after a window resize too."""

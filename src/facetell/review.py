@@ -34,7 +34,8 @@ FACE_MARGIN = 0.2  # of the box's size, added on each side of a face's crop
 # Cards per file of a saved page, about 12 MB: headless Chromium opened 200 cards in 0.5 s,
 # 5,000 in 11.5 s and 1.6 GB (docs/benchmarks.md, benchmarks/review_open.py).
 PER_FILE = 200
-VERDICT_COLOURS = {"ai": "#c4320a", "uncertain": "#b7791f", "real": "#067647"}
+# Each at least 4.5:1 against white, as WCAG AA asks of text (the amber of "uncertain" most of all).
+VERDICT_COLOURS = {"ai": "#c4320a", "uncertain": "#a15c00", "real": "#067647"}
 STATUS_WORDS = {"no_face": "no face", "error": "unreadable"}
 
 _STYLE = (
@@ -43,7 +44,7 @@ _STYLE = (
 h2{margin-top:32px}td{vertical-align:top}td.num{white-space:nowrap}.path{overflow-wrap:anywhere}
 td.path{min-width:16em}.counts span{display:inline-block;margin:0 8px 6px 0;padding:2px 10px;
 border-radius:12px;background:#eef1f5}.verdict{font-weight:700;text-transform:uppercase}
-.v-ai{color:#c4320a}.v-uncertain{color:#b7791f}.v-real{color:#067647}.v-none{color:#4a5365}
+.v-none{color:#4a5365}
 article{background:#fff;border:1px solid #dde1e7;margin:16px 0;padding:12px 16px}
 article h3{margin:0 0 8px;font-size:16px}.card{display:flex;flex-wrap:wrap;gap:16px;
 align-items:flex-start}.pictures{display:flex;flex-direction:column;gap:8px}.facts{flex:1;
@@ -52,6 +53,7 @@ nav.parts a,nav.parts strong{display:inline-block;margin:0 10px 4px 0}
 figcaption{color:#4a5365}td img{display:block}.declares{color:#c4320a;font-weight:700}
 ul.clues{margin:6px 0;padding-left:20px;font-size:14px}.error{color:#b42318}
 """
+    + "".join(f".v-{label}{{color:{colour}}}" for label, colour in VERDICT_COLOURS.items())
 )
 
 
