@@ -10,11 +10,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageColor, PngImagePlugin
 
 from conftest import astronaut, cat, contact_sheet, gan_faces, launch_chromium, run_cli
 from facetell.inference import Detector
-from facetell.review import FACE_SIDE, PHOTO_SIDE, ReviewPage, face_thumbnail
+from facetell.review import FACE_SIDE, PHOTO_SIDE, VERDICT_COLOURS, ReviewPage, face_thumbnail
 
 ODD_NAME = '<i>x&y"z.jpg'  # a file name is text on the page, never markup
 
@@ -165,8 +165,7 @@ def test_pictures_are_small_copies_with_each_face_boxed(judged_folder):
     x, y, w, _ = (round(v * PHOTO_SIDE / 2048) for v in big["faces"][0]["box"])
     pixels = photo.convert("RGB").load()
     edge = [pixels[x + w // 2, y + dy] for dy in (0, 1, 2)]
-    colour = {"ai": (196, 50, 10), "uncertain": (183, 121, 31), "real": (6, 118, 71)}
-    wanted = colour[big["faces"][0]["label"]]
+    wanted = ImageColor.getrgb(VERDICT_COLOURS[big["faces"][0]["label"]])
     assert any(sum(abs(a - b) for a, b in zip(p, wanted, strict=True)) < 60 for p in edge)
     # the page carries small JPEG copies, not the 2048 px original
     assert len(card) < Path(big["path"]).stat().st_size / 5
