@@ -285,6 +285,18 @@ def test_report_is_the_review_page_of_the_same_verdicts(server):
     assert_problem(httpx.post(f"{server}/api/v1/report", timeout=30), 400, "empty request body")
 
 
+def test_a_report_takes_a_folders_worth_of_images_where_predict_takes_16(server):
+    """The web page's "Report (HTML)" sends every image it judged in one upload: a dropped
+    folder of 20 faces was refused ("Maximum number of files is 16")."""
+    files = [("files", (f"face{i:02}.jpg", jpeg(face), "image/jpeg"))
+             for i, face in enumerate(gan_faces(20, seed=4))]  # fmt: skip
+    assert_problem(httpx.post(f"{server}/api/v1/predict", files=files, timeout=120), 400,
+                   "Maximum number of files is 16")  # fmt: skip
+    response = httpx.post(f"{server}/api/v1/report", files=files, timeout=300)
+    assert response.status_code == 200
+    assert response.text.count("<article") == 20
+
+
 def test_uploads_never_touch_the_disk(server, server_tmp):
     big = io.BytesIO()
     astronaut().resize((2048, 2048)).save(big, "PNG")  # several MB, above starlette's 1 MB spool

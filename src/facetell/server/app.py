@@ -93,8 +93,11 @@ async def read_capped_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def uploads_from(request: Request, settings: Settings) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every uploaded image: multipart files, or one raw image body."""
+async def uploads_from(
+    request: Request, settings: Settings, max_files: int
+) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every uploaded image (at most `max_files`): multipart files, or one
+    raw image body."""
     body = await read_capped_body(request, settings.max_upload_bytes)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -104,7 +107,7 @@ async def uploads_from(request: Request, settings: Settings) -> list[tuple[str, 
 
         parser_type = _in_memory_parser(settings.max_upload_bytes)
         parser = parser_type(
-            Headers(raw=request.headers.raw), replay(), max_files=settings.max_files, max_fields=50
+            Headers(raw=request.headers.raw), replay(), max_files=max_files, max_fields=50
         )
         try:
             form = await parser.parse()
@@ -210,11 +213,13 @@ async def judged_uploads(
     request: Request,
     threshold: float | None,
     work: Callable[[Detector, list[tuple[str, bytes]]], T],
+    max_files: int | None = None,
 ) -> tuple[Detector, T]:
-    """Read the request's uploads, then run `work` on them in the thread pool once the gate
-    lets it in, with the caller's threshold if one was given."""
+    """Read the request's uploads (at most `max_files`, else the settings' max_files), then
+    run `work` on them in the thread pool once the gate lets it in, with the caller's threshold
+    if one was given."""
     settings: Settings = request.app.state.settings
-    uploads = await uploads_from(request, settings)
+    uploads = await uploads_from(request, settings, max_files or settings.max_files)
     detector: Detector = request.app.state.detector
     if threshold is not None:
         detector = detector.with_threshold(threshold)
@@ -257,7 +262,12 @@ async def report(
 ) -> HTMLResponse:
     """The same uploads as /predict; answers the self-contained HTML page `facetell predict
     --report` writes (pictures inlined, no scripts), as a download."""
-    _, html = await judged_uploads(request, threshold, partial(review_page, explain_faces=explain))
+    _, html = await judged_uploads(
+        request,
+        threshold,
+        partial(review_page, explain_faces=explain),
+        max_files=request.app.state.settings.max_report_files,
+    )
     disposition = 'attachment; filename="facetell-review.html"'
     return HTMLResponse(html, headers={"Content-Disposition": disposition})
 

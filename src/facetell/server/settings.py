@@ -23,7 +23,10 @@ class Settings(BaseSettings):
     max_faces: int = Field(MAX_FACES, ge=1)  # faces judged per image, the most face-like
     max_upload_mb: float = Field(20.0, gt=0)
     max_pixels: int = Field(64_000_000, gt=0)
-    max_files: int = Field(16, ge=1)
+    max_files: int = Field(16, ge=1)  # images per /predict request
+    # images per /report request: the web page's "Report (HTML)" sends every image it judged
+    # at once (the byte cap still bounds it); as many as one file of a saved review page holds
+    max_report_files: int = Field(200, ge=1)
     max_concurrency: int = Field(2, ge=1)
     queue_seconds: float = Field(2.0, ge=0)  # how long a request may wait for a free slot
     api_token: str | None = None  # when set, /api/v1 needs "Authorization: Bearer <token>"
