@@ -684,6 +684,33 @@ def test_a_chosen_folder_is_judged_image_by_image_and_its_other_files_named(serv
         browser.close()
 
 
+def test_a_picture_pasted_from_the_clipboard_is_judged(server):
+    """Copied in another program, pasted with Ctrl+V: Chromium's own clipboard and paste."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        context = browser.new_context()
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+        page = context.new_page()
+        page.goto(server)
+        page.evaluate(
+            """async () => {
+                const photo = await createImageBitmap(
+                    await (await fetch("/static/examples/astronaut.jpg")).blob());
+                const canvas = new OffscreenCanvas(photo.width, photo.height);
+                canvas.getContext("2d").drawImage(photo, 0, 0);
+                const png = await canvas.convertToBlob({ type: "image/png" });
+                await navigator.clipboard.write([new ClipboardItem({ "image/png": png })]);
+            }"""
+        )
+        page.locator("header").click()
+        page.keyboard.press("Control+V")
+        expect(page.locator("#status")).to_contain_text("image.png: ", timeout=60_000)
+        expect(page.locator(".card .box")).to_have_count(1)
+        browser.close()
+
+
 def test_web_page_shows_the_servers_rendering_of_a_heic_chromium_cannot_show(server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
