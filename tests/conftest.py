@@ -274,12 +274,14 @@ def launch_chromium(playwright):
     )
 
 
-def drop_from_desktop(page, selector: str, paths: list[Path]) -> None:
+def drop_from_desktop(page, selector: str, paths: list[Path], address: str = "") -> None:
     """Drop files and folders from disk on an element as a desktop drag does, through Chromium's
-    own drag-and-drop (not a scripted DataTransfer, which cannot hold a folder)."""
+    own drag-and-drop (not a scripted DataTransfer, which cannot hold a folder); or, given an
+    `address`, a picture dragged from another web page, which arrives as its address."""
     box = page.locator(selector).bounding_box()
     where = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
-    data = {"items": [], "files": [str(path) for path in paths], "dragOperationsMask": 1}
+    link = [{"mimeType": "text/uri-list", "data": address}] if address else []
+    data = {"items": link, "files": [str(path) for path in paths], "dragOperationsMask": 1}
     devtools = page.context.new_cdp_session(page)
     for kind in ("dragEnter", "dragOver", "drop"):
         devtools.send("Input.dispatchDragEvent", {"type": kind, **where, "data": data})

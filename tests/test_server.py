@@ -684,6 +684,30 @@ def test_a_chosen_folder_is_judged_image_by_image_and_its_other_files_named(serv
         browser.close()
 
 
+def test_a_picture_dragged_from_a_web_page_is_fetched_by_the_browser_if_its_site_allows(
+    server, guarded
+):
+    """A picture dragged from another page arrives as its address: fetched and judged when its
+    site lets other pages read it; otherwise the page says so, and no tab opens on it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.goto(server)
+        drop_from_desktop(page, "main", [], address=f"{server}/static/examples/astronaut.jpg")
+        expect(page.locator("#status")).to_contain_text("astronaut.jpg: ", timeout=60_000)
+        expect(page.locator(".card .box")).to_have_count(1)
+        elsewhere = f"{guarded}/static/examples/astronaut.jpg"  # another origin, no CORS
+        drop_from_desktop(page, "main", [], address=elsewhere)
+        expect(page.locator("#status")).to_have_text(
+            f"Could not fetch {elsewhere}: its site does not let other pages read it, or it is "
+            "no image. Save the picture, then drop the file."
+        )
+        assert [tab.url for tab in page.context.pages] == [page.url]
+        browser.close()
+
+
 def test_a_picture_pasted_from_the_clipboard_is_judged(server):
     """Copied in another program, pasted with Ctrl+V: Chromium's own clipboard and paste."""
     from playwright.sync_api import expect, sync_playwright

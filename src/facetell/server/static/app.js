@@ -389,28 +389,47 @@ dropZone.addEventListener("keydown", (event) => {
   if (event.key === "Enter" || event.key === " ") { event.preventDefault(); fileInput.click(); }
 });
 // Files dropped anywhere on the page are judged: a drop beside the zone would otherwise make the
-// browser open the photo in a tab of its own. Dragged text (into the token field) is left alone.
-const carriesFiles = (event) => event.dataTransfer.types.includes("Files");
+// browser open the photo in a tab of its own. So is a picture dragged from another web page,
+// which arrives as its address. Dragged text (into the token field) is left alone.
+const carriesPictures = (event) => ["Files", "text/uri-list"].some((type) => event.dataTransfer.types.includes(type));
 let dragDepth = 0;  // enter and leave fire for every element crossed; zero means off the page
 document.addEventListener("dragenter", (event) => {
-  if (!carriesFiles(event)) return;
+  if (!carriesPictures(event)) return;
   dragDepth += 1;
   dropZone.classList.add("dragging");
 });
 document.addEventListener("dragleave", (event) => {
-  if (carriesFiles(event) && --dragDepth <= 0) dropZone.classList.remove("dragging");
+  if (carriesPictures(event) && --dragDepth <= 0) dropZone.classList.remove("dragging");
 });
-document.addEventListener("dragover", (event) => { if (carriesFiles(event)) event.preventDefault(); });
+document.addEventListener("dragover", (event) => { if (carriesPictures(event)) event.preventDefault(); });
 document.addEventListener("drop", async (event) => {
-  if (!carriesFiles(event)) return;
+  if (!carriesPictures(event)) return;
   event.preventDefault();
   dragDepth = 0;
   dropZone.classList.remove("dragging");
   // entries must be taken before the first await: the drop's data is gone after it
   const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
+  const address = event.dataTransfer.getData("text/uri-list").split(/\r?\n/).find((line) => line && !line.startsWith("#"));
   if (entries.some((entry) => entry.isDirectory)) submitFolder(await filesOf(entries));
-  else submit([...event.dataTransfer.files]);
+  else if (event.dataTransfer.files.length) submit([...event.dataTransfer.files]);
+  else if (address) submitAddress(address);
 });
+
+// A picture dragged from a web page: this browser fetches it (the server never fetches
+// addresses), which the picture's site must allow.
+async function submitAddress(address) {
+  const name = decodeURIComponent(new URL(address).pathname.split("/").pop() || "") || "dragged image";
+  statusLine.textContent = `Fetching ${name}…`;
+  try {
+    const response = await fetch(address);
+    const blob = await response.blob();
+    if (!response.ok || !blob.type.startsWith("image/")) throw new Error("not an image");
+    submit([new File([blob], name, { type: blob.type })]);
+  } catch (error) {
+    statusLine.textContent = `Could not fetch ${address}: its site does not let other pages read it, `
+      + "or it is no image. Save the picture, then drop the file.";
+  }
+}
 document.addEventListener("paste", (event) => {
   const files = [...event.clipboardData.items].filter((i) => i.kind === "file").map((i) => i.getAsFile());
   if (files.length) submit(files);
