@@ -118,6 +118,10 @@ def test_health_readiness_and_model(server):
     assert model["crop"]["kind"] == "face" and model["face_detector"] == "retinaface-mnet025"
     assert httpx.get(f"{server}/docs").status_code == 200
     assert "/api/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
+    for path in ("/", "/healthz", "/readyz"):  # what uptime monitors and link checkers send
+        head = httpx.head(f"{server}{path}")
+        assert (head.status_code, head.content) == (200, b""), path
+        assert int(head.headers["content-length"]) > 0
 
 
 def test_opening_the_web_page_builds_the_heat_map_model_and_the_api_alone_never_does(
@@ -261,6 +265,9 @@ def test_request_level_problems_are_problem_json(server):
     text_only = httpx.post(predict, files={"note": (None, "no file here")})
     assert_problem(text_only, 400, "no file in the upload")
     assert_problem(httpx.get(f"{server}/api/v1/nothing"), 404, "Not Found")
+    wrong_method = httpx.get(predict)
+    assert_problem(wrong_method, 405, "GET is not allowed on /api/v1/predict; use POST")
+    assert wrong_method.headers["allow"] == "POST"
 
 
 def test_report_is_the_review_page_of_the_same_verdicts(server):

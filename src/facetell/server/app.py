@@ -334,12 +334,19 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         )
     app.include_router(api)
 
-    @app.get("/healthz", response_model=HealthResponse, summary="The process is alive")
+    # HEAD too, where monitors and link checkers ask: FastAPI answers it only where it is named
+    @app.api_route(
+        "/healthz",
+        methods=["GET", "HEAD"],
+        response_model=HealthResponse,
+        summary="The process is alive",
+    )
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get(
+    @app.api_route(
         "/readyz",
+        methods=["GET", "HEAD"],
         response_model=HealthResponse,
         responses={503: PROBLEM},
         summary="The model is loaded and answering",
@@ -355,7 +362,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         SUFFIXES_ATTR.format(""), SUFFIXES_ATTR.format(" ".join(sorted(IMAGE_SUFFIXES)))
     )
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route(
+        "/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+    )
     def index(request: Request) -> HTMLResponse:
         """The web page, stating the upload limit this server was started with.
 
@@ -364,7 +373,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         a photo. A server used only through the API never builds it.
         """
         detector = getattr(request.app.state, "detector", None)
-        if detector is not None and detector.bundle.module is None:
+        if request.method == "GET" and detector is not None and detector.bundle.module is None:
             threading.Thread(target=lambda: detector.model, daemon=True).start()
         return HTMLResponse(page)
 

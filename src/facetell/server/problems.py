@@ -42,8 +42,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(error.status, error.detail, error.headers)
 
     @app.exception_handler(HTTPException)
-    async def on_http(_: Request, error: HTTPException):
-        return problem_response(error.status_code, str(error.detail), error.headers)
+    async def on_http(request: Request, error: HTTPException):
+        detail = str(error.detail)
+        allowed = (error.headers or {}).get("Allow")
+        if error.status_code == 405 and allowed:  # "Method Not Allowed" says not what is
+            detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        return problem_response(error.status_code, detail, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, error: RequestValidationError):
