@@ -450,6 +450,25 @@ def test_serve_names_the_address_it_listens_on_and_warns_when_open_to_the_networ
     )
 
 
+def test_a_bad_setting_is_one_line_naming_its_flag_or_variable(untrained_bundle):
+    """A mistyped FACETELL_ variable or flag printed pydantic's traceback."""
+    serve = [sys.executable, "-m", "facetell", "serve", "--model", str(untrained_bundle)]
+    cases = [
+        ({"FACETELL_PORT": "abc"}, [],
+         "error: FACETELL_PORT: input should be a valid integer, unable to parse string as an "
+         "integer (got 'abc')"),
+        ({"FACETELL_CORS_ORIGINS": "https://example.org"}, [],
+         "error: FACETELL_CORS_ORIGINS: not JSON, as a list is written: "
+         "'[\"https://example.org\"]'"),
+        ({}, ["--max-upload-mb", "0"],
+         "error: --max-upload-mb: input should be greater than 0 (got 0.0)"),
+    ]  # fmt: skip
+    for env, flags, said in cases:
+        run = subprocess.run([*serve, *flags], env={**os.environ, **env}, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        assert (run.returncode, run.stderr.strip()) == (2, said)
+
+
 def test_schemathesis_finds_no_server_error(server):
     result = subprocess.run(
         [

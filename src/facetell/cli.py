@@ -92,6 +92,7 @@ if TYPE_CHECKING:
 
     from facetell.audit import AuditReport
     from facetell.evaluate import Evaluation, ScoredSet
+    from facetell.server.settings import Settings
     from facetell.train import EpochRecord
 
 app = typer.Typer(
@@ -1355,6 +1356,31 @@ def _describe_size_correction(correction: SizeCorrection | None, asked: bool) ->
     )
 
 
+def server_settings(flags: dict[str, Any]) -> Settings:
+    """`serve`'s settings from its flags and FACETELL_* variables; a bad value is one line
+    naming the flag or variable it came from, not pydantic's traceback."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from facetell.server.settings import Settings
+
+    def origin(field: str) -> str:
+        return f"--{field.replace('_', '-')}" if field in flags else f"FACETELL_{field.upper()}"
+
+    try:
+        return Settings(**flags)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{origin(str(p['loc'][0]))}: {p['msg'].lower()} (got {p['input']!r})"
+            for p in error.errors()
+        )
+        raise fail(problems) from None
+    except SettingsError as error:  # a list or mapping variable that is not JSON
+        field = re.search(r'field "(\w+)"', str(error))
+        name = origin(field.group(1)) if field else "a FACETELL_ variable"
+        raise fail(f"{name}: not JSON, as a list is written: '[\"https://example.org\"]'") from None
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket of the family `host` names: `::` and `::1` need IPv6, and `::`
     takes IPv4 connections too, as 0.0.0.0 would."""
@@ -1380,7 +1406,6 @@ def serve_command(
 
     from facetell.server import create_app
     from facetell.server.app import load_detector
-    from facetell.server.settings import Settings
 
     flags = {
         "host": host,
@@ -1392,7 +1417,7 @@ def serve_command(
     overrides = {k: v for k, v in flags.items() if v is not None}
     if no_face_detect:
         overrides["detect_faces"] = False
-    settings = Settings(**overrides)
+    settings = server_settings(overrides)
     try:
         detector = load_detector(settings)  # loaded once, and before binding the port
     except FacetellError as error:
