@@ -753,6 +753,10 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, u
     written = run_cli("predict", str(photo), *model, "-f", "csv", "-o", str(nested))
     assert written.returncode == 0
     assert nested.read_text().splitlines()[1].startswith(f"{photo},ok,")
+    # a review page named without a suffix gets .html, so a file manager opens it in a browser
+    reviewed = run_cli("predict", str(photo), *model, "--report", str(tmp_path / "review"))
+    assert reviewed.stderr.decode().strip().endswith(f"review page: {tmp_path / 'review.html'}")
+    assert (tmp_path / "review.html").read_text().startswith("<!doctype html>")
 
 
 def test_files_in_a_folder_that_are_not_images_are_named_not_silently_dropped(

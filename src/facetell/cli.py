@@ -696,6 +696,8 @@ def predict_command(
     if output:
         writable(output, "--output")
     if report:
+        if not report.suffix and not report.is_dir():  # so a file manager opens it in a browser
+            report = report.with_name(f"{report.name}.html")
         writable(report, "--report")
     if explain_dir:
         writable(explain_dir, "--explain", folder=True)
