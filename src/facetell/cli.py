@@ -955,11 +955,13 @@ def _worst_real_source(evaluation: Evaluation) -> str:
     return f"{rate} {worst['source']}"
 
 
-def load_named_first(bundle: Path, data: list[Path] | None, usage: str, faces: bool) -> Detector:
+def load_named_first(
+    bundle: Path, data: list[Path] | None, usage: str, *, detect_faces: bool
+) -> Detector:
     """The bundle a command takes first. A dataset given alone lands in its place; say that
     the bundle comes first rather than that the data is missing."""
     try:
-        return Detector.load(bundle, detect_faces=faces)
+        return Detector.load(bundle, detect_faces=detect_faces)
     except FacetellError as error:
         if data or not bundle.exists():
             raise
@@ -997,7 +999,9 @@ def evaluate_command(
     writable(out, "--out", folder=True)
     try:
         detectors = [
-            load_named_first(bundle, data, "evaluate models/default", not no_face_detect),
+            load_named_first(
+                bundle, data, "evaluate models/default", detect_faces=not no_face_detect
+            ),
             *(Detector.load(path, detect_faces=not no_face_detect) for path in compare),
         ]
         samples = select_samples(data or [], split_file, split, limit)
@@ -1122,7 +1126,9 @@ def calibrate_command(
 
     size_correction = size_correction and not no_face_detect
     try:
-        detector = load_named_first(bundle, data, "calibrate BUNDLE", not no_face_detect)
+        detector = load_named_first(
+            bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
+        )
         samples = select_samples(data or [], split_file, split, limit)
         # small faces are re-encoded as the thumbnails are, so one correction fits both
         raw = Detector(
