@@ -292,6 +292,52 @@ def test_report_is_the_review_page_of_the_same_verdicts(server):
     assert_problem(httpx.post(f"{server}/api/v1/report", timeout=30), 400, "empty request body")
 
 
+def test_review_of_records_is_the_report_of_the_same_images_without_judging_again(server):
+    """/review builds the page /report builds, from /predict's records and half-size copies
+    of the images: the cards read the same (sizes in the judged image's pixels)."""
+    files = [
+        ("files", ("astronaut.jpg", jpeg(astronaut()), "image/jpeg")),
+        ("files", ("cat.jpg", jpeg(cat()), "image/jpeg")),
+        ("files", ("notes.jpg", b"meeting notes", "image/jpeg")),
+    ]
+    predict = httpx.post(f"{server}/api/v1/predict?explain=true", files=files, timeout=120)
+    records, parts = predict.json()["results"], []
+    for index, record in enumerate(records):
+        if record["status"] != "error":
+            image = Image.open(io.BytesIO(files[index][1][1]))
+            half = image.resize((image.width // 2, image.height // 2))
+            parts.append(("picture", (str(index), jpeg(half), "image/jpeg")))
+        if record["explanation"]:
+            heat_map = base64.b64decode(record.pop("explanation").split(",", 1)[1])
+            parts.append(("heat_map", (str(index), heat_map, "image/jpeg")))
+    review = httpx.post(f"{server}/api/v1/review", data={"records": json.dumps(records)},
+                        files=parts, timeout=120)  # fmt: skip
+    report = httpx.post(f"{server}/api/v1/report?explain=true", files=files, timeout=120)
+    assert review.status_code == report.status_code == 200
+    assert "attachment" in review.headers["content-disposition"]
+
+    def cards(page: str) -> list[str]:  # pictures aside, whose copies differ
+        return re.sub(r"<img [^>]*>", "", page).split("<article")[1:]
+
+    assert len(cards(review.text)) == 3 and cards(review.text) == cards(report.text)
+    assert "512 &times; 512 px" in cards(review.text)[0]  # the judged size, not the copy's
+    url, text = f"{server}/api/v1/review", {"content-type": "text/plain"}
+    refusals = [
+        (httpx.post(url, files={"records": (None, "[{}]")}), 400, "records: not a JSON list"),
+        (httpx.post(url, data={"records": json.dumps(records)},
+                    files=[("picture", ("7", jpeg(cat()), "image/jpeg"))]), 400,
+         "picture '7': name each file by its record's index"),
+        (httpx.post(url, content=b"x", headers=text), 415, "send multipart/form-data"),
+        (httpx.post(url, files={"records": (None, json.dumps([{**records[0], "label": None}]))}),
+         400, "records[0]: not a record /predict wrote (a verdict, P(ai) and faces go with"),
+        (httpx.post(url, files={"records": (None, json.dumps(
+            [{**records[0], "metadata": {"clues": [{"kind": 1}]}}]))}),
+         400, "records[0]: not a record /predict wrote (TypeError"),
+    ]  # fmt: skip
+    for response, status, fragment in refusals:
+        assert_problem(response, status, fragment)
+
+
 def test_a_report_takes_a_folders_worth_of_images_where_predict_takes_16(server):
     """The web page's "Report (HTML)" sends every image it judged in one upload: a dropped
     folder of 20 faces was refused ("Maximum number of files is 16")."""
@@ -605,6 +651,41 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         page.goto((tmp_path / "review.html").as_uri())
         expect(page.locator("article")).to_have_count(3)  # the unreadable file too
         assert violations(page) == ""
+        browser.close()
+
+
+def test_the_pages_report_of_photos_that_together_pass_the_upload_cap_still_comes(
+    guarded, tmp_path
+):
+    """The guarded server takes 1 MB per upload. Three 1600-px photos (each under it, all three
+    over it) were refused as a report when the page sent the originals again; it now sends the
+    records and 1024-px copies, and gets every card."""
+    from playwright.sync_api import expect, sync_playwright
+
+    noise = np.random.default_rng(0).normal(0, 5, (1600, 1600, 3))
+    photos = []
+    for index in range(3):
+        pixels = np.asarray(astronaut().rotate(index * 4).resize((1600, 1600))) + noise
+        photos.append(tmp_path / f"photo{index}.jpg")
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(photos[-1], quality=85)
+    sizes = [photo.stat().st_size for photo in photos]
+    assert max(sizes) < 2**20 < sum(sizes)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.goto(guarded)
+        page.fill("#token", "s3cret")
+        page.click("#token-save")
+        page.set_input_files("#file-input", photos)
+        expect(page.locator("#status")).to_contain_text("3 images: ", timeout=120_000)
+        with page.expect_download(timeout=60_000) as download:
+            page.locator("#download-report").click()
+        download.value.save_as(tmp_path / "review.html")
+        expect(page.locator("#status")).to_have_text("Report of 3 image(s) saved")
+        page.goto((tmp_path / "review.html").as_uri())
+        expect(page.locator("article")).to_have_count(3)
+        expect(page.locator("article figcaption").first).to_have_text("1600 \u00d7 1600 px")
+        assert page.locator("article td img").count() == 3  # each photo's face crop
         browser.close()
 
 

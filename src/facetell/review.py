@@ -8,6 +8,7 @@ one was drawn, and the error line of a file that could not be read.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import math
@@ -77,6 +78,11 @@ def _fit(image: Image.Image, side: int) -> Image.Image:
     scale = min(1.0, side / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0)
+
+
+def _scaled(box: tuple[int, int, int, int], factor: float) -> tuple[int, int, int, int]:
+    x, y, w, h = (round(v * factor) for v in box)
+    return x, y, w, h
 
 
 def boxed_photo(image: Image.Image, faces: tuple[FaceResult, ...]) -> Image.Image:
@@ -185,11 +191,14 @@ class ReviewPage:
         *,
         earlier: bool = False,
         faces_without_details: int | None = None,
+        image_scale: float = 1.0,
     ) -> None:
         """One judged input: its result, its upright photo (None: unreadable) and its heat-map
         overlay, if one was drawn. `earlier`: judged by the run `predict --resume` continues;
         `faces_without_details`: how many faces were judged when the result no longer holds
-        them (that run wrote CSV)."""
+        them (that run wrote CSV); `image_scale`: the photo is a copy this fraction of the
+        judged image's size (the web page sends small copies), so boxes are drawn to scale
+        and sizes stated in the judged image's pixels."""
         index = len(self._rows) + 1
         if earlier:
             self._earlier += 1
@@ -200,7 +209,12 @@ class ReviewPage:
                  _detail(result))
         )  # fmt: skip
         card = self._card(
-            index, result, image, heat_map, no_face_details=faces_without_details is not None
+            index,
+            result,
+            image,
+            heat_map,
+            no_face_details=faces_without_details is not None,
+            image_scale=image_scale,
         )
         self._cards.write(card)
         self._card_lengths.append(len(card))
@@ -213,6 +227,7 @@ class ReviewPage:
         heat_map: Image.Image | None,
         *,
         no_face_details: bool = False,
+        image_scale: float = 1.0,
     ) -> str:
         declared = (  # the strongest evidence there is, so it heads the card
             ' · <span class="declares">its metadata declares it AI-generated</span>'
@@ -228,11 +243,18 @@ class ReviewPage:
             return f'{head}<p class="error">{_e(result.error)}</p></article>\n'
         pictures = []
         if image is not None:
-            photo = boxed_photo(image, result.faces)
+            drawn = tuple(
+                dataclasses.replace(f, box=_scaled(f.box, image_scale)) for f in result.faces
+            )
+            photo = boxed_photo(image, drawn)
+            meta = result.metadata
+            width, height = (  # the judged image's, which the record states
+                (meta.get("width"), meta.get("height")) if image_scale != 1 else image.size
+            )
             pictures.append(
                 f'<figure><img src="{image_data_uri(photo, quality=80)}" width="{photo.width}" '
                 f'height="{photo.height}" alt="the photo, faces boxed"><figcaption>'
-                f"{image.width} &times; {image.height} px</figcaption></figure>"
+                f"{width} &times; {height} px</figcaption></figure>"
             )
         if heat_map is not None and result.status == "ok":  # no face: no map on it
             shown = _fit(heat_map, PHOTO_SIDE)
@@ -249,20 +271,20 @@ class ReviewPage:
                 "boxes or per-face verdicts (--format jsonl keeps them).</p>"
             )
         else:
-            facts = self._faces_table(result, image)
+            facts = self._faces_table(result, image, image_scale)
         return (
             f'{head}<div class="card"><div class="pictures">{"".join(pictures)}</div>'
             f'<div class="facts">{facts}{self._clues(result)}</div></div></article>\n'
         )
 
-    def _faces_table(self, result: Result, image: Image.Image | None) -> str:
+    def _faces_table(self, result: Result, image: Image.Image | None, image_scale: float) -> str:
         """Faces most AI-like first, each under the number its box carries on the photo."""
         numbered = sorted(enumerate(result.faces, start=1), key=lambda pair: -pair[1].p_ai)
         rows = []
         for number, face in numbered:
             crop = ""
             if image is not None:
-                thumb = face_thumbnail(image, face.box)
+                thumb = face_thumbnail(image, _scaled(face.box, image_scale))
                 crop = (
                     f'<img src="{image_data_uri(thumb, quality=90)}" width="{thumb.width}" '
                     f'height="{thumb.height}" alt="face {number}">'

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import io
+import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -30,13 +31,14 @@ from starlette.datastructures import Headers
 from starlette.formparsers import MultiPartParser
 
 from facetell import __version__
+from facetell.errors import BadImage
 from facetell.explain import OVERLAY_JPEG, explain
 from facetell.inference import Detector, Result
-from facetell.io import IMAGE_SUFFIXES, DecodeLimits
+from facetell.io import IMAGE_SUFFIXES, DecodeLimits, decode
 from facetell.pages import image_data_uri
 from facetell.review import ReviewPage
 from facetell.server.problems import Problem, install_problem_handlers
-from facetell.server.schemas import HealthResponse, ModelInfo, PredictResponse
+from facetell.server.schemas import HealthResponse, ModelInfo, PredictRecord, PredictResponse
 from facetell.server.settings import Settings, get_settings
 
 STATIC = resources.files("facetell.server") / "static"
@@ -93,6 +95,32 @@ async def read_capped_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def multipart_parts(
+    request: Request, body: bytes, settings: Settings, max_files: int
+) -> list[tuple[str, str, bytes | str]]:
+    """(field, file name, bytes) of each file of a multipart body, and (field, "", text) of
+    each text field, in the order sent; parsed in memory."""
+
+    async def replay() -> AsyncIterator[bytes]:
+        yield body
+
+    parser_type = _in_memory_parser(settings.max_upload_bytes)
+    parser = parser_type(
+        Headers(raw=request.headers.raw), replay(), max_files=max_files, max_fields=50
+    )
+    try:
+        form = await parser.parse()
+    except Exception as error:  # python-multipart's and starlette's parse errors
+        raise Problem(400, f"could not read the multipart upload: {error}") from None
+    parts: list[tuple[str, str, bytes | str]] = []
+    for field, value in form.multi_items():
+        if isinstance(value, str):
+            parts.append((field, "", value))
+        else:
+            parts.append((field, value.filename or "upload", await value.read()))
+    return parts
+
+
 async def uploads_from(
     request: Request, settings: Settings, max_files: int
 ) -> list[tuple[str, bytes]]:
@@ -101,22 +129,8 @@ async def uploads_from(
     body = await read_capped_body(request, settings.max_upload_bytes)
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-
-        async def replay() -> AsyncIterator[bytes]:
-            yield body
-
-        parser_type = _in_memory_parser(settings.max_upload_bytes)
-        parser = parser_type(
-            Headers(raw=request.headers.raw), replay(), max_files=max_files, max_fields=50
-        )
-        try:
-            form = await parser.parse()
-        except Exception as error:  # python-multipart's and starlette's parse errors
-            raise Problem(400, f"could not read the multipart upload: {error}") from None
-        files = []
-        for _, value in form.multi_items():
-            if hasattr(value, "read"):
-                files.append((value.filename or "upload", await value.read()))
+        parts = await multipart_parts(request, body, settings, max_files)
+        files = [(name, data) for _, name, data in parts if isinstance(data, bytes)]
         if not files:
             raise Problem(400, "no file in the upload; send images in the 'files' field")
         return files
@@ -176,6 +190,43 @@ def review_page(detector: Detector, uploads: list[tuple[str, bytes]], explain_fa
     with ReviewPage(detector, spool=io.StringIO()) as page:
         for judged in judge(detector, uploads, explain_faces):
             page.add(*judged)
+        html = io.StringIO()
+        page.write(html)
+        return html.getvalue()
+
+
+def review_of_records(
+    detector: Detector,
+    records: list[dict],
+    pictures: dict[int, bytes],
+    heat_maps: dict[int, bytes],
+) -> str:
+    """The review page of images judged before: each record with the copy of its image and
+    its heat map sent beside it (any size; the boxes follow the copy). No model runs."""
+
+    def opened(data: bytes | None, what: str) -> Image.Image | None:
+        if data is None:
+            return None
+        try:
+            return decode(data, name=what, limits=detector.limits).image
+        except BadImage as error:
+            raise Problem(400, str(error)) from None
+
+    with ReviewPage(detector, spool=io.StringIO()) as page:
+        for index, record in enumerate(records):
+            result = Result.from_dict(record)
+            picture = opened(pictures.get(index), f"picture {index}")
+            width = result.metadata.get("width")
+            known = picture is not None and isinstance(width, int) and width > 0
+            scale = picture.width / width if known else 1.0
+            heat_map = opened(heat_maps.get(index), f"heat_map {index}")
+            try:
+                page.add(result, picture, heat_map, image_scale=scale)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                # the schema checks types; what a card reads beyond it (a verdict for an "ok"
+                # record, clues as /predict writes them) is only known to be wrong here
+                reason = f"not a record /predict wrote ({type(error).__name__}: {error})"
+                raise Problem(400, f"records[{index}]: {reason}") from None
         html = io.StringIO()
         page.write(html)
         return html.getvalue()
@@ -267,6 +318,83 @@ async def report(
         threshold,
         partial(review_page, explain_faces=explain),
         max_files=request.app.state.settings.max_report_files,
+    )
+    disposition = 'attachment; filename="facetell-review.html"'
+    return HTMLResponse(html, headers={"Content-Disposition": disposition})
+
+
+REVIEW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "records": {
+                            "type": "string",
+                            "description": "JSON list of /predict records",
+                        },
+                        "picture": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "a copy of record i's image, named i",
+                        },
+                        "heat_map": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "record i's heat-map overlay, named i",
+                        },
+                    },
+                    "required": ["records"],
+                }
+            }
+        },
+    }
+}
+
+
+@api.post(
+    "/review",
+    response_class=HTMLResponse,
+    openapi_extra=REVIEW_BODY,
+    responses=REQUEST_PROBLEMS,
+    summary="The review page of images already judged",
+)
+async def review(request: Request) -> HTMLResponse:
+    """The page /report answers, for records /predict gave before (the web page's "Report
+    (HTML)"): no model runs, so the upload is small copies of the images, not the originals,
+    and a report of a hundred phone photos fits the upload cap."""
+    settings: Settings = request.app.state.settings
+    body = await read_capped_body(request, settings.max_upload_bytes)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise Problem(
+            415, "send multipart/form-data: records, and a picture and heat_map per record"
+        )
+    parts = await multipart_parts(request, body, settings, 2 * settings.max_report_files)
+    texts = [text for field, _, text in parts if field == "records" and isinstance(text, str)]
+    try:
+        records = [PredictRecord.model_validate(r).model_dump() for r in json.loads(texts[0])]
+    except (IndexError, ValueError, TypeError) as error:  # pydantic's errors are ValueErrors
+        reason = str(error).splitlines()[0] if texts else "no 'records' field"
+        raise Problem(400, f"records: not a JSON list of /predict records ({reason})") from None
+    for index, record in enumerate(records):
+        judged = (record["label"], record["p_ai"], record["faces"])
+        if (record["status"] == "ok") != all(value not in (None, []) for value in judged):
+            reason = "a verdict, P(ai) and faces go with status ok, and only with it"
+            raise Problem(400, f"records[{index}]: not a record /predict wrote ({reason})")
+    files: dict[str, dict[int, bytes]] = {"picture": {}, "heat_map": {}}
+    for field, name, data in parts:
+        if field in files and isinstance(data, bytes):
+            if not name.isdigit() or int(name) >= len(records):
+                raise Problem(400, f"{field} {name!r}: name each file by its record's index")
+            files[field][int(name)] = data
+    html = await run_in_threadpool(
+        review_of_records,
+        request.app.state.detector,
+        records,
+        files["picture"],
+        files["heat_map"],
     )
     disposition = 'attachment; filename="facetell-review.html"'
     return HTMLResponse(html, headers={"Content-Disposition": disposition})

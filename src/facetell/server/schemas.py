@@ -8,12 +8,14 @@ from pydantic import BaseModel, Field
 
 
 class FaceRecord(BaseModel):
-    box: list[int] = Field(description="[x, y, w, h] in pixels of the upright image")
+    box: list[int] = Field(
+        min_length=4, max_length=4, description="[x, y, w, h] in pixels of the upright image"
+    )
     det_score: float | None = Field(description="face detector confidence")
     p_ai: float = Field(ge=0, le=1, description="calibrated P(AI-generated)")
     label: Literal["ai", "real", "uncertain"]
     logit: float
-    landmarks: list[list[float]]
+    landmarks: list[tuple[float, float]] = Field(description="(x, y) of eyes, nose, mouth")
     novelty: float | None = Field(
         description="mean cosine distance to the most similar training faces, in the model's "
         "features (None: the model has no familiarity reference)"

@@ -15,7 +15,7 @@ let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
 let queue = Promise.resolve();
 let model = { identity: "", calibrated: false };
 const judged = [];  // every file's record in the order judged, for the download
-const reportable = [];  // every file the server judged, with its name, for the report
+const reportable = [];  // every file the server judged, with its record (heat map too), for the report
 const FACES_SHOWN = 6;  // a crowded photo lists its most AI-like faces; the rest fold away
 // what a folder's files must be called to be sent: the server's own list, filled into the page
 const IMAGE_SUFFIXES = new Set(folderInput.dataset.suffixes.split(" "));
@@ -249,7 +249,7 @@ async function judge(card, file, name, photoUrl) {
     const record = body.results[0];
     render(card, record, photoUrl);
     keep(record);
-    reportable.push({ file, name });
+    reportable.push({ file, record });
     return record.status === "ok" ? record.label : record.status;
   } catch (error) {
     verdict.textContent = "The server could not be reached.";
@@ -356,19 +356,46 @@ document.getElementById("download").addEventListener("click", () => {
 document.getElementById("download-csv").addEventListener("click", () => {
   save([`${CSV_COLUMNS.join(",")}\r\n`, ...judged.map(csvLine)], "text/csv", "facetell-results.csv");
 });
-// The review page `facetell predict --report` writes, built by the server from every file it
-// judged here, sent again in one upload (so the upload cap bounds the whole report).
+// A JPEG copy at most `side` px long, as this browser draws it (upright); null for a picture it
+// cannot draw (HEIC outside Safari).
+async function smallCopy(picture, side) {
+  try {
+    const bitmap = await createImageBitmap(picture);
+    const scale = Math.min(1, side / Math.max(bitmap.width, bitmap.height));
+    const canvas = new OffscreenCanvas(Math.round(bitmap.width * scale), Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    return await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
+  } catch (error) {
+    return null;
+  }
+}
+
+// Pixels of the copies a report sends: twice the review page's 480-px photos, so face crops
+// stay sharp; heat maps are shown at 480.
+const REPORT_SIDE = 1024;
+const HEAT_MAP_SIDE = 480;
+
+// The review page `facetell predict --report` writes, of every file judged here: the server
+// builds it from the records it gave and small copies of the pictures (no model runs again),
+// so a hundred phone photos fit the upload cap that each of them alone nearly fills.
 document.getElementById("download-report").addEventListener("click", async () => {
-  const form = new FormData();
-  reportable.forEach(({ file, name }) => form.append("files", file, name));
   const refused = judged.length - reportable.length;
   statusLine.textContent = `Building the report of ${reportable.length} image(s)…`;
+  const form = new FormData();
+  form.append("records", JSON.stringify(reportable.map(({ record }) => ({ ...record, explanation: null }))));
+  for (const [index, { file, record }] of reportable.entries()) {
+    if (record.status !== "error") form.append("picture", (await smallCopy(file, REPORT_SIDE)) || file, String(index));
+    if (record.explanation) {
+      const heatMap = await (await fetch(record.explanation)).blob();
+      form.append("heat_map", (await smallCopy(heatMap, HEAT_MAP_SIDE)) || heatMap, String(index));
+    }
+  }
   try {
-    const response = await fetch("/api/v1/report?explain=true", { method: "POST", body: form, headers: authHeaders() });
+    const response = await fetch("/api/v1/review", { method: "POST", body: form, headers: authHeaders() });
     if (!response.ok) {
       const body = await response.json();
-      statusLine.textContent = `No report: ${body.detail || `error ${response.status}`}. A report sends every `
-        + "image in one upload; for more, run facetell predict --report on the folder.";
+      statusLine.textContent = `No report: ${body.detail || `error ${response.status}`}. For more `
+        + "images, run facetell predict --report on the folder.";
       return;
     }
     save([await response.blob()], "text/html", "facetell-review.html");
