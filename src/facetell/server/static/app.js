@@ -445,9 +445,9 @@ document.addEventListener("drop", async (event) => {
 // A picture dragged from a web page: this browser fetches it (the server never fetches
 // addresses), which the picture's site must allow.
 async function submitAddress(address) {
-  const name = decodeURIComponent(new URL(address).pathname.split("/").pop() || "") || "dragged image";
-  statusLine.textContent = `Fetching ${name}…`;
+  statusLine.textContent = `Fetching ${address}…`;
   try {
+    const name = decodeURIComponent(new URL(address).pathname.split("/").pop()) || "dragged image";
     const response = await fetch(address);
     const blob = await response.blob();
     if (!response.ok || !blob.type.startsWith("image/")) throw new Error("not an image");
