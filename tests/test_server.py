@@ -117,7 +117,10 @@ def test_health_readiness_and_model(server):
     assert model["runtime"] == "onnxruntime"
     assert model["crop"]["kind"] == "face" and model["face_detector"] == "retinaface-mnet025"
     assert httpx.get(f"{server}/docs").status_code == 200
-    assert "/api/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
+    paths = httpx.get(f"{server}/openapi.json").json()["paths"]
+    assert "/api/v1/predict" in paths
+    operations = [op["operationId"] for methods in paths.values() for op in methods.values()]
+    assert len(operations) == len(set(operations))  # OpenAPI asks each to be unique
     for path in ("/", "/healthz", "/readyz"):  # what uptime monitors and link checkers send
         head = httpx.head(f"{server}{path}")
         assert (head.status_code, head.content) == (200, b""), path

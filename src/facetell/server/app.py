@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from importlib import resources
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -233,24 +233,21 @@ def review_of_records(
 
 
 api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
-PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
-                    },
-                    "required": ["files"],
-                }
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
+FILES = {"type": "array", "items": {"type": "string", "format": "binary"}}
+
+
+def request_body(fields: dict[str, Any], required: str, **raw: dict[str, Any]) -> dict:
+    """The OpenAPI request body of a multipart form with these fields (and other media types
+    the endpoint also reads, such as one raw image)."""
+    form = {"type": "object", "properties": fields, "required": [required]}
+    content = {"multipart/form-data": {"schema": form}, **raw}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+PREDICT_BODY = request_body(
+    {"files": FILES}, "files", **{"image/*": BINARY, "application/octet-stream": BINARY}
+)
 
 
 T = TypeVar("T")
@@ -323,35 +320,14 @@ async def report(
     return HTMLResponse(html, headers={"Content-Disposition": disposition})
 
 
-REVIEW_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "records": {
-                            "type": "string",
-                            "description": "JSON list of /predict records",
-                        },
-                        "picture": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "a copy of record i's image, named i",
-                        },
-                        "heat_map": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "record i's heat-map overlay, named i",
-                        },
-                    },
-                    "required": ["records"],
-                }
-            }
-        },
-    }
-}
+REVIEW_BODY = request_body(
+    {
+        "records": {"type": "string", "description": "JSON list of /predict records"},
+        "picture": {**FILES, "description": "a copy of record i's image, named i"},
+        "heat_map": {**FILES, "description": "record i's heat-map overlay, named i"},
+    },
+    "records",
+)
 
 
 @api.post(
@@ -462,19 +438,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         )
     app.include_router(api)
 
-    # HEAD too, where monitors and link checkers ask: FastAPI answers it only where it is named
-    @app.api_route(
-        "/healthz",
-        methods=["GET", "HEAD"],
-        response_model=HealthResponse,
-        summary="The process is alive",
-    )
+    @app.get("/healthz", response_model=HealthResponse, summary="The process is alive")
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.api_route(
+    @app.get(
         "/readyz",
-        methods=["GET", "HEAD"],
         response_model=HealthResponse,
         responses={503: PROBLEM},
         summary="The model is loaded and answering",
@@ -490,9 +459,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         SUFFIXES_ATTR.format(""), SUFFIXES_ATTR.format(" ".join(sorted(IMAGE_SUFFIXES)))
     )
 
-    @app.api_route(
-        "/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
-    )
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> HTMLResponse:
         """The web page, stating the upload limit this server was started with.
 
@@ -504,6 +471,11 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         if request.method == "GET" and detector is not None and detector.bundle.module is None:
             threading.Thread(target=lambda: detector.model, daemon=True).start()
         return HTMLResponse(page)
+
+    # HEAD too, which uptime monitors and link checkers send: FastAPI answers only the methods
+    # a route names, and one route naming two gives both one OpenAPI operation id
+    for path, endpoint in (("/", index), ("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> HTMLResponse:
