@@ -331,6 +331,8 @@ def test_review_of_records_is_the_report_of_the_same_images_without_judging_agai
                     files=[("picture", ("7", jpeg(cat()), "image/jpeg"))]), 400,
          "picture '7': name each file by its record's index"),
         (httpx.post(url, content=b"x", headers=text), 415, "send multipart/form-data"),
+        (httpx.post(url, files={"records": (None, json.dumps(records * 70))}), 400,
+         "210 records; a report holds at most 200"),
         (httpx.post(url, files={"records": (None, json.dumps([{**records[0], "label": None}]))}),
          400, "records[0]: not a record /predict wrote (a verdict, P(ai) and faces go with"),
         (httpx.post(url, files={"records": (None, json.dumps(

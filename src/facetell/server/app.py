@@ -342,11 +342,11 @@ async def review(request: Request) -> HTMLResponse:
     (HTML)"): no model runs, so the upload is small copies of the images, not the originals,
     and a report of a hundred phone photos fits the upload cap."""
     settings: Settings = request.app.state.settings
-    body = await read_capped_body(request, settings.max_upload_bytes)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise Problem(
             415, "send multipart/form-data: records, and a picture and heat_map per record"
         )
+    body = await read_capped_body(request, settings.max_upload_bytes)
     parts = await multipart_parts(request, body, settings, 2 * settings.max_report_files)
     texts = [text for field, _, text in parts if field == "records" and isinstance(text, str)]
     try:
@@ -354,6 +354,9 @@ async def review(request: Request) -> HTMLResponse:
     except (IndexError, ValueError, TypeError) as error:  # pydantic's errors are ValueErrors
         reason = str(error).splitlines()[0] if texts else "no 'records' field"
         raise Problem(400, f"records: not a JSON list of /predict records ({reason})") from None
+    if len(records) > settings.max_report_files:
+        limit = settings.max_report_files
+        raise Problem(400, f"{len(records)} records; a report holds at most {limit}")
     for index, record in enumerate(records):
         judged = (record["label"], record["p_ai"], record["faces"])
         if (record["status"] == "ok") != all(value not in (None, []) for value in judged):
@@ -365,13 +368,14 @@ async def review(request: Request) -> HTMLResponse:
             if not name.isdigit() or int(name) >= len(records):
                 raise Problem(400, f"{field} {name!r}: name each file by its record's index")
             files[field][int(name)] = data
-    html = await run_in_threadpool(
-        review_of_records,
-        request.app.state.detector,
-        records,
-        files["picture"],
-        files["heat_map"],
-    )
+    async with request.app.state.gate:  # no model runs, but a page of 200 cards is CPU work too
+        html = await run_in_threadpool(
+            review_of_records,
+            request.app.state.detector,
+            records,
+            files["picture"],
+            files["heat_map"],
+        )
     disposition = 'attachment; filename="facetell-review.html"'
     return HTMLResponse(html, headers={"Content-Disposition": disposition})
 
