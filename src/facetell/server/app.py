@@ -320,6 +320,33 @@ async def report(
     return HTMLResponse(html, headers={"Content-Disposition": disposition})
 
 
+def review_parts(
+    parts: list[tuple[str, str, bytes | str]], limit: int
+) -> tuple[list[dict], dict[int, bytes], dict[int, bytes]]:
+    """/review's records, checked as /predict would have written them, and its pictures and
+    heat maps by record index; a problem is a 400 naming the part."""
+    texts = [text for field, _, text in parts if field == "records" and isinstance(text, str)]
+    try:
+        records = [PredictRecord.model_validate(r).model_dump() for r in json.loads(texts[0])]
+    except (IndexError, ValueError, TypeError) as error:  # pydantic's errors are ValueErrors
+        reason = str(error).splitlines()[0] if texts else "no 'records' field"
+        raise Problem(400, f"records: not a JSON list of /predict records ({reason})") from None
+    if len(records) > limit:
+        raise Problem(400, f"{len(records)} records; a report holds at most {limit}")
+    for index, record in enumerate(records):
+        judged = (record["label"], record["p_ai"], record["faces"])
+        if (record["status"] == "ok") != all(value not in (None, []) for value in judged):
+            reason = "a verdict, P(ai) and faces go with status ok, and only with it"
+            raise Problem(400, f"records[{index}]: not a record /predict wrote ({reason})")
+    files: dict[str, dict[int, bytes]] = {"picture": {}, "heat_map": {}}
+    for field, name, data in parts:
+        if field in files and isinstance(data, bytes):
+            if not name.isdigit() or int(name) >= len(records):
+                raise Problem(400, f"{field} {name!r}: name each file by its record's index")
+            files[field][int(name)] = data
+    return records, files["picture"], files["heat_map"]
+
+
 REVIEW_BODY = request_body(
     {
         "records": {"type": "string", "description": "JSON list of /predict records"},
@@ -348,33 +375,14 @@ async def review(request: Request) -> HTMLResponse:
         )
     body = await read_capped_body(request, settings.max_upload_bytes)
     parts = await multipart_parts(request, body, settings, 2 * settings.max_report_files)
-    texts = [text for field, _, text in parts if field == "records" and isinstance(text, str)]
-    try:
-        records = [PredictRecord.model_validate(r).model_dump() for r in json.loads(texts[0])]
-    except (IndexError, ValueError, TypeError) as error:  # pydantic's errors are ValueErrors
-        reason = str(error).splitlines()[0] if texts else "no 'records' field"
-        raise Problem(400, f"records: not a JSON list of /predict records ({reason})") from None
-    if len(records) > settings.max_report_files:
-        limit = settings.max_report_files
-        raise Problem(400, f"{len(records)} records; a report holds at most {limit}")
-    for index, record in enumerate(records):
-        judged = (record["label"], record["p_ai"], record["faces"])
-        if (record["status"] == "ok") != all(value not in (None, []) for value in judged):
-            reason = "a verdict, P(ai) and faces go with status ok, and only with it"
-            raise Problem(400, f"records[{index}]: not a record /predict wrote ({reason})")
-    files: dict[str, dict[int, bytes]] = {"picture": {}, "heat_map": {}}
-    for field, name, data in parts:
-        if field in files and isinstance(data, bytes):
-            if not name.isdigit() or int(name) >= len(records):
-                raise Problem(400, f"{field} {name!r}: name each file by its record's index")
-            files[field][int(name)] = data
+    records, pictures, heat_maps = review_parts(parts, settings.max_report_files)
     async with request.app.state.gate:  # no model runs, but a page of 200 cards is CPU work too
         html = await run_in_threadpool(
             review_of_records,
             request.app.state.detector,
             records,
-            files["picture"],
-            files["heat_map"],
+            pictures,
+            heat_maps,
         )
     disposition = 'attachment; filename="facetell-review.html"'
     return HTMLResponse(html, headers={"Content-Disposition": disposition})
