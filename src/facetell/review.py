@@ -242,10 +242,10 @@ class ReviewPage:
         if result.status == "error":
             return f'{head}<p class="error">{_e(result.error)}</p></article>\n'
         pictures = []
+        on_copy = tuple(_scaled(face.box, image_scale) for face in result.faces)
         if image is not None:
-            drawn = tuple(
-                dataclasses.replace(f, box=_scaled(f.box, image_scale)) for f in result.faces
-            )
+            pairs = zip(result.faces, on_copy, strict=True)
+            drawn = tuple(dataclasses.replace(face, box=box) for face, box in pairs)
             photo = boxed_photo(image, drawn)
             meta = result.metadata
             width, height = (  # the judged image's, which the record states
@@ -271,20 +271,26 @@ class ReviewPage:
                 "boxes or per-face verdicts (--format jsonl keeps them).</p>"
             )
         else:
-            facts = self._faces_table(result, image, image_scale)
+            facts = self._faces_table(result, image, on_copy)
         return (
             f'{head}<div class="card"><div class="pictures">{"".join(pictures)}</div>'
             f'<div class="facts">{facts}{self._clues(result)}</div></div></article>\n'
         )
 
-    def _faces_table(self, result: Result, image: Image.Image | None, image_scale: float) -> str:
-        """Faces most AI-like first, each under the number its box carries on the photo."""
+    def _faces_table(
+        self,
+        result: Result,
+        image: Image.Image | None,
+        on_copy: tuple[tuple[int, int, int, int], ...],
+    ) -> str:
+        """Faces most AI-like first, each under the number its box carries on the photo;
+        `on_copy`: each face's box in the pixels of `image`."""
         numbered = sorted(enumerate(result.faces, start=1), key=lambda pair: -pair[1].p_ai)
         rows = []
         for number, face in numbered:
             crop = ""
             if image is not None:
-                thumb = face_thumbnail(image, _scaled(face.box, image_scale))
+                thumb = face_thumbnail(image, on_copy[number - 1])
                 crop = (
                     f'<img src="{image_data_uri(thumb, quality=90)}" width="{thumb.width}" '
                     f'height="{thumb.height}" alt="face {number}">'
