@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import threading
+import zipfile
 from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, TiffImagePlugin, TiffTags
 
 from conftest import astronaut, display_p3_profile, encode, heic, in_display_p3, smooth_photo
 from facetell.errors import (
@@ -264,3 +267,95 @@ def test_an_array_holding_nan_is_refused_not_judged_as_a_black_image(photo) -> N
     with pytest.raises(BadImage, match="array holds NaN or infinite values"):
         decode(values)
     assert decode(np.nan_to_num(values)).size == (96, 96)
+
+
+def raw_like_tiff(image: Image.Image, **tags: object) -> bytes:
+    """A TIFF carrying a camera RAW file's marks (a DNG version, a reduced-resolution first
+    image): Pillow opens these and would hand over only the preview they lead with."""
+    directory = TiffImagePlugin.ImageFileDirectory_v2()
+    for tag, value in tags.items():
+        number = {"dng_version": 50706, "new_subfile_type": 254}[tag]
+        directory[number] = value
+        if number == 50706:
+            directory.tagtype[number] = TiffTags.BYTE
+    return encode(image, "TIFF", tiffinfo=directory)
+
+
+def test_camera_raw_files_are_refused_not_judged_on_their_preview(tmp_path) -> None:
+    face = astronaut()
+    dng = raw_like_tiff(face, dng_version=bytes([1, 4, 0, 0]), new_subfile_type=1)
+    nef_like = raw_like_tiff(face, new_subfile_type=1)
+    hint = "(export it as JPEG from your raw editor or camera app and judge that)"
+    preview = "of which facetell would see only a preview"
+    for data, kind in [(dng, "a camera RAW file (DNG)"), (nef_like, "a camera RAW file")]:
+        named = tmp_path / "IMG_0001.tif"  # the name hides nothing: the content is read
+        named.write_bytes(data)
+        with pytest.raises(NotAnImage) as caught:
+            decode(named)
+        assert str(caught.value) == f"{named}: {kind}, {preview} {hint}"
+        with pytest.raises(NotAnImage, match=f"^upload.bin: {re.escape(kind)}, "):
+            decode(data, name="upload.bin")
+    for suffix in [".nef", ".CR2", ".arw", ".dng"]:  # named as RAW: refused before it is read
+        raw = tmp_path / f"DSC_0001{suffix}"
+        raw.write_bytes(encode(face, "JPEG"))
+        with pytest.raises(NotAnImage) as caught:
+            decode(raw)
+        assert str(caught.value) == f"{raw}: a camera RAW file ({suffix[1:].upper()}) {hint}"
+    plain = decode(encode(face, "TIFF"))  # an ordinary TIFF is still read
+    assert plain.format == "TIFF" and plain.size == face.size
+
+
+def _matplotlib_figure(fmt: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    buffer = io.BytesIO()
+    Figure(figsize=(1, 1)).savefig(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _zip_of_a_photo() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("photo.jpg", encode(astronaut(), "JPEG"))
+    return buffer.getvalue()
+
+
+def test_files_of_other_kinds_are_named_with_what_to_do() -> None:
+    """What people actually drop in: a clip, a PDF, a drawing, a saved web page, an archive."""
+    import facetell.server
+
+    page = (Path(facetell.server.__file__).parent / "static" / "index.html").read_bytes()
+    frames = "(save the frames to judge as PNG, e.g. ffmpeg -i VIDEO -vf fps=1 frame-%04d.png)"
+    cases = {
+        b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(64): (
+            f"a video (MP4 or MOV), not a still image {frames}"
+        ),
+        b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  " + bytes(64): (
+            f"a video (MP4 or MOV), not a still image {frames}"
+        ),
+        b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01B\xf2\x81\x04webm" + bytes(64): (
+            f"a video (WebM or Matroska), not a still image {frames}"
+        ),
+        _matplotlib_figure("pdf"): (
+            "a PDF document (export the page or picture to judge as PNG or JPEG)"
+        ),
+        _matplotlib_figure("svg"): (
+            "an SVG drawing, not a photograph (render it to PNG if it holds a photo)"
+        ),
+        page: "a web page (HTML), not an image (save the image itself from the page)",
+        _zip_of_a_photo(): "a ZIP archive (unzip it and give the folder)",
+        b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(64): (
+            "a JPEG XL image (convert it to PNG, e.g. djxl IMAGE.jxl IMAGE.png)"
+        ),
+        b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom" + bytes(64): (
+            "a camera RAW file (Canon CR3) (export it as JPEG from your raw editor or camera "
+            "app and judge that)"
+        ),
+    }
+    for data, message in cases.items():
+        with pytest.raises(NotAnImage) as caught:
+            decode(data, name="upload")
+        assert str(caught.value) == f"upload: {message}"

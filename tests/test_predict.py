@@ -18,7 +18,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import astronaut, cat, contact_sheet, gan_faces, heic, paste_astronaut, run_cli
+from conftest import (
+    astronaut,
+    cat,
+    contact_sheet,
+    encode,
+    gan_faces,
+    heic,
+    paste_astronaut,
+    run_cli,
+)
 from facetell.cli import CSV_COLUMNS
 from facetell.inference import Detector, Result
 from facetell.io import jpeg_roundtrip
@@ -775,6 +784,31 @@ def test_files_in_a_folder_that_are_not_images_are_named_not_silently_dropped(
     ]
     note = next(line for line in run.stderr.decode().splitlines() if line.startswith("note:"))
     assert "skipped 2 file(s)" in note and note.endswith(": notes.txt, clip.mp4")
+
+
+def test_camera_raw_files_are_skipped_in_folders_and_refused_by_name(tmp_path, untrained_bundle):
+    """A RAW file is a TIFF inside: read as one, its small preview was judged as the photo."""
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    astronaut().save(folder / "DSC_0001.jpg")
+    (folder / "DSC_0001.nef").write_bytes(encode(astronaut(), "TIFF"))  # RAW+JPEG, as shot
+    (folder / "DSC_0002.dng").write_bytes(encode(astronaut(), "TIFF"))
+    model = ("--model", str(untrained_bundle), "-f", "jsonl")
+    run = run_cli("predict", str(folder), *model)
+    assert run.returncode == 0
+    assert [json.loads(line)["path"] for line in run.stdout.splitlines()] == [
+        str(folder / "DSC_0001.jpg")
+    ]
+    notes = [line for line in run.stderr.decode().splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: skipped 2 camera RAW file(s) in the folders given: DSC_0001.nef, DSC_0002.dng "
+        "(export them as JPEG to judge them)"
+    ]
+    named = run_cli("predict", str(folder / "DSC_0002.dng"), str(folder / "DSC_0001.jpg"), *model)
+    first, second = (json.loads(line) for line in named.stdout.splitlines())
+    assert first["status"] == "error" and first["error_kind"] == "not_an_image"
+    assert first["error"].startswith(f"{folder / 'DSC_0002.dng'}: a camera RAW file (DNG) (")
+    assert second["status"] == "ok" and second["faces_found"] == 1
 
 
 def test_an_empty_argument_is_one_error_record_not_a_walk_of_the_working_folder(

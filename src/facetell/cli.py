@@ -78,6 +78,7 @@ from facetell.inference import MAX_FACES, Detector, Result
 from facetell.io import (
     DEFAULT_LIMITS,
     FORMATS_READ,
+    RAW_SUFFIXES,
     DecodeLimits,
     NamedImage,
     decode,
@@ -443,6 +444,12 @@ def expand_inputs(
             yield raw
 
 
+def first_names(paths: Sequence[Path], shown: int = 3) -> str:
+    """The first few file names of a list, for a one-line note."""
+    names = ", ".join(printable_name(path.name) for path in paths[:shown])
+    return names + (", …" if len(paths) > shown else "")
+
+
 def _csv_row(record: dict) -> list[str]:
     values = {
         **record,
@@ -717,12 +724,18 @@ def predict_command(
         raise fail(str(error)) from None
     skipped: list[Path] = []
     sources = list(expand_inputs(inputs, skipped, outputs=explain_dir))
-    if skipped:
-        shown = ", ".join(printable_name(p.name) for p in skipped[:3])
-        shown += ", …" if len(skipped) > 3 else ""
+    raw_files = [path for path in skipped if path.suffix.lower() in RAW_SUFFIXES]
+    others = [path for path in skipped if path.suffix.lower() not in RAW_SUFFIXES]
+    if raw_files:
         err_console.print(
-            f"note: skipped {len(skipped)} file(s) in the folders given that are in no format "
-            f"facetell reads ({FORMATS_READ}): {shown}",
+            f"note: skipped {len(raw_files)} camera RAW file(s) in the folders given: "
+            f"{first_names(raw_files)} (export them as JPEG to judge them)",
+            highlight=False,
+        )
+    if others:
+        err_console.print(
+            f"note: skipped {len(others)} file(s) in the folders given that are in no format "
+            f"facetell reads ({FORMATS_READ}): {first_names(others)}",
             highlight=False,
         )
     if not sources:

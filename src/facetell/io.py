@@ -77,6 +77,14 @@ _HEIF_BRANDS = frozenset(
     {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
 )
 
+# Camera RAW files: most are TIFF inside, so Pillow would open them and read only the small
+# preview their first directory holds. Refused by name or content, never judged on a thumbnail.
+RAW_SUFFIXES = frozenset(
+    {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".orf", ".rw2"}
+    | {".raf", ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc", ".dcr", ".mrw", ".iiq", ".rwl"}
+)
+_RAW_HINT = "export it as JPEG from your raw editor or camera app and judge that"
+
 _SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
 # The IJG standard luminance quantisation table; libjpeg scales it by quality.
@@ -374,8 +382,11 @@ def _open(data: bytes, label: str) -> Image.Image:
     if not data:
         raise EmptyFile(label, "file is empty (0 bytes)", "re-export or re-download it")
     try:
-        return Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        other = other_content(data[:1024])
+        if other:
+            raise NotAnImage(label, *other) from None
         fmt = claimed_format(data[:16])
         if fmt:  # e.g. a scientific TIFF of 64-bit floats, or a file cut off in its header
             reason = f"a {fmt} file of a kind facetell cannot read (an unusual variant, or damaged)"
@@ -389,6 +400,45 @@ def _open(data: bytes, label: str) -> Image.Image:
         raise ImageTooLarge(label, str(exc)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise TruncatedImage(label, f"damaged image header ({exc})", "re-export the file") from None
+    raw = _camera_raw_kind(image, data) if image.format == "TIFF" else None
+    if raw:
+        raise NotAnImage(label, f"{raw}, of which facetell would see only a preview", _RAW_HINT)
+    return image
+
+
+def _camera_raw_kind(image: Image.Image, data: bytes) -> str | None:
+    """Which camera RAW file a TIFF is: one with a DNG version, a Canon CR2, or one whose first
+    image is marked as a reduced-resolution copy of another (NEF, ARW, PEF, ...)."""
+    tags = getattr(image, "tag_v2", {})
+    if 50706 in tags:
+        return "a camera RAW file (DNG)"
+    if data[8:10] == b"CR":
+        return "a camera RAW file (Canon CR2)"
+    if int(tags.get(254, 0) or 0) & 1:
+        return "a camera RAW file"
+    return None
+
+
+def other_content(head: bytes) -> tuple[str, str] | None:
+    """What a file that is no image facetell reads holds instead, and what to do, from its
+    first kilobyte: a video, a document, a drawing, an archive or a camera RAW file."""
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand == b"crx ":
+            return "a camera RAW file (Canon CR3)", _RAW_HINT
+        if brand not in _HEIF_BRANDS:
+            return "a video (MP4 or MOV), not a still image", _FRAMES_HINT
+    for signature, found in _OTHER_SIGNATURES.items():
+        if head.startswith(signature):
+            return found
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "a video (AVI), not a still image", _FRAMES_HINT
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<?xml", b"<svg", b"<!doctype svg")) and b"<svg" in text:
+        return "an SVG drawing, not a photograph", "render it to PNG if it holds a photo"
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "a web page (HTML), not an image", "save the image itself from the page"
+    return None
 
 
 def decode(
@@ -432,6 +482,9 @@ def decode(
         elif source == "":  # Path("") is the working folder: never judge that by mistake
             raise BadImage('""', "empty file name", "is a shell variable unset?")
         else:
+            if Path(source).suffix.lower() in RAW_SUFFIXES and Path(source).is_file():
+                kind = Path(source).suffix.upper().lstrip(".")
+                raise NotAnImage(label, f"a camera RAW file ({kind})", _RAW_HINT)
             data = _read_bytes(Path(source), label, limits)
         image = _open(data, label)
 
@@ -544,6 +597,24 @@ _SIGNATURES = {
 }
 
 
+_FRAMES_HINT = "save the frames to judge as PNG, e.g. ffmpeg -i VIDEO -vf fps=1 frame-%04d.png"
+_OTHER_SIGNATURES = {
+    b"%PDF": ("a PDF document", "export the page or picture to judge as PNG or JPEG"),
+    b"\x1aE\xdf\xa3": ("a video (WebM or Matroska), not a still image", _FRAMES_HINT),
+    b"\xff\x0a": ("a JPEG XL image", "convert it to PNG, e.g. djxl IMAGE.jxl IMAGE.png"),
+    b"\x00\x00\x00\x0cJXL ": (
+        "a JPEG XL image",
+        "convert it to PNG, e.g. djxl IMAGE.jxl IMAGE.png",
+    ),
+    b"PK\x03\x04": ("a ZIP archive", "unzip it and give the folder"),
+    b"IIRO": ("a camera RAW file (Olympus ORF)", _RAW_HINT),
+    b"IIRS": ("a camera RAW file (Olympus ORF)", _RAW_HINT),
+    b"MMOR": ("a camera RAW file (Olympus ORF)", _RAW_HINT),
+    b"IIU\x00": ("a camera RAW file (Panasonic RW2)", _RAW_HINT),
+    b"FUJIFILMCCD-RAW": ("a camera RAW file (Fujifilm RAF)", _RAW_HINT),
+}
+
+
 def claimed_format(head: bytes) -> str | None:
     """The image format a file's first 16 bytes announce, whatever its name says."""
     for signature, fmt in _SIGNATURES.items():
@@ -557,9 +628,13 @@ def claimed_format(head: bytes) -> str | None:
 
 
 def looks_like_image(path: Path) -> bool:
-    """Cheap discovery filter: a known image suffix, or image magic bytes for other names."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    """Cheap discovery filter: a known image suffix, or image magic bytes for other names (a
+    camera RAW file's TIFF bytes do not count)."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
         return True
+    if suffix in RAW_SUFFIXES:
+        return False
     try:
         with path.open("rb") as handle:
             return claimed_format(handle.read(16)) is not None
