@@ -295,12 +295,16 @@ def test_camera_raw_files_are_refused_not_judged_on_their_preview(tmp_path) -> N
         assert str(caught.value) == f"{named}: {kind}, {preview} {hint}"
         with pytest.raises(NotAnImage, match=f"^upload.bin: {re.escape(kind)}, "):
             decode(data, name="upload.bin")
-    for suffix in [".nef", ".CR2", ".arw", ".dng"]:  # named as RAW: refused before it is read
+    tight = DecodeLimits(max_bytes=10_000)  # RAW files often pass the byte limit: not the reason
+    for suffix in [".nef", ".CR2", ".arw", ".dng", ".orf"]:  # TIFF (or unknown) named as RAW
         raw = tmp_path / f"DSC_0001{suffix}"
-        raw.write_bytes(encode(face, "JPEG"))
+        raw.write_bytes(encode(face, "TIFF") if suffix != ".orf" else b"IIRO" + bytes(20_000))
         with pytest.raises(NotAnImage) as caught:
-            decode(raw)
+            decode(raw, limits=tight)
         assert str(caught.value) == f"{raw}: a camera RAW file ({suffix[1:].upper()}) {hint}"
+    misnamed = tmp_path / "DSC_0002.nef"  # content decides: a JPEG is judged whatever its name
+    misnamed.write_bytes(encode(face, "JPEG"))
+    assert decode(misnamed).format == "JPEG"
     plain = decode(encode(face, "TIFF"))  # an ordinary TIFF is still read
     assert plain.format == "TIFF" and plain.size == face.size
 

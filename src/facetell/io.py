@@ -406,6 +406,22 @@ def _open(data: bytes, label: str) -> Image.Image:
     return image
 
 
+def _refuse_camera_raw(path: Path, label: str) -> None:
+    """Refuse a file named as camera RAW that is not plainly a JPEG, PNG, ... inside, before
+    reading it whole: RAW files are often larger than the byte limit, which would be the wrong
+    reason to give. Content decides, so a JPEG misnamed .nef is still judged."""
+    if path.suffix.lower() not in RAW_SUFFIXES or not path.is_file():
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return  # _read_bytes names the problem
+    if claimed_format(head) in (None, "TIFF"):
+        kind = path.suffix.upper().lstrip(".")
+        raise NotAnImage(label, f"a camera RAW file ({kind})", _RAW_HINT)
+
+
 def _camera_raw_kind(image: Image.Image, data: bytes) -> str | None:
     """Which camera RAW file a TIFF is: one with a DNG version, a Canon CR2, or one whose first
     image is marked as a reduced-resolution copy of another (NEF, ARW, PEF, ...)."""
@@ -482,9 +498,7 @@ def decode(
         elif source == "":  # Path("") is the working folder: never judge that by mistake
             raise BadImage('""', "empty file name", "is a shell variable unset?")
         else:
-            if Path(source).suffix.lower() in RAW_SUFFIXES and Path(source).is_file():
-                kind = Path(source).suffix.upper().lstrip(".")
-                raise NotAnImage(label, f"a camera RAW file ({kind})", _RAW_HINT)
+            _refuse_camera_raw(Path(source), label)
             data = _read_bytes(Path(source), label, limits)
         image = _open(data, label)
 
