@@ -75,6 +75,26 @@ def test_cli_json_output_carries_the_shortcut_score(tmp_path):
     assert "warning: shortcut score" in result.stderr
 
 
+def test_cli_names_the_files_it_leaves_out(tmp_path):
+    """A dataset folder that gives fewer images than it holds says which and why."""
+    make_dataset(tmp_path, confounded=False, n=6)
+    (tmp_path / "real" / "cam" / "DSC_0001.nef").write_bytes(b"MM\x00*" + bytes(64))
+    (tmp_path / "ai" / "gen" / "prompt.txt").write_text("a portrait, 85 mm")
+    result = subprocess.run(
+        [sys.executable, "-m", "facetell", "audit", str(tmp_path), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout)["n_images"] == 12
+    assert [line for line in result.stderr.splitlines() if line.startswith("note:")] == [
+        "note: skipped 1 camera RAW file(s) in the folders given: DSC_0001.nef (export them as "
+        "JPEG to use them)",
+        "note: skipped 1 file(s) in the folders given that are in no format facetell reads "
+        "(JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF): prompt.txt",
+    ]
+
+
 def test_cli_names_a_missing_folder_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "facetell", "audit", str(tmp_path / "nope")],

@@ -802,7 +802,7 @@ def test_camera_raw_files_are_skipped_in_folders_and_refused_by_name(tmp_path, u
     notes = [line for line in run.stderr.decode().splitlines() if line.startswith("note:")]
     assert notes == [
         "note: skipped 2 camera RAW file(s) in the folders given: DSC_0001.nef, DSC_0002.dng "
-        "(export them as JPEG to judge them)"
+        "(export them as JPEG to use them)"
     ]
     named = run_cli("predict", str(folder / "DSC_0002.dng"), str(folder / "DSC_0001.jpg"), *model)
     first, second = (json.loads(line) for line in named.stdout.splitlines())

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from conftest import astronaut, gan_faces, launch_chromium, save_untrained_bundle
+from conftest import astronaut, encode, gan_faces, launch_chromium, save_untrained_bundle
 from facetell.calibrate import Calibration
 from facetell.familiarity import TEMPER_SLOPE
 from facetell.inference import Detector
@@ -295,10 +295,19 @@ def test_evaluate_on_real_photos_alone_measures_false_positives(bundle, labelled
     false positives, a report and strictly valid JSON (NaN is not JSON)."""
     real = tmp_path / "mine" / "real"
     shutil.copytree(labelled / "real" / "nasa", real)
+    (real / "IMG_0001.DNG").write_bytes(encode(astronaut(), "TIFF"))  # a phone's RAW copy
+    (real / "consent.pdf").write_bytes(b"%PDF-1.4\n")
     out = tmp_path / "report"
     result = facetell("evaluate", str(bundle), str(tmp_path / "mine"), "--out", str(out),
                       "--robustness-limit", "4")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: skipped")]
+    assert notes == [
+        "note: skipped 1 camera RAW file(s) in the folders given: IMG_0001.DNG (export them as "
+        "JPEG to use them)",
+        "note: skipped 1 file(s) in the folders given that are in no format facetell reads "
+        "(JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF): consent.pdf",
+    ]
     metrics = json.loads((out / "metrics.json").read_text(), parse_constant=pytest.fail)
     scored = metrics["metrics"]
     assert (scored["n_ai"], scored["auroc"], scored["eer"]) == (0, None, None)

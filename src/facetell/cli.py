@@ -235,10 +235,12 @@ def audit_command(
 
     if save_manifest:
         writable(save_manifest, "--save-manifest")
+    skipped: list[Path] = []
     try:
-        samples = discover(data)
+        samples = discover(data, skipped)
     except FacetellError as error:
         raise fail(str(error)) from None
+    note_skipped(skipped, err_console)
     with progress_bar() as progress:
         task = progress.add_task("hashing images", total=len(samples))
         records = build_manifest(
@@ -276,6 +278,9 @@ class RichReporter:
     def batch(self, description: str, done: int, total: int) -> None:
         task = self._task("batch", description, total)
         self.progress.update(task, completed=done)
+
+    def skipped(self, paths: list[Path]) -> None:
+        note_skipped(paths, self.progress.console)
 
     def epoch(self, record: EpochRecord) -> None:
         adversary = ""
@@ -442,6 +447,25 @@ def expand_inputs(
             yield from sorted(glob.glob(raw, recursive=True))  # noqa: PTH207 (user patterns)
         else:
             yield raw
+
+
+def note_skipped(skipped: Sequence[Path], console: Console) -> None:
+    """Say which files in the folders given were left out as no image facetell reads: a
+    folder that gives fewer images than it holds must say why."""
+    raw_files = [path for path in skipped if path.suffix.lower() in RAW_SUFFIXES]
+    others = [path for path in skipped if path.suffix.lower() not in RAW_SUFFIXES]
+    if raw_files:
+        console.print(
+            f"note: skipped {len(raw_files)} camera RAW file(s) in the folders given: "
+            f"{first_names(raw_files)} (export them as JPEG to use them)",
+            highlight=False,
+        )
+    if others:
+        console.print(
+            f"note: skipped {len(others)} file(s) in the folders given that are in no format "
+            f"facetell reads ({FORMATS_READ}): {first_names(others)}",
+            highlight=False,
+        )
 
 
 def first_names(paths: Sequence[Path], shown: int = 3) -> str:
@@ -724,20 +748,7 @@ def predict_command(
         raise fail(str(error)) from None
     skipped: list[Path] = []
     sources = list(expand_inputs(inputs, skipped, outputs=explain_dir))
-    raw_files = [path for path in skipped if path.suffix.lower() in RAW_SUFFIXES]
-    others = [path for path in skipped if path.suffix.lower() not in RAW_SUFFIXES]
-    if raw_files:
-        err_console.print(
-            f"note: skipped {len(raw_files)} camera RAW file(s) in the folders given: "
-            f"{first_names(raw_files)} (export them as JPEG to judge them)",
-            highlight=False,
-        )
-    if others:
-        err_console.print(
-            f"note: skipped {len(others)} file(s) in the folders given that are in no format "
-            f"facetell reads ({FORMATS_READ}): {first_names(others)}",
-            highlight=False,
-        )
+    note_skipped(skipped, err_console)
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
     earlier: list[dict[str, Any]] = []  # with --resume, the records the output file keeps
@@ -920,7 +931,9 @@ def select_samples(
         if not samples:
             raise FacetellError(f"{split_file}: the split has no {split!r} images")
     elif data:
-        samples = discover(data)
+        skipped: list[Path] = []
+        samples = discover(data, skipped)
+        note_skipped(skipped, err_console)
     else:
         raise FacetellError("give dataset folders or --split-file")
     if limit is not None and limit < len(samples):

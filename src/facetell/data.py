@@ -143,8 +143,14 @@ def _sample_from_layout(root: Path, path: Path) -> Sample | None:
     return Sample(path=path, label=label, source=source, split=split)
 
 
-def discover(roots: Iterable[str | os.PathLike[str]]) -> list[Sample]:
-    """Find labelled images under folders (real/ + ai/ layouts) or in manifest CSV files."""
+def discover(
+    roots: Iterable[str | os.PathLike[str]], skipped: list[Path] | None = None
+) -> list[Sample]:
+    """Find labelled images under folders (real/ + ai/ layouts) or in manifest CSV files.
+
+    Files in no image format facetell reads (videos, camera RAW files, notes) are left out and,
+    with `skipped`, listed there, so a user learns why a folder gave fewer images than it holds.
+    """
     samples: list[Sample] = []
     for root in map(Path, roots):
         if root.is_file() and root.suffix.lower() == ".csv":
@@ -156,12 +162,15 @@ def discover(roots: Iterable[str | os.PathLike[str]]) -> list[Sample]:
         if manifest is not None:
             samples += read_manifest(manifest)
             continue
-        found = [
-            sample
-            for path in sorted(root.rglob("*"))
-            if path.is_file() and not path.name.startswith(".") and looks_like_image(path)
-            if (sample := _sample_from_layout(root, path)) is not None
-        ]
+        found = []
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            if not looks_like_image(path):
+                if skipped is not None:
+                    skipped.append(path)
+            elif (sample := _sample_from_layout(root, path)) is not None:
+                found.append(sample)
         if not found:
             raise DatasetError(
                 f"{root}: found no labelled images; expected real/ and ai/ (or fake/, "

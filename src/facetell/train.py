@@ -356,10 +356,13 @@ def _stage(
 
 
 def grouped_samples(
-    config: TrainConfig, *, on_progress: StageProgress | None = None
+    config: TrainConfig,
+    *,
+    on_progress: StageProgress | None = None,
+    skipped: list[Path] | None = None,
 ) -> tuple[list[Sample], np.ndarray]:
     """The configured samples and their duplicate groups: all that splits are made from."""
-    samples = discover(config.data.paths)
+    samples = discover(config.data.paths, skipped)
     if config.data.max_per_source is not None:
         samples = sample_per_source(samples, config.data.max_per_source, config.seed)
     records = build_manifest(
@@ -370,9 +373,14 @@ def grouped_samples(
     return samples, duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
 
 
-def prepare_data(config: TrainConfig, *, on_progress: StageProgress | None = None) -> PreparedData:
+def prepare_data(
+    config: TrainConfig,
+    *,
+    on_progress: StageProgress | None = None,
+    skipped: list[Path] | None = None,
+) -> PreparedData:
     """Discover, describe, group and crop the configured data (crops cached on disk)."""
-    samples, groups = grouped_samples(config, on_progress=on_progress)
+    samples, groups = grouped_samples(config, on_progress=on_progress, skipped=skipped)
     crops, valid = cached_crops(
         samples,
         config.crop,
@@ -606,6 +614,9 @@ class Reporter:
     def batch(self, description: str, done: int, total: int) -> None: ...
 
     def epoch(self, record: EpochRecord) -> None: ...
+
+    def skipped(self, paths: list[Path]) -> None:
+        """Files in the data folders that are no image facetell reads, left out of training."""
 
 
 @dataclass
@@ -1287,7 +1298,10 @@ def train(
 ) -> list[tuple[str, RunResult]]:
     """Train every run the config asks for (one split, K folds, held-out sources)."""
     reporter = reporter or Reporter()
-    data = prepare_data(config, on_progress=reporter.stage)
+    skipped: list[Path] = []
+    data = prepare_data(config, on_progress=reporter.stage, skipped=skipped)
+    if skipped:
+        reporter.skipped(skipped)
     results = []
     for name, split in make_splits(config, data.samples, data.groups):
         run_dir = out_dir / name if name else out_dir
