@@ -320,10 +320,13 @@ def test_predict_folder_of_200_with_one_corrupt_file(folder_of_200, untrained_bu
     assert "200 image(s)" in stderr
 
 
-def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle, tmp_path):
-    out, review = tmp_path / "results.jsonl", tmp_path / "review.html"
+@pytest.mark.parametrize("output_format", ["jsonl", "json"])
+def test_ctrl_c_keeps_every_result_judged_so_far(
+    output_format, folder_of_200, untrained_bundle, tmp_path
+):
+    out, review = tmp_path / f"results.{output_format}", tmp_path / "review.html"
     five_times = [str(folder_of_200)] * 5  # 1,000 images: far from done when interrupted
-    command = [sys.executable, "-m", "facetell", "predict", *five_times, "-f", "jsonl", "-o"]
+    command = [sys.executable, "-m", "facetell", "predict", *five_times, "-o"]
     run = subprocess.Popen(
         [*command, str(out), "--model", str(untrained_bundle), "--report", str(review)],
         stderr=subprocess.PIPE,
@@ -341,9 +344,13 @@ def test_ctrl_c_keeps_every_result_judged_so_far(folder_of_200, untrained_bundle
     judged = int(
         re.fullmatch(r"error: interrupted after (\d+) of 1000 image\(s\) .*", stderr[-1])[1]
     )
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    if output_format == "jsonl":
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        resume = " (run the same command with --resume to go on)"
+    else:  # the array is closed: the file stays JSON that any tool reads
+        records, resume = json.loads(out.read_text()), ""
     assert 0 < len(records) == judged < 1000
-    assert stderr[-1].endswith(f"; they are in {out} (run the same command with --resume to go on)")
+    assert stderr[-1].endswith(f"; they are in {out}{resume}")
     page = review.read_text()  # the review page too has every image judged, and says it stopped
     assert f"Interrupted: {judged} of 1000 images were judged." in page
     assert page.count("<article") == judged
@@ -520,7 +527,8 @@ def test_the_output_files_name_chooses_the_format_unless_one_is_given(untrained_
     photo = tmp_path / "a.jpg"
     astronaut().save(photo)
     model = ("--model", str(untrained_bundle))
-    for name in ("results.csv", "results.jsonl", "results.NDJSON", "results.txt", "forced.csv"):
+    names = ("results.csv", "results.jsonl", "results.NDJSON", "results.json", "results.txt")
+    for name in (*names, "forced.csv"):
         forced = ("-f", "jsonl") if name == "forced.csv" else ()
         assert (
             run_cli("predict", str(photo), "-o", str(tmp_path / name), *forced, *model).returncode
@@ -532,6 +540,10 @@ def test_the_output_files_name_chooses_the_format_unless_one_is_given(untrained_
     assert first_lines["results.csv"] == ",".join(CSV_COLUMNS)
     assert json.loads(first_lines["results.jsonl"])["path"] == str(photo)
     assert json.loads(first_lines["results.NDJSON"])["path"] == str(photo)
+    [record] = json.loads((tmp_path / "results.json").read_text())  # one array, not lines
+    assert record["path"] == str(photo) and record["status"] == "ok"
+    empty = run_cli("predict", str(tmp_path / "gone.jpg"), "-f", "json", *model)
+    assert [r["status"] for r in json.loads(empty.stdout)] == ["error"]
     assert "facetell predict" in first_lines["results.txt"]  # the table's title
     assert json.loads(first_lines["forced.csv"])["path"] == str(photo)  # -f has the last word
     resumed = run_cli(
@@ -546,6 +558,7 @@ def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     astronaut().save(photo)
     model = ("--model", str(untrained_bundle))
     table = run_cli("predict", str(photo), "--resume", *model)
+    array = run_cli("predict", str(photo), "-o", str(tmp_path / "r.json"), "--resume", *model)
     notes = tmp_path / "notes.jsonl"
     notes.write_text("my own notes\n")
     foreign = run_cli("predict", str(photo), "-f", "jsonl", "-o", str(notes), "--resume", *model)
@@ -553,14 +566,15 @@ def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     run_cli("predict", str(tmp_path), "-f", "jsonl", "-o", str(judged), *model)
     [record] = [json.loads(line) for line in judged.read_text().splitlines()]
     other_model = run_cli("predict", str(photo), "-f", "jsonl", "-o", str(judged), "--resume")
-    runs = (table, foreign, other_model)
+    runs = (table, array, foreign, other_model)
     assert [run.stderr.decode().strip().splitlines()[-1] for run in runs] == [
+        "error: --resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)",
         "error: --resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)",
         f"error: {notes}: line 1 is no facetell record; cannot resume it",
         f"error: {judged}: judged by {record['model']}, not {Detector.load().model_name}; resume "
         "with the model that started it (--model) or write to another file",
     ]
-    assert [run.returncode for run in runs] == [2, 2, 2]
+    assert [run.returncode for run in runs] == [2, 2, 2, 2]
     assert notes.read_text() == "my own notes\n"  # left as it was
 
 

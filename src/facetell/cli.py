@@ -398,10 +398,12 @@ class PredictFormat(StrEnum):
     table = "table"
     csv = "csv"
     jsonl = "jsonl"
+    json = "json"  # one array, for tools that read a whole file; jsonl streams and resumes
 
 
 FORMAT_OF_SUFFIX = {
     ".csv": PredictFormat.csv,
+    ".json": PredictFormat.json,
     ".jsonl": PredictFormat.jsonl,
     ".ndjson": PredictFormat.jsonl,
 }  # what `-o results.csv` means when no --format is given
@@ -672,7 +674,7 @@ def predict_command(
         None,
         "--format",
         "-f",
-        help="Default: as --output's name ends (.csv, .jsonl or .ndjson), else table.",
+        help="Default: as --output's name ends (.csv, .jsonl, .ndjson or .json), else table.",
     ),
     model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
     threshold: float | None = typer.Option(
@@ -720,7 +722,8 @@ def predict_command(
     output_format = output_format or FORMAT_OF_SUFFIX.get(
         output.suffix.lower() if output else "", PredictFormat.table
     )
-    if resume and (output is None or output_format is PredictFormat.table):
+    resumable = output_format in (PredictFormat.jsonl, PredictFormat.csv)
+    if resume and (output is None or not resumable):
         raise fail(
             "--resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)"
         )
@@ -773,6 +776,7 @@ def predict_command(
     writer = csv.writer(handle) if output_format is PredictFormat.csv else None
     if writer and not appending:
         writer.writerow(CSV_COLUMNS)
+    separator = "[\n"  # --format json: what goes before the next record of the array
     table = Table(title=f"facetell predict ({detector.model_name})")
     for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
         table.add_column(column, overflow="fold")
@@ -812,6 +816,9 @@ def predict_command(
                     if output_format is PredictFormat.jsonl:
                         handle.write(json.dumps(record) + "\n")
                         handle.flush()
+                    elif output_format is PredictFormat.json:
+                        handle.write(separator + json.dumps(record))
+                        separator = ",\n"
                     elif writer:
                         writer.writerow(_csv_row(record))
                     else:
@@ -824,6 +831,8 @@ def predict_command(
                 interrupted = True
     if output_format is PredictFormat.table:
         Console(file=handle, width=console.width).print(table)
+    elif output_format is PredictFormat.json:  # closed on a stop too: what was judged stays valid
+        handle.write("[]\n" if separator == "[\n" else "\n]\n")
     if output:
         handle.close()
     summary = ", ".join(f"{n} {k}" for k, n in counts.most_common())
@@ -846,7 +855,7 @@ def predict_command(
                 raise fail(f"{report}: cannot write the review page ({reason})") from None
     if interrupted:
         where = f"; they are in {output}" if output and done else ""
-        if output and output_format is not PredictFormat.table:
+        if output and resumable:
             where += " (run the same command with --resume to go on)"
         raise fail(
             f"interrupted after {done} of {len(sources)} image(s) ({summary or 'none'}){where}",
