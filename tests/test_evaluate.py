@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -538,6 +540,31 @@ def test_calibration_verdicts_use_threshold_and_band():
     assert calibration.verdict(max(0.0, low - 0.01)) == "real"
     assert calibration.verdict((low + high) / 2) == "uncertain"
     assert calibration.details["false_positive_rate"] <= 0.05
+
+
+def test_a_user_threshold_moves_the_band_by_log_odds_and_leaves_every_verdict_reachable():
+    """`predict --threshold 0.3` moved the shipped band (0.499-0.962) by 0.662 in probability,
+    to -0.16-0.30: every face below the cut was "uncertain" and none could be "real"."""
+    shipped = Path(__file__).parents[1] / "models" / "default" / "calibration.json"
+    calibration = Calibration.from_dict(json.loads(shipped.read_text()))
+    order = {"real": 0, "uncertain": 1, "ai": 2}
+    grid = np.linspace(0.0, 1.0, 20_001)
+    for threshold in (0.02, 0.3, 0.5, 0.8, 0.99):
+        low, high = calibration.band(threshold)
+        assert 0.0 < low <= threshold <= high <= 1.0
+        ranks = [order[calibration.verdict(p, threshold)] for p in grid]
+        assert ranks == sorted(ranks) and set(ranks) == {0, 1, 2}  # real, then uncertain, then ai
+        assert calibration.verdict(threshold, threshold) == "uncertain"  # the cut is in the band
+
+        def logit(p: float) -> float:
+            return float(np.log(p / (1 - p)))
+
+        calibrated_low = calibration.uncertain_band[0]
+        assert logit(low) - logit(threshold) == pytest.approx(
+            logit(calibrated_low) - logit(calibration.threshold)
+        )
+    assert calibration.band(None) == calibration.band(calibration.threshold)
+    assert calibration.band(None) == tuple(calibration.uncertain_band)
 
 
 def test_source_pairs_show_which_real_photos_a_generator_passes_for():

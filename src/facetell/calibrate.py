@@ -147,10 +147,19 @@ class Calibration:
         return self.threshold if threshold is None else threshold
 
     def band(self, threshold: float | None = None) -> tuple[float, float]:
-        """The uncertain band in force: a user threshold moves it along with the cut."""
-        shift = self.cut(threshold) - self.threshold
+        """The uncertain band in force: a user threshold moves it along with the cut, by the
+        same log-odds, so it keeps its width in evidence and stays within 0-1. (Moved by the
+        same probability, a threshold of 0.3 put the band at -0.16-0.30: no face was "real".)"""
+        cut = self.cut(threshold)
+        if cut == self.threshold:
+            return self.uncertain_band
+        shift = _logit(cut) - _logit(self.threshold)
+
+        def moved(edge: float) -> float:
+            return cut if edge == self.threshold else float(_sigmoid(_logit(edge) + shift))
+
         low, high = self.uncertain_band
-        return low + shift, high + shift
+        return min(moved(low), cut), max(moved(high), cut)  # a cut of 0 or 1 stays inside
 
     def verdict(self, p_ai: float, threshold: float | None = None) -> str:
         """'ai', 'real', or 'uncertain' inside the band (a user threshold moves the band too)."""
@@ -162,6 +171,11 @@ class Calibration:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)  # a threshold of 0 or 1 is allowed: keep it finite
+    return float(np.log(p / (1 - p)))
 
 
 def _check(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
