@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.optimize import minimize
 from scipy.stats import norm
 from sklearn.metrics import log_loss
 
@@ -297,6 +298,33 @@ def test_scaling_fixes_overconfidence_and_keeps_the_ranking():
     raw_auroc = classification_metrics(y, sigmoid(logits))["auroc"]
     scaled_auroc = classification_metrics(y, sigmoid(calibration.scaled_logits(logits)))["auroc"]
     assert scaled_auroc == pytest.approx(raw_auroc, abs=1e-12)
+
+
+def test_a_few_faces_the_model_separates_give_finite_sure_but_not_certain_probabilities():
+    """A user calibrates on their own 8 real and 8 AI faces and the model ranks them perfectly.
+    Fitted to labels 0 and 1, the temperature ran to its floor (0.007) and the bias to -882:
+    every face then read P(ai) 0 or 1, and the threshold 1.0000. Platt's targets keep it sane."""
+    rng = np.random.default_rng(0)
+    logits = np.concatenate([rng.uniform(-6, -2, 8), rng.uniform(2, 6, 8)])
+    y = np.repeat([0, 1], 8)
+    temperature, bias = fit_scaling(logits, y)
+    p = sigmoid(logits / temperature + bias)
+    assert 0.2 < temperature < 5 and abs(bias) < 2
+    assert p.min() > 0.01 and p.max() < 0.99  # sure, as 16 faces allow, not certain
+    assert p[y == 0].max() < 0.5 < p[y == 1].min()  # still on the right side
+    calibration = fit_calibration(logits, y)
+    assert 0.5 < calibration.threshold < 0.99
+    # where the classes overlap, the fit to the labels themselves is kept
+    y_many, logits_many = synthetic_scores(n=4000, seed=1, overconfidence=4.0)
+
+    def hard_label_loss(params: np.ndarray) -> float:  # the fit before Platt's targets
+        z = logits_many / params[0] + params[1]
+        return float(np.mean(np.logaddexp(0.0, z) - y_many * z))
+
+    hard_temperature, hard_bias = minimize(hard_label_loss, [1.0, 0.0], method="Nelder-Mead").x
+    temperature, bias = fit_scaling(logits_many, y_many)
+    assert temperature == pytest.approx(hard_temperature, rel=1e-3)
+    assert bias == pytest.approx(hard_bias, abs=1e-3)
 
 
 def test_the_bias_undoes_logits_that_lean_to_one_class():
