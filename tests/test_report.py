@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import skimage.data
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
@@ -172,6 +173,26 @@ def test_a_false_positive_target_a_source_is_too_small_for_is_named(labelled, tm
         assert rate == 0 if thin else rate <= 0.1
         note = "no face of nasa (16 real faces) may be called AI"
         assert (note in " ".join(result.stdout.split())) == thin
+
+
+def test_calibrating_on_one_class_says_what_it_found_and_what_to_do(labelled, tmp_path):
+    """A platform with its users' real selfies alone, and a folder of faceless pictures."""
+    bundle = save_untrained_bundle(tmp_path / "bundle", "mobilenet_v2", 96)
+    selfies = tmp_path / "selfies"
+    shutil.copytree(labelled / "real", selfies / "real")
+    faceless = tmp_path / "faceless"
+    for label, picture in (("real", skimage.data.chelsea()), ("ai", skimage.data.coffee())):
+        (faceless / label).mkdir(parents=True)
+        Image.fromarray(picture).save(faceless / label / "picture.jpg")
+    runs = [facetell("calibrate", str(bundle), str(folder)) for folder in (selfies, faceless)]
+    assert [run.returncode for run in runs] == [2, 2]
+    assert [run.stderr.strip() for run in runs] == [
+        "error: calibration needs both real and AI images: found 16 real, 0 AI (to see how "
+        f"often your real photos are called AI: facetell evaluate {bundle} {selfies})",
+        "error: calibration needs both real and AI images with a face: found 0 real, 0 AI "
+        "(for photos of faces cropped already, add --no-face-detect)",
+    ]
+    assert not (bundle / "calibration.json").exists()
 
 
 def test_predict_applies_the_size_correction_to_small_faces_only(bundle, labelled, tmp_path):

@@ -1165,6 +1165,7 @@ def calibrate_command(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
         )
         samples = select_samples(data or [], split_file, split, limit)
+        both_classes(Counter(sample.target for sample in samples), "images", bundle, data)
         # small faces are re-encoded as the thumbnails are, so one correction fits both
         raw = Detector(
             detector.bundle.without_calibration(),
@@ -1198,8 +1199,7 @@ def calibrate_command(
                 for size in copies
             ]
         ok = scored.scored
-        if len(set(scored.targets[ok])) < 2:
-            raise FacetellError("calibration needs both real and AI images that have a face")
+        both_classes(Counter(scored.targets[ok].tolist()), "images with a face", bundle, data)
         fitted = (
             _fit_familiarity(
                 raw.bundle.reference, [scored, *thumbnails], per_source, temper_start, temper_slope
@@ -1258,6 +1258,28 @@ def calibrate_command(
         + _describe_thin_sources(details, max_fpr)
         + f"written to {bundle / 'calibration.json'}",
         highlight=False,
+    )
+
+
+def both_classes(
+    counts: Counter[int], what: str, bundle: Path, data: Sequence[Path] | None
+) -> None:
+    """Refuse a calibration set without both classes (before scoring it, where the labels
+    already show it), saying what it held and what to do instead."""
+    if counts[0] and counts[1]:
+        return
+    where = " ".join(str(path) for path in data) if data else "DATA"
+    if counts[0]:
+        hint = (
+            f"to see how often your real photos are called AI: facetell evaluate {bundle} {where}"
+        )
+    elif counts[1]:
+        hint = "add real photos of the kind you will judge"
+    else:
+        hint = "for photos of faces cropped already, add --no-face-detect"
+    raise FacetellError(
+        f"calibration needs both real and AI {what}: found {counts[0]} real, {counts[1]} AI "
+        f"({hint})"
     )
 
 
