@@ -187,12 +187,52 @@ def test_calibrating_on_one_class_says_what_it_found_and_what_to_do(labelled, tm
     runs = [facetell("calibrate", str(bundle), str(folder)) for folder in (selfies, faceless)]
     assert [run.returncode for run in runs] == [2, 2]
     assert [run.stderr.strip() for run in runs] == [
-        "error: calibration needs both real and AI images: found 16 real, 0 AI (to see how "
-        f"often your real photos are called AI: facetell evaluate {bundle} {selfies})",
+        "error: calibration needs both real and AI images: found 16 real, 0 AI (with real "
+        "photos alone, --max-fpr RATE raises the threshold until at most RATE of them are "
+        f"called AI; facetell evaluate {bundle} {selfies} shows how many are now)",
         "error: calibration needs both real and AI images with a face: found 0 real, 0 AI "
         "(for photos of faces cropped already, add --no-face-detect)",
     ]
     assert not (bundle / "calibration.json").exists()
+
+
+def test_real_photos_alone_raise_the_threshold_to_a_false_positive_target(labelled, tmp_path):
+    """A platform's own users' photos, one kind of which the model takes for AI (here DCGAN
+    faces stand in for it): only the threshold moves, until at most 1 in 8 of each kind is
+    called AI; everything else the calibration holds stays."""
+    shipped = Path(__file__).parents[1] / "models" / "default"
+    bundle = shutil.copytree(shipped, tmp_path / "bundle")
+    mine = tmp_path / "mine" / "real"
+    shutil.copytree(labelled / "real" / "nasa", mine / "camera")
+    shutil.copytree(labelled / "ai" / "dcgan", mine / "webcam")
+    before = json.loads((shipped / "calibration.json").read_text())
+    run = facetell("calibrate", str(bundle), str(mine.parent), "--max-fpr", "0.125")
+    assert run.returncode == 0, run.stderr
+    after = json.loads((bundle / "calibration.json").read_text())
+    assert after["threshold"] > before["threshold"]
+    kept = ("temperature", "bias", "size_correction", "familiarity")
+    assert {key: after[key] for key in kept} == {key: before[key] for key in kept}
+    moved = Calibration.from_dict(before).band(after["threshold"])
+    assert after["uncertain_band"] == pytest.approx(list(moved))
+    judged = Detector.load(bundle)
+    for kind in ("camera", "webcam"):
+        called = [judged.predict(path).label for path in sorted((mine / kind).iterdir())]
+        assert called.count("ai") <= 16 * 0.125  # 2 of 16 at most, on each kind of photo
+    alone = after["real_photos_alone"]
+    assert alone["n_real_by_source"] == {"camera": 16, "webcam": 16}
+    assert max(alone["false_positive_rate_by_source"].values()) <= 0.125
+    # a looser target starts again from the calibrated threshold and never goes below it
+    facetell("calibrate", str(bundle), str(mine.parent), "--max-fpr", "1.0")
+    again = json.loads((bundle / "calibration.json").read_text())
+    assert again["threshold"] == before["threshold"]
+    assert again["uncertain_band"] == before["uncertain_band"]
+    raw = save_untrained_bundle(tmp_path / "raw", "mobilenet_v2", 96)
+    refused = facetell("calibrate", str(raw), str(mine.parent), "--max-fpr", "0.1")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: {raw}: not calibrated; with real photos alone only the threshold of a "
+        "calibrated bundle can be set (calibrate it on real and AI images first)"
+    )
 
 
 def test_predict_applies_the_size_correction_to_small_faces_only(bundle, labelled, tmp_path):

@@ -504,6 +504,60 @@ def uncertain_band(
     }
 
 
+def threshold_for_real_photos(
+    calibration: Calibration,
+    p_ai,
+    max_fpr: float,
+    *,
+    sources: list[str] | None = None,
+    fitted_on: dict[str, Any] | None = None,
+) -> Calibration:
+    """The calibration with its threshold raised until at most `max_fpr` of these real faces
+    (of each source, with `sources`) are called AI, and the uncertain band moved with it by
+    the same log-odds; temperature, bias, small-face correction and familiarity are kept.
+
+    For a platform with its own users' real photos and no AI ones: the rate it can bear is
+    held on the photos it will actually see. The threshold never falls below the calibrated
+    one, since with no AI images nothing shows what a lower one would cost."""
+    earlier = calibration.details.get("real_photos_alone")
+    if earlier:  # set on real photos before: start again from the calibrated threshold and band
+        calibration = replace(
+            calibration,
+            threshold=earlier["calibrated_threshold"],
+            uncertain_band=tuple(earlier["calibrated_uncertain_band"]),
+        )
+    p_ai = np.asarray(p_ai, dtype=float)
+    no_ai = np.zeros(len(p_ai), dtype=int)
+    threshold = max(calibration.threshold, threshold_for_fpr(no_ai, p_ai, max_fpr, sources))
+    real_sources = np.asarray(sources if sources is not None else ["all"] * len(p_ai))
+    names = [str(name) for name in np.unique(real_sources)]
+    counts = [int((real_sources == name).sum()) for name in names]
+    called = [int((p_ai[real_sources == name] >= threshold).sum()) for name in names]
+    details = {
+        **calibration.details,
+        "real_photos_alone": {
+            "max_fpr": max_fpr,
+            "calibrated_threshold": calibration.threshold,
+            "calibrated_uncertain_band": list(calibration.uncertain_band),
+            "n_real_by_source": dict(zip(names, counts, strict=True)),
+            "false_positive_rate_by_source": {
+                name: k / n for name, k, n in zip(names, called, counts, strict=True)
+            },
+            "false_positive_rate_interval_by_source": {
+                name: proportion_interval(k, n)
+                for name, k, n in zip(names, called, counts, strict=True)
+            },
+            "fitted_on": fitted_on or {},
+        },
+    }
+    return replace(
+        calibration,
+        threshold=threshold,
+        uncertain_band=calibration.band(threshold),
+        details=details,
+    )
+
+
 def fit_calibration(
     logits,
     y_true,

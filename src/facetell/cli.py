@@ -1107,7 +1107,9 @@ def calibrate_command(
         min=0.0,
         max=1.0,
         help="Threshold for this false-positive rate on real faces "
-        "(default: the equal-error point).",
+        "(default: the equal-error point). Given real photos alone (your users'), only the "
+        "threshold of the calibrated bundle moves: up, until at most this rate of them is "
+        "called AI.",
     ),
     per_source: bool = typer.Option(
         True,
@@ -1165,7 +1167,11 @@ def calibrate_command(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
         )
         samples = select_samples(data or [], split_file, split, limit)
-        both_classes(Counter(sample.target for sample in samples), "images", bundle, data)
+        labels = Counter(sample.target for sample in samples)
+        if max_fpr is not None and labels[0] and not labels[1]:
+            calibrate_on_real_photos(detector, bundle, samples, max_fpr, per_source=per_source)
+            return
+        both_classes(labels, "images", bundle, data)
         # small faces are re-encoded as the thumbnails are, so one correction fits both
         raw = Detector(
             detector.bundle.without_calibration(),
@@ -1261,6 +1267,63 @@ def calibrate_command(
     )
 
 
+def calibrate_on_real_photos(
+    detector: Detector,
+    bundle: Path,
+    samples: Sequence[Sample],
+    max_fpr: float,
+    *,
+    per_source: bool,
+) -> None:
+    """`calibrate BUNDLE MY-REAL-PHOTOS --max-fpr RATE`: the threshold alone, raised until at
+    most RATE of a platform's own real photos are called AI (`threshold_for_real_photos`)."""
+    from facetell.calibrate import threshold_for_real_photos
+    from facetell.evaluate import score_dataset
+
+    if not detector.calibration.fitted:
+        raise FacetellError(
+            f"{bundle}: not calibrated; with real photos alone only the threshold of a calibrated "
+            "bundle can be set (calibrate it on real and AI images first)"
+        )
+    with progress_bar() as progress:
+        task = progress.add_task("scoring", total=len(samples))
+        scored = score_dataset(detector, samples, on_progress=lambda n: progress.advance(task, n))
+    ok = scored.scored
+    if not ok.any():
+        raise FacetellError(
+            f"no face found in any of the {len(samples)} real photos (for photos of faces cropped "
+            "already, add --no-face-detect)"
+        )
+    sources = [source for source, keep in zip(scored.sources, ok, strict=True) if keep]
+    calibration = threshold_for_real_photos(
+        detector.calibration,
+        scored.p_ai[ok],
+        max_fpr,
+        sources=sources if per_source else None,
+        fitted_on={
+            "sources": sorted(set(scored.sources)),
+            "images": len(samples),
+            "not_scored": int((~ok).sum()),
+        },
+    )
+    detector.bundle.calibration = calibration.to_dict()
+    detector.bundle.save_calibration(bundle)
+    alone = calibration.details["real_photos_alone"]
+    upper = alone["false_positive_rate_interval_by_source"]
+    rates = ", ".join(
+        f"{name} {rate:.4f} (95% up to {upper[name][1]:.4f}; {alone['n_real_by_source'][name]})"
+        for name, rate in alone["false_positive_rate_by_source"].items()
+    )
+    low, high = calibration.uncertain_band
+    console.print(
+        f"threshold P(ai) ≥ {calibration.threshold:.4f} (calibrated: "
+        f"{alone['calibrated_threshold']:.4f}), uncertain band {low:.3f}-{high:.3f}; real faces "
+        f"called AI: {rates}; temperature, bias, small-face correction and familiarity kept\n"
+        f"written to {bundle / 'calibration.json'}",
+        highlight=False,
+    )
+
+
 def both_classes(
     counts: Counter[int], what: str, bundle: Path, data: Sequence[Path] | None
 ) -> None:
@@ -1271,7 +1334,8 @@ def both_classes(
     where = " ".join(str(path) for path in data) if data else "DATA"
     if counts[0]:
         hint = (
-            f"to see how often your real photos are called AI: facetell evaluate {bundle} {where}"
+            "with real photos alone, --max-fpr RATE raises the threshold until at most RATE of "
+            f"them are called AI; facetell evaluate {bundle} {where} shows how many are now"
         )
     elif counts[1]:
         hint = "add real photos of the kind you will judge"
