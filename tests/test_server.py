@@ -513,6 +513,10 @@ def test_a_bad_setting_is_one_line_naming_its_flag_or_variable(untrained_bundle)
          "'[\"https://example.org\"]'"),
         ({}, ["--max-upload-mb", "0"],
          "error: --max-upload-mb: input should be greater than 0 (got 0.0)"),
+        ({}, ["--port", "80800"],  # a digit too many: socket's OverflowError, as a traceback
+         "error: --port: input should be less than or equal to 65535 (got 80800)"),
+        ({"FACETELL_PORT": "-1"}, [],
+         "error: FACETELL_PORT: input should be greater than or equal to 0 (got '-1')"),
     ]  # fmt: skip
     for env, flags, said in cases:
         run = subprocess.run([*serve, *flags], env={**os.environ, **env}, capture_output=True,

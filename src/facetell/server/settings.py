@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACETELL_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=0, le=65535)  # 0: any free port, printed at start
     model: Path | None = None  # None: the default bundle shipped with facetell
     detect_faces: bool = True
     max_faces: int = Field(MAX_FACES, ge=1)  # faces judged per image, the most face-like
