@@ -363,3 +363,17 @@ def test_files_of_other_kinds_are_named_with_what_to_do() -> None:
         with pytest.raises(NotAnImage) as caught:
             decode(data, name="upload")
         assert str(caught.value) == f"upload: {message}"
+
+
+def test_a_byte_limit_larger_than_memory_is_not_allocated_before_reading(tmp_path, photo) -> None:
+    """`predict --max-megapixels 4295` allows 8 bytes a pixel, 34 GB: read in one call, Python
+    allocated all of it first and every photo failed with MemoryError."""
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(encode(photo, "JPEG"))
+    huge = DecodeLimits(max_pixels=4_295_000_000, max_bytes=8 * 4_295_000_000)
+    assert decode(path, limits=huge).size == photo.size
+    with path.open("rb") as stream:
+        assert decode(stream, limits=huge).size == photo.size
+    small = DecodeLimits(max_bytes=1000)  # the limit still holds, for a stream too
+    with path.open("rb") as stream, pytest.raises(ImageTooLarge, match="over the 0 MB limit"):
+        decode(stream, limits=small)

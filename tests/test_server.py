@@ -515,6 +515,8 @@ def test_a_bad_setting_is_one_line_naming_its_flag_or_variable(untrained_bundle)
          "error: --max-upload-mb: input should be greater than 0 (got 0.0)"),
         ({}, ["--port", "80800"],  # a digit too many: socket's OverflowError, as a traceback
          "error: --port: input should be less than or equal to 65535 (got 80800)"),
+        ({}, ["--max-upload-mb", "inf"],
+         "error: --max-upload-mb: input should be a finite number (got inf)"),
         ({"FACETELL_PORT": "-1"}, [],
          "error: FACETELL_PORT: input should be greater than or equal to 0 (got '-1')"),
     ]  # fmt: skip

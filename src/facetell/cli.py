@@ -705,6 +705,7 @@ def predict_command(
     max_megapixels: float = typer.Option(
         DEFAULT_LIMITS.max_pixels / 1e6,
         min=1.0,
+        max=4295.0,  # 65535 x 65535, the largest JPEG or PNG a viewer opens: no limit, in effect
         help="Refuse larger images (decompression bombs); files may hold 8 bytes per pixel.",
     ),
     max_faces: int = typer.Option(

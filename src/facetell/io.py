@@ -258,7 +258,7 @@ def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limits.max_bytes:
                 raise too_large
-            data = response.read(limits.max_bytes + 1)
+            data = read_capped(response, limits.max_bytes)
             kind = response.headers.get_content_type()
     except urllib.error.HTTPError as exc:
         reason = f"download failed: HTTP {exc.code} {exc.reason}"
@@ -288,18 +288,38 @@ def _within_limit(data: bytes, label: str, limits: DecodeLimits, hint: str = "")
     return data
 
 
+_CHUNK = 16 * 2**20
+
+
+def read_capped(stream: Any, limit: int) -> bytes | str:
+    """Up to `limit` + 1 bytes of a stream, in chunks: one read of the whole limit makes Python
+    allocate all of it first, and `predict --max-megapixels 4000` (a 32 GB byte limit) failed
+    with MemoryError on every photo. A text stream gives its first chunk, a str, to be refused."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = stream.read(min(_CHUNK, limit + 1 - total))
+        if not isinstance(chunk, bytes | bytearray):
+            return chunk
+        if not chunk:
+            break
+        chunks.append(bytes(chunk))
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def _read_stream(stream: Any, label: str, limits: DecodeLimits) -> bytes:
     """A file object's bytes, refused past the byte limit without reading the rest."""
     text_mode = NotAnImage(label, "file object is open as text, not bytes", 'open it with "rb"')
     try:
-        data = stream.read(limits.max_bytes + 1)
+        data = read_capped(stream, limits.max_bytes)
     except UnicodeDecodeError:
         raise text_mode from None
     except (OSError, ValueError) as exc:  # ValueError: read from a closed file
         raise BadImage(label, f"cannot read the file object: {exc}") from None
-    if not isinstance(data, bytes | bytearray):
+    if not isinstance(data, bytes):
         raise text_mode
-    return _within_limit(bytes(data), label, limits)
+    return _within_limit(data, label, limits)
 
 
 def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
@@ -325,7 +345,7 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
         raise ImageTooLarge(label, f"{size} limit", hint)
     try:
         with path.open("rb") as handle:
-            data = handle.read(limits.max_bytes + 1)
+            data = read_capped(handle, limits.max_bytes)
     except OSError as exc:
         raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
     return _within_limit(data, label, limits, hint)  # a pipe, or a file that grew since

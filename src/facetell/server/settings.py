@@ -21,14 +21,16 @@ class Settings(BaseSettings):
     model: Path | None = None  # None: the default bundle shipped with facetell
     detect_faces: bool = True
     max_faces: int = Field(MAX_FACES, ge=1)  # faces judged per image, the most face-like
-    max_upload_mb: float = Field(20.0, gt=0)
+    max_upload_mb: float = Field(20.0, gt=0, allow_inf_nan=False)
     max_pixels: int = Field(64_000_000, gt=0)
     max_files: int = Field(16, ge=1)  # images per /predict request
     # images per /report request: the web page's "Report (HTML)" sends every image it judged
     # at once (the byte cap still bounds it); as many as one file of a saved review page holds
     max_report_files: int = Field(200, ge=1)
     max_concurrency: int = Field(2, ge=1)
-    queue_seconds: float = Field(2.0, ge=0)  # how long a request may wait for a free slot
+    queue_seconds: float = Field(
+        2.0, ge=0, allow_inf_nan=False
+    )  # how long a request may wait for a free slot
     api_token: str | None = None  # when set, /api/v1 needs "Authorization: Bearer <token>"
     cors_origins: list[str] = []  # CORS stays off unless origins are listed
     torch_threads: int = Field(2, ge=1)
