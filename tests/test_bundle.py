@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 
-from conftest import astronaut, gan_faces, save_untrained_bundle
+from conftest import astronaut, cat, gan_faces, save_untrained_bundle
 from facetell.bundle import Bundle, BundleError, ensemble_bundle, load_bundle
 from facetell.faces import CropRecipe
 from facetell.inference import Detector
@@ -236,6 +236,40 @@ def test_ensemble_members_need_crops_of_one_size(tmp_path):
     large = load_bundle(save_untrained_bundle(tmp_path / "large", "mobilenet_v2", 96))
     with pytest.raises(BundleError, match="crop size"):
         ensemble_bundle([small, large])
+
+
+def test_ensemble_weights_must_make_a_weighted_mean(untrained_bundle):
+    """--weight 1 --weight -1 (or 0 and 0) wrote a bundle whose every P(ai) was NaN, read "real"."""
+    member = load_bundle(untrained_bundle)
+    for weights in ([1.0, -1.0], [0.0, 0.0], [math.nan, 1.0]):
+        with pytest.raises(BundleError, match="none may be negative or missing and one must be"):
+            ensemble_bundle([member, member], weights)
+    assert ensemble_bundle([member, member], [0.0, 2.0]).model_kwargs["members"][1]["weight"] == 2
+
+
+def test_a_model_that_answers_nan_gives_an_error_record_not_a_real_verdict(tmp_path):
+    """A bundle damaged into NaN weights: its faces' comparisons all fail, and NaN read as
+    "real" (below every threshold); JSON lines would then hold NaN, which is not JSON."""
+    bundle = load_bundle(save_untrained_bundle(tmp_path / "sound", "mobilenet_v2", 96))
+    with torch.no_grad():
+        next(iter(bundle.model.parameters())).fill_(math.nan)
+    broken = bundle.save(tmp_path / "broken")
+    photo, cat_photo = tmp_path / "astronaut.jpg", tmp_path / "cat.jpg"
+    astronaut().save(photo)
+    cat().save(cat_photo)
+    run = subprocess.run(
+        [sys.executable, "-m", "facetell", "predict", str(photo), str(cat_photo), "--model",
+         str(broken), "-f", "jsonl"], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    first, second = (
+        json.loads(line, parse_constant=pytest.fail) for line in run.stdout.split("\n")[:2]
+    )
+    assert (first["status"], first["error_kind"], first["p_ai"]) == ("error", "model_output", None)
+    assert first["error"] == (
+        f"{photo}: the model gave NaN or infinity for a face, not a score (its bundle is broken: "
+        "re-create it, or use the shipped model)"
+    )
+    assert second["status"] == "no_face"  # the photo with no face is still answered
 
 
 def test_a_built_wheel_carries_the_default_model(tmp_path):

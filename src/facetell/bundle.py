@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import threading
 import warnings
 import zipfile
@@ -222,6 +223,11 @@ def ensemble_bundle(
         if member.crop not in recipes:
             recipes.append(member.crop)
     weights = weights or [1.0] * len(members)
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
+        raise BundleError(
+            f"weights {', '.join(map(str, weights))}: an ensemble's weights are a weighted mean's, "
+            "so none may be negative or missing and one must be above 0"
+        )
     specs = [
         {
             "architecture": m.architecture,

@@ -371,6 +371,17 @@ class Detector:
         if not prepared.faces:
             return Result(status="no_face", metadata=metadata, ms=sum(speed.values()),
                           speed=speed, **common)  # fmt: skip
+        if not np.isfinite(logits).all():  # a broken bundle: NaN compared as "real" before
+            return Result(
+                status="error",
+                error=f"{prepared.name}: the model gave NaN or infinity for a face, not a score "
+                "(its bundle is broken: re-create it, or use the shipped model)",
+                error_kind="model_output",
+                metadata=metadata,
+                ms=sum(speed.values()),
+                speed=speed,
+                **common,
+            )
         width, height = prepared.decoded.size
         novelties = self.novelty(embeddings)
         familiarity = self.calibration.familiarity
