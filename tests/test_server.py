@@ -474,12 +474,14 @@ def test_serve_names_the_address_it_listens_on_and_warns_when_open_to_the_networ
     process = subprocess.Popen([*serve, "--host", "::", "--port", "0"], stderr=subprocess.PIPE,
                                text=True)  # fmt: skip
     try:
-        said = [process.stderr.readline().strip() for _ in range(2)]
+        said = [process.stderr.readline().strip() for _ in range(3)]
         port = int(said[0].split()[4].rsplit(":", 1)[1])
         assert said == [
             f"facetell is serving on http://127.0.0.1:{port} and on every other address of this "
             "machine",
             "note: other machines can reach it with no token; set FACETELL_API_TOKEN to ask one",
+            "warning: this model is not calibrated: probabilities are raw sigmoid scores (run "
+            "`facetell calibrate`)",  # as predict says it: this bundle has no calibration.json
         ]
         for base in (f"http://127.0.0.1:{port}", f"http://[::1]:{port}"):  # IPv4 and IPv6
             for _ in range(300):

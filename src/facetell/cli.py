@@ -470,6 +470,16 @@ def note_skipped(skipped: Sequence[Path], console: Console) -> None:
         )
 
 
+def warn_if_uncalibrated(detector: Detector) -> None:
+    """Say so before a bundle without calibration.json answers: its P(ai) are raw scores."""
+    if not detector.calibration.fitted:
+        err_console.print(
+            "[bold yellow]warning:[/] this model is not calibrated: probabilities are raw "
+            "sigmoid scores (run `facetell calibrate`)",
+            highlight=False,
+        )
+
+
 def first_names(paths: Sequence[Path], shown: int = 3) -> str:
     """The first few file names of a list, for a one-line note."""
     names = ", ".join(printable_name(path.name) for path in paths[:shown])
@@ -765,12 +775,7 @@ def predict_command(
                 return
     inputs_by_path = {as_written(s, output_format): s for s in sources if isinstance(s, str)}
     sources = [sources[i] for i in positions]
-    if not detector.calibration.fitted:
-        err_console.print(
-            "[bold yellow]warning:[/] this model is not calibrated: probabilities are raw "
-            "sigmoid scores (run `facetell calibrate`)",
-            highlight=False,
-        )
+    warn_if_uncalibrated(detector)
     appending = resume and output is not None and output.stat().st_size > 0
     mode = "a" if appending else "w"
     handle = output.open(mode, encoding="utf-8", newline="") if output else sys.stdout
@@ -1575,6 +1580,7 @@ def serve_command(
         err_console.print(
             "note: other machines can reach it with no token; set FACETELL_API_TOKEN to ask one"
         )
+    warn_if_uncalibrated(detector)  # after the address line, which scripts read first
     server = uvicorn.Server(uvicorn.Config(create_app(settings, detector), log_level="warning"))
     server.run(sockets=[listening])
 
