@@ -825,6 +825,37 @@ def test_camera_raw_files_are_skipped_in_folders_and_refused_by_name(tmp_path, u
     assert second["status"] == "ok" and second["faces_found"] == 1
 
 
+def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundle):
+    """`find … > list.txt`: xargs splits a long list over several runs, each rewriting -o."""
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    astronaut().save(shoot / "one.jpg")
+    cat().save(shoot / "two.jpg")
+    listing = shoot / "list.txt"  # relative lines: found beside the list, from anywhere
+    listing.write_text("one.jpg\n\ntwo.jpg\nthree.jpg\n")
+    model = ("--model", str(untrained_bundle), "-f", "jsonl")
+    run = run_cli("predict", "--files-from", str(listing), *model, cwd=tmp_path.parent)
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["path"], r["status"]) for r in records] == [
+        (str(shoot / "one.jpg"), "ok"),
+        (str(shoot / "two.jpg"), "no_face"),
+        ("three.jpg", "error"),  # named as written when it is nowhere
+    ]
+    piped = run_cli("predict", "--files-from", "-", *model, stdin=f"{shoot / 'one.jpg'}\n".encode())
+    assert [json.loads(line)["status"] for line in piped.stdout.splitlines()] == ["ok"]
+    said = [
+        run_cli("predict", *args, "--model", str(untrained_bundle)).stderr.decode().strip()
+        for args in ([], ["--files-from", str(tmp_path / "gone.txt")], ["-", "--files-from", "-"])
+    ]
+    assert said == [
+        "error: give images, folders, globs or URLs to judge, or --files-from LIST",
+        f"error: {tmp_path / 'gone.txt'}: cannot read the --files-from list (no such file or "
+        "directory)",
+        "error: stdin can hold the list (--files-from -) or an image (-), not both",
+    ]
+
+
 def test_an_empty_argument_is_one_error_record_not_a_walk_of_the_working_folder(
     tmp_path, untrained_bundle
 ):

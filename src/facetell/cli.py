@@ -414,6 +414,29 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
+def read_list(path: Path) -> list[str]:
+    """The inputs a --files-from list names, one a line, blank lines skipped; a relative one
+    that is not found from here but is from the list's folder is taken from there, so a list
+    kept beside its photos works from anywhere."""
+    try:
+        if str(path) == "-":
+            text = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
+        else:
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise FacetellError(f"{path}: cannot read the --files-from list ({reason})") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    beside = path.parent if str(path) != "-" else Path()
+
+    def located(line: str) -> str:
+        if is_url(line) or Path(line).is_absolute() or Path(line).exists():
+            return line
+        return str(beside / line) if (beside / line).exists() else line
+
+    return [located(line) for line in lines]
+
+
 def expand_inputs(
     inputs: Sequence[str], skipped: list[Path] | None = None, outputs: Path | None = None
 ) -> Iterator[str | NamedImage]:
@@ -678,7 +701,7 @@ def _table_row(record: dict) -> list[str]:
 @app.command("predict")
 def predict_command(
     inputs: list[str] = typer.Argument(
-        ..., help="Images, folders, globs, http(s) URLs, or - for stdin."
+        None, help="Images, folders, globs, http(s) URLs, or - for stdin.", show_default=False
     ),
     output_format: PredictFormat | None = typer.Option(
         None,
@@ -700,6 +723,13 @@ def predict_command(
         False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
+    files_from: list[Path] = typer.Option(
+        [],
+        "--files-from",
+        help="A text file listing inputs, one a line (files, folders, globs or URLs; a relative "
+        "path is looked for from here, then from the list's folder; - reads the list from "
+        "stdin). Blank lines are skipped.",
+    ),
     report: Path | None = typer.Option(
         None,
         "--report",
@@ -761,7 +791,15 @@ def predict_command(
     except FacetellError as error:
         raise fail(str(error)) from None
     skipped: list[Path] = []
-    sources = list(expand_inputs(inputs, skipped, outputs=explain_dir))
+    if "-" in (inputs or []) and Path("-") in files_from:
+        raise fail("stdin can hold the list (--files-from -) or an image (-), not both")
+    try:
+        listed = [*(inputs or []), *(line for path in files_from for line in read_list(path))]
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    if not listed:
+        raise fail("give images, folders, globs or URLs to judge, or --files-from LIST")
+    sources = list(expand_inputs(listed, skipped, outputs=explain_dir))
     note_skipped(skipped, err_console)
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
