@@ -85,6 +85,9 @@ def test_unlabelled_folder_and_bad_labels_give_clear_errors(tmp_path):
     manifest.write_text("path,label\npictures/000.jpg,maybe\n")
     with pytest.raises(DatasetError, match=r"m.csv:2: label 'maybe' is neither real nor ai"):
         discover([manifest])
+    manifest.write_text("path,label\n")  # a header alone read as 0 images and a blank table
+    with pytest.raises(DatasetError, match=r"m.csv: the manifest has no rows below its header$"):
+        discover([manifest])
 
 
 def test_manifest_describes_each_file_and_keeps_bad_ones_as_errors(tmp_path):

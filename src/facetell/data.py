@@ -124,6 +124,8 @@ def read_manifest(csv_path: Path) -> list[Sample]:
             path = path if path.is_absolute() else base / path
             source = (row.get("source") or "").strip() or label
             samples.append(Sample(path=path, label=label, source=source))
+    if not samples:
+        raise DatasetError(f"{csv_path}: the manifest has no rows below its header")
     return samples
 
 
