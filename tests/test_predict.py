@@ -856,6 +856,33 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
     ]
 
 
+def test_an_output_never_overwrites_a_photo_or_the_other_output(tmp_path, untrained_bundle):
+    """`facetell predict -o photos/*.jpg`, the output's name forgotten: the shell hands the
+    first photo to -o, and it was replaced by the results table."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut().save(photos / "1.jpg")
+    astronaut().save(photos / "2.jpg")
+    kept = (photos / "1.jpg").read_bytes()
+    model = ("--model", str(untrained_bundle))
+    runs = [
+        run_cli("predict", "-o", str(photos / "1.jpg"), str(photos / "2.jpg"), *model),
+        run_cli("predict", str(photos), "-o", str(photos / "2.jpg"), *model),
+        run_cli("predict", str(photos), "-o", str(tmp_path / "r.html"), "--report",
+                str(tmp_path / "r.html"), *model),
+    ]  # fmt: skip
+    assert [run.returncode for run in runs] == [2, 2, 2]
+    assert [run.stderr.decode().strip() for run in runs] == [
+        f"error: {photos / '1.jpg'}: an image; --output there would overwrite it with results "
+        "(name a new file)",
+        f"error: {photos / '2.jpg'}: an input; --output there would overwrite it with results "
+        "(name a new file)",
+        "error: --output and --report name one file; give each its own",
+    ]
+    assert (photos / "1.jpg").read_bytes() == kept == (photos / "2.jpg").read_bytes()
+    assert not (tmp_path / "r.html").exists()
+
+
 def test_an_empty_argument_is_one_error_record_not_a_walk_of_the_working_folder(
     tmp_path, untrained_bundle
 ):

@@ -493,6 +493,22 @@ def note_skipped(skipped: Sequence[Path], console: Console) -> None:
         )
 
 
+def refuse_overwriting_inputs(
+    sources: Sequence[str | NamedImage], outputs: dict[str, Path | None]
+) -> None:
+    """Refuse an output file that is an input or an existing image: with `predict -o
+    photos/*.jpg` (its name forgotten) the shell made the first photo the output, and it was
+    overwritten with the table."""
+    named = {option: path.resolve() for option, path in outputs.items() if path is not None}
+    inputs = {Path(s).resolve() for s in sources if isinstance(s, str) and not is_url(s)}
+    for option, path in named.items():
+        if path in inputs or (path.is_file() and looks_like_image(path)):
+            what = "an input" if path in inputs else "an image"
+            raise fail(
+                f"{path}: {what}; {option} there would overwrite it with results (name a new file)"
+            )
+
+
 def warn_if_uncalibrated(detector: Detector) -> None:
     """Say so before a bundle without calibration.json answers: its P(ai) are raw scores."""
     if not detector.calibration.fitted:
@@ -768,11 +784,13 @@ def predict_command(
         raise fail(
             "--resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)"
         )
+    if report and not report.suffix and not report.is_dir():  # a file manager opens it then
+        report = report.with_name(f"{report.name}.html")
+    if output and report and output.resolve() == report.resolve():
+        raise fail("--output and --report name one file; give each its own")
     if output:
         writable(output, "--output")
     if report:
-        if not report.suffix and not report.is_dir():  # so a file manager opens it in a browser
-            report = report.with_name(f"{report.name}.html")
         writable(report, "--report")
     if explain_dir:
         writable(explain_dir, "--explain", folder=True)
@@ -803,6 +821,7 @@ def predict_command(
     note_skipped(skipped, err_console)
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
+    refuse_overwriting_inputs(sources, {"--output": output, "--report": report})
     earlier: list[dict[str, Any]] = []  # with --resume, the records the output file keeps
     positions = list(range(len(sources)))  # each image's place in the inputs
     if resume and output:
