@@ -274,7 +274,7 @@ def raw_like_tiff(image: Image.Image, **tags: object) -> bytes:
     image): Pillow opens these and would hand over only the preview they lead with."""
     directory = TiffImagePlugin.ImageFileDirectory_v2()
     for tag, value in tags.items():
-        number = {"dng_version": 50706, "new_subfile_type": 254}[tag]
+        number = {"dng_version": 50706, "new_subfile_type": 254, "make": 271}[tag]
         directory[number] = value
         if number == 50706:
             directory.tagtype[number] = TiffTags.BYTE
@@ -284,10 +284,13 @@ def raw_like_tiff(image: Image.Image, **tags: object) -> bytes:
 def test_camera_raw_files_are_refused_not_judged_on_their_preview(tmp_path) -> None:
     face = astronaut()
     dng = raw_like_tiff(face, dng_version=bytes([1, 4, 0, 0]), new_subfile_type=1)
-    nef_like = raw_like_tiff(face, new_subfile_type=1)
+    nef_like = raw_like_tiff(face, new_subfile_type=1, make="NIKON CORPORATION")
     hint = "(export it as JPEG from your raw editor or camera app and judge that)"
     preview = "of which facetell would see only a preview"
-    for data, kind in [(dng, "a camera RAW file (DNG)"), (nef_like, "a camera RAW file")]:
+    for data, kind in [
+        (dng, "a camera RAW file (DNG)"),
+        (nef_like, "a camera RAW file (NIKON CORPORATION)"),
+    ]:
         named = tmp_path / "IMG_0001.tif"  # the name hides nothing: the content is read
         named.write_bytes(data)
         with pytest.raises(NotAnImage) as caught:
@@ -307,6 +310,8 @@ def test_camera_raw_files_are_refused_not_judged_on_their_preview(tmp_path) -> N
     assert decode(misnamed).format == "JPEG"
     plain = decode(encode(face, "TIFF"))  # an ordinary TIFF is still read
     assert plain.format == "TIFF" and plain.size == face.size
+    scanned = decode(raw_like_tiff(face, new_subfile_type=1))  # a preview first, no camera
+    assert scanned.format == "TIFF" and scanned.size == face.size
 
 
 def _matplotlib_figure(fmt: str) -> bytes:

@@ -443,15 +443,17 @@ def _refuse_camera_raw(path: Path, label: str) -> None:
 
 
 def _camera_raw_kind(image: Image.Image, data: bytes) -> str | None:
-    """Which camera RAW file a TIFF is: one with a DNG version, a Canon CR2, or one whose first
-    image is marked as a reduced-resolution copy of another (NEF, ARW, PEF, ...)."""
+    """Which camera RAW file a TIFF is: one with a DNG version, a Canon CR2 (its fixed header),
+    or a camera's file whose first image is marked as a reduced-resolution copy of another
+    (NEF, ARW, PEF, ...: a Make tag and NewSubfileType bit 0)."""
     tags = getattr(image, "tag_v2", {})
     if 50706 in tags:
         return "a camera RAW file (DNG)"
-    if data[8:10] == b"CR":
+    if data[4:11] == b"\x10\x00\x00\x00CR\x02":
         return "a camera RAW file (Canon CR2)"
-    if int(tags.get(254, 0) or 0) & 1:
-        return "a camera RAW file"
+    make = str(tags.get(271, "")).strip()
+    if make and int(tags.get(254, 0) or 0) & 1:
+        return f"a camera RAW file ({make})"
     return None
 
 
