@@ -763,6 +763,7 @@ def test_a_chosen_folder_is_judged_image_by_image_and_its_other_files_named(serv
     astronaut().save(folder / "sub" / "portrait.jpg", quality=90)
     cat().save(folder / "a-cat.png")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "DSC_0001.NEF").write_bytes(b"MM\x00*" + bytes(64))  # a camera's RAW copy
     (folder / ".DS_Store").write_bytes(b"\0\0")
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
@@ -770,7 +771,9 @@ def test_a_chosen_folder_is_judged_image_by_image_and_its_other_files_named(serv
         page.goto(server)
         page.set_input_files("#folder-input", str(folder))
         expect(page.locator("#status")).to_contain_text(
-            "skipped 1 file(s) that are not images: notes.txt", timeout=60_000
+            "; skipped 1 camera RAW file(s) (export them as JPEG): DSC_0001.NEF; skipped 1 file(s) "
+            "that are not images: notes.txt",
+            timeout=60_000,
         )
         expect(page.locator("#status")).to_contain_text(re.compile(r"^2 images: .*1 no face"))
         assert page.locator(".card .name").all_inner_texts() == [

@@ -34,7 +34,7 @@ from facetell import __version__
 from facetell.errors import BadImage
 from facetell.explain import OVERLAY_JPEG, explain
 from facetell.inference import Detector, Result
-from facetell.io import IMAGE_SUFFIXES, DecodeLimits, decode
+from facetell.io import IMAGE_SUFFIXES, RAW_SUFFIXES, DecodeLimits, decode
 from facetell.pages import image_data_uri
 from facetell.review import ReviewPage
 from facetell.server.problems import Problem, install_problem_handlers
@@ -47,6 +47,7 @@ STATIC = resources.files("facetell.server") / "static"
 SWAGGER_UI = resources.files("fastapi_swagger") / "resources"
 LIMIT_SPAN = '<span id="limit">{}</span>'  # index.html says 20 MB; the page states the real cap
 SUFFIXES_ATTR = 'data-suffixes="{}"'  # the file names a chosen folder's images may have
+RAW_SUFFIXES_ATTR = 'data-raw-suffixes="{}"'  # camera RAW files: skipped, and named as such
 IMAGE_TYPES = ("image/", "application/octet-stream")
 PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 
@@ -469,6 +470,8 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     page = page.replace(LIMIT_SPAN.format("20"), LIMIT_SPAN.format(f"{settings.max_upload_mb:g}"))
     page = page.replace(
         SUFFIXES_ATTR.format(""), SUFFIXES_ATTR.format(" ".join(sorted(IMAGE_SUFFIXES)))
+    ).replace(
+        RAW_SUFFIXES_ATTR.format(""), RAW_SUFFIXES_ATTR.format(" ".join(sorted(RAW_SUFFIXES)))
     )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -19,7 +19,9 @@ const reportable = [];  // every file the server judged, with its record (heat m
 const FACES_SHOWN = 6;  // a crowded photo lists its most AI-like faces; the rest fold away
 // what a folder's files must be called to be sent: the server's own list, filled into the page
 const IMAGE_SUFFIXES = new Set(folderInput.dataset.suffixes.split(" "));
-const isImageName = (path) => IMAGE_SUFFIXES.has(path.slice(path.lastIndexOf(".")).toLowerCase());
+const RAW_SUFFIXES = new Set(folderInput.dataset.rawSuffixes.split(" "));
+const suffixOf = (path) => path.slice(path.lastIndexOf(".")).toLowerCase();
+const isImageName = (path) => IMAGE_SUFFIXES.has(suffixOf(path));
 
 function authHeaders() {
   const token = sessionStorage.getItem("facetell-token");
@@ -294,15 +296,22 @@ function submit(files, names = files.map((file) => file.name || "pasted image"),
   results.prepend(...cards);
 }
 
+// The first few names of a list of skipped files, for the status line.
+const firstNames = (files) => files.slice(0, 3).map(({ path }) => path.split("/").pop()).join(", ")
+  + (files.length > 3 ? ", …" : "");
+
 // A folder's images in path order, named by their path in it; its other files (not hidden
-// ones) are named in the status line rather than sent to be refused one by one.
+// ones) are named in the status line rather than sent to be refused one by one, camera RAW
+// files (which the server would refuse too) apart.
 function submitFolder(found) {
   found.sort((a, b) => a.path.localeCompare(b.path));
   const images = found.filter(({ path }) => isImageName(path));
   const others = found.filter(({ path }) => !isImageName(path) && !/(^|\/)\./.test(path));
-  const shown = others.slice(0, 3).map(({ path }) => path.split("/").pop()).join(", ");
-  const skipped = others.length
-    ? `; skipped ${others.length} file(s) that are not images: ${shown}${others.length > 3 ? ", …" : ""}` : "";
+  const raw = others.filter(({ path }) => RAW_SUFFIXES.has(suffixOf(path)));
+  const rest = others.filter(({ path }) => !RAW_SUFFIXES.has(suffixOf(path)));
+  const skipped = (raw.length
+    ? `; skipped ${raw.length} camera RAW file(s) (export them as JPEG): ${firstNames(raw)}` : "")
+    + (rest.length ? `; skipped ${rest.length} file(s) that are not images: ${firstNames(rest)}` : "");
   if (!images.length) { statusLine.textContent = `No images in the folder${skipped}`; return; }
   submit(images.map(({ file }) => file), images.map(({ path }) => path), skipped);
 }
