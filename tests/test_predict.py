@@ -832,7 +832,7 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
     astronaut().save(shoot / "one.jpg")
     cat().save(shoot / "two.jpg")
     listing = shoot / "list.txt"  # relative lines: found beside the list, from anywhere
-    listing.write_text("one.jpg\n\ntwo.jpg\nthree.jpg\n")
+    listing.write_bytes(b"\xef\xbb\xbfone.jpg\r\n\r\ntwo.jpg\r\nthree.jpg\r\n")  # as Notepad saves
     model = ("--model", str(untrained_bundle), "-f", "jsonl")
     run = run_cli("predict", "--files-from", str(listing), *model, cwd=tmp_path.parent)
     assert run.returncode == 0, run.stderr

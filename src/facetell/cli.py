@@ -419,10 +419,10 @@ def read_list(path: Path) -> list[str]:
     that is not found from here but is from the list's folder is taken from there, so a list
     kept beside its photos works from anywhere."""
     try:
-        if str(path) == "-":
-            text = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
-        else:
-            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which
+        # would otherwise become part of the first file's name
+        text = raw.decode("utf-8-sig", errors="surrogateescape")
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise FacetellError(f"{path}: cannot read the --files-from list ({reason})") from None
