@@ -95,6 +95,22 @@ def test_cli_names_the_files_it_leaves_out(tmp_path):
     ]
 
 
+def test_a_saved_manifest_reads_back_wherever_it_was_saved(tmp_path):
+    """`audit data --save-manifest reports/m.csv` wrote data/… paths, which a manifest reads
+    relative to its own folder: reports/data/…, none of which exists."""
+    make_dataset(tmp_path / "data", confounded=False, n=4)
+
+    def audit_json(*args: str) -> dict:
+        run = subprocess.run([sys.executable, "-m", "facetell", "audit", *args, "--format", "json"],
+                             capture_output=True, text=True, check=True, cwd=tmp_path)  # fmt: skip
+        return json.loads(run.stdout)
+
+    first = audit_json("data", "--save-manifest", "reports/m.csv")
+    again = audit_json("reports/m.csv")
+    assert (first["n_images"], first["n_unreadable"]) == (8, 0)
+    assert (again["n_images"], again["n_unreadable"]) == (8, 0)
+
+
 def test_cli_names_a_missing_folder_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "facetell", "audit", str(tmp_path / "nope")],

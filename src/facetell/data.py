@@ -280,15 +280,18 @@ def build_manifest(
 
 
 def write_manifest(records: Sequence[FileRecord], path: Path) -> None:
-    """Save records as CSV, the same columns `read_manifest` and spreadsheets understand.
-    A file name whose bytes are not UTF-8 is written as those bytes, so it reads back as the
-    same file."""
+    """Save records as CSV, the same columns `read_manifest` and spreadsheets understand, with
+    paths relative to the CSV's folder as `read_manifest` reads them (written as given, paths
+    relative to the working folder named no file once the CSV was saved elsewhere). A file name
+    whose bytes are not UTF-8 is written as those bytes, so it reads back as the same file."""
     names = [f.name for f in fields(FileRecord)]
     with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, fieldnames=names)
         writer.writeheader()
         for record in records:
-            writer.writerow(asdict(record))
+            row = asdict(record)
+            row["path"] = os.path.relpath(record.path, path.parent)  # both from the working folder
+            writer.writerow(row)
 
 
 class _UnionFind:
