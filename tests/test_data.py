@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -239,3 +240,30 @@ def test_no_duplicate_group_ever_crosses_a_split(data):
     if len(set(raw_groups)) >= 3:
         for assignment in kfold_splits(labels, sources, groups, k=3, seed=seed):
             assert not _groups_cross_splits(groups, assignment)
+
+
+def test_a_split_file_finds_its_images_from_any_folder(tmp_path, monkeypatch):
+    """Split paths are as `facetell train` was given them, from the folder it ran in: read
+    from anywhere else, `evaluate --split-file` found none of its images ("no image could be
+    scored")."""
+    project = tmp_path / "project"
+    write_images(project / "data" / "real", 2, seed=1)
+    rows = [
+        {"path": f"data/real/00{i}.jpg", "label": "real", "source": "cam", "group": i,
+         "split": "test"}
+        for i in range(2)
+    ]  # fmt: skip
+    split_path = project / "runs" / "a" / "split.json"
+    SplitFile(kind="stratified", seed=0, params={}, rows=rows).save(split_path)
+    assert "root" not in json.loads(split_path.read_text())  # the file itself is unchanged
+    monkeypatch.chdir(project)  # where train ran: the paths stay exactly as written
+    assert [str(s.path) for s in SplitFile.load(split_path).samples("test")] == [
+        "data/real/000.jpg",
+        "data/real/001.jpg",
+    ]
+    monkeypatch.chdir(tmp_path)
+    found = SplitFile.load(Path("project/runs/a/split.json")).samples("test")
+    assert [s.path.resolve() for s in found] == [
+        (project / "data" / "real" / f"00{i}.jpg").resolve() for i in range(2)
+    ]
+    assert all(s.path.is_file() for s in found)

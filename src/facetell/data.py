@@ -13,7 +13,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import imagehash
@@ -443,19 +443,35 @@ def leave_one_source_out(
     return list(assignment)
 
 
+def _paths_root(split_path: Path, rows: Sequence[dict]) -> Path:
+    """Where a split file's relative paths are found from: the working folder if its first
+    path is there, else the nearest folder above the split file that holds it."""
+    first = next((Path(row["path"]) for row in rows if not Path(row["path"]).is_absolute()), None)
+    if first is None or first.exists():
+        return Path()
+    above = split_path.absolute().parent
+    return next((folder for folder in (above, *above.parents) if (folder / first).exists()), Path())
+
+
 @dataclass(frozen=True)
 class SplitFile:
-    """A saved split: how it was made and which sample went where, so a run repeats exactly."""
+    """A saved split: how it was made and which sample went where, so a run repeats exactly.
+
+    Its relative paths are as `facetell train` was given them, from the folder it ran in; a
+    split file read from elsewhere finds them from the nearest folder above it from which
+    they exist (`root`), so `evaluate --split-file` works from any folder."""
 
     kind: str
     seed: int
     params: dict
     rows: list[dict]
+    root: Path = field(default=Path(), compare=False)
 
     def save(self, path: Path) -> None:
         """One row per line: compact enough to ship beside a bundle, readable in a diff."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        head = json.dumps({k: v for k, v in asdict(self).items() if k != "rows"})[:-1]
+        head = json.dumps({k: v for k, v in asdict(self).items() if k not in ("rows", "root")})
+        head = head[:-1]
         rows = ",\n".join(json.dumps(row, separators=(",", ":")) for row in self.rows)
         path.write_text(f'{head}, "rows": [\n{rows}\n]}}\n', encoding="utf-8")
 
@@ -474,7 +490,7 @@ class SplitFile:
                 f"{path}: not a split file (the split.json that `facetell train` writes beside "
                 "a run, with kind, seed, params and rows)"
             )
-        return cls(**{name: raw[name] for name in fields})
+        return cls(**{name: raw[name] for name in fields}, root=_paths_root(path, raw["rows"]))
 
     @classmethod
     def from_assignment(
@@ -494,7 +510,7 @@ class SplitFile:
 
     def samples(self, split: str) -> list[Sample]:
         return [
-            Sample(Path(row["path"]), row["label"], row["source"], split)
+            Sample(self.root / row["path"], row["label"], row["source"], split)
             for row in self.rows
             if row["split"] == split
         ]
