@@ -28,9 +28,8 @@ class Settings(BaseSettings):
     # at once (the byte cap still bounds it); as many as one file of a saved review page holds
     max_report_files: int = Field(200, ge=1)
     max_concurrency: int = Field(2, ge=1)
-    queue_seconds: float = Field(
-        2.0, ge=0, allow_inf_nan=False
-    )  # how long a request may wait for a free slot
+    # how long a request may wait for a free slot
+    queue_seconds: float = Field(2.0, ge=0, allow_inf_nan=False)
     api_token: str | None = None  # when set, /api/v1 needs "Authorization: Bearer <token>"
     cors_origins: list[str] = []  # CORS stays off unless origins are listed
     torch_threads: int = Field(2, ge=1)
