@@ -504,6 +504,21 @@ def uncertain_band(
     }
 
 
+def _rates_by_source(called_ai: np.ndarray, real_sources: np.ndarray) -> dict[str, dict]:
+    """Each real source's share of faces called AI, its 95% interval and its face count, as
+    calibration.json records them; `called_ai` and `real_sources` are per real face."""
+    names, counts = np.unique(real_sources, return_counts=True)
+    called = [int(called_ai[real_sources == name].sum()) for name in names]
+    rows = list(zip(map(str, names), called, map(int, counts), strict=True))
+    return {
+        "false_positive_rate_by_source": {name: float(k / n) for name, k, n in rows},
+        "false_positive_rate_interval_by_source": {
+            name: proportion_interval(k, n) for name, k, n in rows
+        },
+        "n_real_by_source": {name: n for name, _, n in rows},
+    }
+
+
 def threshold_for_real_photos(
     calibration: Calibration,
     p_ai,
@@ -530,23 +545,13 @@ def threshold_for_real_photos(
     no_ai = np.zeros(len(p_ai), dtype=int)
     threshold = max(calibration.threshold, threshold_for_fpr(no_ai, p_ai, max_fpr, sources))
     real_sources = np.asarray(sources if sources is not None else ["all"] * len(p_ai))
-    names = [str(name) for name in np.unique(real_sources)]
-    counts = [int((real_sources == name).sum()) for name in names]
-    called = [int((p_ai[real_sources == name] >= threshold).sum()) for name in names]
     details = {
         **calibration.details,
         "real_photos_alone": {
             "max_fpr": max_fpr,
             "calibrated_threshold": calibration.threshold,
             "calibrated_uncertain_band": list(calibration.uncertain_band),
-            "n_real_by_source": dict(zip(names, counts, strict=True)),
-            "false_positive_rate_by_source": {
-                name: k / n for name, k, n in zip(names, called, counts, strict=True)
-            },
-            "false_positive_rate_interval_by_source": {
-                name: proportion_interval(k, n)
-                for name, k, n in zip(names, called, counts, strict=True)
-            },
+            **_rates_by_source(p_ai >= threshold, real_sources),
             "fitted_on": fitted_on or {},
         },
     }
@@ -586,8 +591,6 @@ def fit_calibration(
     band, band_details = uncertain_band(y_true, p, threshold, target_accuracy=target_accuracy)
     called_ai = p >= threshold
     real_sources = np.asarray(sources)[y_true == 0] if sources is not None else np.array([])
-    names, counts = np.unique(real_sources, return_counts=True)
-    false_alarms = [int(called_ai[y_true == 0][real_sources == name].sum()) for name in names]
     details = {
         "threshold_rule": rule,
         "n": len(y_true),
@@ -599,14 +602,7 @@ def fit_calibration(
         if (y_true == 0).any()
         else None,
         "true_positive_rate": float(called_ai[y_true == 1].mean()) if (y_true == 1).any() else None,
-        "false_positive_rate_by_source": {
-            str(name): float(k / n) for name, k, n in zip(names, false_alarms, counts, strict=True)
-        },
-        "false_positive_rate_interval_by_source": {
-            str(name): proportion_interval(k, n)
-            for name, k, n in zip(names, false_alarms, counts, strict=True)
-        },
-        "n_real_by_source": {str(name): int(n) for name, n in zip(names, counts, strict=True)},
+        **_rates_by_source(called_ai[y_true == 0], real_sources),
         "band": band_details,
         "fitted_on": fitted_on or {},
     }
