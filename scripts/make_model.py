@@ -114,7 +114,7 @@ def train_members(
     if holdout:
         extra += ["--holdout-source", holdout]
     for name, config in members.items():
-        run("train", config, "--data", data, "--out", str(runs / name), *extra)
+        run("train", config, "--data", data, "--out", str(runs / name), "--overwrite", *extra)
 
 
 def measure_holdouts(members: dict[str, str], runs: Path, holdout: str) -> None:

@@ -784,6 +784,56 @@ def test_train_without_a_config_uses_the_shipped_recipe_and_names_the_others(
     )
 
 
+def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
+    planted_dataset, tmp_path
+):
+    """Repeating `facetell train --out runs/x` must not silently replace hours of training."""
+    run = tmp_path / "run"
+    fast = ["model=spectrum", "model_kwargs={}", "crop={kind: center_square, size: 64}",
+            "phases=[{kind: closed_form, views: 1}]", f"cache_dir={tmp_path / 'cache'}",
+            "workers=0"]  # fmt: skip
+
+    def train_into(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "facetell", "train", "--data", str(planted_dataset),
+             "--out", str(run), *(arg for value in fast for arg in ("--set", value)), *extra],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    assert train_into().returncode == 0
+    finished = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    again = train_into()
+    assert again.returncode == 2
+    assert again.stderr.strip() == (
+        f"error: {run}: holds a finished training run; --overwrite replaces it, or give another "
+        "--out"
+    )
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == finished
+
+    folds = train_into("--folds", "3", "--overwrite")
+    assert folds.returncode == 0, folds.stderr
+    assert sorted(path.name for path in run.iterdir()) == [
+        "fold-0", "fold-1", "fold-2", "summary.json"
+    ]  # fmt: skip
+    (run / "fold-2" / "metrics.json").unlink()  # as if stopped before its last fold finished
+    unfinished = train_into("--folds", "3")
+    assert unfinished.stderr.strip().endswith(
+        "holds an unfinished training run; --resume continues it, --overwrite starts again, or "
+        "give another --out"
+    )
+    both = train_into("--resume", "--overwrite")
+    assert both.returncode == 2
+    assert "give one" in both.stderr
+
+    (run / "notes.txt").write_text("mine")
+    single = train_into("--overwrite")
+    assert single.returncode == 0, single.stderr
+    assert sorted(path.name for path in run.iterdir()) == [
+        "bundle", "checkpoints", "config.yaml", "history.jsonl", "history.png", "metrics.json",
+        "notes.txt", "split.json"
+    ]  # fmt: skip
+
+
 def test_a_bad_training_config_is_one_line_naming_each_bad_field():
     recipe = Path(__file__).parents[1] / "configs" / "default-lite0.yaml"
     with pytest.raises(FacetellError) as caught:

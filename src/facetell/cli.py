@@ -313,10 +313,15 @@ def train_command(
         None, help="Leave this source (AI or real) out, test only; 'all': each AI source in turn."
     ),
     resume: bool = typer.Option(False, help="Continue from the run folder's last checkpoint."),
+    overwrite: bool = typer.Option(
+        False, help="Replace a run the folder already holds (refused without this or --resume)."
+    ),
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
     from facetell.train import load_config, resolve_recipe, summarise_runs, train
 
+    if resume and overwrite:
+        raise fail("--resume continues the run folder's run and --overwrite replaces it: give one")
     extra = [*overrides]
     if data:
         extra.append(f"data.paths={json.dumps([str(p) for p in data])}")
@@ -342,7 +347,13 @@ def train_command(
             console=err_console,
             transient=True,
         ) as progress:
-            results = train(config, out_dir, resume=resume, reporter=RichReporter(progress))
+            results = train(
+                config,
+                out_dir,
+                resume=resume,
+                overwrite=overwrite,
+                reporter=RichReporter(progress),
+            )
     except FacetellError as error:
         raise fail(str(error)) from None
     table = Table(title=f"facetell train: {config.name} ({config.model})")

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import math
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -1289,14 +1290,56 @@ def summarise_runs(results: Sequence[tuple[str, RunResult]]) -> dict[str, Any]:
     return summary
 
 
+# What `fit` and `train` write into a run folder: removed by `overwrite`, nothing else is.
+RUN_FILES = ("config.yaml", "split.json", "history.jsonl", "history.png", "metrics.json")
+RUN_FOLDERS = ("checkpoints", "bundle")
+
+
+def earlier_runs(out_dir: Path) -> list[Path]:
+    """Run folders an earlier `train` left in out_dir: itself, or its folds and held-out runs."""
+    candidates = [out_dir, *sorted(out_dir.glob("fold-*")), *sorted(out_dir.glob("holdout-*"))]
+    return [path for path in candidates if (path / "config.yaml").is_file()]
+
+
+def refuse_or_clear_earlier_runs(out_dir: Path, overwrite: bool) -> None:
+    """Hours of training must not vanish under a repeated command: replace them only if asked."""
+    earlier = earlier_runs(out_dir)
+    if not earlier:
+        return
+    if not overwrite:
+        unfinished = [path for path in earlier if not (path / "metrics.json").is_file()]
+        if unfinished:
+            state, advice = "an unfinished", "--resume continues it, --overwrite starts again"
+        else:
+            state, advice = "a finished", "--overwrite replaces it"
+        raise FacetellError(
+            f"{out_dir}: holds {state} training run; {advice}, or give another --out"
+        )
+    for run_dir in earlier:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        for name in RUN_FOLDERS:
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+        if run_dir != out_dir and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+    (out_dir / "summary.json").unlink(missing_ok=True)
+
+
 def train(
     config: TrainConfig,
     out_dir: Path,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> list[tuple[str, RunResult]]:
-    """Train every run the config asks for (one split, K folds, held-out sources)."""
+    """Train every run the config asks for (one split, K folds, held-out sources).
+
+    An earlier run in out_dir is continued with `resume`, replaced with `overwrite`, and
+    otherwise refused before any data is read.
+    """
+    if not resume:
+        refuse_or_clear_earlier_runs(out_dir, overwrite)
     reporter = reporter or Reporter()
     skipped: list[Path] = []
     data = prepare_data(config, on_progress=reporter.stage, skipped=skipped)
