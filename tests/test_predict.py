@@ -938,6 +938,21 @@ def test_each_commands_help_flows_its_paragraphs_to_the_terminal_width():
             assert any(words in line for line in lines), f"{command.name}: {words!r}"
 
 
+def test_each_option_is_explained_on_its_own_row_of_the_help_screen():
+    import typer.main
+
+    from facetell.cli import app
+
+    for name, command in typer.main.get_command(app).commands.items():
+        lines = run_cli(name, "--help", COLUMNS="300").stdout.decode().splitlines()
+        for option in command.params:
+            if option.param_type_name != "option" or option.name == "help":
+                continue
+            [row] = [line for line in lines if option.opts[0] in line.split()[1:3]]
+            described = (option.help or "").split(".")[0]
+            assert described and described in row, f"{name} {option.opts[0]}: {row!r}"
+
+
 def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundle, tmp_path):
     files = [str(folder_of_200 / "astro_00.jpg"), str(folder_of_200 / "cat_0.jpg")]
     out = tmp_path / "explain"

@@ -220,7 +220,9 @@ def _render_audit(report: AuditReport) -> None:
 @app.command("audit")
 def audit_command(
     data: list[Path] = typer.Argument(..., help="Dataset folders (real/ + ai/) or manifest CSVs."),
-    output_format: AuditFormat = typer.Option(AuditFormat.table, "--format", "-f"),
+    output_format: AuditFormat = typer.Option(
+        AuditFormat.table, "--format", "-f", help="A table to read, or JSON for scripts."
+    ),
     workers: int = typer.Option(2, min=1, help="Processes that hash and measure images."),
     near_duplicate_bits: int = typer.Option(
         NEAR_DUPLICATE_DISTANCE, help="Perceptual-hash bits (of 256) within which images are one."
@@ -1096,7 +1098,9 @@ def evaluate_command(
         "robustness drops and --compare differences (0 leaves those out; rates always get a "
         "Wilson interval).",
     ),
-    no_face_detect: bool = typer.Option(False, "--no-face-detect"),
+    no_face_detect: bool = typer.Option(
+        False, "--no-face-detect", help="Score the whole image (for pre-cropped faces)."
+    ),
 ) -> None:
     """Evaluate bundles on labelled data: metrics, plots, robustness and an HTML report.
 
@@ -1194,8 +1198,10 @@ def calibrate_command(
     target_accuracy: float = typer.Option(
         0.95, min=0.5, max=1.0, help="Accuracy the answered (not uncertain) faces must reach."
     ),
-    limit: int | None = typer.Option(None, min=10),
-    no_face_detect: bool = typer.Option(False, "--no-face-detect"),
+    limit: int | None = typer.Option(None, min=10, help="Fit on a seeded sample of this many."),
+    no_face_detect: bool = typer.Option(
+        False, "--no-face-detect", help="Score the whole image (for pre-cropped faces)."
+    ),
     size_correction: bool = typer.Option(
         True,
         "--size-correction/--no-size-correction",
@@ -1599,7 +1605,9 @@ def serve_command(
     model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
     max_upload_mb: float | None = typer.Option(None, help="Largest request body (default 20)."),
     max_concurrency: int | None = typer.Option(None, help="Inferences at once before 503."),
-    no_face_detect: bool = typer.Option(False, "--no-face-detect"),
+    no_face_detect: bool = typer.Option(
+        False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
+    ),
 ) -> None:
     """Serve the web page and the REST API.
 
@@ -1658,7 +1666,9 @@ def ensemble_command(
     members: list[Path] = typer.Argument(..., help="Member bundles (same crop size)."),
     out: Path = typer.Option(..., help="Folder for the ensemble bundle."),
     weights: list[float] = typer.Option([], "--weight", help="One per member (default equal)."),
-    name: str = typer.Option("facetell-ensemble"),
+    name: str = typer.Option(
+        "facetell-ensemble", help="The bundle's model name (in every result)."
+    ),
     half: bool = typer.Option(False, "--half", help="Store weights as float16 (half the size)."),
 ) -> None:
     """Combine bundles into one: the weighted mean of their temperature-scaled logits.
