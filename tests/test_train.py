@@ -525,20 +525,29 @@ def test_unknown_model_names_suggest_the_closest():
         create_model("mobilenet_v3")
 
 
-def test_models_lists_each_architecture_with_its_size_and_imagenet_weights():
+def listed_models(*pattern: str) -> dict[str, list[str]]:
+    """`facetell models`' table rows: name → parameters, weights, summary."""
     listing = subprocess.run(
-        [sys.executable, "-m", "facetell", "models"],
+        [sys.executable, "-m", "facetell", "models", *pattern],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "COLUMNS": "200"},
     ).stdout
-    rows = {
+    return {
         cells[0]: cells[1:]
         for line in listing.splitlines()
         if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 4
     }
+
+
+def test_models_lists_each_architecture_with_its_size_and_imagenet_weights():
+    rows = listed_models()
     assert set(list_models()) <= set(rows)
+    # a plain word finds the names that hold it; a pattern matches whole names
+    assert sorted(listed_models("lite")) == [f"efficientnet_lite{i}" for i in range(3)]
+    assert sorted(listed_models("mobilenet*")) == ["mobilenet_v2", "mobilenet_v2_probe"]
+    assert sorted(listed_models("*probe")) == ["mobilenet_v2_probe"]
     mobilenet = create_model("mobilenet_v2")
     size = sum(p.numel() for p in mobilenet.parameters()) / 1e6
     assert rows["mobilenet_v2"][:2] == [f"{size:.2f} M", "installed"]  # make setup installs it

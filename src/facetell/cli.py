@@ -386,11 +386,16 @@ def train_command(
 
 
 @app.command("models")
-def models_command(pattern: str = typer.Argument("*", help="Shell-style name pattern.")) -> None:
+def models_command(
+    pattern: str = typer.Argument(
+        "*", help="Shell-style name pattern (lite*); a plain word finds names that hold it (lite)."
+    ),
+) -> None:
     """List the registered model architectures: size, ImageNet weights, what each is."""
     from facetell.models import BadModelArguments, create_model, model_entries
 
-    entries = model_entries(pattern)
+    wildcard = any(character in pattern for character in "*?[")
+    entries = model_entries(pattern if wildcard else f"*{pattern}*")
     if not entries:
         raise fail(f"no registered model matches {pattern!r} (try `facetell models`)")
     table = Table(title="facetell models", caption="train one: --set model=NAME in a config")
