@@ -111,15 +111,28 @@ def test_a_saved_manifest_reads_back_wherever_it_was_saved(tmp_path):
     assert (again["n_images"], again["n_unreadable"]) == (8, 0)
 
 
-def test_cli_names_a_missing_folder_in_one_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "facetell", "audit", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
+def test_cli_names_a_missing_folder_or_a_single_file_in_one_line(tmp_path):
+    def audit_of(path: Path) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "facetell", "audit", str(path)], capture_output=True, text=True
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip().count("\n") == 0
+        return result.stderr.strip()
+
+    assert (
+        audit_of(tmp_path / "nope") == f"error: {tmp_path / 'nope'}: no such folder or manifest CSV"
     )
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0
-    assert "nope: no such folder or manifest CSV" in result.stderr
+    photo = tmp_path / "photo.jpg"
+    smooth_photo(0, 64).save(photo)
+    notes = tmp_path / "labels.txt"
+    notes.write_text("a.jpg,real\n")
+    assert audit_of(photo) == (
+        f"error: {photo}: a file, not a dataset; give a folder of real/ and ai/ folders, or a "
+        "manifest CSV (path,label); to judge this one image: facetell predict"
+    )
+    assert audit_of(notes).endswith("a file, not a dataset; give a folder of real/ and ai/ "
+                                     "folders, or a manifest CSV (path,label)")  # fmt: skip
 
 
 def test_shared_faces_audit_shows_the_known_traps(shared_faces):

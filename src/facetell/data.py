@@ -158,6 +158,12 @@ def discover(
         if root.is_file() and root.suffix.lower() == ".csv":
             samples += read_manifest(root)
             continue
+        if root.is_file():
+            hint = "; to judge this one image: facetell predict" if looks_like_image(root) else ""
+            raise DatasetError(
+                f"{root}: a file, not a dataset; give a folder of real/ and ai/ folders, or a "
+                f"manifest CSV (path,label){hint}"
+            )
         if not root.is_dir():
             raise DatasetError(f"{root}: no such folder or manifest CSV")
         manifest = next((root / n for n in MANIFEST_NAMES if (root / n).is_file()), None)
