@@ -126,6 +126,36 @@ def test_a_value_that_is_no_image_source_costs_a_stream_only_its_own_result(dete
     assert results[2].error_kind == "not_an_image"
 
 
+def test_a_folder_or_a_glob_streams_its_images_and_a_path_is_one_image(detector, tmp_path):
+    """As `facetell predict album/` does; a string is one path, never its characters."""
+    album = tmp_path / "album"
+    (album / "2024").mkdir(parents=True)
+    astronaut().save(album / "b.jpg", quality=90)
+    cat().save(album / "2024" / "a.png")
+    (album / "notes.txt").write_text("not a photo")
+    (album / ".b.jpg").write_bytes((album / "b.jpg").read_bytes())  # hidden: a sync tool's copy
+    walked = [str(album / "2024" / "a.png"), str(album / "b.jpg")]
+    assert [r.path for r in detector.stream(album)] == walked
+    assert [r.path for r in detector.predict_batch(str(album))] == walked
+    assert [r.path for r in detector.predict_batch(f"{album}/**/*.png")] == walked[:1]
+    [alone] = detector.predict_batch(str(album / "b.jpg"))
+    assert (alone.path, alone.p_ai) == (
+        str(album / "b.jpg"),
+        detector.predict(album / "b.jpg").p_ai,
+    )
+    mixed = detector.predict_batch([album / "b.jpg", album, b"not an image", f"{album}/*.jpg"])
+    assert [r.status for r in mixed] == ["ok", "no_face", "ok", "error", "error"]
+    assert mixed[4].error.endswith("*.jpg: file not found (check the path)")  # listed: a name
+    [unmatched] = detector.predict_batch(f"{album}/*.gif")
+    assert unmatched.error == f"{album}/*.gif: file not found (check the path)"
+    pixels = np.asarray(astronaut())
+    assert len(detector.predict_batch(pixels)) == 1
+    assert len(detector.predict_batch(np.stack([pixels, pixels]))) == 2
+    assert detector.predict(album).error == (
+        f"{album}: is a folder, not an image file (Detector.stream judges a folder)"
+    )
+
+
 def test_no_face_is_a_status_not_a_guess(detector):
     result = detector.predict(cat())
     assert result.status == "no_face"
@@ -631,6 +661,7 @@ def test_stdin_globs_and_missing_files(folder_of_200, untrained_bundle):
         "-",
         str(folder_of_200 / "cat_*.jpg"),
         str(folder_of_200 / "missing.jpg"),
+        str(folder_of_200 / "dog_*.jpg"),  # a pattern that matches nothing is said so
         "--format",
         "jsonl",
         "--model",
@@ -639,9 +670,10 @@ def test_stdin_globs_and_missing_files(folder_of_200, untrained_bundle):
     )
     assert result.returncode == 0
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
-    assert [r["status"] for r in records] == ["ok"] + ["no_face"] * 4 + ["error"]
+    assert [r["status"] for r in records] == ["ok"] + ["no_face"] * 4 + ["error"] * 2
     assert records[0]["path"] == "-"  # as it was asked for, not a made-up name
-    assert "missing.jpg: file not found" in records[-1]["error"]
+    assert "missing.jpg: file not found" in records[-2]["error"]
+    assert records[-1]["error"].endswith("dog_*.jpg: file not found (check the path)")
 
 
 @pytest.mark.parametrize("explain", [False, True])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import glob
 import io
 import ipaddress
 import itertools
@@ -82,6 +81,7 @@ from facetell.io import (
     DecodeLimits,
     NamedImage,
     decode,
+    image_files,
     is_url,
     looks_like_image,
     printable_name,
@@ -470,26 +470,10 @@ def expand_inputs(
     for raw in inputs:
         if raw == "-":
             yield NamedImage(sys.stdin.buffer.read(), "-")
-            continue
-        if is_url(raw) or not raw:  # a query's "?" is no glob; "" is no folder (Path("") is ".")
+        elif is_url(raw):  # a query's "?" is no glob
             yield raw
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                broken_link = found.is_symlink() and not found.exists()
-                if not (found.is_file() or broken_link) or found.name.startswith("."):
-                    continue
-                if left_out and found.resolve().is_relative_to(left_out):
-                    continue
-                if looks_like_image(found):
-                    yield str(found)
-                elif skipped is not None:
-                    skipped.append(found)
-        elif not path.exists() and any(ch in raw for ch in "*?["):
-            yield from sorted(glob.glob(raw, recursive=True))  # noqa: PTH207 (user patterns)
         else:
-            yield raw
+            yield from image_files(raw, skipped, left_out)
 
 
 def note_skipped(skipped: Sequence[Path], console: Console) -> None:

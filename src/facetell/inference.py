@@ -40,6 +40,7 @@ from facetell.io import (
     ImageSource,
     NamedImage,
     decode,
+    expand_sources,
     printable_name,
     source_name,
 )
@@ -441,24 +442,32 @@ class Detector:
         result = self.finish(prepared, logits, (time.perf_counter() - started) * 1000, embeddings)
         return result, None if prepared.decoded is None else prepared.decoded.image
 
-    def predict_batch(self, items: Iterable[ImageSource]) -> list[Result]:
+    def predict_batch(
+        self, items: ImageSource | NamedImage | Iterable[ImageSource | NamedImage]
+    ) -> list[Result]:
         return list(self.stream(items))
 
     def stream(
-        self, items: Iterable[ImageSource | NamedImage], *, workers: int = 2
+        self,
+        items: ImageSource | NamedImage | Iterable[ImageSource | NamedImage],
+        *,
+        workers: int = 2,
     ) -> Iterator[Result]:
         """Yield results in input order; decoding and face detection run ahead in threads
         while the model judges the previous chunk, whose faces go through it `MODEL_BATCH` at
-        a time."""
+        a time. A path to a folder (walked for image files) or a glob stands for its files."""
         for result, _ in self.stream_with_images(items, workers=workers):
             yield result
 
     def stream_with_images(
-        self, items: Iterable[ImageSource | NamedImage], *, workers: int = 2
+        self,
+        items: ImageSource | NamedImage | Iterable[ImageSource | NamedImage],
+        *,
+        workers: int = 2,
     ) -> Iterator[tuple[Result, Image.Image | None]]:
         """`stream`, each result with the upright image it was judged on (None: unreadable),
         for doors that show the photo without decoding it twice."""
-        iterator = iter(items)
+        iterator = expand_sources(items)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             pending = [pool.submit(self.prepare, item) for item in _take(iterator, self.batch_size)]
             while pending:

@@ -7,6 +7,7 @@ has to trust a file extension or re-open a file.
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import stat
@@ -336,7 +337,7 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
     except OSError as exc:
         raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
     if stat.S_ISDIR(facts.st_mode):
-        raise BadImage(label, "is a folder, not an image file")
+        raise BadImage(label, "is a folder, not an image file", "Detector.stream judges a folder")
     if stat.S_ISCHR(facts.st_mode) or stat.S_ISBLK(facts.st_mode):
         raise BadImage(label, "is a device, not an image file")
     hint = "resize it or raise the limit with predict --max-megapixels"
@@ -676,3 +677,54 @@ def looks_like_image(path: Path) -> bool:
             return claimed_format(handle.read(16)) is not None
     except OSError:
         return False
+
+
+def image_files(
+    source: str | os.PathLike[str],
+    skipped: list[Path] | None = None,
+    left_out: Path | None = None,
+) -> Iterator[str]:
+    """A folder's image files (recursive, sorted, hidden ones aside), a glob's matches, or the
+    source as given, so a path that is none of these still becomes its own error record.
+
+    Other files in a folder are added to `skipped`; files under `left_out` (a folder the
+    caller writes into, such as --explain's) are not walked.
+    """
+    raw = os.fspath(source)
+    path = Path(raw)
+    if raw and path.is_dir():  # "" is no folder (Path("") is ".")
+        for found in sorted(path.rglob("*")):
+            broken_link = found.is_symlink() and not found.exists()
+            if not (found.is_file() or broken_link) or found.name.startswith("."):
+                continue
+            if left_out and found.resolve().is_relative_to(left_out):
+                continue
+            if looks_like_image(found):
+                yield str(found)
+            elif skipped is not None:
+                skipped.append(found)
+    elif raw and not path.exists() and (matches := glob.glob(raw, recursive=True)):  # noqa: PTH207
+        yield from sorted(matches)
+    else:
+        yield raw  # a pattern that matches nothing, too: "file not found" says so
+
+
+def expand_sources(
+    items: ImageSource | NamedImage | Iterable[ImageSource | NamedImage],
+) -> Iterator[ImageSource | NamedImage]:
+    """What `Detector.stream` judges: one path (a file, a folder walked for image files, or a
+    glob) or any other source, or many of them, where a folder stands for its image files and
+    a name is taken as it is (a listed "x*.jpg" that is gone stays one error record)."""
+    if isinstance(items, str | os.PathLike) and not is_url(items):
+        yield from image_files(items)
+        return
+    single = (bytes, bytearray, memoryview, Image.Image, NamedImage)
+    one_array = isinstance(items, np.ndarray) and items.ndim < 4  # (N, H, W, C): N images
+    if isinstance(items, single) or one_array or _is_stream(items):
+        yield items
+        return
+    for item in items:
+        if isinstance(item, str | os.PathLike) and Path(item).is_dir():
+            yield from image_files(item)
+        else:
+            yield item
