@@ -307,9 +307,33 @@ def test_the_shipped_bundle_fits_its_25_mb_budget():
     assert sum(file.stat().st_size for file in files) <= 25_000_000
 
 
+def test_the_shipped_bundle_remembers_the_images_it_was_trained_and_validated_on(shared_faces):
+    from facetell.bundle import TrainingImages
+    from facetell.inference import REPO_DEFAULT_BUNDLE
+
+    split = json.loads((REPO_DEFAULT_BUNDLE.parent / "default-split.json").read_text())
+    rows = split["rows"]
+    remembered = load_bundle(REPO_DEFAULT_BUNDLE).training_images
+    assert len(remembered.train) == sum(row["split"] == "train" for row in rows)
+    assert len(remembered.val) == sum(row["split"] == "val" for row in rows)
+    root = REPO_DEFAULT_BUNDLE.parents[1]  # the split's paths are relative to the checkout
+    for row in rows[::97]:
+        fingerprint = TrainingImages.fingerprint((root / row["path"]).read_bytes())
+        assert remembered.split_of(fingerprint) == (
+            None if row["split"] == "test" else row["split"]
+        )
+
+
 @pytest.mark.parametrize(
     "damaged_file",
-    ["config.json", "calibration.json", "model.onnx", "model.safetensors", "reference.safetensors"],
+    [
+        "config.json",
+        "calibration.json",
+        "model.onnx",
+        "model.safetensors",
+        "reference.safetensors",
+        "training_images.safetensors",
+    ],
 )
 def test_a_damaged_file_of_the_shipped_bundle_fails_the_load_in_one_line(tmp_path, damaged_file):
     """A truncated download or a bad merge: the load names the file instead of a traceback,

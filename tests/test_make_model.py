@@ -67,6 +67,9 @@ def test_make_model_ships_a_working_bundle_and_compares_it_with_the_one_it_repla
     real, fake = detector.predict(astronaut()), detector.predict(gan_faces(1, seed=7, size=256)[0])
     assert real.status == fake.status == "ok" and real.calibrated
     assert fake.p_ai > real.p_ai
+    remembered = detector.bundle.training_images  # so evaluate can tell its own images apart
+    assert len(remembered.train) == len(shipped_split.samples("train"))
+    assert len(remembered.val) == len(shipped_split.samples("val"))
 
     second = make_model(tiny_faces, runs, target, "--skip-train")
     line = next(line for line in second.splitlines() if "against the model it replaces" in line)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import smooth_photo
 from facetell.augment import AugmentConfig
-from facetell.bundle import load_bundle
+from facetell.bundle import TrainingImages, load_bundle
 from facetell.data import discover
 from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
@@ -519,6 +520,65 @@ def test_kfold_and_holdout_runs_write_a_summary(planted_dataset, tmp_path):
     assert phone["false_positive_rate"] < 0.2
 
 
+def test_evaluate_and_calibrate_say_which_images_the_model_was_fitted_on(planted_dataset, tmp_path):
+    """Scores on its own training images flatter a model: its bundle keeps their fingerprints,
+    so a copy of the data in another folder is still recognised, byte for byte."""
+    config = config_for("spectrum", planted_dataset, tmp_path / "cache")
+    [(_, result)] = train(config, tmp_path / "run")
+    rows = json.loads((result.out_dir / "split.json").read_text())["rows"]
+    count = Counter(row["split"] for row in rows)
+    remembered = load_bundle(result.bundle_dir).training_images
+    assert (len(remembered.train), len(remembered.val)) == (count["train"], count["val"])
+    data = shutil.copytree(planted_dataset, tmp_path / "copy")
+    first_train = Path(next(row["path"] for row in rows if row["split"] == "train"))
+    resaved = data / first_train.relative_to(planted_dataset)
+    Image.open(resaved).save(resaved, compress_level=1)  # the same pixels in other bytes
+    seen_train = count["train"] - 1
+
+    def facetell(*args: str) -> subprocess.CompletedProcess:
+        run = subprocess.run([sys.executable, "-m", "facetell", *args, "--no-face-detect"],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        return run
+
+    def metrics(folder: Path) -> dict:
+        return json.loads((folder / "metrics.json").read_text())  # one bundle: one object
+
+    fast = ("--robustness-limit", "0", "--resamples", "0")
+    flattered = facetell("evaluate", str(result.bundle_dir), str(data), "--out",
+                         str(tmp_path / "all"), *fast)  # fmt: skip
+    note = (
+        f"{seen_train + count['val']} of these {len(rows)} images are ones it was fitted on, "
+        f"byte for byte ({seen_train} from its training split, {count['val']} from its "
+        "validation split), so its numbers here flatter it"
+    )
+    assert f"note: test-spectrum@0.1.0: {note}; --exclude-seen leaves them out" in (
+        flattered.stderr.splitlines()
+    )
+    assert note in (tmp_path / "all" / "report.html").read_text()
+    assert metrics(tmp_path / "all")["seen_in_training"] == {
+        "train": seen_train,
+        "val": count["val"],
+    }
+
+    facetell("evaluate", str(result.bundle_dir), str(data), "--exclude-seen", "--out",
+             str(tmp_path / "unseen"), *fast)  # fmt: skip
+    facetell("evaluate", str(result.bundle_dir), "--split-file", str(result.out_dir / "split.json"),
+             "--split", "test", "--out", str(tmp_path / "test"), *fast)  # fmt: skip
+    unseen, test = metrics(tmp_path / "unseen"), metrics(tmp_path / "test")
+    assert unseen["metrics"]["n"] == count["test"] + 1  # the test split and the re-saved image
+    assert test["metrics"]["n"] == count["test"] and test["seen_in_training"]["train"] == 0
+    assert unseen["seen_in_training"] == {"train": 0, "val": 0}
+
+    bundle = shutil.copytree(result.bundle_dir, tmp_path / "bundle")
+    calibrated = facetell("calibrate", str(bundle), str(data), "--no-size-correction",
+                          "--no-familiarity")  # fmt: skip
+    assert calibrated.stderr.startswith(
+        f"note: {seen_train} of these {len(rows)} images are ones test-spectrum@0.1.0 was trained "
+        "on, byte for byte; fitted on them, its P(ai) comes out too sure"
+    )
+
+
 def test_unknown_model_names_suggest_the_closest():
     assert {"mobilenet_v2", "npr", "spectrum"} <= set(list_models())
     with pytest.raises(UnknownModel, match="did you mean mobilenet_v2"):
@@ -566,10 +626,15 @@ def test_ensemble_averages_calibrated_member_logits_and_round_trips(planted_data
         bundle = load_bundle(result.bundle_dir)
         bundle.calibration = {"temperature": 2.0 if family == "npr" else 0.5}
         members.append(bundle)
+    other_data = TrainingImages(train=frozenset({b"8 bytes!"}), val=frozenset({b"8 more!!"}))
+    members[1].training_images = other_data
     combined = ensemble_bundle(members, [1.0, 3.0])
     folder = combined.save(tmp_path / "ensemble")
     reloaded = load_bundle(folder)
     assert reloaded.architecture == "ensemble"
+    first = members[0].training_images
+    assert reloaded.training_images.train == first.train | {b"8 bytes!"}  # what either saw
+    assert reloaded.training_images.val == first.val | {b"8 more!!"}
     data = prepare_data(config_for("npr", planted_dataset, tmp_path / "cache"))
     batch = reloaded.normalise(torch.from_numpy(np.array(data.crops[:6])).permute(0, 3, 1, 2))
     with torch.no_grad():

@@ -1090,12 +1090,23 @@ def evaluate_command(
     no_face_detect: bool = typer.Option(
         False, "--no-face-detect", help="Score the whole image (for pre-cropped faces)."
     ),
+    exclude_seen: bool = typer.Option(
+        False,
+        "--exclude-seen",
+        help="Leave out the images a bundle was trained or validated on (byte-identical files; "
+        "bundles record them), which flatter it.",
+    ),
 ) -> None:
     """Evaluate bundles on labelled data: metrics, plots, robustness and an HTML report.
 
     Every metric carries a 95% interval; bundles given with --compare are set beside the first
     with a paired interval for their AUROC difference."""
-    from facetell.evaluate import compare_auroc, evaluate_bundle
+    from facetell.evaluate import (
+        compare_auroc,
+        describe_seen,
+        evaluate_bundle,
+        fingerprints_of,
+    )
     from facetell.report import describe_comparison, write_report
 
     writable(out, "--out", folder=True)
@@ -1107,6 +1118,9 @@ def evaluate_command(
             *(Detector.load(path, detect_faces=not no_face_detect) for path in compare),
         ]
         samples = select_samples(data or [], split_file, split, limit)
+        fingerprints = fingerprints_of(samples)
+        if exclude_seen:
+            samples, fingerprints = leave_out_seen(detectors, samples, fingerprints)
         evaluations = []
         with progress_bar(transient=False) as progress:
             for detector in detectors:
@@ -1118,6 +1132,7 @@ def evaluate_command(
                         robustness_limit=robustness_limit,
                         resamples=resamples,
                         on_progress=_stage_progress(progress),
+                        fingerprints=fingerprints,
                     )
                 )
         names = Counter(evaluation.bundle for evaluation in evaluations)
@@ -1160,7 +1175,44 @@ def evaluate_command(
                 f"  {source}: {row['auroc_difference']:+.4f} ({low:+.4f} to {high:+.4f})",
                 highlight=False,
             )
+    for evaluation in evaluations:
+        if note := describe_seen(evaluation.seen_in_training, len(samples)):
+            err_console.print(
+                f"note: {evaluation.bundle}: {note}; --exclude-seen leaves them out",
+                highlight=False,
+            )
     console.print(f"report: {report}")
+
+
+def leave_out_seen(
+    detectors: Sequence[Detector], samples: list[Sample], fingerprints: list[bytes | None]
+) -> tuple[list[Sample], list[bytes | None]]:
+    """The samples no bundle was trained or validated on, so compared bundles still score
+    the same images; says how many were left out."""
+    records = [d.bundle.training_images for d in detectors if d.bundle.training_images]
+    if len(records) < len(detectors):
+        silent = next(d for d in detectors if d.bundle.training_images is None)
+        err_console.print(
+            f"note: {silent.model_name} records no training images (trained before facetell "
+            "kept them), so --exclude-seen cannot leave out what it saw",
+            highlight=False,
+        )
+    kept = [
+        i for i, fingerprint in enumerate(fingerprints)
+        if all(record.split_of(fingerprint) is None for record in records)
+    ]  # fmt: skip
+    if not kept:
+        raise FacetellError(
+            f"all {len(samples)} images are ones the model was trained or validated on; "
+            "evaluate on images it never saw (a run's split.json --split test)"
+        )
+    if len(kept) < len(samples):
+        err_console.print(
+            f"note: left out {len(samples) - len(kept)} of {len(samples)} images that a bundle "
+            "was trained or validated on",
+            highlight=False,
+        )
+    return [samples[i] for i in kept], [fingerprints[i] for i in kept]
 
 
 @app.command("calibrate")
@@ -1236,6 +1288,7 @@ def calibrate_command(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
         )
         samples = select_samples(data or [], split_file, split, limit)
+        warn_if_trained_on(detector, samples)
         labels = Counter(sample.target for sample in samples)
         if max_fpr is not None and labels[0] and not labels[1]:
             calibrate_on_real_photos(detector, bundle, samples, max_fpr, per_source=per_source)
@@ -1334,6 +1387,22 @@ def calibrate_command(
         + f"written to {bundle / 'calibration.json'}",
         highlight=False,
     )
+
+
+def warn_if_trained_on(detector: Detector, samples: Sequence[Sample]) -> None:
+    """Calibration fitted on training images is too sure of itself and, on real photos the
+    model learnt, sets its threshold too low for the photos it will meet."""
+    from facetell.evaluate import fingerprints_of, seen_in_training
+
+    seen = seen_in_training(detector.bundle.training_images, fingerprints_of(samples))
+    if seen and seen["train"]:
+        err_console.print(
+            f"note: {seen['train']} of these {len(samples)} images are ones "
+            f"{detector.model_name} was trained on, byte for byte; fitted on them, its P(ai) "
+            "comes out too sure and its threshold too low: calibrate on held-out images (the "
+            "run's split.json, --split val)",
+            highlight=False,
+        )
 
 
 def calibrate_on_real_photos(

@@ -10,8 +10,10 @@ from __future__ import annotations
 import io
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from facetell.bundle import SPLITS_FITTED_ON, TrainingImages
 from facetell.calibrate import (
     CONFIDENCE_LEVEL,
     SizeCorrection,
@@ -585,6 +588,8 @@ class Evaluation:
     timing: dict[str, float]
     scored: ScoredSet = field(repr=False)
     comparison: dict[str, Any] | None = None  # against the first bundle of an evaluate run
+    # how many of the images the bundle was fitted on, by split (None: it records none)
+    seen_in_training: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -601,6 +606,7 @@ class Evaluation:
             "mistakes": self.mistakes,
             "timing": self.timing,
             "compared_with_first": self.comparison,
+            "seen_in_training": self.seen_in_training,
         }
 
 
@@ -633,6 +639,41 @@ def compare_auroc(
     return {"against": first.bundle, **difference(both), "by_source": by_source}
 
 
+def fingerprints_of(samples: Sequence[Sample]) -> list[bytes | None]:
+    """Each sample file's fingerprint (None: unreadable), to look up in a bundle's
+    `TrainingImages`."""
+
+    def fingerprint(path: Path) -> bytes | None:
+        try:
+            return TrainingImages.fingerprint(path.read_bytes())
+        except OSError:
+            return None
+
+    return [fingerprint(sample.path) for sample in samples]
+
+
+def seen_in_training(
+    training_images: TrainingImages | None, fingerprints: Sequence[bytes | None]
+) -> dict[str, int] | None:
+    """How many of these images the model was fitted on, byte for byte, by split: scores on
+    them flatter it. None when the bundle records no training images."""
+    if training_images is None:
+        return None
+    splits = Counter(map(training_images.split_of, fingerprints))
+    return {split: splits[split] for split in SPLITS_FITTED_ON}
+
+
+def describe_seen(seen: dict[str, int] | None, total: int) -> str:
+    """What a count of images the model was fitted on means for numbers measured on them."""
+    if not seen or not sum(seen.values()):
+        return ""
+    return (
+        f"{sum(seen.values())} of these {total} images are ones it was fitted on, byte for byte "
+        f"({seen['train']} from its training split, {seen['val']} from its validation split), "
+        "so its numbers here flatter it"
+    )
+
+
 def robustness_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> list[Sample]:
     """At most `limit` samples, spread evenly over sources, for the (costly) robustness sweep."""
     n_sources = max(1, len({s.source for s in samples}))
@@ -648,9 +689,11 @@ def evaluate_bundle(
     mistakes: int = 12,
     resamples: int = RESAMPLES,
     on_progress: Callable[[str, int, int], None] | None = None,
+    fingerprints: Sequence[bytes | None] | None = None,
 ) -> Evaluation:
     """Score, measure with 95% intervals (`resamples` bootstrap draws; 0 leaves out those that
-    need them), sweep robustness, and pick the high-confidence mistakes."""
+    need them), sweep robustness, pick the high-confidence mistakes, and count the images the
+    bundle was fitted on (`fingerprints`: the samples', when already computed)."""
 
     def progress(stage: str, total: int) -> Callable[[int], None] | None:
         return (lambda n: on_progress(stage, n, total)) if on_progress else None
@@ -728,6 +771,10 @@ def evaluate_bundle(
             }
             for i in worst
         ],
+        seen_in_training=seen_in_training(
+            detector.bundle.training_images,
+            fingerprints_of(samples) if fingerprints is None else fingerprints,
+        ),
         timing={
             "images": n_images,
             "seconds": round(scored.seconds, 2),

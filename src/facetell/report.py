@@ -17,7 +17,7 @@ from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from facetell.calibrate import SizeCorrection, reliability_curve
-from facetell.evaluate import Evaluation
+from facetell.evaluate import Evaluation, describe_seen
 from facetell.io import decode, printable_name
 from facetell.pages import BASE_STYLE, data_uri, image_data_uri
 
@@ -473,6 +473,12 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         else '<p class="note">This bundle is <b>not calibrated</b>: probabilities are raw sigmoid '
         "scores and the threshold is 0.5. Run <code>facetell calibrate</code> on held-out data.</p>"
     )
+    seen_notes = "".join(
+        f'<p class="note"><b>{html.escape(e.bundle)}</b>: {html.escape(note)}. Run evaluate '
+        "with <code>--exclude-seen</code> to leave them out.</p>"
+        for e in evaluations
+        if (note := describe_seen(e.seen_in_training, e.timing["images"]))
+    )
     compared = [e for e in evaluations[1:] if e.comparison]
     comparisons = "".join(
         f'<p class="comparison">{html.escape(describe_comparison(e.bundle, e.comparison))}</p>'
@@ -510,7 +516,7 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
 <p class="lead">How well <b>{html.escape(", ".join(e.bundle for e in evaluations))}</b> tells real
 face photographs from AI-generated ones on {html.escape(", ".join(data))}. Each image's score is
 P(ai) of its most AI-like face, through the same pipeline as <code>facetell predict</code>.</p>
-{calibration_note}
+{calibration_note}{seen_notes}
 <section id="identity"><h2>Model and data</h2><dl>
 <dt>bundle</dt><dd>{html.escape(_bundle_with_path(main))}</dd>
 <dt>threshold</dt><dd>P(ai) ≥ {main.threshold:.4f} is called AI;

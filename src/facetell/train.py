@@ -32,7 +32,13 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
 
 from facetell.augment import AugmentConfig, build_augment
-from facetell.bundle import IMAGENET_MEAN, IMAGENET_STD, Bundle
+from facetell.bundle import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SPLITS_FITTED_ON,
+    Bundle,
+    TrainingImages,
+)
 from facetell.data import (
     NEAR_DUPLICATE_DISTANCE,
     FileRecord,
@@ -1234,7 +1240,15 @@ class Trainer:
                 "n_val": len(self.index["val"]),
                 "n_test": len(self.index["test"]),
             },
+            training_images=TrainingImages.of_files(
+                *(self._files_of(split) for split in SPLITS_FITTED_ON)
+            ),
         )
+
+    def _files_of(self, split: str) -> list[Path]:
+        """The split's image files (synthetic fakes, made in memory, have none)."""
+        samples = self.data.samples
+        return [samples[i].path for i in self.index[split] if i < len(samples)]
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: Path) -> None:
