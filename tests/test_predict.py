@@ -776,6 +776,20 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
     assert "no images found" in empty.stderr.decode()
 
 
+@pytest.mark.parametrize("command", [("predict", "photo.jpg"), ("serve", "--port", "0")])
+def test_a_wrong_facetell_model_variable_is_named_as_the_cause(command, tmp_path):
+    """A stale FACETELL_MODEL in a shell profile: the one cause the user would not guess."""
+    astronaut().save(tmp_path / "photo.jpg")
+    blamed = "(FACETELL_MODEL names it; unset it to use the shipped model)"
+    for setting, problem in [("gone", "model bundle not found"), (".", "not a model bundle")]:
+        run = run_cli(*command, cwd=tmp_path, FACETELL_MODEL=str(tmp_path / setting))
+        assert run.returncode == 2
+        [line] = run.stderr.decode().splitlines()
+        assert line.startswith(f"error: {tmp_path / setting}: {problem}") and line.endswith(blamed)
+    given = run_cli(*command, "--model", "gone", cwd=tmp_path, FACETELL_MODEL="elsewhere")
+    assert "FACETELL_MODEL names it" not in given.stderr.decode()  # --model said it
+
+
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, untrained_bundle):
     photo = tmp_path / "astronaut.jpg"
     astronaut().save(photo)

@@ -1687,6 +1687,8 @@ def serve_command(
     if no_face_detect:
         overrides["detect_faces"] = False
     settings = server_settings(overrides)
+    if model is None:  # FACETELL_MODEL is read, and named when wrong, by Detector.load
+        settings.model = None
     try:
         detector = load_detector(settings)  # loaded once, and before binding the port
     except FacetellError as error:

@@ -243,14 +243,25 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | Path | None = None, **options: Any) -> Detector:
-        """Load a bundle folder or .zip; None loads the default model shipped with facetell."""
+        """Load a bundle folder or .zip; None loads $FACETELL_MODEL, else the shipped model."""
         bundle_path = Path(path) if path is not None else default_bundle_path()
+        # a stale FACETELL_MODEL in a shell profile is the cause a user would never guess
+        from_environment = path is None and bool(os.environ.get("FACETELL_MODEL"))
+        named_by = " (FACETELL_MODEL names it; unset it to use the shipped model)"
         if not bundle_path.exists():
+            if from_environment:
+                raise FacetellError(f"{bundle_path}: model bundle not found{named_by}")
             raise FacetellError(
                 f"{bundle_path}: model bundle not found (pass a bundle folder or .zip, set "
                 "FACETELL_MODEL, or run `make model` to build the default one)"
             )
-        return cls(load_bundle(bundle_path), **options)
+        try:
+            bundle = load_bundle(bundle_path)
+        except FacetellError as error:
+            if from_environment:
+                raise type(error)(f"{error}{named_by}") from None
+            raise
+        return cls(bundle, **options)
 
     @property
     def model_name(self) -> str:
