@@ -111,6 +111,40 @@ def test_a_saved_manifest_reads_back_wherever_it_was_saved(tmp_path):
     assert (again["n_images"], again["n_unreadable"]) == (8, 0)
 
 
+def test_an_image_on_both_sides_of_two_datasets_or_splits_is_named(tmp_path):
+    """A test set that holds a training image flatters whatever is trained on the other."""
+    make_dataset(tmp_path / "mine", confounded=False, n=6)
+    make_dataset(tmp_path / "theirs", confounded=False, n=6)  # the same seeds: the same images
+    for index in range(6, 12):  # and six of their own
+        smooth_photo(500 + index, 120).save(tmp_path / "theirs" / "real" / "cam" / f"{index}.jpg")
+    kaggle = tmp_path / "kaggle"
+    for split, seeds in [("train", [0, 1, 2]), ("test", [2, 3])]:
+        (kaggle / split / "real" / "cam").mkdir(parents=True)
+        (kaggle / split / "ai" / "gen").mkdir(parents=True)
+        for seed in seeds:
+            smooth_photo(seed, 120).save(kaggle / split / "real" / "cam" / f"{seed}.jpg")
+            smooth_photo(900 + 10 * seed, 120).save(kaggle / split / "ai" / "gen" / f"{seed}.jpg")
+
+    def audited(*datasets: str) -> tuple[dict, list[str]]:
+        run = subprocess.run([sys.executable, "-m", "facetell", "audit", *datasets, "-f", "json"],
+                             capture_output=True, text=True, check=True, cwd=tmp_path)  # fmt: skip
+        return json.loads(run.stdout), run.stderr.splitlines()
+
+    report, warnings = audited("mine", "theirs")
+    assert len(report["cross_origin_groups"]) == 12  # every image of "mine" is also in "theirs"
+    assert all({Path(path).parts[0] for path in group} == {"mine", "theirs"}
+               for group in report["cross_origin_groups"])  # fmt: skip
+    spanned = "warning: 12 duplicate group(s) span mine, theirs: the same or a near-identical"
+    assert any(line.startswith(spanned) for line in warnings)
+    report, warnings = audited("kaggle")
+    assert sorted(sorted(group) for group in report["cross_origin_groups"]) == [
+        ["kaggle/test/ai/gen/2.jpg", "kaggle/train/ai/gen/2.jpg"],
+        ["kaggle/test/real/cam/2.jpg", "kaggle/train/real/cam/2.jpg"],
+    ]
+    assert any("span kaggle (test), kaggle (train)" in line for line in warnings)
+    assert audited("mine")[0]["cross_origin_groups"] == []  # duplicates within one side are not
+
+
 def test_cli_names_a_missing_folder_or_a_single_file_in_one_line(tmp_path):
     def audit_of(path: Path) -> str:
         result = subprocess.run(

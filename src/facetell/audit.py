@@ -70,6 +70,8 @@ class AuditReport:
     shortcut_score: float | None
     feature_importance: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    # groups whose images come from more than one dataset or split: a leak between them
+    cross_origin_groups: list[list[str]] = field(default_factory=list)
 
 
 def metadata_features(records: Sequence[FileRecord]) -> np.ndarray:
@@ -173,8 +175,18 @@ def _summarise(
     )
 
 
-def audit(records: Sequence[FileRecord], groups: np.ndarray, *, seed: int = 0) -> AuditReport:
-    """Summarise every class and source, find cross-class duplicates, score the shortcuts."""
+def audit(
+    records: Sequence[FileRecord],
+    groups: np.ndarray,
+    *,
+    seed: int = 0,
+    origins: Sequence[str] | None = None,
+) -> AuditReport:
+    """Summarise every class and source, find cross-class duplicates, score the shortcuts.
+
+    `origins` names where each record comes from (its dataset, and split if it has one): a
+    duplicate group that spans two of them is an image on both sides of a train/test line.
+    """
     readable = [i for i, r in enumerate(records) if r.error is None]
     good = [records[i] for i in readable]
     good_groups = np.asarray(groups)[readable]
@@ -190,6 +202,14 @@ def audit(records: Sequence[FileRecord], groups: np.ndarray, *, seed: int = 0) -
         for group, members in group_members.items()
         if len(group_labels[group]) > 1
     ]
+    across_origins = []
+    if origins is not None:
+        good_origins = [origins[i] for i in readable]
+        across_origins = [
+            [good[i].path for i in members]
+            for members in group_members.values()
+            if len({good_origins[i] for i in members}) > 1
+        ]
     scores = shortcut_predictions(good, good_groups, seed=seed) if good else None
     shortcut = round(float(roc_auc_score(y, scores)), 3) if scores is not None else None
 
@@ -215,6 +235,16 @@ def audit(records: Sequence[FileRecord], groups: np.ndarray, *, seed: int = 0) -
             f"{len(cross)} duplicate group(s) hold images labelled both real and ai: check "
             "the labels (listed under cross_class_groups)"
         )
+    if across_origins:
+        leaked = {path for group in across_origins for path in group}
+        spanned = sorted({origins[i] for i, r in enumerate(records) if r.path in leaked})
+        first, second = across_origins[0][:2]
+        warnings.append(
+            f"{len(across_origins)} duplicate group(s) span {', '.join(spanned)}: the same or a "
+            "near-identical image on both sides, so a model trained on one side is flattered "
+            f"when scored on the other (e.g. {first} and {second}; every group under "
+            "cross_origin_groups in --format json)"
+        )
     unreadable = [r.error for r in records if r.error is not None]
     if unreadable:
         warnings.append(f"{len(unreadable)} file(s) could not be read and were left out")
@@ -226,6 +256,7 @@ def audit(records: Sequence[FileRecord], groups: np.ndarray, *, seed: int = 0) -
         by_source=source_rows,
         duplicate_groups=sum(1 for m in group_members.values() if len(m) > 1),
         cross_class_groups=cross,
+        cross_origin_groups=across_origins,
         shortcut_score=shortcut,
         feature_importance=_feature_importance(good, seed) if len(set(y)) == 2 else {},
         warnings=warnings,

@@ -204,7 +204,8 @@ def _render_audit(report: AuditReport) -> None:
     console.print(
         f"{report.n_images} images, {report.n_unreadable} unreadable, "
         f"{report.duplicate_groups} duplicate groups, "
-        f"{len(report.cross_class_groups)} crossing classes. "
+        f"{len(report.cross_class_groups)} crossing classes, "
+        f"{len(report.cross_origin_groups)} crossing datasets or splits. "
         f"[bold]Shortcut score[/] (cross-validated AUROC from metadata alone): [bold]{score}[/]"
     )
     top = list(report.feature_importance.items())[:5]
@@ -238,8 +239,13 @@ def audit_command(
     if save_manifest:
         writable(save_manifest, "--save-manifest")
     skipped: list[Path] = []
+    samples: list[Sample] = []
+    origins: list[str] = []  # each image's dataset, and split if it has one
     try:
-        samples = discover(data, skipped)
+        for root in data:
+            found = discover([root], skipped)
+            samples += found
+            origins += [f"{root}" + (f" ({s.split})" if s.split else "") for s in found]
     except FacetellError as error:
         raise fail(str(error)) from None
     note_skipped(skipped, err_console)
@@ -249,7 +255,7 @@ def audit_command(
             samples, workers=workers, on_progress=lambda n: progress.advance(task, n)
         )
     groups = duplicate_groups(records, max_distance=near_duplicate_bits)
-    report = audit(records, groups, seed=seed)
+    report = audit(records, groups, seed=seed, origins=origins)
     if save_manifest:
         save_manifest_csv(records, save_manifest)
     if output_format is AuditFormat.json:
