@@ -94,7 +94,7 @@ if TYPE_CHECKING:
     from facetell.audit import AuditReport
     from facetell.evaluate import Evaluation, ScoredSet
     from facetell.server.settings import Settings
-    from facetell.train import EpochRecord
+    from facetell.train import EpochRecord, RunResult
 
 app = typer.Typer(
     name="facetell",
@@ -365,7 +365,8 @@ def train_command(
     except FacetellError as error:
         raise fail(str(error)) from None
     table = Table(title=f"facetell train: {config.name} ({config.model})")
-    for column in ("run", "val AUROC", "test AUROC", "test acc", "held-out AUROC", "seconds"):
+    columns = ("run", "val AUROC", "test AUROC", "test images", "test acc", "held-out AUROC")
+    for column in (*columns, "seconds"):
         table.add_column(column)
 
     def number(value: float | None) -> str:
@@ -373,15 +374,18 @@ def train_command(
 
     for name, result in results:
         metrics = result.metrics
+        test = metrics.get("test", {})
         table.add_row(
             name or "main",
             number(metrics.get("val", {}).get("auroc")),
-            number(metrics.get("test", {}).get("auroc")),
-            number(metrics.get("test", {}).get("accuracy")),
+            number(test.get("auroc")),
+            str(test.get("n", "-")),
+            number(test.get("accuracy")),
             number(metrics.get("holdout_auroc")),
             f"{result.seconds:.0f}",
         )
     console.print(table)
+    note_small_test_splits(results)
     if len(results) > 1:
         summary = summarise_runs(results)
         console.print(
@@ -389,6 +393,23 @@ def train_command(
             f"accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f}"
         )
     console.print(f"bundle(s) and history under {out_dir}")
+
+
+SMALL_SPLIT = 30  # images of a class below which a split's AUROC swings by tenths
+
+
+def note_small_test_splits(results: Sequence[tuple[str, RunResult]]) -> None:
+    """A test AUROC of 1.0 on 4 images says little; say so where the number is read."""
+    for name, result in results:
+        test = result.metrics.get("test", {})
+        real, ai = test.get("n_real", SMALL_SPLIT), test.get("n_ai", SMALL_SPLIT)
+        if min(real, ai) < SMALL_SPLIT:
+            err_console.print(
+                f"note: {name + ': ' if name else ''}the test split holds {real} real and {ai} "
+                f"AI images; with under {SMALL_SPLIT} of a class its AUROC and accuracy can move "
+                "by tenths on another draw (more data, or --folds 5 to average over folds)",
+                highlight=False,
+            )
 
 
 @app.command("models")

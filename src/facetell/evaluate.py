@@ -103,6 +103,8 @@ def summary_metrics(y_true: np.ndarray, logits: np.ndarray, *, threshold: float 
     logits = np.asarray(logits)
     return {
         "n": len(y_true),
+        "n_real": int((y_true == 0).sum()),
+        "n_ai": int((y_true == 1).sum()),
         "auroc": auroc(y_true, logits),
         "accuracy": float(((logits > threshold).astype(int) == y_true).mean())
         if len(y_true)
