@@ -21,6 +21,7 @@ from facetell.calibrate import (
     fit_calibration,
     fit_scaling,
     fit_size_correction,
+    proportion_interval,
     reliability_curve,
     threshold_for_fpr,
     uncertain_band,
@@ -37,6 +38,7 @@ from facetell.evaluate import (
     classification_metrics,
     compare_auroc,
     metric_intervals,
+    perfect_ranking_bound,
     source_pairs,
     sweep_metrics,
 )
@@ -188,6 +190,32 @@ def test_auroc_intervals_cover_the_true_auroc_95_times_in_100_and_narrow_with_mo
         widths[n_ai] = np.mean(width)
     assert 0.4 < widths[160] / widths[40] < 0.6  # four times the images, half the width
     assert auroc_interval(np.array([1, 0, 0]), np.array([0.9, 0.1, 0.2])) is None  # one AI image
+
+
+def test_a_perfect_ranking_of_few_images_keeps_an_interval_that_holds_the_truth():
+    """Resampling perfectly ranked images only gives perfectly ranked images: the bootstrap
+    alone said [1, 1] for 10 faces a class, and so missed a true AUROC of 0.998 most times."""
+    true_auroc = norm.cdf(4 / np.sqrt(2))
+    rng = np.random.default_rng(8)
+    y = np.r_[np.ones(10, dtype=int), np.zeros(10, dtype=int)]
+    covered, perfect = [], 0
+    for draw in range(150):
+        scores = np.r_[rng.normal(4, 1, 10), rng.normal(0, 1, 10)]
+        low, high = auroc_interval(y, scores, resamples=300, seed=draw)
+        covered.append(low <= true_auroc <= high)
+        perfect += auroc(y, scores) == 1.0
+    assert perfect > 75  # most draws rank every pair right...
+    assert np.mean(covered) >= 0.9  # ...and their intervals still hold the truth
+
+    y = np.r_[np.ones(12, dtype=int), np.zeros(12, dtype=int)]
+    p_ai = np.r_[np.linspace(0.8, 0.99, 12), np.linspace(0.01, 0.3, 12)]
+    intervals = metric_intervals(y, p_ai, threshold=0.5, resamples=200)
+    bound, most = 0.025 ** (1 / 12), proportion_interval(0, 12)[1]
+    assert intervals["auroc"] == pytest.approx([bound, 1.0])
+    assert intervals["average_precision"] == pytest.approx([bound, 1.0])
+    assert intervals["eer"] == pytest.approx([0.0, most])  # 0 errors in 12 allow up to 24%
+    assert intervals["balanced_accuracy"] == pytest.approx([1 - most, 1.0])
+    assert intervals["accuracy"][0] < 1.0
 
 
 def test_an_auroc_drop_is_measured_on_the_same_images_so_its_interval_is_narrow():
@@ -639,5 +667,9 @@ def test_source_pairs_show_which_real_photos_a_generator_passes_for():
         assert pair["auroc"] == pytest.approx(pairwise_auroc(y, np.concatenate([fake, real])))
         low, high = pair["auroc_interval"]
         assert low <= pair["auroc"] <= high
-    assert pairs[("newgan", "clean")]["auroc_interval"] == [1.0, 1.0]  # every resample ranks alike
+    # every resample ranks the pair alike; 49 against 59 still allow an AUROC down to 0.93
+    assert pairs[("newgan", "clean")]["auroc_interval"] == [perfect_ranking_bound(49, 59), 1.0]
+    inverted = pairs[("newgan", "soft")]
+    high = 1 - perfect_ranking_bound(inverted["n_ai"], inverted["n_real"])
+    assert inverted["auroc_interval"] == [0.0, pytest.approx(high)]  # ranked below, every pair
     assert 0.1 < np.diff(pairs[("oldgan", "soft")]["auroc_interval"])[0] < 0.5  # 30 against 40

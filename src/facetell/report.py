@@ -530,7 +530,8 @@ unreadable were left out</dd>
 <dt>generated</dt><dd>{datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}</dd></dl></section>
 <section id="summary"><h2>Summary</h2>{comparisons}<p>Each 95% interval says how far the number
 could move on another set of the same kinds of images: rates get a Wilson interval, the others a
-bootstrap with real and AI images resampled apart (empty when the bootstrap was skipped). ECE
+bootstrap with real and AI images resampled apart (empty when the bootstrap was skipped), and a
+perfect ranking, which every resample repeats, the bound its image count allows. ECE
 gets a yardstick instead: even perfectly calibrated probabilities show some ECE on a finite set,
 and 95 times in 100 no more than the value given (labels drawn from the probabilities
 themselves); a measured ECE below it is within that noise.
