@@ -146,6 +146,8 @@ def test_a_folder_or_a_glob_streams_its_images_and_a_path_is_one_image(detector,
     mixed = detector.predict_batch([album / "b.jpg", album, b"not an image", f"{album}/*.jpg"])
     assert [r.status for r in mixed] == ["ok", "no_face", "ok", "error", "error"]
     assert mixed[4].error.endswith("*.jpg: file not found (check the path)")  # listed: a name
+    [unreachable] = detector.predict_batch("http://127.0.0.1:9/photo.jpg")  # one address, too
+    assert unreachable.path == "http://127.0.0.1:9/photo.jpg"
     [unmatched] = detector.predict_batch(f"{album}/*.gif")
     assert unmatched.error == f"{album}/*.gif: file not found (check the path)"
     pixels = np.asarray(astronaut())

@@ -715,8 +715,8 @@ def expand_sources(
     """What `Detector.stream` judges: one path (a file, a folder walked for image files, or a
     glob) or any other source, or many of them, where a folder stands for its image files and
     a name is taken as it is (a listed "x*.jpg" that is gone stays one error record)."""
-    if isinstance(items, str | os.PathLike) and not is_url(items):
-        yield from image_files(items)
+    if isinstance(items, str | os.PathLike):
+        yield from [items] if is_url(items) else image_files(items)
         return
     single = (bytes, bytearray, memoryview, Image.Image, NamedImage)
     one_array = isinstance(items, np.ndarray) and items.ndim < 4  # (N, H, W, C): N images
