@@ -114,6 +114,12 @@ class AuditFormat(StrEnum):
     json = "json"
 
 
+# one flag for every command that finds faces; typer reads the same declaration for each
+NO_FACE_DETECT = typer.Option(
+    False, "--no-face-detect", help="Take the whole image as the face (for pre-cropped faces)."
+)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line and return the exit to raise."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -764,9 +770,7 @@ def predict_command(
         help="Save heat-map overlays (JPEG) into this folder (never read as inputs, even "
         "inside a folder given).",
     ),
-    no_face_detect: bool = typer.Option(
-        False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
-    ),
+    no_face_detect: bool = NO_FACE_DETECT,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
     files_from: list[Path] = typer.Option(
         [],
@@ -1114,9 +1118,7 @@ def evaluate_command(
         "robustness drops and --compare differences (0 leaves those out; rates always get a "
         "Wilson interval).",
     ),
-    no_face_detect: bool = typer.Option(
-        False, "--no-face-detect", help="Score the whole image (for pre-cropped faces)."
-    ),
+    no_face_detect: bool = NO_FACE_DETECT,
     exclude_seen: bool = typer.Option(
         False,
         "--exclude-seen",
@@ -1267,9 +1269,7 @@ def calibrate_command(
         0.95, min=0.5, max=1.0, help="Accuracy the answered (not uncertain) faces must reach."
     ),
     limit: int | None = typer.Option(None, min=10, help="Fit on a seeded sample of this many."),
-    no_face_detect: bool = typer.Option(
-        False, "--no-face-detect", help="Score the whole image (for pre-cropped faces)."
-    ),
+    no_face_detect: bool = NO_FACE_DETECT,
     size_correction: bool = typer.Option(
         True,
         "--size-correction/--no-size-correction",
@@ -1690,9 +1690,7 @@ def serve_command(
     model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
     max_upload_mb: float | None = typer.Option(None, help="Largest request body (default 20)."),
     max_concurrency: int | None = typer.Option(None, help="Inferences at once before 503."),
-    no_face_detect: bool = typer.Option(
-        False, "--no-face-detect", help="Judge the whole image (for pre-cropped faces)."
-    ),
+    no_face_detect: bool = NO_FACE_DETECT,
 ) -> None:
     """Serve the web page and the REST API.
 
