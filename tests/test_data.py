@@ -78,6 +78,22 @@ def test_manifest_csv_paths_are_relative_to_the_csv(tmp_path):
     ]
 
 
+def test_a_manifest_written_on_windows_with_a_split_column_reads_here(tmp_path):
+    write_images(tmp_path / "imgs" / "sub", 3, seed=1)
+    manifest = tmp_path / "list.csv"
+    manifest.write_bytes(
+        b"path,label,source,split\r\nimgs\\sub\\000.jpg,ai,gen,Training\r\n"
+        b"imgs\\sub\\001.jpg,real,cam,valid\r\nimgs/sub/002.jpg,real,cam,\r\n"
+    )
+    samples = discover([manifest])
+    assert [(s.path, s.split) for s in samples] == [
+        (tmp_path / "imgs/sub/000.jpg", "train"),
+        (tmp_path / "imgs/sub/001.jpg", "val"),
+        (tmp_path / "imgs/sub/002.jpg", None),
+    ]
+    assert all(sample.path.is_file() for sample in samples)
+
+
 def test_unlabelled_folder_and_bad_labels_give_clear_errors(tmp_path):
     write_images(tmp_path / "pictures", 1, seed=1)
     with pytest.raises(DatasetError, match="found no labelled images"):

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import imagehash
 import numpy as np
@@ -104,7 +104,12 @@ def normalise_label(value: str) -> str | None:
 
 
 def read_manifest(csv_path: Path) -> list[Sample]:
-    """Read `path,label[,source]` rows; paths are relative to the CSV's folder."""
+    """Read `path,label[,source][,split]` rows; paths are relative to the CSV's folder.
+
+    A manifest written on Windows (`real\\cam\\1.jpg`) is read with its backslashes as folder
+    separators when the path does not exist as written; a `split` column (train, val, test
+    and their aliases) is kept, as a train/ or test/ folder would be.
+    """
     base = csv_path.parent
     samples = []
     with csv_path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
@@ -122,8 +127,11 @@ def read_manifest(csv_path: Path) -> list[Sample]:
                 )
             path = Path(row["path"])
             path = path if path.is_absolute() else base / path
+            if "\\" in row["path"] and not path.exists():
+                path = base / PureWindowsPath(row["path"]).as_posix()
             source = (row.get("source") or "").strip() or label
-            samples.append(Sample(path=path, label=label, source=source))
+            split = SPLIT_ALIASES.get((row.get("split") or "").strip().lower())
+            samples.append(Sample(path=path, label=label, source=source, split=split))
     if not samples:
         raise DatasetError(f"{csv_path}: the manifest has no rows below its header")
     return samples
