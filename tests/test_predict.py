@@ -892,6 +892,14 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
     ]
     piped = run_cli("predict", "--files-from", "-", *model, stdin=f"{shoot / 'one.jpg'}\n".encode())
     assert [json.loads(line)["status"] for line in piped.stdout.splitlines()] == ["ok"]
+    from_windows = run_cli("predict", "--files-from", "-", *model, cwd=tmp_path,
+                           stdin=b"shoot\\two.jpg\r\nshoot\\four.jpg\r\n")  # fmt: skip
+    assert [
+        (r["path"], r["status"]) for r in map(json.loads, from_windows.stdout.splitlines())
+    ] == [
+        ("shoot/two.jpg", "no_face"),
+        ("shoot\\four.jpg", "error"),  # nowhere either way: named as written
+    ]
     said = [
         run_cli("predict", *args, "--model", str(untrained_bundle)).stderr.decode().strip()
         for args in ([], ["--files-from", str(tmp_path / "gone.txt")], ["-", "--files-from", "-"])

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
@@ -468,7 +468,8 @@ CSV_COLUMNS = (
 def read_list(path: Path) -> list[str]:
     """The inputs a --files-from list names, one a line, blank lines skipped; a relative one
     that is not found from here but is from the list's folder is taken from there, so a list
-    kept beside its photos works from anywhere."""
+    kept beside its photos works from anywhere, and one with backslashes (written on Windows)
+    is read with them as folder separators."""
     try:
         raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which
@@ -483,7 +484,12 @@ def read_list(path: Path) -> list[str]:
     def located(line: str) -> str:
         if is_url(line) or Path(line).is_absolute() or Path(line).exists():
             return line
-        return str(beside / line) if (beside / line).exists() else line
+        if (beside / line).exists():
+            return str(beside / line)
+        if "\\" in line:  # a list written on Windows: photos\\a.jpg
+            converted = located(PureWindowsPath(line).as_posix())
+            return converted if Path(converted).exists() else line
+        return line
 
     return [located(line) for line in lines]
 
