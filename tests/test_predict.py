@@ -158,6 +158,24 @@ def test_a_folder_or_a_glob_streams_its_images_and_a_path_is_one_image(detector,
     )
 
 
+def test_an_animation_says_that_its_first_frame_alone_was_judged(untrained_bundle, tmp_path):
+    """An animated profile picture can show a face in any frame; facetell judges the first."""
+    frames = [astronaut(), cat().resize((512, 512)), cat().resize((512, 512)).rotate(90)]
+    frames[0].save(tmp_path / "profile.gif", save_all=True, append_images=frames[1:])
+    astronaut().save(tmp_path / "still.jpg")
+    model = ("--model", str(untrained_bundle))
+    files = [str(tmp_path / "profile.gif"), str(tmp_path / "still.jpg")]
+    lines = run_cli("predict", *files, "-f", "jsonl", *model).stdout.splitlines()
+    animated, still = (json.loads(line) for line in lines)
+    assert (animated["metadata"]["frames"], still["metadata"]["frames"]) == (3, 1)
+    assert animated["status"] == "ok"  # the astronaut, in the first frame
+    page = tmp_path / "review.html"
+    table = run_cli("predict", *files, *model, "--report", str(page), COLUMNS="200")
+    [row] = [line for line in table.stdout.decode().splitlines() if "profile.gif" in line]
+    assert "first of 3 frames judged" in row
+    assert page.read_text().count("3 frames, the first judged") == 1
+
+
 def test_no_face_is_a_status_not_a_guess(detector):
     result = detector.predict(cat())
     assert result.status == "no_face"

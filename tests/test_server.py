@@ -877,6 +877,45 @@ def test_web_page_shows_the_servers_rendering_of_a_heic_chromium_cannot_show(ser
         browser.close()
 
 
+def test_web_page_holds_an_animation_on_the_first_frame_it_judged(server, tmp_path):
+    """The browser would play it, and the face boxes would sit on cats half of the time."""
+    from playwright.sync_api import expect, sync_playwright
+
+    cats = [cat().resize((512, 512)), cat().resize((512, 512)).rotate(90)]
+    astronaut().save(tmp_path / "profile.gif", save_all=True, append_images=cats, duration=60)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(server)
+        page.set_input_files("#file-input", str(tmp_path / "profile.gif"))
+        expect(page.locator(".card .frames")).to_have_text(
+            "Animated or multi-page: 3 frames, of which the first was judged.", timeout=60_000
+        )
+        shown = page.locator(".card .photo").first
+        # a still PNG drawn from the file in place of the GIF, which a browser plays
+        shown_type = """async () => {
+          const img = document.querySelector(".card .photo");
+          return (await (await fetch(img.src)).blob()).type;
+        }"""
+        for _ in range(50):
+            if page.evaluate(shown_type) == "image/png":
+                break
+            page.wait_for_timeout(200)
+        assert page.evaluate(shown_type) == "image/png"
+        pixel = shown.evaluate(
+            """(img) => {
+              const canvas = document.createElement("canvas");
+              canvas.width = canvas.height = 512;
+              const context = canvas.getContext("2d");
+              context.drawImage(img, 0, 0, 512, 512);
+              return Array.from(context.getImageData(256, 150, 1, 1).data.slice(0, 3));
+            }"""
+        )
+        browser.close()
+    first = np.asarray(astronaut())[150, 256]  # the astronaut's frame, not a cat's
+    assert np.abs(np.array(pixel) - first).max() <= 12
+
+
 def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

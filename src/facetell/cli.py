@@ -748,7 +748,10 @@ def _table_row(record: dict) -> list[str]:
     )
     # the verdict face is unlike the training faces: its P(ai) deserves less trust
     unfamiliar = "[yellow]unfamiliar face[/]" if record["familiar"] is False else ""
-    detail = record["error"] or ", ".join(text for text in (unfamiliar, clue_text) if text)
+    frames = record["metadata"].get("frames", 1)
+    first_frame = f"first of {frames} frames judged" if frames > 1 else ""
+    notes = (unfamiliar, first_frame, clue_text)
+    detail = record["error"] or ", ".join(text for text in notes if text)
     faces = str(len(record["faces"]))
     if record["faces_found"] > len(record["faces"]):  # the rest were cut by --max-faces
         faces += f" of {record['faces_found']}"

@@ -249,4 +249,5 @@ def metadata_clues(decoded: DecodedImage) -> dict[str, Any]:
         "width": decoded.size[0],
         "height": decoded.size[1],
         "jpeg_quality": decoded.jpeg_quality,
+        "frames": decoded.n_frames,  # an animation is judged by its first frame
     }

@@ -320,6 +320,8 @@ class ReviewPage:
         facts = [f"{metadata.get('format') or 'unknown'} file"]
         if metadata.get("jpeg_quality"):
             facts.append(f"JPEG quality ≈ {metadata['jpeg_quality']}")
+        if metadata.get("frames", 1) > 1:
+            facts.append(f"{metadata['frames']} frames, the first judged")
         items = [
             f'<li class="{"declares" if clue["declares_ai"] else ""}">{_e(clue["kind"])} · '
             f"{_e(clue['key'])}: {_e(clue['value'])}"

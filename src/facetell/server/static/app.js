@@ -100,11 +100,13 @@ function drawBoxes(card, record) {
 function describeClues(card, metadata) {
   const clues = metadata.clues || [];
   const target = card.querySelector(".clues");
-  if (!clues.length) { target.innerHTML = `<p class="muted">No metadata clues in the file.</p>`; return; }
+  const frames = metadata.frames > 1
+    ? `<p class="frames">Animated or multi-page: ${metadata.frames} frames, of which the first was judged.</p>` : "";
+  if (!clues.length) { target.innerHTML = `${frames}<p class="muted">No metadata clues in the file.</p>`; return; }
   const list = clues.map((c) => `<li><strong>${c.kind} ${c.key}</strong>: ${escapeHtml(c.value)}</li>`).join("");
   const declared = metadata.declared_ai
     ? `<p class="declared"><strong>The file itself declares it AI-generated.</strong> The model's score above is independent of this.</p>` : "";
-  target.innerHTML = `${declared}<details ${metadata.declared_ai ? "open" : ""}><summary>Metadata clues (${clues.length})</summary><ul>${list}</ul></details>`;
+  target.innerHTML = `${frames}${declared}<details ${metadata.declared_ai ? "open" : ""}><summary>Metadata clues (${clues.length})</summary><ul>${list}</ul></details>`;
 }
 
 function escapeHtml(text) {
@@ -125,6 +127,21 @@ function dropPhotoIfUnshowable(card) {
   });
 }
 
+// An animation, held still on its first frame: the frame facetell judged. The URL of that
+// still (or `url` itself when this browser cannot draw the file).
+async function showFirstFrame(photo, url) {
+  try {
+    const bitmap = await createImageBitmap(await (await fetch(url)).blob());
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    canvas.getContext("2d").drawImage(bitmap, 0, 0);
+    const still = URL.createObjectURL(await canvas.convertToBlob({ type: "image/png" }));
+    if (photo.src === url) photo.src = still;  // not while its heat map is shown
+    return still;
+  } catch (error) {
+    return url;
+  }
+}
+
 function render(card, record, photoUrl) {
   const verdict = card.querySelector(".verdict");
   verdict.className = `verdict ${record.label || record.status}`;
@@ -133,6 +150,9 @@ function render(card, record, photoUrl) {
     card.querySelector(".clues").innerHTML = `<p>${escapeHtml(record.error || "")}</p>`;
     dropPhotoIfUnshowable(card);
     return;
+  }
+  if (record.metadata.frames > 1) {  // the browser plays it; its boxes are the first frame's
+    showFirstFrame(card.querySelector(".photo"), photoUrl).then((still) => { photoUrl = still; });
   }
   if (record.status === "no_face") {
     verdict.textContent = "No face found";
