@@ -542,7 +542,7 @@ def test_evaluate_and_calibrate_say_which_images_the_model_was_fitted_on(planted
         return run
 
     def metrics(folder: Path) -> dict:
-        return json.loads((folder / "metrics.json").read_text())  # one bundle: one object
+        return json.loads((folder / "metrics.json").read_text())  # a list with --compare
 
     fast = ("--robustness-limit", "0", "--resamples", "0")
     flattered = facetell("evaluate", str(result.bundle_dir), str(data), "--out",
@@ -561,11 +561,20 @@ def test_evaluate_and_calibrate_say_which_images_the_model_was_fitted_on(planted
         "val": count["val"],
     }
 
-    facetell("evaluate", str(result.bundle_dir), str(data), "--exclude-seen", "--out",
-             str(tmp_path / "unseen"), *fast)  # fmt: skip
+    forgetful = shutil.copytree(result.bundle_dir, tmp_path / "forgetful")  # an older bundle
+    (forgetful / "training_images.safetensors").unlink()
+    excluded = facetell("evaluate", str(result.bundle_dir), str(data), "--exclude-seen",
+                        "--compare", str(forgetful), "--out", str(tmp_path / "unseen"),
+                        *fast)  # fmt: skip
+    assert excluded.stderr.splitlines()[:2] == [
+        f"note: test-spectrum@0.1.0 ({forgetful}) records no training images (made before "
+        "facetell kept them), so --exclude-seen cannot leave out what it saw",
+        f"note: left out {seen_train + count['val']} of {len(rows)} images that a bundle was "
+        "trained or validated on",
+    ]
     facetell("evaluate", str(result.bundle_dir), "--split-file", str(result.out_dir / "split.json"),
              "--split", "test", "--out", str(tmp_path / "test"), *fast)  # fmt: skip
-    unseen, test = metrics(tmp_path / "unseen"), metrics(tmp_path / "test")
+    unseen, test = metrics(tmp_path / "unseen")[0], metrics(tmp_path / "test")
     assert unseen["metrics"]["n"] == count["test"] + 1  # the test split and the re-saved image
     assert test["metrics"]["n"] == count["test"] and test["seen_in_training"]["train"] == 0
     assert unseen["seen_in_training"] == {"train": 0, "val": 0}

@@ -1231,8 +1231,8 @@ def leave_out_seen(
     if len(records) < len(detectors):
         silent = next(d for d in detectors if d.bundle.training_images is None)
         err_console.print(
-            f"note: {silent.model_name} records no training images (trained before facetell "
-            "kept them), so --exclude-seen cannot leave out what it saw",
+            f"note: {silent.model_name} ({silent.bundle.path}) records no training images "
+            "(made before facetell kept them), so --exclude-seen cannot leave out what it saw",
             highlight=False,
         )
     kept = [
