@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from scipy.stats import norm
 from sklearn.metrics import log_loss
 
-from conftest import astronaut
+from conftest import astronaut, gan_faces, run_cli
 from facetell.calibrate import (
     Calibration,
     ece_if_calibrated,
@@ -673,3 +673,41 @@ def test_source_pairs_show_which_real_photos_a_generator_passes_for():
     high = 1 - perfect_ranking_bound(inverted["n_ai"], inverted["n_real"])
     assert inverted["auroc_interval"] == [0.0, pytest.approx(high)]  # ranked below, every pair
     assert 0.1 < np.diff(pairs[("oldgan", "soft")]["auroc_interval"])[0] < 0.5  # 30 against 40
+
+
+def test_images_a_split_or_manifest_names_that_are_gone_are_named_not_scored(
+    untrained_bundle, tmp_path
+):
+    """Moved data used to read as "no face found in the reference images" (calibrate) and "no
+    image could be scored" (evaluate)."""
+    (tmp_path / "data").mkdir()
+    astronaut().save(tmp_path / "data" / "real.jpg")
+    gan_faces(1, size=128)[0].save(tmp_path / "data" / "fake.png")
+    split = {"kind": "stratified", "seed": 0, "params": {}, "rows": [
+        {"path": f"moved/{name}", "label": label, "source": label, "group": i, "split": "test"}
+        for i, (name, label) in enumerate([("real.jpg", "real"), ("fake.png", "ai")])
+    ]}  # fmt: skip
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    bundle = str(untrained_bundle)
+    for command, options in {
+        "evaluate": ("--out", str(tmp_path / "report")),
+        "calibrate": (),
+    }.items():
+        run = run_cli(command, bundle, "--split-file", str(tmp_path / "split.json"), "--split",
+                      "test", *options, cwd=tmp_path)  # fmt: skip
+        assert run.returncode == 2
+        assert run.stderr.decode().strip() == (
+            f"error: {tmp_path / 'split.json'}: none of the 2 images it names exists (the first: "
+            "moved/real.jpg); its relative paths are found from here or from a folder above the "
+            "split file"
+        )
+    manifest = tmp_path / "data" / "list.csv"
+    manifest.write_text("path,label\nreal.jpg,real\nfake.png,ai\nlost.jpg,real\n")
+    run = run_cli("evaluate", bundle, str(manifest), "--out", str(tmp_path / "report"),
+                  "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.decode().splitlines()[0] == (
+        f"note: 1 of the 3 images the manifest names are missing and left out (the first: "
+        f"{tmp_path / 'data' / 'lost.jpg'})"
+    )
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["metrics"]["n"] == 2

@@ -1050,6 +1050,25 @@ def select_samples(
         note_skipped(skipped, err_console)
     else:
         raise FacetellError("give dataset folders or --split-file")
+    missing = [sample.path for sample in samples if not sample.path.exists()]
+    if missing:  # moved data, or a split read from elsewhere: say so, not "no face found"
+        named_by = f"{split_file}" if split_file else "the manifest"
+        if len(missing) == len(samples):
+            where = (
+                "its relative paths are found from here or from a folder above the split file"
+                if split_file
+                else "its relative paths are read from the manifest's folder"
+            )
+            raise FacetellError(
+                f"{named_by}: none of the {len(samples)} images it names exists (the first: "
+                f"{missing[0]}); {where}"
+            )
+        err_console.print(
+            f"note: {len(missing)} of the {len(samples)} images {named_by} names are missing "
+            f"and left out (the first: {missing[0]})",
+            highlight=False,
+        )
+        samples = [sample for sample in samples if sample.path.exists()]
     if limit is not None and limit < len(samples):
         rng = np.random.default_rng(0)
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:limit])]
