@@ -924,6 +924,24 @@ def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
     ]  # fmt: skip
 
 
+def test_a_manifest_naming_missing_images_is_refused_before_any_work(planted_dataset, tmp_path):
+    """It was FileNotFoundError's traceback from the crop cache's hashing."""
+    manifest = tmp_path / "list.csv"
+    rows = [f"{planted_dataset}/real/camera/{i}.png,real,camera" for i in range(3)]
+    manifest.write_text("path,label,source\n" + "\n".join([*rows, "gone/7.png,ai,upsampler"]))
+    config = config_for("spectrum", planted_dataset, tmp_path / "cache")
+    config = config.model_copy(
+        update={"data": config.data.model_copy(update={"paths": [str(manifest)]})}
+    )
+    with pytest.raises(FacetellError) as refused:
+        train(config, tmp_path / "run")
+    assert str(refused.value) == (
+        f"1 of the 4 images a manifest names are missing (the first: {tmp_path / 'gone/7.png'}); "
+        "restore them or remove their rows"
+    )
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
 def test_a_bad_training_config_is_one_line_naming_each_bad_field():
     recipe = Path(__file__).parents[1] / "configs" / "default-lite0.yaml"
     with pytest.raises(FacetellError) as caught:

@@ -370,6 +370,12 @@ def grouped_samples(
 ) -> tuple[list[Sample], np.ndarray]:
     """The configured samples and their duplicate groups: all that splits are made from."""
     samples = discover(config.data.paths, skipped)
+    missing = [sample.path for sample in samples if not sample.path.exists()]
+    if missing:  # the split would silently change with the files; a manifest must be fixed
+        raise FacetellError(
+            f"{len(missing)} of the {len(samples)} images a manifest names are missing (the "
+            f"first: {missing[0]}); restore them or remove their rows"
+        )
     if config.data.max_per_source is not None:
         samples = sample_per_source(samples, config.data.max_per_source, config.seed)
     records = build_manifest(
