@@ -296,6 +296,13 @@ class RichReporter:
     def skipped(self, paths: list[Path]) -> None:
         note_skipped(paths, self.progress.console)
 
+    def unreadable(self, paths: list[Path]) -> None:
+        self.progress.console.print(
+            f"note: {len(paths)} image(s) could not be read (damaged or truncated) and were left "
+            f"out: {first_names(paths)}",
+            highlight=False,
+        )
+
     def epoch(self, record: EpochRecord) -> None:
         adversary = ""
         if record.adversary_accuracy is not None:

@@ -631,6 +631,9 @@ class Reporter:
     def skipped(self, paths: list[Path]) -> None:
         """Files in the data folders that are no image facetell reads, left out of training."""
 
+    def unreadable(self, paths: list[Path]) -> None:
+        """Image files that could not be decoded (damaged, truncated), left out of training."""
+
 
 @dataclass
 class RunState:
@@ -1365,6 +1368,10 @@ def train(
     data = prepare_data(config, on_progress=reporter.stage, skipped=skipped)
     if skipped:
         reporter.skipped(skipped)
+    if not data.valid.all():
+        reporter.unreadable(
+            [s.path for s, ok in zip(data.samples, data.valid, strict=True) if not ok]
+        )
     results = []
     for name, split in make_splits(config, data.samples, data.groups):
         run_dir = out_dir / name if name else out_dir
