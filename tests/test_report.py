@@ -16,7 +16,7 @@ import skimage.data
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from conftest import astronaut, encode, gan_faces, launch_chromium, save_untrained_bundle
+from conftest import astronaut, cat, encode, gan_faces, launch_chromium, save_untrained_bundle
 from facetell.calibrate import Calibration
 from facetell.familiarity import TEMPER_SLOPE
 from facetell.inference import Detector
@@ -78,6 +78,7 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     )
     assert calibration["ece_after"] <= calibration["ece_before"] + 1e-9
     assert "ECE" in result.stdout
+    assert "left out" not in result.stdout  # every image had a face
     correction = calibration["size_correction"]  # fitted on 48-160-px copies of the 32 images
     assert correction["details"]["n_small"] > 0 and "small faces (< 64 px" in result.stdout
     assert correction["details"]["ece_small_after"] <= correction["details"]["ece_small_before"]
@@ -95,6 +96,16 @@ def test_calibrate_writes_calibration_that_predict_then_uses(bundle, labelled):
     record = json.loads(predicted.stdout)
     assert record["calibrated"] is True
     assert "not calibrated" not in predicted.stderr
+
+
+def test_calibrate_says_which_images_it_could_not_use(bundle, labelled, tmp_path):
+    data = shutil.copytree(labelled, tmp_path / "data")
+    cat().save(data / "real" / "nasa" / "cat.jpg")
+    (data / "ai" / "dcgan" / "cut-short.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    result = facetell("calibrate", str(copy), str(data), "--no-size-correction", "--no-familiarity")
+    assert result.returncode == 0, result.stderr
+    assert "left out 2 of 34 images: 1 without a face, 1 unreadable" in result.stdout.splitlines()
 
 
 def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):

@@ -1443,11 +1443,23 @@ def calibrate_command(
         + f", true-positive rate {details['true_positive_rate']:.4f}; "
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
+        + _describe_not_scored(scored.statuses)
         + _describe_size_correction(calibration.size_correction, size_correction)
         + _describe_familiarity(calibration.familiarity, familiarity)
         + _describe_thin_sources(details, max_fpr)
         + f"written to {bundle / 'calibration.json'}",
         highlight=False,
+    )
+
+
+def _describe_not_scored(statuses: Sequence[str]) -> str:
+    """The images the fit could not use, so a set that gave fewer than it holds says why."""
+    counts = Counter(statuses)
+    if counts["ok"] == len(statuses):
+        return ""
+    return (
+        f"left out {len(statuses) - counts['ok']} of {len(statuses)} images: "
+        f"{counts['no_face']} without a face, {counts['error']} unreadable\n"
     )
 
 
