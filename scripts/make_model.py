@@ -89,6 +89,7 @@ def build_ensemble(member_runs: list[Path], out: Path) -> tuple[Path, Path]:
         "--half",
         "--name",
         "facetell-default",
+        "--overwrite",
     )
     calibrate(bundle, split, full=True)
     return bundle, split

@@ -165,6 +165,32 @@ def ensemble_of_two_crops(tmp_path) -> tuple[Path, Path, Path]:
     return folders[0], folders[1], combined.save(tmp_path / "ensemble")
 
 
+def test_an_ensemble_replaces_a_bundle_only_when_asked_and_never_keeps_its_calibration(
+    tmp_path,
+):
+    """`facetell ensemble a b --out x` into x of an earlier run: its calibration.json stayed and
+    calibrated the new weights with another model's temperature and threshold."""
+    wide, tight, _ = ensemble_of_two_crops(tmp_path)
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(wide, calibrated)
+    (calibrated / "calibration.json").write_text(json.dumps({"temperature": 3.0, "threshold": 0.9}))
+    command = [sys.executable, "-m", "facetell", "ensemble", str(wide), str(tight), "--out"]
+    refused = subprocess.run([*command, str(calibrated)], capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: {calibrated}: holds a model bundle already; --overwrite replaces it, or give "
+        "another --out"
+    )
+    assert load_bundle(calibrated).architecture == "mobilenet_v2"  # untouched
+    replaced = subprocess.run(
+        [*command, str(calibrated), "--overwrite"], capture_output=True, text=True
+    )
+    assert replaced.returncode == 0, replaced.stderr
+    bundle = load_bundle(calibrated)
+    assert bundle.architecture == "ensemble" and bundle.calibration is None
+    assert not Detector.load(calibrated).calibration.fitted
+
+
 def test_ensemble_members_read_their_own_crops_from_half_size_files(tmp_path):
     wide, tight, folder = ensemble_of_two_crops(tmp_path)
     detector = Detector.load(folder)

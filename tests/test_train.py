@@ -616,7 +616,6 @@ def test_models_lists_each_architecture_with_its_size_and_imagenet_weights():
     # a plain word finds the names that hold it; a pattern matches whole names
     assert sorted(listed_models("lite")) == [f"efficientnet_lite{i}" for i in range(3)]
     assert sorted(listed_models("mobilenet*")) == ["mobilenet_v2", "mobilenet_v2_probe"]
-    assert sorted(listed_models("*probe")) == ["mobilenet_v2_probe"]
     mobilenet = create_model("mobilenet_v2")
     size = sum(p.numel() for p in mobilenet.parameters()) / 1e6
     assert rows["mobilenet_v2"][:2] == [f"{size:.2f} M", "installed"]  # make setup installs it

@@ -255,8 +255,11 @@ class Bundle:
         (folder / TRAINING_IMAGES_FILE).unlink(missing_ok=True)
         if self.training_images is not None:
             (folder / TRAINING_IMAGES_FILE).write_bytes(self.training_images.to_bytes())
+        # a folder's earlier calibration and metrics were another model's: never these weights'
+        (folder / "calibration.json").unlink(missing_ok=True)
         if self.calibration is not None:
             _write_json(folder / "calibration.json", self.calibration)
+        (folder / "metrics.json").unlink(missing_ok=True)
         if self.metrics:
             _write_json(folder / "metrics.json", self.metrics)
         if model_card is not None:

@@ -1802,6 +1802,9 @@ def ensemble_command(
         "facetell-ensemble", help="The bundle's model name (in every result)."
     ),
     half: bool = typer.Option(False, "--half", help="Store weights as float16 (half the size)."),
+    overwrite: bool = typer.Option(
+        False, help="Replace a bundle --out already holds (refused without this)."
+    ),
 ) -> None:
     """Combine bundles into one: the weighted mean of their temperature-scaled logits.
 
@@ -1812,6 +1815,10 @@ def ensemble_command(
     if weights and len(weights) != len(members):
         raise fail(f"{len(weights)} weights for {len(members)} members")
     writable(out, "--out", folder=True)
+    if (out / "config.json").is_file() and not overwrite:
+        raise fail(
+            f"{out}: holds a model bundle already; --overwrite replaces it, or give another --out"
+        )
     try:
         bundle = ensemble_bundle(
             [load_bundle(m) for m in members],
