@@ -556,6 +556,16 @@ def test_evaluate_and_calibrate_say_which_images_the_model_was_fitted_on(planted
         flattered.stderr.splitlines()
     )
     assert note in (tmp_path / "all" / "report.html").read_text()
+    table = {  # the per-source table: source → class, scored, AUROC, called AI
+        cells[0]: cells[1:]
+        for line in flattered.stdout.splitlines()
+        if len(cells := [cell.strip() for cell in line.strip("│ ").split("│")]) == 5
+    }
+    by_source = metrics(tmp_path / "all")["sources"]
+    camera = next(row for row in by_source if row["source"] == "camera")
+    assert table["camera"][:2] == ["real", str(camera["scored"])]
+    assert table["camera"][2] == f"{camera['auroc_vs_ai']:.4f}"  # no interval: --resamples 0
+    assert table["upsampler"][0] == "ai"
     assert metrics(tmp_path / "all")["seen_in_training"] == {
         "train": seen_train,
         "val": count["val"],

@@ -1121,6 +1121,28 @@ def _worst_real_source(evaluation: Evaluation) -> str:
     return f"{rate} {worst['source']}"
 
 
+def _sources_table(evaluation: Evaluation) -> Table:
+    """Each source of the first bundle's evaluation: how well it is told from the other
+    class, and how often its faces are called AI (for a real source, its false-positive rate)."""
+    table = Table(
+        title=f"by source: {evaluation.bundle}",
+        caption="AUROC of each source against every image of the other class",
+    )
+    for column in ("source", "class", "scored", "AUROC (95% interval)", "called AI"):
+        table.add_column(column)
+    for row in evaluation.sources:
+        real = row["label"] == "real"
+        auroc = row.get("auroc_vs_ai" if real else "auroc_vs_real")
+        ranked = "-" if auroc is None else _value_and_interval(auroc, row.get("auroc_interval"))
+        called_ai = (
+            _value_and_interval(row["false_positive_rate"], row["false_positive_rate_interval"])
+            if real and row.get("false_positive_rate") is not None
+            else f"{row['accuracy']:.4f}"
+        )
+        table.add_row(row["source"], row["label"], str(row["scored"]), ranked, called_ai)
+    return table
+
+
 def load_named_first(
     bundle: Path, data: list[Path] | None, usage: str, *, detect_faces: bool
 ) -> Detector:
@@ -1230,6 +1252,7 @@ def evaluate_command(
         table.add_row(key, *[_with_interval(e.metrics, key) for e in evaluations])
     table.add_row("false_positive_rate, worst source", *map(_worst_real_source, evaluations))
     console.print(table)
+    console.print(_sources_table(evaluations[0]))
     for evaluation in evaluations[1:]:
         comparison = describe_comparison(evaluation.bundle, evaluation.comparison)
         console.print(comparison, highlight=False, soft_wrap=True)
