@@ -391,7 +391,9 @@ def test_evaluate_on_real_photos_alone_measures_false_positives(bundle, labelled
     assert not (out / "roc.png").exists() and not (out / "robustness.png").exists()
 
 
-def test_data_given_where_the_bundle_goes_is_told_the_bundle_comes_first(labelled, tmp_path):
+def test_data_given_where_the_bundle_goes_is_told_the_bundle_comes_first(
+    labelled, untrained_bundle, tmp_path
+):
     """`facetell evaluate my-photos/` reads my-photos/ as the bundle; saying that the data is
     missing would send the user the wrong way."""
     not_a_bundle = (
@@ -404,6 +406,10 @@ def test_data_given_where_the_bundle_goes_is_told_the_bundle_comes_first(labelle
     calibrated = facetell("calibrate", str(labelled))
     assert calibrated.returncode == 2
     assert calibrated.stderr.strip() == f"{not_a_bundle} calibrate BUNDLE {labelled}"
+    for command in ("evaluate", "calibrate"):  # the two swapped: the command as it should be
+        swapped = facetell(command, str(labelled), str(untrained_bundle))
+        assert swapped.returncode == 2
+        assert swapped.stderr.strip() == f"{not_a_bundle} {command} {untrained_bundle} {labelled}"
 
 
 def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, tmp_path):

@@ -1146,14 +1146,27 @@ def _sources_table(evaluation: Evaluation) -> Table:
 def load_named_first(
     bundle: Path, data: list[Path] | None, usage: str, *, detect_faces: bool
 ) -> Detector:
-    """The bundle a command takes first. A dataset given alone lands in its place; say that
-    the bundle comes first rather than that the data is missing."""
+    """The bundle a command takes first. A dataset given alone lands in its place, and one
+    given before the bundle swaps them; say that the bundle comes first rather than that the
+    data is missing or is not a bundle."""
     try:
         return Detector.load(bundle, detect_faces=detect_faces)
     except FacetellError as error:
-        if data or not bundle.exists():
+        if not bundle.exists():
             raise
-        raise FacetellError(f"{error}; the bundle comes first: facetell {usage} {bundle}") from None
+        if not data:
+            raise FacetellError(
+                f"{error}; the bundle comes first: facetell {usage} {bundle}"
+            ) from None
+        bundles = [path for path in data if (path / "config.json").is_file()]
+        if not bundles:
+            raise
+        command = usage.split()[0]
+        others = [str(path) for path in data if path != bundles[0]]
+        raise FacetellError(
+            f"{error}; the bundle comes first: facetell {command} {bundles[0]} "
+            f"{' '.join([str(bundle), *others])}"
+        ) from None
 
 
 @app.command("evaluate")
