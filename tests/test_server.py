@@ -114,6 +114,7 @@ def test_health_readiness_and_model(server):
     assert ready["status"] == "ready" and ready["model"] == "test-untrained@0.1.0"
     model = httpx.get(f"{server}/api/v1/model").json()
     assert model["architecture"] == "mobilenet_v2" and model["calibrated"] is False
+    assert model["trained_on"] is None  # made in memory: it trained on no files
     assert model["runtime"] == "onnxruntime"
     assert model["crop"]["kind"] == "face" and model["face_detector"] == "retinaface-mnet025"
     assert httpx.get(f"{server}/docs").status_code == 200
@@ -919,6 +920,7 @@ def test_web_page_holds_an_animation_on_the_first_frame_it_judged(server, tmp_pa
 def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    from facetell.bundle import load_bundle
     from facetell.inference import default_bundle_path
 
     thumbnail = tmp_path / "astronaut-thumbnail.jpg"
@@ -935,6 +937,10 @@ def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_pa
     with sync_playwright() as playwright, serving as url:
         files = [("files", (path.name, path.read_bytes(), "image/jpeg")) for path in uploads]
         records = httpx.post(f"{url}/api/v1/predict", files=files, timeout=60).json()["results"]
+        remembered = load_bundle(default_bundle_path()).training_images
+        assert httpx.get(f"{url}/api/v1/model").json()["trained_on"] == {
+            "train": len(remembered.train), "val": len(remembered.val)
+        }  # fmt: skip
         faces = [face for record in records for face in record["faces"]]
         unfamiliar = sum(face["familiar"] is False for face in faces)
         # a DCGAN face is of a training source; a black-and-white or tiny photo is unlike them

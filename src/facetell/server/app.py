@@ -406,6 +406,9 @@ def model_info(request: Request) -> dict:
         "metrics": bundle.metrics,
         "face_detector": getattr(detector.face_detector, "name", None),
         "facetell_version": __version__,
+        "trained_on": None
+        if bundle.training_images is None
+        else {"train": len(bundle.training_images.train), "val": len(bundle.training_images.val)},
     }
 
 

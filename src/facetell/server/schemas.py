@@ -70,6 +70,11 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
     face_detector: str | None
     facetell_version: str
+    trained_on: dict[str, int] | None = Field(
+        None,
+        description="How many image files the model was trained (train) and validated (val) "
+        "on; null for a bundle that does not record them",
+    )
 
 
 class HealthResponse(BaseModel):
