@@ -1027,6 +1027,25 @@ def test_each_option_is_explained_on_its_own_row_of_the_help_screen():
             assert described and described in row, f"{name} {option.opts[0]}: {row!r}"
 
 
+def test_heat_maps_an_earlier_run_left_in_the_folder_are_pointed_out(untrained_bundle, tmp_path):
+    """Two runs into one --explain folder: 00000-astronaut.jpg of the first beside
+    00000-cat.jpg of the second, and nothing said which was which."""
+    astronaut().save(tmp_path / "astronaut.jpg")
+    cat().save(tmp_path / "cat.jpg")
+    maps, model = tmp_path / "maps", ("--model", str(untrained_bundle))
+    run_cli("predict", str(tmp_path / "astronaut.jpg"), str(tmp_path / "cat.jpg"), "--explain",
+            str(maps), *model)  # fmt: skip
+    second = run_cli("predict", str(tmp_path / "cat.jpg"), "--explain", str(maps), *model)
+    assert second.returncode == 0
+    assert (
+        f"note: {maps} also holds 2 heat map(s) of an earlier run, which no record of this one "
+        "names: 00000-astronaut.jpg, 00001-cat.jpg"
+    ) in second.stderr.decode().splitlines()
+    assert sorted(path.name for path in maps.iterdir()) == [
+        "00000-astronaut.jpg", "00000-cat.jpg", "00001-cat.jpg"
+    ]  # fmt: skip
+
+
 def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundle, tmp_path):
     files = [str(folder_of_200 / "astro_00.jpg"), str(folder_of_200 / "cat_0.jpg")]
     out = tmp_path / "explain"

@@ -868,6 +868,10 @@ def predict_command(
         raise fail("give images, folders, globs or URLs to judge, or --files-from LIST")
     sources = list(expand_inputs(listed, skipped, outputs=explain_dir))
     note_skipped(skipped, err_console)
+    # heat maps an earlier run left in --explain's folder; --resume's records still name theirs
+    earlier_maps = set()
+    if explain_dir and explain_dir.is_dir() and not resume:
+        earlier_maps = {path for path in explain_dir.iterdir() if OVERLAY_NAME.fullmatch(path.name)}
     if not sources:
         raise fail("no images found in the given paths (folders are searched recursively)")
     refuse_overwriting_inputs(sources, {"--output": output, "--report": report})
@@ -921,6 +925,7 @@ def predict_command(
                     if explain_dir:  # where this image's heat map went (None: not an image)
                         saved = None if overlay_path is None else printable_name(str(overlay_path))
                         record["explanation"] = saved
+                        earlier_maps.discard(overlay_path)
                     if page:
                         page.add(result, image, overlay)
                     counts[record["label"] or record["status"]] += 1
@@ -973,6 +978,12 @@ def predict_command(
             f"interrupted after {done} of {len(sources)} image(s) ({summary or 'none'}){where}",
             code=130,
         )
+    if earlier_maps:
+        err_console.print(
+            f"note: {explain_dir} also holds {len(earlier_maps)} heat map(s) of an earlier run, "
+            f"which no record of this one names: {first_names(sorted(earlier_maps))}",
+            highlight=False,
+        )
     if crowded:
         err_console.print(
             f"note: {crowded} image(s) held more than {max_faces} faces; the {max_faces} most "
@@ -1022,6 +1033,9 @@ class Judged(NamedTuple):
     image: Image.Image | None
     overlay: Image.Image | None = None
     overlay_path: Path | None = None
+
+
+OVERLAY_NAME = re.compile(r"\d{5}-.+\.jpg")  # what explain_to names a heat map
 
 
 def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index: int) -> Judged:
