@@ -95,7 +95,7 @@ class TrainingImages:
         return TrainingImages(train=self.train | other.train, val=self.val | other.val)
 
     def split_of(self, fingerprint: bytes | None) -> str | None:
-        """ "train", "val", or None for an image the model never saw (or no fingerprint)."""
+        """The split the model saw this image in (train or val); None if it never saw it."""
         if fingerprint in self.train:
             return "train"
         return "val" if fingerprint in self.val else None
