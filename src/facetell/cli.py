@@ -1071,7 +1071,8 @@ def select_samples(
         note_skipped(skipped, err_console)
     else:
         raise FacetellError("give dataset folders or --split-file")
-    missing = [sample.path for sample in samples if not sample.path.exists()]
+    found = [sample.path.exists() for sample in samples]
+    missing = [sample.path for sample, there in zip(samples, found, strict=True) if not there]
     if missing:  # moved data, or a split read from elsewhere: say so, not "no face found"
         named_by = f"{split_file}" if split_file else "the manifest"
         if len(missing) == len(samples):
@@ -1089,7 +1090,7 @@ def select_samples(
             f"and left out (the first: {missing[0]})",
             highlight=False,
         )
-        samples = [sample for sample in samples if sample.path.exists()]
+        samples = [sample for sample, there in zip(samples, found, strict=True) if there]
     if limit is not None and limit < len(samples):
         rng = np.random.default_rng(0)
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:limit])]
@@ -1231,7 +1232,9 @@ def evaluate_command(
             *(Detector.load(path, detect_faces=not no_face_detect) for path in compare),
         ]
         samples = select_samples(data or [], split_file, split, limit)
-        fingerprints = fingerprints_of(samples)
+        # the files are read for fingerprints only when a bundle has some to look them up in
+        remembering = any(d.bundle.training_images is not None for d in detectors)
+        fingerprints = fingerprints_of(samples) if remembering or exclude_seen else None
         if exclude_seen:
             samples, fingerprints = leave_out_seen(detectors, samples, fingerprints)
         evaluations = []
@@ -1518,6 +1521,8 @@ def warn_if_trained_on(detector: Detector, samples: Sequence[Sample]) -> None:
     model learnt, sets its threshold too low for the photos it will meet."""
     from facetell.evaluate import fingerprints_of, seen_in_training
 
+    if detector.bundle.training_images is None:
+        return
     seen = seen_in_training(detector.bundle.training_images, fingerprints_of(samples))
     if seen and seen["train"]:
         err_console.print(

@@ -827,7 +827,9 @@ def evaluate_bundle(
             }
             for i in worst
         ],
-        seen_in_training=seen_in_training(
+        seen_in_training=None
+        if detector.bundle.training_images is None
+        else seen_in_training(
             detector.bundle.training_images,
             fingerprints_of(samples) if fingerprints is None else fingerprints,
         ),
