@@ -269,6 +269,32 @@ def test_an_array_holding_nan_is_refused_not_judged_as_a_black_image(photo) -> N
     assert decode(np.nan_to_num(values)).size == (96, 96)
 
 
+def test_integer_arrays_take_the_scale_their_values_show_not_their_type(photo) -> None:
+    """numpy's default int64 of 0-255 values used to be divided by 2**63 into a black image."""
+    pixels = np.asarray(photo)
+    expected = np.asarray(decode(pixels).image)
+    for same in (pixels.astype(np.int64), pixels.astype(np.int32) * 257, pixels.astype(np.int16)):
+        assert np.array_equal(np.asarray(decode(same).image), expected)
+
+
+def test_normalised_or_wider_arrays_are_refused_and_overshoot_is_clipped(photo) -> None:
+    pixels = np.asarray(photo) / 255.0
+    refused = {
+        r"array holds values down to -0\.9\d*, below 0": pixels * 2 - 1,  # a GAN's [-1, 1]
+        r"array's values reach 6\d{4}(\.\d+)?, beyond 0-255": pixels * 65535,
+        r"array's values reach 2\.\d+e\+07, beyond 0-65535": (pixels * 255).astype(int) * 10**5,
+    }
+    for reason, values in refused.items():
+        with pytest.raises(BadImage) as caught:
+            decode(values)
+        assert re.fullmatch(reason, caught.value.reason), caught.value.reason
+    overshoot = pixels.copy()  # bicubic resizing leaves a [0, 1] image a little outside it
+    overshoot[0, 0], overshoot[0, 1] = 1.04, -0.04
+    decoded = np.asarray(decode(overshoot).image)
+    assert (decoded[0, 0] == 255).all() and (decoded[0, 1] == 0).all()
+    assert np.array_equal(decoded[1:], np.asarray(photo)[1:])
+
+
 def raw_like_tiff(image: Image.Image, **tags: object) -> bytes:
     """A TIFF carrying a camera RAW file's marks (a DNG version, a reduced-resolution first
     image): Pillow opens these and would hand over only the preview they lead with."""

@@ -210,9 +210,13 @@ def describe_source(source: ImageSource, name: str | None = None) -> str:
 def image_from_array(array: np.ndarray, label: str) -> Image.Image:
     """An RGB(A) or grey array as a Pillow image, its values scaled as their dtype implies.
 
-    Channels are read as RGB (OpenCV's BGR must be flipped first). Floats whose maximum is at
-    most 1 are taken as [0, 1] (scikit-image, torchvision) rather than as a black image; other
-    floats as 0-255; wider integers (16-bit) are scaled down by their type's range.
+    Channels are read as RGB (OpenCV's BGR must be flipped first). Floats are taken as [0, 1]
+    (scikit-image, torchvision) when their maximum is at most 2, since a 0-255 image that dark is
+    black, and as 0-255 otherwise. uint16 is 16-bit; other integer types say nothing of the scale
+    (numpy's default int64, Pillow's int32 for 16-bit PNGs), so their values choose 0-255 or
+    0-65535. Values up to a tenth of the scale outside it (interpolation overshoot) are clipped;
+    further out they mean a normalised tensor or another scale, which clipped would give a black
+    or white image judged to hold no face, so they are refused.
     """
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
@@ -225,18 +229,32 @@ def image_from_array(array: np.ndarray, label: str) -> Image.Image:
     if array.dtype == np.uint8:
         return Image.fromarray(np.ascontiguousarray(array))
     if array.dtype == np.bool_:
-        values = array.astype(np.float64) * 255
-    elif np.issubdtype(array.dtype, np.integer):
-        values = array.astype(np.float64) * (255 / max(255, np.iinfo(array.dtype).max))
-    elif np.issubdtype(array.dtype, np.floating):
-        values = array.astype(np.float64)
-        if not np.isfinite(values).all():  # a failed computation upstream, not a dark photo
-            raise BadImage(label, "array holds NaN or infinite values", "pass finite numbers")
-        if values.size and values.max() <= 1.0:
-            values *= 255
-    else:
+        return Image.fromarray(array.astype(np.uint8) * 255)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise BadImage(label, f"array of dtype {array.dtype} is not an image", "pass real numbers")
-    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+    values = array.astype(np.float64)
+    if not np.isfinite(values).all():  # a failed computation upstream, not a dark photo
+        raise BadImage(label, "array holds NaN or infinite values", "pass finite numbers")
+    if not values.size:
+        return Image.fromarray(values.astype(np.uint8))
+    low, high = float(values.min()), float(values.max())
+    if np.issubdtype(array.dtype, np.floating):
+        scale = 1.0 if high <= 2.0 else 255.0
+    else:
+        scale = 65535.0 if array.dtype == np.uint16 or high > 255 else 255.0
+    if low < -0.1 * scale:
+        raise BadImage(
+            label,
+            f"array holds values down to {low:.4g}, below 0",
+            "pass pixel values on 0-1 or 0-255, not normalised ones such as -1 to 1",
+        )
+    if high > 1.1 * scale:
+        raise BadImage(
+            label,
+            f"array's values reach {high:.6g}, beyond 0-{scale:.0f}",
+            "scale them to 0-1 or 0-255 first",
+        )
+    return Image.fromarray(np.clip(np.rint(values * (255 / scale)), 0, 255).astype(np.uint8))
 
 
 def is_url(source: object) -> bool:
