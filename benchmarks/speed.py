@@ -4,7 +4,8 @@ Usage: python benchmarks/speed.py [--model BUNDLE] [--repeats 30]
 Measures: per-face classification (model only, batch 1), end-to-end time for a 1024x1024 photo
 (decode + faces + crop + model + calibration, batch 1; and a PNG with a second, small face),
 batched face throughput, streamed image throughput, cold start (import + load in a fresh
-process), a whole `facetell predict` command and peak RSS.
+process), a whole `facetell predict` command, `facetell serve`'s start until /readyz answers
+and peak RSS.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +43,28 @@ def report(name: str, times_ms: list[float]) -> None:
         f"{name:<42} median {statistics.median(times_ms):8.1f} ms   "
         f"p90 {np.percentile(times_ms, 90):8.1f} ms   (n={len(times_ms)})"
     )
+
+
+def server_start_seconds(model: str | None) -> float:
+    """From launching `facetell serve` until /readyz answers 200."""
+    command = [sys.executable, "-m", "facetell", "serve", "--port", "0"]
+    if model:
+        command += ["--model", model]
+    started = time.perf_counter()
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline()  # "facetell is serving on http://127.0.0.1:PORT"
+        address = line.split("serving on ")[1].split()[0]
+        while True:
+            try:
+                with urllib.request.urlopen(f"{address}/readyz", timeout=5) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - started
+            except OSError:  # not listening yet
+                time.sleep(0.02)
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def main() -> None:
@@ -126,6 +150,8 @@ def main() -> None:
         f"{'`facetell predict` one 1024² JPEG, whole command':<42} median "
         f"{statistics.median(cli_seconds):8.2f} s"
     )
+    start = statistics.median(server_start_seconds(args.model) for _ in range(3))
+    print(f"{'`facetell serve` until /readyz answers':<42} median {start:8.2f} s")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'peak RSS (this benchmark process)':<42} {own:8.0f} MB")
     print(f"{'peak RSS (fresh process: load + 1 photo)':<42} {fresh_rss:8.0f} MB")

@@ -15,11 +15,10 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from functools import partial
+from functools import cache, partial
 from importlib import resources
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import torch
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -32,7 +31,6 @@ from starlette.formparsers import MultiPartParser
 
 from facetell import __version__
 from facetell.errors import BadImage
-from facetell.explain import OVERLAY_JPEG, explain
 from facetell.inference import Detector, Result
 from facetell.io import IMAGE_SUFFIXES, RAW_SUFFIXES, DecodeLimits, decode
 from facetell.pages import image_data_uri
@@ -40,6 +38,9 @@ from facetell.review import ReviewPage
 from facetell.server.problems import Problem, install_problem_handlers
 from facetell.server.schemas import HealthResponse, ModelInfo, PredictRecord, PredictResponse
 from facetell.server.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from facetell.explain import Explanation
 
 STATIC = resources.files("facetell.server") / "static"
 # Swagger UI's files from a wheel: FastAPI's default /docs fetches them from a CDN, and facetell
@@ -159,14 +160,26 @@ def require_token(request: Request) -> None:
         )
 
 
+@cache
+def grad_cam(torch_threads: int) -> Callable[..., Explanation]:
+    """`explain`, imported with torch off the start-up path: the import takes 3-4 s, which
+    the server need not wait for to answer verdicts."""
+    import torch
+
+    from facetell.explain import explain
+
+    torch.set_num_threads(torch_threads)
+    return explain
+
+
 def judge(
-    detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool
+    detector: Detector, uploads: list[tuple[str, bytes]], explain_threads: int | None
 ) -> Iterator[tuple[Result, Image.Image | None, Image.Image | None]]:
     """Each upload's result, upright image (None: unreadable) and heat-map overlay (None
-    unless asked for and the image had a face)."""
+    unless asked for, by giving Grad-CAM's torch threads, and the image had a face)."""
     for name, data in uploads:
-        if explain_faces:
-            explanation = explain(detector, data, name=name, max_side=1024)
+        if explain_threads:
+            explanation = grad_cam(explain_threads)(detector, data, name=name, max_side=1024)
             overlay = explanation.overlay if explanation.result.faces else None
             yield explanation.result, explanation.image, overlay
         else:
@@ -174,22 +187,26 @@ def judge(
 
 
 def judge_records(
-    detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool
+    detector: Detector, uploads: list[tuple[str, bytes]], explain_threads: int | None
 ) -> list[dict]:
     records = []
-    for result, _, overlay in judge(detector, uploads, explain_faces):
+    for result, _, overlay in judge(detector, uploads, explain_threads):
         record = result.to_dict()
-        if explain_faces:
+        if explain_threads:
+            from facetell.explain import OVERLAY_JPEG
+
             heat_map = None if overlay is None else image_data_uri(overlay, "JPEG", **OVERLAY_JPEG)
             record["explanation"] = heat_map
         records.append(record)
     return records
 
 
-def review_page(detector: Detector, uploads: list[tuple[str, bytes]], explain_faces: bool) -> str:
+def review_page(
+    detector: Detector, uploads: list[tuple[str, bytes]], explain_threads: int | None
+) -> str:
     """The review page `predict --report` writes, built in memory: uploads never touch disk."""
     with ReviewPage(detector, spool=io.StringIO()) as page:
-        for judged in judge(detector, uploads, explain_faces):
+        for judged in judge(detector, uploads, explain_threads):
             page.add(*judged)
         html = io.StringIO()
         page.write(html)
@@ -258,6 +275,11 @@ Threshold = Annotated[
 ]
 
 
+def heat_map_threads(request: Request, explain: bool) -> int | None:
+    """The torch threads Grad-CAM runs on when heat maps are asked for, else None."""
+    return request.app.state.settings.torch_threads if explain else None
+
+
 async def judged_uploads(
     request: Request,
     threshold: float | None,
@@ -292,7 +314,9 @@ async def predict(
     records `facetell predict --format jsonl` prints. Bad images are records with
     status "error"; problems with the request itself are problem+json."""
     detector, records = await judged_uploads(
-        request, threshold, partial(judge_records, explain_faces=explain)
+        request,
+        threshold,
+        partial(judge_records, explain_threads=heat_map_threads(request, explain)),
     )
     return {"model": detector.model_name, "results": records}
 
@@ -314,7 +338,7 @@ async def report(
     _, html = await judged_uploads(
         request,
         threshold,
-        partial(review_page, explain_faces=explain),
+        partial(review_page, explain_threads=heat_map_threads(request, explain)),
         max_files=request.app.state.settings.max_report_files,
     )
     disposition = 'attachment; filename="facetell-review.html"'
@@ -430,8 +454,9 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(settings.torch_threads)
         app.state.detector = detector or load_detector(settings)
+        # ready now; the web page's first heat map should not wait 3-4 s for the import
+        threading.Thread(target=grad_cam, args=(settings.torch_threads,), daemon=True).start()
         yield
 
     app = FastAPI(
