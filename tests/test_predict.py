@@ -92,6 +92,31 @@ def test_every_kind_of_input_gives_the_same_answer(detector, tmp_path):
     assert 150 < x < 220 and 30 < y < 90 and face.det_score > 0.9
 
 
+def test_settings_that_would_misjudge_every_image_are_refused_at_load(detector, untrained_bundle):
+    """threshold=2 answered every image "real", max_faces=0 judged no face, "no" turned face
+    detection on, and a string threshold failed inside the first prediction."""
+    refused = [
+        ({"threshold": 2}, ValueError, "threshold must be from 0 to 1, or None (got 2)"),
+        ({"threshold": np.nan}, ValueError, "threshold must be from 0 to 1, or None (got nan)"),
+        ({"max_faces": 0}, ValueError, "max_faces must be at least 1 (got 0)"),
+        ({"max_faces": 2.5}, TypeError, "max_faces must be a whole number (got 2.5)"),
+        ({"batch_size": 0}, ValueError, "batch_size must be at least 1 (got 0)"),
+        ({"detect_faces": "no"}, TypeError, "detect_faces must be True or False (got 'no')"),
+    ]  # fmt: skip
+    for options, error, message in refused:
+        with pytest.raises(error) as caught:
+            Detector.load(untrained_bundle, **options)
+        assert str(caught.value) == message
+    with pytest.raises(
+        TypeError, match=r"^threshold must be a number from 0 to 1 or None \(got '0.5'\)$"
+    ):
+        detector.with_threshold("0.5")
+    pixels = np.asarray(astronaut())
+    lenient = Detector.load(untrained_bundle, threshold=np.float32(0.0), max_faces=np.int64(1))
+    assert lenient.predict(pixels).label == "ai"  # numpy scalars are numbers too
+    assert detector.with_threshold(1.0).predict(pixels).label == "real"
+
+
 def test_a_file_object_opened_as_text_or_closed_is_one_line(detector, tmp_path):
     path = tmp_path / "photo.jpg"
     astronaut().save(path)

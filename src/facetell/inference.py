@@ -9,6 +9,7 @@ that would cost the rest of a batch.
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -59,6 +60,27 @@ MAX_FACES = 64
 # Crops per model call. ONNX Runtime keeps memory for its largest batch: 64 crops at once
 # cost 1 GB more than 16 at once, at the same speed (benchmarks/crowded.py).
 MODEL_BATCH = 16
+
+
+def checked_threshold(threshold: object) -> float | None:
+    """A P(ai) cut from 0 to 1, or None for the calibrated one: refused at once rather than
+    answering every image "real" (above 1) or "ai" (below 0)."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(f"threshold must be a number from 0 to 1 or None (got {threshold!r})")
+    if not 0 <= threshold <= 1:  # NaN fails this too
+        raise ValueError(f"threshold must be from 0 to 1, or None (got {threshold!r})")
+    return float(threshold)
+
+
+def checked_count(name: str, value: object) -> int:
+    """A whole number of at least 1: max_faces=0 judged no face of any image."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number (got {value!r})")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1 (got {value!r})")
+    return int(value)
 
 
 def default_bundle_path() -> Path:
@@ -188,6 +210,12 @@ class Detector:
         """`small_face_jpeg` (width px, quality): in a photo that was not a JPEG, faces
         narrower than that width are cropped from it re-encoded as JPEG at that quality.
         Default: what the calibration's size correction was fitted with, if anything."""
+        if not isinstance(detect_faces, bool | np.bool_):  # "no" would turn detection on
+            raise TypeError(f"detect_faces must be True or False (got {detect_faces!r})")
+        detect_faces = bool(detect_faces)
+        threshold = checked_threshold(threshold)
+        max_faces = checked_count("max_faces", max_faces)
+        batch_size = checked_count("batch_size", batch_size)
         self.bundle = bundle
         self.calibration = Calibration.from_dict(bundle.calibration)
         correction = self.calibration.size_correction
@@ -221,7 +249,7 @@ class Detector:
     def with_threshold(self, threshold: float | None) -> Detector:
         """The same loaded model and face detector answering with another threshold."""
         clone = copy.copy(self)
-        clone.threshold = threshold
+        clone.threshold = checked_threshold(threshold)
         return clone
 
     @property
