@@ -736,13 +736,14 @@ def test_bad_bytes_on_stdin_are_named_as_the_argument_was(explain, untrained_bun
 
 @pytest.fixture
 def web_server(tmp_path):
-    """A real HTTP server on localhost serving an image, a web page and a redirect."""
+    """A real HTTP server on localhost serving images, a web page and a redirect."""
     import http.server
     import threading
 
     root = tmp_path / "site"
     root.mkdir()
     astronaut().save(root / "astronaut.jpg", quality=90)
+    astronaut().save(root / "my photo ü.jpg", quality=90)
     (root / "page.html").write_text("<html><body>not a photo</body></html>")
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -798,6 +799,21 @@ def test_images_are_fetched_from_http_addresses(web_server, untrained_bundle, tm
         " as the browser's Copy Image Address does)"
     )
     assert sorted(p.name for p in explained.iterdir()) == ["00000-astronaut.jpg", "00003-moved.jpg"]
+
+
+def test_an_address_with_spaces_or_letters_is_fetched_as_a_browser_sends_it(web_server):
+    """An address copied from the address bar with a space in it crashed the whole batch
+    (http.client's InvalidURL); a space in the host name is now that address's error record."""
+    from facetell.io import decode
+
+    fetched = decode(f"{web_server}/my photo ü.jpg?size=a b")
+    assert fetched.image.size == (512, 512)
+    assert decode(f"{web_server}/my%20photo%20%C3%BC.jpg").image.size == (512, 512)
+    urls = ["http://exa mple.org/a.jpg", f"{web_server}/my photo ü.jpg"]
+    run = run_cli("predict", *urls, "--format", "jsonl", "--no-face-detect")
+    records = [json.loads(line) for line in run.stdout.decode().splitlines()]
+    assert [r["status"] for r in records] == ["error", "ok"]
+    assert records[0]["error"].startswith(f"{urls[0]}: download failed: ")
 
 
 def test_a_download_past_the_byte_limit_is_refused(web_server):

@@ -8,10 +8,12 @@ has to trust a file extension or re-open a file.
 from __future__ import annotations
 
 import glob
+import http.client
 import io
 import os
 import stat
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zlib
@@ -262,11 +264,22 @@ def is_url(source: object) -> bool:
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
+def _as_sent(url: str) -> str:
+    """The address with spaces and other letters of its path and query percent-encoded, as a
+    browser sends them: an address copied from the address bar may hold both, and http.client
+    refuses them. What is already encoded stays as it is."""
+    parts = urllib.parse.urlsplit(url)
+    path = urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;=~")
+    query = urllib.parse.quote(parts.query, safe="/?%:@!$&'()*+,;=~")
+    return urllib.parse.urlunsplit(parts._replace(path=path, query=query, fragment=""))
+
+
 def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
     """The bytes at an http(s) address, refused past the byte limit without reading the rest."""
     from facetell import __version__
 
-    request = urllib.request.Request(url, headers={"User-Agent": f"facetell/{__version__}"})
+    headers = {"User-Agent": f"facetell/{__version__}"}
+    request = urllib.request.Request(_as_sent(url), headers=headers)
     too_large = ImageTooLarge(
         label,
         f"download is over the {limits.max_bytes / 2**20:.0f} MB limit",
@@ -282,7 +295,7 @@ def _download(url: str, label: str, limits: DecodeLimits) -> bytes:
     except urllib.error.HTTPError as exc:
         reason = f"download failed: HTTP {exc.code} {exc.reason}"
         raise BadImage(label, reason, "check the address") from None
-    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise BadImage(
             label, f"download failed: {reason}", "check the address and the network"
