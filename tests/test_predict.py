@@ -1031,6 +1031,28 @@ def test_a_broken_link_in_a_folder_is_an_error_record_naming_its_target(tmp_path
     )
 
 
+def test_a_symlink_loop_in_a_folder_is_an_error_record_not_a_crash(tmp_path, untrained_bundle):
+    """Checking that no output overwrites an input resolved every path, and a loop raised
+    RuntimeError's traceback before any image was judged."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    astronaut().save(folder / "astronaut.jpg")
+    (folder / "a.jpg").symlink_to(folder / "b.jpg")
+    (folder / "b.jpg").symlink_to(folder / "a.jpg")
+    heat_maps = tmp_path / "heat-maps"
+    args = ["--model", str(untrained_bundle), "-o", str(tmp_path / "out.jsonl")]
+    run = run_cli("predict", str(folder), str(folder / "a.jpg"), *args, "--explain", str(heat_maps))
+    assert run.returncode == 0, run.stderr.decode()
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["path"], r["status"]) for r in records] == [
+        (str(folder / "a.jpg"), "error"),
+        (str(folder / "astronaut.jpg"), "ok"),
+        (str(folder / "b.jpg"), "error"),
+        (str(folder / "a.jpg"), "error"),
+    ]
+    assert records[0]["error"] == f"{folder / 'a.jpg'}: symlink loop (point the link at a file)"
+
+
 def test_help_lists_every_command_with_its_whole_summary_on_one_line():
     from facetell.cli import app
 

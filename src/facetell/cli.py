@@ -85,6 +85,7 @@ from facetell.io import (
     is_url,
     looks_like_image,
     printable_name,
+    real_path,
 )
 from facetell.review import PER_FILE, ReviewPage
 
@@ -512,7 +513,7 @@ def expand_inputs(
     walk leaves out the `outputs` folder (--explain's): an earlier run's heat maps there are
     no inputs, and --resume would otherwise append verdicts on them.
     """
-    left_out = outputs.resolve() if outputs else None
+    left_out = real_path(outputs) if outputs else None
     for raw in inputs:
         if raw == "-":
             yield NamedImage(sys.stdin.buffer.read(), "-")
@@ -547,8 +548,8 @@ def refuse_overwriting_inputs(
     """Refuse an output file that is an input or an existing image: with `predict -o
     photos/*.jpg` (its name forgotten) the shell made the first photo the output, and it was
     overwritten with the table."""
-    named = {option: path.resolve() for option, path in outputs.items() if path is not None}
-    inputs = {Path(s).resolve() for s in sources if isinstance(s, str) and not is_url(s)}
+    named = {option: real_path(path) for option, path in outputs.items() if path is not None}
+    inputs = {real_path(s) for s in sources if isinstance(s, str) and not is_url(s)}
     for option, path in named.items():
         if path in inputs or (path.is_file() and looks_like_image(path)):
             what = "an input" if path in inputs else "an image"
@@ -835,7 +836,7 @@ def predict_command(
         )
     if report and not report.suffix and not report.is_dir():  # a file manager opens it then
         report = report.with_name(f"{report.name}.html")
-    if output and report and output.resolve() == report.resolve():
+    if output and report and real_path(output) == real_path(report):
         raise fail("--output and --report name one file; give each its own")
     if output:
         writable(output, "--output")

@@ -7,6 +7,7 @@ has to trust a file extension or re-open a file.
 
 from __future__ import annotations
 
+import errno
 import glob
 import http.client
 import io
@@ -259,6 +260,12 @@ def image_from_array(array: np.ndarray, label: str) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(values * (255 / scale)), 0, 255).astype(np.uint8))
 
 
+def real_path(path: str | os.PathLike[str]) -> Path:
+    """The absolute path with symlinks followed where they lead; a symlink loop in a folder
+    given is its own error record later, where `Path.resolve` raised before any work."""
+    return Path(os.path.realpath(path))
+
+
 def is_url(source: object) -> bool:
     """An http(s) address: `predict` fetches the image there (the REST API never does)."""
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
@@ -366,6 +373,8 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
             raise BadImage(label, f"broken link to {target}", "restore its target") from None
         raise BadImage(label, "file not found", "check the path") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadImage(label, "symlink loop", "point the link at a file") from None
         raise BadImage(label, f"cannot read file: {exc.strerror or exc}") from None
     if stat.S_ISDIR(facts.st_mode):
         raise BadImage(label, "is a folder, not an image file", "Detector.stream judges a folder")
@@ -728,7 +737,7 @@ def image_files(
             broken_link = found.is_symlink() and not found.exists()
             if not (found.is_file() or broken_link) or found.name.startswith("."):
                 continue
-            if left_out and found.resolve().is_relative_to(left_out):
+            if left_out and real_path(found).is_relative_to(left_out):
                 continue
             if looks_like_image(found):
                 yield str(found)
