@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
 import threading
+import warnings
 import zipfile
 from contextlib import suppress
 from pathlib import Path
@@ -293,6 +295,46 @@ def test_normalised_or_wider_arrays_are_refused_and_overshoot_is_clipped(photo) 
     decoded = np.asarray(decode(overshoot).image)
     assert (decoded[0, 0] == 255).all() and (decoded[0, 1] == 0).all()
     assert np.array_equal(decoded[1:], np.asarray(photo)[1:])
+
+
+def tiff_with_a_damaged_second_page(photo: Image.Image) -> bytes:
+    """Two pages, the second's ImageWidth entry renamed to an unknown tag."""
+    stored = bytearray(encode(photo, "TIFF", save_all=True, append_images=[photo]))
+    first = struct.unpack("<I", stored[4:8])[0]
+    entries = struct.unpack("<H", stored[first : first + 2])[0]
+    second = struct.unpack("<I", stored[first + 2 + 12 * entries :][:4])[0]
+    for index in range(struct.unpack("<H", stored[second : second + 2])[0]):
+        entry = second + 2 + 12 * index
+        if struct.unpack("<H", stored[entry : entry + 2])[0] == 256:  # ImageWidth
+            stored[entry : entry + 2] = struct.pack("<H", 65000)
+    return bytes(stored)
+
+
+def test_damage_pillow_reports_with_other_exceptions_is_a_record_not_a_crash(photo) -> None:
+    """Found by fuzzing: a damaged TIFF page raised TypeError ("Missing dimensions") and an
+    AVIF naming a missing primary item RuntimeError, each stopping the whole batch."""
+    decoded = decode(tiff_with_a_damaged_second_page(photo))  # the first page is judged
+    assert decoded.n_frames == 1
+    assert np.array_equal(np.asarray(decoded.image), np.asarray(photo))
+    avif = bytearray(encode(photo, "AVIF", quality=60))
+    primary = avif.find(b"pitm") + 8  # the primary item's id
+    avif[primary] = 0x7F
+    with pytest.raises(TruncatedImage) as caught:
+        decode(bytes(avif))
+    assert caught.value.reason.startswith("damaged image header (Failed to decode image: ")
+
+
+def test_a_damaged_exif_block_costs_neither_the_pixels_nor_a_warning_line(photo) -> None:
+    """Pillow warned "Tag data larger than file" into the terminal, between a batch's rows."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0131] = "Canon", "Adobe Photoshop"  # Make, Software
+    block = bytearray(exif.tobytes())  # b"Exif\0\0MM\0*" then the first IFD's offset
+    first_entry = 6 + struct.unpack(">I", block[10:14])[0] + 2
+    block[first_entry + 4 : first_entry + 8] = struct.pack(">I", 10**6)  # its count
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decoded = decode(encode(photo, "JPEG", quality=95, exif=bytes(block)))
+    assert decoded.image.size == photo.size
 
 
 def raw_like_tiff(image: Image.Image, **tags: object) -> bytes:

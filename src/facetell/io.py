@@ -13,12 +13,14 @@ import http.client
 import io
 import os
 import stat
+import struct
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -439,6 +441,32 @@ def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
         return image
 
 
+# What Pillow's format plugins raise on damaged bytes: besides OSError and friends, a TIFF
+# whose dimensions tag is corrupt raises TypeError, an AVIF decoder RuntimeError, and struct
+# unpacking of cut headers struct.error or IndexError.
+DAMAGED_DATA_ERRORS = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    ValueError,
+    zlib.error,
+    struct.error,
+    RuntimeError,
+    TypeError,
+    IndexError,
+    KeyError,
+)
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    """Pillow's warnings about damaged metadata ("Corrupt EXIF data") printed into a batch's
+    terminal output; what came of the image is in its record."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _open(data: bytes, label: str) -> Image.Image:
     if not data:
         raise EmptyFile(label, "file is empty (0 bytes)", "re-export or re-download it")
@@ -459,7 +487,7 @@ def _open(data: bytes, label: str) -> Image.Image:
         ) from None
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(label, str(exc)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except DAMAGED_DATA_ERRORS as exc:
         raise TruncatedImage(label, f"damaged image header ({exc})", "re-export the file") from None
     raw = _camera_raw_kind(image, data) if image.format == "TIFF" else None
     if raw:
@@ -563,7 +591,8 @@ def decode(
         else:
             _refuse_camera_raw(Path(source), label)
             data = _read_bytes(Path(source), label, limits)
-        image = _open(data, label)
+        with _quietly():
+            image = _open(data, label)
 
     width, height = image.size
     if width * height > limits.max_pixels:
@@ -585,11 +614,17 @@ def decode(
     if isinstance(image, JpegImagePlugin.JpegImageFile):
         quality = estimate_jpeg_quality(getattr(image, "quantization", {}))
         subsampling = _SUBSAMPLING_NAMES.get(JpegImagePlugin.get_sampling(image))
-    n_frames = int(getattr(image, "n_frames", 1))
+    try:  # a TIFF walks its pages' headers to count them
+        with _quietly():
+            n_frames = int(getattr(image, "n_frames", 1))
+        rewind = n_frames > 1
+    except DAMAGED_DATA_ERRORS:  # a later page is damaged: the first, the one judged, may not be
+        n_frames, rewind = 1, True
     info = MappingProxyType(dict(image.info))
     try:
-        exif = image.getexif()
-        orientation = int(exif.get(0x0112, 1) or 1)
+        with _quietly():
+            exif = image.getexif()
+            orientation = int(exif.get(0x0112, 1) or 1)
     except Exception:  # a malformed EXIF block must not cost the pixels
         exif, orientation = None, 1
     if orientation not in range(1, 9):
@@ -597,16 +632,15 @@ def decode(
     original_mode = image.mode
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if n_frames > 1:
+        with _quietly():
+            if rewind:
                 image.seek(0)
             if reduce_to and fmt == "JPEG":
                 image.draft("RGB", (reduce_to, reduce_to))
             image.load()
             upright = ImageOps.exif_transpose(image) if orientation != 1 else image
             rgb = to_rgb(to_srgb(upright, info.get("icc_profile")))
-    except (OSError, SyntaxError, EOFError, ValueError, zlib.error) as exc:
+    except DAMAGED_DATA_ERRORS as exc:
         reason = "truncated or damaged image data"
         if "truncated" not in str(exc).lower():
             reason += f" ({exc})"
