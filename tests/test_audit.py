@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,23 @@ def test_a_duplicate_across_classes_is_reported(tmp_path):
     assert len(report.cross_class_groups) == 1
     assert {Path(p).name for p in report.cross_class_groups[0]} == {"3.jpg", "stolen.jpg"}
     assert any("both real and ai" in w for w in report.warnings)
+
+
+def test_a_class_of_fewer_originals_than_folds_gets_no_score_rather_than_a_crash(tmp_path):
+    """Each class must span five groups of near-duplicates to cross-validate; with every image
+    one group (--near-duplicate-bits 128) scikit-learn's ValueError ended the audit."""
+    make_dataset(tmp_path, confounded=True, n=12)
+    records = build_manifest(discover([tmp_path]), workers=1)
+    report = audit(records, duplicate_groups(records, max_distance=128))
+    assert report.shortcut_score is None
+    assert [len(g) for g in report.cross_class_groups] == [24]
+    run = subprocess.run(
+        [sys.executable, "-m", "facetell", "audit", str(tmp_path), "--near-duplicate-bits", "129"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert run.returncode == 2 and "less than or equal to 128" in run.stderr
 
 
 def test_cli_json_output_carries_the_shortcut_score(tmp_path):

@@ -99,9 +99,11 @@ def metadata_features(records: Sequence[FileRecord]) -> np.ndarray:
 def shortcut_predictions(
     records: Sequence[FileRecord], groups: np.ndarray, *, folds: int = 5, seed: int = 0
 ) -> np.ndarray | None:
-    """Out-of-fold P(ai) from metadata alone; None when a class is too small to cross-validate."""
+    """Out-of-fold P(ai) from metadata alone; None when a class spans fewer images, or groups
+    of near-duplicates (kept within one fold), than there are folds."""
     y = np.array([r.label == "ai" for r in records], dtype=int)
-    if min(np.bincount(y, minlength=2)) < folds:
+    groups = np.asarray(groups)
+    if any(len(np.unique(groups[y == label])) < folds for label in (0, 1)):
         return None
     # A forest needs no scaling and still splits on a dozen images per class.
     model = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed)

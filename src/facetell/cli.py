@@ -233,7 +233,10 @@ def audit_command(
     ),
     workers: int = typer.Option(2, min=1, help="Processes that hash and measure images."),
     near_duplicate_bits: int = typer.Option(
-        NEAR_DUPLICATE_DISTANCE, help="Perceptual-hash bits (of 256) within which images are one."
+        NEAR_DUPLICATE_DISTANCE,
+        min=0,
+        max=128,  # unrelated images differ in about half the bits
+        help="Perceptual-hash bits (of 256) within which images are one.",
     ),
     save_manifest: Path | None = typer.Option(
         None, help="Also write the per-file manifest (sha256, size, JPEG quality...) as CSV."
