@@ -961,10 +961,37 @@ def test_a_bad_training_config_is_one_line_naming_each_bad_field():
         load_config(recipe, ["mixup=-1", "seed=x"])
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"{recipe}: invalid training config: mixup: ")
-    assert "; seed: " in message
+    assert message.startswith(f"{recipe}: invalid training config: mixup (--set mixup=-1): ")
+    assert "; seed (--set seed=x): " in message
     with pytest.raises(FacetellError, match=r"config: mixup blends faces .* set one of"):
         load_config(recipe, ["mixup=0.4", "adversary={weight: 0.3}"])
+
+
+def test_augmentation_ranges_unknown_keys_and_list_items_are_checked_before_any_work():
+    """A reversed or impossible range ([90, 30], a blur sigma of 0, cuts of half a side) failed
+    only when training first drew from it; `phases.1.epochs` was refused as no key."""
+    recipe = Path(__file__).parents[1] / "configs" / "default-lite0.yaml"
+    refused = {
+        "augment.jpeg_quality=[90, 30]": "augment.jpeg_quality (--set augment.jpeg_quality=[90, "
+        "30]): the low end comes first (got [90, 30])",
+        "augment.jpeg_quality=[30, 101]": "augment.jpeg_quality.1 (--set augment.jpeg_quality=[30, "
+        "101]): Input should be less than or equal to 100",
+        "augment.blur_sigma=[0, 2]": "augment.blur_sigma.0 (--set augment.blur_sigma=[0, 2]): "
+        "Input should be greater than 0",
+        "augment.reframe_cut=[0.1, 0.5]": "augment.reframe_cut.1 (--set augment.reframe_cut=[0.1, "
+        "0.5]): Input should be less than 0.5",
+        "phases.0.epoch=5": "phases.0.epoch (--set phases.0.epoch=5): not a setting here (known: "
+        "kind, epochs, lr, trainable_blocks, views, cache_features, regularisation, "
+        "average_from, schedule)",
+    }
+    for override, problem in refused.items():
+        with pytest.raises(FacetellError) as caught:
+            load_config(recipe, [override])
+        assert str(caught.value) == f"{recipe}: invalid training config: {problem}"
+    with pytest.raises(FacetellError, match=r"phases is a list of 3; name an item by its number"):
+        load_config(recipe, ["phases.3.epochs=5"])
+    changed = load_config(recipe, ["phases.1.epochs=5", "phases.2.lr=1e-5"])
+    assert [(p.epochs, p.lr) for p in changed.phases] == [(40, 1e-3), (5, 3e-4), (3, 1e-5)]
 
 
 @pytest.mark.parametrize(

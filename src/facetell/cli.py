@@ -328,7 +328,12 @@ def train_command(
         "model's first member), default-tight (its second), default.",
         show_default=False,
     ),
-    overrides: list[str] = typer.Option([], "--set", help="Override a config key: a.b=value."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config key: a.b=value (YAML; a number picks a list item: "
+        "phases.1.epochs=5).",
+    ),
     out: Path | None = typer.Option(None, help="Run folder (default: runs/ + the config's name)."),
     data: list[Path] = typer.Option(
         [], help="Dataset folders or manifests (replace the config's)."

@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import time
+import typing
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -221,6 +222,29 @@ def resolve_recipe(config: str | None) -> Path:
     return recipes[name]
 
 
+def _apply_override(raw: dict[str, Any], keys: list[str], value: Any, override: str) -> None:
+    """Set the value at a dotted key; a number after a list's name picks one of its items, so
+    `phases.1.epochs=5` changes one phase without writing out the whole list."""
+    node: Any = raw
+    for depth, key in enumerate(keys, start=1):
+        section, last = ".".join(keys[: depth - 1]), depth == len(keys)
+        if isinstance(node, list):
+            if not (key.isdigit() and int(key) < len(node)):
+                raise FacetellError(
+                    f"override {override!r}: {section} is a list of {len(node)}; name an item "
+                    f"by its number, 0 to {len(node) - 1}"
+                )
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise FacetellError(f"override {override!r}: {section} holds a value, not keys")
+        if last:
+            node[key] = value
+        elif isinstance(node, dict):
+            node = node.setdefault(key, {})
+        else:
+            node = node[key]
+
+
 def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML config and apply `a.b=value` overrides (values parsed as YAML)."""
     raw: Any = {}
@@ -234,24 +258,43 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
             raise FacetellError(
                 f"{path}: a config is a YAML mapping (key: value lines), not a {type(raw).__name__}"
             )
+    overridden: dict[tuple[str, ...], str] = {}
     for override in overrides:
         keys, value = _parse_override(override)
-        node = raw
-        for depth, key in enumerate(keys[:-1], start=1):
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                section = ".".join(keys[:depth])
-                raise FacetellError(f"override {override!r}: {section} holds a value, not keys")
-        node[keys[-1]] = value
+        overridden[tuple(keys)] = override
+        _apply_override(raw, keys, value, override)
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as error:  # every bad field, on one line
         problems = "; ".join(
-            f"{'.'.join(map(str, problem['loc'])) or 'config'}: "
-            f"{problem['msg'].removeprefix('Value error, ')}"
-            for problem in error.errors()
+            f"{_where(problem['loc'], overridden)}: {_why(problem)}" for problem in error.errors()
         )
         raise FacetellError(f"{path or 'config'}: invalid training config: {problems}") from None
+
+
+def _why(problem: Any) -> str:
+    """pydantic's message, with the keys that are known where an unknown one was given."""
+    if problem["type"] != "extra_forbidden":
+        return problem["msg"].removeprefix("Value error, ")
+    model: Any = TrainConfig
+    for key in problem["loc"][:-1]:  # list indices (phases.0) keep the list's item model
+        if isinstance(key, str):
+            annotation = model.model_fields[key].annotation
+            candidates = [annotation, *typing.get_args(annotation)]
+            models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+            if not models:
+                return problem["msg"]
+            model = models[0]
+    return f"not a setting here (known: {', '.join(model.model_fields)})"
+
+
+def _where(location: tuple[int | str, ...], overridden: dict[tuple[str, ...], str]) -> str:
+    """A bad field's dotted name, and the --set that gave it its value (the message otherwise
+    blamed the config file, which may hold a good value)."""
+    name = ".".join(map(str, location)) or "config"
+    keys = tuple(map(str, location))
+    given = [text for prefix, text in overridden.items() if keys[: len(prefix)] == prefix]
+    return f"{name} (--set {given[-1]})" if given else name
 
 
 # ---------------------------------------------------------------------------------------------
