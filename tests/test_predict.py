@@ -1130,6 +1130,24 @@ def test_explain_saves_overlays_with_the_face_box(folder_of_200, untrained_bundl
     assert 40 < np.median(xs) < 200 and 20 < np.median(ys) < 160
 
 
+def test_a_photo_with_the_longest_name_a_file_may_have_still_gets_its_heat_map(
+    tmp_path, untrained_bundle
+):
+    """The index before a 251-character name made the heat map's name 261 bytes long, and
+    ENAMETOOLONG's traceback ended the batch; the name is cut to whole characters."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    names = ["a" * 251 + ".jpg", "é" * 125 + ".jpg"]  # 255 and 254 bytes
+    for name in names:
+        astronaut().save(photos / name)
+    out = tmp_path / "explain"
+    run = run_cli("predict", str(photos), "--explain", str(out), "--model", str(untrained_bundle))
+    assert run.returncode == 0, run.stderr.decode()
+    saved = sorted(p.name for p in out.iterdir())
+    assert saved == ["00000-" + "a" * 245 + ".jpg", "00001-" + "é" * 122 + ".jpg"]
+    assert [len(name.encode()) for name in saved] == [255, 254]
+
+
 def test_a_large_photo_is_explained_on_a_copy_with_its_far_face_mapped(untrained_bundle):
     from facetell.explain import explain
 

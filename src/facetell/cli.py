@@ -1045,6 +1045,7 @@ class Judged(NamedTuple):
 
 
 OVERLAY_NAME = re.compile(r"\d{5}-.+\.jpg")  # what explain_to names a heat map
+NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems alike
 
 
 def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index: int) -> Judged:
@@ -1061,7 +1062,10 @@ def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index
     explanation = explain(detector, source)
     if explanation.overlay is None:
         return Judged(explanation.result, None)
-    overlay_path = folder / f"{index:05d}-{name}.jpg"
+    prefix = f"{index:05d}-"
+    room = NAME_MAX - len(prefix) - len(".jpg")  # a 255-byte photo name raised ENAMETOOLONG
+    name = name.encode()[:room].decode("utf-8", "ignore")  # whole characters only
+    overlay_path = folder / f"{prefix}{name}.jpg"
     explanation.overlay.save(overlay_path, "JPEG", **OVERLAY_JPEG)
     return Judged(explanation.result, explanation.image, explanation.overlay, overlay_path)
 
