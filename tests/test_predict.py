@@ -628,6 +628,29 @@ def test_the_output_files_name_chooses_the_format_unless_one_is_given(untrained_
     assert len((tmp_path / "results.csv").read_text().splitlines()) == 2  # nothing judged twice
 
 
+def test_resume_reads_past_an_editors_byte_order_mark_and_names_another_encoding(
+    untrained_bundle, tmp_path
+):
+    """A CSV saved back by an editor that adds a byte-order mark was "not a CSV facetell
+    predict wrote"; one re-saved in a spreadsheet's code page raised UnicodeDecodeError."""
+    photo = tmp_path / "café.jpg"
+    astronaut().save(photo)
+    out = tmp_path / "results.csv"
+    command = ("predict", str(photo), "-o", str(out), "--model", str(untrained_bundle))
+    assert run_cli(*command).returncode == 0
+    written = out.read_text(encoding="utf-8")
+    out.write_text(written, encoding="utf-8-sig")
+    resumed = run_cli(*command, "--resume")
+    assert f"nothing left to judge: {out} holds every image" in resumed.stderr.decode()
+    out.write_text(written, encoding="cp1252")
+    refused = run_cli(*command, "--resume")
+    assert (refused.returncode, refused.stderr.decode().strip()) == (
+        2,
+        f"error: {out}: not UTF-8 as facetell predict writes; cannot resume it",
+    )
+    assert out.read_text(encoding="cp1252") == written  # left as it was
+
+
 def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     photo = tmp_path / "a.jpg"
     astronaut().save(photo)

@@ -615,8 +615,12 @@ def finished_records(output: Path, output_format: PredictFormat) -> list[dict[st
     input ends with one record) and without a last line the stopped run left half-written, so
     appended records start on a line of their own.
     """
-    with output.open(encoding="utf-8", newline="") as handle:  # CSV lines end in \r\n
-        text = handle.read()
+    try:  # utf-8-sig: an editor's byte-order mark is no part of the header
+        with output.open(encoding="utf-8-sig", newline="") as handle:  # CSV lines end in \r\n
+            text = handle.read()
+    except UnicodeDecodeError:  # re-saved by a spreadsheet in its own code page
+        message = f"{output}: not UTF-8 as facetell predict writes; cannot resume it"
+        raise FacetellError(message) from None
     whole = text[: text.rfind("\n") + 1]
     kept = io.StringIO()
     records: list[dict[str, Any]] = []
