@@ -98,6 +98,37 @@ def test_the_page_lists_and_shows_every_image_as_its_record_says(judged_folder):
         browser.close()
 
 
+def test_markup_that_slipped_into_a_page_would_not_run_or_load(judged_folder, tmp_path):
+    """The page forbids scripts and outside requests itself, so an escaping mistake with a file
+    name from whoever sent the files cannot run in a journalist's browser; its own pictures and
+    styles still show."""
+    from playwright.sync_api import sync_playwright
+
+    page_path, _ = judged_folder
+    slipped = (
+        '<script>document.title = "ran"</script><img id="x" src="https://example.org/t.png" '
+        "onerror=\"document.title = 'ran'\">"
+    )
+    tampered = tmp_path / "tampered.html"
+    tampered.write_text(page_path.read_text().replace("<main>", f"<main>{slipped}", 1))
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.add_init_script(
+            "window.blocked = []; document.addEventListener('securitypolicyviolation', "
+            "(event) => window.blocked.push(event.effectiveDirective))"
+        )
+        page.goto(tampered.as_uri())
+        assert page.title() != "ran"
+        assert {"script-src-elem", "img-src"} <= set(page.evaluate("window.blocked"))
+        shown = page.evaluate(
+            "[...document.images].filter(i => i.id !== 'x' && i.naturalWidth > 0).length"
+        )
+        assert shown == page.locator("img").count() - 1 > 0
+        assert page.evaluate("getComputedStyle(document.body).margin") == "0px"  # its own style
+        browser.close()
+
+
 def test_a_long_run_goes_on_in_linked_files_each_whole(judged_folder, tmp_path):
     """Thousands of cards in one file load slowly or not at all; past --report-per-file they
     go on in numbered files, and the first file's summary links into them."""

@@ -112,7 +112,11 @@ def test_health_readiness_and_model(server):
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model": None}
     ready = httpx.get(f"{server}/readyz").json()
     assert ready["status"] == "ready" and ready["model"] == "test-untrained@0.1.0"
-    model = httpx.get(f"{server}/api/v1/model").json()
+    answer = httpx.get(f"{server}/api/v1/model")
+    # no browser runs an answer as another type or tells other sites which server it came from
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+    model = answer.json()
     assert model["architecture"] == "mobilenet_v2" and model["calibrated"] is False
     assert model["trained_on"] is None  # made in memory: it trained on no files
     assert model["runtime"] == "onnxruntime"
@@ -569,7 +573,12 @@ def test_web_page_upload_verdict_and_heat_map(server):
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(server)
+        page.add_init_script(  # what the page's Content-Security-Policy would block
+            "window.blocked = []; document.addEventListener('securitypolicyviolation', "
+            "(event) => window.blocked.push(`${event.violatedDirective} ${event.blockedURI}`))"
+        )
+        answer = page.goto(server)
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
         expect(page.locator("#model-info")).to_contain_text("test-untrained@0.1.0")
         icon_type = page.evaluate(  # the tab's icon, not the browser's /favicon.ico 404
             "fetch(document.querySelector('link[rel=icon]').href)"
@@ -637,6 +646,7 @@ def test_web_page_upload_verdict_and_heat_map(server):
         )
         assert line.startswith("'=1+2.jpg,error,")
         expect(page.locator(".card .figure:visible")).to_have_count(2)
+        assert page.evaluate("window.blocked") == []  # the policy costs the page nothing
         page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.goto(server)

@@ -19,7 +19,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from facetell.calibrate import SizeCorrection, reliability_curve
 from facetell.evaluate import Evaluation, describe_seen
 from facetell.io import decode, printable_name
-from facetell.pages import BASE_STYLE, data_uri, image_data_uri
+from facetell.pages import BASE_STYLE, NO_SCRIPTS, data_uri, image_data_uri
 
 _STYLE = (
     BASE_STYLE
@@ -508,7 +508,7 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         else "<p>These curves need faces of both classes; these images gave faces of one "
         "(on real photos alone the false-positive rate is the number to read).</p>"
     )
-    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">{NO_SCRIPTS}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>facetell evaluation: {html.escape(main.bundle)}</title><style>{_STYLE}</style></head>
 <body><main>

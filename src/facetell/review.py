@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facetell import __version__
 from facetell.inference import Detector, FaceResult, Result
-from facetell.pages import BASE_STYLE, image_data_uri
+from facetell.pages import BASE_STYLE, NO_SCRIPTS, image_data_uri
 
 PHOTO_SIDE = 480  # px, the longest side of each photo as shown
 FACE_SIDE = 112  # px, the longest side of each face's crop as shown
@@ -397,7 +397,7 @@ class ReviewPage:
     def _part_head(self, first: int, last: int) -> str:
         """The top of a later file of a page saved in parts: its cards and a way back."""
         return (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">{NO_SCRIPTS}'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>facetell review: images {first}&ndash;{last} of {len(self._rows)}</title>"
             f"<style>{_STYLE}</style></head><body><main><h1>facetell review: images "
@@ -435,7 +435,7 @@ class ReviewPage:
         if self._earlier:
             resumed = f", the first {self._earlier} by the run this one resumed"
         return (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">{NO_SCRIPTS}'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>facetell review: {len(self._rows)} images</title><style>{_STYLE}</style>"
             f"</head><body><main><h1>facetell review</h1>"

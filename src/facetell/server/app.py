@@ -26,8 +26,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.formparsers import MultiPartParser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facetell import __version__
 from facetell.errors import BadImage
@@ -46,6 +47,13 @@ STATIC = resources.files("facetell.server") / "static"
 # Swagger UI's files from a wheel: FastAPI's default /docs fetches them from a CDN, and facetell
 # must work offline
 SWAGGER_UI = resources.files("fastapi_swagger") / "resources"
+# The web page runs only its own script; its styles, photos (blob:, data:) and the pictures
+# dropped from other sites (fetched by the browser) are allowed, and only this origin frames it.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self' data: blob: http: https:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+)
 LIMIT_SPAN = '<span id="limit">{}</span>'  # index.html says 20 MB; the page states the real cap
 SUFFIXES_ATTR = 'data-suffixes="{}"'  # the file names a chosen folder's images may have
 RAW_SUFFIXES_ATTR = 'data-raw-suffixes="{}"'  # camera RAW files: skipped, and named as such
@@ -447,6 +455,28 @@ def load_detector(settings: Settings) -> Detector:
     )
 
 
+class SecurityHeaders:
+    """nosniff and no Referer on every answer: a browser must not run an upload's echo or a
+    review page as another type, nor tell other sites which server sent a visitor."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: Settings | None = None, detector: Detector | None = None) -> FastAPI:
     """Build the app; the model loads once at startup (or is passed in, e.g. by tests or by
     `facetell serve`, which loads it first to fail before binding the port)."""
@@ -470,6 +500,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     app.state.settings = settings
     app.state.gate = ConcurrencyGate(settings.max_concurrency, settings.queue_seconds)
     install_problem_handlers(app)
+    app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -513,7 +544,7 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
         detector = getattr(request.app.state, "detector", None)
         if request.method == "GET" and detector is not None and detector.bundle.module is None:
             threading.Thread(target=lambda: detector.model, daemon=True).start()
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
 
     # HEAD too, which uptime monitors and link checkers send: FastAPI answers only the methods
     # a route names, and one route naming two gives both one OpenAPI operation id
