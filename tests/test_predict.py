@@ -1171,6 +1171,34 @@ def test_a_photo_with_the_longest_name_a_file_may_have_still_gets_its_heat_map(
     assert [len(name.encode()) for name in saved] == [255, 254]
 
 
+def test_a_write_that_fails_mid_run_is_one_line_and_the_run_can_go_on(tmp_path, untrained_bundle):
+    """A full disk ended a run with OSError's traceback, naming no file."""
+    for name in ("a", "b"):
+        astronaut().save(tmp_path / f"{name}.jpg")
+    photos = [str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")]
+    model = ("--model", str(untrained_bundle))
+    full = run_cli("predict", *photos, "-f", "jsonl", "-o", "/dev/full", *model)
+    assert (full.returncode, full.stderr.decode().strip().splitlines()[-1]) == (
+        2,
+        "error: /dev/full: cannot write (no space left on device) after 0 of 2 image(s); free "
+        "space or write elsewhere (then run the same command with --resume)",
+    )
+    heat_maps, out = tmp_path / "heat", tmp_path / "out.jsonl"
+    (heat_maps / "00001-b.jpg").mkdir(parents=True)  # where b's heat map must go
+    command = ("predict", *photos, "--explain", str(heat_maps), "-o", str(out), *model)
+    stopped = run_cli(*command)
+    assert stopped.returncode == 2
+    said = stopped.stderr.decode().strip().splitlines()[-1]
+    assert said == (
+        f"error: {heat_maps / '00001-b.jpg'}: cannot write (is a directory) after 1 of 2 "
+        "image(s); free space or write elsewhere (then run the same command with --resume)"
+    )
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == photos[:1]
+    (heat_maps / "00001-b.jpg").rmdir()
+    assert run_cli(*command, "--resume").returncode == 0
+    assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == photos
+
+
 def test_a_large_photo_is_explained_on_a_copy_with_its_far_face_mapped(untrained_bundle):
     from facetell.explain import explain
 

@@ -127,6 +127,33 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+class WriteFailed(Exception):
+    """A write that failed once the run was under way (a disk that filled), with its file."""
+
+    def __init__(self, target: Path | str, error: OSError) -> None:
+        super().__init__(f"{target}: cannot write ({(error.strerror or str(error)).lower()})")
+
+
+@contextmanager
+def writing(target: Path | str) -> Iterator[None]:
+    """Name the file when a write fails: the traceback of a full disk named none. A closed
+    pipe (`| head`) stays the quiet end it is."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise WriteFailed(target, error) from None
+
+
+def write_failed(
+    failure: WriteFailed, done: int, total: int, output: Path | None, resumable: bool
+) -> typer.Exit:
+    """The one line a run that could not write its results ends with, and how to go on."""
+    go_on = " (then run the same command with --resume)" if output and resumable else ""
+    return fail(f"{failure} after {done} of {total} image(s); free space or write elsewhere{go_on}")
+
+
 def writable(path: Path, option: str, *, folder: bool = False) -> Path:
     """Check an output location before any work is done, creating missing parent folders, so a
     mistyped path costs one line instead of a finished run's results."""
@@ -941,30 +968,42 @@ def predict_command(
                         earlier_maps.discard(overlay_path)
                     if page:
                         page.add(result, image, overlay)
+                    with writing(output or "standard output"):
+                        if output_format is PredictFormat.jsonl:
+                            handle.write(json.dumps(record) + "\n")
+                            handle.flush()
+                        elif output_format is PredictFormat.json:
+                            handle.write(separator + json.dumps(record))
+                            separator = ",\n"
+                        elif writer:
+                            writer.writerow(_csv_row(record))
+                        else:
+                            table.add_row(*_table_row(record))
                     counts[record["label"] or record["status"]] += 1
                     crowded += record["faces_found"] > len(record["faces"])
-                    if output_format is PredictFormat.jsonl:
-                        handle.write(json.dumps(record) + "\n")
-                        handle.flush()
-                    elif output_format is PredictFormat.json:
-                        handle.write(separator + json.dumps(record))
-                        separator = ",\n"
-                    elif writer:
-                        writer.writerow(_csv_row(record))
-                    else:
-                        table.add_row(*_table_row(record))
                     progress.advance(task)
                     if stop.is_set():  # Ctrl-C: this image's outputs are all written; stop
                         interrupted = True
                         break
             except KeyboardInterrupt:  # a second Ctrl-C: at once, with what was written
                 interrupted = True
-    if output_format is PredictFormat.table:
-        Console(file=handle, width=console.width).print(table)
-    elif output_format is PredictFormat.json:  # closed on a stop too: what was judged stays valid
-        handle.write("[]\n" if separator == "[\n" else "\n]\n")
-    if output:
-        handle.close()
+            except WriteFailed as failure:
+                if output:
+                    with suppress(OSError):
+                        handle.close()
+                raise write_failed(
+                    failure, sum(counts.values()), len(sources), output, resumable
+                ) from None
+    try:
+        with writing(output or "standard output"):
+            if output_format is PredictFormat.table:
+                Console(file=handle, width=console.width).print(table)
+            elif output_format is PredictFormat.json:  # closed on a stop too: still valid JSON
+                handle.write("[]\n" if separator == "[\n" else "\n]\n")
+            if output:
+                handle.close()
+    except WriteFailed as failure:
+        raise write_failed(failure, sum(counts.values()), len(sources), output, resumable) from None
     summary = ", ".join(f"{n} {k}" for k, n in counts.most_common())
     done = sum(counts.values())
     pages: list[Path] = []  # the review page's files
@@ -1070,7 +1109,8 @@ def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index
     room = NAME_MAX - len(prefix) - len(".jpg")  # a 255-byte photo name raised ENAMETOOLONG
     name = name.encode()[:room].decode("utf-8", "ignore")  # whole characters only
     overlay_path = folder / f"{prefix}{name}.jpg"
-    explanation.overlay.save(overlay_path, "JPEG", **OVERLAY_JPEG)
+    with writing(overlay_path):
+        explanation.overlay.save(overlay_path, "JPEG", **OVERLAY_JPEG)
     return Judged(explanation.result, explanation.image, explanation.overlay, overlay_path)
 
 
