@@ -79,6 +79,17 @@ def test_a_class_of_fewer_originals_than_folds_gets_no_score_rather_than_a_crash
     assert run.returncode == 2 and "less than or equal to 128" in run.stderr
 
 
+def test_a_manifest_the_disk_refuses_is_one_line_naming_it(tmp_path):
+    """A full disk under --save-manifest ended the audit with OSError's traceback."""
+    make_dataset(tmp_path, confounded=False, n=6)
+    command = [sys.executable, "-m", "facetell", "audit", str(tmp_path)]
+    run = subprocess.run([*command, "--save-manifest", "/dev/full"], capture_output=True, text=True)
+    assert (run.returncode, run.stderr.strip().splitlines()[-1]) == (
+        2,
+        "error: /dev/full: cannot write (no space left on device); free space or write elsewhere",
+    )
+
+
 def test_cli_json_output_carries_the_shortcut_score(tmp_path):
     make_dataset(tmp_path, confounded=True, n=12)
     result = subprocess.run(

@@ -1199,6 +1199,39 @@ def test_a_write_that_fails_mid_run_is_one_line_and_the_run_can_go_on(tmp_path, 
     assert [json.loads(line)["path"] for line in out.read_text().splitlines()] == photos
 
 
+def test_any_command_the_disk_refuses_ends_in_one_line(capsys):
+    """Where a command does not name its file itself (training's checkpoints, say), a full or
+    read-only disk is still one line, with the file when the error carries it."""
+    import errno
+
+    from facetell.cli import Commands
+
+    commands = Commands()
+
+    @commands.command()
+    def save(read_only: bool = False) -> None:
+        if read_only:
+            raise OSError(errno.EROFS, "Read-only file system", "runs/x/last.safetensors")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    @commands.command()
+    def other() -> None:
+        raise OSError(errno.ENOENT, "No such file or directory", "gone")
+
+    said = []
+    for args in (["save", "--read-only"], ["save"]):
+        with pytest.raises(SystemExit) as stopped:
+            commands(args, standalone_mode=True)
+        assert stopped.value.code == 2
+        said.append(capsys.readouterr().err.strip())
+    assert said == [
+        "error: runs/x/last.safetensors: cannot write (read-only file system); write elsewhere",
+        "error: cannot write (no space left on device); free space or write elsewhere",
+    ]
+    with pytest.raises(FileNotFoundError):  # not the disk's doing: a bug to see whole
+        commands(["other"], standalone_mode=True)
+
+
 def test_a_large_photo_is_explained_on_a_copy_with_its_far_face_mapped(untrained_bundle):
     from facetell.explain import explain
 

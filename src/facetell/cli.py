@@ -97,7 +97,36 @@ if TYPE_CHECKING:
     from facetell.server.settings import Settings
     from facetell.train import EpochRecord, RunResult
 
-app = typer.Typer(
+# What a full or read-only disk raises wherever a command writes (a report, a manifest, a run)
+STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO})
+
+
+class Commands(typer.Typer):
+    """typer's app, with a write that the disk refuses ended in one line rather than a traceback
+    from deep in Pillow or matplotlib; `predict` names the file and how far it got itself."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except WriteFailed as failure:  # a command that knows what it was writing
+            err_console.print(
+                f"[bold red]error:[/] {failure}; free space or write elsewhere", highlight=False
+            )
+            raise SystemExit(2) from None
+        except OSError as error:
+            if error.errno not in STORAGE_ERRORS:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            reason = (error.strerror or str(error)).lower()
+            full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            hint = "free space or write elsewhere" if full else "write elsewhere"
+            err_console.print(
+                f"[bold red]error:[/] {where}cannot write ({reason}); {hint}", highlight=False
+            )
+            raise SystemExit(2) from None
+
+
+app = Commands(
     name="facetell",
     help="Tell real face photographs from AI-generated faces.",
     no_args_is_help=True,
@@ -294,7 +323,8 @@ def audit_command(
     groups = duplicate_groups(records, max_distance=near_duplicate_bits)
     report = audit(records, groups, seed=seed, origins=origins)
     if save_manifest:
-        save_manifest_csv(records, save_manifest)
+        with writing(save_manifest):
+            save_manifest_csv(records, save_manifest)
     if output_format is AuditFormat.json:
         console.print_json(json.dumps(asdict(report)))
         for warning in report.warnings:
@@ -1314,7 +1344,8 @@ def evaluate_command(
                 evaluation.bundle = f"{evaluation.bundle} ({evaluation.bundle_path})"
         for evaluation in evaluations[1:]:
             evaluation.comparison = compare_auroc(evaluations[0], evaluation, resamples)
-        report = write_report(evaluations, out, [str(p) for p in (data or [split_file])])
+        with writing(out):
+            report = write_report(evaluations, out, [str(p) for p in (data or [split_file])])
     except FacetellError as error:
         raise fail(str(error)) from None
     table = Table(
