@@ -11,12 +11,15 @@ WORKDIR /app
 # the CPU build of torch keeps the image small; the pins match pyproject.toml
 RUN pip install --no-cache-dir torch==2.14.1 torchvision==0.29.1 \
       --index-url https://download.pytorch.org/whl/cpu
-COPY pyproject.toml README.md ./
+# setup.py packs models/default and configs/*.yaml into the package: the default model and the
+# training recipes then come with it, as with any `pip install .`
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY src ./src
-COPY models ./models
+COPY models/default ./models/default
+COPY configs ./configs
 RUN pip install --no-cache-dir .
 
-ENV FACETELL_HOST=0.0.0.0 FACETELL_PORT=8000 FACETELL_MODEL=/app/models/default
+ENV FACETELL_HOST=0.0.0.0 FACETELL_PORT=8000
 EXPOSE 8000
 USER nobody
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz')"
