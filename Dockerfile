@@ -19,7 +19,8 @@ COPY models/default ./models/default
 COPY configs ./configs
 RUN pip install --no-cache-dir .
 
-ENV FACETELL_HOST=0.0.0.0 FACETELL_PORT=8000
+# nobody has no home: matplotlib (heat maps) keeps its cache in /tmp instead of warning
+ENV FACETELL_HOST=0.0.0.0 FACETELL_PORT=8000 MPLCONFIGDIR=/tmp/matplotlib
 EXPOSE 8000
 USER nobody
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz')"
