@@ -701,6 +701,11 @@ def test_images_a_split_or_manifest_names_that_are_gone_are_named_not_scored(
             "moved/real.jpg); its relative paths are found from here or from a folder above the "
             "split file"
         )
+        misnamed = run_cli(command, bundle, "--split-file", str(tmp_path / "split.json"),
+                           "--split", "validation", *options, cwd=tmp_path)  # fmt: skip
+        assert misnamed.stderr.decode().strip() == (
+            f"error: {tmp_path / 'split.json'}: no 'validation' split (it holds: test)"
+        )
     manifest = tmp_path / "data" / "list.csv"
     manifest.write_text("path,label\nreal.jpg,real\nfake.png,ai\nlost.jpg,real\n")
     run = run_cli("evaluate", bundle, str(manifest), "--out", str(tmp_path / "report"),

@@ -1149,9 +1149,11 @@ def select_samples(
 ) -> list[Sample]:
     """The images to score: a split of a saved split file, or everything under `data`."""
     if split_file is not None:
-        samples = SplitFile.load(split_file).samples(split)
+        saved = SplitFile.load(split_file)
+        samples = saved.samples(split)
         if not samples:
-            raise FacetellError(f"{split_file}: the split has no {split!r} images")
+            held = ", ".join(sorted({row["split"] for row in saved.rows})) or "none"
+            raise FacetellError(f"{split_file}: no {split!r} split (it holds: {held})")
     elif data:
         skipped: list[Path] = []
         samples = discover(data, skipped)
