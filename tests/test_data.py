@@ -187,8 +187,15 @@ def test_leave_one_source_out_puts_the_whole_source_in_test_only():
     assert {"train", "val", "test"} <= {
         a for a, s in zip(assignment, sources, strict=True) if s == "g1"
     }
-    with pytest.raises(ValueError, match="unknown source 'nope'"):
+    with pytest.raises(DatasetError) as caught:  # `train` prints it as one line
         leave_one_source_out(labels, sources, groups, "nope")
+    assert str(caught.value) == "hold-out source 'nope' is not in the data (its sources: g1, g2, r)"
+    with pytest.raises(DatasetError) as caught:  # scikit-learn's ValueError was a traceback
+        kfold_splits(labels, sources, groups % 7, k=10)
+    assert str(caught.value) == (
+        "10 folds: the data has only 7 images that are not near-duplicates of each other, and "
+        "each fold needs one (use fewer folds)"
+    )
 
 
 def test_split_file_round_trips_exactly(tmp_path):

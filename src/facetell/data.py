@@ -406,8 +406,16 @@ def kfold_splits(
 ) -> list[list[str]]:
     """K assignments: fold i is 'test', fold i+1 is 'val' (early stopping), the rest 'train'."""
     if k < 3:
-        raise ValueError("k-fold needs k >= 3 (one fold to test, one to validate, one to train)")
+        raise DatasetError(
+            f"{k} folds: k-fold needs at least 3 (one fold to test, one to validate, one to train)"
+        )
     groups = np.asarray(groups)
+    distinct = len(np.unique(groups))
+    if k > distinct:  # scikit-learn's ValueError said so in a traceback
+        raise DatasetError(
+            f"{k} folds: the data has only {distinct} images that are not near-duplicates of "
+            "each other, and each fold needs one (use fewer folds)"
+        )
     strata = _group_strata(labels, sources, groups)
     stratum_names = sorted(set(strata.values()))
     y = [stratum_names.index(strata[int(g)]) for g in groups]
@@ -441,7 +449,8 @@ def leave_one_source_out(
     image can leak into training.
     """
     if holdout not in set(sources):
-        raise ValueError(f"unknown source {holdout!r}; sources are {sorted(set(sources))}")
+        known = ", ".join(sorted(set(sources)))
+        raise DatasetError(f"hold-out source {holdout!r} is not in the data (its sources: {known})")
     groups = np.asarray(groups)
     held_groups = {int(g) for g, s in zip(groups, sources, strict=True) if s == holdout}
     keep = np.array([int(g) not in held_groups for g in groups])
