@@ -927,6 +927,11 @@ def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
     both = train_into("--resume", "--overwrite")
     assert both.returncode == 2
     assert "give one" in both.stderr
+    mistyped = train_into("--resume", "--out", str(tmp_path / "rn"))  # the last --out counts
+    assert (mistyped.returncode, mistyped.stderr.strip()) == (
+        2,
+        f"error: {tmp_path / 'rn'}: no training run there to resume; drop --resume to start one",
+    )
 
     (run / "notes.txt").write_text("mine")
     single = train_into("--overwrite")
@@ -965,6 +970,15 @@ def test_a_bad_training_config_is_one_line_naming_each_bad_field():
     assert "; seed (--set seed=x): " in message
     with pytest.raises(FacetellError, match=r"config: mixup blends faces .* set one of"):
         load_config(recipe, ["mixup=0.4", "adversary={weight: 0.3}"])
+
+
+def test_a_photo_given_where_the_config_goes_is_one_line(tmp_path):
+    """`facetell train photo.jpg` raised UnicodeDecodeError's traceback."""
+    photo = tmp_path / "photo.jpg"
+    smooth_photo(0, 64).save(photo)
+    with pytest.raises(FacetellError) as caught:
+        load_config(photo)
+    assert str(caught.value) == f"{photo}: not a YAML config (not UTF-8 text)"
 
 
 def test_augmentation_ranges_unknown_keys_and_list_items_are_checked_before_any_work():

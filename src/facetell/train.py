@@ -253,6 +253,8 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise FacetellError(f"{path}: cannot read config ({error.strerror})") from None
+        except UnicodeDecodeError:  # an image or a binary given where the config goes
+            raise FacetellError(f"{path}: not a YAML config (not UTF-8 text)") from None
         raw = _parse_yaml(text, str(path)) or {}
         if not isinstance(raw, dict):
             raise FacetellError(
@@ -1406,6 +1408,10 @@ def train(
     """
     if not resume:
         refuse_or_clear_earlier_runs(out_dir, overwrite)
+    elif not earlier_runs(out_dir):  # a mistyped --out would start hours of training afresh
+        raise FacetellError(
+            f"{out_dir}: no training run there to resume; drop --resume to start one"
+        )
     reporter = reporter or Reporter()
     skipped: list[Path] = []
     data = prepare_data(config, on_progress=reporter.stage, skipped=skipped)
