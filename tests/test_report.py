@@ -118,6 +118,12 @@ def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, t
         photo.crop((40 + 5 * i, 0, 360 + 5 * i, 320)).save(training / f"photo-{i}.jpg")
     for i, face in enumerate(gan_faces(20, seed=30, size=160)):
         face.save(training / f"gan-{i}.png")
+    mistyped = facetell("calibrate", str(bundle), str(labelled), "--reference",
+                        str(tmp_path / "trainign"))  # fmt: skip
+    assert (mistyped.returncode, mistyped.stderr.strip()) == (  # was "no face found in the ..."
+        2,
+        f"error: {tmp_path / 'trainign'}: no such file or folder (--reference)",
+    )
     result = facetell("calibrate", str(bundle), str(labelled), "--reference", str(training),
                       "--reference-size", "25", "--temper-start", "0.6")  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import glob
 import io
 import ipaddress
 import itertools
@@ -1726,6 +1727,9 @@ def _reference_paths(
     numbers per source: the split file's train split, or image files under --reference
     (labelled or not; each folder of images counts as a source)."""
     if reference:
+        gone = [path for path in reference if not path.exists() and not glob.has_magic(str(path))]
+        if gone:
+            raise FacetellError(f"{gone[0]}: no such file or folder (--reference)")
         pool = [item for item in expand_inputs([str(path) for path in reference])
                 if isinstance(item, str)]  # fmt: skip
         if not pool:
