@@ -853,7 +853,9 @@ def test_a_download_past_the_byte_limit_is_refused(web_server):
 def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
     missing_model = run_cli("predict", str(tmp_path), "--model", str(tmp_path / "nope"))
     assert missing_model.returncode == 2
-    assert "model bundle not found" in missing_model.stderr.decode()
+    assert missing_model.stderr.decode().strip() == (
+        f"error: {tmp_path / 'nope'}: model bundle not found (check the path)"
+    )
     assert missing_model.stderr.decode().strip().count("\n") == 0
     empty = run_cli("predict", str(tmp_path), "--model", str(untrained_bundle))
     assert empty.returncode == 2

@@ -279,6 +279,8 @@ class Detector:
         if not bundle_path.exists():
             if from_environment:
                 raise FacetellError(f"{bundle_path}: model bundle not found{named_by}")
+            if path is not None:  # a path given by the caller: nothing else to try
+                raise FacetellError(f"{bundle_path}: model bundle not found (check the path)")
             raise FacetellError(
                 f"{bundle_path}: model bundle not found (pass a bundle folder or .zip, set "
                 "FACETELL_MODEL, or run `make model` to build the default one)"
