@@ -174,6 +174,9 @@ def test_calibrating_a_model_without_an_embedding_skips_familiarity(labelled, tm
     predicted = facetell("predict", str(labelled / "real"), "--model", str(bundle), "-f", "jsonl")
     record = json.loads(predicted.stdout.splitlines()[0])
     assert record["familiar"] is None and record["faces"][0]["novelty"] is None
+    declined = facetell("calibrate", str(bundle), str(labelled), "--no-familiarity",
+                        "--no-size-correction")  # fmt: skip
+    assert "familiarity: not fitted (--no-familiarity)" in declined.stdout  # said why, not "or"
 
 
 def test_a_false_positive_target_a_source_is_too_small_for_is_named(labelled, tmp_path):

@@ -1508,7 +1508,7 @@ def calibrate_command(
             small_face_jpeg=(SMALL_FACE_WIDTH, THUMBNAIL_QUALITY) if size_correction else None,
         )
         copies = THUMBNAIL_SIZES if size_correction else ()
-        familiarity = familiarity and raw.gives_embedding
+        asked_familiarity, familiarity = familiarity, familiarity and raw.gives_embedding
         references = _reference_paths(reference, split_file, reference_size) if familiarity else []
         with progress_bar() as progress:
             total = len(references) + len(samples) * (1 + len(copies))
@@ -1589,7 +1589,7 @@ def calibrate_command(
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
         + _describe_not_scored(scored.statuses)
         + _describe_size_correction(calibration.size_correction, size_correction)
-        + _describe_familiarity(calibration.familiarity, familiarity)
+        + _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
         + _describe_thin_sources(details, max_fpr)
         + f"written to {bundle / 'calibration.json'}",
         highlight=False,
@@ -1743,13 +1743,14 @@ def _reference_paths(
     return [pool[i] for i in sample_indices(sources, size)]
 
 
-def _describe_familiarity(familiarity: Familiarity | None, possible: bool) -> str:
+def _describe_familiarity(familiarity: Familiarity | None, possible: bool, asked: bool) -> str:
     if familiarity is None:
-        why = (
-            "give --split-file (its train split) or --reference"
-            if possible
-            else "not asked, or the model gives no embedding to compare faces by"
-        )
+        if not asked:
+            why = "--no-familiarity"
+        elif not possible:
+            why = "the model gives no embedding to compare faces by"
+        else:
+            why = "give --split-file (its train split) or --reference"
         return f"familiarity: not fitted ({why})\n"
     bands = ", ".join(
         f"{label} {threshold:.4f}"
