@@ -110,21 +110,15 @@ class Commands(typer.Typer):
         try:
             return super().__call__(*args, **kwargs)
         except WriteFailed as failure:  # a command that knows what it was writing
-            err_console.print(
-                f"[bold red]error:[/] {failure}; free space or write elsewhere", highlight=False
-            )
-            raise SystemExit(2) from None
+            message = f"{failure}; free space or write elsewhere"
         except OSError as error:
             if error.errno not in STORAGE_ERRORS:
                 raise
-            where = f"{error.filename}: " if error.filename else ""
-            reason = (error.strerror or str(error)).lower()
             full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             hint = "free space or write elsewhere" if full else "write elsewhere"
-            err_console.print(
-                f"[bold red]error:[/] {where}cannot write ({reason}); {hint}", highlight=False
-            )
-            raise SystemExit(2) from None
+            message = f"{WriteFailed(error.filename, error)}; {hint}"
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        raise SystemExit(2)
 
 
 app = Commands(
@@ -160,8 +154,9 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 class WriteFailed(Exception):
     """A write that failed once the run was under way (a disk that filled), with its file."""
 
-    def __init__(self, target: Path | str, error: OSError) -> None:
-        super().__init__(f"{target}: cannot write ({(error.strerror or str(error)).lower()})")
+    def __init__(self, target: Path | str | None, error: OSError) -> None:
+        where = f"{target}: " if target else ""
+        super().__init__(f"{where}cannot write ({(error.strerror or str(error)).lower()})")
 
 
 @contextmanager

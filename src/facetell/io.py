@@ -461,7 +461,7 @@ DAMAGED_DATA_ERRORS = (
 @contextmanager
 def _quietly() -> Iterator[None]:
     """Pillow's warnings about damaged metadata ("Corrupt EXIF data") printed into a batch's
-    terminal output; what came of the image is in its record."""
+    terminal output; what came of the image is in its record. Wraps the whole of `decode`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
@@ -548,6 +548,7 @@ def other_content(head: bytes) -> tuple[str, str] | None:
     return None
 
 
+@_quietly()
 def decode(
     source: ImageSource,
     *,
@@ -591,8 +592,7 @@ def decode(
         else:
             _refuse_camera_raw(Path(source), label)
             data = _read_bytes(Path(source), label, limits)
-        with _quietly():
-            image = _open(data, label)
+        image = _open(data, label)
 
     width, height = image.size
     if width * height > limits.max_pixels:
@@ -615,16 +615,14 @@ def decode(
         quality = estimate_jpeg_quality(getattr(image, "quantization", {}))
         subsampling = _SUBSAMPLING_NAMES.get(JpegImagePlugin.get_sampling(image))
     try:  # a TIFF walks its pages' headers to count them
-        with _quietly():
-            n_frames = int(getattr(image, "n_frames", 1))
+        n_frames = int(getattr(image, "n_frames", 1))
         rewind = n_frames > 1
     except DAMAGED_DATA_ERRORS:  # a later page is damaged: the first, the one judged, may not be
         n_frames, rewind = 1, True
     info = MappingProxyType(dict(image.info))
     try:
-        with _quietly():
-            exif = image.getexif()
-            orientation = int(exif.get(0x0112, 1) or 1)
+        exif = image.getexif()
+        orientation = int(exif.get(0x0112, 1) or 1)
     except Exception:  # a malformed EXIF block must not cost the pixels
         exif, orientation = None, 1
     if orientation not in range(1, 9):
@@ -632,14 +630,13 @@ def decode(
     original_mode = image.mode
 
     try:
-        with _quietly():
-            if rewind:
-                image.seek(0)
-            if reduce_to and fmt == "JPEG":
-                image.draft("RGB", (reduce_to, reduce_to))
-            image.load()
-            upright = ImageOps.exif_transpose(image) if orientation != 1 else image
-            rgb = to_rgb(to_srgb(upright, info.get("icc_profile")))
+        if rewind:
+            image.seek(0)
+        if reduce_to and fmt == "JPEG":
+            image.draft("RGB", (reduce_to, reduce_to))
+        image.load()
+        upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+        rgb = to_rgb(to_srgb(upright, info.get("icc_profile")))
     except DAMAGED_DATA_ERRORS as exc:
         reason = "truncated or damaged image data"
         if "truncated" not in str(exc).lower():
