@@ -324,6 +324,19 @@ def test_damage_pillow_reports_with_other_exceptions_is_a_record_not_a_crash(pho
     assert caught.value.reason.startswith("damaged image header (Failed to decode image: ")
 
 
+def test_a_damaged_compressed_tiff_is_a_record_and_libtiff_prints_nothing(photo, capfd) -> None:
+    """libtiff printed "LZWDecode: Not enough data at scanline …" to stderr from C, between a
+    batch's rows and into a JSON-lines run's terminal; the record already says what happened."""
+    stored = bytearray(encode(photo, "TIFF", compression="tiff_lzw"))
+    middle = len(stored) // 2
+    stored[middle : middle + 16] = bytes(16)  # a run of zeros inside the LZW strips
+    with pytest.raises(TruncatedImage) as caught:
+        decode(bytes(stored), name="scan.tif")
+    assert str(caught.value).startswith("scan.tif: truncated or damaged image data")
+    assert capfd.readouterr().err == ""
+    assert decode(encode(photo, "TIFF", compression="tiff_lzw")).image.size == photo.size
+
+
 def test_a_damaged_exif_block_costs_neither_the_pixels_nor_a_warning_line(photo) -> None:
     """Pillow warned "Tag data larger than file" into the terminal, between a batch's rows."""
     exif = Image.Exif()

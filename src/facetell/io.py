@@ -7,7 +7,9 @@ has to trust a file extension or re-open a file.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import glob
 import http.client
 import io
@@ -458,10 +460,39 @@ DAMAGED_DATA_ERRORS = (
 )
 
 
+def _loaded_libtiffs() -> list[str]:
+    """The libtiff files this process has loaded (Pillow's own copy, or the system's)."""
+    try:
+        with Path("/proc/self/maps").open(encoding="utf-8", errors="replace") as maps:
+            paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "/libtiff" in line}
+    except OSError:  # no /proc (macOS, Windows): libtiff keeps its default
+        return []
+    return sorted(path for path in paths if path.startswith("/"))
+
+
+@functools.cache
+def _silence_libtiff_errors() -> None:
+    """libtiff prints a damaged TIFF's errors ("LZWDecode: Not enough data…") to stderr from C,
+    between a batch's rows, where Python cannot catch them; the file's record already says it
+    is damaged. Pillow replaces libtiff's warning handler but not its error handler, so this
+    clears that handler, once for the process."""
+    no_load = getattr(os, "RTLD_NOLOAD", None)
+    for path in _loaded_libtiffs() if no_load is not None else []:
+        try:  # RTLD_NOLOAD: the copy already loaded, never a second one
+            libtiff = ctypes.CDLL(path, mode=no_load)
+            set_handler = libtiff.TIFFSetErrorHandler
+        except (OSError, AttributeError):
+            continue
+        set_handler.argtypes, set_handler.restype = [ctypes.c_void_p], ctypes.c_void_p
+        set_handler(None)
+
+
 @contextmanager
 def _quietly() -> Iterator[None]:
-    """Pillow's warnings about damaged metadata ("Corrupt EXIF data") printed into a batch's
-    terminal output; what came of the image is in its record. Wraps the whole of `decode`."""
+    """Pillow's warnings about damaged metadata ("Corrupt EXIF data") and libtiff's errors
+    printed into a batch's terminal output; what came of the image is in its record. Wraps
+    the whole of `decode`."""
+    _silence_libtiff_errors()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
