@@ -94,6 +94,35 @@ def test_a_manifest_written_on_windows_with_a_split_column_reads_here(tmp_path):
     assert all(sample.path.is_file() for sample in samples)
 
 
+def test_a_manifest_a_spreadsheet_saved_reads_as_the_plain_one(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark and keeps `Path,Label` capitalised;
+    where the decimal mark is a comma it separates columns with semicolons. Each was refused
+    as lacking the path and label columns, and a .tsv was "a file, not a dataset"."""
+    write_images(tmp_path / "imgs", 2, seed=1)
+    rows = [("Path", "Label", "Source"), ("imgs/000.jpg", "Fake", "gen-x")]
+    rows.append(("imgs/001.jpg", "real", "cam"))
+    plain = [(tmp_path / "imgs/000.jpg", "ai", "gen-x"), (tmp_path / "imgs/001.jpg", "real", "cam")]
+    for name, separator, start in [
+        ("excel.csv", ",", "\ufeff"),
+        ("europe.csv", ";", "\ufeff"),
+        ("spaced.csv", ", ", ""),
+        ("sheet.tsv", "\t", ""),
+    ]:
+        manifest = tmp_path / name
+        lines = [separator.join(row) for row in rows]
+        manifest.write_text(start + "\r\n".join(lines) + "\r\n", encoding="utf-8")
+        assert [(s.path, s.label, s.source) for s in discover([manifest])] == plain, name
+
+
+def test_a_manifest_row_without_a_path_is_named_not_read_as_the_folder(tmp_path):
+    """`,real` read as the path "." and reached the audit as "is a folder, not an image file"."""
+    write_images(tmp_path / "imgs", 1, seed=1)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\nimgs/000.jpg,ai\n ,real\n")
+    with pytest.raises(DatasetError, match=r"m.csv:3: the row names no path$"):
+        discover([manifest])
+
+
 def test_unlabelled_folder_and_bad_labels_give_clear_errors(tmp_path):
     write_images(tmp_path / "pictures", 1, seed=1)
     with pytest.raises(DatasetError, match="found no labelled images"):

@@ -52,6 +52,8 @@ SPLIT_ALIASES = {
 }
 SPLITS = ("train", "val", "test")
 MANIFEST_NAMES = ("manifest.csv",)
+MANIFEST_SUFFIXES = (".csv", ".tsv")
+MANIFEST_SEPARATORS = ",;\t"  # the one a header line uses most separates the columns
 # Bits (of 256) within which two perceptual hashes count as one picture. Measured on the shared
 # faces: a 0.5x downscaled JPEG q50 copy is at most 30 bits away (median 4); distinct aligned
 # faces are 56 or more apart.
@@ -108,23 +110,32 @@ def read_manifest(csv_path: Path) -> list[Sample]:
 
     A manifest written on Windows (`real\\cam\\1.jpg`) is read with its backslashes as folder
     separators when the path does not exist as written; a `split` column (train, val, test
-    and their aliases) is kept, as a train/ or test/ folder would be.
+    and their aliases) is kept, as a train/ or test/ folder would be. What spreadsheets save
+    reads too: a byte-order mark (Excel's "CSV UTF-8"), `Path,Label` headers, and semicolons
+    (Excel where the decimal mark is a comma) or tabs between columns.
     """
     base = csv_path.parent
     samples = []
-    with csv_path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        header = handle.readline()
+        handle.seek(0)
+        separator = max(MANIFEST_SEPARATORS, key=header.count)
+        reader = csv.DictReader(handle, delimiter=separator, skipinitialspace=True)
+        columns = [name.strip().lower() for name in reader.fieldnames or []]
+        if not {"path", "label"} <= set(columns):
             raise DatasetError(
-                f"{csv_path}: a manifest needs the columns path,label[,source]; "
+                f"{csv_path}: a manifest needs the columns path,label[,source][,split]; "
                 f"found {reader.fieldnames}"
             )
+        reader.fieldnames = columns
         for line_no, row in enumerate(reader, start=2):
             label = normalise_label(row["label"] or "")
             if label is None:
                 raise DatasetError(
                     f"{csv_path}:{line_no}: label {row['label']!r} is neither real nor ai"
                 )
+            if not (row["path"] or "").strip():
+                raise DatasetError(f"{csv_path}:{line_no}: the row names no path")
             path = Path(row["path"])
             path = path if path.is_absolute() else base / path
             if "\\" in row["path"] and not path.exists():
@@ -163,7 +174,7 @@ def discover(
     """
     samples: list[Sample] = []
     for root in map(Path, roots):
-        if root.is_file() and root.suffix.lower() == ".csv":
+        if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
             samples += read_manifest(root)
             continue
         if root.is_file():
