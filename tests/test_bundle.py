@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from conftest import astronaut, cat, gan_faces, save_untrained_bundle
 from facetell.bundle import Bundle, BundleError, ensemble_bundle, load_bundle
+from facetell.calibrate import Calibration
 from facetell.faces import CropRecipe
 from facetell.inference import Detector
 from facetell.models import create_model
@@ -139,6 +140,12 @@ def test_a_threshold_variant_shares_the_loaded_model(untrained_bundle):
     assert strict_result.p_ai == lenient_result.p_ai
     assert (strict_result.label, lenient_result.label) == ("real", "ai")
     assert detector.threshold is None
+    calibrated = Calibration.from_dict(load_bundle(untrained_bundle).calibration).threshold
+    assert repr(detector) == (  # what a notebook shows: the model and the cut it answers with
+        f"Detector('{detector.model_name}', threshold={calibrated:.4g} (calibrated), "
+        "detect_faces=True, max_faces=64, runtime='onnxruntime')"
+    )
+    assert repr(strict).startswith(f"Detector('{detector.model_name}', threshold=1 (given), ")
 
 
 def ensemble_of_two_crops(tmp_path) -> tuple[Path, Path, Path]:

@@ -151,6 +151,17 @@ def test_a_value_that_is_no_image_source_costs_a_stream_only_its_own_result(dete
     assert results[2].error_kind == "not_an_image"
 
 
+def test_several_inputs_given_to_predict_are_pointed_to_the_batch_methods(detector):
+    photo = astronaut()
+    for several in ([photo, photo], (photo,), iter([photo])):
+        result = detector.predict(several)
+        assert result.status == "error" and result.error_kind == "not_an_image"
+        assert result.error.endswith(
+            "is not an image source (judge several with Detector.predict_batch or Detector.stream)"
+        )
+    assert [r.status for r in detector.predict_batch([photo, photo])] == ["ok", "ok"]
+
+
 def test_a_folder_or_a_glob_streams_its_images_and_a_path_is_one_image(detector, tmp_path):
     """As `facetell predict album/` does; a string is one path, never its characters."""
     album = tmp_path / "album"

@@ -601,11 +601,14 @@ def decode(
     elif not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview) and not (
         _is_stream(source)
     ):
+        several = isinstance(source, list | tuple | set | Iterator)
         raise NotAnImage(
             label,
             f"{type(source).__name__} is not an image source",
-            "pass a path, an http(s) URL, bytes, a binary file object, a PIL image or a numpy "
-            "array",
+            "judge several with Detector.predict_batch or Detector.stream"
+            if several
+            else "pass a path, an http(s) URL, bytes, a binary file object, a PIL image or a "
+            "numpy array",
         )
     else:
         if _is_stream(source):  # open(path, "rb"), BytesIO, an upload's file: read from here on
