@@ -148,6 +148,36 @@ def test_a_threshold_variant_shares_the_loaded_model(untrained_bundle):
     assert repr(strict).startswith(f"Detector('{detector.model_name}', threshold=1 (given), ")
 
 
+def test_a_calibration_the_disk_cuts_short_leaves_the_earlier_one_whole(untrained_bundle, tmp_path):
+    """`facetell calibrate` rewrites calibration.json in a bundle in place (checkpoints alike):
+    a full disk (here a 4 KB file-size limit) or a kill mid-write left half a file, and the
+    bundle could not load."""
+    bundle = shutil.copytree(untrained_bundle, tmp_path / "bundle")
+    calibrated = load_bundle(bundle)
+    calibrated.calibration = Calibration(threshold=0.7).to_dict()
+    calibrated.save_calibration(bundle)
+    earlier = (bundle / "calibration.json").read_bytes()
+    script = (
+        "import resource, signal, sys\n"
+        "from facetell.bundle import load_bundle\n"
+        "bundle = load_bundle(sys.argv[1])\n"
+        "bundle.calibration = {**bundle.calibration, 'fitted_on': 'x' * 100_000}\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "try:\n"
+        "    bundle.save_calibration(bundle.path)\n"
+        "except OSError as error:\n"
+        "    print(error.filename, error.strerror)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(bundle)], capture_output=True, text=True, check=True
+    )
+    assert (bundle / "calibration.json").read_bytes() == earlier
+    assert done.stdout == f"{bundle / 'calibration.json'} File too large\n"
+    assert not list(bundle.glob("*.part"))
+    assert Detector.load(bundle).predict(astronaut()).status == "ok"
+
+
 def ensemble_of_two_crops(tmp_path) -> tuple[Path, Path, Path]:
     """A mirrored-margin member and a tight inside-crop member (ImageNet features, seeded random
     heads, so logits differ by face), ensembled with float16 weights."""

@@ -373,6 +373,40 @@ def test_resume_continues_from_the_last_checkpoint(planted_dataset, tmp_path):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
 
 
+class StopAtEpochEnd(Reporter):
+    """Interrupts as the second epoch is logged, before its checkpoint is written."""
+
+    def epoch(self, record) -> None:
+        if record.epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_an_epoch_logged_but_not_checkpointed_is_run_again_and_logged_once(
+    planted_dataset, tmp_path
+):
+    """The history file had that epoch twice after a resume, and a kill during a checkpoint's
+    write left half a file that no resume could read: the state now lives in the checkpoint
+    itself, which is replaced whole."""
+    config = config_for(
+        "npr", planted_dataset, tmp_path / "cache", phases=[{"kind": "full", "epochs": 3}]
+    )
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, data, split, tmp_path / "run", StopAtEpochEnd()).fit()
+    history = tmp_path / "run" / "history.jsonl"
+    assert [json.loads(line)["epoch"] for line in history.open()] == [1, 2]
+    resumed = Trainer(config, data, split, tmp_path / "run")
+    resumed.resume()
+    assert [record["epoch"] for record in resumed.state.history] == [1]
+    resumed.fit()
+    assert [json.loads(line)["epoch"] for line in history.open()] == [1, 2, 3]
+    assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "best.safetensors",
+        "last.safetensors",
+    ]
+
+
 def test_patience_counts_from_the_phase_best_and_the_best_weights_survive(
     planted_dataset, tmp_path
 ):

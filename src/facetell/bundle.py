@@ -31,6 +31,7 @@ import io
 import json
 import math
 import operator
+import os
 import threading
 import warnings
 import zipfile
@@ -221,8 +222,7 @@ class Bundle:
         weights = folder / "model.safetensors"
         if not weights.is_file():
             raise BundleError(f"{folder}: a reference can only be written into a bundle folder")
-        data = self.reference.to_bytes(_sha256(weights.read_bytes()))
-        (folder / REFERENCE_FILE).write_bytes(data)
+        write_whole(folder / REFERENCE_FILE, self.reference.to_bytes(_sha256(weights.read_bytes())))
 
     def save(self, folder: Path, *, model_card: str | None = None) -> Path:
         """Write the bundle; architectures ONNX can express also get `model.onnx`."""
@@ -444,8 +444,24 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def write_whole(path: Path, data: bytes) -> None:
+    """Write beside the file, then rename over it: a kill or a full disk mid-write leaves the
+    earlier file (hours of training, a fitted calibration), never half of the new one."""
+    staged = path.with_name(path.name + ".part")
+    try:
+        with staged.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename makes it the file
+        staged.replace(path)
+    except OSError as error:  # name the file meant, not its staging copy
+        raise OSError(error.errno, error.strerror, str(path)) from error
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    write_whole(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
 
 
 def load_bundle(path: str | Path) -> Bundle:

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
@@ -39,6 +40,7 @@ from facetell.bundle import (
     SPLITS_FITTED_ON,
     Bundle,
     TrainingImages,
+    write_whole,
 )
 from facetell.data import (
     NEAR_DUPLICATE_DISTANCE,
@@ -680,6 +682,10 @@ class Reporter:
         """Image files that could not be decoded (damaged, truncated), left out of training."""
 
 
+LAST = "last.safetensors"  # in checkpoints/: where --resume continues from
+RUN_STATE = "facetell.run_state"  # LAST's metadata key for the RunState, optimizer and scheduler
+
+
 @dataclass
 class RunState:
     """What a checkpoint must carry for `--resume` to continue exactly where it stopped."""
@@ -918,8 +924,7 @@ class Trainer:
     def _save_weights(self, path: Path, module: nn.Module | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         state = (module or self.model).state_dict()
-        state = {k: v.detach().contiguous().clone() for k, v in state.items()}
-        save_file(state, str(path))
+        write_whole(path, save({k: v.detach().contiguous() for k, v in state.items()}))
 
     def _checkpointed_modules(self) -> dict[str, nn.Module]:
         """What `last` holds besides the optimizer, by key prefix."""
@@ -929,7 +934,9 @@ class Trainer:
         return modules
 
     def _save_last(self, optimizer: torch.optim.Optimizer | None, scheduler: Any) -> None:
-        """Model and optimizer tensors as safetensors; everything else as JSON."""
+        """Model and optimizer tensors, with the run's state as JSON in the same file's
+        metadata: one file replaced whole, so a kill never pairs one epoch's weights with
+        another's state."""
         tensors = {
             f"{prefix}.{k}": v.detach().contiguous().clone()
             for prefix, module in self._checkpointed_modules().items()
@@ -945,17 +952,21 @@ class Trainer:
         if scheduler is not None:
             meta["scheduler"] = scheduler.state_dict()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(self.checkpoints / "last.safetensors"))
-        (self.checkpoints / "last.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_whole(self.checkpoints / LAST, save(tensors, metadata={RUN_STATE: json.dumps(meta)}))
 
     def resume(self) -> None:
         """Restore model (and source adversary), run state and (on the next phase start)
-        optimizer from `last`."""
-        meta_path = self.checkpoints / "last.json"
-        if not meta_path.is_file():
-            raise FacetellError(f"{self.out_dir}: no checkpoint to resume from (last.json)")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        tensors = load_file(str(self.checkpoints / "last.safetensors"))
+        optimizer from `last`; the history file goes back to the epochs `last` holds."""
+        last = self.checkpoints / LAST
+        if not last.is_file():
+            raise FacetellError(f"{self.out_dir}: no checkpoint to resume from ({LAST})")
+        with safe_open(str(last), framework="pt") as stored:
+            state = (stored.metadata() or {}).get(RUN_STATE)
+            if state is None:  # written before the state moved into the file
+                raise FacetellError(f"{last}: no run state to resume from; --overwrite restarts")
+            meta = json.loads(state)
+            names = stored.keys()  # a safe_open is not iterable itself
+            tensors = {name: stored.get_tensor(name) for name in names}
         for prefix, module in self._checkpointed_modules().items():
             module.load_state_dict(
                 {
@@ -966,6 +977,9 @@ class Trainer:
             )
         self.state = RunState(**meta["state"])
         self._resume_meta = (meta, tensors)
+        # an epoch logged after `last` was written is run again: log it once
+        lines = "".join(json.dumps(record) + "\n" for record in self.state.history)
+        write_whole(self.out_dir / "history.jsonl", lines.encode())
 
     def _restore_optimizer(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
         resumed = getattr(self, "_resume_meta", None)
@@ -1429,7 +1443,7 @@ def train(
             metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
             results.append((name, RunResult(run_dir, run_dir / "bundle", metrics, 0.0)))
             continue
-        if resume and (run_dir / "checkpoints" / "last.json").is_file():
+        if resume and (run_dir / "checkpoints" / LAST).is_file():
             trainer.resume()
         results.append((name, trainer.fit()))
     if len(results) > 1:
