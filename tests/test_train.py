@@ -373,6 +373,26 @@ def test_resume_continues_from_the_last_checkpoint(planted_dataset, tmp_path):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
 
 
+def test_a_split_without_one_class_is_refused_before_training(planted_dataset, tmp_path):
+    """299 real photos and 1 AI image left validation without AI faces: its AUROC was NaN every
+    epoch, no best weights were kept and the run ended in FileNotFoundError after a phase."""
+    manifest = tmp_path / "lopsided.csv"
+    reals = sorted((planted_dataset / "real" / "camera").iterdir())
+    fake = next((planted_dataset / "ai" / "upsampler").iterdir())
+    manifest.write_text(
+        "path,label\n" + "".join(f"{path},real\n" for path in reals) + f"{fake},ai\n"
+    )
+    config = config_for("npr", manifest, tmp_path / "cache")
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    with pytest.raises(FacetellError) as refused:
+        Trainer(config, data, split, tmp_path / "run")
+    assert str(refused.value).startswith(
+        f"{tmp_path / 'run'}: the validation split holds no AI images (the data has 60 real and "
+        "1 AI images that could be read); training needs both classes"
+    )
+
+
 class StopAtEpochEnd(Reporter):
     """Interrupts as the second epoch is logged, before its checkpoint is written."""
 

@@ -731,8 +731,7 @@ class Trainer:
             name: np.flatnonzero((assignment == name) & data.valid) for name in ("train", "val")
         }
         self.index["test"] = np.flatnonzero((assignment == "test") & data.valid)
-        if len(self.index["train"]) == 0 or len(self.index["val"]) == 0:
-            raise FacetellError("the split left no training or no validation images")
+        self._refuse_a_split_without_both_classes()
         self.synthetic_count = 0
         if config.synthetic is not None:
             self._add_synthetic_fakes(config.synthetic)
@@ -920,6 +919,23 @@ class Trainer:
         self.state.bad_epochs = 0
         self.state.averaged = 0
         self._save_last(None, None)
+
+    def _refuse_a_split_without_both_classes(self) -> None:
+        """Validation AUROC needs both classes: without one it was NaN every epoch, no best
+        weights were ever kept, and the run ended in a traceback after its first phase."""
+        targets = self.data.targets
+        for part, role in (("train", "training"), ("val", "validation")):
+            held = np.bincount(targets[self.index[part]], minlength=2)
+            names = ("real", "AI")
+            missing = " or ".join(name for name, n in zip(names, held, strict=True) if not n)
+            if missing:
+                total = np.bincount(targets[self.data.valid], minlength=2)
+                raise FacetellError(
+                    f"{self.out_dir}: the {role} split holds no {missing} images (the data has "
+                    f"{total[0]} real and {total[1]} AI images that could be read); training "
+                    "needs both classes in training and validation: add images of the class "
+                    "missing (splits take whole sources' shares, so a few per source at least)"
+                )
 
     def _save_weights(self, path: Path, module: nn.Module | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
