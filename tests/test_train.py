@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -994,6 +997,44 @@ def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
         "bundle", "checkpoints", "config.yaml", "history.jsonl", "history.png", "metrics.json",
         "notes.txt", "split.json"
     ]  # fmt: skip
+
+
+def test_ctrl_c_says_what_was_kept_and_the_command_that_goes_on(planted_dataset, tmp_path):
+    """A Ctrl-C ended training with no word (exit 130): nothing said that every finished epoch
+    was kept, nor that repeating the command with --overwrite, as typed, would wipe them."""
+    run = tmp_path / "run"
+    command = ["train", "--data", str(planted_dataset), "--out", str(run), "--overwrite",
+               "--set", "model=npr", "--set", "model_kwargs={}",
+               "--set", f"crop={{kind: center_square, size: {SIZE}}}",
+               "--set", "phases=[{kind: full, epochs: 12, lr: 0.002}]", "--set", "patience=12",
+               "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "workers=0"]  # fmt: skip
+    training = subprocess.Popen(
+        [sys.executable, "-m", "facetell", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal has it
+    )
+    history = run / "history.jsonl"
+    while not history.is_file() or history.read_text().count("\n") < 2:
+        assert training.poll() is None, training.stderr.read()
+        time.sleep(0.05)
+    training.send_signal(signal.SIGINT)
+    assert training.wait(timeout=60) == 130
+    said = training.stderr.read().strip().splitlines()[-1]
+    again = [arg for arg in command if arg != "--overwrite"] + ["--resume"]
+    assert said == (
+        f"error: interrupted; {run} keeps every finished epoch: "
+        f"`{shlex.join(['facetell', *again])}` goes on from the last"
+    )
+    kept = history.read_text().count("\n")
+    resumed = subprocess.run(
+        [sys.executable, "-m", *shlex.split(said.split("`")[1])],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = [json.loads(line)["epoch"] for line in history.open()]
+    assert kept >= 2 and epochs == list(range(1, 13))
 
 
 def test_a_manifest_naming_missing_images_is_refused_before_any_work(planted_dataset, tmp_path):

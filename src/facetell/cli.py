@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -430,13 +431,17 @@ def train_command(
             console=err_console,
             transient=True,
         ) as progress:
-            results = train(
-                config,
-                out_dir,
-                resume=resume,
-                overwrite=overwrite,
-                reporter=RichReporter(progress),
-            )
+            try:
+                results = train(
+                    config,
+                    out_dir,
+                    resume=resume,
+                    overwrite=overwrite,
+                    reporter=RichReporter(progress),
+                )
+            except KeyboardInterrupt:
+                progress.stop()
+                raise fail(interrupted_training(out_dir), code=130) from None
     except FacetellError as error:
         raise fail(str(error)) from None
     table = Table(title=f"facetell train: {config.name} ({config.model})")
@@ -468,6 +473,21 @@ def train_command(
             f"accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f}"
         )
     console.print(f"bundle(s) and history under {out_dir}")
+
+
+def interrupted_training(out_dir: Path) -> str:
+    """What a Ctrl-C kept and the command that goes on from it (without an --overwrite that
+    would wipe it): a run checkpoints after every epoch."""
+    from facetell.train import earlier_runs
+
+    if not earlier_runs(out_dir):
+        return f"interrupted before training began; nothing was saved in {out_dir}"
+    again = [arg for arg in sys.argv[1:] if arg != "--overwrite"]
+    again += [] if "--resume" in again else ["--resume"]
+    return (
+        f"interrupted; {out_dir} keeps every finished epoch: `{shlex.join(['facetell', *again])}` "
+        "goes on from the last"
+    )
 
 
 SMALL_SPLIT = 30  # images of a class below which a split's AUROC swings by tenths
