@@ -341,9 +341,13 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))
         page.goto((out / "report.html").as_uri())
-        for plot in PLOTS:
-            width = page.eval_on_selector(f"#{plot}", "img => img.naturalWidth")
-            assert width > 100, plot
+        for plot in PLOTS:  # drawn at its own shape: a row of plots stretched the shorter ones
+            natural, shown = page.eval_on_selector(
+                f"#{plot}",
+                "img => [[img.naturalWidth, img.naturalHeight], [img.width, img.height]]",
+            )
+            assert natural[0] > 100, plot
+            assert shown[1] / shown[0] == pytest.approx(natural[1] / natural[0], rel=0.02), plot
         for table in TABLES:
             assert page.locator(f"#{table} tbody tr").count() >= 1, table
         assert page.locator("#mistake-gallery figure").count() >= 1
