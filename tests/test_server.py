@@ -745,6 +745,7 @@ def test_a_box_tag_at_the_photos_edge_stays_on_the_photo(server, tmp_path):
         expect(page.locator(".card .box")).to_have_count(1, timeout=60_000)
         page.wait_for_timeout(300)  # the photo lays out, the tag is measured
         wide = page.evaluate(outside)
+        assert re.fullmatch(r"1: \w+ \d+\.\d%", page.inner_text(".box span"))  # alone: in full
         page.set_viewport_size({"width": 700, "height": 900})
         page.wait_for_timeout(300)
         narrow = page.evaluate(outside)
@@ -767,6 +768,16 @@ def test_a_crowded_photo_is_judged_up_to_the_servers_face_limit_and_says_so(serv
         page.goto(server)
         page.set_input_files("#file-input", str(sheet))
         expect(page.locator(".card .box")).to_have_count(8, timeout=60_000)
+        page.wait_for_timeout(300)  # the photo lays out, the tags are measured
+        tags = page.eval_on_selector_all(
+            ".card .box span",
+            "tags => tags.map(t => { const r = t.getBoundingClientRect(); "
+            "return [t.textContent, r.left, r.top, r.right, r.bottom]; })",
+        )  # full tags ("3: uncertain 52.1%") ran into each other: each is its face's number
+        assert sorted(int(text) for text, *_ in tags) == list(range(1, 9))
+        for i, (_, *a) in enumerate(tags):
+            for _, *b in tags[i + 1 :]:
+                assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), tags
         expect(page.locator(".card .crowded")).to_have_text(
             "10 faces found; the 8 most face-like were judged (the server's FACETELL_MAX_FACES)."
         )

@@ -70,15 +70,32 @@ function describeFace(face, index) {
 
 // A tag is wider than a small box: at the photo's right or top edge it stuck out over the
 // card's text. Only a tag that sticks out moves (left, or down into its box), measured again
-// whenever the photo's size changes (it loads, the window resizes).
+// whenever the photo's size changes (it loads, the window resizes). In a group photo the tags
+// ran into each other, unreadable: then each carries only its face's number, as in the list.
 function keepTagsInside(frame) {
+  const tags = [...frame.querySelectorAll(".box span")];
+  for (const tag of tags) tag.textContent = tag.dataset.full;
+  placeTags(frame, tags);
+  if (overlapping(tags)) {
+    for (const tag of tags) tag.textContent = tag.dataset.short;
+    placeTags(frame, tags);
+  }
+}
+
+function placeTags(frame, tags) {
   const bounds = frame.getBoundingClientRect();
-  for (const tag of frame.querySelectorAll(".box span")) {
+  for (const tag of tags) {
     tag.style.left = tag.style.top = "";
     const placed = tag.getBoundingClientRect();
     if (placed.right > bounds.right) tag.style.left = `${-3 - (placed.right - bounds.right)}px`;
     if (placed.top < bounds.top) tag.style.top = "0";
   }
+}
+
+function overlapping(tags) {
+  const areas = tags.map((tag) => tag.getBoundingClientRect());
+  return areas.some((a, i) => areas.slice(i + 1).some((b) =>
+    a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
 }
 
 function drawBoxes(card, record) {
@@ -90,7 +107,11 @@ function drawBoxes(card, record) {
     box.className = `box ${face.label}`;
     Object.assign(box.style, { left: `${100 * x / width}%`, top: `${100 * y / height}%`,
       width: `${100 * w / width}%`, height: `${100 * h / height}%` });
-    box.innerHTML = `<span>${i + 1}: ${face.label} ${percent(face.p_ai)}</span>`;
+    const tag = document.createElement("span");
+    tag.dataset.full = `${i + 1}: ${face.label} ${percent(face.p_ai)}`;
+    tag.dataset.short = `${i + 1}`;
+    tag.textContent = tag.dataset.full;
+    box.append(tag);
     return box;
   }));
   const frame = card.querySelector(".frame");
