@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 
-from conftest import astronaut, cat, gan_faces, save_untrained_bundle
+from conftest import astronaut, cat, gan_faces, run_cli, save_untrained_bundle
 from facetell.bundle import Bundle, BundleError, ensemble_bundle, load_bundle
 from facetell.calibrate import Calibration
 from facetell.faces import CropRecipe
@@ -304,10 +305,30 @@ def test_ensemble_members_need_crops_of_one_size(tmp_path):
 def test_ensemble_weights_must_make_a_weighted_mean(untrained_bundle):
     """--weight 1 --weight -1 (or 0 and 0) wrote a bundle whose every P(ai) was NaN, read "real"."""
     member = load_bundle(untrained_bundle)
+    wider = dataclasses.replace(member, crop=member.crop.model_copy(update={"margin": 0.4}))
     for weights in ([1.0, -1.0], [0.0, 0.0], [math.nan, 1.0]):
         with pytest.raises(BundleError, match="none may be negative or missing and one must be"):
-            ensemble_bundle([member, member], weights)
-    assert ensemble_bundle([member, member], [0.0, 2.0]).model_kwargs["members"][1]["weight"] == 2
+            ensemble_bundle([member, wider], weights)
+    assert ensemble_bundle([member, wider], [0.0, 2.0]).model_kwargs["members"][1]["weight"] == 2
+
+
+def test_an_ensemble_of_one_model_is_refused_but_one_model_on_two_crops_is_not(
+    untrained_bundle, tmp_path
+):
+    """`facetell ensemble a a` or one member wrote a bundle that was one model under another
+    name, its weights counted twice; reading two crops of a face, one model is two voices."""
+    twin = shutil.copytree(untrained_bundle, tmp_path / "copy")
+    for members in ([untrained_bundle], [untrained_bundle, twin]):
+        done = run_cli("ensemble", *map(str, members), "--out", str(tmp_path / "out"))
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.decode().strip() == (
+        f"error: {twin} and {untrained_bundle} are the same model reading the same crop; name "
+        "each once (--weight to count one more)"
+    )
+    assert not (tmp_path / "out" / "config.json").exists()
+    member = load_bundle(untrained_bundle)
+    wider = dataclasses.replace(member, crop=member.crop.model_copy(update={"margin": 0.4}))
+    assert ensemble_bundle([member, wider]).extra_crops == (wider.crop,)
 
 
 def test_a_model_that_answers_nan_gives_an_error_record_not_a_real_verdict(tmp_path):

@@ -278,9 +278,17 @@ def ensemble_bundle(
     Members may differ in crop recipe (same size): each distinct recipe becomes one input of
     the ensemble and each member reads its own. They must share normalisation.
     """
+    if len(members) < 2:
+        raise BundleError("an ensemble needs two or more member bundles; one is used as it is")
     first = members[0]
     recipes: list[CropRecipe] = []
-    for member in members:
+    for index, member in enumerate(members):
+        twin = next((m for m in members[:index] if _same_model(m, member)), None)
+        if twin is not None:  # an ensemble of one model, weighted by how often it was named
+            raise BundleError(
+                f"{member.path or member.identity} and {twin.path or twin.identity} are the "
+                "same model reading the same crop; name each once (--weight to count one more)"
+            )
         if member.extra_crops:
             raise BundleError(f"{member.identity} is itself multi-input; ensemble its members")
         if (member.mean, member.std, member.crop.size) != (first.mean, first.std, first.crop.size):
@@ -458,6 +466,11 @@ def write_whole(path: Path, data: bytes) -> None:
         raise OSError(error.errno, error.strerror, str(path)) from error
     finally:
         staged.unlink(missing_ok=True)
+
+
+def _same_model(a: Bundle, b: Bundle) -> bool:
+    """Same weights reading the same crop (one model given twice, by two paths perhaps)."""
+    return a.crop == b.crop and a.weights is not None and a.weights == b.weights
 
 
 def _write_json(path: Path, value: Any) -> None:
