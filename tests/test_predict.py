@@ -1007,6 +1007,30 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
     ]
 
 
+def test_a_csv_list_gives_its_path_column_and_a_csv_to_judge_is_pointed_there(
+    tmp_path, untrained_bundle
+):
+    """A manifest or an earlier run's results given to --files-from read each whole line as a
+    file name ("one.jpg,real: file not found"); given to judge, a CSV was "not an image"."""
+    astronaut().save(tmp_path / "one.jpg")
+    cat().save(tmp_path / "two.jpg")
+    manifest = tmp_path / "labels.csv"  # as Excel saves "CSV UTF-8" where commas are decimal
+    manifest.write_text("\ufeffPath;Label\r\none.jpg;real\r\ntwo.jpg;ai\r\n", encoding="utf-8")
+    model = ("--model", str(untrained_bundle))
+    listed = run_cli("predict", "--files-from", str(manifest), *model, "-o", "a.csv", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    model += ("-f", "jsonl")
+    rerun = run_cli("predict", "--files-from", "a.csv", *model, cwd=tmp_path)
+    assert [(r["path"], r["status"]) for r in map(json.loads, rerun.stdout.splitlines())] == [
+        ("one.jpg", "ok"),
+        ("two.jpg", "no_face"),
+    ]
+    judged = run_cli("predict", str(manifest), *model)
+    assert json.loads(judged.stdout)["error"] == (
+        f"{manifest}: a table of files (CSV), not an image (judge those it lists with --files-from)"
+    )
+
+
 def test_an_output_never_overwrites_a_photo_or_the_other_output(tmp_path, untrained_bundle):
     """`facetell predict -o photos/*.jpg`, the output's name forgotten: the shell hands the
     first photo to -o, and it was replaced by the results table."""

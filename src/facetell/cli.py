@@ -54,12 +54,14 @@ from facetell.calibrate import (
     fit_size_correction,
 )
 from facetell.data import (
+    MANIFEST_SUFFIXES,
     NEAR_DUPLICATE_DISTANCE,
     Sample,
     SplitFile,
     build_manifest,
     discover,
     duplicate_groups,
+    table_rows,
 )
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.errors import FacetellError
@@ -555,10 +557,11 @@ CSV_COLUMNS = (
 
 
 def read_list(path: Path) -> list[str]:
-    """The inputs a --files-from list names, one a line, blank lines skipped; a relative one
-    that is not found from here but is from the list's folder is taken from there, so a list
-    kept beside its photos works from anywhere, and one with backslashes (written on Windows)
-    is read with them as folder separators."""
+    """The inputs a --files-from list names, one a line, blank lines skipped, or a CSV's `path`
+    column (a manifest, or the results of an earlier run); a relative one that is not found
+    from here but is from the list's folder is taken from there, so a list kept beside its
+    photos works from anywhere, and one with backslashes (written on Windows) is read with
+    them as folder separators."""
     try:
         raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
         # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which
@@ -568,6 +571,10 @@ def read_list(path: Path) -> list[str]:
         reason = (error.strerror or str(error)).lower()
         raise FacetellError(f"{path}: cannot read the --files-from list ({reason})") from None
     lines = [line for line in text.splitlines() if line.strip()]
+    if path.suffix.lower() in MANIFEST_SUFFIXES:  # a manifest, or an earlier run's results
+        columns, rows = table_rows(text)
+        if "path" in columns:
+            lines = [row["path"] for row in rows if (row["path"] or "").strip()]
     beside = path.parent if str(path) != "-" else Path()
 
     def located(line: str) -> str:
@@ -879,7 +886,8 @@ def predict_command(
         "--files-from",
         help="A text file listing inputs, one a line (files, folders, globs or URLs; a relative "
         "path is looked for from here, then from the list's folder; - reads the list from "
-        "stdin). Blank lines are skipped.",
+        "stdin). Blank lines are skipped. Of a .csv or .tsv with a path column (a manifest, "
+        "an earlier run's results), that column.",
     ),
     report: Path | None = typer.Option(
         None,

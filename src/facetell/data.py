@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PureWindowsPath
@@ -105,44 +106,49 @@ def normalise_label(value: str) -> str | None:
     return LABEL_ALIASES.get(value.strip().lower())
 
 
+def table_rows(text: str) -> tuple[list[str], Iterator[dict[str, str | None]]]:
+    """The columns (stripped, lower case) and rows of a CSV or TSV as spreadsheets save them:
+    `Path,Label` headers, and semicolons (Excel where the decimal mark is a comma) or tabs
+    between columns; the separator is the one the header line uses most."""
+    header = text.split("\n", 1)[0]
+    separator = max(MANIFEST_SEPARATORS, key=header.count)
+    lines = io.StringIO(text, newline="")
+    reader = csv.DictReader(lines, delimiter=separator, skipinitialspace=True)
+    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
+    return list(reader.fieldnames), iter(reader)
+
+
 def read_manifest(csv_path: Path) -> list[Sample]:
     """Read `path,label[,source][,split]` rows; paths are relative to the CSV's folder.
 
     A manifest written on Windows (`real\\cam\\1.jpg`) is read with its backslashes as folder
     separators when the path does not exist as written; a `split` column (train, val, test
     and their aliases) is kept, as a train/ or test/ folder would be. What spreadsheets save
-    reads too: a byte-order mark (Excel's "CSV UTF-8"), `Path,Label` headers, and semicolons
-    (Excel where the decimal mark is a comma) or tabs between columns.
+    reads too (`table_rows`), with a byte-order mark (Excel's "CSV UTF-8").
     """
     base = csv_path.parent
     samples = []
-    with csv_path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        header = handle.readline()
-        handle.seek(0)
-        separator = max(MANIFEST_SEPARATORS, key=header.count)
-        reader = csv.DictReader(handle, delimiter=separator, skipinitialspace=True)
-        columns = [name.strip().lower() for name in reader.fieldnames or []]
-        if not {"path", "label"} <= set(columns):
+    text = csv_path.read_text(encoding="utf-8-sig", errors="surrogateescape")
+    columns, rows = table_rows(text)
+    if not {"path", "label"} <= set(columns):
+        raise DatasetError(
+            f"{csv_path}: a manifest needs the columns path,label[,source][,split]; found {columns}"
+        )
+    for line_no, row in enumerate(rows, start=2):
+        label = normalise_label(row["label"] or "")
+        if label is None:
             raise DatasetError(
-                f"{csv_path}: a manifest needs the columns path,label[,source][,split]; "
-                f"found {reader.fieldnames}"
+                f"{csv_path}:{line_no}: label {row['label']!r} is neither real nor ai"
             )
-        reader.fieldnames = columns
-        for line_no, row in enumerate(reader, start=2):
-            label = normalise_label(row["label"] or "")
-            if label is None:
-                raise DatasetError(
-                    f"{csv_path}:{line_no}: label {row['label']!r} is neither real nor ai"
-                )
-            if not (row["path"] or "").strip():
-                raise DatasetError(f"{csv_path}:{line_no}: the row names no path")
-            path = Path(row["path"])
-            path = path if path.is_absolute() else base / path
-            if "\\" in row["path"] and not path.exists():
-                path = base / PureWindowsPath(row["path"]).as_posix()
-            source = (row.get("source") or "").strip() or label
-            split = SPLIT_ALIASES.get((row.get("split") or "").strip().lower())
-            samples.append(Sample(path=path, label=label, source=source, split=split))
+        if not (row["path"] or "").strip():
+            raise DatasetError(f"{csv_path}:{line_no}: the row names no path")
+        path = Path(row["path"])
+        path = path if path.is_absolute() else base / path
+        if "\\" in row["path"] and not path.exists():
+            path = base / PureWindowsPath(row["path"]).as_posix()
+        source = (row.get("source") or "").strip() or label
+        split = SPLIT_ALIASES.get((row.get("split") or "").strip().lower())
+        samples.append(Sample(path=path, label=label, source=source, split=split))
     if not samples:
         raise DatasetError(f"{csv_path}: the manifest has no rows below its header")
     return samples

@@ -559,7 +559,8 @@ def _camera_raw_kind(image: Image.Image, data: bytes) -> str | None:
 
 def other_content(head: bytes) -> tuple[str, str] | None:
     """What a file that is no image facetell reads holds instead, and what to do, from its
-    first kilobyte: a video, a document, a drawing, an archive or a camera RAW file."""
+    first kilobyte: a video, a document, a drawing, an archive, a camera RAW file or a list
+    of files (a manifest, an earlier run's results)."""
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand == b"crx ":
@@ -576,6 +577,9 @@ def other_content(head: bytes) -> tuple[str, str] | None:
         return "an SVG drawing, not a photograph", "render it to PNG if it holds a photo"
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return "a web page (HTML), not an image", "save the image itself from the page"
+    header = text.split(b"\n", 1)[0].replace(b";", b",").replace(b"\t", b",")
+    if b"path" in (column.strip(b' "\r') for column in header.split(b",")):
+        return "a table of files (CSV), not an image", "judge those it lists with --files-from"
     return None
 
 
