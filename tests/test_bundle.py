@@ -312,15 +312,15 @@ def test_ensemble_weights_must_make_a_weighted_mean(untrained_bundle):
     assert ensemble_bundle([member, wider], [0.0, 2.0]).model_kwargs["members"][1]["weight"] == 2
 
 
-def test_an_ensemble_of_one_model_is_refused_but_one_model_on_two_crops_is_not(
+def test_one_model_named_twice_is_refused_but_one_model_on_two_crops_is_not(
     untrained_bundle, tmp_path
 ):
-    """`facetell ensemble a a` or one member wrote a bundle that was one model under another
-    name, its weights counted twice; reading two crops of a face, one model is two voices."""
+    """`facetell ensemble a a` wrote one model under another name, its weights counted twice;
+    reading two crops of a face, one model is two voices. (One member alone stays allowed:
+    `make model` with one recipe ships it renamed and in float16 that way.)"""
     twin = shutil.copytree(untrained_bundle, tmp_path / "copy")
-    for members in ([untrained_bundle], [untrained_bundle, twin]):
-        done = run_cli("ensemble", *map(str, members), "--out", str(tmp_path / "out"))
-        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    done = run_cli("ensemble", str(untrained_bundle), str(twin), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
     assert done.stderr.decode().strip() == (
         f"error: {twin} and {untrained_bundle} are the same model reading the same crop; name "
         "each once (--weight to count one more)"

@@ -278,8 +278,6 @@ def ensemble_bundle(
     Members may differ in crop recipe (same size): each distinct recipe becomes one input of
     the ensemble and each member reads its own. They must share normalisation.
     """
-    if len(members) < 2:
-        raise BundleError("an ensemble needs two or more member bundles; one is used as it is")
     first = members[0]
     recipes: list[CropRecipe] = []
     for index, member in enumerate(members):
