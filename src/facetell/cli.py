@@ -516,6 +516,8 @@ def models_command(
     ),
 ) -> None:
     """List the registered model architectures: size, ImageNet weights, what each is."""
+    import torch
+
     from facetell.models import BadModelArguments, create_model, model_entries
 
     wildcard = any(character in pattern for character in "*?[")
@@ -528,7 +530,8 @@ def models_command(
     weights = {True: "installed", False: "[red]missing[/] (make setup)", None: "none needed"}
     for entry in entries:
         try:
-            count = sum(p.numel() for p in create_model(entry.name).parameters())
+            with torch.device("meta"):  # shapes only: no weights drawn or read
+                count = sum(p.numel() for p in create_model(entry.name).parameters())
             parameters = f"{count / 1e6:.2f} M" if count >= 10_000 else f"{count:,}"
         except BadModelArguments:  # an ensemble is built from its members' bundles
             parameters = "its members'"
