@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import smooth_photo
+from conftest import run_cli, smooth_photo
 from facetell.augment import AugmentConfig
 from facetell.bundle import TrainingImages, load_bundle
 from facetell.data import discover
@@ -334,6 +334,45 @@ def test_a_split_seed_keeps_the_test_faces_while_the_training_seed_changes(
 
     assert assignment(seed=1) != assignment(seed=0)  # the seed draws the split...
     assert assignment(seed=1, split_seed=0) == assignment(seed=0)  # ...unless told otherwise
+
+
+def test_the_datas_own_split_folders_are_kept_and_a_missing_part_drawn_from_training(
+    planted_dataset, tmp_path
+):
+    """train/ and test/ folders (GenImage's train/ and val/ alike) were read and then ignored:
+    a fresh stratified split trained on 29 of 40 images the data had set aside for testing."""
+    layout = tmp_path / "data"
+    for label, source in (("real", "camera"), ("ai", "upsampler")):
+        for index, image in enumerate(sorted((planted_dataset / label / source).iterdir())):
+            part = layout / ("test" if index >= 45 else "train") / label
+            part.mkdir(parents=True, exist_ok=True)
+            (part / image.name).symlink_to(image)
+    config = config_for("spectrum", layout, tmp_path / "cache")
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    assert (split.kind, split.params["given"]) == ("given", ["train", "test"])
+    placed = Counter(
+        (Path(row["path"]).parts[-3], row["split"]) for row in split.rows
+    )  # (folder given, split used)
+    assert placed[("test", "test")] == 30  # every image of test/, and none of train/
+    assert placed[("test", "train")] == placed[("test", "val")] == placed[("train", "test")] == 0
+    drawn = placed[("train", "val")] / (placed[("train", "val")] + placed[("train", "train")])
+    assert drawn == pytest.approx(0.2 / 0.8, abs=0.05)  # config_for's fractions 0.6, 0.2, 0.2
+    folds = config_for("spectrum", layout, tmp_path / "cache")
+    folds.data.folds = 3  # k-fold (and hold-outs) draw their own splits over all the data
+    assert [s.kind for _, s in make_splits(folds, data.samples, data.groups)] == ["kfold"] * 3
+    fast = [
+        "model=spectrum",
+        "model_kwargs={}",
+        "crop={kind: center_square, size: 64}",
+        "phases=[{kind: closed_form, views: 1}]",
+        f"cache_dir={tmp_path / 'cache'}",
+    ]
+    told = run_cli("train", "--data", str(layout), "--out", str(tmp_path / "run"),
+                   *(arg for value in fast for arg in ("--set", value)))  # fmt: skip
+    assert told.returncode == 0, told.stderr
+    note = "note: kept the data's own split (training, test); validation drawn from its training"
+    assert f"{note} images\n" in told.stderr.decode()
 
 
 class StopAfterEpochs(Reporter):

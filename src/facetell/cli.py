@@ -467,6 +467,7 @@ def train_command(
             f"{result.seconds:.0f}",
         )
     console.print(table)
+    note_given_split(results[0][1].metrics)
     note_small_test_splits(results)
     if len(results) > 1:
         summary = summarise_runs(results)
@@ -489,6 +490,21 @@ def interrupted_training(out_dir: Path) -> str:
     return (
         f"interrupted; {out_dir} keeps every finished epoch: `{shlex.join(['facetell', *again])}` "
         "goes on from the last"
+    )
+
+
+def note_given_split(metrics: dict[str, Any]) -> None:
+    """Say that the data's own train/ val/ test/ folders (or split column) were kept."""
+    given = metrics.get("given")
+    if metrics.get("split") != "given" or not given:
+        return
+    names = {"train": "training", "val": "validation", "test": "test"}
+    lacking = [names[part] for part in ("train", "val", "test") if part not in given]
+    pool = "its training images" if "train" in given else "its images in none"
+    drawn = f"; {' and '.join(lacking)} drawn from {pool}" if lacking else ""
+    err_console.print(
+        f"note: kept the data's own split ({', '.join(names[part] for part in given)}){drawn}",
+        highlight=False,
     )
 
 

@@ -451,6 +451,38 @@ def kfold_splits(
     return assignments
 
 
+def given_split(
+    labels: Sequence[str],
+    sources: Sequence[str],
+    groups: np.ndarray,
+    given: Sequence[str | None],
+    *,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> list[str]:
+    """Keep the split a dataset's own train/ val/ test/ folders (or split column) give.
+
+    Images it leaves unassigned, and its training images when it gives no validation or no
+    test part (GenImage has train/ and val/ only), are split as `stratified_split` does, into
+    training and the parts it lacks, in the proportions `fractions` gives those.
+    """
+    present = {name for name in given if name}
+    lacking = [name for name in SPLITS if name not in present]
+    parts = {"train", *lacking} if lacking else set(SPLITS)
+    pool = np.array([name is None or (bool(lacking) and name == "train") for name in given])
+    shares = [f if name in parts else 0.0 for name, f in zip(SPLITS, fractions, strict=True)]
+    assignment = np.array([name or "" for name in given], dtype=object)
+    if pool.any():
+        assignment[pool] = stratified_split(
+            [label for label, drawn in zip(labels, pool, strict=True) if drawn],
+            [source for source, drawn in zip(sources, pool, strict=True) if drawn],
+            np.asarray(groups)[pool],
+            fractions=tuple(share / sum(shares) for share in shares),  # type: ignore[arg-type]
+            seed=seed,
+        )
+    return list(assignment)
+
+
 def leave_one_source_out(
     labels: Sequence[str],
     sources: Sequence[str],

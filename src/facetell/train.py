@@ -44,12 +44,14 @@ from facetell.bundle import (
 )
 from facetell.data import (
     NEAR_DUPLICATE_DISTANCE,
+    SPLITS,
     FileRecord,
     Sample,
     SplitFile,
     build_manifest,
     discover,
     duplicate_groups,
+    given_split,
     kfold_splits,
     leave_one_source_out,
     sample_per_source,
@@ -501,6 +503,13 @@ def make_splits(
             (f"fold-{i}", split_file("kfold", a, {"k": config.data.folds, "fold": i}))
             for i, a in enumerate(assignments)
         ]
+    given = [s.split for s in samples]
+    if any(given):  # the data's own train/ val/ test/ folders or split column
+        kept = sorted({name for name in given if name}, key=SPLITS.index)
+        assignment = given_split(
+            labels, sources, groups, given, fractions=config.data.fractions, seed=seed
+        )
+        return [("", split_file("given", assignment, {"given": kept}))]
     assignment = stratified_split(
         labels, sources, groups, fractions=config.data.fractions, seed=seed
     )
