@@ -523,15 +523,29 @@ def test_init_from_continues_a_finished_run_and_refuses_foreign_weights(planted_
     np.testing.assert_array_equal(second.predict("val"), first.predict("val"))
     fresh = Trainer(config, data, split, tmp_path / "fresh")
     assert not np.array_equal(fresh.predict("val"), first.predict("val"))
+    from_bundle = config.model_copy(update={"init_from": str(tmp_path / "first" / "bundle")})
+    bundled = Trainer(from_bundle, data, split, tmp_path / "third")  # the folder, as shipped
+    np.testing.assert_array_equal(bundled.predict("val"), first.predict("val"))
 
     mobilenet = create_model("mobilenet_v2")
     foreign = tmp_path / "mobilenet.safetensors"
     save_file({k: v.contiguous() for k, v in mobilenet.state_dict().items()}, str(foreign))
-    for path, message in [(foreign, "do not fit model 'npr'"), (tmp_path / "no.st", "not found")]:
+    state = {name: tensor.contiguous() for name, tensor in first.model.state_dict().items()}
+    own = len(state)
+    widened = tmp_path / "widened.safetensors"  # the same names, one tensor of another shape
+    key = next(name for name, tensor in state.items() if tensor.ndim == 4)
+    shape = tuple(state[key].shape)
+    save_file({**state, key: torch.zeros((*shape[:-1], 9))}, str(widened))
+    for path, message in [
+        (foreign, f"{own} of its {own} tensors missing, {len(mobilenet.state_dict())} foreign "
+         f"ones such as {min(mobilenet.state_dict())!r}"),
+        (widened, f"{key!r} is {(*shape[:-1], 9)} there, {shape} here"),
+        (tmp_path / "no.st", "not found; give a .safetensors file or a bundle folder"),
+    ]:  # fmt: skip
         wrong = config.model_copy(update={"init_from": str(path)})
-        with pytest.raises(FacetellError, match=message) as error:
+        with pytest.raises(FacetellError) as error:
             Trainer(wrong, data, split, tmp_path / "wrong")
-        assert "\n" not in str(error.value)
+        assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_weight_averaging_keeps_the_mean_of_its_epochs_across_a_resume(planted_dataset, tmp_path):

@@ -691,6 +691,22 @@ class Reporter:
         """Image files that could not be decoded (damaged, truncated), left out of training."""
 
 
+def _misfit(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
+    """Why weights do not fit a model, in a few words ("" when they do): torch's message
+    lists every key and got cut to a dangling "Error(s) in loading state_dict for …:"."""
+    missing = [key for key in own if key not in given]
+    foreign = sorted(key for key in given if key not in own)
+    if missing or foreign:
+        parts = [f"{len(missing)} of its {len(own)} tensors missing"] if missing else []
+        parts += [f"{len(foreign)} foreign ones such as {foreign[0]!r}"] if foreign else []
+        return ", ".join(parts)
+    for key, tensor in own.items():
+        if tensor.shape != given[key].shape:
+            shapes = (tuple(given[key].shape), tuple(tensor.shape))
+            return f"{key!r} is {shapes[0]} there, {shapes[1]} here"
+    return ""
+
+
 LAST = "last.safetensors"  # in checkpoints/: where --resume continues from
 RUN_STATE = "facetell.run_state"  # LAST's metadata key for the RunState, optimizer and scheduler
 
@@ -787,15 +803,22 @@ class Trainer:
         return SourceAdversary(self.model.feature_dim, classes, settings), source_ids
 
     def _load_init_weights(self, path: Path) -> None:
+        """A finished run's checkpoint or a bundle (its folder or model.safetensors)."""
+        if path.is_dir() and (path / "model.safetensors").is_file():
+            path = path / "model.safetensors"
         if not path.is_file():
-            raise FacetellError(f"{path}: init_from weights not found; give a .safetensors file")
-        try:  # load_state_dict copies into the model's own dtypes (bundles may hold float16)
-            self.model.load_state_dict(load_file(str(path)))
-        except RuntimeError as error:
-            message = str(error).splitlines()[0]
             raise FacetellError(
-                f"{path}: init_from weights do not fit model {self.config.model!r} ({message})"
-            ) from None
+                f"{path}: init_from weights not found; give a .safetensors file or a bundle folder"
+            )
+        weights = load_file(str(path))
+        misfit = _misfit(self.model.state_dict(), weights)
+        if misfit:
+            raise FacetellError(
+                f"{path}: init_from weights do not fit model {self.config.model!r} ({misfit}); "
+                "give weights of this architecture"
+            )
+        # load_state_dict copies into the model's own dtypes (bundles may hold float16)
+        self.model.load_state_dict(weights)
 
     def _add_synthetic_fakes(self, synthetic: SyntheticConfig) -> None:
         """Re-drawn copies of this split's real training faces join its training split as AI
