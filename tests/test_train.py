@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import run_cli, smooth_photo
+from conftest import astronaut, cat, encode, run_cli, smooth_photo
 from facetell.augment import AugmentConfig
 from facetell.bundle import TrainingImages, load_bundle
 from facetell.data import discover
@@ -30,6 +30,9 @@ from facetell.faces import CropRecipe
 from facetell.inference import Detector
 from facetell.models import ModelEntry, UnknownModel, create_model, list_models
 from facetell.train import (
+    CENTRE_SQUARE,
+    CROPPED,
+    UNREADABLE,
     AdversaryConfig,
     Reporter,
     SourceAdversary,
@@ -130,6 +133,24 @@ def test_crop_caches_built_side_by_side_agree_and_leave_no_partial_files(planted
     assert first_crops.shape == (len(samples), 48, 48, 3)
     assert first_crops.std() > 10  # real pixels, not the zeros of an unwritten memmap
     assert sorted(path.name.count(".") for path in tmp_path.iterdir()) == [1, 2]
+
+
+def test_the_crop_cache_tells_a_face_from_a_centre_square_and_a_damaged_file(tmp_path):
+    """An image with no face trained as its centre square without a word: a folder of cats or
+    landscapes among the faces went unnoticed."""
+    data = tmp_path / "data"
+    (data / "real").mkdir(parents=True)
+    (data / "ai").mkdir()
+    astronaut().save(data / "real" / "face.jpg", quality=90)
+    cat().save(data / "real" / "cat.jpg", quality=90)
+    (data / "ai" / "cut.jpg").write_bytes(encode(astronaut(), "JPEG")[:300])
+    samples = discover([data])
+    recipe = CropRecipe(kind="face", size=64)
+    _, states = cached_crops(samples, recipe, tmp_path / "cache", workers=1)
+    named = {sample.path.name: int(state) for sample, state in zip(samples, states, strict=True)}
+    assert named == {"face.jpg": CROPPED, "cat.jpg": CENTRE_SQUARE, "cut.jpg": UNREADABLE}
+    _, reread = cached_crops(samples, recipe, tmp_path / "cache", workers=1)
+    np.testing.assert_array_equal(reread, states)
 
 
 def test_crop_cache_follows_the_files_bytes_not_their_folder_or_times(planted_dataset, tmp_path):

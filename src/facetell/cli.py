@@ -363,6 +363,13 @@ class RichReporter:
             highlight=False,
         )
 
+    def faceless(self, paths: list[Path]) -> None:
+        self.progress.console.print(
+            f"note: no face was found in {len(paths)} image(s); their centre square was trained "
+            f"on instead (not images of faces? then take them out): {first_names(paths)}",
+            highlight=False,
+        )
+
     def epoch(self, record: EpochRecord) -> None:
         adversary = ""
         if record.adversary_accuracy is not None:

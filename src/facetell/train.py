@@ -313,6 +313,7 @@ class PreparedData:
     groups: np.ndarray
     crops: np.ndarray  # (N, S, S, 3) uint8, memory-mapped
     valid: np.ndarray  # (N,) bool: decoded fine
+    faceless: np.ndarray  # (N,) bool: no face found, the centre square was cropped instead
     targets: np.ndarray  # (N,) int: 1 = ai
     sources: list[str]
 
@@ -323,19 +324,24 @@ def _face_detector() -> RetinaFaceDetector:
     return RetinaFaceDetector(threads=1)
 
 
-def _crop_one(job: tuple[str, CropRecipe]) -> np.ndarray | None:
-    """The training crop of one file, by the same recipe inference uses.
+# What became of each file in the crop cache
+UNREADABLE, CROPPED, CENTRE_SQUARE = 0, 1, 2
+
+
+def _crop_one(job: tuple[str, CropRecipe]) -> tuple[np.ndarray | None, int]:
+    """The training crop of one file, by the same recipe inference uses, and what it is.
 
     A "face" recipe crops the main detected face; an image where none is found (rare in face
-    datasets) falls back to its centre square rather than being dropped.
+    datasets) falls back to its centre square rather than being dropped, and is reported.
     """
     path, recipe = job
     try:
         image = decode(path).image
     except BadImage:
-        return None
+        return None, UNREADABLE
     face = main_face(_face_detector().detect(image)) if recipe.kind == "face" else None
-    return np.asarray(canonical_crop(image, recipe, face), dtype=np.uint8)
+    crop = np.asarray(canonical_crop(image, recipe, face), dtype=np.uint8)
+    return crop, CENTRE_SQUARE if recipe.kind == "face" and face is None else CROPPED
 
 
 def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
@@ -345,7 +351,7 @@ def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
     mtimes, another folder) reuses the crops, and an edited file rebuilds them. Hashing 8,000
     files (183 MB) takes about a second; rebuilding the crops takes minutes.
     """
-    digest = hashlib.sha256(recipe.model_dump_json().encode())
+    digest = hashlib.sha256(b"states 2\n" + recipe.model_dump_json().encode())
     if recipe.kind == "face":
         digest.update(f"{RetinaFaceDetector.name}@{RetinaFaceDetector.revision}\n".encode())
     for sample in samples:
@@ -361,7 +367,8 @@ def cached_crops(
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical crops of every sample, decoded once and memory-mapped from `cache_dir`.
+    """Canonical crops of every sample, decoded once and memory-mapped from `cache_dir`, and
+    each sample's state (UNREADABLE, CROPPED or CENTRE_SQUARE).
 
     Decoding and cropping thousands of images costs minutes; every later run with the same
     files and recipe (folds, held-out sources, other families) reads them back in seconds.
@@ -382,21 +389,21 @@ def cached_crops(
     crops = np.lib.format.open_memmap(
         partial, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3)
     )
-    valid = np.zeros(len(samples), dtype=bool)
+    states = np.zeros(len(samples), dtype=np.uint8)
     jobs = [(str(s.path), recipe) for s in samples]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        for index, crop in enumerate(pool.map(_crop_one, jobs, chunksize=16)):
+        for index, (crop, state) in enumerate(pool.map(_crop_one, jobs, chunksize=16)):
             if crop is not None:
                 crops[index] = crop
-                valid[index] = True
+            states[index] = state
             if on_progress:
                 on_progress(1)
     crops.flush()
     del crops
-    np.save(valid_partial, valid)
+    np.save(valid_partial, states)
     partial.replace(crops_path)
     valid_partial.replace(valid_path)
-    return np.load(crops_path, mmap_mode="r"), valid
+    return np.load(crops_path, mmap_mode="r"), states
 
 
 StageProgress = Callable[[str, int, int], None]
@@ -443,7 +450,7 @@ def prepare_data(
 ) -> PreparedData:
     """Discover, describe, group and crop the configured data (crops cached on disk)."""
     samples, groups = grouped_samples(config, on_progress=on_progress, skipped=skipped)
-    crops, valid = cached_crops(
+    crops, states = cached_crops(
         samples,
         config.crop,
         Path(config.cache_dir).expanduser(),
@@ -454,7 +461,8 @@ def prepare_data(
         samples=samples,
         groups=groups,
         crops=crops,
-        valid=valid,
+        valid=states != UNREADABLE,
+        faceless=states == CENTRE_SQUARE,
         targets=np.array([s.target for s in samples], dtype=np.int64),
         sources=[s.source for s in samples],
     )
@@ -690,6 +698,9 @@ class Reporter:
     def unreadable(self, paths: list[Path]) -> None:
         """Image files that could not be decoded (damaged, truncated), left out of training."""
 
+    def faceless(self, paths: list[Path]) -> None:
+        """Images in which no face was found: their centre square was trained on instead."""
+
 
 def _misfit(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
     """Why weights do not fit a model, in a few words ("" when they do): torch's message
@@ -839,6 +850,7 @@ class Trainer:
             self.data,
             crops=np.concatenate([self.data.crops, drawn]),
             valid=np.concatenate([self.data.valid, np.ones(len(drawn), dtype=bool)]),
+            faceless=np.concatenate([self.data.faceless, np.zeros(len(drawn), dtype=bool)]),
             targets=np.concatenate([self.data.targets, np.ones(len(drawn), dtype=np.int64)]),
             sources=[*self.data.sources, *[synthetic.source] * len(drawn)],
         )
@@ -1483,6 +1495,8 @@ def train(
         reporter.unreadable(
             [s.path for s, ok in zip(data.samples, data.valid, strict=True) if not ok]
         )
+    if data.faceless.any():
+        reporter.faceless([data.samples[i].path for i in np.flatnonzero(data.faceless)])
     results = []
     for name, split in make_splits(config, data.samples, data.groups):
         run_dir = out_dir / name if name else out_dir
