@@ -123,6 +123,21 @@ def test_a_manifest_row_without_a_path_is_named_not_read_as_the_folder(tmp_path)
         discover([manifest])
 
 
+def test_a_saved_manifest_keeps_the_split_the_folders_gave(tmp_path):
+    """`audit --save-manifest` dropped the train/ test/ folders' split, so a run from the saved
+    manifest drew a split of its own over the images set aside for testing."""
+    write_images(tmp_path / "data" / "train" / "real", 2, seed=1)
+    write_images(tmp_path / "data" / "test" / "ai", 2, seed=2)
+    manifest = tmp_path / "saved.csv"
+    write_manifest(build_manifest(discover([tmp_path / "data"]), workers=1), manifest)
+    assert sorted((s.path.parts[-3], s.split) for s in read_manifest(manifest)) == [
+        ("test", "test"),
+        ("test", "test"),
+        ("train", "train"),
+        ("train", "train"),
+    ]
+
+
 def test_unlabelled_folder_and_bad_labels_give_clear_errors(tmp_path):
     write_images(tmp_path / "pictures", 1, seed=1)
     with pytest.raises(DatasetError, match="found no labelled images"):

@@ -84,6 +84,7 @@ class FileRecord:
     path: str
     label: str
     source: str
+    split: str | None = None  # the data's own, from its folders or a manifest's split column
     sha256: str = ""
     format: str = ""
     width: int = 0
@@ -259,7 +260,9 @@ def framing_features(gray: np.ndarray) -> tuple[float, float]:
 
 def describe_file(sample: Sample) -> FileRecord:
     """Hash and measure one file; a bad file gives a record with `error` set, never a raise."""
-    base = FileRecord(path=str(sample.path), label=sample.label, source=sample.source)
+    base = FileRecord(
+        path=str(sample.path), label=sample.label, source=sample.source, split=sample.split
+    )
     try:
         decoded = decode(sample.path, reduce_to=128)
     except BadImage as error:
@@ -273,6 +276,7 @@ def describe_file(sample: Sample) -> FileRecord:
         path=base.path,
         label=sample.label,
         source=sample.source,
+        split=sample.split,
         sha256=hashlib.sha256(decoded.data).hexdigest(),
         format=decoded.format or "",
         width=width,
