@@ -324,8 +324,9 @@ def _face_detector() -> RetinaFaceDetector:
     return RetinaFaceDetector(threads=1)
 
 
-# What became of each file in the crop cache
+# What became of each file in the crop cache, kept beside its crops
 UNREADABLE, CROPPED, CENTRE_SQUARE = 0, 1, 2
+CACHE_LAYOUT = b"crops and states\n"  # in every cache key: caches of another layout are not read
 
 
 def _crop_one(job: tuple[str, CropRecipe]) -> tuple[np.ndarray | None, int]:
@@ -351,7 +352,7 @@ def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
     mtimes, another folder) reuses the crops, and an edited file rebuilds them. Hashing 8,000
     files (183 MB) takes about a second; rebuilding the crops takes minutes.
     """
-    digest = hashlib.sha256(b"states 2\n" + recipe.model_dump_json().encode())
+    digest = hashlib.sha256(CACHE_LAYOUT + recipe.model_dump_json().encode())
     if recipe.kind == "face":
         digest.update(f"{RetinaFaceDetector.name}@{RetinaFaceDetector.revision}\n".encode())
     for sample in samples:
@@ -375,17 +376,17 @@ def cached_crops(
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(samples, recipe)
-    crops_path, valid_path = cache_dir / f"crops-{key}.npy", cache_dir / f"crops-{key}.valid.npy"
-    if crops_path.is_file() and valid_path.is_file():
+    crops_path, states_path = cache_dir / f"crops-{key}.npy", cache_dir / f"crops-{key}.states.npy"
+    if crops_path.is_file() and states_path.is_file():
         if on_progress:
             on_progress(len(samples))
-        return np.load(crops_path, mmap_mode="r"), np.load(valid_path)
+        return np.load(crops_path, mmap_mode="r"), np.load(states_path)
     size = recipe.size
     # Partial files of their own: two runs started together build the same cache side by side
     # and the last one to finish replaces the first's identical result, never a half-written one.
     token = uuid.uuid4().hex
     partial = crops_path.with_suffix(f".{token}.partial.npy")
-    valid_partial = valid_path.with_suffix(f".{token}.partial.npy")
+    states_partial = states_path.with_suffix(f".{token}.partial.npy")
     crops = np.lib.format.open_memmap(
         partial, mode="w+", dtype=np.uint8, shape=(len(samples), size, size, 3)
     )
@@ -400,9 +401,9 @@ def cached_crops(
                 on_progress(1)
     crops.flush()
     del crops
-    np.save(valid_partial, states)
+    np.save(states_partial, states)
     partial.replace(crops_path)
-    valid_partial.replace(valid_path)
+    states_partial.replace(states_path)
     return np.load(crops_path, mmap_mode="r"), states
 
 
@@ -967,10 +968,9 @@ class Trainer:
     def _refuse_a_split_without_both_classes(self) -> None:
         """Validation AUROC needs both classes: without one it was NaN every epoch, no best
         weights were ever kept, and the run ended in a traceback after its first phase."""
-        targets = self.data.targets
+        targets, names = self.data.targets, ("real", "AI")
         for part, role in (("train", "training"), ("val", "validation")):
             held = np.bincount(targets[self.index[part]], minlength=2)
-            names = ("real", "AI")
             missing = " or ".join(name for name, n in zip(names, held, strict=True) if not n)
             if missing:
                 total = np.bincount(targets[self.data.valid], minlength=2)
