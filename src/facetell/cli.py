@@ -507,7 +507,7 @@ def note_given_split(metrics: dict[str, Any]) -> None:
         return
     names = {"train": "training", "val": "validation", "test": "test"}
     lacking = [names[part] for part in ("train", "val", "test") if part not in given]
-    pool = "its training images" if "train" in given else "its images in none"
+    pool = "its training images" if "train" in given else "its images in none of them"
     drawn = f"; {' and '.join(lacking)} drawn from {pool}" if lacking else ""
     err_console.print(
         f"note: kept the data's own split ({', '.join(names[part] for part in given)}){drawn}",
