@@ -44,6 +44,7 @@ from rich.progress import (
 from rich.table import Table
 
 from facetell import __version__
+from facetell.bundle import write_whole
 from facetell.calibrate import (
     SMALL_FACE_WIDTH,
     THUMBNAIL_QUALITY,
@@ -756,9 +757,7 @@ def finished_records(output: Path, output_format: PredictFormat) -> list[dict[st
                 kept.write(line)
                 records.append(record)
     if kept.getvalue() != text:
-        staged = output.with_name(output.name + ".part")
-        staged.write_text(kept.getvalue(), encoding="utf-8", newline="")
-        staged.replace(output)
+        write_whole(output, kept.getvalue().encode("utf-8"))
     return records
 
 

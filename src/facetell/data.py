@@ -115,8 +115,9 @@ def table_rows(text: str) -> tuple[list[str], Iterator[dict[str, str | None]]]:
     separator = max(MANIFEST_SEPARATORS, key=header.count)
     lines = io.StringIO(text, newline="")
     reader = csv.DictReader(lines, delimiter=separator, skipinitialspace=True)
-    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
-    return list(reader.fieldnames), iter(reader)
+    columns = [name.strip().lower() for name in reader.fieldnames or []]
+    reader.fieldnames = columns
+    return columns, reader
 
 
 def read_manifest(csv_path: Path) -> list[Sample]:
