@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -373,6 +374,25 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         assert audit.violations_count == 0, audit.generate_report()
         browser.close()
     assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained
+
+
+def test_ctrl_c_in_evaluate_says_that_no_report_was_written(bundle, labelled, tmp_path):
+    """typer ended a Ctrl-C in silence (exit 130), the progress bar left where it stopped."""
+    out = tmp_path / "report"
+    command = ["evaluate", str(bundle), str(labelled), "--out", str(out)]
+    evaluating = subprocess.Popen(
+        [sys.executable, "-m", "facetell", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal has it
+    )
+    assert "evaluating" in evaluating.stderr.readline()  # the bundle is loaded, scoring begins
+    evaluating.send_signal(signal.SIGINT)
+    assert evaluating.wait(timeout=60) == 130
+    said = evaluating.stderr.read().strip().splitlines()[-1]
+    assert said == f"error: interrupted; no report was written to {out}"
+    assert not (out / "report.html").exists()
 
 
 def test_evaluate_on_real_photos_alone_measures_false_positives(bundle, labelled, tmp_path):

@@ -175,6 +175,16 @@ def writing(target: Path | str) -> Iterator[None]:
         raise WriteFailed(target, error) from None
 
 
+@contextmanager
+def interrupted_says(what_is_left: Callable[[], str]) -> Iterator[None]:
+    """A Ctrl-C in a long stage ends the command in one line saying what it leaves behind;
+    typer ends it in silence (exit 130). Progress bars inside have stopped by then."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; {what_is_left()}", code=130) from None
+
+
 def write_failed(
     failure: WriteFailed, done: int, total: int, output: Path | None, resumable: bool
 ) -> typer.Exit:
@@ -315,7 +325,7 @@ def audit_command(
     except FacetellError as error:
         raise fail(str(error)) from None
     note_skipped(skipped, err_console)
-    with progress_bar() as progress:
+    with interrupted_says(lambda: "nothing was written"), progress_bar() as progress:
         task = progress.add_task("hashing images", total=len(samples))
         records = build_manifest(
             samples, workers=workers, on_progress=lambda n: progress.advance(task, n)
@@ -432,7 +442,7 @@ def train_command(
                 "your data with --data DIR"
             )
         out_dir = writable(out or Path("runs") / config.name, "--out", folder=True)
-        with Progress(
+        progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
@@ -440,18 +450,11 @@ def train_command(
             TimeRemainingColumn(),
             console=err_console,
             transient=True,
-        ) as progress:
-            try:
-                results = train(
-                    config,
-                    out_dir,
-                    resume=resume,
-                    overwrite=overwrite,
-                    reporter=RichReporter(progress),
-                )
-            except KeyboardInterrupt:
-                progress.stop()
-                raise fail(interrupted_training(out_dir), code=130) from None
+        )
+        with interrupted_says(lambda: interrupted_training(out_dir)), progress:
+            results = train(
+                config, out_dir, resume=resume, overwrite=overwrite, reporter=RichReporter(progress)
+            )
     except FacetellError as error:
         raise fail(str(error)) from None
     table = Table(title=f"facetell train: {config.name} ({config.model})")
@@ -492,12 +495,12 @@ def interrupted_training(out_dir: Path) -> str:
     from facetell.train import earlier_runs
 
     if not earlier_runs(out_dir):
-        return f"interrupted before training began; nothing was saved in {out_dir}"
+        return f"training had not begun; nothing was saved in {out_dir}"
     again = [arg for arg in sys.argv[1:] if arg != "--overwrite"]
     again += [] if "--resume" in again else ["--resume"]
     return (
-        f"interrupted; {out_dir} keeps every finished epoch: `{shlex.join(['facetell', *again])}` "
-        "goes on from the last"
+        f"{out_dir} keeps every finished epoch: `{shlex.join(['facetell', *again])}` goes on "
+        "from the last"
     )
 
 
@@ -1376,7 +1379,10 @@ def evaluate_command(
         if exclude_seen:
             samples, fingerprints = leave_out_seen(detectors, samples, fingerprints)
         evaluations = []
-        with progress_bar(transient=False) as progress:
+        with (
+            interrupted_says(lambda: f"no report was written to {out}"),
+            progress_bar(transient=False) as progress,
+        ):
             for detector in detectors:
                 progress.console.print(f"evaluating {detector.model_name} on {len(samples)} images")
                 evaluations.append(
@@ -1558,7 +1564,7 @@ def calibrate_command(
         copies = THUMBNAIL_SIZES if size_correction else ()
         asked_familiarity, familiarity = familiarity, familiarity and raw.gives_embedding
         references = _reference_paths(reference, split_file, reference_size) if familiarity else []
-        with progress_bar() as progress:
+        with interrupted_says(lambda: f"{bundle} is unchanged"), progress_bar() as progress:
             total = len(references) + len(samples) * (1 + len(copies))
             task = progress.add_task("scoring", total=total)
 
