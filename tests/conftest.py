@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -256,6 +257,18 @@ def run_cli(
         capture_output=True,
         env={**os.environ, **env},
         cwd=cwd,
+    )
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    """`facetell ARGS` started as a terminal starts it, to be stopped with Ctrl-C (SIGINT): a
+    background job, as CI may run the tests, would pass SIGINT on ignored. Its stderr is piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "facetell", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -17,7 +17,15 @@ import skimage.data
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from conftest import astronaut, cat, encode, gan_faces, launch_chromium, save_untrained_bundle
+from conftest import (
+    astronaut,
+    cat,
+    encode,
+    gan_faces,
+    launch_chromium,
+    save_untrained_bundle,
+    start_cli,
+)
 from facetell.calibrate import Calibration
 from facetell.familiarity import TEMPER_SLOPE
 from facetell.inference import Detector
@@ -379,14 +387,7 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
 def test_ctrl_c_in_evaluate_says_that_no_report_was_written(bundle, labelled, tmp_path):
     """typer ended a Ctrl-C in silence (exit 130), the progress bar left where it stopped."""
     out = tmp_path / "report"
-    command = ["evaluate", str(bundle), str(labelled), "--out", str(out)]
-    evaluating = subprocess.Popen(
-        [sys.executable, "-m", "facetell", *command],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal has it
-    )
+    evaluating = start_cli("evaluate", str(bundle), str(labelled), "--out", str(out))
     assert "evaluating" in evaluating.stderr.readline()  # the bundle is loaded, scoring begins
     evaluating.send_signal(signal.SIGINT)
     assert evaluating.wait(timeout=60) == 130

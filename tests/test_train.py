@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import astronaut, cat, encode, run_cli, smooth_photo
+from conftest import astronaut, cat, encode, run_cli, smooth_photo, start_cli
 from facetell.augment import AugmentConfig
 from facetell.bundle import TrainingImages, load_bundle
 from facetell.data import discover
@@ -1082,13 +1082,7 @@ def test_ctrl_c_says_what_was_kept_and_the_command_that_goes_on(planted_dataset,
                "--set", f"crop={{kind: center_square, size: {SIZE}}}",
                "--set", "phases=[{kind: full, epochs: 12, lr: 0.002}]", "--set", "patience=12",
                "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "workers=0"]  # fmt: skip
-    training = subprocess.Popen(
-        [sys.executable, "-m", "facetell", *command],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal has it
-    )
+    training = start_cli(*command)
     history = run / "history.jsonl"
     while not history.is_file() or history.read_text().count("\n") < 2:
         assert training.poll() is None, training.stderr.read()
