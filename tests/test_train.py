@@ -42,6 +42,7 @@ from facetell.train import (
     make_splits,
     mixup_batch,
     prepare_data,
+    resolve_recipe,
     train,
 )
 
@@ -1016,6 +1017,19 @@ def test_train_without_a_config_uses_the_shipped_recipe_and_names_the_others(
         "error: lite0: no such config file or shipped recipe (recipes: default-lite0, "
         "default-tight, default,"
     )
+
+
+def test_another_architecture_on_a_shipped_recipe_is_named_for_both(tmp_path):
+    """`--set model=npr` on default-lite0 had kept the name facetell-efficientnet-lite0: the
+    bundle said Lite0, and its default run folder was Lite0's, which --overwrite wiped."""
+    default, tight = resolve_recipe(None), resolve_recipe("default-tight")
+    assert load_config(default, ["model=npr"]).name == "default-lite0-npr"
+    assert load_config(tight, ["model=spectrum"]).name == "default-tight-spectrum"
+    assert load_config(default, ["model=npr", "name=mine"]).name == "mine"  # a name given wins
+    assert load_config(default, ["model=efficientnet_lite0"]).name == "facetell-efficientnet-lite0"
+    own = tmp_path / "own.yaml"  # the user's own config keeps the name they wrote
+    own.write_text("name: my-detector\nmodel: efficientnet_lite0\nphases: [{kind: head}]\n")
+    assert load_config(own, ["model=npr"]).name == "my-detector"
 
 
 def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(

@@ -226,6 +226,11 @@ def resolve_recipe(config: str | None) -> Path:
     return recipes[name]
 
 
+def _is_shipped(path: Path | None) -> bool:
+    """Whether a config is one of the shipped recipes (not the user's own YAML)."""
+    return path is not None and path.resolve() in {p.resolve() for p in shipped_recipes().values()}
+
+
 def _apply_override(raw: dict[str, Any], keys: list[str], value: Any, override: str) -> None:
     """Set the value at a dotted key; a number after a list's name picks one of its items, so
     `phases.1.epochs=5` changes one phase without writing out the whole list."""
@@ -264,11 +269,16 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
             raise FacetellError(
                 f"{path}: a config is a YAML mapping (key: value lines), not a {type(raw).__name__}"
             )
+    recipe_model = raw.get("model")
     overridden: dict[tuple[str, ...], str] = {}
     for override in overrides:
         keys, value = _parse_override(override)
         overridden[tuple(keys)] = override
         _apply_override(raw, keys, value, override)
+    if _is_shipped(path) and raw.get("model") != recipe_model and ("name",) not in overridden:
+        # a shipped recipe's name names its architecture, and the run folder defaults to it:
+        # `--set model=npr` on default-lite0 must neither be called nor overwrite Lite0's run
+        raw["name"] = f"{path.stem}-{raw.get('model')}"
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as error:  # every bad field, on one line
