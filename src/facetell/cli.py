@@ -1648,6 +1648,7 @@ def calibrate_command(
         + f"written to {bundle / 'calibration.json'}",
         highlight=False,
     )
+    note_small_fit(details)
 
 
 def _describe_not_scored(statuses: Sequence[str]) -> str:
@@ -1757,6 +1758,22 @@ def both_classes(
         f"calibration needs both real and AI {what}: found {counts[0]} real, {counts[1]} AI "
         f"({hint})"
     )
+
+
+SMALL_FIT = 100  # faces of a class below which a fitted threshold and band swing widely
+
+
+def note_small_fit(details: dict[str, Any]) -> None:
+    """A threshold fitted on a dozen faces may land anywhere on the next dozen, and a
+    temperature fitted on them can even raise their ECE: say so where the numbers are read."""
+    real, ai = details["n_real"], details["n_ai"]
+    if min(real, ai) < SMALL_FIT:
+        err_console.print(
+            f"note: fitted on {real} real and {ai} AI faces; with under {SMALL_FIT} of a class "
+            "the temperature, threshold and band can move far on other images, and the ECE "
+            "above is measured on these same faces: calibrate on more held-out images",
+            highlight=False,
+        )
 
 
 def _describe_thin_sources(details: dict[str, Any], max_fpr: float | None) -> str:
