@@ -298,8 +298,12 @@ def test_ensemble_heat_map_places_each_members_map_in_its_own_crop(tmp_path):
 def test_ensemble_members_need_crops_of_one_size(tmp_path):
     small = load_bundle(save_untrained_bundle(tmp_path / "small", "mobilenet_v2", 64))
     large = load_bundle(save_untrained_bundle(tmp_path / "large", "mobilenet_v2", 96))
-    with pytest.raises(BundleError, match="crop size"):
+    with pytest.raises(BundleError) as refused:
         ensemble_bundle([small, large])
+    assert str(refused.value) == (  # which reads what, and the way to make them fit
+        f"{tmp_path / 'large'} reads 96-px crops and {tmp_path / 'small'} 64-px ones; an "
+        "ensemble feeds its members crops of one size: retrain one with --set crop.size=64"
+    )
 
 
 def test_ensemble_weights_must_make_a_weighted_mean(untrained_bundle):

@@ -289,10 +289,16 @@ def ensemble_bundle(
             )
         if member.extra_crops:
             raise BundleError(f"{member.identity} is itself multi-input; ensemble its members")
-        if (member.mean, member.std, member.crop.size) != (first.mean, first.std, first.crop.size):
+        if member.crop.size != first.crop.size:
             raise BundleError(
-                f"{member.identity} and {first.identity} need different inputs (normalisation "
-                "or crop size); an ensemble feeds its members crops of one size"
+                f"{member.path or member.identity} reads {member.crop.size}-px crops and "
+                f"{first.path or first.identity} {first.crop.size}-px ones; an ensemble feeds its "
+                f"members crops of one size: retrain one with --set crop.size={first.crop.size}"
+            )
+        if (member.mean, member.std) != (first.mean, first.std):
+            raise BundleError(
+                f"{member.path or member.identity} and {first.path or first.identity} normalise "
+                "their input differently (mean and std); an ensemble feeds its members one input"
             )
         if member.crop not in recipes:
             recipes.append(member.crop)
