@@ -925,6 +925,30 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, u
     assert (tmp_path / "review.html").read_text().startswith("<!doctype html>")
 
 
+def test_a_command_that_fails_leaves_no_empty_output_behind(tmp_path):
+    """A mistyped bundle or data folder had left an empty results.csv, report/ or run folder,
+    which a later --resume or a reader took for a run's output; train's error also followed a
+    blank line that a redirected progress bar left."""
+    photo, gone = tmp_path / "photo.jpg", str(tmp_path / "gone")
+    astronaut().save(photo)
+    own = tmp_path / "own.csv"
+    own.touch()  # an empty file the user made is theirs, and stays
+    failures = [
+        ("predict", str(photo), "--model", gone, "-o", str(tmp_path / "new" / "results.csv")),
+        ("predict", str(photo), "--model", gone, "-o", str(own), "--report", str(tmp_path / "r")),
+        ("evaluate", gone, str(tmp_path), "--out", str(tmp_path / "report" / "today")),
+        ("calibrate", gone, str(tmp_path)),
+        ("train", "--data", gone, "--out", str(tmp_path / "run")),
+        ("audit", gone, "--save-manifest", str(tmp_path / "manifest.csv")),
+    ]
+    for command in failures:
+        failed = run_cli(*command, cwd=tmp_path)
+        assert failed.returncode == 2
+        [line] = failed.stderr.decode().splitlines()  # one line, and no blank one before it
+        assert line.startswith(f"error: {gone}: ")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["own.csv", "photo.jpg"]
+
+
 def test_files_in_a_folder_that_are_not_images_are_named_not_silently_dropped(
     tmp_path, untrained_bundle
 ):

@@ -150,9 +150,27 @@ NO_FACE_DETECT = typer.Option(
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line and return the exit to raise."""
+    """Print one error line and return the exit to raise; outputs made ready for the run and
+    still empty go again."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    _remove_unused_outputs()
     return typer.Exit(code)
+
+
+# Files and folders `writable` created for this command's outputs. A command that fails
+# before writing into them removes them, so a mistyped bundle leaves no empty report/.
+_created_for_outputs: list[Path] = []
+
+
+def _remove_unused_outputs() -> None:
+    """Remove what `writable` created and nothing was written into, deepest first."""
+    for path in sorted(_created_for_outputs, key=lambda p: len(p.parts), reverse=True):
+        with suppress(OSError):
+            if path.is_file() and not path.is_symlink() and path.stat().st_size == 0:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+    _created_for_outputs.clear()
 
 
 class WriteFailed(Exception):
@@ -203,9 +221,12 @@ def writable(path: Path, option: str, *, folder: bool = False) -> Path:
         raise fail(f"{where}{blocking} is a file, not a folder; choose another {option}")
     if not folder and path.is_dir():
         raise fail(f"{path} is a folder; give {option} a file name")
+    _created_for_outputs.extend(a for a in (parent, *parent.parents) if not a.exists())
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if not folder:
+            if not path.exists():
+                _created_for_outputs.append(path)
             path.open("a").close()
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
@@ -221,6 +242,7 @@ def progress_bar(transient: bool = True) -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=transient,
+        disable=not err_console.is_terminal,  # redirected, rich would leave a blank line
     )
 
 
@@ -450,6 +472,7 @@ def train_command(
             TimeRemainingColumn(),
             console=err_console,
             transient=True,
+            disable=not err_console.is_terminal,
         )
         with interrupted_says(lambda: interrupted_training(out_dir)), progress:
             results = train(
