@@ -177,6 +177,52 @@ def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, t
     assert table.stdout.count("unfamiliar face") == flagged
 
 
+def test_the_datas_own_split_parts_are_scored_alone_when_named(labelled, tmp_path):
+    """`--split test` without --split-file was ignored: evaluate scored the training images
+    too, and calibrate fitted its temperature on them."""
+    data = tmp_path / "data"
+    for image in sorted(labelled.rglob("*.*")):
+        part = ("train", "train", "val", "test")[int(image.stem[:2].rstrip("\xe9")) % 4]
+        folder = data / part / image.parent.parent.name / image.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / image.name).symlink_to(image)
+    bundle = save_untrained_bundle(tmp_path / "bundle", "mobilenet_v2", 96)
+
+    def scored(*args: str) -> list[str]:
+        run = facetell("evaluate", str(bundle), *args, "--out", str(tmp_path / "report"),
+                       "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        with (tmp_path / "report" / "predictions.csv").open(newline="") as table:
+            return sorted(Path(row["path"]).parts[-4] for row in csv.DictReader(table))
+
+    assert scored(str(data), "--split", "test") == ["test"] * 8
+    assert scored(str(data / "test"), "--split", "test") == ["test"] * 8  # the part's own folder
+    everything = facetell("evaluate", str(bundle), str(data), "--out", str(tmp_path / "all"),
+                          "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert (  # all of it, as before, and the way to score one part
+        "note: the data has its own split (train, val, test); all of it is scored (--split test "
+        "scores its test part alone)"
+    ) in everything.stderr.splitlines()
+    for args, message in [
+        ((str(labelled), "--split", "test"), "the data names no split (no train/ val/ test/ "
+         "folders, no split column); give the run's --split-file, or the folder of that part"),
+        ((str(data / "val"), "--split", "test"), "the data names no split"),
+        ((str(data), "--split", "holdout"), "a split part is train, val or test"),
+    ]:  # fmt: skip
+        refused = facetell("evaluate", str(bundle), *args, "--out", str(tmp_path / "refused"))
+        assert refused.returncode == 2 and refused.stderr.startswith(
+            f"error: --split {args[-1]}: {message}"
+        ), refused.stderr
+    assert not (tmp_path / "refused").exists()
+    calibrated = facetell("calibrate", str(bundle), str(data), "--split", "val",
+                          "--no-size-correction", "--reference-size", "20")  # fmt: skip
+    assert calibrated.returncode == 0, calibrated.stderr
+    fitted = json.loads((bundle / "calibration.json").read_text())
+    assert (fitted["n"], fitted["fitted_on"]["split"]) == (8, "val")
+    # the reference of training faces comes from the data's own train part, as from a split file
+    assert "familiarity: 16 reference faces" in calibrated.stdout
+
+
 def test_calibrating_a_model_without_an_embedding_skips_familiarity(labelled, tmp_path):
     bundle = save_untrained_bundle(tmp_path / "spectrum", "spectrum", 64)
     result = facetell("calibrate", str(bundle), str(labelled), "--reference", str(labelled),

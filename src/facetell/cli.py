@@ -57,6 +57,8 @@ from facetell.calibrate import (
 from facetell.data import (
     MANIFEST_SUFFIXES,
     NEAR_DUPLICATE_DISTANCE,
+    SPLIT_ALIASES,
+    SPLITS,
     Sample,
     SplitFile,
     build_manifest,
@@ -1220,10 +1222,17 @@ def explain_to(detector: Detector, source: str | NamedImage, folder: Path, index
 
 
 def select_samples(
-    data: Sequence[Path], split_file: Path | None, split: str, limit: int | None
+    data: Sequence[Path],
+    split_file: Path | None,
+    split: str | None,
+    limit: int | None,
+    *,
+    default_split: str,
 ) -> list[Sample]:
-    """The images to score: a split of a saved split file, or everything under `data`."""
+    """The images to score: a split of a saved split file, the data's own split part (its
+    train/ val/ test/ folders or split column), or everything under `data`."""
     if split_file is not None:
+        split = split or default_split
         saved = SplitFile.load(split_file)
         samples = saved.samples(split)
         if not samples:
@@ -1233,6 +1242,15 @@ def select_samples(
         skipped: list[Path] = []
         samples = discover(data, skipped)
         note_skipped(skipped, err_console)
+        own = sorted({sample.split for sample in samples if sample.split}, key=SPLITS.index)
+        if split is not None:
+            samples = own_split_part(data, samples, split, own)
+        elif own:
+            err_console.print(
+                f"note: the data has its own split ({', '.join(own)}); all of it is scored "
+                f"(--split {default_split} scores its {default_split} part alone)",
+                highlight=False,
+            )
     else:
         raise FacetellError("give dataset folders or --split-file")
     found = [sample.path.exists() for sample in samples]
@@ -1259,6 +1277,27 @@ def select_samples(
         rng = np.random.default_rng(0)
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:limit])]
     return samples
+
+
+def own_split_part(
+    data: Sequence[Path], samples: list[Sample], split: str, own: Sequence[str]
+) -> list[Sample]:
+    """The samples of one part of the data's own split; one line when it has no such part.
+    Folders that are that part themselves (data/test with --split test) are all of it."""
+    part = SPLIT_ALIASES.get(split.lower())
+    if part is None:
+        raise FacetellError(f"--split {split}: a split part is train, val or test")
+    if not own and all(SPLIT_ALIASES.get(Path(root).name.lower()) == part for root in data):
+        return samples
+    if not own:
+        raise FacetellError(
+            f"--split {split}: the data names no split (no train/ val/ test/ folders, no split "
+            "column); give the run's --split-file, or the folder of that part"
+        )
+    if part not in own:
+        held = ", ".join(own)
+        raise FacetellError(f"--split {split}: the data has no {part} part (it has: {held})")
+    return [sample for sample in samples if sample.split == part]
 
 
 def _stage_progress(progress: Progress) -> Callable[[str, int, int], None]:
@@ -1355,7 +1394,12 @@ def evaluate_command(
     out: Path = typer.Option(Path("report"), help="Folder for report.html, metrics and plots."),
     compare: list[Path] = typer.Option([], help="More bundles to put side by side."),
     split_file: Path | None = typer.Option(None, help="Score one split of a saved split.json."),
-    split: str = typer.Option("test", help="Which split of --split-file."),
+    split: str | None = typer.Option(
+        None,
+        help="Which split: of --split-file (default: test), or of the data's own train/ val/ "
+        "test/ folders or split column (default: all of the data).",
+        show_default=False,
+    ),
     limit: int | None = typer.Option(None, min=1, help="Score a seeded sample of this many."),
     robustness_limit: int = typer.Option(
         400, min=0, help="Images in the robustness sweep (0 skips it)."
@@ -1395,7 +1439,7 @@ def evaluate_command(
             ),
             *(Detector.load(path, detect_faces=not no_face_detect) for path in compare),
         ]
-        samples = select_samples(data or [], split_file, split, limit)
+        samples = select_samples(data or [], split_file, split, limit, default_split="test")
         # the files are read for fingerprints only when a bundle has some to look them up in
         remembering = any(d.bundle.training_images is not None for d in detectors)
         fingerprints = fingerprints_of(samples) if remembering or exclude_seen else None
@@ -1505,7 +1549,13 @@ def calibrate_command(
     bundle: Path = typer.Argument(..., help="Model bundle folder to calibrate (written in place)."),
     data: list[Path] = typer.Argument(None, help="Held-out labelled data (not training data)."),
     split_file: Path | None = typer.Option(None, help="Use one split of a saved split.json."),
-    split: str = typer.Option("val", help="Which split of --split-file."),
+    split: str | None = typer.Option(
+        None,
+        help="Which split: of --split-file (default: val), or of the data's own train/ val/ "
+        "test/ folders or split column (default: all of the data); the train part of either "
+        "gives the familiarity reference.",
+        show_default=False,
+    ),
     max_fpr: float | None = typer.Option(
         None,
         min=0.0,
@@ -1570,7 +1620,7 @@ def calibrate_command(
         detector = load_named_first(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
         )
-        samples = select_samples(data or [], split_file, split, limit)
+        samples = select_samples(data or [], split_file, split, limit, default_split="val")
         warn_if_trained_on(detector, samples)
         labels = Counter(sample.target for sample in samples)
         if max_fpr is not None and labels[0] and not labels[1]:
@@ -1586,7 +1636,12 @@ def calibrate_command(
         )
         copies = THUMBNAIL_SIZES if size_correction else ()
         asked_familiarity, familiarity = familiarity, familiarity and raw.gives_embedding
-        references = _reference_paths(reference, split_file, reference_size) if familiarity else []
+        own_split_of = data if data and split is not None and split_file is None else []
+        references = (
+            _reference_paths(reference, split_file, reference_size, own_split_of)
+            if familiarity
+            else []
+        )
         with interrupted_says(lambda: f"{bundle} is unchanged"), progress_bar() as progress:
             total = len(references) + len(samples) * (1 + len(copies))
             task = progress.add_task("scoring", total=total)
@@ -1629,7 +1684,7 @@ def calibrate_command(
             fitted_on={
                 "data": [str(p) for p in (data or [])],
                 "split_file": str(split_file) if split_file else None,
-                "split": split if split_file else None,
+                "split": split or ("val" if split_file else None),
                 "sources": sorted(set(scored.sources)),
                 "not_scored": int((~ok).sum()),
             },
@@ -1815,10 +1870,14 @@ def _describe_thin_sources(details: dict[str, Any], max_fpr: float | None) -> st
 
 
 def _reference_paths(
-    reference: Sequence[Path] | None, split_file: Path | None, size: int
+    reference: Sequence[Path] | None,
+    split_file: Path | None,
+    size: int,
+    own_split_of: Sequence[Path] = (),
 ) -> list[str]:
     """A seeded sample of the training images the familiarity reference is built from, equal
-    numbers per source: the split file's train split, or image files under --reference
+    numbers per source: the split file's train split, the train part of the data's own split
+    (`own_split_of`, when one of its parts is calibrated on), or image files under --reference
     (labelled or not; each folder of images counts as a source)."""
     if reference:
         gone = [path for path in reference if not path.exists() and not glob.has_magic(str(path))]
@@ -1829,8 +1888,12 @@ def _reference_paths(
         if not pool:
             raise FacetellError(f"{reference[0]}: no images found for the familiarity reference")
         sources = [str(Path(path).parent) for path in pool]
-    elif split_file is not None:
-        samples = SplitFile.load(split_file).samples("train")
+    elif split_file is not None or own_split_of:
+        samples = (
+            SplitFile.load(split_file).samples("train")
+            if split_file is not None
+            else [sample for sample in discover(own_split_of) if sample.split == "train"]
+        )
         pool, sources = [str(s.path) for s in samples], [s.source for s in samples]
     else:
         return []
