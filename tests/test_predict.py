@@ -181,11 +181,15 @@ def test_a_folder_or_a_glob_streams_its_images_and_a_path_is_one_image(detector,
     )
     mixed = detector.predict_batch([album / "b.jpg", album, b"not an image", f"{album}/*.jpg"])
     assert [r.status for r in mixed] == ["ok", "no_face", "ok", "error", "error"]
-    assert mixed[4].error.endswith("*.jpg: file not found (check the path)")  # listed: a name
+    assert mixed[4].error == (  # listed: a name, and the way to have it expanded
+        f"{album}/*.jpg: is a pattern matching 1 file(s), not one image (pass it alone to "
+        "Detector.stream to judge them)"
+    )
+    assert detector.predict(f"{album}/*.jpg").error == mixed[4].error
     [unreachable] = detector.predict_batch("http://127.0.0.1:9/photo.jpg")  # one address, too
     assert unreachable.path == "http://127.0.0.1:9/photo.jpg"
     [unmatched] = detector.predict_batch(f"{album}/*.gif")
-    assert unmatched.error == f"{album}/*.gif: file not found (check the path)"
+    assert unmatched.error == f"{album}/*.gif: no file matches this pattern (check the path)"
     pixels = np.asarray(astronaut())
     assert len(detector.predict_batch(pixels)) == 1
     assert len(detector.predict_batch(np.stack([pixels, pixels]))) == 2
@@ -752,7 +756,7 @@ def test_stdin_globs_and_missing_files(folder_of_200, untrained_bundle):
     assert [r["status"] for r in records] == ["ok"] + ["no_face"] * 4 + ["error"] * 2
     assert records[0]["path"] == "-"  # as it was asked for, not a made-up name
     assert "missing.jpg: file not found" in records[-2]["error"]
-    assert records[-1]["error"].endswith("dog_*.jpg: file not found (check the path)")
+    assert records[-1]["error"].endswith("dog_*.jpg: no file matches this pattern (check the path)")
 
 
 @pytest.mark.parametrize("explain", [False, True])

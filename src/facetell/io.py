@@ -375,6 +375,12 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
         if path.is_symlink():  # a photo library moved, or a synced copy not yet downloaded
             target = printable_name(str(path.readlink()))
             raise BadImage(label, f"broken link to {target}", "restore its target") from None
+        if glob.has_magic(str(path)):  # a glob the shell did not expand, or one given to predict
+            if matches := len(glob.glob(str(path), recursive=True)):  # noqa: PTH207
+                why = f"is a pattern matching {matches} file(s), not one image"
+                fix = "pass it alone to Detector.stream to judge them"
+                raise BadImage(label, why, fix) from None
+            raise BadImage(label, "no file matches this pattern", "check the path") from None
         raise BadImage(label, "file not found", "check the path") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
