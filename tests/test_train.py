@@ -382,7 +382,9 @@ def test_the_datas_own_split_folders_are_kept_and_a_missing_part_drawn_from_trai
     assert drawn == pytest.approx(0.2 / 0.8, abs=0.05)  # config_for's fractions 0.6, 0.2, 0.2
     folds = config_for("spectrum", layout, tmp_path / "cache")
     folds.data.folds = 3  # k-fold (and hold-outs) draw their own splits over all the data
-    assert [s.kind for _, s in make_splits(folds, data.samples, data.groups)] == ["kfold"] * 3
+    drawn_anew = make_splits(folds, data.samples, data.groups)
+    assert [s.kind for _, s in drawn_anew] == ["kfold"] * 3
+    assert all(s.params["given_unused"] == ["train", "test"] for _, s in drawn_anew)
     fast = [
         "model=spectrum",
         "model_kwargs={}",
@@ -395,6 +397,16 @@ def test_the_datas_own_split_folders_are_kept_and_a_missing_part_drawn_from_trai
     assert told.returncode == 0, told.stderr
     note = "note: kept the data's own split (training, test); validation drawn from its training"
     assert f"{note} images\n" in told.stderr.decode()
+    settings = [arg for value in fast for arg in ("--set", value)]
+    folded = run_cli("train", "--data", str(layout), "--out", str(tmp_path / "folds"), "--folds",
+                     "3", *settings)  # fmt: skip
+    assert folded.returncode == 0, folded.stderr
+    notes = folded.stderr.decode().splitlines()
+    assert (  # the data's split was set aside, and said so, not silently
+        "note: the data's own split (training, test) was not used: --folds draws its own over "
+        "all of the data"
+    ) in notes
+    assert any(note.endswith("on another draw (more data)") for note in notes)  # folded already
 
 
 class StopAfterEpochs(Reporter):

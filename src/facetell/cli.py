@@ -530,11 +530,20 @@ def interrupted_training(out_dir: Path) -> str:
 
 
 def note_given_split(metrics: dict[str, Any]) -> None:
-    """Say that the data's own train/ val/ test/ folders (or split column) were kept."""
+    """Say that the data's own train/ val/ test/ folders (or split column) were kept, or that
+    --folds or --holdout-source drew their own instead."""
+    names = {"train": "training", "val": "validation", "test": "test"}
+    if unused := metrics.get("given_unused"):
+        drawn = "--holdout-source" if metrics.get("split") == "leave_one_source_out" else "--folds"
+        err_console.print(
+            f"note: the data's own split ({', '.join(names[part] for part in unused)}) was not "
+            f"used: {drawn} draws its own over all of the data",
+            highlight=False,
+        )
+        return
     given = metrics.get("given")
     if metrics.get("split") != "given" or not given:
         return
-    names = {"train": "training", "val": "validation", "test": "test"}
     lacking = [names[part] for part in ("train", "val", "test") if part not in given]
     pool = "its training images" if "train" in given else "its images in none of them"
     drawn = f"; {' and '.join(lacking)} drawn from {pool}" if lacking else ""
@@ -552,11 +561,13 @@ def note_small_test_splits(results: Sequence[tuple[str, RunResult]]) -> None:
     for name, result in results:
         test = result.metrics.get("test", {})
         real, ai = test.get("n_real", SMALL_SPLIT), test.get("n_ai", SMALL_SPLIT)
+        folded = result.metrics.get("split") == "kfold"  # averaged over folds already
         if min(real, ai) < SMALL_SPLIT:
             err_console.print(
                 f"note: {name + ': ' if name else ''}the test split holds {real} real and {ai} "
                 f"AI images; with under {SMALL_SPLIT} of a class its AUROC and accuracy can move "
-                "by tenths on another draw (more data, or --folds 5 to average over folds)",
+                "by tenths on another draw "
+                + ("(more data)" if folded else "(more data, or --folds 5 to average over folds)"),
                 highlight=False,
             )
 

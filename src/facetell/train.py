@@ -489,6 +489,10 @@ def make_splits(
     holdout = config.data.holdout_source
     seed = config.seed if config.data.split_seed is None else config.data.split_seed
 
+    own = sorted({s.split for s in samples if s.split}, key=SPLITS.index)
+    if own and (holdout is not None or config.data.folds > 1):
+        params["given_unused"] = own  # these draw their own splits over all of the data
+
     def split_file(kind: str, assignment: list[str], extra: dict) -> SplitFile:
         records = [_record_stub(s) for s in samples]
         return SplitFile.from_assignment(
@@ -522,13 +526,12 @@ def make_splits(
             (f"fold-{i}", split_file("kfold", a, {"k": config.data.folds, "fold": i}))
             for i, a in enumerate(assignments)
         ]
-    given = [s.split for s in samples]
-    if any(given):  # the data's own train/ val/ test/ folders or split column
-        kept = sorted({name for name in given if name}, key=SPLITS.index)
+    if own:  # the data's own train/ val/ test/ folders or split column
+        given = [s.split for s in samples]
         assignment = given_split(
             labels, sources, groups, given, fractions=config.data.fractions, seed=seed
         )
-        return [("", split_file("given", assignment, {"given": kept}))]
+        return [("", split_file("given", assignment, {"given": own}))]
     assignment = stratified_split(
         labels, sources, groups, fractions=config.data.fractions, seed=seed
     )
