@@ -171,7 +171,28 @@ def test_an_image_on_both_sides_of_two_datasets_or_splits_is_named(tmp_path):
         ["kaggle/test/real/cam/2.jpg", "kaggle/train/real/cam/2.jpg"],
     ]
     assert any("span kaggle (test), kaggle (train)" in line for line in warnings)
+    assert report["own_split"] == {"train": {"real": 3, "ai": 3}, "test": {"real": 2, "ai": 2}}
     assert audited("mine")[0]["cross_origin_groups"] == []  # duplicates within one side are not
+    assert audited("mine")[0]["own_split"] == {}
+
+
+def test_a_part_of_the_datas_own_split_without_one_class_is_warned_of(tmp_path):
+    """train refuses a validation part without AI images; the audit is where to learn it."""
+    for part, n_ai in (("train", 4), ("val", 0), ("test", 2)):
+        make_dataset(tmp_path / "data" / part, confounded=False, n=4)
+        for fake in sorted((tmp_path / "data" / part / "ai" / "gen").iterdir())[n_ai:]:
+            fake.unlink()
+    run = subprocess.run([sys.executable, "-m", "facetell", "audit", "data"], cwd=tmp_path,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert (
+        "The data's own split: train 4 real + 4 AI, val 4 real + 0 AI, test 4 real + 2 AI"
+        in run.stdout.splitlines()
+    )
+    assert run.stderr.splitlines()[-1] == (  # after the duplicates the parts share
+        "warning: the data's own val part holds no AI image: `facetell train` refuses it "
+        "(validation needs both classes); add some, or take the part away to have it drawn from "
+        "training"
+    )
 
 
 def test_cli_names_a_missing_folder_or_a_single_file_in_one_line(tmp_path):

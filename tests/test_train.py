@@ -467,6 +467,19 @@ def test_a_split_without_one_class_is_refused_before_training(planted_dataset, t
         f"{tmp_path / 'run'}: the validation split holds no AI images (the data has 60 real and "
         "1 AI images that could be read); training needs both classes"
     )
+    fakes = sorted((planted_dataset / "ai" / "upsampler").iterdir())
+    given = tmp_path / "given.csv"  # the data's own split, whose val part has no AI image
+    rows = [f"{path},real,{'val' if i < 10 else 'train'}" for i, path in enumerate(reals)]
+    given.write_text("\n".join(["path,label,split", *rows, *(f"{p},ai,train" for p in fakes)]))
+    config = config_for("npr", given, tmp_path / "cache")
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    with pytest.raises(FacetellError) as refused:
+        Trainer(config, data, split, tmp_path / "given-run")
+    assert str(refused.value).endswith(  # the part to mend is the data's own, not a drawn one
+        "needs both classes in training and validation: add AI images to the data's own val "
+        "part, or take the part away to draw it anew"
+    )
 
 
 class StopAtEpochEnd(Reporter):

@@ -16,7 +16,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
-from facetell.data import FileRecord
+from facetell.data import SPLITS, FileRecord
 
 SHORTCUT_WARNING = 0.7
 _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
@@ -72,6 +72,8 @@ class AuditReport:
     warnings: list[str] = field(default_factory=list)
     # groups whose images come from more than one dataset or split: a leak between them
     cross_origin_groups: list[list[str]] = field(default_factory=list)
+    # the data's own train/ val/ test/ folders (or split column): images per part and class
+    own_split: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def metadata_features(records: Sequence[FileRecord]) -> np.ndarray:
@@ -247,6 +249,8 @@ def audit(
             f"when scored on the other (e.g. {first} and {second}; every group under "
             "cross_origin_groups in --format json)"
         )
+    own_split = _own_split(good)
+    warnings += _own_split_warnings(own_split)
     unreadable = [r.error for r in records if r.error is not None]
     if unreadable:
         warnings.append(f"{len(unreadable)} file(s) could not be read and were left out")
@@ -262,4 +266,32 @@ def audit(
         shortcut_score=shortcut,
         feature_importance=_feature_importance(good, seed) if len(set(y)) == 2 else {},
         warnings=warnings,
+        own_split=own_split,
     )
+
+
+def _own_split(records: Sequence[FileRecord]) -> dict[str, dict[str, int]]:
+    """Images per class in each part of the split the data brings (empty if it brings none)."""
+    counts = Counter((r.split, r.label) for r in records if r.split)
+    parts = sorted({part for part, _ in counts}, key=SPLITS.index)
+    return {part: {label: counts[(part, label)] for label in ("real", "ai")} for part in parts}
+
+
+NAMES = {"real": "real", "ai": "AI"}
+
+
+def _own_split_warnings(own_split: dict[str, dict[str, int]]) -> list[str]:
+    """A part of the data's own split with one class only: training refuses it (train, val),
+    and no AUROC can be measured on it (test)."""
+    what_follows = {
+        "train": "`facetell train` refuses it (the model would never see that class)",
+        "val": "`facetell train` refuses it (validation needs both classes)",
+        "test": "no AUROC or true-positive rate can be measured on it",
+    }
+    return [
+        f"the data's own {part} part holds no {NAMES[label]} image: {what_follows[part]}; add some"
+        + ("" if part == "train" else ", or take the part away to have it drawn from training")
+        for part, counts in own_split.items()
+        for label, count in counts.items()
+        if count == 0
+    ]

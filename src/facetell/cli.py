@@ -305,6 +305,15 @@ def _render_audit(report: AuditReport) -> None:
         f"{len(report.cross_origin_groups)} crossing datasets or splits. "
         f"[bold]Shortcut score[/] (cross-validated AUROC from metadata alone): [bold]{score}[/]"
     )
+    if report.own_split:
+        console.print(
+            "The data's own split: "
+            + ", ".join(
+                f"{part} {counts['real']} real + {counts['ai']} AI"
+                for part, counts in report.own_split.items()
+            ),
+            highlight=False,
+        )
     top = list(report.feature_importance.items())[:5]
     if top:
         console.print(

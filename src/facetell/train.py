@@ -987,11 +987,17 @@ class Trainer:
             missing = " or ".join(name for name, n in zip(names, held, strict=True) if not n)
             if missing:
                 total = np.bincount(targets[self.data.valid], minlength=2)
+                remedy = (
+                    f"add {missing} images to the data's own {part} part"
+                    + ("" if part == "train" else ", or take the part away to draw it anew")
+                    if part in self.split.params.get("given", ())
+                    else "add images of the class missing (splits take whole sources' shares, "
+                    "so a few per source at least)"
+                )
                 raise FacetellError(
                     f"{self.out_dir}: the {role} split holds no {missing} images (the data has "
                     f"{total[0]} real and {total[1]} AI images that could be read); training "
-                    "needs both classes in training and validation: add images of the class "
-                    "missing (splits take whole sources' shares, so a few per source at least)"
+                    f"needs both classes in training and validation: {remedy}"
                 )
 
     def _save_weights(self, path: Path, module: nn.Module | None = None) -> None:
