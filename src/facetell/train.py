@@ -716,6 +716,62 @@ class Reporter:
         """Images in which no face was found: their centre square was trained on instead."""
 
 
+def read_init_weights(config: TrainConfig) -> dict[str, torch.Tensor] | None:
+    """config.init_from's weights, checked against the config's model: a run's checkpoint, a
+    bundle (its folder or model.safetensors), or the member of an ensemble bundle (the shipped
+    model) that is of the config's architecture, so fine-tuning the shipped model is one --set.
+    """
+    if config.init_from is None:
+        return None
+    path = Path(config.init_from).expanduser()
+    if path.is_dir() and (path / "model.safetensors").is_file():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FacetellError(
+            f"{path}: init_from weights not found; give a .safetensors file or a bundle folder"
+        )
+    weights = load_file(str(path))
+    bundle_config = path.parent / "config.json"
+    if path.name == "model.safetensors" and bundle_config.is_file():
+        spec = json.loads(bundle_config.read_text(encoding="utf-8"))
+        if spec.get("architecture") == "ensemble":
+            weights = _member_weights(path.parent, spec, weights, config)
+    kwargs = {key: value for key, value in config.model_kwargs.items() if key != "pretrained"}
+    with torch.device("meta"):  # shapes only: no weights drawn or read
+        own = create_model(config.model, **kwargs).state_dict()
+    misfit = _misfit(own, weights)
+    if misfit:
+        raise FacetellError(
+            f"{path}: init_from weights do not fit model {config.model!r} ({misfit}); "
+            "give weights of this architecture"
+        )
+    return weights
+
+
+def _member_weights(
+    folder: Path, spec: dict[str, Any], weights: dict[str, torch.Tensor], config: TrainConfig
+) -> dict[str, torch.Tensor]:
+    """The weights of the ensemble member of the config's architecture (of its crop, too, when
+    two members share the architecture)."""
+    members = spec["model_kwargs"]["members"]
+    recipes = [spec["input"]["crop"], *spec["input"].get("extra_crops", [])]
+    fitting = [i for i, member in enumerate(members) if member["architecture"] == config.model]
+    crop = config.crop.model_dump()
+    chosen = [i for i in fitting if recipes[members[i].get("input", 0)] == crop] or fitting
+    if len(chosen) != 1:
+        described = ", ".join(
+            f"{m['architecture']} ({m.get('source', 'member ' + str(i))})"
+            for i, m in enumerate(members)
+        )
+        why = "none is" if not chosen else "several are, none reading the config's crop"
+        raise FacetellError(
+            f"{folder}: init_from is an ensemble of {described}; {why} of the config's model "
+            f"{config.model!r}"
+        )
+    prefix = f"members.{chosen[0]}."
+    return {key[len(prefix) :]: value for key, value in weights.items() if key.startswith(prefix)}
+
+
 def _misfit(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
     """Why weights do not fit a model, in a few words ("" when they do): torch's message
     lists every key and got cut to a dangling "Error(s) in loading state_dict for …:"."""
@@ -770,7 +826,10 @@ class Trainer:
         split: SplitFile,
         out_dir: Path,
         reporter: Reporter | None = None,
+        init_weights: dict[str, torch.Tensor] | None = None,
     ) -> None:
+        """`init_weights`: config.init_from's, read by `train` before the data (read here when
+        not given)."""
         self.config = config
         self.data = data
         self.split = split
@@ -791,8 +850,11 @@ class Trainer:
         )
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **config.model_kwargs)
-        if config.init_from is not None:
-            self._load_init_weights(Path(config.init_from).expanduser())
+        if init_weights is None and config.init_from is not None:
+            init_weights = read_init_weights(config)
+        if init_weights is not None:
+            # load_state_dict copies into the model's own dtypes (bundles may hold float16)
+            self.model.load_state_dict(init_weights)
         # On CPU, oneDNN runs these depthwise/pointwise convolutions about 1.5x faster in the
         # channels-last layout (benchmarks/train_step.py); batches come in that layout too.
         self.model.to(memory_format=torch.channels_last)
@@ -826,24 +888,6 @@ class Trainer:
         source_ids = np.array([number.get(source, -1) for source in self.data.sources])
         classes = [source_class[name] for name in names]
         return SourceAdversary(self.model.feature_dim, classes, settings), source_ids
-
-    def _load_init_weights(self, path: Path) -> None:
-        """A finished run's checkpoint or a bundle (its folder or model.safetensors)."""
-        if path.is_dir() and (path / "model.safetensors").is_file():
-            path = path / "model.safetensors"
-        if not path.is_file():
-            raise FacetellError(
-                f"{path}: init_from weights not found; give a .safetensors file or a bundle folder"
-            )
-        weights = load_file(str(path))
-        misfit = _misfit(self.model.state_dict(), weights)
-        if misfit:
-            raise FacetellError(
-                f"{path}: init_from weights do not fit model {self.config.model!r} ({misfit}); "
-                "give weights of this architecture"
-            )
-        # load_state_dict copies into the model's own dtypes (bundles may hold float16)
-        self.model.load_state_dict(weights)
 
     def _add_synthetic_fakes(self, synthetic: SyntheticConfig) -> None:
         """Re-drawn copies of this split's real training faces join its training split as AI
@@ -1506,6 +1550,7 @@ def train(
             f"{out_dir}: no training run there to resume; drop --resume to start one"
         )
     reporter = reporter or Reporter()
+    init_weights = read_init_weights(config)  # a misfit is refused before the faces are cut
     skipped: list[Path] = []
     data = prepare_data(config, on_progress=reporter.stage, skipped=skipped)
     if skipped:
@@ -1519,7 +1564,7 @@ def train(
     results = []
     for name, split in make_splits(config, data.samples, data.groups):
         run_dir = out_dir / name if name else out_dir
-        trainer = Trainer(config, data, split, run_dir, reporter)
+        trainer = Trainer(config, data, split, run_dir, reporter, init_weights)
         if resume and (run_dir / "metrics.json").is_file():
             metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
             results.append((name, RunResult(run_dir, run_dir / "bundle", metrics, 0.0)))
