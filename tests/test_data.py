@@ -67,6 +67,29 @@ def test_split_level_and_nested_sources_are_read_from_the_path(tmp_path):
     }
 
 
+def test_folders_above_the_label_name_the_source_when_none_are_below_it(tmp_path):
+    """GenImage keeps each generator's images of both classes under its own folder: all of
+    them had been one source named after the root, so no generator could be held out."""
+    write_images(tmp_path / "GenImage" / "sdv4" / "train" / "ai", 2, seed=1)
+    write_images(tmp_path / "GenImage" / "sdv4" / "train" / "nature", 1, seed=2)
+    write_images(tmp_path / "GenImage" / "midjourney" / "val" / "ai", 1, seed=3)
+    write_images(tmp_path / "GenImage" / "midjourney" / "val" / "nature", 1, seed=4)
+    write_images(tmp_path / "cnndetection" / "progan" / "airplane" / "1_fake", 1, seed=5)
+    write_images(tmp_path / "flat" / "real", 1, seed=6)  # nothing above or below: the root's
+    write_images(tmp_path / "kaggle" / "test" / "ai", 1, seed=7)  # its test/ given alone
+    roots = ["GenImage", "cnndetection", "flat", "kaggle/test"]
+    found = Counter((s.label, s.source, s.split) for s in discover(tmp_path / r for r in roots))
+    assert found == {
+        ("ai", "sdv4-ai", "train"): 2,
+        ("real", "sdv4-real", "train"): 1,
+        ("ai", "midjourney-ai", "val"): 1,
+        ("real", "midjourney-real", "val"): 1,
+        ("ai", "progan/airplane-ai", None): 1,
+        ("real", "flat-real", None): 1,
+        ("ai", "kaggle-ai", None): 1,  # as when all of kaggle/ is read
+    }
+
+
 def test_manifest_csv_paths_are_relative_to_the_csv(tmp_path):
     write_images(tmp_path / "imgs", 2, seed=1)
     manifest = tmp_path / "list.csv"

@@ -167,9 +167,23 @@ def _sample_from_layout(root: Path, path: Path) -> Sample | None:
     label = normalise_label(parts[label_index])
     assert label is not None
     split = next((SPLIT_ALIASES[p.lower()] for p in parts if p.lower() in SPLIT_ALIASES), None)
-    source_parts = [p for p in parts[label_index + 1 :] if p.lower() not in SPLIT_ALIASES]
-    source = "/".join(source_parts) or f"{root.name}-{label}"
+
+    def named(folders: Sequence[str]) -> str:
+        return "/".join(p for p in folders if p.lower() not in SPLIT_ALIASES)
+
+    # folders below the label name its source (real/ffhq/); with none, those above it do,
+    # with the class, as GenImage's sdv4/train/ai/ and sdv4/train/nature/ or CNNDetection's
+    # progan/airplane/1_fake/ lay out one generator's images of both classes
+    above = named(parts[:label_index]) or _dataset_name(root)
+    source = named(parts[label_index + 1 :]) or f"{above}-{label}"
     return Sample(path=path, label=label, source=source, split=split)
+
+
+def _dataset_name(root: Path) -> str:
+    """A dataset folder's name; of data/test/ the dataset's (data), so its sources keep the
+    names they had when all of data/ was trained on."""
+    root = root.absolute()
+    return root.parent.name if root.name.lower() in SPLIT_ALIASES else root.name
 
 
 def discover(
