@@ -90,6 +90,25 @@ def test_folders_above_the_label_name_the_source_when_none_are_below_it(tmp_path
     }
 
 
+def test_a_source_name_both_classes_use_becomes_one_per_class(tmp_path):
+    """real/celeba/ beside ai/celeba/ (fakes made from it) had been one source: evaluate's
+    per-source row counted both classes, calling half its "real" faces AI."""
+    write_images(tmp_path / "faces" / "real" / "celeba", 2, seed=1)
+    write_images(tmp_path / "faces" / "ai" / "celeba", 1, seed=2)
+    write_images(tmp_path / "faces" / "ai" / "sdxl", 1, seed=3)
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label,source\nfaces/ai/sdxl/000.jpg,ai,mine\n"
+                        "faces/real/celeba/000.jpg,real,mine\n")  # fmt: skip
+    found = Counter((s.label, s.source) for s in discover([tmp_path / "faces", manifest]))
+    assert found == {
+        ("real", "celeba-real"): 2,
+        ("ai", "celeba-ai"): 1,
+        ("ai", "sdxl"): 1,
+        ("ai", "mine-ai"): 1,
+        ("real", "mine-real"): 1,
+    }
+
+
 def test_manifest_csv_paths_are_relative_to_the_csv(tmp_path):
     write_images(tmp_path / "imgs", 2, seed=1)
     manifest = tmp_path / "list.csv"

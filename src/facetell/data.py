@@ -14,7 +14,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PureWindowsPath
 
 import imagehash
@@ -226,7 +226,23 @@ def discover(
                 "synthetic/, 0_real/, 1_fake/) folders, or a manifest.csv with path,label"
             )
         samples += found
-    return samples
+    return _sources_of_one_class(samples)
+
+
+def _sources_of_one_class(samples: list[Sample]) -> list[Sample]:
+    """A source name both classes use (real/celeba/ beside ai/celeba/, fakes made from it)
+    becomes one per class, celeba-real and celeba-ai: per-source numbers, hold-outs and
+    false-positive rates are each about one class, and had merged the two."""
+    classes: dict[str, set[str]] = defaultdict(set)
+    for sample in samples:
+        classes[sample.source].add(sample.label)
+    shared = {source for source, labels in classes.items() if len(labels) > 1}
+    return [
+        replace(sample, source=f"{sample.source}-{sample.label}")
+        if sample.source in shared
+        else sample
+        for sample in samples
+    ]
 
 
 def sample_per_source(samples: Sequence[Sample], per_source: int, seed: int = 0) -> list[Sample]:
