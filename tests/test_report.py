@@ -223,6 +223,29 @@ def test_the_datas_own_split_parts_are_scored_alone_when_named(labelled, tmp_pat
     assert "familiarity: 16 reference faces" in calibrated.stdout
 
 
+def test_a_source_without_one_scored_face_is_a_row_of_dashes_not_a_crash(labelled, tmp_path):
+    """A real source whose photos held no face ended evaluate in a TypeError traceback after
+    the report was written; its AUROC had read nan."""
+    data = shutil.copytree(labelled, tmp_path / "data", symlinks=True)
+    (data / "real" / "pets").mkdir()
+    for angle in (0, 90, 180):
+        cat().rotate(angle).save(data / "real" / "pets" / f"cat-{angle}.jpg")
+    bundle = save_untrained_bundle(tmp_path / "bundle", "mobilenet_v2", 96)
+    run = facetell("evaluate", str(bundle), str(data), "--out", str(tmp_path / "report"),
+                   "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    [row] = [line.split("│")[1:-1] for line in run.stdout.splitlines() if "│ pets" in line]
+    assert [cell.strip() for cell in row] == ["pets", "real", "0", "-", "-"]
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    [pets] = [row for row in metrics["sources"] if row["source"] == "pets"]
+    assert (pets["scored"], pets["auroc_vs_ai"], pets["false_positive_rate"]) == (0, None, None)
+    both = facetell("evaluate", str(bundle), str(data), "--split-file", str(tmp_path / "s.json"))
+    assert both.returncode == 2 and both.stderr.startswith(  # data would have gone unread
+        f"error: give data folders or --split-file, not both: {tmp_path / 's.json'} names its "
+        f"own images (and {data} would be left unread)"
+    )
+
+
 def test_calibrating_a_model_without_an_embedding_skips_familiarity(labelled, tmp_path):
     bundle = save_untrained_bundle(tmp_path / "spectrum", "spectrum", 64)
     result = facetell("calibrate", str(bundle), str(labelled), "--reference", str(labelled),

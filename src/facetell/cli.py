@@ -1251,6 +1251,11 @@ def select_samples(
 ) -> list[Sample]:
     """The images to score: a split of a saved split file, the data's own split part (its
     train/ val/ test/ folders or split column), or everything under `data`."""
+    if split_file is not None and data:
+        raise FacetellError(
+            f"give data folders or --split-file, not both: {split_file} names its own images "
+            f"(and {data[0]} would be left unread)"
+        )
     if split_file is not None:
         split = split or default_split
         saved = SplitFile.load(split_file)
@@ -1372,10 +1377,13 @@ def _sources_table(evaluation: Evaluation) -> Table:
         real = row["label"] == "real"
         auroc = row.get("auroc_vs_ai" if real else "auroc_vs_real")
         ranked = "-" if auroc is None else _value_and_interval(auroc, row.get("auroc_interval"))
+        rate = row.get("false_positive_rate" if real else "accuracy")  # None: none scored
         called_ai = (
-            _value_and_interval(row["false_positive_rate"], row["false_positive_rate_interval"])
-            if real and row.get("false_positive_rate") is not None
-            else f"{row['accuracy']:.4f}"
+            "-"
+            if rate is None
+            else _value_and_interval(rate, row["false_positive_rate_interval"])
+            if real
+            else f"{rate:.4f}"
         )
         table.add_row(row["source"], row["label"], str(row["scored"]), ranked, called_ai)
     return table

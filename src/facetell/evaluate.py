@@ -91,9 +91,10 @@ def auroc_against_other_class(
     y_true: np.ndarray, scores: np.ndarray, mask: np.ndarray, *, ai_source: bool
 ) -> dict[str, float]:
     """One source's AUROC against every image of the other class, keyed by what it is against
-    (None: the set has no image of the other class)."""
+    (None: no image of the source was scored, or none of the other class)."""
     other = y_true == (0 if ai_source else 1)
-    value = auroc(y_true[mask | other], scores[mask | other]) if other.any() else None
+    both = mask.any() and other.any()
+    value = auroc(y_true[mask | other], scores[mask | other]) if both else None
     return {"auroc_vs_real" if ai_source else "auroc_vs_ai": value}
 
 
