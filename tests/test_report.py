@@ -239,6 +239,17 @@ def test_a_source_without_one_scored_face_is_a_row_of_dashes_not_a_crash(labelle
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     [pets] = [row for row in metrics["sources"] if row["source"] == "pets"]
     assert (pets["scored"], pets["auroc_vs_ai"], pets["false_positive_rate"]) == (0, None, None)
+    other = save_untrained_bundle(tmp_path / "other", "mobilenet_v2", 96)
+    mine = tmp_path / "mine"  # a user's own real photos alone: no AUROC to compare
+    shutil.copytree(labelled / "real", mine / "real")
+    compared = facetell("evaluate", str(bundle), str(mine), "--compare", str(other), "--out",
+                        str(tmp_path / "compared"), "--robustness-limit", "0")  # fmt: skip
+    assert compared.returncode == 0, compared.stderr
+    assert "nan" not in compared.stdout  # had read "AUROC +nan against …"
+    assert (  # two bundles of one name are told apart by their paths
+        f"test-untrained@0.1.0 ({other}): AUROC not compared with test-untrained@0.1.0 ({bundle}): "
+        "the images both scored hold one class"
+    ) in compared.stdout.splitlines()
     both = facetell("evaluate", str(bundle), str(data), "--split-file", str(tmp_path / "s.json"))
     assert both.returncode == 2 and both.stderr.startswith(  # data would have gone unread
         f"error: give data folders or --split-file, not both: {tmp_path / 's.json'} names its "

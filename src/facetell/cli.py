@@ -1527,9 +1527,10 @@ def evaluate_command(
         comparison = describe_comparison(evaluation.bundle, evaluation.comparison)
         console.print(comparison, highlight=False, soft_wrap=True)
         for source, row in evaluation.comparison["by_source"].items():
-            low, high = row["auroc_difference_interval"] or (float("nan"),) * 2
+            difference, interval = row["auroc_difference"], row["auroc_difference_interval"]
+            within = f" ({interval[0]:+.4f} to {interval[1]:+.4f})" if interval else ""
             console.print(
-                f"  {source}: {row['auroc_difference']:+.4f} ({low:+.4f} to {high:+.4f})",
+                f"  {source}: " + ("-" if difference is None else f"{difference:+.4f}{within}"),
                 highlight=False,
             )
     for evaluation in evaluations:

@@ -679,6 +679,9 @@ def compare_auroc(
 
     def difference(rows: np.ndarray) -> dict[str, Any]:
         y_true, mine, theirs = targets[rows], other.scored.p_ai[rows], first.scored.p_ai[rows]
+        if len(np.unique(y_true)) < 2:  # no AUROC on one class: nothing to compare
+            none = {"auroc_difference": None, "auroc_difference_interval": None}
+            return {"n": int(rows.sum()), **none}
         return {
             "n": int(rows.sum()),
             "auroc_difference": auroc(y_true, mine) - auroc(y_true, theirs),

@@ -232,6 +232,11 @@ def describe_comparison(bundle: str, comparison: dict[str, Any] | None) -> str:
     if comparison is None:
         return ""
     difference, interval = comparison["auroc_difference"], comparison["auroc_difference_interval"]
+    if difference is None:
+        return (
+            f"{bundle}: AUROC not compared with {comparison['against']}: the images both scored "
+            "hold one class"
+        )
     if interval is None:
         return f"{bundle}: AUROC {difference:+.4f} against {comparison['against']}"
     low, high = interval
