@@ -929,6 +929,25 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, u
     assert (tmp_path / "review.html").read_text().startswith("<!doctype html>")
 
 
+def test_names_with_brackets_are_printed_as_they_are(tmp_path, untrained_bundle):
+    """rich read file names as markup: "[bold]x.jpg" was listed as a bold "x.jpg", and a name
+    holding "[/]" ended the run in a MarkupError traceback."""
+    folder = tmp_path / "[bold]album"
+    folder.mkdir()
+    astronaut().save(folder / "[red]me.jpg")
+    gone = "gone[/]x.jpg"  # a path whose text holds "[/]"
+    model = ("--model", str(untrained_bundle))
+    table = run_cli("predict", folder.name, gone, *model, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr.decode()
+    listed = [line.split("│")[1].strip() for line in table.stdout.decode().splitlines()
+              if line.startswith("│")]  # fmt: skip
+    assert [name for name in listed if name] == ["[bold]album/[red]me.jpg", gone]
+    refused = run_cli("predict", "x.jpg", "--model", str(tmp_path / "[/]gone"))
+    assert refused.stderr.decode().splitlines() == [
+        f"error: {tmp_path / '[/]gone'}: model bundle not found (check the path)"
+    ]
+
+
 def test_a_command_that_fails_leaves_no_empty_output_behind(tmp_path):
     """A mistyped bundle or data folder had left an empty results.csv, report/ or run folder,
     which a later --resume or a reader took for a run's output; train's error also followed a

@@ -42,6 +42,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from facetell import __version__
 from facetell.bundle import write_whole
@@ -123,7 +124,7 @@ class Commands(typer.Typer):
             full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             hint = "free space or write elsewhere" if full else "write elsewhere"
             message = f"{WriteFailed(error.filename, error)}; {hint}"
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+        err_console.print(labelled_line("error:", "bold red", message))
         raise SystemExit(2)
 
 
@@ -136,8 +137,15 @@ app = Commands(
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 # Piped output (files, CI logs) gets a wide fixed width so tables stay one row per line.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, soft_wrap=True)
+# No console markup: paths, file names and messages are printed as they are ("[bold]x.jpg"
+# had shown as a bold x.jpg, and "a[/]b.jpg" ended in a MarkupError); styles are Text.
+console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
+
+
+def labelled_line(label: str, style: str, text: str) -> Text:
+    """ "error: …" or "warning: …" with its label styled and the rest as it is."""
+    return Text.assemble((label, style), " ", text)
 
 
 class AuditFormat(StrEnum):
@@ -154,7 +162,7 @@ NO_FACE_DETECT = typer.Option(
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one error line and return the exit to raise; outputs made ready for the run and
     still empty go again."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(labelled_line("error:", "bold red", message))
     _remove_unused_outputs()
     return typer.Exit(code)
 
@@ -299,11 +307,15 @@ def _render_audit(report: AuditReport) -> None:
     console.print(table)
     score = "-" if report.shortcut_score is None else f"{report.shortcut_score:.3f}"
     console.print(
-        f"{report.n_images} images, {report.n_unreadable} unreadable, "
-        f"{report.duplicate_groups} duplicate groups, "
-        f"{len(report.cross_class_groups)} crossing classes, "
-        f"{len(report.cross_origin_groups)} crossing datasets or splits. "
-        f"[bold]Shortcut score[/] (cross-validated AUROC from metadata alone): [bold]{score}[/]"
+        Text.assemble(
+            f"{report.n_images} images, {report.n_unreadable} unreadable, "
+            f"{report.duplicate_groups} duplicate groups, "
+            f"{len(report.cross_class_groups)} crossing classes, "
+            f"{len(report.cross_origin_groups)} crossing datasets or splits. ",
+            ("Shortcut score", "bold"),
+            " (cross-validated AUROC from metadata alone): ",
+            (score, "bold"),
+        )
     )
     if report.own_split:
         console.print(
@@ -321,7 +333,7 @@ def _render_audit(report: AuditReport) -> None:
             + ", ".join(f"{name} {auc:.2f}" for name, auc in top)
         )
     for warning in report.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        err_console.print(labelled_line("warning:", "bold yellow", warning))
 
 
 @app.command("audit")
@@ -371,7 +383,7 @@ def audit_command(
     if output_format is AuditFormat.json:
         console.print_json(json.dumps(asdict(report)))
         for warning in report.warnings:
-            err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+            err_console.print(labelled_line("warning:", "bold yellow", warning))
     else:
         _render_audit(report)
 
@@ -599,7 +611,8 @@ def models_command(
     table = Table(title="facetell models", caption="train one: --set model=NAME in a config")
     for column in ("name", "parameters", "ImageNet weights", "what it is"):
         table.add_column(column, overflow="fold")
-    weights = {True: "installed", False: "[red]missing[/] (make setup)", None: "none needed"}
+    missing = Text.assemble(("missing", "red"), " (make setup)")
+    weights = {True: "installed", False: missing, None: "none needed"}
     for entry in entries:
         try:
             with torch.device("meta"):  # shapes only: no weights drawn or read
@@ -725,9 +738,12 @@ def warn_if_uncalibrated(detector: Detector) -> None:
     """Say so before a bundle without calibration.json answers: its P(ai) are raw scores."""
     if not detector.calibration.fitted:
         err_console.print(
-            "[bold yellow]warning:[/] this model is not calibrated: probabilities are raw "
-            "sigmoid scores (run `facetell calibrate`)",
-            highlight=False,
+            labelled_line(
+                "warning:",
+                "bold yellow",
+                "this model is not calibrated: probabilities are raw sigmoid scores (run "
+                "`facetell calibrate`)",
+            )
         )
 
 
@@ -909,22 +925,21 @@ def recalled(
     return Recalled(result, decoded.image if decoded else None, overlay, faces)
 
 
-def _table_row(record: dict) -> list[str]:
+def _table_row(record: dict) -> list[str | Text]:
     colours = {"ai": "red", "real": "green", "uncertain": "yellow"}
     label = record["label"]
-    verdict = f"[{colours[label]}]{label}[/]" if label else record["status"].replace("_", " ")
+    verdict = Text(label, colours[label]) if label else record["status"].replace("_", " ")
     p_ai = "" if record["p_ai"] is None else f"{record['p_ai']:.1%}"
     clues = record["metadata"].get("clues", [])
     declared = record["metadata"].get("declared_ai")
-    clue_text = ("[bold red]declares AI[/] " if declared else "") + ", ".join(
-        sorted({c["kind"] for c in clues})
-    )
+    kinds = ", ".join(sorted({c["kind"] for c in clues}))
+    clue_text = Text.assemble(("declares AI", "bold red"), " ", kinds) if declared else kinds
     # the verdict face is unlike the training faces: its P(ai) deserves less trust
-    unfamiliar = "[yellow]unfamiliar face[/]" if record["familiar"] is False else ""
+    unfamiliar = Text("unfamiliar face", "yellow") if record["familiar"] is False else ""
     frames = record["metadata"].get("frames", 1)
     first_frame = f"first of {frames} frames judged" if frames > 1 else ""
-    notes = (unfamiliar, first_frame, clue_text)
-    detail = record["error"] or ", ".join(text for text in notes if text)
+    notes = [text for text in (unfamiliar, first_frame, clue_text) if text]
+    detail = record["error"] or Text(", ").join(Text(n) if isinstance(n, str) else n for n in notes)
     faces = str(len(record["faces"]))
     if record["faces_found"] > len(record["faces"]):  # the rest were cut by --max-faces
         faces += f" of {record['faces_found']}"
@@ -1124,7 +1139,7 @@ def predict_command(
     try:
         with writing(output or "standard output"):
             if output_format is PredictFormat.table:
-                Console(file=handle, width=console.width).print(table)
+                Console(file=handle, width=console.width, markup=False).print(table)
             elif output_format is PredictFormat.json:  # closed on a stop too: still valid JSON
                 handle.write("[]\n" if separator == "[\n" else "\n]\n")
             if output:
