@@ -144,7 +144,7 @@ err_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def labelled_line(label: str, style: str, text: str) -> Text:
-    """ "error: …" or "warning: …" with its label styled and the rest as it is."""
+    """An error or warning line: its label ("error:") styled, the rest as it is."""
     return Text.assemble((label, style), " ", text)
 
 
