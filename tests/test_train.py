@@ -397,6 +397,12 @@ def test_the_datas_own_split_folders_are_kept_and_a_missing_part_drawn_from_trai
     assert told.returncode == 0, told.stderr
     note = "note: kept the data's own split (training, test); validation drawn from its training"
     assert f"{note} images\n" in told.stderr.decode()
+    run, then = tmp_path / "run", told.stdout.decode().splitlines()[-1]
+    assert then == (  # the way on, to copy
+        f"next: facetell calibrate {run / 'bundle'} --split-file {run / 'split.json'} (its P(ai) "
+        f"are raw scores until then), then facetell evaluate {run / 'bundle'} --split-file "
+        f"{run / 'split.json'}"
+    )
     settings = [arg for value in fast for arg in ("--set", value)]
     folded = run_cli("train", "--data", str(layout), "--out", str(tmp_path / "folds"), "--folds",
                      "3", *settings)  # fmt: skip

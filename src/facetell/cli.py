@@ -533,6 +533,16 @@ def train_command(
             f"accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f}"
         )
     console.print(f"bundle(s) and history under {out_dir}")
+    if len(results) == 1:  # what makes the bundle's P(ai) probabilities, and how to measure it
+        only = results[0][1]
+        bundle = shlex.quote(str(only.bundle_dir))
+        split_file = shlex.quote(str(only.out_dir / "split.json"))
+        console.print(
+            f"next: facetell calibrate {bundle} --split-file {split_file} (its P(ai) are raw "
+            f"scores until then), then facetell evaluate {bundle} --split-file {split_file}",
+            highlight=False,
+            soft_wrap=True,  # one line, to copy
+        )
 
 
 def interrupted_training(out_dir: Path) -> str:
