@@ -44,7 +44,11 @@ model: setup
 /usr/bin/heif-enc:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libheif-examples
 
-test: setup /usr/bin/chromium /usr/bin/heif-enc
+# A real reverse proxy serving facetell under a path, as deployments put one in front.
+/usr/sbin/nginx:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
+
+test: setup /usr/bin/chromium /usr/bin/heif-enc /usr/sbin/nginx
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

@@ -566,6 +566,71 @@ def test_schemathesis_finds_no_server_error(server):
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+@contextlib.contextmanager
+def reverse_proxy(upstream: str, prefix: str, tmp: Path) -> Iterator[str]:
+    """Debian's nginx serving `upstream` under `prefix`, which it strips, as a deployment's
+    proxy does; yields the page's address there."""
+    with socket.socket() as probe:  # a free port for nginx
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = " ".join(f"{kind}_temp_path {tmp}/{kind};" for kind in ("proxy", "fastcgi", "uwsgi",
+                                                                      "scgi"))  # fmt: skip
+    (tmp / "nginx.conf").write_text(
+        f"user root; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;\n"
+        "events {}\n"
+        f"http {{ access_log off; client_body_temp_path {tmp}/body; {temp}\n"
+        "  client_max_body_size 25m;\n"
+        f"  server {{ listen 127.0.0.1:{port};\n"
+        f"    location {prefix}/ {{ proxy_pass {upstream}/; }} }} }}\n"
+    )
+    nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
+    address = f"http://127.0.0.1:{port}{prefix}/"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{address}readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield address
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=20)
+
+
+def test_the_page_and_the_api_docs_work_behind_a_proxy_under_a_path(untrained_bundle, tmp_path):
+    """A trust-and-safety team puts facetell behind its proxy at /facetell/: the page had
+    asked for /api/v1/model and /static/app.js at the site's root, which the proxy does not
+    pass on, and the API docs for /openapi.json."""
+    from playwright.sync_api import expect, sync_playwright
+
+    upstream = start_server(untrained_bundle, tmp_path / "server", FACETELL_ROOT_PATH="/facetell")
+    with (
+        contextlib.closing(upstream),
+        reverse_proxy(next(upstream), "/facetell", tmp_path) as page_address,
+    ):
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            page = browser.new_page()
+            asked: list[str] = []
+            page.on("request", lambda request: asked.append(request.url))
+            page.goto(page_address)
+            expect(page.locator("#model-info")).to_contain_text("Model test-untrained@0.1.0")
+            page.locator(".example", has_text="Real photo").click()
+            expect(page.locator("#status")).to_contain_text("astronaut.jpg: ", timeout=60_000)
+            expect(page.locator(".card .box")).to_have_count(1)
+            page.goto(f"{page_address}docs")
+            expect(page.locator(".opblock-summary-path", has_text="/api/v1/predict")).to_be_visible(
+                timeout=30_000
+            )
+            browser.close()
+        fetched = [url for url in asked if url.startswith("http")]  # blob: URLs are the page's
+        outside = [url for url in fetched if not url.startswith(page_address)]
+        assert not outside, outside  # every request went through the proxy's path
+        schema = httpx.get(f"{page_address}openapi.json").json()
+        assert schema["servers"] == [{"url": "/facetell"}]  # "Try it out" goes through it too
+
+
 def test_web_page_upload_verdict_and_heat_map(server):
     from playwright.sync_api import expect, sync_playwright
 

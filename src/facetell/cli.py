@@ -2098,6 +2098,11 @@ def serve_command(
     model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
     max_upload_mb: float | None = typer.Option(None, help="Largest request body (default 20)."),
     max_concurrency: int | None = typer.Option(None, help="Inferences at once before 503."),
+    root_path: str | None = typer.Option(
+        None,
+        help="The path a reverse proxy serves facetell under (/facetell: the page is at "
+        "/facetell/), for the API docs' server address.",
+    ),
     no_face_detect: bool = NO_FACE_DETECT,
 ) -> None:
     """Serve the web page and the REST API.
@@ -2115,6 +2120,7 @@ def serve_command(
         "model": model,
         "max_upload_mb": max_upload_mb,
         "max_concurrency": max_concurrency,
+        "root_path": None if root_path is None else root_path.rstrip("/"),
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     if no_face_detect:
@@ -2150,7 +2156,11 @@ def serve_command(
             "note: other machines can reach it with no token; set FACETELL_API_TOKEN to ask one"
         )
     warn_if_uncalibrated(detector)  # after the address line, which scripts read first
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, detector), log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, detector), log_level="warning", root_path=settings.root_path
+        )
+    )
     server.run(sockets=[listening])
 
 

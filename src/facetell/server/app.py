@@ -554,12 +554,12 @@ def create_app(settings: Settings | None = None, detector: Detector | None = Non
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> HTMLResponse:
         """Swagger UI for the OpenAPI schema, with no request leaving this server."""
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+        return get_swagger_ui_html(  # addresses relative to /docs: behind a proxy's path too
+            openapi_url="openapi.json",
             title="facetell API",
-            swagger_js_url="/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/swagger-ui/favicon-32x32.png",
+            swagger_js_url="swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="swagger-ui/swagger-ui.css",
+            swagger_favicon_url="swagger-ui/favicon-32x32.png",
         )
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

@@ -30,7 +30,7 @@ function authHeaders() {
 
 async function loadModel() {
   const info = document.getElementById("model-info");
-  const response = await fetch("/api/v1/model", { headers: authHeaders() });
+  const response = await fetch("api/v1/model", { headers: authHeaders() });
   if (response.status === 401) { tokenBox.hidden = false; info.textContent = "This server needs an API token."; return; }
   if (!response.ok) { info.textContent = "The model could not be loaded."; return; }
   model = await response.json();
@@ -263,7 +263,7 @@ function refusedRecord(name, reason, kind) {
 const BUSY_WAIT_S = 60;
 async function predictWhenFree(form, verdict) {
   for (let waited = 0; ; ) {
-    const response = await fetch("/api/v1/predict?explain=true", { method: "POST", body: form, headers: authHeaders() });
+    const response = await fetch("api/v1/predict?explain=true", { method: "POST", body: form, headers: authHeaders() });
     if (response.status !== 503 || waited >= BUSY_WAIT_S) return response;
     const pause = Number(response.headers.get("retry-after")) || 1;
     verdict.textContent = "Server busy, waiting for a turn…";
@@ -441,7 +441,7 @@ document.getElementById("download-report").addEventListener("click", async () =>
     }
   }
   try {
-    const response = await fetch("/api/v1/review", { method: "POST", body: form, headers: authHeaders() });
+    const response = await fetch("api/v1/review", { method: "POST", body: form, headers: authHeaders() });
     if (!response.ok) {
       const body = await response.json();
       statusLine.textContent = `No report: ${body.detail || `error ${response.status}`}. For more `
