@@ -258,6 +258,17 @@ function refusedRecord(name, reason, kind) {
   };
 }
 
+// What a refused request says: facetell's problem+json detail, or, from a proxy in front of
+// it that answers in HTML (nginx caps uploads at 1 MB unless told otherwise), its status.
+async function problemOf(response) {
+  if ((response.headers.get("content-type") || "").includes("json")) {
+    const body = await response.json().catch(() => ({}));
+    if (body.detail) return body.detail;
+  }
+  if (response.status === 413) return "Too large for the server (a proxy in front of it may cap uploads).";
+  return `The server answered ${response.status} ${response.statusText}`.trim() + ".";
+}
+
 // A shared server that is busy answers 503 with Retry-After: the file waits its turn (for up
 // to BUSY_WAIT_S) instead of being marked refused.
 const BUSY_WAIT_S = 60;
@@ -280,16 +291,15 @@ async function judge(card, file, name, photoUrl) {
   const verdict = card.querySelector(".verdict");
   try {
     const response = await predictWhenFree(form, verdict);
-    const body = await response.json();
     if (!response.ok) {
       if (response.status === 401) tokenBox.hidden = false;
-      verdict.textContent = body.detail || `Error ${response.status}`;
+      verdict.textContent = await problemOf(response);
       verdict.className = "verdict error";
       dropPhotoIfUnshowable(card);
       keep(refusedRecord(name, verdict.textContent, response.status === 413 ? "too_large" : null));
       return "error";
     }
-    const record = body.results[0];
+    const record = (await response.json()).results[0];
     render(card, record, photoUrl);
     keep(record);
     reportable.push({ file, record });
@@ -443,8 +453,7 @@ document.getElementById("download-report").addEventListener("click", async () =>
   try {
     const response = await fetch("api/v1/review", { method: "POST", body: form, headers: authHeaders() });
     if (!response.ok) {
-      const body = await response.json();
-      statusLine.textContent = `No report: ${body.detail || `error ${response.status}`}. For more `
+      statusLine.textContent = `No report: ${(await problemOf(response)).replace(/\.$/, "")}. For more `
         + "images, run facetell predict --report on the folder.";
       return;
     }
