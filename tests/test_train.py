@@ -1089,6 +1089,21 @@ def test_another_architecture_on_a_shipped_recipe_is_named_for_both(tmp_path):
     assert load_config(own, ["model=npr"]).name == "my-detector"
 
 
+def test_a_configs_relative_data_paths_are_found_from_its_folder_too(tmp_path, monkeypatch):
+    """`facetell train project/my.yaml` with `data: {paths: [faces]}` beside it had looked for
+    faces/ in the working folder alone."""
+    project = tmp_path / "project"
+    (project / "faces").mkdir(parents=True)
+    config = project / "my.yaml"
+    config.write_text("model: spectrum\nphases: [{kind: closed_form}]\ndata: {paths: [faces]}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(config).data.paths == [str(project / "faces")]
+    (tmp_path / "faces").mkdir()  # found from here first, as before
+    assert load_config(config).data.paths == ["faces"]
+    given = load_config(config, ['data.paths=["mine"]'])  # --data's are the command line's
+    assert given.data.paths == ["mine"]
+
+
 def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
     planted_dataset, tmp_path
 ):

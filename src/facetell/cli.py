@@ -467,7 +467,7 @@ def train_command(
     ),
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
-    from facetell.train import load_config, resolve_recipe, summarise_runs, train
+    from facetell.train import load_config, resolve_recipe, shipped_recipes, summarise_runs, train
 
     if resume and overwrite:
         raise fail("--resume continues the run folder's run and --overwrite replaces it: give one")
@@ -479,12 +479,18 @@ def train_command(
     if holdout_source:
         extra.append(f"data.holdout_source={holdout_source}")
     try:
-        config = load_config(resolve_recipe(config_path), extra)
+        recipe = resolve_recipe(config_path)
+        config = load_config(recipe, extra)
         missing = [path for path in config.data.paths if not Path(path).exists()]
         if missing and not data:
+            where = (
+                "the recipe's data.paths"
+                if recipe in shipped_recipes().values()
+                else f"data.paths of {recipe}, looked for from here and from its folder"
+            )
             raise FacetellError(
-                f"{missing[0]}: no such folder or manifest CSV (the recipe's data.paths); give "
-                "your data with --data DIR"
+                f"{missing[0]}: no such folder or manifest CSV ({where}); give your data with "
+                "--data DIR"
             )
         out_dir = writable(out or Path("runs") / config.name, "--out", folder=True)
         progress = Progress(

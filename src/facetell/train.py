@@ -226,6 +226,20 @@ def resolve_recipe(config: str | None) -> Path:
     return recipes[name]
 
 
+def _paths_from_config_folder(raw: dict[str, Any], folder: Path) -> None:
+    """A config's relative data paths are found from the working folder, or else from the
+    config's own folder, as a config kept beside its data is written."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("paths"), list):
+        return
+    data["paths"] = [
+        str(folder / entry)
+        if isinstance(entry, str) and not Path(entry).exists() and (folder / entry).exists()
+        else entry
+        for entry in data["paths"]
+    ]
+
+
 def _is_shipped(path: Path | None) -> bool:
     """Whether a config is one of the shipped recipes (not the user's own YAML)."""
     return path is not None and path.resolve() in {p.resolve() for p in shipped_recipes().values()}
@@ -275,6 +289,9 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
         keys, value = _parse_override(override)
         overridden[tuple(keys)] = override
         _apply_override(raw, keys, value, override)
+    given_paths = ("data", "paths") in overridden or ("data",) in overridden
+    if path is not None and not _is_shipped(path) and not given_paths:
+        _paths_from_config_folder(raw, path.parent)
     if _is_shipped(path) and raw.get("model") != recipe_model and ("name",) not in overridden:
         # a shipped recipe's name names its architecture, and the run folder defaults to it:
         # `--set model=npr` on default-lite0 must neither be called nor overwrite Lite0's run
