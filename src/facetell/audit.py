@@ -277,7 +277,7 @@ def _own_split(records: Sequence[FileRecord]) -> dict[str, dict[str, int]]:
     return {part: {label: counts[(part, label)] for label in ("real", "ai")} for part in parts}
 
 
-NAMES = {"real": "real", "ai": "AI"}
+CLASS_NAMES = {"real": "real", "ai": "AI"}  # as a sentence writes them
 
 
 def _own_split_warnings(own_split: dict[str, dict[str, int]]) -> list[str]:
@@ -289,7 +289,8 @@ def _own_split_warnings(own_split: dict[str, dict[str, int]]) -> list[str]:
         "test": "no AUROC or true-positive rate can be measured on it",
     }
     return [
-        f"the data's own {part} part holds no {NAMES[label]} image: {what_follows[part]}; add some"
+        f"the data's own {part} part holds no {CLASS_NAMES[label]} image: "
+        f"{what_follows[part]}; add some"
         + ("" if part == "train" else ", or take the part away to have it drawn from training")
         for part, counts in own_split.items()
         for label, count in counts.items()
