@@ -948,6 +948,22 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path, untrained_bundle)
     ]
 
 
+def test_the_table_says_what_declares_ai_and_which_camera(tmp_path, untrained_bundle):
+    """The clue column had read "declares AI exif" and "exif": the value that declares and the
+    camera named are what a reader weighs."""
+    firefly, phone = Image.Exif(), Image.Exif()
+    firefly[0x0131] = "Adobe Firefly"  # Software
+    phone[0x010F], phone[0x0110] = "Apple", "iPhone 15 Pro"  # Make, Model
+    astronaut().save(tmp_path / "firefly.jpg", exif=firefly)
+    astronaut().save(tmp_path / "phone.jpg", exif=phone)
+    table = run_cli("predict", "firefly.jpg", "phone.jpg", "--model", str(untrained_bundle),
+                    cwd=tmp_path)  # fmt: skip
+    rows = {cells[0]: cells[4] for line in table.stdout.decode().splitlines()
+            if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 6}  # fmt: skip
+    assert rows["firefly.jpg"] == "declares AI: Adobe Firefly (exif software)"
+    assert rows["phone.jpg"] == "camera: Apple iPhone 15 Pro"
+
+
 def test_a_command_that_fails_leaves_no_empty_output_behind(tmp_path):
     """A mistyped bundle or data folder had left an empty results.csv, report/ or run folder,
     which a later --resume or a reader took for a run's output; train's error also followed a

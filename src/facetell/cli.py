@@ -941,15 +941,36 @@ def recalled(
     return Recalled(result, decoded.image if decoded else None, overlay, faces)
 
 
+def _clue_cell(metadata: dict[str, Any]) -> Text | str:
+    """The table's word on metadata: what declares AI and where (software: Adobe Firefly), the
+    camera the EXIF names, and the other kinds of clue (the records hold every clue)."""
+    clues = metadata.get("clues", [])
+
+    def shown(value: Any) -> str:
+        text = " ".join(str(value).split())
+        return text if len(text) <= 40 else text[:39] + "…"
+
+    parts: list[Text] = []
+    declaring = [clue for clue in clues if clue.get("declares_ai")][:1]
+    for clue in declaring:
+        said = f": {shown(clue['value'])} ({clue['kind']} {clue['key'].replace('_', ' ')})"
+        parts.append(Text.assemble(("declares AI", "bold red"), said))
+    if not declaring and metadata.get("declared_ai"):
+        parts.append(Text("declares AI", "bold red"))
+    camera = [c for c in clues if c["kind"] == "exif" and c["key"] in ("make", "model")]
+    if camera:
+        parts.append(Text("camera: " + " ".join(shown(c["value"]) for c in camera)))
+    others = sorted({c["kind"] for c in clues if c not in declaring and c not in camera})
+    parts += [Text(", ".join(others))] if others else []
+    return Text("; ").join(parts) if parts else ""
+
+
 def _table_row(record: dict) -> list[str | Text]:
     colours = {"ai": "red", "real": "green", "uncertain": "yellow"}
     label = record["label"]
     verdict = Text(label, colours[label]) if label else record["status"].replace("_", " ")
     p_ai = "" if record["p_ai"] is None else f"{record['p_ai']:.1%}"
-    clues = record["metadata"].get("clues", [])
-    declared = record["metadata"].get("declared_ai")
-    kinds = ", ".join(sorted({c["kind"] for c in clues}))
-    clue_text = Text.assemble(("declares AI", "bold red"), " ", kinds) if declared else kinds
+    clue_text = _clue_cell(record["metadata"])
     # the verdict face is unlike the training faces: its P(ai) deserves less trust
     unfamiliar = Text("unfamiliar face", "yellow") if record["familiar"] is False else ""
     frames = record["metadata"].get("frames", 1)
