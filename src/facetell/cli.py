@@ -612,7 +612,9 @@ def note_small_test_splits(results: Sequence[tuple[str, RunResult]]) -> None:
 @app.command("models")
 def models_command(
     pattern: str = typer.Argument(
-        "*", help="Shell-style name pattern (lite*); a plain word finds names that hold it (lite)."
+        "*",
+        help="Shell-style name pattern (efficientnet_*); a plain word finds names that hold it "
+        "(lite).",
     ),
 ) -> None:
     """List the registered model architectures: size, ImageNet weights, what each is."""
