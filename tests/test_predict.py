@@ -875,6 +875,18 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
     empty = run_cli("predict", str(tmp_path), "--model", str(untrained_bundle))
     assert empty.returncode == 2
     assert "no images found" in empty.stderr.decode()
+    # typer's own usage errors had taken five lines: usage, a hint and a boxed message
+    for args, said in [
+        (("predict", "--modle", "x"), "No such option: --modle (Possible options: --model)"),
+        (("predict", "--threshold", "2", "x"), "Invalid value for '--threshold': Input should"),
+        (("evaluate",), "Missing argument 'bundle'."),
+        (("train", "a", "b"), "Got unexpected extra argument(s) (b)"),
+    ]:
+        refused = run_cli(*args)
+        [line] = refused.stderr.decode().splitlines()
+        assert refused.returncode == 2 and line.startswith(f"error: {said}"), line
+        assert line.endswith(f"facetell {args[0]} --help shows the usage)")
+    assert run_cli("--version").returncode == 0 and run_cli().returncode == 2  # help, as before
 
 
 @pytest.mark.parametrize("command", [("predict", "photo.jpg"), ("serve", "--port", "0")])

@@ -111,11 +111,24 @@ STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG
 
 class Commands(typer.Typer):
     """typer's app, with a write that the disk refuses ended in one line rather than a traceback
-    from deep in Pillow or matplotlib; `predict` names the file and how far it got itself."""
+    from deep in Pillow or matplotlib (`predict` names the file and how far it got itself), and
+    a usage error in one line rather than typer's usage lines and boxed message."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().__call__(*args, **kwargs)
+        try:  # not standalone: click's usage errors come here, to be told in one line
+            status = super().__call__(*args, **{**kwargs, "standalone_mode": False})
+        except typer.TyperException as error:  # click's: a usage error, a bad value, a file
+            code = getattr(error, "exit_code", 1)
+            if type(error).__name__ == "NoArgsIsHelpError":  # the help screen, printed already
+                raise SystemExit(code) from None
+            context = getattr(error, "ctx", None)
+            where = f" ({context.command_path} --help shows the usage)" if context else ""
+            said = error.format_message() if hasattr(error, "format_message") else str(error)
+            message = " ".join(f"{said}{where}".split())
+            err_console.print(labelled_line("error:", "bold red", message))
+            raise SystemExit(code) from None
+        except typer.Abort:
+            raise SystemExit(1) from None
         except WriteFailed as failure:  # a command that knows what it was writing
             message = f"{failure}; free space or write elsewhere"
         except OSError as error:
@@ -124,6 +137,8 @@ class Commands(typer.Typer):
             full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
             hint = "free space or write elsewhere" if full else "write elsewhere"
             message = f"{WriteFailed(error.filename, error)}; {hint}"
+        else:
+            raise SystemExit(status or 0)  # typer.Exit's code, returned when not standalone
         err_console.print(labelled_line("error:", "bold red", message))
         raise SystemExit(2)
 
@@ -443,6 +458,7 @@ class RichReporter:
 def train_command(
     config_path: str | None = typer.Argument(
         None,
+        metavar="CONFIG",
         help="YAML config, or a shipped recipe by name: default-lite0 (the default; the shipped "
         "model's first member), default-tight (its second), default.",
         show_default=False,
