@@ -1038,6 +1038,7 @@ def test_train_without_a_config_uses_the_shipped_recipe_and_names_the_others(
     data = shutil.copytree(planted_dataset, tmp_path / "data")
     (data / "ai" / "upsampler" / "making-of.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     (data / "real" / "camera" / "cut-short.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    Image.new("RGB", (8200, 8000)).save(data / "ai" / "upsampler" / "huge.jpg")  # 65.6 MP
     fast = ["crop={kind: center_square, size: 64}", "phases=[{kind: head, epochs: 1, views: 1}]",
             f"cache_dir={tmp_path / 'cache'}", "workers=0"]  # fmt: skip
     trained = subprocess.run(
@@ -1046,12 +1047,15 @@ def test_train_without_a_config_uses_the_shipped_recipe_and_names_the_others(
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    assert (  # left out, and said so: a folder of 121 files trains on 120
+    assert (  # left out, and said so: the video is no image to train on
         "note: skipped 1 file(s) in the folders given that are in no format facetell reads "
         "(JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF): making-of.mp4"
     ) in trained.stderr.splitlines()
-    assert (  # an image that cannot be decoded is left out, and said so too
-        "note: 1 image(s) could not be read (damaged or truncated) and were left out: cut-short.png"
+    assert (  # an image that cannot be decoded is left out, and said so too, with why: the
+        # photo over the pixel limit had been called "damaged or truncated"
+        "note: 2 image(s) could not be read and were left out: huge.jpg: 8200x8000 pixels is "
+        "over the 64,000,000 pixel limit; cut-short.png: a PNG file of a kind facetell cannot "
+        "read (an unusual variant, or damaged)"
     ) in trained.stderr.splitlines()
     test = json.loads((run / "metrics.json").read_text())["test"]
     assert test["n_real"] + test["n_ai"] == test["n"] and 0 < test["n_real"] < 30

@@ -427,10 +427,13 @@ class RichReporter:
     def skipped(self, paths: list[Path]) -> None:
         note_skipped(paths, self.progress.console)
 
-    def unreadable(self, paths: list[Path]) -> None:
+    def unreadable(self, reasons: dict[Path, str]) -> None:
+        by_reason: dict[str, list[Path]] = {}
+        for path, reason in reasons.items():
+            by_reason.setdefault(reason or "unreadable", []).append(path)
+        told = "; ".join(f"{first_names(paths)}: {why}" for why, paths in by_reason.items())
         self.progress.console.print(
-            f"note: {len(paths)} image(s) could not be read (damaged or truncated) and were left "
-            f"out: {first_names(paths)}",
+            f"note: {len(reasons)} image(s) could not be read and were left out: {told}",
             highlight=False,
         )
 

@@ -372,6 +372,16 @@ def _crop_one(job: tuple[str, CropRecipe]) -> tuple[np.ndarray | None, int]:
     return crop, CENTRE_SQUARE if recipe.kind == "face" and face is None else CROPPED
 
 
+def _why_unreadable(path: Path) -> str:
+    """Why a file the crop cache marks unreadable is ("" if it reads now): its decode error's
+    reason, asked again as the cache keeps states, not reasons."""
+    try:
+        decode(path)
+    except BadImage as error:
+        return error.reason
+    return ""
+
+
 def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
     """Names the crops by the files' bytes, in order, and the recipe that cut them.
 
@@ -726,8 +736,9 @@ class Reporter:
     def skipped(self, paths: list[Path]) -> None:
         """Files in the data folders that are no image facetell reads, left out of training."""
 
-    def unreadable(self, paths: list[Path]) -> None:
-        """Image files that could not be decoded (damaged, truncated), left out of training."""
+    def unreadable(self, reasons: dict[Path, str]) -> None:
+        """Image files that could not be decoded, each with why (damaged, truncated, over the
+        pixel limit), left out of training."""
 
     def faceless(self, paths: list[Path]) -> None:
         """Images in which no face was found: their centre square was trained on instead."""
@@ -1573,9 +1584,8 @@ def train(
     if skipped:
         reporter.skipped(skipped)
     if not data.valid.all():
-        reporter.unreadable(
-            [s.path for s, ok in zip(data.samples, data.valid, strict=True) if not ok]
-        )
+        left_out = [s.path for s, ok in zip(data.samples, data.valid, strict=True) if not ok]
+        reporter.unreadable({path: _why_unreadable(path) for path in left_out})
     if data.faceless.any():
         reporter.faceless([data.samples[i].path for i in np.flatnonzero(data.faceless)])
     results = []
