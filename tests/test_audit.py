@@ -109,13 +109,20 @@ def test_cli_names_the_files_it_leaves_out(tmp_path):
     make_dataset(tmp_path, confounded=False, n=6)
     (tmp_path / "real" / "cam" / "DSC_0001.nef").write_bytes(b"MM\x00*" + bytes(64))
     (tmp_path / "ai" / "gen" / "prompt.txt").write_text("a portrait, 85 mm")
+    (tmp_path / "ai" / "gen" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
     result = subprocess.run(
         [sys.executable, "-m", "facetell", "audit", str(tmp_path), "--format", "json"],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert json.loads(result.stdout)["n_images"] == 12
+    report = json.loads(result.stdout)
+    assert (report["n_images"], report["n_unreadable"]) == (13, 1)
+    [error] = report["unreadable"]
+    assert error.startswith(f"{tmp_path / 'ai' / 'gen' / 'cut.jpg'}: ")
+    assert (  # which file, and why: the warning had given a count alone
+        f"warning: 1 file(s) could not be read and were left out: {error}"
+    ) in result.stderr.splitlines()
     assert [line for line in result.stderr.splitlines() if line.startswith("note:")] == [
         "note: skipped 1 camera RAW file(s) in the folders given: DSC_0001.nef (export them as "
         "JPEG to use them)",

@@ -252,8 +252,12 @@ def audit(
     own_split = _own_split(good)
     warnings += _own_split_warnings(own_split)
     unreadable = [r.error for r in records if r.error is not None]
-    if unreadable:
-        warnings.append(f"{len(unreadable)} file(s) could not be read and were left out")
+    if unreadable:  # each error names its file and why; the JSON lists every one
+        shown = "; ".join(error for error in unreadable[:3] if error)
+        more = ", …" if len(unreadable) > 3 else ""
+        warnings.append(
+            f"{len(unreadable)} file(s) could not be read and were left out: {shown}{more}"
+        )
     return AuditReport(
         n_images=len(records),
         n_unreadable=len(unreadable),
