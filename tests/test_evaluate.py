@@ -243,7 +243,7 @@ def test_a_better_model_is_told_from_a_luckier_one_on_the_same_images():
             sources=["generator" if target else "camera" for target in y],
             logits=scores, p_ai=sigmoid(scores), face_widths=np.full(len(y), 100.0),
             labels=[None] * len(y), statuses=["ok"] * len(y), seconds=1.0,
-            novelty=np.full(len(y), np.nan), familiar=[None] * len(y),
+            novelty=np.full(len(y), np.nan), familiar=[None] * len(y), errors=[None] * len(y),
         )  # fmt: skip
         return Evaluation(name, name, True, 0.5, (0.4, 0.6), None, {}, [], [], {}, [], {}, scored)
 
@@ -653,6 +653,7 @@ def test_source_pairs_show_which_real_photos_a_generator_passes_for():
         seconds=1.0,
         novelty=np.full(180, np.nan),
         familiar=[None] * 180,
+        errors=[None] * 180,
     )
     pairs = {(p["ai_source"], p["real_source"]): p for p in source_pairs(scored)}
     assert set(pairs) == {(a, r) for a in ("newgan", "oldgan") for r in ("clean", "soft")}

@@ -230,12 +230,21 @@ def test_a_source_without_one_scored_face_is_a_row_of_dashes_not_a_crash(labelle
     (data / "real" / "pets").mkdir()
     for angle in (0, 90, 180):
         cat().rotate(angle).save(data / "real" / "pets" / f"cat-{angle}.jpg")
+    (data / "real" / "pets" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
     bundle = save_untrained_bundle(tmp_path / "bundle", "mobilenet_v2", 96)
     run = facetell("evaluate", str(bundle), str(data), "--out", str(tmp_path / "report"),
                    "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
     assert run.returncode == 0, run.stderr
+    assert (  # what the metrics' counts leave out, and where to read why
+        f"note: left out 4 of 36 images: 3 without a face, 1 unreadable (cut.jpg); "
+        f"{tmp_path / 'report' / 'predictions.csv'} says why for each"
+    ) in run.stderr.splitlines()
+    with (tmp_path / "report" / "predictions.csv").open(newline="") as table:
+        errors = {Path(row["path"]).name: row["error"] for row in csv.DictReader(table)}
+    assert errors["cut.jpg"].startswith(f"{data / 'real' / 'pets' / 'cut.jpg'}: ")
+    assert errors["cat-0.jpg"] == ""  # no face is a status, not an error
     [row] = [line.split("│")[1:-1] for line in run.stdout.splitlines() if "│ pets" in line]
-    assert [cell.strip() for cell in row] == ["pets", "real", "0", "-", "-"]
+    assert [cell.strip() for cell in row] == ["pets", "real", "0", "-", "-"]  # of 4
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     [pets] = [row for row in metrics["sources"] if row["source"] == "pets"]
     assert (pets["scored"], pets["auroc_vs_ai"], pets["false_positive_rate"]) == (0, None, None)

@@ -1612,6 +1612,15 @@ def evaluate_command(
                 f"note: {evaluation.bundle}: {note}; --exclude-seen leaves them out",
                 highlight=False,
             )
+    scored = evaluations[0].scored
+    if left_out := _describe_not_scored(scored.statuses).strip():  # the metrics' n says less
+        unread = [Path(path) for path, error in zip(scored.paths, scored.errors, strict=True)
+                  if error]  # fmt: skip
+        named = f" ({first_names(unread)})" if unread else ""
+        err_console.print(
+            f"note: {left_out}{named}; {out / 'predictions.csv'} says why for each",
+            highlight=False,
+        )
     console.print(f"report: {report}")
 
 

@@ -221,6 +221,7 @@ class ScoredSet:
     seconds: float
     novelty: np.ndarray  # of the verdict face; NaN also when the bundle has no reference
     familiar: list[bool | None]  # of the verdict face; None when not measured
+    errors: list[str | None]  # why an image could not be read; None when it was
 
     @property
     def scored(self) -> np.ndarray:
@@ -244,6 +245,7 @@ def score_dataset(
     started = time.perf_counter()
     logits, probabilities, widths, labels, statuses, novelty = [], [], [], [], [], []
     familiar: list[bool | None] = []
+    errors: list[str | None] = []
     for result in detector.stream(items()):
         if result.status == "ok":
             top = max(result.faces, key=lambda f: f.p_ai)
@@ -259,6 +261,7 @@ def score_dataset(
         labels.append(result.label)
         statuses.append(result.status)
         familiar.append(result.familiar)
+        errors.append(result.error)
         if on_progress:
             on_progress(1)
     return ScoredSet(
@@ -273,6 +276,7 @@ def score_dataset(
         seconds=time.perf_counter() - started,
         novelty=np.array(novelty, dtype=float),
         familiar=familiar,
+        errors=errors,
     )
 
 

@@ -304,7 +304,7 @@ def _figure(path: Path | None, alt: str, figure_id: str) -> str:
 def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
     """One row per image and bundle, so any other metric or plot can be made from the scores."""
     columns = ["bundle", "path", "source", "truth", "status", "label", "p_ai", "face_width",
-               "novelty", "familiar"]  # fmt: skip
+               "novelty", "familiar", "error"]  # fmt: skip
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(columns)
@@ -323,6 +323,7 @@ def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
                         "" if np.isnan(scored.face_widths[i]) else f"{scored.face_widths[i]:g}",
                         "" if np.isnan(scored.novelty[i]) else f"{scored.novelty[i]:.4f}",
                         "" if scored.familiar[i] is None else str(scored.familiar[i]).lower(),
+                        scored.errors[i] or "",
                     ]
                 )
     return path
