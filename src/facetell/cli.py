@@ -1612,14 +1612,9 @@ def evaluate_command(
                 f"note: {evaluation.bundle}: {note}; --exclude-seen leaves them out",
                 highlight=False,
             )
-    scored = evaluations[0].scored
-    if left_out := _describe_not_scored(scored.statuses).strip():  # the metrics' n says less
-        unread = [Path(path) for path, error in zip(scored.paths, scored.errors, strict=True)
-                  if error]  # fmt: skip
-        named = f" ({first_names(unread)})" if unread else ""
+    if left_out := _describe_not_scored(evaluations[0].scored).strip():  # what n leaves out
         err_console.print(
-            f"note: {left_out}{named}; {out / 'predictions.csv'} says why for each",
-            highlight=False,
+            f"note: {left_out}; {out / 'predictions.csv'} says why for each", highlight=False
         )
     console.print(f"report: {report}")
 
@@ -1830,7 +1825,7 @@ def calibrate_command(
         + f", true-positive rate {details['true_positive_rate']:.4f}; "
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
-        + _describe_not_scored(scored.statuses)
+        + _describe_not_scored(scored)
         + _describe_size_correction(calibration.size_correction, size_correction)
         + _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
         + _describe_thin_sources(details, max_fpr)
@@ -1840,14 +1835,19 @@ def calibrate_command(
     note_small_fit(details)
 
 
-def _describe_not_scored(statuses: Sequence[str]) -> str:
-    """The images the fit could not use, so a set that gave fewer than it holds says why."""
+def _describe_not_scored(scored: ScoredSet) -> str:
+    """The images a fit or evaluation could not use, so a set that gave fewer than it holds
+    says why, naming the first unreadable ones."""
+    statuses = scored.statuses
     counts = Counter(statuses)
     if counts["ok"] == len(statuses):
         return ""
+    unread = [Path(path) for path, error in zip(scored.paths, scored.errors, strict=True) if error]
     return (
         f"left out {len(statuses) - counts['ok']} of {len(statuses)} images: "
-        f"{counts['no_face']} without a face, {counts['error']} unreadable\n"
+        f"{counts['no_face']} without a face, {counts['error']} unreadable"
+        + (f" ({first_names(unread)})" if unread else "")
+        + "\n"
     )
 
 
