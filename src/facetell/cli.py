@@ -486,7 +486,13 @@ def train_command(
     ),
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
-    from facetell.train import load_config, resolve_recipe, shipped_recipes, summarise_runs, train
+    from facetell.train import (
+        is_shipped_recipe,
+        load_config,
+        resolve_recipe,
+        summarise_runs,
+        train,
+    )
 
     if resume and overwrite:
         raise fail("--resume continues the run folder's run and --overwrite replaces it: give one")
@@ -504,7 +510,7 @@ def train_command(
         if missing and not data:
             where = (
                 "the recipe's data.paths"
-                if recipe in shipped_recipes().values()
+                if is_shipped_recipe(recipe)
                 else f"data.paths of {recipe}, looked for from here and from its folder"
             )
             raise FacetellError(

@@ -240,7 +240,7 @@ def _paths_from_config_folder(raw: dict[str, Any], folder: Path) -> None:
     ]
 
 
-def _is_shipped(path: Path | None) -> bool:
+def is_shipped_recipe(path: Path | None) -> bool:
     """Whether a config is one of the shipped recipes (not the user's own YAML)."""
     return path is not None and path.resolve() in {p.resolve() for p in shipped_recipes().values()}
 
@@ -290,9 +290,9 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
         overridden[tuple(keys)] = override
         _apply_override(raw, keys, value, override)
     given_paths = ("data", "paths") in overridden or ("data",) in overridden
-    if path is not None and not _is_shipped(path) and not given_paths:
+    if path is not None and not is_shipped_recipe(path) and not given_paths:
         _paths_from_config_folder(raw, path.parent)
-    if _is_shipped(path) and raw.get("model") != recipe_model and ("name",) not in overridden:
+    if is_shipped_recipe(path) and raw.get("model") != recipe_model and ("name",) not in overridden:
         # a shipped recipe's name names its architecture, and the run folder defaults to it:
         # `--set model=npr` on default-lite0 must neither be called nor overwrite Lite0's run
         raw["name"] = f"{path.stem}-{raw.get('model')}"
