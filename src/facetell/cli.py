@@ -65,6 +65,7 @@ from facetell.data import (
     build_manifest,
     discover,
     duplicate_groups,
+    split_part_named,
     table_rows,
 )
 from facetell.data import write_manifest as save_manifest_csv
@@ -1391,7 +1392,7 @@ def own_split_part(
     part = SPLIT_ALIASES.get(split.lower())
     if part is None:
         raise FacetellError(f"--split {split}: a split part is train, val or test")
-    if not own and all(SPLIT_ALIASES.get(Path(root).name.lower()) == part for root in data):
+    if not own and all(split_part_named(root) == part for root in data):
         return samples
     if not own:
         raise FacetellError(

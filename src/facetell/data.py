@@ -179,11 +179,16 @@ def _sample_from_layout(root: Path, path: Path) -> Sample | None:
     return Sample(path=path, label=label, source=source, split=split)
 
 
+def split_part_named(folder: str | os.PathLike[str]) -> str | None:
+    """The split part a folder's own name is (data/test/: test), or None."""
+    return SPLIT_ALIASES.get(Path(folder).name.lower())
+
+
 def _dataset_name(root: Path) -> str:
     """A dataset folder's name; of data/test/ the dataset's (data), so its sources keep the
     names they had when all of data/ was trained on."""
     root = root.absolute()
-    return root.parent.name if root.name.lower() in SPLIT_ALIASES else root.name
+    return root.parent.name if split_part_named(root) else root.name
 
 
 def discover(
