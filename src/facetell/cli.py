@@ -744,10 +744,18 @@ def expand_inputs(
 
 
 def note_skipped(skipped: Sequence[Path], console: Console) -> None:
-    """Say which files in the folders given were left out as no image facetell reads: a
-    folder that gives fewer images than it holds must say why."""
-    raw_files = [path for path in skipped if path.suffix.lower() in RAW_SUFFIXES]
-    others = [path for path in skipped if path.suffix.lower() not in RAW_SUFFIXES]
+    """Say which files in the folders given were left out (in no format facetell reads, or
+    links whose target is gone): a folder that gives fewer images than it holds must say why."""
+    broken_links = [path for path in skipped if path.is_symlink() and not path.exists()]
+    files = [path for path in skipped if path not in broken_links]
+    raw_files = [path for path in files if path.suffix.lower() in RAW_SUFFIXES]
+    others = [path for path in files if path.suffix.lower() not in RAW_SUFFIXES]
+    if broken_links:
+        console.print(
+            f"note: skipped {len(broken_links)} link(s) in the folders given whose target is "
+            f"gone: {first_names(broken_links)} (restore their targets to use them)",
+            highlight=False,
+        )
     if raw_files:
         console.print(
             f"note: skipped {len(raw_files)} camera RAW file(s) in the folders given: "

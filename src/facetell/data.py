@@ -196,8 +196,9 @@ def discover(
 ) -> list[Sample]:
     """Find labelled images under folders (real/ + ai/ layouts) or in manifest CSV files.
 
-    Files in no image format facetell reads (videos, camera RAW files, notes) are left out and,
-    with `skipped`, listed there, so a user learns why a folder gave fewer images than it holds.
+    Files in no image format facetell reads (videos, camera RAW files, notes) and links whose
+    target is gone are left out and, with `skipped`, listed there, so a user learns why a folder
+    gave fewer images than it holds.
     """
     samples: list[Sample] = []
     for root in map(Path, roots):
@@ -218,9 +219,10 @@ def discover(
             continue
         found = []
         for path in sorted(root.rglob("*")):
-            if not path.is_file() or path.name.startswith("."):
+            broken_link = path.is_symlink() and not path.exists()
+            if not (path.is_file() or broken_link) or path.name.startswith("."):
                 continue
-            if not looks_like_image(path):
+            if broken_link or not looks_like_image(path):
                 if skipped is not None:
                     skipped.append(path)
             elif (sample := _sample_from_layout(root, path)) is not None:
