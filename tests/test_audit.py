@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import smooth_photo
 from facetell.audit import audit
 from facetell.data import build_manifest, discover, duplicate_groups
+from facetell.errors import ImageTooLarge
+from facetell.io import decode
 
 
 def make_dataset(root: Path, *, confounded: bool, n: int = 30) -> None:
@@ -43,6 +46,19 @@ def test_planted_size_and_format_shortcut_is_flagged(tmp_path):
     assert ai.jpeg_quality_median is None
     real = next(row for row in report.by_source if row.source == "cam")
     assert real.jpeg_quality_median == 75
+
+
+def test_a_phone_photo_past_predicts_pixel_limit_is_part_of_the_data(tmp_path):
+    """A 65 MP photo (a phone's 108 or 200 MP mode makes larger) had been left out of the
+    user's own data as unreadable: predict's limit guards against strangers' files, not one's
+    own. predict keeps its limit."""
+    make_dataset(tmp_path, confounded=False, n=6)
+    phone = tmp_path / "real" / "cam" / "phone.jpg"
+    smooth_photo(99, 120).resize((8200, 8000)).save(phone, quality=90)
+    report = run_audit(tmp_path)
+    assert (report.n_images, report.n_unreadable) == (13, 0)
+    with pytest.raises(ImageTooLarge, match="8200x8000 pixels is over the 64,000,000 pixel"):
+        decode(phone)
 
 
 def test_matched_classes_score_near_chance(tmp_path):

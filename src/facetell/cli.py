@@ -84,6 +84,7 @@ from facetell.familiarity import (
 from facetell.forensics import metadata_clues
 from facetell.inference import MAX_FACES, Detector, Result
 from facetell.io import (
+    DATASET_LIMITS,
     DEFAULT_LIMITS,
     FORMATS_READ,
     RAW_SUFFIXES,
@@ -1484,7 +1485,7 @@ def load_named_first(
     given before the bundle swaps them; say that the bundle comes first rather than that the
     data is missing or is not a bundle."""
     try:
-        return Detector.load(bundle, detect_faces=detect_faces)
+        return Detector.load(bundle, detect_faces=detect_faces, limits=DATASET_LIMITS)
     except FacetellError as error:
         if not bundle.exists():
             raise
@@ -1553,7 +1554,10 @@ def evaluate_command(
             load_named_first(
                 bundle, data, "evaluate models/default", detect_faces=not no_face_detect
             ),
-            *(Detector.load(path, detect_faces=not no_face_detect) for path in compare),
+            *(
+                Detector.load(path, detect_faces=not no_face_detect, limits=DATASET_LIMITS)
+                for path in compare
+            ),
         ]
         samples = select_samples(data or [], split_file, split, limit, default_split="test")
         # the files are read for fingerprints only when a bundle has some to look them up in
@@ -1753,6 +1757,7 @@ def calibrate_command(
             detector.bundle.without_calibration(),
             detect_faces=not no_face_detect,
             face_detector=detector.face_detector,
+            limits=DATASET_LIMITS,
             small_face_jpeg=(SMALL_FACE_WIDTH, THUMBNAIL_QUALITY) if size_correction else None,
         )
         copies = THUMBNAIL_SIZES if size_correction else ()

@@ -21,7 +21,7 @@ import imagehash
 import numpy as np
 
 from facetell.errors import BadImage, DatasetError
-from facetell.io import decode, looks_like_image
+from facetell.io import DATASET_LIMITS, decode, looks_like_image
 
 LABELS = ("real", "ai")
 # The spellings of public detection datasets: CNNDetection's 0_real/1_fake, GenImage's
@@ -302,7 +302,7 @@ def describe_file(sample: Sample) -> FileRecord:
         path=str(sample.path), label=sample.label, source=sample.source, split=sample.split
     )
     try:
-        decoded = decode(sample.path, reduce_to=128)
+        decoded = decode(sample.path, limits=DATASET_LIMITS, reduce_to=128)
     except BadImage as error:
         return FileRecord(**{**asdict(base), "error": str(error)})
     assert decoded.data is not None

@@ -128,6 +128,9 @@ class DecodeLimits:
 
 
 DEFAULT_LIMITS = DecodeLimits()
+# A user's own data (train, audit, evaluate, calibrate) is trusted: a 200 MP phone photo
+# (16320x12240) and its up-to-100 MB JPEG are read; the bound stays against a decompression bomb.
+DATASET_LIMITS = DecodeLimits(max_bytes=200 * 2**20, max_pixels=256_000_000)
 # seconds to wait for a server to connect or send more bytes
 DOWNLOAD_TIMEOUT_S = 30
 

@@ -18,7 +18,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from facetell.calibrate import SizeCorrection, reliability_curve
 from facetell.evaluate import Evaluation, describe_seen
-from facetell.io import decode, printable_name
+from facetell.io import DATASET_LIMITS, decode, printable_name
 from facetell.pages import BASE_STYLE, NO_SCRIPTS, data_uri, image_data_uri
 
 _STYLE = (
@@ -199,7 +199,7 @@ def plot_robustness(evaluations: Sequence[Evaluation], folder: Path) -> Path | N
 
 def _thumbnail_uri(path: str, size: int = 160) -> str:
     try:
-        image = decode(path).image
+        image = decode(path, limits=DATASET_LIMITS, reduce_to=size).image
     except Exception:  # a vanished file must not cost the whole report
         image = Image.new("RGB", (size, size), "grey")
     image.thumbnail((size, size))

@@ -60,7 +60,7 @@ from facetell.data import (
 from facetell.errors import BadImage, FacetellError
 from facetell.evaluate import per_source_metrics, summary_metrics
 from facetell.faces import CropRecipe, RetinaFaceDetector, canonical_crop, main_face
-from facetell.io import decode
+from facetell.io import DATASET_LIMITS, decode
 from facetell.models import create_model
 from facetell.synthesize import SyntheticConfig, synthetic_fakes
 
@@ -364,7 +364,7 @@ def _crop_one(job: tuple[str, CropRecipe]) -> tuple[np.ndarray | None, int]:
     """
     path, recipe = job
     try:
-        image = decode(path).image
+        image = decode(path, limits=DATASET_LIMITS).image
     except BadImage:
         return None, UNREADABLE
     face = main_face(_face_detector().detect(image)) if recipe.kind == "face" else None
@@ -376,7 +376,7 @@ def _why_unreadable(path: Path) -> str:
     """Why a file the crop cache marks unreadable is ("" if it reads now): its decode error's
     reason, asked again as the cache keeps states, not reasons."""
     try:
-        decode(path)
+        decode(path, limits=DATASET_LIMITS)
     except BadImage as error:
         return error.reason
     return ""
