@@ -323,7 +323,7 @@ def test_one_model_named_twice_is_refused_but_one_model_on_two_crops_is_not(
     reading two crops of a face, one model is two voices. (One member alone stays allowed:
     `make model` with one recipe ships it renamed and in float16 that way.)"""
     twin = shutil.copytree(untrained_bundle, tmp_path / "copy")
-    done = run_cli("ensemble", str(untrained_bundle), str(twin), "--out", str(tmp_path / "out"))
+    done = run_cli("ensemble", str(untrained_bundle), str(twin), "-o", str(tmp_path / "out"))
     assert done.returncode == 2
     assert done.stderr.decode().strip() == (
         f"error: {twin} and {untrained_bundle} are the same model reading the same crop; name "

@@ -979,7 +979,8 @@ def test_the_table_says_what_declares_ai_and_which_camera(tmp_path, untrained_bu
 def test_a_command_that_fails_leaves_no_empty_output_behind(tmp_path):
     """A mistyped bundle or data folder had left an empty results.csv, report/ or run folder,
     which a later --resume or a reader took for a run's output; train's error also followed a
-    blank line that a redirected progress bar left."""
+    blank line that a redirected progress bar left. (-o, predict's output, is the --out of
+    evaluate and train too; it had been "No such option".)"""
     photo, gone = tmp_path / "photo.jpg", str(tmp_path / "gone")
     astronaut().save(photo)
     own = tmp_path / "own.csv"
@@ -987,9 +988,9 @@ def test_a_command_that_fails_leaves_no_empty_output_behind(tmp_path):
     failures = [
         ("predict", str(photo), "--model", gone, "-o", str(tmp_path / "new" / "results.csv")),
         ("predict", str(photo), "--model", gone, "-o", str(own), "--report", str(tmp_path / "r")),
-        ("evaluate", gone, str(tmp_path), "--out", str(tmp_path / "report" / "today")),
+        ("evaluate", gone, str(tmp_path), "-o", str(tmp_path / "report" / "today")),
         ("calibrate", gone, str(tmp_path)),
-        ("train", "--data", gone, "--out", str(tmp_path / "run")),
+        ("train", "--data", gone, "-o", str(tmp_path / "run")),
         ("audit", gone, "--save-manifest", str(tmp_path / "manifest.csv")),
     ]
     for command in failures:

@@ -474,7 +474,9 @@ def train_command(
         help="Override a config key: a.b=value (YAML; a number picks a list item: "
         "phases.1.epochs=5).",
     ),
-    out: Path | None = typer.Option(None, help="Run folder (default: runs/ + the config's name)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (default: runs/ + the config's name)."
+    ),
     data: list[Path] = typer.Option(
         [], help="Dataset folders or manifests (replace the config's)."
     ),
@@ -1508,7 +1510,9 @@ def load_named_first(
 def evaluate_command(
     bundle: Path = typer.Argument(..., help="Model bundle to evaluate."),
     data: list[Path] = typer.Argument(None, help="Labelled dataset folders or manifests."),
-    out: Path = typer.Option(Path("report"), help="Folder for report.html, metrics and plots."),
+    out: Path = typer.Option(
+        Path("report"), "--out", "-o", help="Folder for report.html, metrics and plots."
+    ),
     compare: list[Path] = typer.Option([], help="More bundles to put side by side."),
     split_file: Path | None = typer.Option(None, help="Score one split of a saved split.json."),
     split: str | None = typer.Option(
@@ -2244,7 +2248,7 @@ def serve_command(
 @app.command("ensemble")
 def ensemble_command(
     members: list[Path] = typer.Argument(..., help="Member bundles (same crop size)."),
-    out: Path = typer.Option(..., help="Folder for the ensemble bundle."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the ensemble bundle."),
     weights: list[float] = typer.Option([], "--weight", help="One per member (default equal)."),
     name: str = typer.Option(
         "facetell-ensemble", help="The bundle's model name (in every result)."
