@@ -419,6 +419,14 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
     nasa = next(row for row in metrics["sources"] if row["source"] == "nasa")
     low, high = nasa["false_positive_rate_interval"]
     assert low <= nasa["false_positive_rate"] <= high and high - low > 0.05  # 16 real images
+    dcgan = next(row for row in metrics["sources"] if row["source"] == "dcgan")
+    caught, (least, most) = dcgan["accuracy"], dcgan["accuracy_interval"]  # a Wilson interval
+    assert least <= caught <= most and most - least > 0.05  # 16 AI images, as many as nasa's
+    caught_cell = f"{caught:.4f} ({least:.4f}-{most:.4f})"  # had been the rate alone
+    assert any(
+        line.strip("│ ").startswith("dcgan") and caught_cell in line
+        for line in result.stdout.splitlines()
+    )
     auroc_line = next(
         line for line in result.stdout.splitlines() if line.strip("│ ").startswith("auroc")
     )

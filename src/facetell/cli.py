@@ -1469,13 +1469,8 @@ def _sources_table(evaluation: Evaluation) -> Table:
         auroc = row.get("auroc_vs_ai" if real else "auroc_vs_real")
         ranked = "-" if auroc is None else _value_and_interval(auroc, row.get("auroc_interval"))
         rate = row.get("false_positive_rate" if real else "accuracy")  # None: none scored
-        called_ai = (
-            "-"
-            if rate is None
-            else _value_and_interval(rate, row["false_positive_rate_interval"])
-            if real
-            else f"{rate:.4f}"
-        )
+        interval = row.get("false_positive_rate_interval" if real else "accuracy_interval")
+        called_ai = "-" if rate is None else _value_and_interval(rate, interval)
         table.add_row(row["source"], row["label"], str(row["scored"]), ranked, called_ai)
     return table
 

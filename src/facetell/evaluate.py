@@ -565,6 +565,7 @@ def source_table(
         mask = sources == source
         used = mask & ok
         predicted = scored.p_ai[used] >= threshold
+        right = predicted == (scored.targets[used] == 1)
         measured = [scored.familiar[i] for i in np.flatnonzero(used)]
         flags = [not familiar for familiar in measured if familiar is not None]
         row: dict[str, Any] = {
@@ -573,7 +574,8 @@ def source_table(
             "n": int(mask.sum()),
             "scored": int(used.sum()),
             "no_face": int(sum(1 for i in np.flatnonzero(mask) if scored.statuses[i] == "no_face")),
-            "accuracy": accuracy_at(scored.targets[used], scored.p_ai[used], threshold),
+            "accuracy": rate(right),
+            "accuracy_interval": proportion_interval(right.sum(), len(right)),
             "unfamiliar": rate(np.array(flags)) if flags else None,
         }
         if label == "real":
