@@ -388,7 +388,7 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
 
 
 def test_the_shipped_bundle_fits_its_25_mb_budget():
-    from facetell.inference import REPO_DEFAULT_BUNDLE
+    from facetell.bundle import REPO_DEFAULT_BUNDLE
 
     files = list(REPO_DEFAULT_BUNDLE.iterdir())
     assert {"model.safetensors", "model.onnx", "reference.safetensors"} <= {f.name for f in files}
@@ -396,8 +396,7 @@ def test_the_shipped_bundle_fits_its_25_mb_budget():
 
 
 def test_the_shipped_bundle_remembers_the_images_it_was_trained_and_validated_on(shared_faces):
-    from facetell.bundle import TrainingImages
-    from facetell.inference import REPO_DEFAULT_BUNDLE
+    from facetell.bundle import REPO_DEFAULT_BUNDLE, TrainingImages
 
     split = json.loads((REPO_DEFAULT_BUNDLE.parent / "default-split.json").read_text())
     rows = split["rows"]

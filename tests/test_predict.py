@@ -869,7 +869,8 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, untrained_bundle):
     missing_model = run_cli("predict", str(tmp_path), "--model", str(tmp_path / "nope"))
     assert missing_model.returncode == 2
     assert missing_model.stderr.decode().strip() == (
-        f"error: {tmp_path / 'nope'}: model bundle not found (check the path)"
+        f"error: {tmp_path / 'nope'}: model bundle not found (check the path; "
+        "'default' names the shipped model)"
     )
     assert missing_model.stderr.decode().strip().count("\n") == 0
     empty = run_cli("predict", str(tmp_path), "--model", str(untrained_bundle))
@@ -956,7 +957,8 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path, untrained_bundle)
     assert [name for name in listed if name] == ["[bold]album/[red]me.jpg", gone]
     refused = run_cli("predict", "x.jpg", "--model", str(tmp_path / "[/]gone"))
     assert refused.stderr.decode().splitlines() == [
-        f"error: {tmp_path / '[/]gone'}: model bundle not found (check the path)"
+        f"error: {tmp_path / '[/]gone'}: model bundle not found (check the path; "
+        "'default' names the shipped model)"
     ]
 
 

@@ -323,15 +323,30 @@ def test_calibrating_on_one_class_says_what_it_found_and_what_to_do(labelled, tm
 def test_real_photos_alone_raise_the_threshold_to_a_false_positive_target(labelled, tmp_path):
     """A platform's own users' photos, one kind of which the model takes for AI (here DCGAN
     faces stand in for it): only the threshold moves, until at most 1 in 8 of each kind is
-    called AI; everything else the calibration holds stays."""
+    called AI; everything else the calibration holds stays. The shipped model, named
+    `default` wherever facetell is installed, is calibrated as a copy (--out), never in place:
+    every predict without --model answers with it."""
     shipped = Path(__file__).parents[1] / "models" / "default"
-    bundle = shutil.copytree(shipped, tmp_path / "bundle")
+    shipped_files = {path.name: path.read_bytes() for path in shipped.iterdir()}
     mine = tmp_path / "mine" / "real"
     shutil.copytree(labelled / "real" / "nasa", mine / "camera")
     shutil.copytree(labelled / "ai" / "dcgan", mine / "webcam")
     before = json.loads((shipped / "calibration.json").read_text())
-    run = facetell("calibrate", str(bundle), str(mine.parent), "--max-fpr", "0.125")
+    for name in ("default", str(shipped)):
+        in_place = facetell("calibrate", name, str(mine.parent), "--max-fpr", "0.125")
+        assert in_place.returncode == 2
+        assert in_place.stderr.strip() == (
+            f"error: {name}: the shipped model, which predict uses without --model, is not "
+            "calibrated in place; --out my-model calibrates a copy"
+        )
+    bundle = tmp_path / "bundle"
+    run = facetell(
+        "calibrate", "default", str(mine.parent), "--max-fpr", "0.125", "-o", str(bundle)
+    )
     assert run.returncode == 0, run.stderr
+    assert f"written to {bundle / 'calibration.json'}" in run.stdout
+    assert {path.name: path.read_bytes() for path in shipped.iterdir()} == shipped_files
+    assert (bundle / "model.safetensors").read_bytes() == shipped_files["model.safetensors"]
     after = json.loads((bundle / "calibration.json").read_text())
     assert after["threshold"] > before["threshold"]
     kept = ("temperature", "bias", "size_correction", "familiarity")

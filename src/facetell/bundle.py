@@ -53,6 +53,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 FORMAT_VERSION = 1
+REPO_DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
+# where setup.py packs models/default into a wheel (a non-editable install has no repository)
+PACKAGED_BUNDLE = Path(__file__).resolve().parent / "_bundle"
+# What a bundle argument may say for the shipped model, wherever facetell is installed
+SHIPPED_NAME = "default"
 LABELS = ("real", "ai")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -481,13 +486,29 @@ def _write_json(path: Path, value: Any) -> None:
     write_whole(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Read a bundle folder or .zip exactly as saved; the torch model is built on first use.
+def shipped_bundle_path() -> Path:
+    """The bundle shipped with facetell: its copy inside the installed package, or the
+    repository's models/default."""
+    return PACKAGED_BUNDLE if PACKAGED_BUNDLE.is_dir() else REPO_DEFAULT_BUNDLE
 
-    Weights are checked against the architecture when the torch model is built, and the ONNX
-    export is used only if it was made from these very weights.
-    """
-    path = Path(path)
+
+def is_shipped_bundle(path: str | os.PathLike[str]) -> bool:
+    """Whether a bundle path is the shipped model, which every predict without --model uses."""
+    found = Path(path).resolve()
+    return found in (PACKAGED_BUNDLE.resolve(), REPO_DEFAULT_BUNDLE.resolve())
+
+
+def bundle_path(path: str | os.PathLike[str]) -> Path:
+    """A bundle argument as a path. `default` names the shipped model, as models/default does
+    only in a checkout of the repository; a file or folder of that name here comes first."""
+    given = Path(path).expanduser()
+    if os.fspath(path) == SHIPPED_NAME and not given.exists():
+        return shipped_bundle_path()
+    return given
+
+
+def _bundle_files(path: Path) -> dict[str, bytes]:
+    """The files of a bundle folder or .zip by name; refused unless it holds a model."""
     if path.is_file() and path.suffix == ".zip":
         try:
             with zipfile.ZipFile(path) as archive:
@@ -504,6 +525,24 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: not a model bundle (expected a folder with config.json and "
             "model.safetensors, or a .zip of one)"
         )
+    return files
+
+
+def copy_bundle(source: Path, folder: Path) -> None:
+    """Copy a bundle (a folder or .zip) into a folder, to calibrate the copy."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in _bundle_files(source).items():
+        write_whole(folder / name, content)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle folder or .zip exactly as saved; the torch model is built on first use.
+
+    Weights are checked against the architecture when the torch model is built, and the ONNX
+    export is used only if it was made from these very weights.
+    """
+    path = bundle_path(path)
+    files = _bundle_files(path)
 
     def parsed_json(name: str) -> Any:
         try:

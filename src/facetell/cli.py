@@ -45,7 +45,7 @@ from rich.table import Table
 from rich.text import Text
 
 from facetell import __version__
-from facetell.bundle import write_whole
+from facetell.bundle import Bundle, bundle_path, copy_bundle, is_shipped_bundle, write_whole
 from facetell.calibrate import (
     SMALL_FACE_WIDTH,
     THUMBNAIL_QUALITY,
@@ -1670,8 +1670,20 @@ def leave_out_seen(
 
 @app.command("calibrate")
 def calibrate_command(
-    bundle: Path = typer.Argument(..., help="Model bundle folder to calibrate (written in place)."),
+    bundle: Path = typer.Argument(
+        ...,
+        help="Model bundle to calibrate, written in place unless --out is given ('default': the "
+        "shipped model, calibrated only with --out).",
+    ),
     data: list[Path] = typer.Argument(None, help="Held-out labelled data (not training data)."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write the calibrated bundle to this folder, a copy made once the fit is done; "
+        "the bundle given stays as it was.",
+        show_default=False,
+    ),
     split_file: Path | None = typer.Option(None, help="Use one split of a saved split.json."),
     split: str | None = typer.Option(
         None,
@@ -1735,11 +1747,12 @@ def calibrate_command(
 ) -> None:
     """Fit temperature, threshold and uncertain band on held-out data.
 
-    Writes calibration.json into the bundle, and reference.safetensors for the familiarity
-    check."""
+    Writes calibration.json into the bundle (or its copy in --out), and reference.safetensors
+    for the familiarity check."""
     from facetell.evaluate import score_dataset, thumbnail_copy
 
     size_correction = size_correction and not no_face_detect
+    target = calibration_target(bundle, out)
     try:
         detector = load_named_first(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
@@ -1748,7 +1761,9 @@ def calibrate_command(
         warn_if_trained_on(detector, samples)
         labels = Counter(sample.target for sample in samples)
         if max_fpr is not None and labels[0] and not labels[1]:
-            calibrate_on_real_photos(detector, bundle, samples, max_fpr, per_source=per_source)
+            calibrate_on_real_photos(
+                detector, bundle, target, samples, max_fpr, per_source=per_source
+            )
             return
         both_classes(labels, "images", bundle, data)
         # small faces are re-encoded as the thumbnails are, so one correction fits both
@@ -1823,9 +1838,8 @@ def calibrate_command(
             )
         if references:
             detector.bundle.reference = raw.bundle.reference
-            detector.bundle.save_reference(bundle)
         detector.bundle.calibration = calibration.to_dict()
-        detector.bundle.save_calibration(bundle)
+        save_calibrated(detector.bundle, bundle, target, reference=bool(references))
     except FacetellError as error:
         raise fail(str(error)) from None
     details = calibration.details
@@ -1848,7 +1862,7 @@ def calibrate_command(
         + _describe_size_correction(calibration.size_correction, size_correction)
         + _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
         + _describe_thin_sources(details, max_fpr)
-        + f"written to {bundle / 'calibration.json'}",
+        + f"written to {target / 'calibration.json'}",
         highlight=False,
     )
     note_small_fit(details)
@@ -1888,9 +1902,38 @@ def warn_if_trained_on(detector: Detector, samples: Sequence[Sample]) -> None:
         )
 
 
+def calibration_target(bundle: Path, out: Path | None) -> Path:
+    """Where calibrate writes, checked before any image is scored: --out, else the bundle
+    itself. The shipped model is never rewritten in place: every predict without --model
+    answers with it, and a calibration fitted on one platform's photos would move them all."""
+    source = bundle_path(bundle)
+    if out is None:
+        if is_shipped_bundle(source):
+            raise fail(
+                f"{bundle}: the shipped model, which predict uses without --model, is not "
+                "calibrated in place; --out my-model calibrates a copy"
+            )
+        return source
+    writable(out, "--out", folder=True)
+    if out.resolve() != source.resolve() and (out / "config.json").is_file():
+        raise fail(f"{out}: holds a model bundle already; give another --out")
+    return out
+
+
+def save_calibrated(fitted: Bundle, bundle: Path, target: Path, *, reference: bool) -> None:
+    """Write a fitted calibration (and familiarity reference) into the target, a copy of the
+    bundle made now when the target is another folder."""
+    if target.resolve() != bundle_path(bundle).resolve():
+        copy_bundle(bundle_path(bundle), target)
+    if reference:
+        fitted.save_reference(target)
+    fitted.save_calibration(target)
+
+
 def calibrate_on_real_photos(
     detector: Detector,
     bundle: Path,
+    target: Path,
     samples: Sequence[Sample],
     max_fpr: float,
     *,
@@ -1928,7 +1971,7 @@ def calibrate_on_real_photos(
         },
     )
     detector.bundle.calibration = calibration.to_dict()
-    detector.bundle.save_calibration(bundle)
+    save_calibrated(detector.bundle, bundle, target, reference=False)
     alone = calibration.details["real_photos_alone"]
     upper = alone["false_positive_rate_interval_by_source"]
     rates = ", ".join(
@@ -1940,7 +1983,7 @@ def calibrate_on_real_photos(
         f"threshold P(ai) ≥ {calibration.threshold:.4f} (calibrated: "
         f"{alone['calibrated_threshold']:.4f}), uncertain band {low:.3f}-{high:.3f}; real faces "
         f"called AI: {rates}; temperature, bias, small-face correction and familiarity kept\n"
-        f"written to {bundle / 'calibration.json'}",
+        f"written to {target / 'calibration.json'}",
         highlight=False,
     )
 

@@ -22,7 +22,15 @@ import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 from PIL import Image
 
-from facetell.bundle import Bundle, damaged, has_embedding, load_bundle
+from facetell.bundle import (
+    SHIPPED_NAME,
+    Bundle,
+    bundle_path,
+    damaged,
+    has_embedding,
+    load_bundle,
+    shipped_bundle_path,
+)
 from facetell.calibrate import Calibration
 from facetell.errors import BadImage, FacetellError
 from facetell.faces import (
@@ -51,9 +59,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 Status = Literal["ok", "no_face", "error"]
-REPO_DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
-# where setup.py packs models/default into a wheel (a non-editable install has no repository)
-PACKAGED_BUNDLE = Path(__file__).resolve().parent / "_bundle"
 # Faces judged per image: a class photo or a contact sheet of generated faces fits; the rest
 # (the least face-like) are counted in `faces_found`, so a cut is never silent.
 MAX_FACES = 64
@@ -87,9 +92,7 @@ def default_bundle_path() -> Path:
     """$FACETELL_MODEL if set, else the bundle shipped in the repository's models/default, or
     its copy inside the installed package."""
     override = os.environ.get("FACETELL_MODEL")
-    if override:
-        return Path(override)
-    return PACKAGED_BUNDLE if PACKAGED_BUNDLE.is_dir() else REPO_DEFAULT_BUNDLE
+    return bundle_path(override) if override else shipped_bundle_path()
 
 
 @dataclass(frozen=True)
@@ -272,21 +275,24 @@ class Detector:
     @classmethod
     def load(cls, path: str | Path | None = None, **options: Any) -> Detector:
         """Load a bundle folder or .zip; None loads $FACETELL_MODEL, else the shipped model."""
-        bundle_path = Path(path) if path is not None else default_bundle_path()
+        found = bundle_path(path) if path is not None else default_bundle_path()
         # a stale FACETELL_MODEL in a shell profile is the cause a user would never guess
         from_environment = path is None and bool(os.environ.get("FACETELL_MODEL"))
         named_by = " (FACETELL_MODEL names it; unset it to use the shipped model)"
-        if not bundle_path.exists():
+        if not found.exists():
             if from_environment:
-                raise FacetellError(f"{bundle_path}: model bundle not found{named_by}")
+                raise FacetellError(f"{found}: model bundle not found{named_by}")
             if path is not None:  # a path given by the caller: nothing else to try
-                raise FacetellError(f"{bundle_path}: model bundle not found (check the path)")
+                raise FacetellError(
+                    f"{found}: model bundle not found (check the path; "
+                    f"{SHIPPED_NAME!r} names the shipped model)"
+                )
             raise FacetellError(
-                f"{bundle_path}: model bundle not found (pass a bundle folder or .zip, set "
+                f"{found}: model bundle not found (pass a bundle folder or .zip, set "
                 "FACETELL_MODEL, or run `make model` to build the default one)"
             )
         try:
-            bundle = load_bundle(bundle_path)
+            bundle = load_bundle(found)
         except FacetellError as error:
             if from_environment:
                 raise type(error)(f"{error}{named_by}") from None

@@ -37,9 +37,11 @@ from facetell.augment import AugmentConfig, build_augment
 from facetell.bundle import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    SHIPPED_NAME,
     SPLITS_FITTED_ON,
     Bundle,
     TrainingImages,
+    bundle_path,
     write_whole,
 )
 from facetell.data import (
@@ -747,16 +749,18 @@ class Reporter:
 def read_init_weights(config: TrainConfig) -> dict[str, torch.Tensor] | None:
     """config.init_from's weights, checked against the config's model: a run's checkpoint, a
     bundle (its folder or model.safetensors), or the member of an ensemble bundle (the shipped
-    model) that is of the config's architecture, so fine-tuning the shipped model is one --set.
+    model, `default`) that is of the config's architecture, so fine-tuning the shipped model is
+    one --set.
     """
     if config.init_from is None:
         return None
-    path = Path(config.init_from).expanduser()
+    path = bundle_path(config.init_from)
     if path.is_dir() and (path / "model.safetensors").is_file():
         path = path / "model.safetensors"
     if not path.is_file():
         raise FacetellError(
-            f"{path}: init_from weights not found; give a .safetensors file or a bundle folder"
+            f"{path}: init_from weights not found; give a .safetensors file or a bundle folder "
+            f"({SHIPPED_NAME!r}: the shipped model's)"
         )
     weights = load_file(str(path))
     bundle_config = path.parent / "config.json"
