@@ -122,12 +122,14 @@ def test_cli_json_output_carries_the_shortcut_score(tmp_path):
 
 def test_cli_names_the_files_it_leaves_out(tmp_path):
     """A dataset folder that gives fewer images than it holds says which and why: a link whose
-    target is gone had been left out without a word."""
+    target is gone, and an image in no class folder, had been left out without a word."""
     make_dataset(tmp_path, confounded=False, n=6)
     (tmp_path / "real" / "cam" / "DSC_0001.nef").write_bytes(b"MM\x00*" + bytes(64))
     (tmp_path / "ai" / "gen" / "prompt.txt").write_text("a portrait, 85 mm")
     (tmp_path / "ai" / "gen" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(20))
     (tmp_path / "real" / "cam" / "moved.jpg").symlink_to(tmp_path / "library" / "moved.jpg")
+    (tmp_path / "unsorted").mkdir()  # in no class folder
+    smooth_photo(7, 120).save(tmp_path / "unsorted" / "maybe.jpg")
     result = subprocess.run(
         [sys.executable, "-m", "facetell", "audit", str(tmp_path), "--format", "json"],
         capture_output=True,
@@ -144,6 +146,8 @@ def test_cli_names_the_files_it_leaves_out(tmp_path):
     assert [line for line in result.stderr.splitlines() if line.startswith("note:")] == [
         "note: skipped 1 link(s) in the folders given whose target is gone: moved.jpg (restore "
         "their targets to use them)",
+        "note: skipped 1 image(s) in no class folder (real/ or ai/, or fake/, 0_real/, 1_fake/, "
+        "…): unsorted/maybe.jpg (move them into one to use them)",
         "note: skipped 1 camera RAW file(s) in the folders given: DSC_0001.nef (export them as "
         "JPEG to use them)",
         "note: skipped 1 file(s) in the folders given that are in no format facetell reads "

@@ -747,30 +747,29 @@ def expand_inputs(
 
 
 def note_skipped(skipped: Sequence[Path], console: Console) -> None:
-    """Say which files in the folders given were left out (in no format facetell reads, or
-    links whose target is gone): a folder that gives fewer images than it holds must say why."""
+    """Say which files in the folders given were left out (in no format facetell reads, links
+    whose target is gone, a dataset's images in no class folder): a folder that gives fewer
+    images than it holds must say why."""
     broken_links = [path for path in skipped if path.is_symlink() and not path.exists()]
     files = [path for path in skipped if path not in broken_links]
     raw_files = [path for path in files if path.suffix.lower() in RAW_SUFFIXES]
-    others = [path for path in files if path.suffix.lower() not in RAW_SUFFIXES]
-    if broken_links:
-        console.print(
-            f"note: skipped {len(broken_links)} link(s) in the folders given whose target is "
-            f"gone: {first_names(broken_links)} (restore their targets to use them)",
-            highlight=False,
-        )
-    if raw_files:
-        console.print(
-            f"note: skipped {len(raw_files)} camera RAW file(s) in the folders given: "
-            f"{first_names(raw_files)} (export them as JPEG to use them)",
-            highlight=False,
-        )
-    if others:
-        console.print(
-            f"note: skipped {len(others)} file(s) in the folders given that are in no format "
-            f"facetell reads ({FORMATS_READ}): {first_names(others)}",
-            highlight=False,
-        )
+    files = [path for path in files if path not in raw_files]
+    unlabelled = [path for path in files if looks_like_image(path)]
+    others = [path for path in files if path not in unlabelled]
+    notes = (
+        (broken_links, "link(s) in the folders given whose target is gone: {} (restore their "
+         "targets to use them)"),
+        (unlabelled, "image(s) in no class folder (real/ or ai/, or fake/, 0_real/, 1_fake/, "
+         "…): {} (move them into one to use them)"),
+        (raw_files, "camera RAW file(s) in the folders given: {} (export them as JPEG to use "
+         "them)"),
+        (others, "file(s) in the folders given that are in no format facetell reads "
+         f"({FORMATS_READ}): {{}}"),
+    )  # fmt: skip
+    for paths, said in notes:
+        if paths:
+            names = first_names(paths, folder=paths is unlabelled)  # its folder is the point
+            console.print(f"note: skipped {len(paths)} " + said.format(names), highlight=False)
 
 
 def refuse_overwriting_inputs(
@@ -802,9 +801,12 @@ def warn_if_uncalibrated(detector: Detector) -> None:
         )
 
 
-def first_names(paths: Sequence[Path], shown: int = 3) -> str:
-    """The first few file names of a list, for a one-line note."""
-    names = ", ".join(printable_name(path.name) for path in paths[:shown])
+def first_names(paths: Sequence[Path], shown: int = 3, *, folder: bool = False) -> str:
+    """The first few file names of a list (with their folder's), for a one-line note."""
+    names = ", ".join(
+        printable_name(f"{path.parent.name}/{path.name}" if folder else path.name)
+        for path in paths[:shown]
+    )
     return names + (", …" if len(paths) > shown else "")
 
 

@@ -196,9 +196,9 @@ def discover(
 ) -> list[Sample]:
     """Find labelled images under folders (real/ + ai/ layouts) or in manifest CSV files.
 
-    Files in no image format facetell reads (videos, camera RAW files, notes) and links whose
-    target is gone are left out and, with `skipped`, listed there, so a user learns why a folder
-    gave fewer images than it holds.
+    Files in no image format facetell reads (videos, camera RAW files, notes), links whose
+    target is gone and images in no class folder are left out and, with `skipped`, listed
+    there, so a user learns why a folder gave fewer images than it holds.
     """
     samples: list[Sample] = []
     for root in map(Path, roots):
@@ -227,6 +227,8 @@ def discover(
                     skipped.append(path)
             elif (sample := _sample_from_layout(root, path)) is not None:
                 found.append(sample)
+            elif skipped is not None:  # an image in no class folder: real/, ai/, fake/, …
+                skipped.append(path)
         if not found:
             raise DatasetError(
                 f"{root}: found no labelled images; expected real/ and ai/ (or fake/, "
