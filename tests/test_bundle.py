@@ -362,7 +362,8 @@ def test_a_model_that_answers_nan_gives_an_error_record_not_a_real_verdict(tmp_p
 
 def test_a_built_wheel_carries_the_default_model(tmp_path):
     """`pip install .` (not editable) has no repository around it: the wheel must bring
-    models/default, and `facetell predict` from anywhere must judge with it."""
+    models/default, and `facetell predict` from anywhere must judge with it; `default` names
+    it, and calibrate leaves it alone."""
     repo = Path(__file__).resolve().parents[1]
     pip = [sys.executable, "-m", "pip", "--quiet"]
     wheels, target = tmp_path / "wheels", tmp_path / "site"
@@ -385,6 +386,15 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
     in_repo = Detector.load().predict(str(tmp_path / "astronaut.jpg"))
     assert record["model"] == in_repo.model
     assert record["p_ai"] == pytest.approx(in_repo.p_ai, abs=1e-4)  # JSON keeps 4 digits
+    named = json.loads(subprocess.run([*predict, "--model", "default"], **installed).stdout)
+    assert named == {**record, "ms": named["ms"], "speed": named["speed"]}  # models/default: none
+    in_place = [sys.executable, "-m", "facetell", "calibrate", "default", "photos"]
+    refused = subprocess.run(in_place, **{**installed, "check": False})
+    assert refused.returncode == 2
+    assert refused.stderr.decode().strip() == (
+        "error: default: the shipped model, which predict uses without --model, is not "
+        "calibrated in place; --out my-model calibrates a copy"
+    )
 
 
 def test_the_shipped_bundle_fits_its_25_mb_budget():
