@@ -554,7 +554,7 @@ def test_data_given_where_the_bundle_goes_is_told_the_bundle_comes_first(
     )
     evaluated = facetell("evaluate", str(labelled), "--out", str(tmp_path / "report"))
     assert evaluated.returncode == 2  # a usage error
-    assert evaluated.stderr.strip() == f"{not_a_bundle} evaluate models/default {labelled}"
+    assert evaluated.stderr.strip() == f"{not_a_bundle} evaluate default {labelled}"
     calibrated = facetell("calibrate", str(labelled))
     assert calibrated.returncode == 2
     assert calibrated.stderr.strip() == f"{not_a_bundle} calibrate BUNDLE {labelled}"

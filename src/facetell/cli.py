@@ -1553,7 +1553,7 @@ def evaluate_command(
     try:
         detectors = [
             load_named_first(
-                bundle, data, "evaluate models/default", detect_faces=not no_face_detect
+                bundle, data, "evaluate default", detect_faces=not no_face_detect
             ),
             *(
                 Detector.load(path, detect_faces=not no_face_detect, limits=DATASET_LIMITS)
