@@ -1035,7 +1035,9 @@ def predict_command(
         "-f",
         help="Default: as --output's name ends (.csv, .jsonl, .ndjson or .json), else table.",
     ),
-    model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
+    model: Path | None = typer.Option(
+        None, help="Model bundle: a folder or .zip (default: the shipped one, also named default)."
+    ),
     threshold: float | None = typer.Option(
         None, min=0.0, max=1.0, help="P(ai) above which a face is called AI (default: calibrated)."
     ),
@@ -1552,9 +1554,7 @@ def evaluate_command(
     writable(out, "--out", folder=True)
     try:
         detectors = [
-            load_named_first(
-                bundle, data, "evaluate default", detect_faces=not no_face_detect
-            ),
+            load_named_first(bundle, data, "evaluate default", detect_faces=not no_face_detect),
             *(
                 Detector.load(path, detect_faces=not no_face_detect, limits=DATASET_LIMITS)
                 for path in compare
@@ -2216,7 +2216,9 @@ def listen(host: str, port: int) -> socket.socket:
 def serve_command(
     host: str | None = typer.Option(None, help="Interface (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 8000)."),
-    model: Path | None = typer.Option(None, help="Model bundle (default: the shipped model)."),
+    model: Path | None = typer.Option(
+        None, help="Model bundle: a folder or .zip (default: the shipped one, also named default)."
+    ),
     max_upload_mb: float | None = typer.Option(None, help="Largest request body (default 20)."),
     max_concurrency: int | None = typer.Option(None, help="Inferences at once before 503."),
     root_path: str | None = typer.Option(
