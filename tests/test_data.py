@@ -45,6 +45,8 @@ def write_images(folder: Path, n: int, seed: int, fmt: str = "JPEG", size: int =
         ("real", "generated"),
         ("nature", "ai"),
         ("training_real", "training_fake"),
+        ("Real Faces", "Fake Faces"),  # words around the class had made no class folder
+        ("real_images", "AI-generated"),
     ],
 )
 def test_label_folders_are_recognised_in_any_common_spelling(tmp_path, real_dir, ai_dir):
@@ -53,6 +55,15 @@ def test_label_folders_are_recognised_in_any_common_spelling(tmp_path, real_dir,
     (tmp_path / "README.md").write_text("not an image")
     labels = Counter(sample.label for sample in discover([tmp_path]))
     assert labels == {"real": 2, "ai": 3}
+
+
+def test_a_folder_name_of_both_classes_or_a_number_is_no_class_folder(tmp_path):
+    """140k Real and Fake Faces keeps its classes under real_vs_fake/: that folder is neither
+    class, nor is images_1/ (a batch), so the class folders below them count."""
+    write_images(tmp_path / "real_vs_fake" / "train" / "real" / "images_1", 2, seed=1)
+    write_images(tmp_path / "real_vs_fake" / "train" / "fake faces" / "images_0", 3, seed=2)
+    found = {(s.label, s.source, s.split) for s in discover([tmp_path])}
+    assert found == {("real", "images_1", "train"), ("ai", "images_0", "train")}
 
 
 def test_split_level_and_nested_sources_are_read_from_the_path(tmp_path):

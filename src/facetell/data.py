@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -42,6 +43,11 @@ LABEL_ALIASES = {
     "generated": "ai",
     "1": "ai",
 }
+# Words a class folder's name may carry around its class ("Real Faces", "fake_images"); a name of
+# class words and these alone names that class, so "ai-generated faces" does, "real-vs-fake" not
+LABEL_FILLER = frozenset(
+    {"face", "faces", "image", "images", "img", "imgs", "photo", "photos", "picture", "pictures"}
+)
 SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
@@ -103,8 +109,15 @@ class FileRecord:
 
 
 def normalise_label(value: str) -> str | None:
-    """Map a folder name or manifest value to 'real'/'ai', any case; None when it is neither."""
-    return LABEL_ALIASES.get(value.strip().lower())
+    """Map a folder name or manifest value to 'real'/'ai', any case, with words such as faces or
+    images around the class ("Real Faces", "AI_generated"); None when it is neither, or names
+    both ("real_vs_fake"). The digits 0 and 1 count alone only: "images_1" names no class."""
+    value = value.strip().lower()
+    if value in LABEL_ALIASES:
+        return LABEL_ALIASES[value]
+    words = [word for word in re.split(r"[\s_.\-]+", value) if word and word not in LABEL_FILLER]
+    labels = {None if word.isdigit() else LABEL_ALIASES.get(word) for word in words}
+    return labels.pop() if len(labels) == 1 else None
 
 
 def table_rows(text: str) -> tuple[list[str], Iterator[dict[str, str | None]]]:
