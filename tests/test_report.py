@@ -594,6 +594,16 @@ def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, t
     assert f'<p class="comparison">test-untrained@0.1.0 ({untrained_bundle}): AUROC +0.0000' in page
     assert 'id="comparison-table"' in page
     assert f"<dt>bundle</dt><dd>test-untrained@0.1.0 ({bundle})</dd>" in page  # path said once
+    (tmp_path / "link").symlink_to(bundle)
+    for again in (str(bundle), str(tmp_path / "link")):  # an AUROC difference of 0, refused
+        twice = facetell("evaluate", str(bundle), str(labelled), "--compare", str(untrained_bundle),
+                         "--compare", again, "--out", str(tmp_path / "twice"))  # fmt: skip
+        said = "given twice" if again == str(bundle) else f"the same bundle as {bundle}"
+        assert (twice.returncode, twice.stderr.strip()) == (
+            2,
+            f"error: {again}: {said}; --compare another one",
+        )
+    assert not (tmp_path / "twice").exists()  # refused before anything was written
 
 
 def test_two_runs_of_one_recipe_are_told_apart_by_their_paths(bundle, labelled, tmp_path):

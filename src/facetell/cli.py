@@ -1551,6 +1551,13 @@ def evaluate_command(
     )
     from facetell.report import describe_comparison, write_report
 
+    named: dict[Path, Path] = {}  # each bundle's file or folder, by the name it was given
+    for given in (bundle, *compare):
+        found = bundle_path(given).resolve()
+        if found in named:  # its AUROC difference is 0 by construction
+            twice = "given twice" if given == named[found] else f"the same bundle as {named[found]}"
+            raise fail(f"{given}: {twice}; --compare another one")
+        named[found] = given
     writable(out, "--out", folder=True)
     try:
         detectors = [
