@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import math
 import os
@@ -348,6 +349,16 @@ def test_real_photos_alone_raise_the_threshold_to_a_false_positive_target(labell
     assert {path.name: path.read_bytes() for path in shipped.iterdir()} == shipped_files
     assert (bundle / "model.safetensors").read_bytes() == shipped_files["model.safetensors"]
     after = json.loads((bundle / "calibration.json").read_text())
+    card = (bundle / "MODEL_CARD.md").read_text()  # its numbers were the shipped calibration's
+    assert card.splitlines()[:3] == [
+        shipped_files["MODEL_CARD.md"].decode().splitlines()[0],
+        "",
+        f"> **Calibrated again** on {datetime.date.today():%Y-%m-%d} by `facetell calibrate`: "
+        f"threshold P(ai) ≥ {after['threshold']:.4f}, uncertain band "
+        f"{after['uncertain_band'][0]:.3f}-{after['uncertain_band'][1]:.3f}. The numbers below "
+        "were measured with the calibration this bundle had before; `facetell evaluate` "
+        "measures them again.",
+    ]
     assert after["threshold"] > before["threshold"]
     kept = ("temperature", "bias", "size_correction", "familiarity")
     assert {key: after[key] for key in kept} == {key: before[key] for key in kept}
@@ -364,6 +375,9 @@ def test_real_photos_alone_raise_the_threshold_to_a_false_positive_target(labell
     facetell("calibrate", str(bundle), str(mine.parent), "--max-fpr", "1.0")
     again = json.loads((bundle / "calibration.json").read_text())
     assert again["threshold"] == before["threshold"]
+    rewritten = (bundle / "MODEL_CARD.md").read_text()  # one note, of the last fit
+    assert rewritten.count("Calibrated again") == 1 and f"{again['threshold']:.4f}" in rewritten
+    assert rewritten.split("\n", 3)[3] == shipped_files["MODEL_CARD.md"].decode().split("\n", 1)[1]
     assert again["uncertain_band"] == before["uncertain_band"]
     raw = save_untrained_bundle(tmp_path / "raw", "mobilenet_v2", 96)
     refused = facetell("calibrate", str(raw), str(mine.parent), "--max-fpr", "0.1")

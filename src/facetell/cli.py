@@ -7,6 +7,7 @@ them, so `facetell predict` starts without paying for training and reporting cod
 from __future__ import annotations
 
 import csv
+import datetime
 import errno
 import glob
 import io
@@ -1937,6 +1938,27 @@ def save_calibrated(fitted: Bundle, bundle: Path, target: Path, *, reference: bo
     if reference:
         fitted.save_reference(target)
     fitted.save_calibration(target)
+    if (target / "MODEL_CARD.md").is_file():
+        note_recalibration(target / "MODEL_CARD.md", fitted.calibration or {})
+
+
+RECALIBRATED = "> **Calibrated again**"
+
+
+def note_recalibration(card: Path, calibration: dict[str, Any]) -> None:
+    """Say at the top of a bundle's model card (the shipped model's, copied) that its
+    calibration.json was fitted again, and to what: the card's numbers were measured with the
+    calibration it had, and must not vouch for this one. A later fit replaces the note."""
+    low, high = calibration.get("uncertain_band", (0.0, 0.0))
+    note = (
+        f"{RECALIBRATED} on {datetime.date.today():%Y-%m-%d} by `facetell calibrate`: threshold "
+        f"P(ai) ≥ {calibration.get('threshold', 0.5):.4f}, uncertain band {low:.3f}-{high:.3f}. "
+        "The numbers below were measured with the calibration this bundle had before; "
+        "`facetell evaluate` measures them again.\n"
+    )
+    title, _, body = card.read_text(encoding="utf-8").partition("\n")
+    body = re.sub(rf"^\n{re.escape(RECALIBRATED)}[^\n]*\n", "", body)
+    write_whole(card, f"{title}\n\n{note}{body}".encode())
 
 
 def calibrate_on_real_photos(
