@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import astronaut, cat, encode, run_cli, smooth_photo, start_cli
 from facetell.augment import AugmentConfig
-from facetell.bundle import TrainingImages, load_bundle
+from facetell.bundle import BundleError, TrainingImages, load_bundle
 from facetell.data import discover
 from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
@@ -1138,11 +1138,18 @@ def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
     )
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == finished
 
+    assert Detector.load(run).bundle.identity == load_bundle(run / "bundle").identity  # its bundle
     folds = train_into("--folds", "3", "--overwrite")
     assert folds.returncode == 0, folds.stderr
     assert sorted(path.name for path in run.iterdir()) == [
         "fold-0", "fold-1", "fold-2", "summary.json"
     ]  # fmt: skip
+    with pytest.raises(BundleError) as not_one:  # had been "not a model bundle"
+        Detector.load(run)
+    assert str(not_one.value) == (
+        f"{run}: holds 3 training runs, not one model bundle; give one of their bundles, such as "
+        f"{run / 'fold-0' / 'bundle'}"
+    )
     (run / "fold-2" / "metrics.json").unlink()  # as if stopped before its last fold finished
     unfinished = train_into("--folds", "3")
     assert unfinished.stderr.strip().endswith(

@@ -500,10 +500,13 @@ def is_shipped_bundle(path: str | os.PathLike[str]) -> bool:
 
 def bundle_path(path: str | os.PathLike[str]) -> Path:
     """A bundle argument as a path. `default` names the shipped model, as models/default does
-    only in a checkout of the repository; a file or folder of that name here comes first."""
+    only in a checkout of the repository; a file or folder of that name here comes first. A
+    training run's folder (runs/mine) stands for the bundle it wrote (runs/mine/bundle)."""
     given = Path(path).expanduser()
     if os.fspath(path) == SHIPPED_NAME and not given.exists():
         return shipped_bundle_path()
+    if not (given / "config.json").is_file() and (given / "bundle" / "config.json").is_file():
+        return given / "bundle"
     return given
 
 
@@ -521,6 +524,12 @@ def _bundle_files(path: Path) -> dict[str, bytes]:
     else:
         files = {}
     if "config.json" not in files or "model.safetensors" not in files:
+        folds = sorted(path.glob("*/bundle/config.json")) if path.is_dir() else []
+        if folds:  # `train --folds` wrote one run, and bundle, a fold
+            raise BundleError(
+                f"{path}: holds {len(folds)} training runs, not one model bundle; give one of "
+                f"their bundles, such as {folds[0].parent}"
+            )
         raise BundleError(
             f"{path}: not a model bundle (expected a folder with config.json and "
             "model.safetensors, or a .zip of one)"
