@@ -155,6 +155,21 @@ def test_cli_names_the_files_it_leaves_out(tmp_path):
     ]
 
 
+def test_a_shortcut_score_too_few_images_allow_says_why_it_is_missing(tmp_path):
+    """3 images a class cannot be cross-validated in 5 folds; a bare "-" had said nothing."""
+    make_dataset(tmp_path, confounded=True, n=3)
+    result = subprocess.run(
+        [sys.executable, "-m", "facetell", "audit", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (
+        "Shortcut score (cross-validated AUROC from metadata alone): - (it needs 5 distinct "
+        "images of each class, near-duplicates counted once)"
+    ) in " ".join(result.stdout.split())
+
+
 def test_a_saved_manifest_reads_back_wherever_it_was_saved(tmp_path):
     """`audit data --save-manifest reports/m.csv` wrote data/… paths, which a manifest reads
     relative to its own folder: reports/data/…, none of which exists."""

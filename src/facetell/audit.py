@@ -19,6 +19,7 @@ from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from facetell.data import SPLITS, FileRecord
 
 SHORTCUT_WARNING = 0.7
+SHORTCUT_FOLDS = 5  # cross-validation folds of the shortcut score: it needs as many images a class
 _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _SUBSAMPLING_CODES = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 FEATURE_NAMES = (
@@ -99,7 +100,7 @@ def metadata_features(records: Sequence[FileRecord]) -> np.ndarray:
 
 
 def shortcut_predictions(
-    records: Sequence[FileRecord], groups: np.ndarray, *, folds: int = 5, seed: int = 0
+    records: Sequence[FileRecord], groups: np.ndarray, *, folds: int = SHORTCUT_FOLDS, seed: int = 0
 ) -> np.ndarray | None:
     """Out-of-fold P(ai) from metadata alone; None when a class spans fewer images, or groups
     of near-duplicates (kept within one fold), than there are folds."""

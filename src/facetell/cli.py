@@ -284,6 +284,8 @@ def main(
 
 
 def _render_audit(report: AuditReport) -> None:
+    from facetell.audit import SHORTCUT_FOLDS
+
     table = Table(title="facetell audit: what differs between classes and sources besides faces")
     for column in (
         "class",
@@ -323,7 +325,14 @@ def _render_audit(report: AuditReport) -> None:
             end_section=row.source == "(all)" and row is report.by_class[-1],
         )
     console.print(table)
-    score = "-" if report.shortcut_score is None else f"{report.shortcut_score:.3f}"
+    score = (
+        f"{report.shortcut_score:.3f}"
+        if report.shortcut_score is not None
+        else "- (it needs both classes)"
+        if len({row.label for row in report.by_class}) < 2
+        else f"- (it needs {SHORTCUT_FOLDS} distinct images of each class, near-duplicates "
+        "counted once)"
+    )
     console.print(
         Text.assemble(
             f"{report.n_images} images, {report.n_unreadable} unreadable, "
