@@ -314,7 +314,8 @@ def _render_audit(report: AuditReport) -> None:
             str(row.n),
             ", ".join(f"{k} {v}" for k, v in row.formats.items()),
             f"{row.median_width:.0f}x{row.median_height:.0f}",
-            f"{row.min_side}-{row.max_side} ({row.distinct_sizes} sizes)",
+            f"{row.min_side}-{row.max_side} ({row.distinct_sizes} size"
+            + ("s)" if row.distinct_sizes != 1 else ")"),
             quality,
             ", ".join(row.subsampling),
             f"{row.bytes_per_pixel_median:.3f}",
