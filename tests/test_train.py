@@ -1174,6 +1174,42 @@ def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
     ]  # fmt: skip
 
 
+def test_too_few_images_to_test_on_are_said_and_evaluate_is_pointed_elsewhere(tmp_path):
+    """Six images leave the test split empty: the table had shown dashes without a word, and
+    the next step had pointed evaluate at that empty split. Folds alike get one note."""
+    data = tmp_path / "data"
+    for label, seed in (("real", 1), ("ai", 2)):
+        (data / label).mkdir(parents=True)
+        for i in range(3):
+            smooth_photo(seed * 100 + i, 64).save(data / label / f"{i}.jpg")
+    fast = ["model=spectrum", "model_kwargs={}", "crop={kind: center_square, size: 64}",
+            "phases=[{kind: closed_form, views: 1}]", f"cache_dir={tmp_path / 'cache'}",
+            "workers=0"]  # fmt: skip
+    settings = [arg for value in fast for arg in ("--set", value)]
+    single = run_cli("train", "--data", str(data), "-o", str(tmp_path / "run"), *settings)
+    assert single.returncode == 0, single.stderr
+    assert (
+        "note: the test split is empty: too few images to hold some out, so there are no test "
+        "numbers (more data, or --folds 3 to test every image once)"
+    ) in single.stderr.decode().splitlines()
+    bundle = tmp_path / "run" / "bundle"
+    assert (
+        single.stdout.decode()
+        .rstrip()
+        .endswith(
+            f"then facetell evaluate {bundle} on other labelled data (the split has no test part)"
+        )
+    )
+    folded = run_cli("train", "--data", str(data), "-o", str(tmp_path / "folds"), "--folds", "3",
+                     *settings)  # fmt: skip
+    assert folded.returncode == 0, folded.stderr
+    notes = [line for line in folded.stderr.decode().splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: fold-0, fold-1, fold-2: the test split holds 1 real and 1 AI images; with under 30 "
+        "of a class its AUROC and accuracy can move by tenths on another draw (more data)"
+    ]
+
+
 def test_ctrl_c_says_what_was_kept_and_the_command_that_goes_on(planted_dataset, tmp_path):
     """A Ctrl-C ended training with no word (exit 130): nothing said that every finished epoch
     was kept, nor that repeating the command with --overwrite, as typed, would wipe them."""

@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
@@ -583,9 +583,14 @@ def train_command(
         only = results[0][1]
         bundle = shlex.quote(str(only.bundle_dir))
         split_file = shlex.quote(str(only.out_dir / "split.json"))
+        measure = (
+            f"facetell evaluate {bundle} --split-file {split_file}"
+            if "test" in only.metrics
+            else f"facetell evaluate {bundle} on other labelled data (the split has no test part)"
+        )
         console.print(
             f"next: facetell calibrate {bundle} --split-file {split_file} (its P(ai) are raw "
-            f"scores until then), then facetell evaluate {bundle} --split-file {split_file}",
+            f"scores until then), then {measure}",
             highlight=False,
             soft_wrap=True,  # one line, to copy
         )
@@ -634,19 +639,31 @@ SMALL_SPLIT = 30  # images of a class below which a split's AUROC swings by tent
 
 
 def note_small_test_splits(results: Sequence[tuple[str, RunResult]]) -> None:
-    """A test AUROC of 1.0 on 4 images says little; say so where the number is read."""
+    """A test AUROC of 1.0 on 4 images says little, and a test split too few images left empty
+    gives none; say so where the numbers are read, once for the folds alike."""
+    alike: dict[tuple[int, int] | None, list[str]] = defaultdict(list)
     for name, result in results:
-        test = result.metrics.get("test", {})
-        real, ai = test.get("n_real", SMALL_SPLIT), test.get("n_ai", SMALL_SPLIT)
-        folded = result.metrics.get("split") == "kfold"  # averaged over folds already
-        if min(real, ai) < SMALL_SPLIT:
-            err_console.print(
-                f"note: {name + ': ' if name else ''}the test split holds {real} real and {ai} "
-                f"AI images; with under {SMALL_SPLIT} of a class its AUROC and accuracy can move "
-                "by tenths on another draw "
-                + ("(more data)" if folded else "(more data, or --folds 5 to average over folds)"),
-                highlight=False,
+        test = result.metrics.get("test")
+        small = test is None or min(test["n_real"], test["n_ai"]) < SMALL_SPLIT
+        if small:
+            alike[None if test is None else (test["n_real"], test["n_ai"])].append(name)
+    folded = any(result.metrics.get("split") == "kfold" for _, result in results)
+    for counts, names in alike.items():
+        runs = f"{', '.join(names)}: " if any(names) else ""
+        if counts is None:
+            said = (
+                "the test split is empty: too few images to hold some out, so there are no test "
+                "numbers " + ("(more data)" if folded else "(more data, or --folds 3 to test "
+                "every image once)")
+            )  # fmt: skip
+        else:
+            said = (
+                f"the test split holds {counts[0]} real and {counts[1]} AI images; with under "
+                f"{SMALL_SPLIT} of a class its AUROC and accuracy can move by tenths on another "
+                "draw "
+                + ("(more data)" if folded else "(more data, or --folds 5 to average over folds)")
             )
+        err_console.print(f"note: {runs}{said}", highlight=False)
 
 
 @app.command("models")
