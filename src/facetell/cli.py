@@ -644,26 +644,25 @@ def note_small_test_splits(results: Sequence[tuple[str, RunResult]]) -> None:
     alike: dict[tuple[int, int] | None, list[str]] = defaultdict(list)
     for name, result in results:
         test = result.metrics.get("test")
-        small = test is None or min(test["n_real"], test["n_ai"]) < SMALL_SPLIT
-        if small:
-            alike[None if test is None else (test["n_real"], test["n_ai"])].append(name)
+        if test is None:
+            alike[None].append(name)
+        elif min(test["n_real"], test["n_ai"]) < SMALL_SPLIT:
+            alike[(test["n_real"], test["n_ai"])].append(name)
     folded = any(result.metrics.get("split") == "kfold" for _, result in results)
     for counts, names in alike.items():
         runs = f"{', '.join(names)}: " if any(names) else ""
         if counts is None:
-            said = (
-                "the test split is empty: too few images to hold some out, so there are no test "
-                "numbers " + ("(more data)" if folded else "(more data, or --folds 3 to test "
-                "every image once)")
-            )  # fmt: skip
+            said = "the test split is empty: too few images to hold some out, so there are no "
+            said, folds = said + "test numbers", "--folds 3 to test every image once"
         else:
             said = (
                 f"the test split holds {counts[0]} real and {counts[1]} AI images; with under "
                 f"{SMALL_SPLIT} of a class its AUROC and accuracy can move by tenths on another "
-                "draw "
-                + ("(more data)" if folded else "(more data, or --folds 5 to average over folds)")
+                "draw"
             )
-        err_console.print(f"note: {runs}{said}", highlight=False)
+            folds = "--folds 5 to average over folds"
+        advice = "(more data)" if folded else f"(more data, or {folds})"
+        err_console.print(f"note: {runs}{said} {advice}", highlight=False)
 
 
 @app.command("models")
