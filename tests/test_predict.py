@@ -17,6 +17,7 @@ import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
+from rich.console import Console
 
 from conftest import (
     astronaut,
@@ -976,6 +977,35 @@ def test_the_table_says_what_declares_ai_and_which_camera(tmp_path, untrained_bu
             if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 6}  # fmt: skip
     assert rows["firefly.jpg"] == "declares AI: Adobe Firefly (exif software)"
     assert rows["phone.jpg"] == "camera: Apple iPhone 15 Pro"
+
+
+def test_a_redirected_long_task_says_where_it_is_every_minute():
+    """Redirected (a CI log, nohup) the progress bars are off: an evaluation of 8,000 images had
+    said nothing between its first line and its table, ten minutes later."""
+    from facetell.cli import LoggedProgress
+
+    log, now = io.StringIO(), [0.0]
+    with LoggedProgress(
+        console=Console(file=log, width=200), disable=True, get_time=lambda: now[0]
+    ) as progress:
+        scoring = progress.add_task("scoring", total=100)
+        hidden = progress.add_task("judging", total=2, visible=False)
+        for _ in range(100):
+            now[0] += 2.0  # an image every 2 s
+            progress.advance(scoring)
+            progress.advance(hidden, 0)
+    assert log.getvalue().splitlines() == [
+        "scoring: 30 of 100 (about 2 min left)",
+        "scoring: 60 of 100 (about 80 s left)",
+        "scoring: 90 of 100 (about 20 s left)",
+    ]
+    on_a_terminal = io.StringIO()
+    with LoggedProgress(console=Console(file=on_a_terminal), get_time=lambda: now[0]) as bar:
+        task = bar.add_task("scoring", total=100)
+        for _ in range(100):
+            now[0] += 2.0
+            bar.advance(task)
+    assert "scoring: 30 of 100" not in on_a_terminal.getvalue()  # the bar says it there
 
 
 def test_a_command_that_fails_leaves_no_empty_output_behind(tmp_path):

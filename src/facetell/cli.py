@@ -262,8 +262,46 @@ def writable(path: Path, option: str, *, folder: bool = False) -> Path:
     return path
 
 
-def progress_bar(transient: bool = True) -> Progress:
-    return Progress(
+PROGRESS_EVERY_S = 60.0  # redirected, a running task says where it is this often
+
+
+class LoggedProgress(Progress):
+    """rich's bars on a terminal. Redirected (a CI log, nohup) they are off, as they left a
+    blank line before each message; there a task says where it is every `every_s` seconds
+    instead, or an evaluation of 8,000 images said nothing for ten minutes."""
+
+    def __init__(self, *columns: Any, every_s: float = PROGRESS_EVERY_S, **options: Any) -> None:
+        super().__init__(*columns, **options)
+        self.every_s = every_s
+        self.last_said = self.get_time()
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self.say_where(task_id)
+
+    def update(self, task_id: TaskID, **changes: Any) -> None:
+        super().update(task_id, **changes)
+        self.say_where(task_id)
+
+    def say_where(self, task_id: TaskID) -> None:
+        """One line, "scoring: 1200 of 8000 (about 9 min left)", when it is time for one."""
+        task = next(task for task in self.tasks if task.id == task_id)
+        now = self.get_time()
+        if not self.disable or not task.visible or now - self.last_said < self.every_s:
+            return
+        self.last_said = now
+        done = f"{task.completed:.0f}" + ("" if task.total is None else f" of {task.total:.0f}")
+        if left := task.time_remaining:
+            done += (
+                f" (about {left / 60:.0f} min left)"
+                if left >= 90
+                else f" (about {left:.0f} s left)"
+            )
+        self.console.print(f"{task.description}: {done}", highlight=False)
+
+
+def progress_bar(transient: bool = True) -> LoggedProgress:
+    return LoggedProgress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
