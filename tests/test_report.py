@@ -578,6 +578,28 @@ def test_data_given_where_the_bundle_goes_is_told_the_bundle_comes_first(
         assert swapped.stderr.strip() == f"{not_a_bundle} {command} {untrained_bundle} {labelled}"
 
 
+def test_an_output_inside_a_class_folder_of_the_data_is_refused(bundle, labelled, tmp_path):
+    """`-o data/real/report` had put the report's PNG plots among the real photos, for the next
+    train or evaluate to read as real faces."""
+    data = shutil.copytree(labelled, tmp_path / "data")
+    before = sorted(data.rglob("*"))
+    for command in (
+        ("evaluate", str(bundle), str(data), "-o", str(data / "real" / "report")),
+        ("train", "--data", str(data), "-o", str(data / "real" / "nasa" / "run")),
+    ):
+        refused = facetell(*command)
+        assert (refused.returncode, refused.stderr.strip()) == (
+            2,
+            f"error: {command[-1]}: inside {data / 'real'}, a class folder of the data, where "
+            "its images would be read as photos of that class next time; choose an --out "
+            "outside it",
+        )
+    assert sorted(data.rglob("*")) == before  # nothing was written
+    beside = facetell("evaluate", str(bundle), str(data), "-o", str(data / "report"),
+                      "--robustness-limit", "0")  # fmt: skip
+    assert beside.returncode == 0, beside.stderr  # beside the class folders: named, not read
+
+
 def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, tmp_path):
     out = tmp_path / "compare"
     result = facetell(

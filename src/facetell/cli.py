@@ -66,6 +66,7 @@ from facetell.data import (
     build_manifest,
     discover,
     duplicate_groups,
+    normalise_label,
     split_part_named,
     table_rows,
 )
@@ -298,6 +299,23 @@ class LoggedProgress(Progress):
                 else f" (about {left:.0f} s left)"
             )
         self.console.print(f"{task.description}: {done}", highlight=False)
+
+
+def refuse_output_in_class_folder(out: Path, data: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse an --out inside a class folder of the data (data/real/report): the next train or
+    evaluate of that data would take its plots for photos of that class."""
+    where = out.resolve()
+    for root in map(Path, data):
+        if not root.is_dir() or not where.is_relative_to(root.resolve()):
+            continue
+        inside = where.relative_to(root.resolve()).parts
+        labelled = next((i for i, part in enumerate(inside) if normalise_label(part)), None)
+        if labelled is not None:
+            folder = root.joinpath(*inside[: labelled + 1])
+            raise fail(
+                f"{out}: inside {folder}, a class folder of the data, where its images would be "
+                "read as photos of that class next time; choose an --out outside it"
+            )
 
 
 def progress_bar(transient: bool = True) -> LoggedProgress:
@@ -570,8 +588,10 @@ def train_command(
                 f"{missing[0]}: no such folder or manifest CSV ({where}); give your data with "
                 "--data DIR"
             )
-        out_dir = writable(out or Path("runs") / config.name, "--out", folder=True)
-        progress = Progress(
+        out_dir = out or Path("runs") / config.name
+        refuse_output_in_class_folder(out_dir, config.data.paths)
+        writable(out_dir, "--out", folder=True)
+        progress = LoggedProgress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
@@ -1616,6 +1636,7 @@ def evaluate_command(
     )
     from facetell.report import describe_comparison, write_report
 
+    refuse_output_in_class_folder(out, data or [])
     named: dict[Path, Path] = {}  # each bundle's file or folder, by the name it was given
     for given in (bundle, *compare):
         found = bundle_path(given).resolve()
