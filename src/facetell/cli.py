@@ -286,9 +286,11 @@ class LoggedProgress(Progress):
 
     def say_where(self, task_id: TaskID) -> None:
         """One line, "scoring: 1200 of 8000 (about 9 min left)", when it is time for one."""
-        task = next(task for task in self.tasks if task.id == task_id)
         now = self.get_time()
-        if not self.disable or not task.visible or now - self.last_said < self.every_s:
+        if not self.disable or now - self.last_said < self.every_s:
+            return  # checked first: this runs on every step of every task
+        task = next(task for task in self.tasks if task.id == task_id)
+        if not task.visible:
             return
         self.last_said = now
         done = f"{task.completed:.0f}" + ("" if task.total is None else f" of {task.total:.0f}")
@@ -841,19 +843,19 @@ def note_skipped(skipped: Sequence[Path], console: Console) -> None:
     files = [path for path in files if path not in raw_files]
     unlabelled = [path for path in files if looks_like_image(path)]
     others = [path for path in files if path not in unlabelled]
-    notes = (
+    notes = (  # the files, what to say of them, and whether their folder is the point
         (broken_links, "link(s) in the folders given whose target is gone: {} (restore their "
-         "targets to use them)"),
+         "targets to use them)", False),
         (unlabelled, "image(s) in no class folder (real/ or ai/, or fake/, 0_real/, 1_fake/, "
-         "…): {} (move them into one to use them)"),
+         "…): {} (move them into one to use them)", True),
         (raw_files, "camera RAW file(s) in the folders given: {} (export them as JPEG to use "
-         "them)"),
+         "them)", False),
         (others, "file(s) in the folders given that are in no format facetell reads "
-         f"({FORMATS_READ}): {{}}"),
+         f"({FORMATS_READ}): {{}}", False),
     )  # fmt: skip
-    for paths, said in notes:
+    for paths, said, with_folder in notes:
         if paths:
-            names = first_names(paths, folder=paths is unlabelled)  # its folder is the point
+            names = first_names(paths, folder=with_folder)
             console.print(f"note: skipped {len(paths)} " + said.format(names), highlight=False)
 
 
@@ -2018,8 +2020,9 @@ def calibration_target(bundle: Path, out: Path | None) -> Path:
 def save_calibrated(fitted: Bundle, bundle: Path, target: Path, *, reference: bool) -> None:
     """Write a fitted calibration (and familiarity reference) into the target, a copy of the
     bundle made now when the target is another folder."""
-    if target.resolve() != bundle_path(bundle).resolve():
-        copy_bundle(bundle_path(bundle), target)
+    source = bundle_path(bundle)
+    if target.resolve() != source.resolve():
+        copy_bundle(source, target)
     if reference:
         fitted.save_reference(target)
     fitted.save_calibration(target)
