@@ -147,9 +147,33 @@ def test_a_value_that_is_no_image_source_costs_a_stream_only_its_own_result(dete
     assert results[0].p_ai == results[3].p_ai
     assert results[1].error.endswith(
         "NoneType is not an image source (pass a path, an http(s) "
-        "URL, bytes, a binary file object, a PIL image or a numpy array)"
+        "URL, bytes, a binary file object, a PIL image, a numpy array or a torch tensor)"
     )
     assert results[2].error_kind == "not_an_image"
+
+
+def test_torch_tensors_are_read_in_torchvisions_channels_first_order(detector):
+    """pil_to_tensor gives C x H x W uint8, to_tensor floats in [0, 1]; a batch N x C x H x W."""
+    import torch
+    from torchvision.transforms.functional import pil_to_tensor, to_tensor
+
+    photo, other = astronaut(), cat().resize((512, 512))
+    expected = [detector.predict(photo).p_ai, detector.predict(other).p_ai]
+    assert expected[0] != expected[1]
+    assert detector.predict(pil_to_tensor(photo)).p_ai == expected[0]
+    assert detector.predict(to_tensor(photo).requires_grad_()).p_ai == expected[0]
+    batch = torch.stack([to_tensor(photo), to_tensor(other)]).half()
+    assert [r.p_ai for r in detector.predict_batch(batch)] == expected
+
+    channels_last = torch.from_numpy(np.asarray(photo))
+    assert detector.predict(channels_last).error == (
+        "<image>: tensor of shape (512, 512, 3) is not C x H x W "
+        "(pass tensor.permute(2, 0, 1) for an H x W x C one)"
+    )
+    assert detector.predict(np.asarray(photo).transpose(2, 0, 1)).error == (
+        "<image>: array of shape (3, 512, 512) is not an image "
+        "(channels come last: pass array.transpose(1, 2, 0))"
+    )
 
 
 def test_several_inputs_given_to_predict_are_pointed_to_the_batch_methods(detector):

@@ -486,7 +486,7 @@ class Detector:
 
     # -- doors ----------------------------------------------------------------------------------
     def predict(self, item: ImageSource, *, name: str | None = None) -> Result:
-        """Judge one path, bytes, PIL image or numpy array."""
+        """Judge one path, URL, bytes, file object, PIL image, numpy array or torch tensor."""
         return self.predict_with_image(item, name=name)[0]
 
     def predict_with_image(

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeAlias
 
 import numpy as np
 import pi_heif
@@ -49,8 +49,12 @@ from facetell.errors import (
     TruncatedImage,
 )
 
-ImageSource = (
-    str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | Image.Image | np.ndarray
+if TYPE_CHECKING:  # torch is imported by whoever passes a tensor; predict never imports it
+    import torch
+
+ImageSource: TypeAlias = (
+    "str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | Image.Image | "
+    "np.ndarray | torch.Tensor"
 )
 
 
@@ -214,6 +218,8 @@ def describe_source(source: ImageSource, name: str | None = None) -> str:
         return "<PIL image>"
     if isinstance(source, np.ndarray):
         return "<array>"
+    if is_tensor(source):
+        return "<tensor>"
     return source_name(source) or ("<stream>" if _is_stream(source) else str(source))
 
 
@@ -231,10 +237,13 @@ def image_from_array(array: np.ndarray, label: str) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        channels_first = array.ndim == 3 and array.shape[0] in (1, 3, 4)
         raise BadImage(
             label,
             f"array of shape {array.shape} is not an image",
-            "pass H x W grey, H x W x 3 RGB or H x W x 4 RGBA",
+            "channels come last: pass array.transpose(1, 2, 0)"
+            if channels_first
+            else "pass H x W grey, H x W x 3 RGB or H x W x 4 RGBA",
         )
     if array.dtype == np.uint8:
         return Image.fromarray(np.ascontiguousarray(array))
@@ -265,6 +274,31 @@ def image_from_array(array: np.ndarray, label: str) -> Image.Image:
             "scale them to 0-1 or 0-255 first",
         )
     return Image.fromarray(np.clip(np.rint(values * (255 / scale)), 0, 255).astype(np.uint8))
+
+
+def is_tensor(source: object) -> bool:
+    """A torch tensor, told without importing torch (predict never needs it)."""
+    return any(
+        cls.__module__ == "torch" and cls.__name__ == "Tensor" for cls in type(source).__mro__
+    )
+
+
+def tensor_pixels(tensor: torch.Tensor, label: str) -> np.ndarray:
+    """A tensor's pixels as an H x W (x C) array: tensors are C x H x W, as torchvision's
+    `read_image` and `ToTensor` give them, and on any device."""
+    values = tensor.detach().cpu()
+    if values.is_floating_point() and values.dtype.itemsize < 4:  # numpy has no bfloat16
+        values = values.float()
+    array = values.numpy()
+    if array.ndim == 3:
+        if array.shape[0] not in (1, 3, 4):
+            raise BadImage(
+                label,
+                f"tensor of shape {tuple(array.shape)} is not C x H x W",
+                "pass tensor.permute(2, 0, 1) for an H x W x C one",
+            )
+        array = array.transpose(1, 2, 0)
+    return array
 
 
 def real_path(path: str | os.PathLike[str]) -> Path:
@@ -611,6 +645,8 @@ def decode(
         image = source
     elif isinstance(source, np.ndarray):
         image = image_from_array(source, label)
+    elif is_tensor(source):
+        image = image_from_array(tensor_pixels(source, label), label)
     elif not isinstance(source, str | os.PathLike | bytes | bytearray | memoryview) and not (
         _is_stream(source)
     ):
@@ -620,8 +656,8 @@ def decode(
             f"{type(source).__name__} is not an image source",
             "judge several with Detector.predict_batch or Detector.stream"
             if several
-            else "pass a path, an http(s) URL, bytes, a binary file object, a PIL image or a "
-            "numpy array",
+            else "pass a path, an http(s) URL, bytes, a binary file object, a PIL image, a "
+            "numpy array or a torch tensor",
         )
     else:
         if _is_stream(source):  # open(path, "rb"), BytesIO, an upload's file: read from here on
@@ -837,7 +873,8 @@ def expand_sources(
         yield from [items] if is_url(items) else image_files(items)
         return
     single = (bytes, bytearray, memoryview, Image.Image, NamedImage)
-    one_array = isinstance(items, np.ndarray) and items.ndim < 4  # (N, H, W, C): N images
+    # (N, H, W, C) arrays and (N, C, H, W) tensors are N images
+    one_array = (isinstance(items, np.ndarray) or is_tensor(items)) and items.ndim < 4
     if isinstance(items, single) or one_array or _is_stream(items):
         yield items
         return
