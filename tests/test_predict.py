@@ -165,7 +165,7 @@ def test_torch_tensors_are_read_in_torchvisions_channels_first_order(detector):
     batch = torch.stack([to_tensor(photo), to_tensor(other)]).half()
     assert [r.p_ai for r in detector.predict_batch(batch)] == expected
 
-    channels_last = torch.from_numpy(np.asarray(photo))
+    channels_last = torch.from_numpy(np.array(photo))
     assert detector.predict(channels_last).error == (
         "<image>: tensor of shape (512, 512, 3) is not C x H x W "
         "(pass tensor.permute(2, 0, 1) for an H x W x C one)"
