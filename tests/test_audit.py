@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,6 +264,10 @@ def test_cli_names_a_missing_folder_or_a_single_file_in_one_line(tmp_path):
     )
     assert audit_of(notes).endswith("a file, not a dataset; give a folder of real/ and ai/ "
                                      "folders, or a manifest CSV (path,label)")  # fmt: skip
+    downloaded = shutil.make_archive(str(tmp_path / "faces"), "zip", tmp_path, "photo.jpg")
+    assert audit_of(Path(downloaded)) == (
+        f"error: {downloaded}: a ZIP archive, not a dataset folder; extract it and give the folder"
+    )
 
 
 def test_shared_faces_audit_shows_the_known_traps(shared_faces):

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import struct
+import tarfile
 import threading
 import warnings
 import zipfile
@@ -413,6 +414,16 @@ def _zip_of_a_photo() -> bytes:
     return buffer.getvalue()
 
 
+def _tar_of_a_photo(mode: str) -> bytes:
+    photo = encode(astronaut(), "JPEG")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        member = tarfile.TarInfo("faces/photo.jpg")
+        member.size = len(photo)
+        archive.addfile(member, io.BytesIO(photo))
+    return buffer.getvalue()
+
+
 def test_files_of_other_kinds_are_named_with_what_to_do() -> None:
     """What people actually drop in: a clip, a PDF, a drawing, a saved web page, an archive."""
     import facetell.server
@@ -436,7 +447,9 @@ def test_files_of_other_kinds_are_named_with_what_to_do() -> None:
             "an SVG drawing, not a photograph (render it to PNG if it holds a photo)"
         ),
         page: "a web page (HTML), not an image (save the image itself from the page)",
-        _zip_of_a_photo(): "a ZIP archive (unzip it and give the folder)",
+        _zip_of_a_photo(): "a ZIP archive (extract it and give the folder)",
+        _tar_of_a_photo("w"): "a tar archive (extract it and give the folder)",
+        _tar_of_a_photo("w:gz"): "a gzip archive (extract it and give the folder)",
         b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(64): (
             "a JPEG XL image (convert it to PNG, e.g. djxl IMAGE.jxl IMAGE.png)"
         ),

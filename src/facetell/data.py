@@ -22,7 +22,7 @@ import imagehash
 import numpy as np
 
 from facetell.errors import BadImage, DatasetError
-from facetell.io import DATASET_LIMITS, decode, looks_like_image
+from facetell.io import DATASET_LIMITS, archive_kind, decode, file_head, looks_like_image
 
 LABELS = ("real", "ai")
 # The spellings of public detection datasets: CNNDetection's 0_real/1_fake, GenImage's
@@ -219,6 +219,11 @@ def discover(
             samples += read_manifest(root)
             continue
         if root.is_file():
+            archive = archive_kind(file_head(root))
+            if archive:
+                raise DatasetError(
+                    f"{root}: {archive}, not a dataset folder; extract it and give the folder"
+                )
             hint = "; to judge this one image: facetell predict" if looks_like_image(root) else ""
             raise DatasetError(
                 f"{root}: a file, not a dataset; give a folder of real/ and ai/ folders, or a "

@@ -610,6 +610,9 @@ def other_content(head: bytes) -> tuple[str, str] | None:
             return "a camera RAW file (Canon CR3)", _RAW_HINT
         if brand not in _HEIF_BRANDS:
             return "a video (MP4 or MOV), not a still image", _FRAMES_HINT
+    archive = archive_kind(head)
+    if archive:
+        return archive, "extract it and give the folder"
     for signature, found in _OTHER_SIGNATURES.items():
         if head.startswith(signature):
             return found
@@ -797,13 +800,29 @@ _OTHER_SIGNATURES = {
         "a JPEG XL image",
         "convert it to PNG, e.g. djxl IMAGE.jxl IMAGE.png",
     ),
-    b"PK\x03\x04": ("a ZIP archive", "unzip it and give the folder"),
     b"IIRO": ("a camera RAW file (Olympus ORF)", _RAW_HINT),
     b"IIRS": ("a camera RAW file (Olympus ORF)", _RAW_HINT),
     b"MMOR": ("a camera RAW file (Olympus ORF)", _RAW_HINT),
     b"IIU\x00": ("a camera RAW file (Panasonic RW2)", _RAW_HINT),
     b"FUJIFILMCCD-RAW": ("a camera RAW file (Fujifilm RAF)", _RAW_HINT),
 }
+
+
+_ARCHIVE_SIGNATURES = {
+    b"PK\x03\x04": "a ZIP archive",
+    b"\x1f\x8b": "a gzip archive",
+    b"BZh": "a bzip2 archive",
+    b"\xfd7zXZ\x00": "an xz archive",
+    b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive",
+    b"Rar!\x1a\x07": "a RAR archive",
+}
+
+
+def archive_kind(head: bytes) -> str | None:
+    """Which archive a file's first kilobyte shows, if any: datasets are downloaded as one."""
+    if head[257:262] == b"ustar":
+        return "a tar archive"
+    return next((kind for sig, kind in _ARCHIVE_SIGNATURES.items() if head.startswith(sig)), None)
 
 
 def claimed_format(head: bytes) -> str | None:
@@ -826,11 +845,16 @@ def looks_like_image(path: Path) -> bool:
         return True
     if suffix in RAW_SUFFIXES:
         return False
+    return claimed_format(file_head(path, 16)) is not None
+
+
+def file_head(path: Path, size: int = 1024) -> bytes:
+    """A file's first bytes, to tell what it holds; nothing when it cannot be read."""
     try:
         with path.open("rb") as handle:
-            return claimed_format(handle.read(16)) is not None
+            return handle.read(size)
     except OSError:
-        return False
+        return b""
 
 
 def image_files(
