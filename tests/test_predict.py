@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1188,6 +1189,43 @@ def test_an_output_never_overwrites_a_photo_or_the_other_output(tmp_path, untrai
     ]
     assert (photos / "1.jpg").read_bytes() == kept == (photos / "2.jpg").read_bytes()
     assert not (tmp_path / "r.html").exists()
+
+
+def test_an_output_never_replaces_an_archive_or_a_document_but_replaces_earlier_results(
+    tmp_path, untrained_bundle
+):
+    """`--report photos.zip` had replaced the archive with the review page; text files, which
+    is what facetell writes, are still overwritten, and a spreadsheet name points to .csv."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut().save(photos / "1.jpg")
+    archive = Path(shutil.make_archive(str(tmp_path / "photos"), "zip", photos))
+    document = tmp_path / "brief.pdf"
+    document.write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text('{"path": "old.jpg"}\n')
+    kept = {path: path.read_bytes() for path in (archive, document)}
+    model = ("--model", str(untrained_bundle))
+    runs = [
+        run_cli("predict", str(photos), "--report", str(archive), *model),
+        run_cli("predict", str(photos), "-o", str(document), *model),
+        run_cli("predict", str(photos), "-o", str(tmp_path / "results.xlsx"), *model),
+    ]
+    assert [run.returncode for run in runs] == [2, 2, 2]
+    assert [run.stderr.decode().strip() for run in runs] == [
+        f"error: {archive}: a ZIP archive; --report there would overwrite it with results "
+        "(name a new file)",
+        f"error: {document}: a binary file, not results facetell wrote; --output there would "
+        "overwrite it with results (name a new file)",
+        f"error: {tmp_path / 'results.xlsx'}: facetell writes no spreadsheet file; name it "
+        f"{tmp_path / 'results.csv'}, which spreadsheets open",
+    ]
+    assert {path: path.read_bytes() for path in kept} == kept
+    assert not (tmp_path / "results.xlsx").exists()
+    assert run_cli("predict", str(photos), "-o", str(earlier), *model).returncode == 0
+    assert [json.loads(line)["path"] for line in earlier.read_text().splitlines()] == [
+        str(photos / "1.jpg")
+    ]
 
 
 def test_an_empty_argument_is_one_error_record_not_a_walk_of_the_working_folder(

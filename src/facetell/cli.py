@@ -6,6 +6,7 @@ them, so `facetell predict` starts without paying for training and reporting cod
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime
 import errno
@@ -92,7 +93,9 @@ from facetell.io import (
     RAW_SUFFIXES,
     DecodeLimits,
     NamedImage,
+    archive_kind,
     decode,
+    file_head,
     image_files,
     is_url,
     looks_like_image,
@@ -771,6 +774,7 @@ FORMAT_OF_SUFFIX = {
     ".jsonl": PredictFormat.jsonl,
     ".ndjson": PredictFormat.jsonl,
 }  # what `-o results.csv` means when no --format is given
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
 
 CSV_COLUMNS = (
     "path", "status", "label", "p_ai", "familiar", "n_faces", "faces_found", "declared_ai",
@@ -862,17 +866,32 @@ def note_skipped(skipped: Sequence[Path], console: Console) -> None:
 def refuse_overwriting_inputs(
     sources: Sequence[str | NamedImage], outputs: dict[str, Path | None]
 ) -> None:
-    """Refuse an output file that is an input or an existing image: with `predict -o
-    photos/*.jpg` (its name forgotten) the shell made the first photo the output, and it was
-    overwritten with the table."""
+    """Refuse an output file that is an input, an image or any other file that is not text:
+    with `predict -o photos/*.jpg` (its name forgotten) the shell made the first photo the
+    output, and `--report photos.zip` had replaced the archive with the page."""
     named = {option: real_path(path) for option, path in outputs.items() if path is not None}
     inputs = {real_path(s) for s in sources if isinstance(s, str) and not is_url(s)}
     for option, path in named.items():
-        if path in inputs or (path.is_file() and looks_like_image(path)):
-            what = "an input" if path in inputs else "an image"
-            raise fail(
-                f"{path}: {what}; {option} there would overwrite it with results (name a new file)"
-            )
+        if path in inputs:
+            what = "an input"
+        elif path.is_file() and looks_like_image(path):
+            what = "an image"
+        elif path.is_file() and not is_text(head := file_head(path)):
+            what = archive_kind(head) or "a binary file, not results facetell wrote"
+        else:
+            continue
+        raise fail(
+            f"{path}: {what}; {option} there would overwrite it with results (name a new file)"
+        )
+
+
+def is_text(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-8 text, as every file facetell writes is."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in head
 
 
 def warn_if_uncalibrated(detector: Detector) -> None:
@@ -1174,6 +1193,11 @@ def predict_command(
     ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
+    if output and output.suffix.lower() in SPREADSHEET_SUFFIXES:
+        raise fail(
+            f"{output}: facetell writes no spreadsheet file; name it "
+            f"{output.with_suffix('.csv')}, which spreadsheets open"
+        )
     output_format = output_format or FORMAT_OF_SUFFIX.get(
         output.suffix.lower() if output else "", PredictFormat.table
     )
