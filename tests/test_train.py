@@ -486,6 +486,25 @@ def test_a_split_without_one_class_is_refused_before_training(planted_dataset, t
         "needs both classes in training and validation: add AI images to the data's own val "
         "part, or take the part away to draw it anew"
     )
+    copies = tmp_path / "copies"  # six files of one fake: one group, which no split divides
+    copies.mkdir()
+    for i in range(6):
+        (copies / f"{i}.png").write_bytes(fake.read_bytes())
+    copied = tmp_path / "copied.csv"
+    copied.write_text(
+        "path,label\n"
+        + "".join(f"{path},real\n" for path in reals)
+        + "".join(f"{path},ai\n" for path in sorted(copies.iterdir()))
+    )
+    config = config_for("npr", copied, tmp_path / "cache")
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    with pytest.raises(FacetellError) as refused:
+        Trainer(config, data, split, tmp_path / "copied-run")
+    assert str(refused.value).endswith(
+        "so a few per source at least); the 6 AI images are near-copies of 1 image, and "
+        "near-copies stay in one split"
+    )
 
 
 class StopAtEpochEnd(Reporter):

@@ -1068,13 +1068,28 @@ class Trainer:
                     + ("" if part == "train" else ", or take the part away to draw it anew")
                     if part in self.split.params.get("given", ())
                     else "add images of the class missing (splits take whole sources' shares, "
-                    "so a few per source at least)"
+                    "so a few per source at least)" + self._few_distinct(held)
                 )
                 raise FacetellError(
                     f"{self.out_dir}: the {role} split holds no {missing} images (the data has "
                     f"{total[0]} real and {total[1]} AI images that could be read); training "
                     f"needs both classes in training and validation: {remedy}"
                 )
+
+    def _few_distinct(self, held: np.ndarray) -> str:
+        """Why a class with images enough is missing from a part: near-copies form one group,
+        and a group stays in one part (eight crops of one photo are one image to a split)."""
+        said = ""
+        for target, name in enumerate(("real", "AI")):
+            of_class = self.data.valid & (self.data.targets == target)
+            n_groups = len(np.unique(self.data.groups[of_class]))
+            if not held[target] and 0 < n_groups < int(of_class.sum()) and n_groups < 3:
+                said += (
+                    f"; the {int(of_class.sum())} {name} images are near-copies of "
+                    f"{n_groups} {'image' if n_groups == 1 else 'images'}, and near-copies stay "
+                    "in one split"
+                )
+        return said
 
     def _save_weights(self, path: Path, module: nn.Module | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
