@@ -582,6 +582,42 @@ def test_patience_counts_from_the_phase_best_and_the_best_weights_survive(
     assert all(torch.equal(kept[name], head_weights[name]) for name in head_weights)
 
 
+def test_once_every_validation_image_is_ranked_right_the_lowest_loss_is_kept(
+    planted_dataset, tmp_path
+):
+    """Easy data ranks validation perfectly from the first epoch: AUROC stayed 1.0, so the
+    bundle kept the first epoch's weights (test accuracy 0.62 at threshold 0.5 on 48 images)
+    whatever fine-tuning achieved, and patience stopped the phase while its loss still fell."""
+    config = config_for(
+        "npr",
+        planted_dataset,
+        tmp_path / "cache",
+        phases=[{"kind": "full", "epochs": 9}],
+        patience=2,
+    )
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(config, data, split, tmp_path / "run")
+    targets = data.targets[trainer.index["val"]].astype(np.float32)
+
+    def end_epoch(margin: float) -> tuple[bool, dict[str, torch.Tensor]]:
+        with torch.no_grad():  # each epoch's weights differ, so the kept ones can be told apart
+            for parameter in trainer.model.parameters():
+                parameter.add_(0.01)
+        weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        stop = trainer._end_epoch("full", 0.5, margin * (targets - 0.5), 0.001, 0.0)
+        return stop, weights
+
+    epochs = [end_epoch(margin) for margin in (0.5, 2.0, 8.0, 4.0, 1.0)]
+    assert {h["val_auroc"] for h in trainer.state.history} == {1.0}
+    losses = [h["val_loss"] for h in trainer.state.history]
+    assert losses[2] == min(losses) < losses[1] < losses[0]
+    assert [stop for stop, _ in epochs] == [False, False, False, False, True]  # patience 2
+    kept = load_file(str(trainer.checkpoints / "best.safetensors"))
+    assert all(torch.equal(kept[name], epochs[2][1][name]) for name in kept)
+
+
 def test_init_from_continues_a_finished_run_and_refuses_foreign_weights(planted_dataset, tmp_path):
     phases = [{"kind": "full", "epochs": 1, "lr": 0.002}]
     config = config_for("npr", planted_dataset, tmp_path / "cache", phases=phases)

@@ -831,13 +831,24 @@ class RunState:
     phase: int = 0
     epoch: int = 0  # epochs finished in this phase
     best_auroc: float = -math.inf
+    best_val_loss: float = math.inf  # breaks AUROC ties (below)
     # Patience counts from the phase's own best: fine-tuning often starts below the frozen head's
     # best and climbs past it, and must not be stopped while it still improves.
     phase_best_auroc: float = -math.inf
+    phase_best_val_loss: float = math.inf
     bad_epochs: int = 0
     averaged: int = 0  # epochs in this phase's weight average (checkpoints/average.safetensors)
     history: list[dict[str, Any]] = field(default_factory=list)
     finished: bool = False
+
+
+def improves(auroc: float, loss: float, best_auroc: float, best_loss: float) -> bool:
+    """A higher validation AUROC, or the same one (within 1e-4) at a lower loss. Easy data
+    ranks every validation image right from the first epoch: AUROC stays 1.0, and without the
+    loss the bundle kept those first weights, whatever fine-tuning achieved after them."""
+    if auroc > best_auroc + 1e-4:
+        return True
+    return auroc >= best_auroc - 1e-4 and loss < best_loss
 
 
 @dataclass
@@ -1033,12 +1044,15 @@ class Trainer:
             handle.write(json.dumps(record.to_dict()) + "\n")
         self.reporter.epoch(record)
         self.state.epoch += 1
-        if val_auroc > self.state.best_auroc + 1e-4:
-            self.state.best_auroc = val_auroc
+        state = self.state
+        if improves(val_auroc, val_loss, state.best_auroc, state.best_val_loss):
+            state.best_auroc = max(val_auroc, state.best_auroc)
+            state.best_val_loss = val_loss
             self._save_weights(self.checkpoints / "best.safetensors")
-        if val_auroc > self.state.phase_best_auroc + 1e-4:
-            self.state.phase_best_auroc = val_auroc
-            self.state.bad_epochs = 0
+        if improves(val_auroc, val_loss, state.phase_best_auroc, state.phase_best_val_loss):
+            state.phase_best_auroc = max(val_auroc, state.phase_best_auroc)
+            state.phase_best_val_loss = val_loss
+            state.bad_epochs = 0
         else:
             self.state.bad_epochs += 1
         return self.state.bad_epochs >= self.config.patience
@@ -1050,6 +1064,7 @@ class Trainer:
         self.state.phase += 1
         self.state.epoch = 0
         self.state.phase_best_auroc = -math.inf
+        self.state.phase_best_val_loss = math.inf
         self.state.bad_epochs = 0
         self.state.averaged = 0
         self._save_last(None, None)
