@@ -461,15 +461,19 @@ def test_a_split_without_one_class_is_refused_before_training(planted_dataset, t
     manifest = tmp_path / "lopsided.csv"
     reals = sorted((planted_dataset / "real" / "camera").iterdir())
     fake = next((planted_dataset / "ai" / "upsampler").iterdir())
+
+    def refusal(manifest: Path) -> str:
+        config = config_for("npr", manifest, tmp_path / "cache")
+        data = prepare_data(config)
+        [(_, split)] = make_splits(config, data.samples, data.groups)
+        with pytest.raises(FacetellError) as refused:
+            Trainer(config, data, split, tmp_path / "run")
+        return str(refused.value)
+
     manifest.write_text(
         "path,label\n" + "".join(f"{path},real\n" for path in reals) + f"{fake},ai\n"
     )
-    config = config_for("npr", manifest, tmp_path / "cache")
-    data = prepare_data(config)
-    [(_, split)] = make_splits(config, data.samples, data.groups)
-    with pytest.raises(FacetellError) as refused:
-        Trainer(config, data, split, tmp_path / "run")
-    assert str(refused.value).startswith(
+    assert refusal(manifest).startswith(
         f"{tmp_path / 'run'}: the validation split holds no AI images (the data has 60 real and "
         "1 AI images that could be read); training needs both classes"
     )
@@ -477,12 +481,7 @@ def test_a_split_without_one_class_is_refused_before_training(planted_dataset, t
     given = tmp_path / "given.csv"  # the data's own split, whose val part has no AI image
     rows = [f"{path},real,{'val' if i < 10 else 'train'}" for i, path in enumerate(reals)]
     given.write_text("\n".join(["path,label,split", *rows, *(f"{p},ai,train" for p in fakes)]))
-    config = config_for("npr", given, tmp_path / "cache")
-    data = prepare_data(config)
-    [(_, split)] = make_splits(config, data.samples, data.groups)
-    with pytest.raises(FacetellError) as refused:
-        Trainer(config, data, split, tmp_path / "given-run")
-    assert str(refused.value).endswith(  # the part to mend is the data's own, not a drawn one
+    assert refusal(given).endswith(  # the part to mend is the data's own, not a drawn one
         "needs both classes in training and validation: add AI images to the data's own val "
         "part, or take the part away to draw it anew"
     )
@@ -496,12 +495,7 @@ def test_a_split_without_one_class_is_refused_before_training(planted_dataset, t
         + "".join(f"{path},real\n" for path in reals)
         + "".join(f"{path},ai\n" for path in sorted(copies.iterdir()))
     )
-    config = config_for("npr", copied, tmp_path / "cache")
-    data = prepare_data(config)
-    [(_, split)] = make_splits(config, data.samples, data.groups)
-    with pytest.raises(FacetellError) as refused:
-        Trainer(config, data, split, tmp_path / "copied-run")
-    assert str(refused.value).endswith(
+    assert refusal(copied).endswith(
         "so a few per source at least); the 6 AI images are near-copies of 1 image, and "
         "near-copies stay in one split"
     )
@@ -541,6 +535,18 @@ def test_an_epoch_logged_but_not_checkpointed_is_run_again_and_logged_once(
     ]
 
 
+def patient_trainer(
+    planted_dataset: Path, tmp_path: Path, phases: list[dict]
+) -> tuple[Trainer, np.ndarray]:
+    """An NPR trainer with patience 2, and its validation targets, for epochs ended by hand."""
+    config = config_for("npr", planted_dataset, tmp_path / "cache", phases=phases, patience=2)
+    data = prepare_data(config)
+    [(_, split)] = make_splits(config, data.samples, data.groups)
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(config, data, split, tmp_path / "run")
+    return trainer, data.targets[trainer.index["val"]].astype(np.float32)
+
+
 def test_patience_counts_from_the_phase_best_and_the_best_weights_survive(
     planted_dataset, tmp_path
 ):
@@ -549,18 +555,8 @@ def test_patience_counts_from_the_phase_best_and_the_best_weights_survive(
     Held out without UTKFace, the tight member's fine-tuning climbed 0.763 → 0.863 in five
     epochs, all below its head's 0.882, and was stopped with the head's weights.
     """
-    config = config_for(
-        "npr",
-        planted_dataset,
-        tmp_path / "cache",
-        phases=[{"kind": "full", "epochs": 1, "lr": 0.002}, {"kind": "full", "epochs": 9}],
-        patience=2,
-    )
-    data = prepare_data(config)
-    [(_, split)] = make_splits(config, data.samples, data.groups)
-    (tmp_path / "run").mkdir()
-    trainer = Trainer(config, data, split, tmp_path / "run")
-    targets = data.targets[trainer.index["val"]].astype(np.float32)
+    phases = [{"kind": "full", "epochs": 1, "lr": 0.002}, {"kind": "full", "epochs": 9}]
+    trainer, targets = patient_trainer(planted_dataset, tmp_path, phases)
     noise = np.random.default_rng(0).normal(size=targets.shape).astype(np.float32)
 
     def end_epoch(signal: float) -> bool:
@@ -588,18 +584,7 @@ def test_once_every_validation_image_is_ranked_right_the_lowest_loss_is_kept(
     """Easy data ranks validation perfectly from the first epoch: AUROC stayed 1.0, so the
     bundle kept the first epoch's weights (test accuracy 0.62 at threshold 0.5 on 48 images)
     whatever fine-tuning achieved, and patience stopped the phase while its loss still fell."""
-    config = config_for(
-        "npr",
-        planted_dataset,
-        tmp_path / "cache",
-        phases=[{"kind": "full", "epochs": 9}],
-        patience=2,
-    )
-    data = prepare_data(config)
-    [(_, split)] = make_splits(config, data.samples, data.groups)
-    (tmp_path / "run").mkdir()
-    trainer = Trainer(config, data, split, tmp_path / "run")
-    targets = data.targets[trainer.index["val"]].astype(np.float32)
+    trainer, targets = patient_trainer(planted_dataset, tmp_path, [{"kind": "full", "epochs": 9}])
 
     def end_epoch(margin: float) -> tuple[bool, dict[str, torch.Tensor]]:
         with torch.no_grad():  # each epoch's weights differ, so the kept ones can be told apart
