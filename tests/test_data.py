@@ -149,8 +149,9 @@ def test_a_manifest_written_on_windows_with_a_split_column_reads_here(tmp_path):
 
 def test_a_manifest_a_spreadsheet_saved_reads_as_the_plain_one(tmp_path):
     """Excel's "CSV UTF-8" starts with a byte-order mark and keeps `Path,Label` capitalised;
-    where the decimal mark is a comma it separates columns with semicolons. Each was refused
-    as lacking the path and label columns, and a .tsv was "a file, not a dataset"."""
+    where the decimal mark is a comma it separates columns with semicolons; its "Unicode
+    Text" and PowerShell 5 write UTF-16. Each was refused as lacking the path and label
+    columns, and a .tsv was "a file, not a dataset"."""
     write_images(tmp_path / "imgs", 2, seed=1)
     rows = [("Path", "Label", "Source"), ("imgs/000.jpg", "Fake", "gen-x")]
     rows.append(("imgs/001.jpg", "real", "cam"))
@@ -160,10 +161,16 @@ def test_a_manifest_a_spreadsheet_saved_reads_as_the_plain_one(tmp_path):
         ("europe.csv", ";", "\ufeff"),
         ("spaced.csv", ", ", ""),
         ("sheet.tsv", "\t", ""),
+        ("unicode-text.tsv", "\t", "utf-16"),  # Excel's "Unicode Text"
+        ("powershell.csv", ",", "utf-16-be"),
     ]:
         manifest = tmp_path / name
-        lines = [separator.join(row) for row in rows]
-        manifest.write_text(start + "\r\n".join(lines) + "\r\n", encoding="utf-8")
+        text = "\r\n".join(separator.join(row) for row in rows) + "\r\n"
+        if start.startswith("utf-16"):  # with its byte-order mark, as Windows writes it
+            mark = "\ufeff" if start == "utf-16-be" else ""
+            manifest.write_bytes((mark + text).encode(start))
+        else:
+            manifest.write_text(start + text, encoding="utf-8")
         assert [(s.path, s.label, s.source) for s in discover([manifest])] == plain, name
 
 

@@ -591,6 +591,33 @@ def test_a_file_name_that_is_not_utf8_is_judged_and_written_everywhere(untrained
     assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
 
 
+def test_a_control_character_in_a_name_keeps_every_output_to_one_line(untrained_bundle, tmp_path):
+    """A newline in a file name split the CSV's row and the error's one line; a NUL byte (a
+    list saved as UTF-16 and read as UTF-8 has one in every name) crashed the run."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut().save(photos / "new\nline.jpg", quality=90)
+    (photos / "cut\tshort.jpg").write_bytes(encode(astronaut(), "JPEG")[:3000])
+    (photos / "list.txt").write_bytes(b"new\x00line.jpg\n")
+    model = ("--model", str(untrained_bundle), "-f", "csv")
+    run = run_cli("predict", ".", "--files-from", "list.txt", *model, cwd=photos)
+    assert run.returncode == 0, run.stderr.decode()
+    lines = run.stdout.decode().splitlines()
+    assert len(lines) == 4  # the header and one line per image
+    rows = list(csv.DictReader(lines))
+    assert [(row["path"], row["status"]) for row in rows] == [
+        ("cut\\x09short.jpg", "error"),
+        ("new\\x0aline.jpg", "ok"),
+        ("new\\x00line.jpg", "error"),
+    ]
+    assert rows[0]["error"].startswith("cut\\x09short.jpg: truncated")
+    assert rows[2]["error"] == (
+        "new\\x00line.jpg: file name holds a NUL byte, which no file name can (check it)"
+    )
+    detector = Detector.load(untrained_bundle)
+    assert detector.predict("new\x00line.jpg").error == rows[2]["error"]  # the API too
+
+
 def test_heat_maps_saved_inside_the_folder_judged_are_not_judged_next_time(
     untrained_bundle, tmp_path
 ):
@@ -1127,6 +1154,13 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
     ] == [
         ("shoot/two.jpg", "no_face"),
         ("shoot\\four.jpg", "error"),  # nowhere either way: named as written
+    ]
+    powershell = tmp_path / "list.txt"  # `Get-ChildItem -Name > list.txt`: UTF-16 LE
+    powershell.write_bytes("\ufeffone.jpg\r\ntwo.jpg\r\n".encode("utf-16-le"))
+    run = run_cli("predict", "--files-from", str(powershell), *model, cwd=shoot)
+    assert [(r["path"], r["status"]) for r in map(json.loads, run.stdout.splitlines())] == [
+        ("one.jpg", "ok"),
+        ("two.jpg", "no_face"),
     ]
     said = [
         run_cli("predict", *args, "--model", str(untrained_bundle)).stderr.decode().strip()

@@ -101,6 +101,7 @@ from facetell.io import (
     looks_like_image,
     printable_name,
     real_path,
+    text_of,
 )
 from facetell.review import PER_FILE, ReviewPage
 
@@ -789,10 +790,7 @@ def read_list(path: Path) -> list[str]:
     photos works from anywhere, and one with backslashes (written on Windows) is read with
     them as folder separators."""
     try:
-        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-        # utf-8-sig: a list saved by Windows Notepad starts with a byte-order mark, which
-        # would otherwise become part of the first file's name
-        text = raw.decode("utf-8-sig", errors="surrogateescape")
+        text = text_of(sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes())
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise FacetellError(f"{path}: cannot read the --files-from list ({reason})") from None

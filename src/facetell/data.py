@@ -22,7 +22,14 @@ import imagehash
 import numpy as np
 
 from facetell.errors import BadImage, DatasetError
-from facetell.io import DATASET_LIMITS, archive_kind, decode, file_head, looks_like_image
+from facetell.io import (
+    DATASET_LIMITS,
+    archive_kind,
+    decode,
+    file_head,
+    looks_like_image,
+    text_of,
+)
 
 LABELS = ("real", "ai")
 # The spellings of public detection datasets: CNNDetection's 0_real/1_fake, GenImage's
@@ -139,11 +146,12 @@ def read_manifest(csv_path: Path) -> list[Sample]:
     A manifest written on Windows (`real\\cam\\1.jpg`) is read with its backslashes as folder
     separators when the path does not exist as written; a `split` column (train, val, test
     and their aliases) is kept, as a train/ or test/ folder would be. What spreadsheets save
-    reads too (`table_rows`), with a byte-order mark (Excel's "CSV UTF-8").
+    reads too (`table_rows`), with a byte-order mark (Excel's "CSV UTF-8") or as UTF-16
+    ("Unicode Text").
     """
     base = csv_path.parent
     samples = []
-    text = csv_path.read_text(encoding="utf-8-sig", errors="surrogateescape")
+    text = text_of(csv_path.read_bytes())
     columns, rows = table_rows(text)
     if not {"path", "label"} <= set(columns):
         raise DatasetError(

@@ -7,6 +7,7 @@ has to trust a file extension or re-open a file.
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import errno
 import functools
@@ -14,6 +15,7 @@ import glob
 import http.client
 import io
 import os
+import re
 import stat
 import struct
 import urllib.error
@@ -182,17 +184,22 @@ def estimate_jpeg_quality(quantization: Mapping[int, Any]) -> int | None:
 
 
 def printable_name(name: str) -> str:
-    """`name` as text every output can hold. A file name whose bytes are not UTF-8 (from an old
-    Latin-1 archive, say) reaches Python holding lone surrogates, which no UTF-8 file, CSV or
-    HTML page can encode; its odd bytes are written as \\xNN instead, as `ls -b` shows them."""
+    """`name` as text every output can hold on one line. A file name whose bytes are not UTF-8
+    (from an old Latin-1 archive, say) reaches Python holding lone surrogates, which no UTF-8
+    file, CSV or HTML page can encode; its odd bytes are written as \\xNN instead, as `ls -b`
+    shows them, and so are control characters (a newline in a name split a table's row and an
+    error's one line)."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         try:
-            return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         except UnicodeEncodeError:  # a surrogate no file name decoded to: escape it as is
-            return name.encode("utf-8", "backslashreplace").decode("utf-8")
-    return name
+            name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", name)
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def source_name(source: object) -> str | None:
@@ -304,7 +311,19 @@ def tensor_pixels(tensor: torch.Tensor, label: str) -> np.ndarray:
 def real_path(path: str | os.PathLike[str]) -> Path:
     """The absolute path with symlinks followed where they lead; a symlink loop in a folder
     given is its own error record later, where `Path.resolve` raised before any work."""
-    return Path(os.path.realpath(path))
+    try:
+        return Path(os.path.realpath(path))
+    except ValueError:  # a NUL byte: no file has such a name, so there is no link to follow
+        return Path(path).absolute()
+
+
+def text_of(raw: bytes) -> str:
+    """A list or manifest file's text: UTF-8, with or without Notepad's byte-order mark, or
+    UTF-16 with its mark, as PowerShell 5's `>` and Excel's "Unicode Text" save them. Bytes
+    that are not UTF-8 stay as surrogates, so a name in another encoding is shown, not lost."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16", errors="replace")
+    return raw.decode("utf-8-sig", errors="surrogateescape")
 
 
 def is_url(source: object) -> bool:
@@ -675,6 +694,8 @@ def decode(
             data = _download(str(source), label, limits)
         elif source == "":  # Path("") is the working folder: never judge that by mistake
             raise BadImage('""', "empty file name", "is a shell variable unset?")
+        elif "\x00" in os.fspath(source):
+            raise BadImage(label, "file name holds a NUL byte, which no file name can", "check it")
         else:
             _refuse_camera_raw(Path(source), label)
             data = _read_bytes(Path(source), label, limits)
