@@ -618,6 +618,38 @@ def test_a_control_character_in_a_name_keeps_every_output_to_one_line(untrained_
     assert detector.predict("new\x00line.jpg").error == rows[2]["error"]  # the API too
 
 
+def test_a_name_no_file_can_have_is_an_error_record_or_one_line(untrained_bundle, tmp_path):
+    """A name longer than the system allows raised from Path.is_dir and lost the batch; given
+    as a bundle, a dataset or an output, and a link that leads to itself given to evaluate,
+    it ended in a traceback."""
+    too_long = "a" * 300
+    astronaut().save(tmp_path / "one.jpg", quality=90)
+    (tmp_path / "list.txt").write_text(f"{too_long}\none.jpg\n")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    model = ("--model", str(untrained_bundle), "-f", "jsonl")
+    for run in (
+        run_cli("predict", too_long, "one.jpg", *model, cwd=tmp_path),
+        run_cli("predict", "--files-from", "list.txt", *model, cwd=tmp_path),
+    ):
+        assert run.returncode == 0, run.stderr.decode()
+        records = [json.loads(line) for line in run.stdout.splitlines()]
+        assert [(r["status"], r["error"]) for r in records] == [
+            ("error", f"{too_long}: cannot read file: File name too long"),
+            ("ok", None),
+        ]
+    refused = [
+        run_cli("predict", "one.jpg", "--model", too_long, cwd=tmp_path),
+        run_cli("train", "--data", too_long, "-o", "run", cwd=tmp_path),
+        run_cli("evaluate", "loop", ".", cwd=tmp_path),
+    ]
+    assert [run.returncode for run in refused] == [2, 2, 2]
+    assert [run.stderr.decode() for run in refused] == [
+        f"error: {too_long}/config.json: file name too long (check the path)\n",
+        f"error: {too_long}: file name too long (check the path)\n",
+        f"error: {tmp_path / 'loop'}: symlink loop (check the path)\n",
+    ]
+
+
 def test_heat_maps_saved_inside_the_folder_judged_are_not_judged_next_time(
     untrained_bundle, tmp_path
 ):
@@ -1228,28 +1260,34 @@ def test_an_output_never_overwrites_a_photo_or_the_other_output(tmp_path, untrai
 def test_an_output_never_replaces_an_archive_or_a_document_but_replaces_earlier_results(
     tmp_path, untrained_bundle
 ):
-    """`--report photos.zip` had replaced the archive with the review page; text files, which
-    is what facetell writes, are still overwritten, and a spreadsheet name points to .csv."""
+    """`--report photos.zip` had replaced the archive with the review page; text files (in any
+    encoding: an editor may have re-saved one) are still overwritten, and a spreadsheet name
+    points to .csv."""
     photos = tmp_path / "photos"
     photos.mkdir()
     astronaut().save(photos / "1.jpg")
     archive = Path(shutil.make_archive(str(tmp_path / "photos"), "zip", photos))
     document = tmp_path / "brief.pdf"
     document.write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
+    database = tmp_path / "notes.db"
+    database.write_bytes(b"SQLite format 3\x00" + bytes(84))
     earlier = tmp_path / "earlier.jsonl"
     earlier.write_text('{"path": "old.jpg"}\n')
-    kept = {path: path.read_bytes() for path in (archive, document)}
+    kept = {path: path.read_bytes() for path in (archive, document, database)}
     model = ("--model", str(untrained_bundle))
     runs = [
         run_cli("predict", str(photos), "--report", str(archive), *model),
         run_cli("predict", str(photos), "-o", str(document), *model),
+        run_cli("predict", str(photos), "--report", str(database), *model),
         run_cli("predict", str(photos), "-o", str(tmp_path / "results.xlsx"), *model),
     ]
-    assert [run.returncode for run in runs] == [2, 2, 2]
+    assert [run.returncode for run in runs] == [2, 2, 2, 2]
     assert [run.stderr.decode().strip() for run in runs] == [
         f"error: {archive}: a ZIP archive; --report there would overwrite it with results "
         "(name a new file)",
-        f"error: {document}: a binary file, not results facetell wrote; --output there would "
+        f"error: {document}: a PDF document; --output there would overwrite it with results "
+        "(name a new file)",
+        f"error: {database}: a binary file, not results facetell wrote; --report there would "
         "overwrite it with results (name a new file)",
         f"error: {tmp_path / 'results.xlsx'}: facetell writes no spreadsheet file; name it "
         f"{tmp_path / 'results.csv'}, which spreadsheets open",

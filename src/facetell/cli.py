@@ -6,7 +6,6 @@ them, so `facetell predict` starts without paying for training and reporting cod
 
 from __future__ import annotations
 
-import codecs
 import csv
 import datetime
 import errno
@@ -95,6 +94,7 @@ from facetell.io import (
     NamedImage,
     archive_kind,
     decode,
+    exists,
     file_head,
     image_files,
     is_url,
@@ -115,6 +115,8 @@ if TYPE_CHECKING:
 
 # What a full or read-only disk raises wherever a command writes (a report, a manifest, a run)
 STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO})
+# What a path given on the command line can raise wherever it is first looked at
+PATH_ERRORS = frozenset({errno.ENAMETOOLONG, errno.ELOOP})
 
 
 class Commands(typer.Typer):
@@ -140,11 +142,20 @@ class Commands(typer.Typer):
         except WriteFailed as failure:  # a command that knows what it was writing
             message = f"{failure}; free space or write elsewhere"
         except OSError as error:
-            if error.errno not in STORAGE_ERRORS:
+            if error.errno in PATH_ERRORS:  # a path argument no file can have, met anywhere
+                reason = (error.strerror or str(error)).lower()
+                message = f"{printable_name(str(error.filename))}: {reason} (check the path)"
+            elif error.errno in STORAGE_ERRORS:
+                full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+                hint = "free space or write elsewhere" if full else "write elsewhere"
+                message = f"{WriteFailed(error.filename, error)}; {hint}"
+            else:
                 raise
-            full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-            hint = "free space or write elsewhere" if full else "write elsewhere"
-            message = f"{WriteFailed(error.filename, error)}; {hint}"
+        except RuntimeError as error:  # pathlib's resolve() meeting a link that leads to itself
+            if not str(error).startswith("Symlink loop from "):
+                raise
+            looped = printable_name(str(error).removeprefix("Symlink loop from ").strip("'"))
+            message = f"{looped}: symlink loop (check the path)"
         else:
             raise SystemExit(status or 0)  # typer.Exit's code, returned when not standalone
         err_console.print(labelled_line("error:", "bold red", message))
@@ -802,13 +813,13 @@ def read_list(path: Path) -> list[str]:
     beside = path.parent if str(path) != "-" else Path()
 
     def located(line: str) -> str:
-        if is_url(line) or Path(line).is_absolute() or Path(line).exists():
+        if is_url(line) or Path(line).is_absolute() or exists(Path(line)):
             return line
-        if (beside / line).exists():
+        if exists(beside / line):
             return str(beside / line)
         if "\\" in line:  # a list written on Windows: photos\\a.jpg
             converted = located(PureWindowsPath(line).as_posix())
-            return converted if Path(converted).exists() else line
+            return converted if exists(Path(converted)) else line
         return line
 
     return [located(line) for line in lines]
@@ -874,8 +885,8 @@ def refuse_overwriting_inputs(
             what = "an input"
         elif path.is_file() and looks_like_image(path):
             what = "an image"
-        elif path.is_file() and not is_text(head := file_head(path)):
-            what = archive_kind(head) or "a binary file, not results facetell wrote"
+        elif path.is_file() and (kind := binary_kind(file_head(path))):
+            what = kind
         else:
             continue
         raise fail(
@@ -883,13 +894,14 @@ def refuse_overwriting_inputs(
         )
 
 
-def is_text(head: bytes) -> bool:
-    """Whether a file's first bytes are UTF-8 text, as every file facetell writes is."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return b"\x00" not in head
+def binary_kind(head: bytes) -> str | None:
+    """What a file facetell never writes is (an archive, a PDF, other binary data), from its
+    first bytes; None for text in any encoding, which an earlier run or an editor wrote."""
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if kind := archive_kind(head):
+        return kind
+    return "a binary file, not results facetell wrote" if b"\x00" in head else None
 
 
 def warn_if_uncalibrated(detector: Detector) -> None:

@@ -26,6 +26,7 @@ from facetell.io import (
     DATASET_LIMITS,
     archive_kind,
     decode,
+    exists,
     file_head,
     looks_like_image,
     text_of,
@@ -223,6 +224,8 @@ def discover(
     """
     samples: list[Sample] = []
     for root in map(Path, roots):
+        if not exists(root):  # also a name longer than the system allows, which raised
+            raise DatasetError(f"{root}: no such folder or manifest CSV")
         if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
             samples += read_manifest(root)
             continue

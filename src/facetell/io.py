@@ -878,6 +878,23 @@ def file_head(path: Path, size: int = 1024) -> bytes:
         return b""
 
 
+def is_folder(path: Path) -> bool:
+    """`Path.is_dir`, but False for a name the system refuses (longer than it allows), which
+    raised and stopped a batch; judged, such a name is an error record like any other."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def exists(path: Path) -> bool:
+    """`Path.exists`, but False for a name the system refuses, as `is_folder`."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def image_files(
     source: str | os.PathLike[str],
     skipped: list[Path] | None = None,
@@ -891,7 +908,7 @@ def image_files(
     """
     raw = os.fspath(source)
     path = Path(raw)
-    if raw and path.is_dir():  # "" is no folder (Path("") is ".")
+    if raw and is_folder(path):  # "" is no folder (Path("") is ".")
         for found in sorted(path.rglob("*")):
             broken_link = found.is_symlink() and not found.exists()
             if not (found.is_file() or broken_link) or found.name.startswith("."):
@@ -902,7 +919,7 @@ def image_files(
                 yield str(found)
             elif skipped is not None:
                 skipped.append(found)
-    elif raw and not path.exists() and (matches := glob.glob(raw, recursive=True)):  # noqa: PTH207
+    elif raw and not exists(path) and (matches := glob.glob(raw, recursive=True)):  # noqa: PTH207
         yield from sorted(matches)
     else:
         yield raw  # a pattern that matches nothing, too: "file not found" says so
@@ -924,7 +941,7 @@ def expand_sources(
         yield items
         return
     for item in items:
-        if isinstance(item, str | os.PathLike) and Path(item).is_dir():
+        if isinstance(item, str | os.PathLike) and is_folder(Path(item)):
             yield from image_files(item)
         else:
             yield item
