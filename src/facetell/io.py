@@ -183,20 +183,24 @@ def estimate_jpeg_quality(quantization: Mapping[int, Any]) -> int | None:
     return int(np.argmin(np.abs(_IJG_SUMS - luma_sum)) + 1)
 
 
-def printable_name(name: str) -> str:
-    """`name` as text every output can hold on one line. A file name whose bytes are not UTF-8
-    (from an old Latin-1 archive, say) reaches Python holding lone surrogates, which no UTF-8
-    file, CSV or HTML page can encode; its odd bytes are written as \\xNN instead, as `ls -b`
-    shows them, and so are control characters (a newline in a name split a table's row and an
-    error's one line)."""
+def printable(text: str) -> str:
+    """`text` as every output can hold it. A file name whose bytes are not UTF-8 (from an old
+    Latin-1 archive, say) reaches Python holding lone surrogates, which no UTF-8 file, CSV or
+    HTML page can encode; its odd bytes are written as \\xNN instead, as `ls -b` shows them."""
     try:
-        name.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError:
         try:
-            name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         except UnicodeEncodeError:  # a surrogate no file name decoded to: escape it as is
-            name = name.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", name)
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def printable_name(name: str) -> str:
+    """A name as every output can hold it on one line: `printable`, with control characters
+    as \\xNN too (a newline in a file name split a table's row and an error's one line)."""
+    return _CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", printable(name))
 
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")

@@ -18,7 +18,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from facetell.calibrate import SizeCorrection, reliability_curve
 from facetell.evaluate import Evaluation, describe_seen
-from facetell.io import DATASET_LIMITS, decode, printable_name
+from facetell.io import DATASET_LIMITS, decode, printable, printable_name
 from facetell.pages import BASE_STYLE, NO_SCRIPTS, data_uri, image_data_uri
 
 _STYLE = (
@@ -578,5 +578,5 @@ surest of: the first place to look for label noise, shortcuts or blind spots.</p
 <div class="grid" id="mistake-gallery">{gallery}</div></section>
 </main></body></html>"""
     path = folder / "report.html"
-    path.write_text(printable_name(page), encoding="utf-8")  # file names not in UTF-8
+    path.write_text(printable(page), encoding="utf-8")  # file names not in UTF-8
     return path
