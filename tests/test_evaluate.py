@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -676,6 +677,34 @@ def test_source_pairs_show_which_real_photos_a_generator_passes_for():
     assert 0.1 < np.diff(pairs[("oldgan", "soft")]["auroc_interval"])[0] < 0.5  # 30 against 40
 
 
+def test_a_split_of_absolute_paths_from_another_machine_reads_with_the_data_here(
+    untrained_bundle, tmp_path
+):
+    """A colleague trained with --data /home/alice/faces: every path in their split.json was
+    missing here, wherever the same faces/ folder was."""
+    (tmp_path / "faces").mkdir()
+    astronaut().save(tmp_path / "faces" / "real.jpg")
+    gan_faces(1, size=128)[0].save(tmp_path / "faces" / "fake.png")
+    (tmp_path / "elsewhere").mkdir()
+    for prefix, separator in (("/home/alice/faces", "/"), ("C:\\Users\\alice\\faces", "\\")):
+        split = {"kind": "stratified", "seed": 0, "params": {}, "rows": [
+            {"path": f"{prefix}{separator}{name}", "label": label, "source": label, "group": i,
+             "split": "test"}
+            for i, (name, label) in enumerate([("real.jpg", "real"), ("fake.png", "ai")])
+        ]}  # fmt: skip
+        (tmp_path / "split.json").write_text(json.dumps(split))
+        run = run_cli("evaluate", str(untrained_bundle), "--split-file", "../split.json",
+                      "--split", "test", "--out", "report", "--robustness-limit", "0",
+                      "--resamples", "0", cwd=tmp_path / "elsewhere")  # fmt: skip
+        assert run.returncode == 0, run.stderr.decode()
+        report = tmp_path / "elsewhere" / "report"
+        rows = list(csv.DictReader((report / "predictions.csv").open(encoding="utf-8")))
+        assert sorted((Path(row["path"]).resolve(), row["status"]) for row in rows) == [
+            ((tmp_path / "faces" / "fake.png").resolve(), "ok"),
+            ((tmp_path / "faces" / "real.jpg").resolve(), "ok"),
+        ], prefix
+
+
 def test_images_a_split_or_manifest_names_that_are_gone_are_named_not_scored(
     untrained_bundle, tmp_path
 ):
@@ -699,8 +728,8 @@ def test_images_a_split_or_manifest_names_that_are_gone_are_named_not_scored(
         assert run.returncode == 2
         assert run.stderr.decode().strip() == (
             f"error: {tmp_path / 'split.json'}: none of the 2 images it names exists (the first: "
-            "moved/real.jpg); its relative paths are found from here or from a folder above the "
-            "split file"
+            "moved/real.jpg); its paths are found from here or from a folder above the split file "
+            "(another machine's absolute paths by their last folders)"
         )
         misnamed = run_cli(command, bundle, "--split-file", str(tmp_path / "split.json"),
                            "--split", "validation", *options, cwd=tmp_path)  # fmt: skip

@@ -1500,7 +1500,8 @@ def select_samples(
         named_by = f"{split_file}" if split_file else "the manifest"
         if len(missing) == len(samples):
             where = (
-                "its relative paths are found from here or from a folder above the split file"
+                "its paths are found from here or from a folder above the split file (another "
+                "machine's absolute paths by their last folders)"
                 if split_file
                 else "its relative paths are read from the manifest's folder"
             )

@@ -598,6 +598,45 @@ def _paths_root(split_path: Path, rows: Sequence[dict]) -> Path:
     return next((folder for folder in (above, *above.parents) if (folder / first).exists()), Path())
 
 
+WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
+
+
+def _path_parts(path: str) -> tuple[str, ...]:
+    """A saved path's parts, a Windows one's (C:\\data\\ai\\1.jpg) too."""
+    if "\\" in path or WINDOWS_DRIVE.match(path):
+        return PureWindowsPath(path).parts
+    return Path(path).parts
+
+
+def _relocated(split_path: Path, rows: list[dict]) -> list[dict]:
+    """Rows whose absolute paths are gone (another machine's: /home/alice/faces/ai/1.jpg), made
+    relative by dropping the folders before the longest tail (faces/ai/1.jpg) that exists
+    from here or from a folder above the split file, for most of them, so a colleague's
+    split reads with their data anywhere."""
+    absolute = [r for r in rows if Path(r["path"]).is_absolute() or WINDOWS_DRIVE.match(r["path"])]
+    if not absolute or exists(Path(absolute[0]["path"])):
+        return rows
+    above = split_path.absolute().parent
+    folders = (Path(), above, *above.parents)
+    parts = _path_parts(absolute[0]["path"])
+    sample = absolute[:: max(1, len(absolute) // 50)]
+    for cut in range(1, len(parts) - 1):
+        prefix = parts[:cut]
+        root = next((f for f in folders if exists(f / Path(*parts[cut:]))), None)
+        if root is None:
+            continue
+        tails = [_path_parts(row["path"]) for row in sample]
+        found = sum(t[:cut] == prefix and exists(root / Path(*t[cut:])) for t in tails)
+        if found >= 0.9 * len(sample):
+            return [
+                {**row, "path": str(Path(*parts_[cut:]))}
+                if (parts_ := _path_parts(row["path"]))[:cut] == prefix
+                else row
+                for row in rows
+            ]
+    return rows
+
+
 @dataclass(frozen=True)
 class SplitFile:
     """A saved split: how it was made and which sample went where, so a run repeats exactly.
@@ -635,7 +674,8 @@ class SplitFile:
                 f"{path}: not a split file (the split.json that `facetell train` writes beside "
                 "a run, with kind, seed, params and rows)"
             )
-        return cls(**{name: raw[name] for name in fields}, root=_paths_root(path, raw["rows"]))
+        rows = _relocated(path, raw["rows"])
+        return cls(raw["kind"], raw["seed"], raw["params"], rows, root=_paths_root(path, rows))
 
     @classmethod
     def from_assignment(
