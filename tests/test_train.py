@@ -1321,6 +1321,19 @@ def test_a_photo_given_where_the_config_goes_is_one_line(tmp_path):
     assert str(caught.value) == f"{photo}: not a YAML config (not UTF-8 text)"
 
 
+def test_a_second_dataset_after_one_data_option_is_named_as_such(tmp_path):
+    """`facetell train --data mine/ theirs/` made theirs/ the config: "cannot read config (Is a
+    directory)" said nothing of --data."""
+    for name in ("mine", "theirs"):
+        (tmp_path / name / "real").mkdir(parents=True)
+    run = run_cli("train", "--data", "mine", "theirs", cwd=tmp_path)
+    assert (run.returncode, run.stderr.decode()) == (
+        2,
+        "error: theirs: a folder, not a config; for several datasets give --data before each "
+        "(--data A --data theirs)\n",
+    )
+
+
 def test_augmentation_ranges_unknown_keys_and_list_items_are_checked_before_any_work():
     """A reversed or impossible range ([90, 30], a blur sigma of 0, cuts of half a side) failed
     only when training first drew from it; `phases.1.epochs` was refused as no key."""

@@ -274,6 +274,11 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig
     """Read a YAML config and apply `a.b=value` overrides (values parsed as YAML)."""
     raw: Any = {}
     if path is not None:
+        if path.is_dir():  # `train --data mine/ theirs/`: the second folder became CONFIG
+            raise FacetellError(
+                f"{path}: a folder, not a config; for several datasets give --data before each "
+                f"(--data A --data {path})"
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
