@@ -1196,12 +1196,19 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
     ]
     said = [
         run_cli("predict", *args, "--model", str(untrained_bundle)).stderr.decode().strip()
-        for args in ([], ["--files-from", str(tmp_path / "gone.txt")], ["-", "--files-from", "-"])
+        for args in (
+            [],
+            ["--files-from", str(tmp_path / "gone.txt")],
+            ["--files-from", str(shoot)],
+            ["-", "--files-from", "-"],
+        )
     ]
     assert said == [
         "error: give images, folders, globs or URLs to judge, or --files-from LIST",
         f"error: {tmp_path / 'gone.txt'}: cannot read the --files-from list (no such file or "
         "directory)",
+        f"error: {shoot}: a folder, not a list of files; give it as an input to judge its images "
+        f"(facetell predict {shoot})",
         "error: stdin can hold the list (--files-from -) or an image (-), not both",
     ]
 

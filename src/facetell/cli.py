@@ -802,6 +802,11 @@ def read_list(path: Path) -> list[str]:
     them as folder separators."""
     try:
         text = text_of(sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes())
+    except IsADirectoryError:
+        raise FacetellError(
+            f"{path}: a folder, not a list of files; give it as an input to judge its images "
+            f"(facetell predict {path})"
+        ) from None
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
         raise FacetellError(f"{path}: cannot read the --files-from list ({reason})") from None
@@ -2458,6 +2463,8 @@ def ensemble_command(
     (`facetell calibrate`) before shipping it."""
     from facetell.bundle import ensemble_bundle, load_bundle
 
+    if len(members) < 2:  # a second bundle forgotten: one alone would be a renamed copy
+        raise fail("an ensemble combines two bundles or more; name each member")
     if weights and len(weights) != len(members):
         raise fail(f"{len(weights)} weights for {len(members)} members")
     writable(out, "--out", folder=True)
