@@ -619,22 +619,23 @@ def _relocated(split_path: Path, rows: list[dict]) -> list[dict]:
     above = split_path.absolute().parent
     folders = (Path(), above, *above.parents)
     parts = _path_parts(absolute[0]["path"])
-    sample = absolute[:: max(1, len(absolute) // 50)]
+    sample = [_path_parts(row["path"]) for row in absolute[:: max(1, len(absolute) // 50)]]
     for cut in range(1, len(parts) - 1):
-        prefix = parts[:cut]
         root = next((f for f in folders if exists(f / Path(*parts[cut:]))), None)
         if root is None:
             continue
-        tails = [_path_parts(row["path"]) for row in sample]
-        found = sum(t[:cut] == prefix and exists(root / Path(*t[cut:])) for t in tails)
-        if found >= 0.9 * len(sample):
-            return [
-                {**row, "path": str(Path(*parts_[cut:]))}
-                if (parts_ := _path_parts(row["path"]))[:cut] == prefix
-                else row
-                for row in rows
-            ]
+        moved = [t for t in sample if t[:cut] == parts[:cut] and exists(root / Path(*t[cut:]))]
+        if len(moved) >= 0.9 * len(sample):
+            return [_dropped(row, parts[:cut]) for row in rows]
     return rows
+
+
+def _dropped(row: dict, prefix: tuple[str, ...]) -> dict:
+    """The row with its path's leading folders `prefix` taken off, if it starts with them."""
+    parts = _path_parts(row["path"])
+    if parts[: len(prefix)] != prefix:
+        return row
+    return {**row, "path": str(Path(*parts[len(prefix) :]))}
 
 
 @dataclass(frozen=True)

@@ -1048,8 +1048,8 @@ class Trainer:
         with (self.out_dir / "history.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record.to_dict()) + "\n")
         self.reporter.epoch(record)
-        self.state.epoch += 1
         state = self.state
+        state.epoch += 1
         if improves(val_auroc, val_loss, state.best_auroc, state.best_val_loss):
             state.best_auroc = max(val_auroc, state.best_auroc)
             state.best_val_loss = val_loss
@@ -1059,8 +1059,8 @@ class Trainer:
             state.phase_best_val_loss = val_loss
             state.bad_epochs = 0
         else:
-            self.state.bad_epochs += 1
-        return self.state.bad_epochs >= self.config.patience
+            state.bad_epochs += 1
+        return state.bad_epochs >= self.config.patience
 
     def _end_phase(self) -> None:
         """The next phase starts from the best weights so far, with fresh patience."""
