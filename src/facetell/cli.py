@@ -2463,8 +2463,6 @@ def ensemble_command(
     (`facetell calibrate`) before shipping it."""
     from facetell.bundle import ensemble_bundle, load_bundle
 
-    if len(members) < 2:  # a second bundle forgotten: one alone would be a renamed copy
-        raise fail("an ensemble combines two bundles or more; name each member")
     if weights and len(weights) != len(members):
         raise fail(f"{len(weights)} weights for {len(members)} members")
     writable(out, "--out", folder=True)
