@@ -746,3 +746,8 @@ def test_images_a_split_or_manifest_names_that_are_gone_are_named_not_scored(
         f"{tmp_path / 'data' / 'lost.jpg'})"
     )
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["metrics"]["n"] == 2
+    swapped = run_cli("evaluate", str(tmp_path / "split.json"), str(tmp_path / "data"))
+    assert swapped.stderr.decode() == (  # the split given where the bundle goes
+        f"error: {tmp_path / 'split.json'}: a split file, not a model bundle; give the bundle "
+        f"first and the split with --split-file {tmp_path / 'split.json'}\n"
+    )

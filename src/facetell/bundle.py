@@ -530,11 +530,27 @@ def _bundle_files(path: Path) -> dict[str, bytes]:
                 f"{path}: holds {len(folds)} training runs, not one model bundle; give one of "
                 f"their bundles, such as {folds[0].parent}"
             )
+        if _is_split_file(path):  # `evaluate runs/x/split.json data/`: the bundle forgotten
+            raise BundleError(
+                f"{path}: a split file, not a model bundle; give the bundle first and the split "
+                f"with --split-file {path}"
+            )
         raise BundleError(
             f"{path}: not a model bundle (expected a folder with config.json and "
             "model.safetensors, or a .zip of one)"
         )
     return files
+
+
+def _is_split_file(path: Path) -> bool:
+    """Whether a file is the split.json `facetell train` writes (kind, seed, params, rows)."""
+    if not (path.is_file() and path.suffix.lower() == ".json"):
+        return False
+    try:
+        held = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(held, dict) and {"kind", "seed", "params", "rows"} <= held.keys()
 
 
 def copy_bundle(source: Path, folder: Path) -> None:
