@@ -92,7 +92,7 @@ from facetell.io import (
     RAW_SUFFIXES,
     DecodeLimits,
     NamedImage,
-    archive_kind,
+    binary_kind,
     decode,
     exists,
     file_head,
@@ -897,16 +897,6 @@ def refuse_overwriting_inputs(
         raise fail(
             f"{path}: {what}; {option} there would overwrite it with results (name a new file)"
         )
-
-
-def binary_kind(head: bytes) -> str | None:
-    """What a file facetell never writes is (an archive, a PDF, other binary data), from its
-    first bytes; None for text in any encoding, which an earlier run or an editor wrote."""
-    if head.startswith(b"%PDF"):
-        return "a PDF document"
-    if kind := archive_kind(head):
-        return kind
-    return "a binary file, not results facetell wrote" if b"\x00" in head else None
 
 
 def warn_if_uncalibrated(detector: Detector) -> None:

@@ -850,6 +850,18 @@ def archive_kind(head: bytes) -> str | None:
     return next((kind for sig, kind in _ARCHIVE_SIGNATURES.items() if head.startswith(sig)), None)
 
 
+def binary_kind(head: bytes) -> str | None:
+    """What a file facetell never writes is (an archive, a PDF, a video, other binary data),
+    from its first bytes; None for text in any encoding, which an earlier run or an editor
+    wrote."""
+    if kind := archive_kind(head):
+        return kind
+    for signature, (kind, _) in _OTHER_SIGNATURES.items():
+        if head.startswith(signature):
+            return kind
+    return "a binary file, not results facetell wrote" if b"\x00" in head else None
+
+
 def claimed_format(head: bytes) -> str | None:
     """The image format a file's first 16 bytes announce, whatever its name says."""
     for signature, fmt in _SIGNATURES.items():
