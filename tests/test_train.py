@@ -1361,6 +1361,30 @@ def test_augmentation_ranges_unknown_keys_and_list_items_are_checked_before_any_
     assert [(p.epochs, p.lr) for p in changed.phases] == [(40, 1e-3), (5, 3e-4), (3, 1e-5)]
 
 
+def test_split_shares_seeds_and_rates_out_of_range_are_refused_before_any_work(tmp_path):
+    """Shares that do not sum to 1 and a negative seed raised a traceback from the split; a
+    negative learning rate trained uphill; max_per_source=0 read as "the data has 0 images"."""
+    recipe = Path(__file__).parents[1] / "configs" / "default-lite0.yaml"
+    refused = {
+        "data.fractions=[0.8, 0.3, 0.1]": "three shares (train, val, test) that sum to 1, "
+        "not [0.8, 0.3, 0.1]",
+        "data.fractions=[1, 0, 0]": "training and validation need a share above 0, not "
+        "[1.0, 0.0, 0.0]",
+        "seed=-1": "Input should be greater than or equal to 0",
+        "phases.2.lr=-0.001": "Input should be greater than 0",
+        "data.max_per_source=0": "Input should be greater than or equal to 1",
+    }
+    for override, problem in refused.items():
+        with pytest.raises(FacetellError) as caught:
+            load_config(recipe, [override])
+        assert str(caught.value).endswith(f" (--set {override}): {problem}")
+    assert load_config(recipe, ["data.fractions=[0.8, 0.2, 0]"]).data.fractions == (0.8, 0.2, 0)
+    (tmp_path / "real").mkdir()
+    run = run_cli("train", "--data", str(tmp_path), "--set", "seed=-1", cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.decode().startswith("error: ") and run.stderr.decode().count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("text", "overrides", "expected"),
     [

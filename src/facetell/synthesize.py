@@ -41,10 +41,10 @@ class SyntheticConfig(BaseModel):
     width: int = Field(32, ge=4, le=256)
     epochs: int = Field(10, ge=1)
     patch: int = Field(64, ge=8)
-    lr: float = 2e-3
+    lr: float = Field(2e-3, gt=0)
     batch_size: int = Field(32, ge=1)
     source: str = "synthetic-redrawn"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class RedrawAutoencoder(nn.Module):

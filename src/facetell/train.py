@@ -26,7 +26,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 from torch import nn
@@ -82,11 +90,11 @@ class PhaseConfig(BaseModel):
 
     kind: Literal["head", "finetune", "full", "closed_form"]
     epochs: int = Field(10, ge=1)
-    lr: float = 1e-3
-    trainable_blocks: int = 0
+    lr: float = Field(1e-3, gt=0)
+    trainable_blocks: int = Field(0, ge=0)
     views: int = Field(2, ge=1)
     cache_features: bool = True
-    regularisation: float = 1.0
+    regularisation: float = Field(1.0, gt=0)
     # finetune / full: from this epoch of the phase on, the weights after every epoch join a
     # running mean (stochastic weight averaging), validated at the phase's end as one more
     # epoch and kept if it is the best (on the shared data it did not help held-out sources:
@@ -105,14 +113,27 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     paths: list[str] = ["../shared/data/faces"]
+    # train, val, test shares; a run needs training and validation images, a test share may be 0
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     holdout_source: str | None = None
     folds: int = Field(1, ge=1)
     # The split's own seed (None: the run's `seed`), so runs that differ only in training
     # randomness are scored on the same test faces (seed spreads, seed ensembles).
-    split_seed: int | None = None
-    near_duplicate_bits: int = NEAR_DUPLICATE_DISTANCE
-    max_per_source: int | None = None
+    split_seed: int | None = Field(None, ge=0)
+    near_duplicate_bits: int = Field(NEAR_DUPLICATE_DISTANCE, ge=0, le=64)
+    max_per_source: int | None = Field(None, ge=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _shares_of_one_whole(cls, fractions: tuple[float, float, float]) -> tuple[float, ...]:
+        train, val, test = fractions
+        if min(fractions) < 0 or abs(train + val + test - 1) > 1e-6:
+            raise ValueError(
+                f"three shares (train, val, test) that sum to 1, not {list(fractions)}"
+            )
+        if train == 0 or val == 0:
+            raise ValueError(f"training and validation need a share above 0, not {list(fractions)}")
+        return fractions
 
 
 class AdversaryConfig(BaseModel):
@@ -143,12 +164,12 @@ class TrainConfig(BaseModel):
     model_kwargs: dict[str, Any] = {}
     crop: CropRecipe = CropRecipe()
     mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = IMAGENET_STD
     augment: AugmentConfig = AugmentConfig()
     data: DataConfig = DataConfig()
     phases: list[PhaseConfig]
     batch_size: int = Field(64, ge=1)
-    weight_decay: float = 1e-4
+    weight_decay: float = Field(1e-4, ge=0)
     schedule: Schedule = "cosine"
     patience: int = Field(4, ge=1)
     # 0 draws every training image equally often; above 0 the sources of a class are drawn
@@ -170,7 +191,7 @@ class TrainConfig(BaseModel):
     # checkpoints/best.safetensors or a bundle's model.safetensors (same family and kwargs), so
     # new phases can continue a finished run.
     init_from: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     workers: int = Field(2, ge=0)
     threads: int = Field(2, ge=1)
     cache_dir: str = "~/.cache/facetell"
