@@ -1248,6 +1248,13 @@ def test_too_few_images_to_test_on_are_said_and_evaluate_is_pointed_elsewhere(tm
         "note: fold-0, fold-1, fold-2: the test split holds 1 real and 1 AI images; with under 30 "
         "of a class its AUROC and accuracy can move by tenths on another draw (more data)"
     ]
+    unasked = run_cli("train", "--data", str(data), "-o", str(tmp_path / "no-test"), *settings,
+                      "--set", "data.fractions=[0.5, 0.5, 0]")  # fmt: skip
+    assert unasked.returncode == 0, unasked.stderr
+    notes = [line for line in unasked.stderr.decode().splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: no test split (data.fractions gives it a share of 0), so there are no test numbers"
+    ]
 
 
 def test_ctrl_c_says_what_was_kept_and_the_command_that_goes_on(planted_dataset, tmp_path):

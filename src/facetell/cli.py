@@ -646,7 +646,7 @@ def train_command(
         )
     console.print(table)
     note_given_split(results[0][1].metrics)
-    note_small_test_splits(results)
+    note_small_test_splits(results, test_share=config.data.fractions[2])
     if len(results) > 1:
         summary = summarise_runs(results)
         console.print(
@@ -713,7 +713,7 @@ def note_given_split(metrics: dict[str, Any]) -> None:
 SMALL_SPLIT = 30  # images of a class below which a split's AUROC swings by tenths
 
 
-def note_small_test_splits(results: Sequence[tuple[str, RunResult]]) -> None:
+def note_small_test_splits(results: Sequence[tuple[str, RunResult]], test_share: float) -> None:
     """A test AUROC of 1.0 on 4 images says little, and a test split too few images left empty
     gives none; say so where the numbers are read, once for the folds alike."""
     alike: dict[tuple[int, int] | None, list[str]] = defaultdict(list)
@@ -726,6 +726,13 @@ def note_small_test_splits(results: Sequence[tuple[str, RunResult]]) -> None:
     folded = any(result.metrics.get("split") == "kfold" for _, result in results)
     for counts, names in alike.items():
         runs = f"{', '.join(names)}: " if any(names) else ""
+        if counts is None and test_share == 0:
+            err_console.print(
+                f"note: {runs}no test split (data.fractions gives it a share of 0), so there are "
+                "no test numbers",
+                highlight=False,
+            )
+            continue
         if counts is None:
             said = "the test split is empty: too few images to hold some out, so there are no "
             said, folds = said + "test numbers", "--folds 3 to test every image once"
