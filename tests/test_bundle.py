@@ -316,6 +316,19 @@ def test_ensemble_weights_must_make_a_weighted_mean(untrained_bundle):
     assert ensemble_bundle([member, wider], [0.0, 2.0]).model_kwargs["members"][1]["weight"] == 2
 
 
+def test_an_ensemble_name_that_is_no_folder_name_is_refused(untrained_bundle, tmp_path):
+    """--name '' wrote a bundle whose every result read "@0.1.0" (in CSV, "'@0.1.0")."""
+    out = tmp_path / "out"
+    for name, problem in {
+        "": "a model name cannot be empty (it is in every result)",
+        "a/b": "a model name is one folder name: no / or \\, not . or .., no control characters",
+    }.items():
+        run = run_cli("ensemble", str(untrained_bundle), str(untrained_bundle), "-o", str(out),
+                      "--name", name)  # fmt: skip
+        assert (run.returncode, run.stderr.decode()) == (2, f"error: --name {name!r}: {problem}\n")
+    assert not out.exists()
+
+
 def test_one_model_named_twice_is_refused_but_one_model_on_two_crops_is_not(
     untrained_bundle, tmp_path
 ):

@@ -1380,6 +1380,8 @@ def test_split_shares_seeds_and_rates_out_of_range_are_refused_before_any_work(t
         "seed=-1": "Input should be greater than or equal to 0",
         "phases.2.lr=-0.001": "Input should be greater than 0",
         "data.max_per_source=0": "Input should be greater than or equal to 1",
+        "name=..": "a model name is one folder name: no / or \\, not . or .., no control "
+        "characters",  # runs/NAME: '..' had made the run folder runs/.. and '' runs/ itself
     }
     for override, problem in refused.items():
         with pytest.raises(FacetellError) as caught:

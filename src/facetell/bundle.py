@@ -61,6 +61,22 @@ SHIPPED_NAME = "default"
 LABELS = ("real", "ai")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_NAME_LENGTH = 100
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why a model name cannot be used, or None. The name is in every result and names the run
+    folder (runs/NAME), so it must be one printable folder name: '' made runs/ itself the run,
+    '..' the folder above it."""
+    if not name.strip():
+        return "a model name cannot be empty (it is in every result)"
+    if name in {".", ".."} or any(mark in name for mark in "/\\") or not name.isprintable():
+        return "a model name is one folder name: no / or \\, not . or .., no control characters"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"a model name has at most {MAX_NAME_LENGTH} characters, not {len(name)}"
+    return None
+
+
 # Held while a bundle builds its torch module: server threads asking at once for the first
 # heat map each built their own copy (4 threads, 4 modules), and one request could hook the
 # layers of one copy while running another.

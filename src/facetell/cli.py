@@ -2458,8 +2458,10 @@ def ensemble_command(
 
     Members trained on different crops each read their own. Calibrate the result again
     (`facetell calibrate`) before shipping it."""
-    from facetell.bundle import ensemble_bundle, load_bundle
+    from facetell.bundle import ensemble_bundle, load_bundle, model_name_problem
 
+    if problem := model_name_problem(name):
+        raise fail(f"--name {name!r}: {problem}")
     if weights and len(weights) != len(members):
         raise fail(f"{len(weights)} weights for {len(members)} members")
     writable(out, "--out", folder=True)

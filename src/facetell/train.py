@@ -50,6 +50,7 @@ from facetell.bundle import (
     Bundle,
     TrainingImages,
     bundle_path,
+    model_name_problem,
     write_whole,
 )
 from facetell.data import (
@@ -195,6 +196,13 @@ class TrainConfig(BaseModel):
     workers: int = Field(2, ge=0)
     threads: int = Field(2, ge=1)
     cache_dir: str = "~/.cache/facetell"
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, name: str) -> str:
+        if problem := model_name_problem(name):
+            raise ValueError(problem)
+        return name
 
     @model_validator(mode="after")
     def _mixup_without_adversary(self) -> TrainConfig:
