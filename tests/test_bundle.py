@@ -212,6 +212,7 @@ def test_an_ensemble_replaces_a_bundle_only_when_asked_and_never_keeps_its_calib
     calibrated = tmp_path / "calibrated"
     shutil.copytree(wide, calibrated)
     (calibrated / "calibration.json").write_text(json.dumps({"temperature": 3.0, "threshold": 0.9}))
+    (calibrated / "MODEL_CARD.md").write_text("# the earlier run's model\n")
     command = [sys.executable, "-m", "facetell", "ensemble", str(wide), str(tight), "--out"]
     refused = subprocess.run([*command, str(calibrated)], capture_output=True, text=True)
     assert refused.returncode == 2
@@ -226,6 +227,7 @@ def test_an_ensemble_replaces_a_bundle_only_when_asked_and_never_keeps_its_calib
     assert replaced.returncode == 0, replaced.stderr
     bundle = load_bundle(calibrated)
     assert bundle.architecture == "ensemble" and bundle.calibration is None
+    assert not (calibrated / "MODEL_CARD.md").exists()  # its card vouched for another model
     assert not Detector.load(calibrated).calibration.fitted
 
 

@@ -655,3 +655,30 @@ def test_two_runs_of_one_recipe_are_told_apart_by_their_paths(bundle, labelled, 
     assert second["compared_with_first"]["against"] == first["bundle"]
     assert second["compared_with_first"]["auroc_difference_interval"] is None  # --resamples 0
     assert f"({copy}): AUROC +0.0000 against" in result.stdout
+
+
+def test_calibrate_replaces_a_bundle_in_out_only_when_asked_and_keeps_none_of_its_files(
+    bundle, labelled, tmp_path
+):
+    """Calibrating again into the same --out was refused with no way but deleting it; the
+    earlier bundle's card and familiarity reference must not outlive it there."""
+    out = tmp_path / "mine"
+    shutil.copytree(bundle, out)
+    (out / "MODEL_CARD.md").write_text("# another model\n")
+    (out / "reference.safetensors").write_bytes(b"another model's faces")
+    args = ["calibrate", str(bundle), str(labelled), "-o", str(out), "--no-size-correction",
+            "--no-familiarity"]  # fmt: skip
+    refused = facetell(*args)
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        f"error: {out}: holds a model bundle already; --overwrite replaces it, or give another "
+        "--out\n",
+    )
+    assert (out / "MODEL_CARD.md").exists()
+    replaced = facetell(*args, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert {path.name for path in out.iterdir()} == {
+        "calibration.json",  # the fixture's bundle may hold one from an earlier test
+        *(path.name for path in bundle.iterdir() if path.is_file()),
+    }
+    assert Detector.load(out).calibration.fitted

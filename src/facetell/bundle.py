@@ -88,6 +88,17 @@ class BundleError(FacetellError):
 
 
 TRAINING_IMAGES_FILE = "training_images.safetensors"
+# Every file a bundle may hold: what a bundle written over another must not leave behind.
+BUNDLE_FILES = (
+    "config.json",
+    "model.safetensors",
+    "model.onnx",
+    "calibration.json",
+    "metrics.json",
+    "MODEL_CARD.md",
+    REFERENCE_FILE,
+    TRAINING_IMAGES_FILE,
+)
 SPLITS_FITTED_ON = ("train", "val")
 
 
@@ -283,6 +294,7 @@ class Bundle:
         (folder / "metrics.json").unlink(missing_ok=True)
         if self.metrics:
             _write_json(folder / "metrics.json", self.metrics)
+        (folder / "MODEL_CARD.md").unlink(missing_ok=True)  # another model's card
         if model_card is not None:
             (folder / "MODEL_CARD.md").write_text(model_card, encoding="utf-8")
         return folder
@@ -570,9 +582,13 @@ def _is_split_file(path: Path) -> bool:
 
 
 def copy_bundle(source: Path, folder: Path) -> None:
-    """Copy a bundle (a folder or .zip) into a folder, to calibrate the copy."""
+    """Copy a bundle (a folder or .zip) into a folder, to calibrate the copy; the files of a
+    bundle the folder held before go, so no card or reference of another model stays."""
+    files = _bundle_files(source)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, content in _bundle_files(source).items():
+    for name in set(BUNDLE_FILES) - files.keys():
+        (folder / name).unlink(missing_ok=True)
+    for name, content in files.items():
         write_whole(folder / name, content)
 
 

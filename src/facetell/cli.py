@@ -1818,6 +1818,9 @@ def calibrate_command(
         "the bundle given stays as it was.",
         show_default=False,
     ),
+    overwrite: bool = typer.Option(
+        False, help="Replace a bundle --out already holds (refused without this)."
+    ),
     split_file: Path | None = typer.Option(None, help="Use one split of a saved split.json."),
     split: str | None = typer.Option(
         None,
@@ -1886,7 +1889,7 @@ def calibrate_command(
     from facetell.evaluate import score_dataset, thumbnail_copy
 
     size_correction = size_correction and not no_face_detect
-    target = calibration_target(bundle, out)
+    target = calibration_target(bundle, out, overwrite=overwrite)
     try:
         detector = load_named_first(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
@@ -2036,7 +2039,7 @@ def warn_if_trained_on(detector: Detector, samples: Sequence[Sample]) -> None:
         )
 
 
-def calibration_target(bundle: Path, out: Path | None) -> Path:
+def calibration_target(bundle: Path, out: Path | None, *, overwrite: bool) -> Path:
     """Where calibrate writes, checked before any image is scored: --out, else the bundle
     itself. The shipped model is never rewritten in place: every predict without --model
     answers with it, and a calibration fitted on one platform's photos would move them all."""
@@ -2049,8 +2052,10 @@ def calibration_target(bundle: Path, out: Path | None) -> Path:
             )
         return source
     writable(out, "--out", folder=True)
-    if out.resolve() != source.resolve() and (out / "config.json").is_file():
-        raise fail(f"{out}: holds a model bundle already; give another --out")
+    if out.resolve() != source.resolve() and (out / "config.json").is_file() and not overwrite:
+        raise fail(
+            f"{out}: holds a model bundle already; --overwrite replaces it, or give another --out"
+        )
     return out
 
 
