@@ -346,9 +346,27 @@ def _pairs_table(evaluation: Evaluation) -> str:
     return _table(["AI source", *real_sources], rows, "pairs-table")
 
 
+# What write_report may write: an earlier report's plot this one does not draw (a robustness
+# sweep, ROC curves of two classes) must not stay beside it as if it were this one's.
+REPORT_FILES = (
+    "metrics.json",
+    "predictions.csv",
+    "report.html",
+    "roc.png",
+    "pr.png",
+    "reliability.png",
+    "confusion.png",
+    "scores_by_class.png",
+    "scores_by_source.png",
+    "robustness.png",
+)
+
+
 def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence[str]) -> Path:
     """Write metrics.json, predictions.csv, every plot as PNG, and report.html into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        (folder / name).unlink(missing_ok=True)
     main = evaluations[0]
     write_predictions(evaluations, folder / "predictions.csv")
     (folder / "metrics.json").write_text(
