@@ -175,6 +175,15 @@ def test_a_long_run_goes_on_in_linked_files_each_whole(judged_folder, tmp_path):
         browser.close()
     summary = first.read_text()
     assert summary.count("<article") == 3 and "How to read this" in summary
+    # run again in fewer files: the earlier run's later files go, a file of the user's own stays
+    (tmp_path / "my review-4.html").write_text("<title>my notes</title>")
+    again = run_cli("predict", str(photos), "--report", str(first), "--report-per-file", "4")
+    assert again.returncode == 0, again.stderr.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "my review-2.html",
+        "my review-4.html",
+        "my review.html",
+    ]
 
 
 def _inlined(html: str) -> list[Image.Image]:

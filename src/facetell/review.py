@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import io
+import itertools
 import math
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ FACE_MARGIN = 0.2  # of the box's size, added on each side of a face's crop
 # Cards per file of a saved page, about 12 MB: headless Chromium opened 200 cards in 0.5 s,
 # 5,000 in 11.5 s and 1.6 GB (docs/benchmarks.md, benchmarks/review_open.py).
 PER_FILE = 200
+PART_TITLE = "facetell review: images "  # a later file's title, how a rerun knows its own
 # Each at least 4.5:1 against white, as WCAG AA asks of text (the amber of "uncertain" most of all).
 VERDICT_COLOURS = {"ai": "#c4320a", "uncertain": "#a15c00", "real": "#067647"}
 STATUS_WORDS = {"no_face": "no face", "error": "unreadable"}
@@ -380,7 +382,23 @@ class ReviewPage:
             self._cards.seek(0, io.SEEK_END)
         for partial, target in zip(staged, files, strict=True):
             partial.replace(target)
+        self._remove_later_parts(path, count + 1)
         return files
+
+    @staticmethod
+    def _remove_later_parts(path: Path, first: int) -> None:
+        """The files past this page's last of an earlier, longer page saved at `path`: nothing
+        links to them any more, and beside the new page they read as part of it."""
+        for number in itertools.count(first):
+            stale = path.with_name(f"{path.stem}-{number}{path.suffix}")
+            try:
+                with stale.open("rb") as handle:
+                    head = handle.read(2048)
+            except OSError:
+                return
+            if PART_TITLE.encode() not in head:  # a file of the user's own: left alone
+                return
+            stale.unlink()
 
     @staticmethod
     def _parts_nav(links: list[str], per_file: int, total: int, current: int) -> str:
@@ -399,7 +417,7 @@ class ReviewPage:
         return (
             f'<!doctype html><html lang="en"><head><meta charset="utf-8">{NO_SCRIPTS}'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>facetell review: images {first}&ndash;{last} of {len(self._rows)}</title>"
+            f"<title>{PART_TITLE}{first}&ndash;{last} of {len(self._rows)}</title>"
             f"<style>{_STYLE}</style></head><body><main><h1>facetell review: images "
             f"{first}&ndash;{last} of {len(self._rows)}</h1>"
             f'<p class="lead">Judged on {self.started:%Y-%m-%d %H:%M} UTC by {_e(self.model)} '
