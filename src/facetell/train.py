@@ -121,7 +121,7 @@ class DataConfig(BaseModel):
     # The split's own seed (None: the run's `seed`), so runs that differ only in training
     # randomness are scored on the same test faces (seed spreads, seed ensembles).
     split_seed: int | None = Field(None, ge=0)
-    near_duplicate_bits: int = Field(NEAR_DUPLICATE_DISTANCE, ge=0, le=64)
+    near_duplicate_bits: int = Field(NEAR_DUPLICATE_DISTANCE, ge=0, le=128)  # of 256, as audit
     max_per_source: int | None = Field(None, ge=1)
 
     @field_validator("fractions")
