@@ -187,6 +187,26 @@ def test_a_saved_manifest_reads_back_wherever_it_was_saved(tmp_path):
     assert (again["n_images"], again["n_unreadable"]) == (8, 0)
 
 
+def test_a_manifest_is_never_saved_over_an_image_or_the_manifest_audited(tmp_path):
+    """`--save-manifest photo.jpg` replaced the photo with CSV, and `audit m.csv
+    --save-manifest m.csv` the user's manifest with the audit's."""
+    make_dataset(tmp_path / "data", confounded=False, n=4)
+    photo = next((tmp_path / "data").rglob("*.jpg"))
+    kept = photo.read_bytes()
+    command = [sys.executable, "-m", "facetell", "audit"]
+    subprocess.run([*command, "data", "--save-manifest", "m.csv"], cwd=tmp_path, check=True)
+    manifest = (tmp_path / "m.csv").read_bytes()
+    for data, target, what in (("data", str(photo), "an image"), ("m.csv", "m.csv", "an input")):
+        run = subprocess.run([*command, data, "--save-manifest", target], cwd=tmp_path,
+                             capture_output=True, text=True)  # fmt: skip
+        assert (run.returncode, run.stderr) == (
+            2,
+            f"error: {target}: {what}; --save-manifest there would overwrite it with the "
+            "manifest (name a new file)\n",
+        )
+    assert photo.read_bytes() == kept and (tmp_path / "m.csv").read_bytes() == manifest
+
+
 def test_an_image_on_both_sides_of_two_datasets_or_splits_is_named(tmp_path):
     """A test set that holds a training image flatters whatever is trained on the other."""
     make_dataset(tmp_path / "mine", confounded=False, n=6)
@@ -281,3 +301,11 @@ def test_shared_faces_audit_shows_the_known_traps(shared_faces):
     sizes = {row.source: row.median_width for row in report.by_source}
     assert sizes["dcgan-digiface"] == 64 and sizes["ffhq-1024"] == 1024
     assert np.isclose(sum(row.n for row in report.by_class), report.n_images)
+
+
+def test_a_negative_seed_is_a_usage_error_not_numpys_traceback(tmp_path):
+    make_dataset(tmp_path, confounded=True, n=6)
+    command = [sys.executable, "-m", "facetell", "audit", str(tmp_path), "--seed", "-1"]
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("error: Invalid value for '--seed'")

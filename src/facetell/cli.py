@@ -453,12 +453,19 @@ def audit_command(
     save_manifest: Path | None = typer.Option(
         None, help="Also write the per-file manifest (sha256, size, JPEG quality...) as CSV."
     ),
-    seed: int = typer.Option(0, help="Seed of the cross-validation folds."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the cross-validation folds."),
 ) -> None:
     """Audit datasets for shortcuts: per class and source, every fact that is not a face."""
     from facetell.audit import audit
 
     if save_manifest:
+        given = {real_path(path) for path in data}  # `audit faces.csv --save-manifest faces.csv`
+        input_file = real_path(save_manifest) in given
+        if what := "an input" if input_file else not_written_by_us(save_manifest):
+            raise fail(
+                f"{save_manifest}: {what}; --save-manifest there would overwrite it with the "
+                "manifest (name a new file)"
+            )
         writable(save_manifest, "--save-manifest")
     skipped: list[Path] = []
     samples: list[Sample] = []
@@ -893,17 +900,20 @@ def refuse_overwriting_inputs(
     named = {option: real_path(path) for option, path in outputs.items() if path is not None}
     inputs = {real_path(s) for s in sources if isinstance(s, str) and not is_url(s)}
     for option, path in named.items():
-        if path in inputs:
-            what = "an input"
-        elif path.is_file() and looks_like_image(path):
-            what = "an image"
-        elif path.is_file() and (kind := binary_kind(file_head(path))):
-            what = kind
-        else:
-            continue
-        raise fail(
-            f"{path}: {what}; {option} there would overwrite it with results (name a new file)"
-        )
+        if what := "an input" if path in inputs else not_written_by_us(path):
+            raise fail(
+                f"{path}: {what}; {option} there would overwrite it with results (name a new file)"
+            )
+
+
+def not_written_by_us(path: Path) -> str | None:
+    """What an existing file no facetell output could be is (an image, an archive, a PDF, other
+    binary data), or None: text in any encoding may be an earlier run's, and is replaced."""
+    if not path.is_file():
+        return None
+    if looks_like_image(path):
+        return "an image"
+    return binary_kind(file_head(path))
 
 
 def warn_if_uncalibrated(detector: Detector) -> None:
