@@ -1378,6 +1378,7 @@ def test_split_shares_seeds_and_rates_out_of_range_are_refused_before_any_work(t
         "data.fractions=[1, 0, 0]": "training and validation need a share above 0, not "
         "[1.0, 0.0, 0.0]",
         "seed=-1": "Input should be greater than or equal to 0",
+        "seed=4294967296": "Input should be less than or equal to 4294967295",  # --folds raised
         "phases.2.lr=-0.001": "Input should be greater than 0",
         "data.max_per_source=0": "Input should be greater than or equal to 1",
         "name=..": "a model name is one folder name: no / or \\, not . or .., no control "

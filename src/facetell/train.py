@@ -76,6 +76,7 @@ from facetell.models import create_model
 from facetell.synthesize import SyntheticConfig, synthetic_fakes
 
 Schedule = Literal["cosine", "plateau", "constant"]
+MAX_SEED = 2**32 - 1  # scikit-learn's folds take numpy's legacy seeds, which stop here
 
 
 class PhaseConfig(BaseModel):
@@ -120,7 +121,7 @@ class DataConfig(BaseModel):
     folds: int = Field(1, ge=1)
     # The split's own seed (None: the run's `seed`), so runs that differ only in training
     # randomness are scored on the same test faces (seed spreads, seed ensembles).
-    split_seed: int | None = Field(None, ge=0)
+    split_seed: int | None = Field(None, ge=0, le=MAX_SEED)
     near_duplicate_bits: int = Field(NEAR_DUPLICATE_DISTANCE, ge=0, le=128)  # of 256, as audit
     max_per_source: int | None = Field(None, ge=1)
 
@@ -192,7 +193,7 @@ class TrainConfig(BaseModel):
     # checkpoints/best.safetensors or a bundle's model.safetensors (same family and kwargs), so
     # new phases can continue a finished run.
     init_from: str | None = None
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     workers: int = Field(2, ge=0)
     threads: int = Field(2, ge=1)
     cache_dir: str = "~/.cache/facetell"
