@@ -685,3 +685,12 @@ def test_calibrate_replaces_a_bundle_in_out_only_when_asked_and_keeps_none_of_it
         *(path.name for path in bundle.iterdir() if path.is_file()),
     }
     assert Detector.load(out).calibration.fitted
+
+
+def test_an_infinite_tempering_setting_is_a_usage_error(bundle, labelled):
+    """--temper-slope inf met a novelty at the start as inf x 0: NaN, and scikit-learn's
+    traceback after every image was scored."""
+    for option in ("--temper-slope", "--temper-start"):
+        run = facetell("calibrate", str(bundle), str(labelled), option, "inf")
+        assert run.returncode == 2 and "Traceback" not in run.stderr
+        assert run.stderr.startswith(f"error: Invalid value for '{option}'")

@@ -1882,12 +1882,14 @@ def calibrate_command(
     temper_start: float = typer.Option(
         TEMPER_START,
         min=0.0,
+        max=100.0,  # finite: 100 times the flag's threshold is never reached, in effect
         help="With the familiarity check: the share of its width band's novelty threshold "
         "from which a face's P(ai) is tempered toward 0.5.",
     ),
     temper_slope: float = typer.Option(
         TEMPER_SLOPE,
         min=0.0,
+        max=1000.0,  # finite: an infinite slope times a novelty at the start is NaN
         help="With the familiarity check: how fast an unfamiliar face's P(ai) is tempered toward "
         "0.5 as its novelty grows (0: not at all).",
     ),
