@@ -776,6 +776,34 @@ def test_resume_refuses_what_it_cannot_continue(untrained_bundle, tmp_path):
     assert notes.read_text() == "my own notes\n"  # left as it was
 
 
+def test_resume_refuses_another_threshold_that_would_mix_verdicts_in_one_file(
+    untrained_bundle, tmp_path
+):
+    """`--resume --threshold 0.3` on a file judged at the calibrated cut appended verdicts at
+    another cut to it, with nothing in the file to tell them apart."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut().save(photos / "a.jpg")
+    out = tmp_path / "r.jsonl"
+    model = ("--model", str(untrained_bundle))
+    assert run_cli("predict", str(photos), "-o", str(out), *model).returncode == 0
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    p_ai = record["p_ai"]
+    assert 0.03 < p_ai < 0.97
+    cut, called = (0.02, "ai") if record["label"] != "ai" else (0.98, "real")
+    cat().save(photos / "b.jpg")
+    again = ("predict", str(photos), "-o", str(out), "--resume", *model)
+    refused = run_cli(*again, "--threshold", str(cut))
+    assert (refused.returncode, refused.stderr.decode().splitlines()[-1]) == (
+        2,
+        f"error: {out}: {record['path']} reads {record['label']} at P(ai) {p_ai}, which the "
+        f"threshold of this run calls {called}; resume with the --threshold that started it, "
+        "or write to another file",
+    )
+    assert len(out.read_text().splitlines()) == 1
+    assert run_cli(*again).returncode == 0 and len(out.read_text().splitlines()) == 2
+
+
 def test_a_background_job_that_ignores_ctrl_c_keeps_ignoring_it(
     folder_of_200, untrained_bundle, tmp_path
 ):

@@ -1020,10 +1020,12 @@ class Resumed(NamedTuple):
 
 
 def skip_finished(
-    sources: list[str | NamedImage], output: Path, output_format: PredictFormat, model: str
+    sources: list[str | NamedImage], output: Path, output_format: PredictFormat, detector: Detector
 ) -> Resumed:
     """For `--resume`: the inputs `output` holds no result for yet (stdin is always judged).
-    A file another model judged is refused: one file, one model's verdicts."""
+    A file another model judged, or judged at another threshold, is refused: one file, one
+    model's verdicts at one cut."""
+    model = detector.model_name
     try:
         earlier = finished_records(output, output_format)
     except UnicodeDecodeError:
@@ -1035,6 +1037,13 @@ def skip_finished(
         raise fail(
             f"{output}: judged by {others[0]}, not {model}; resume with the model that started "
             "it (--model) or write to another file"
+        )
+    if other := judged_at_another_threshold(earlier, detector):
+        record, verdict = other
+        raise fail(
+            f"{output}: {record['path']} reads {record['label']} at P(ai) {record['p_ai']}, "
+            f"which the threshold of this run calls {verdict}; resume with the --threshold "
+            "that started it, or write to another file"
         )
     finished = {record["path"] for record in earlier}
     to_judge = [
@@ -1049,6 +1058,26 @@ def skip_finished(
             highlight=False,
         )
     return Resumed(earlier, to_judge)
+
+
+def judged_at_another_threshold(
+    earlier: list[dict[str, Any]], detector: Detector
+) -> tuple[dict[str, Any], str] | None:
+    """The first earlier record whose verdict the threshold in force would not give, and that
+    verdict: one file must not mix cuts. P(ai) is written to 4 decimals, so a record that close
+    to a band edge proves nothing."""
+    calibration, threshold = detector.calibration, detector.threshold
+    edges = (*calibration.band(threshold), calibration.cut(threshold))
+    for record in earlier:
+        try:
+            p_ai = float(record.get("p_ai"))
+        except (TypeError, ValueError):  # no face, or an earlier error
+            continue
+        if min(abs(p_ai - edge) for edge in edges) <= 1e-4:
+            continue
+        if (verdict := calibration.verdict(p_ai, threshold)) != record.get("label"):
+            return record, verdict
+    return None
 
 
 class Recalled(NamedTuple):
@@ -1273,7 +1302,7 @@ def predict_command(
     earlier: list[dict[str, Any]] = []  # with --resume, the records the output file keeps
     positions = list(range(len(sources)))  # each image's place in the inputs
     if resume and output:
-        earlier, positions = skip_finished(sources, output, output_format, detector.model_name)
+        earlier, positions = skip_finished(sources, output, output_format, detector)
         if not positions:
             err_console.print(f"nothing left to judge: {output} holds every image", highlight=False)
             if not report:
