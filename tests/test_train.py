@@ -1280,6 +1280,17 @@ def test_ctrl_c_says_what_was_kept_and_the_command_that_goes_on(planted_dataset,
         f"`{shlex.join(['facetell', *again])}` goes on from the last"
     )
     kept = history.read_text().count("\n")
+    # another recipe is refused: another model had met the checkpoint with a traceback, and
+    # other phases had trained on quietly as a mix of two recipes
+    changed = [*again[:-1], "--set", "phases=[{kind: full, epochs: 14, lr: 0.002}]", "--resume"]
+    refused = run_cli(*changed)
+    assert (refused.returncode, refused.stderr.decode()) == (
+        2,
+        f"error: {run}: --resume goes on with the settings the run started with, and this "
+        "command changes phases; give them as they were (or --resume alone with --out), or "
+        "--overwrite to start again\n",
+    )
+    assert history.read_text().count("\n") == kept
     resumed = subprocess.run(
         [sys.executable, "-m", *shlex.split(said.split("`")[1])],
         capture_output=True, text=True, timeout=600,
@@ -1287,6 +1298,9 @@ def test_ctrl_c_says_what_was_kept_and_the_command_that_goes_on(planted_dataset,
     assert resumed.returncode == 0, resumed.stderr
     epochs = [json.loads(line)["epoch"] for line in history.open()]
     assert kept >= 2 and epochs == list(range(1, 13))
+    alone = run_cli("train", "--out", str(run), "--resume", cwd=tmp_path)  # its own settings
+    assert alone.returncode == 0, alone.stderr
+    assert f"bundle(s) and history under {run}" in alone.stdout.decode()
 
 
 def test_a_manifest_naming_missing_images_is_refused_before_any_work(planted_dataset, tmp_path):

@@ -585,6 +585,7 @@ def train_command(
         is_shipped_recipe,
         load_config,
         resolve_recipe,
+        saved_config,
         summarise_runs,
         train,
     )
@@ -600,11 +601,16 @@ def train_command(
         extra.append(f"data.holdout_source={holdout_source}")
     try:
         recipe = resolve_recipe(config_path)
-        config = load_config(recipe, extra)
+        alone = resume and out is not None and not (config_path or extra)
+        # `train --out runs/x --resume`: the run's own settings, not the default recipe's
+        saved = saved_config(out) if alone and out is not None else None
+        config = saved or load_config(recipe, extra)
         missing = [path for path in config.data.paths if not Path(path).exists()]
         if missing and not data:
             where = (
-                "the recipe's data.paths"
+                f"the data.paths {out} was trained on"
+                if saved
+                else "the recipe's data.paths"
                 if is_shipped_recipe(recipe)
                 else f"data.paths of {recipe}, looked for from here and from its folder"
             )

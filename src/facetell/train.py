@@ -1603,6 +1603,54 @@ def earlier_runs(out_dir: Path) -> list[Path]:
     return [path for path in candidates if (path / "config.yaml").is_file()]
 
 
+# Settings that say how a run is computed on this machine, not what it learns: a resumed run
+# may change them (fewer loader workers on a busier machine, another cache folder).
+MACHINE_SETTINGS = ("workers", "threads", "cache_dir")
+
+
+def saved_config(out_dir: Path) -> TrainConfig | None:
+    """The settings the run in out_dir started with (its first run's config.yaml), if any."""
+    runs = earlier_runs(out_dir)
+    if not runs:
+        return None
+    path = runs[0] / "config.yaml"
+    try:
+        return TrainConfig.model_validate(_parse_yaml(path.read_text(encoding="utf-8"), str(path)))
+    except (OSError, UnicodeDecodeError, ValidationError) as error:
+        raise FacetellError(f"{path}: cannot read the run's settings ({error}); --overwrite "
+                            "starts again") from None  # fmt: skip
+
+
+def changed_settings(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted names of the settings whose values differ between two config dumps."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            changed
+            for key in dict.fromkeys([*before, *after])
+            for changed in changed_settings(before.get(key), after.get(key), f"{prefix}{key}.")
+        ]
+    return [] if before == after else [prefix.removesuffix(".")]
+
+
+def refuse_a_changed_resume(config: TrainConfig, out_dir: Path) -> None:
+    """A resumed run must go on as it started: another model failed to load its checkpoint with
+    a traceback, and other phases or data quietly trained a mix of two recipes."""
+    saved = saved_config(out_dir)
+    if saved is None:
+        return
+    changed = [
+        name
+        for name in changed_settings(saved.model_dump(mode="json"), config.model_dump(mode="json"))
+        if name not in MACHINE_SETTINGS
+    ]
+    if changed:
+        raise FacetellError(
+            f"{out_dir}: --resume goes on with the settings the run started with, and this "
+            f"command changes {', '.join(changed)}; give them as they were (or --resume alone "
+            "with --out), or --overwrite to start again"
+        )
+
+
 def refuse_or_clear_earlier_runs(out_dir: Path, overwrite: bool) -> None:
     """Hours of training must not vanish under a repeated command: replace them only if asked."""
     earlier = earlier_runs(out_dir)
@@ -1646,6 +1694,8 @@ def train(
         raise FacetellError(
             f"{out_dir}: no training run there to resume; drop --resume to start one"
         )
+    else:
+        refuse_a_changed_resume(config, out_dir)
     reporter = reporter or Reporter()
     init_weights = read_init_weights(config)  # a misfit is refused before the faces are cut
     skipped: list[Path] = []
