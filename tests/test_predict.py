@@ -1683,3 +1683,26 @@ def test_thumbnails_down_to_24_px_are_judged_and_smaller_ones_refused_in_one_lin
     tiny = records["tiny.jpg"]
     assert tiny["error_kind"] == "too_small" and "below the 24px minimum side" in tiny["error"]
     assert "\n" not in tiny["error"]
+
+
+def test_the_runs_own_outputs_in_a_folder_given_are_not_named_as_left_out(
+    untrained_bundle, tmp_path
+):
+    """`predict photos -o photos/results.csv --report photos/review.html` noted its own files
+    as "skipped ... in no format facetell reads", from the second run on (and -o from the first)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut().save(photos / "a.jpg")
+    (photos / "notes.txt").write_text("mine")
+    args = ["predict", str(photos), "-o", str(photos / "results.csv"), "--report",
+            str(photos / "review.html"), "--report-per-file", "1", "--model",
+            str(untrained_bundle)]  # fmt: skip
+    (photos / "review-2.html").write_text("<title>facetell review: images 2&ndash;2</title>")
+    for _ in range(2):
+        run = run_cli(*args)
+        assert run.returncode == 0, run.stderr
+        notes = [line for line in run.stderr.decode().splitlines() if line.startswith("note:")]
+        assert notes == [
+            "note: skipped 1 file(s) in the folders given that are in no format facetell reads "
+            "(JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF): notes.txt"
+        ]

@@ -871,6 +871,17 @@ def expand_inputs(
             yield from image_files(raw, skipped, left_out)
 
 
+def is_own_output(path: Path, output: Path | None, report: Path | None) -> bool:
+    """Whether a file in a folder given is this run's own -o file, review page or one of the
+    page's later files: written there by the run before, it is no input left out."""
+    if output is not None and real_path(path) == real_path(output):
+        return True
+    if report is None or real_path(path.parent) != real_path(report.parent):
+        return False
+    part = re.fullmatch(rf"{re.escape(report.stem)}(-[0-9]+)?{re.escape(report.suffix)}", path.name)
+    return part is not None
+
+
 def note_skipped(skipped: Sequence[Path], console: Console) -> None:
     """Say which files in the folders given were left out (in no format facetell reads, links
     whose target is gone, a dataset's images in no class folder): a folder that gives fewer
@@ -1297,7 +1308,7 @@ def predict_command(
     if not listed:
         raise fail("give images, folders, globs or URLs to judge, or --files-from LIST")
     sources = list(expand_inputs(listed, skipped, outputs=explain_dir))
-    note_skipped(skipped, err_console)
+    note_skipped([path for path in skipped if not is_own_output(path, output, report)], err_console)
     # heat maps an earlier run left in --explain's folder; --resume's records still name theirs
     earlier_maps = set()
     if explain_dir and explain_dir.is_dir() and not resume:
