@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -926,6 +927,45 @@ def test_source_balance_moves_draws_between_sources_not_classes(exponent, tmp_pa
         assert sorted(trainer._loader("train", augment=False, shuffle=True, seed=0).sampler) == (
             list(range(len(train_sources)))
         )
+
+
+def test_class_balance_draws_a_rare_class_as_often_as_the_common_one(tmp_path):
+    """Five real faces to each AI one: plain shuffling showed the model one fake in six, and
+    nothing said so."""
+    for label, count in (("real", 60), ("ai", 12)):
+        (tmp_path / "data" / label / "one").mkdir(parents=True)
+        for i in range(count):
+            image = smooth_photo(i, SIZE) if label == "real" else upsampled_fake(i)
+            image.save(tmp_path / "data" / label / "one" / f"{i}.png")
+    drawn_ai = {}
+    for balanced in (False, True):
+        config = config_for("spectrum", tmp_path / "data", tmp_path / "cache",
+                            class_balance=balanced)  # fmt: skip
+        data = prepare_data(config)
+        [(_, split)] = make_splits(config, data.samples, data.groups)
+        trainer = Trainer(config, data, split, tmp_path / f"run-{balanced}")
+        targets = data.targets[trainer.index["train"]]
+        loaders = [
+            trainer._loader("train", augment=False, shuffle=True, seed=s) for s in range(200)
+        ]
+        order = np.concatenate([list(loader.sampler) for loader in loaders])
+        drawn_ai[balanced] = targets[order].mean()
+    assert drawn_ai[False] == pytest.approx(targets.mean(), abs=0.01)  # about 1 in 6
+    assert drawn_ai[True] == pytest.approx(0.5, abs=0.02)
+    fast = ["model=spectrum", "model_kwargs={}", f"crop={{kind: center_square, size: {SIZE}}}",
+            "phases=[{kind: closed_form, views: 1}]", f"cache_dir={tmp_path / 'cache'}",
+            "workers=0"]  # fmt: skip
+    settings = [arg for value in fast for arg in ("--set", value)]
+    told = run_cli("train", "--data", str(tmp_path / "data"), "-o", str(tmp_path / "cli"),
+                   "--folds", "3", *settings)  # fmt: skip
+    assert told.returncode == 0, told.stderr
+    notes = [line for line in told.stderr.decode().splitlines() if "class_balance" in line]
+    assert len(notes) == 1  # once for the three folds
+    assert re.fullmatch(
+        r"note: the training split holds \d+ real and \d+ AI images; --set class_balance=true "
+        r"draws both classes equally often",
+        notes[0],
+    )
 
 
 def test_synthetic_fakes_join_only_the_training_split(planted_dataset, tmp_path):

@@ -502,6 +502,7 @@ class RichReporter:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.tasks: dict[str, TaskID] = {}
+        self.told_imbalance = False  # once, not once per fold or hold-out
 
     def _task(self, key: str, description: str, total: int) -> TaskID:
         if key not in self.tasks:
@@ -534,6 +535,16 @@ class RichReporter:
         self.progress.console.print(
             f"note: no face was found in {len(paths)} image(s); their centre square was trained "
             f"on instead (not images of faces? then take them out): {first_names(paths)}",
+            highlight=False,
+        )
+
+    def imbalanced(self, n_real: int, n_ai: int) -> None:
+        if self.told_imbalance:
+            return
+        self.told_imbalance = True
+        self.progress.console.print(
+            f"note: the training split holds {n_real} real and {n_ai} AI images; --set "
+            "class_balance=true draws both classes equally often",
             highlight=False,
         )
 

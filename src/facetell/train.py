@@ -76,6 +76,7 @@ from facetell.models import create_model
 from facetell.synthesize import SyntheticConfig, synthetic_fakes
 
 Schedule = Literal["cosine", "plateau", "constant"]
+IMBALANCE = 4  # one class this many times the other's count: training says class_balance helps
 MAX_SEED = 2**32 - 1  # scikit-learn's folds take numpy's legacy seeds, which stop here
 
 
@@ -179,6 +180,10 @@ class TrainConfig(BaseModel):
     # (1: equal shares), so one large source (UTKFace: 68% of the real faces) does not set
     # what "real" looks like.
     source_balance: float = Field(0.0, ge=0.0, le=1.0)
+    # Draw real and AI training faces equally often (with replacement), whatever their counts:
+    # with 20 real faces to each AI one, plain shuffling shows the model few fakes per epoch.
+    # The calibration, fitted on held-out faces in their own proportion, sets the prior back.
+    class_balance: bool = False
     # Real training faces re-drawn by an autoencoder, added to the training split as AI images
     # (synthesize.py); off unless set.
     synthetic: SyntheticConfig | None = None
@@ -608,12 +613,13 @@ def _record_stub(sample: Sample) -> FileRecord:
 
 
 def source_balanced_weights(
-    targets: np.ndarray, sources: Sequence[str], exponent: float
+    targets: np.ndarray, sources: Sequence[str], exponent: float, *, equal_classes: bool = False
 ) -> np.ndarray:
     """Per-image sampling weights: source s of class c gets a share ∝ n_s ** (1 - exponent).
 
     Every class keeps its total weight (its image count), so the class prior is unchanged and
-    only the mix of sources inside a class moves; the weights average 1.
+    only the mix of sources inside a class moves, unless `equal_classes` gives every class the
+    same total; the weights average 1.
     """
     targets = np.asarray(targets)
     sources = np.asarray(sources)
@@ -622,7 +628,8 @@ def source_balanced_weights(
         in_class = targets == label
         names, counts = np.unique(sources[in_class], return_counts=True)
         shares = counts.astype(np.float64) ** (1.0 - exponent)
-        per_image = shares / shares.sum() * in_class.sum() / counts
+        total = len(targets) / len(np.unique(targets)) if equal_classes else in_class.sum()
+        per_image = shares / shares.sum() * total / counts
         weights[in_class] = per_image[np.searchsorted(names, sources[in_class])]
     return weights
 
@@ -780,6 +787,10 @@ class Reporter:
     def faceless(self, paths: list[Path]) -> None:
         """Images in which no face was found: their centre square was trained on instead."""
 
+    def imbalanced(self, n_real: int, n_ai: int) -> None:
+        """The training split holds one class many times more often than the other, and
+        class_balance is off."""
+
 
 def read_init_weights(config: TrainConfig) -> dict[str, torch.Tensor] | None:
     """config.init_from's weights, checked against the config's model: a run's checkpoint, a
@@ -923,8 +934,15 @@ class Trainer:
         if config.synthetic is not None:
             self._add_synthetic_fakes(config.synthetic)
         train = self.index["train"]
+        n_ai = int(self.data.targets[train].sum())
+        n_real = len(train) - n_ai
+        if not config.class_balance and max(n_real, n_ai) >= IMBALANCE * min(n_real, n_ai):
+            self.reporter.imbalanced(n_real, n_ai)
         self.train_weights = source_balanced_weights(
-            self.data.targets[train], [self.data.sources[i] for i in train], config.source_balance
+            self.data.targets[train],
+            [self.data.sources[i] for i in train],
+            config.source_balance,
+            equal_classes=config.class_balance,
         )
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **config.model_kwargs)
@@ -994,6 +1012,11 @@ class Trainer:
         self.synthetic_count = len(drawn)
 
     # -- data loaders ---------------------------------------------------------------------------
+    @property
+    def _weighted_draws(self) -> bool:
+        """Whether training draws faces by `train_weights` instead of shuffling each once."""
+        return self.config.source_balance > 0 or self.config.class_balance
+
     def _loader(
         self,
         split: str,
@@ -1016,7 +1039,7 @@ class Trainer:
         )
         generator = torch.Generator().manual_seed(seed)
         sampler = None
-        if shuffle and split == "train" and self.config.source_balance > 0:
+        if shuffle and split == "train" and self._weighted_draws:
             sampler = WeightedRandomSampler(
                 self.train_weights.tolist(), len(dataset), generator=generator
             )
@@ -1395,7 +1418,7 @@ class Trainer:
         while self.state.epoch < phase.epochs:
             started = time.perf_counter()
             generator = torch.Generator().manual_seed(self._epoch_seed())
-            if self.config.source_balance > 0:
+            if self._weighted_draws:
                 weights = torch.from_numpy(self.train_weights).repeat(phase.views)
                 order = torch.multinomial(weights, len(weights), True, generator=generator)
             else:
