@@ -147,6 +147,22 @@ def test_a_manifest_written_on_windows_with_a_split_column_reads_here(tmp_path):
     assert all(sample.path.is_file() for sample in samples)
 
 
+def test_a_split_value_that_names_no_part_is_refused_not_trained_on(tmp_path):
+    """ "holdout" (or any word not a split) read as no part: the images meant for testing were
+    drawn into training. "dev" is validation."""
+    write_images(tmp_path / "imgs", 2, seed=1)
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label,split\nimgs/000.jpg,ai,dev\nimgs/001.jpg,real,holdout\n")
+    with pytest.raises(DatasetError) as refused:
+        discover([manifest])
+    assert str(refused.value) == (
+        f"{manifest}:3: split 'holdout' is none of train, val, test (train, training, val, "
+        "valid, validation, dev, test, testing); leave it empty for an image of no part"
+    )
+    manifest.write_text("path,label,split\nimgs/000.jpg,ai,dev\nimgs/001.jpg,real,\n")
+    assert [s.split for s in discover([manifest])] == ["val", None]
+
+
 def test_a_manifest_a_spreadsheet_saved_reads_as_the_plain_one(tmp_path):
     """Excel's "CSV UTF-8" starts with a byte-order mark and keeps `Path,Label` capitalised;
     where the decimal mark is a comma it separates columns with semicolons; its "Unicode

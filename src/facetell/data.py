@@ -62,6 +62,7 @@ SPLIT_ALIASES = {
     "val": "val",
     "valid": "val",
     "validation": "val",
+    "dev": "val",
     "test": "test",
     "testing": "test",
 }
@@ -171,7 +172,13 @@ def read_manifest(csv_path: Path) -> list[Sample]:
         if "\\" in row["path"] and not path.exists():
             path = base / PureWindowsPath(row["path"]).as_posix()
         source = (row.get("source") or "").strip() or label
-        split = SPLIT_ALIASES.get((row.get("split") or "").strip().lower())
+        given_split = (row.get("split") or "").strip()
+        split = SPLIT_ALIASES.get(given_split.lower())
+        if given_split and split is None:  # "holdout" meant for testing would have trained
+            raise DatasetError(
+                f"{csv_path}:{line_no}: split {given_split!r} is none of train, val, test "
+                f"({', '.join(SPLIT_ALIASES)}); leave it empty for an image of no part"
+            )
         samples.append(Sample(path=path, label=label, source=source, split=split))
     if not samples:
         raise DatasetError(f"{csv_path}: the manifest has no rows below its header")
