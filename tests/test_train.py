@@ -968,6 +968,26 @@ def test_class_balance_draws_a_rare_class_as_often_as_the_common_one(tmp_path):
     )
 
 
+def test_a_picture_labelled_both_real_and_ai_is_named_before_training(planted_dataset, tmp_path):
+    """A manifest row that gave a real photo again as AI (or a near-copy filed in both class
+    folders) trained each copy toward its own label with nothing said."""
+    photo = planted_dataset / "real" / "camera" / "7.png"
+    manifest = tmp_path / "list.csv"
+    rows = [f"{path},{path.parts[-3]}" for path in sorted(planted_dataset.rglob("*.png"))]
+    manifest.write_text("\n".join(["path,label", *rows, f"{photo},ai"]) + "\n")
+    fast = ["model=spectrum", "model_kwargs={}", f"crop={{kind: center_square, size: {SIZE}}}",
+            "phases=[{kind: closed_form, views: 1}]", f"cache_dir={tmp_path / 'cache'}",
+            "workers=0"]  # fmt: skip
+    settings = [arg for value in fast for arg in ("--set", value)]
+    run = run_cli("train", "--data", str(manifest), "-o", str(tmp_path / "run"), *settings)
+    assert run.returncode == 0, run.stderr
+    assert (
+        f"note: 1 picture(s) are labelled both real and AI (the same file or a near-copy), such "
+        f"as {photo} (real) and {photo} (AI); keep each under its true label only (facetell "
+        "audit lists them all)"
+    ) in run.stderr.decode().splitlines()
+
+
 def test_synthetic_fakes_join_only_the_training_split(planted_dataset, tmp_path):
     synthetic = {"fraction": 0.5, "width": 8, "latent": 4, "epochs": 2, "patch": 32}
     config = config_for("spectrum", planted_dataset, tmp_path / "cache", synthetic=synthetic)

@@ -538,6 +538,16 @@ class RichReporter:
             highlight=False,
         )
 
+    def in_both_classes(self, pairs: list[tuple[Path, Path]]) -> None:
+        real, ai = pairs[0]
+        self.progress.console.print(
+            f"note: {len(pairs)} picture(s) are labelled both real and AI (the same file or a "
+            f"near-copy), such as {printable_name(str(real))} (real) and "
+            f"{printable_name(str(ai))} (AI); keep each under its true label only "
+            "(facetell audit lists them all)",
+            highlight=False,
+        )
+
     def imbalanced(self, n_real: int, n_ai: int) -> None:
         if self.told_imbalance:
             return

@@ -17,6 +17,7 @@ import shutil
 import time
 import typing
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -385,6 +386,18 @@ class PreparedData:
     faceless: np.ndarray  # (N,) bool: no face found, the centre square was cropped instead
     targets: np.ndarray  # (N,) int: 1 = ai
     sources: list[str]
+
+
+def pictures_in_both_classes(
+    samples: Sequence[Sample], groups: np.ndarray
+) -> list[tuple[Path, Path]]:
+    """One (real, ai) pair of paths per picture labelled both ways: the same file, or a
+    near-copy, given as a real photo and as an AI image. Trained on, each copy pulls the model
+    toward its own label, and the two can never both be right."""
+    by_group: dict[int, dict[str, Path]] = defaultdict(dict)
+    for sample, group in zip(samples, groups, strict=True):
+        by_group[int(group)].setdefault(sample.label, sample.path)
+    return [(paths["real"], paths["ai"]) for paths in by_group.values() if len(paths) == 2]
 
 
 @functools.cache
@@ -786,6 +799,10 @@ class Reporter:
 
     def faceless(self, paths: list[Path]) -> None:
         """Images in which no face was found: their centre square was trained on instead."""
+
+    def in_both_classes(self, pairs: list[tuple[Path, Path]]) -> None:
+        """Pictures labelled both real and AI (the same file, or a near-copy), each a (real,
+        ai) pair of paths."""
 
     def imbalanced(self, n_real: int, n_ai: int) -> None:
         """The training split holds one class many times more often than the other, and
@@ -1730,6 +1747,8 @@ def train(
         reporter.unreadable({path: _why_unreadable(path) for path in left_out})
     if data.faceless.any():
         reporter.faceless([data.samples[i].path for i in np.flatnonzero(data.faceless)])
+    if crossing := pictures_in_both_classes(data.samples, data.groups):
+        reporter.in_both_classes(crossing)
     results = []
     for name, split in make_splits(config, data.samples, data.groups):
         run_dir = out_dir / name if name else out_dir
