@@ -364,6 +364,7 @@ class ReviewPage:
             return f"{links[part] if part else ''}#image-{index}"
 
         staged = [target.with_name(target.name + ".part") for target in files]
+        path.parent.mkdir(parents=True, exist_ok=True)  # else the error named a .part file
         self._cards.seek(0)
         try:
             for part, partial in enumerate(staged):
