@@ -773,20 +773,6 @@ def decode(
     )
 
 
-def decode_many(
-    sources: Iterable[ImageSource],
-    *,
-    limits: DecodeLimits = DEFAULT_LIMITS,
-    reduce_to: int | None = None,
-) -> Iterator[DecodedImage | BadImage]:
-    """Decode a batch lazily; a bad input becomes its error in place, never a stopped batch."""
-    for source in sources:
-        try:
-            yield decode(source, limits=limits, reduce_to=reduce_to)
-        except BadImage as error:
-            yield error
-
-
 def transformed(item: ImageSource, transform: Callable[[Image.Image], Image.Image]) -> ImageSource:
     """The decoded image passed through `transform` (a perturbed or thumbnail copy); the item as
     it is when it does not decode, so whatever prepares it next records the error."""
