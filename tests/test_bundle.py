@@ -382,7 +382,10 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     pip = [sys.executable, "-m", "pip", "--quiet"]
     wheels, target = tmp_path / "wheels", tmp_path / "site"
-    build = ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(repo)]
+    # built from a copy: setuptools leaves build/ and egg-info in the tree it builds from
+    source = shutil.copytree(repo, tmp_path / "source", ignore=shutil.ignore_patterns(
+        ".*", "build", "runs", "*artifacts", "*.egg-info", "__pycache__"))  # fmt: skip
+    build = ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)]
     subprocess.run([*pip, *build], check=True, capture_output=True)
     [wheel] = wheels.glob("facetell-*.whl")
     with zipfile.ZipFile(wheel) as archive:
