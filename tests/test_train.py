@@ -1152,8 +1152,8 @@ def test_train_without_a_config_uses_the_shipped_recipe_and_names_the_others(
     )  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     assert (  # left out, and said so: the video is no image to train on
-        "note: skipped 1 file(s) in the folders given that are in no format facetell reads "
-        "(JPEG, PNG, WebP, HEIC, AVIF, BMP, TIFF or GIF): making-of.mp4"
+        "note: skipped 1 video(s) in the folders given: making-of.mp4 (save the frames to judge "
+        "as PNG, e.g. ffmpeg -i VIDEO -vf fps=1 frame-%04d.png)"
     ) in trained.stderr.splitlines()
     assert (  # an image that cannot be decoded is left out, and said so too, with why
         "note: 1 image(s) could not be read and were left out: cut-short.png: a PNG file of a "

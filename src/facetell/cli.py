@@ -89,7 +89,9 @@ from facetell.io import (
     DATASET_LIMITS,
     DEFAULT_LIMITS,
     FORMATS_READ,
+    FRAMES_HINT,
     RAW_SUFFIXES,
+    VIDEO_SUFFIXES,
     DecodeLimits,
     NamedImage,
     binary_kind,
@@ -910,7 +912,8 @@ def note_skipped(skipped: Sequence[Path], console: Console) -> None:
     broken_links = [path for path in skipped if path.is_symlink() and not path.exists()]
     files = [path for path in skipped if path not in broken_links]
     raw_files = [path for path in files if path.suffix.lower() in RAW_SUFFIXES]
-    files = [path for path in files if path not in raw_files]
+    videos = [path for path in files if path.suffix.lower() in VIDEO_SUFFIXES]
+    files = [path for path in files if path not in raw_files and path not in videos]
     unlabelled = [path for path in files if looks_like_image(path)]
     others = [path for path in files if path not in unlabelled]
     notes = (  # the files, what to say of them, and whether their folder is the point
@@ -920,6 +923,7 @@ def note_skipped(skipped: Sequence[Path], console: Console) -> None:
          "…): {} (move them into one to use them)", True),
         (raw_files, "camera RAW file(s) in the folders given: {} (export them as JPEG to use "
          "them)", False),
+        (videos, f"video(s) in the folders given: {{}} ({FRAMES_HINT})", False),
         (others, "file(s) in the folders given that are in no format facetell reads "
          f"({FORMATS_READ}): {{}}", False),
     )  # fmt: skip

@@ -99,6 +99,12 @@ RAW_SUFFIXES = frozenset(
 )
 _RAW_HINT = "export it as JPEG from your raw editor or camera app and judge that"
 
+# Video files a folder given may hold beside its photos (named, with how to judge their frames)
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".wmv", ".flv", ".3gp", ".mpg", ".mpeg"}
+    | {".mts", ".m2ts"}
+)
+
 _SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 
 # The IJG standard luminance quantisation table; libjpeg scales it by quality.
@@ -632,7 +638,7 @@ def other_content(head: bytes) -> tuple[str, str] | None:
         if brand == b"crx ":
             return "a camera RAW file (Canon CR3)", _RAW_HINT
         if brand not in _HEIF_BRANDS:
-            return "a video (MP4 or MOV), not a still image", _FRAMES_HINT
+            return "a video (MP4 or MOV), not a still image", FRAMES_HINT
     archive = archive_kind(head)
     if archive:
         return archive, "extract it and give the folder"
@@ -640,7 +646,7 @@ def other_content(head: bytes) -> tuple[str, str] | None:
         if head.startswith(signature):
             return found
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return "a video (AVI), not a still image", _FRAMES_HINT
+        return "a video (AVI), not a still image", FRAMES_HINT
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith((b"<?xml", b"<svg", b"<!doctype svg")) and b"<svg" in text:
         return "an SVG drawing, not a photograph", "render it to PNG if it holds a photo"
@@ -802,10 +808,10 @@ _SIGNATURES = {
 }
 
 
-_FRAMES_HINT = "save the frames to judge as PNG, e.g. ffmpeg -i VIDEO -vf fps=1 frame-%04d.png"
+FRAMES_HINT = "save the frames to judge as PNG, e.g. ffmpeg -i VIDEO -vf fps=1 frame-%04d.png"
 _OTHER_SIGNATURES = {
     b"%PDF": ("a PDF document", "export the page or picture to judge as PNG or JPEG"),
-    b"\x1aE\xdf\xa3": ("a video (WebM or Matroska), not a still image", _FRAMES_HINT),
+    b"\x1aE\xdf\xa3": ("a video (WebM or Matroska), not a still image", FRAMES_HINT),
     b"\xff\x0a": ("a JPEG XL image", "convert it to PNG, e.g. djxl IMAGE.jxl IMAGE.png"),
     b"\x00\x00\x00\x0cJXL ": (
         "a JPEG XL image",
