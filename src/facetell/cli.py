@@ -598,7 +598,11 @@ def train_command(
     holdout_source: str | None = typer.Option(
         None, help="Leave this source (AI or real) out, test only; 'all': each AI source in turn."
     ),
-    resume: bool = typer.Option(False, help="Continue from the run folder's last checkpoint."),
+    resume: bool = typer.Option(
+        False,
+        help="Continue from the run folder's last checkpoint, with the settings the run started "
+        "with (--out RUN --resume alone reads them).",
+    ),
     overwrite: bool = typer.Option(
         False, help="Replace a run the folder already holds (refused without this or --resume)."
     ),
