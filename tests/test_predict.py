@@ -216,6 +216,12 @@ def test_a_folder_or_a_glob_streams_its_images_and_a_path_is_one_image(detector,
     assert unreachable.path == "http://127.0.0.1:9/photo.jpg"
     [unmatched] = detector.predict_batch(f"{album}/*.gif")
     assert unmatched.error == f"{album}/*.gif: no file matches this pattern (check the path)"
+    [other_case] = detector.predict_batch(f"{album}/*.JPG")  # a camera's case, a user's guess
+    assert other_case.error == (
+        f"{album}/*.JPG: no file matches this pattern, but 1 match it in another letter case, "
+        f"such as {album}/b.jpg (names are case-sensitive here: write the pattern as they are, "
+        "or give the folder)"
+    )
     pixels = np.asarray(astronaut())
     assert len(detector.predict_batch(pixels)) == 1
     assert len(detector.predict_batch(np.stack([pixels, pixels]))) == 2

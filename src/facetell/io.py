@@ -431,6 +431,21 @@ def _read_stream(stream: Any, label: str, limits: DecodeLimits) -> bytes:
     return _within_limit(data, label, limits)
 
 
+def _any_case(pattern: str) -> str:
+    """A glob pattern whose letters match either case (`*.jpg` → `*.[jJ][pP][gG]`): a camera's
+    DSC_0001.JPG is no match for `*.jpg` on a file system that tells case, as Linux's do."""
+    out, in_class = [], False
+    for char in pattern:
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char.isalpha() and not in_class and char.lower() != char.upper():
+            char = f"[{char.lower()}{char.upper()}]"
+        out.append(char)
+    return "".join(out)
+
+
 def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
     """A file's bytes, refused past the byte limit without reading the rest. A pipe (a shell's
     `<(curl …)`) has no size to check first, so the read itself stops at the limit; a device
@@ -445,6 +460,14 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
             if matches := len(glob.glob(str(path), recursive=True)):  # noqa: PTH207
                 why = f"is a pattern matching {matches} file(s), not one image"
                 fix = "pass it alone to Detector.stream to judge them"
+                raise BadImage(label, why, fix) from None
+            if others := sorted(glob.glob(_any_case(str(path)), recursive=True)):  # noqa: PTH207
+                why = (
+                    f"no file matches this pattern, but {len(others)} match it in another "
+                    f"letter case, such as {printable_name(others[0])}"
+                )
+                fix = "names are case-sensitive here: write the pattern as they are, or give "
+                fix += "the folder"
                 raise BadImage(label, why, fix) from None
             raise BadImage(label, "no file matches this pattern", "check the path") from None
         raise BadImage(label, "file not found", "check the path") from None
