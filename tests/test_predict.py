@@ -222,6 +222,10 @@ def test_a_folder_or_a_glob_streams_its_images_and_a_path_is_one_image(detector,
         f"such as {album}/b.jpg (names are case-sensitive here: write the pattern as they are, "
         "or give the folder)"
     )
+    assert detector.predict(album / "B.JPG").error == (
+        f"{album}/B.JPG: file not found, but {album}/b.jpg differs only in letter case (names are "
+        "case-sensitive here)"
+    )
     pixels = np.asarray(astronaut())
     assert len(detector.predict_batch(pixels)) == 1
     assert len(detector.predict_batch(np.stack([pixels, pixels]))) == 2

@@ -470,6 +470,9 @@ def _read_bytes(path: Path, label: str, limits: DecodeLimits) -> bytes:
                 fix += "the folder"
                 raise BadImage(label, why, fix) from None
             raise BadImage(label, "no file matches this pattern", "check the path") from None
+        if twins := glob.glob(_any_case(glob.escape(str(path)))):  # noqa: PTH207
+            why = f"file not found, but {printable_name(min(twins))} differs only in letter case"
+            raise BadImage(label, why, "names are case-sensitive here") from None
         raise BadImage(label, "file not found", "check the path") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
