@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import smooth_photo
+from conftest import run_cli, smooth_photo
 from facetell.data import (
     FileRecord,
     SplitFile,
@@ -410,3 +410,24 @@ def test_a_split_file_finds_its_images_from_any_folder(tmp_path, monkeypatch):
         (project / "data" / "real" / f"00{i}.jpg").resolve() for i in range(2)
     ]
     assert all(s.path.is_file() for s in found)
+
+
+def test_one_dataset_given_twice_is_refused_not_counted_twice(tmp_path):
+    """`--data faces --data ./faces/` read every image twice: twice in each number, twice the
+    weight in training."""
+    write_images(tmp_path / "faces" / "real", 2, seed=1)
+    write_images(tmp_path / "faces" / "ai", 2, seed=2)
+    (tmp_path / "link").symlink_to(tmp_path / "faces")
+    with pytest.raises(DatasetError, match=r"faces: given twice; give each dataset once$"):
+        discover([tmp_path / "faces", f"{tmp_path}/faces/"])
+    with pytest.raises(DatasetError) as refused:
+        discover([tmp_path / "faces", tmp_path / "link"])
+    assert str(refused.value) == (
+        f"{tmp_path / 'link'}: the same dataset as {tmp_path / 'faces'}, given before it; give "
+        "it once"
+    )
+    audit = run_cli("audit", "faces", "link", cwd=tmp_path)
+    assert (audit.returncode, audit.stderr.decode()) == (
+        2,
+        "error: link: the same dataset as faces, given before it; give it once\n",
+    )

@@ -67,6 +67,7 @@ from facetell.data import (
     discover,
     duplicate_groups,
     normalise_label,
+    refuse_repeated_datasets,
     split_part_named,
     table_rows,
 )
@@ -473,6 +474,7 @@ def audit_command(
     samples: list[Sample] = []
     origins: list[str] = []  # each image's dataset, and split if it has one
     try:
+        refuse_repeated_datasets(data)
         for root in data:
             found = discover([root], skipped)
             samples += found

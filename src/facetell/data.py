@@ -29,6 +29,7 @@ from facetell.io import (
     exists,
     file_head,
     looks_like_image,
+    real_path,
     text_of,
 )
 
@@ -220,6 +221,18 @@ def _dataset_name(root: Path) -> str:
     return root.parent.name if split_part_named(root) else root.name
 
 
+def refuse_repeated_datasets(roots: Sequence[Path]) -> None:
+    """One dataset given twice (`--data faces --data ./faces/`) would count every image twice
+    in each number and weight it twice in training."""
+    given: dict[Path, Path] = {}  # each dataset's real path: what it was first given as
+    for root in roots:
+        if (first := given.setdefault(real_path(root), root)) is root:
+            continue
+        if first == root:
+            raise DatasetError(f"{root}: given twice; give each dataset once")
+        raise DatasetError(f"{root}: the same dataset as {first}, given before it; give it once")
+
+
 def discover(
     roots: Iterable[str | os.PathLike[str]], skipped: list[Path] | None = None
 ) -> list[Sample]:
@@ -230,7 +243,9 @@ def discover(
     there, so a user learns why a folder gave fewer images than it holds.
     """
     samples: list[Sample] = []
-    for root in map(Path, roots):
+    roots = [Path(root) for root in roots]
+    refuse_repeated_datasets(roots)
+    for root in roots:
         if not exists(root):  # also a name longer than the system allows, which raised
             raise DatasetError(f"{root}: no such folder or manifest CSV")
         if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
