@@ -630,9 +630,9 @@ def train_command(
         extra.append(f"data.holdout_source={holdout_source}")
     try:
         recipe = resolve_recipe(config_path)
-        alone = resume and out is not None and not (config_path or extra)
         # `train --out runs/x --resume`: the run's own settings, not the default recipe's
-        saved = saved_config(out) if alone and out is not None else None
+        alone = resume and out is not None and not (config_path or extra)
+        saved = saved_config(out) if alone else None
         config = saved or load_config(recipe, extra)
         missing = [path for path in config.data.paths if not Path(path).exists()]
         if missing and not data:

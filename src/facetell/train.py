@@ -129,7 +129,9 @@ class DataConfig(BaseModel):
 
     @field_validator("fractions")
     @classmethod
-    def _shares_of_one_whole(cls, fractions: tuple[float, float, float]) -> tuple[float, ...]:
+    def _shares_of_one_whole(
+        cls, fractions: tuple[float, float, float]
+    ) -> tuple[float, float, float]:
         train, val, test = fractions
         if min(fractions) < 0 or abs(train + val + test - 1) > 1e-6:
             raise ValueError(
@@ -1657,8 +1659,8 @@ def saved_config(out_dir: Path) -> TrainConfig | None:
     try:
         return TrainConfig.model_validate(_parse_yaml(path.read_text(encoding="utf-8"), str(path)))
     except (OSError, UnicodeDecodeError, ValidationError) as error:
-        raise FacetellError(f"{path}: cannot read the run's settings ({error}); --overwrite "
-                            "starts again") from None  # fmt: skip
+        why = f"cannot read the run's settings ({error}); --overwrite starts again"
+        raise FacetellError(f"{path}: {why}") from None
 
 
 def changed_settings(before: Any, after: Any, prefix: str = "") -> list[str]:
