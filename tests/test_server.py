@@ -519,6 +519,35 @@ def test_serve_names_the_address_it_listens_on_and_warns_when_open_to_the_networ
     )
 
 
+def test_an_access_log_is_written_only_when_asked(untrained_bundle):
+    """An operator behind a proxy had no line per request to find a client's failing calls."""
+    serve = [sys.executable, "-m", "facetell", "serve", "--model", str(untrained_bundle),
+             "--port", "0"]  # fmt: skip
+    for extra, env, logged in (
+        ([], {}, False),
+        (["--access-log"], {}, True),
+        ([], {"FACETELL_ACCESS_LOG": "true"}, True),
+    ):
+        process = subprocess.Popen([*serve, *extra], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, **env})  # fmt: skip
+        try:
+            port = int(process.stderr.readline().split()[4].rsplit(":", 1)[1])
+            process.stderr.readline()  # the uncalibrated bundle's warning
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.2)
+            assert httpx.get(f"{base}/api/v1/nowhere", timeout=10).status_code == 404
+        finally:
+            process.terminate()
+            out, rest = process.communicate(timeout=20)
+        assert ('"GET /api/v1/nowhere HTTP/1.1" 404' in out) is logged, out  # as uvicorn logs
+        assert "Uvicorn running" not in out + rest  # the address is said once, by facetell
+
+
 def test_a_bad_setting_is_one_line_naming_its_flag_or_variable(untrained_bundle):
     """A mistyped FACETELL_ variable or flag printed pydantic's traceback."""
     serve = [sys.executable, "-m", "facetell", "serve", "--model", str(untrained_bundle)]

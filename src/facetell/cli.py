@@ -14,6 +14,7 @@ import io
 import ipaddress
 import itertools
 import json
+import logging
 import os
 import re
 import shlex
@@ -2475,6 +2476,12 @@ def serve_command(
         "/facetell/), for the API docs' server address.",
     ),
     no_face_detect: bool = NO_FACE_DETECT,
+    access_log: bool = typer.Option(
+        False,
+        "--access-log",
+        help="Log one line per request on stdout, as uvicorn does: client, method, path and "
+        "status (off by default: requests say whose photos were judged).",
+    ),
 ) -> None:
     """Serve the web page and the REST API.
 
@@ -2496,6 +2503,8 @@ def serve_command(
     overrides = {k: v for k, v in flags.items() if v is not None}
     if no_face_detect:
         overrides["detect_faces"] = False
+    if access_log:
+        overrides["access_log"] = True
     settings = server_settings(overrides)
     if model is None:  # FACETELL_MODEL is read, and named when wrong, by Detector.load
         settings.model = None
@@ -2527,12 +2536,15 @@ def serve_command(
             "note: other machines can reach it with no token; set FACETELL_API_TOKEN to ask one"
         )
     warn_if_uncalibrated(detector)  # after the address line, which scripts read first
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, detector), log_level="warning", root_path=settings.root_path
-        )
+    config = uvicorn.Config(
+        create_app(settings, detector),
+        log_level="warning",  # uvicorn's own start-up lines repeat the address said above
+        access_log=settings.access_log,
+        root_path=settings.root_path,
     )
-    server.run(sockets=[listening])
+    if settings.access_log:  # set after Config, which gives every uvicorn logger log_level
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    uvicorn.Server(config).run(sockets=[listening])
 
 
 @app.command("ensemble")

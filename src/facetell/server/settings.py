@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     api_token: str | None = None  # when set, /api/v1 needs "Authorization: Bearer <token>"
     cors_origins: list[str] = []  # CORS stays off unless origins are listed
     torch_threads: int = Field(2, ge=1)
+    # one line per request on stdout (uvicorn's access log: client, method, path, status);
+    # off by default, as the address and file names of what was judged may be private
+    access_log: bool = False
     # the path a reverse proxy serves facetell under (/facetell): the OpenAPI schema's server
     # address; the page and /docs use relative addresses, so they work under any path
     root_path: str = Field("", pattern=r"^(/[^/?#\s]+)*$")
