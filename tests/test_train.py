@@ -935,8 +935,8 @@ def test_class_balance_draws_a_rare_class_as_often_as_the_common_one(tmp_path):
     for label, count in (("real", 60), ("ai", 12)):
         (tmp_path / "data" / label / "one").mkdir(parents=True)
         for i in range(count):
-            image = smooth_photo(i, SIZE) if label == "real" else upsampled_fake(i)
-            image.save(tmp_path / "data" / label / "one" / f"{i}.png")
+            image = smooth_photo(i, SIZE) if label == "real" else upsampled_fake(5000 + i)
+            image.save(tmp_path / "data" / label / "one" / f"{i}.png")  # no picture in both
     drawn_ai = {}
     for balanced in (False, True):
         config = config_for("spectrum", tmp_path / "data", tmp_path / "cache",
@@ -973,7 +973,9 @@ def test_a_picture_labelled_both_real_and_ai_is_named_before_training(planted_da
     folders) trained each copy toward its own label with nothing said."""
     photo = planted_dataset / "real" / "camera" / "7.png"
     manifest = tmp_path / "list.csv"
-    rows = [f"{path},{path.parts[-3]}" for path in sorted(planted_dataset.rglob("*.png"))]
+    planted = [*(planted_dataset / "real" / "camera").iterdir(),  # not what other tests add
+               *(planted_dataset / "ai" / "upsampler").iterdir()]  # fmt: skip
+    rows = [f"{path},{path.parts[-3]}" for path in sorted(planted)]
     manifest.write_text("\n".join(["path,label", *rows, f"{photo},ai"]) + "\n")
     fast = ["model=spectrum", "model_kwargs={}", f"crop={{kind: center_square, size: {SIZE}}}",
             "phases=[{kind: closed_form, views: 1}]", f"cache_dir={tmp_path / 'cache'}",
