@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime
 import errno
+import filecmp
 import glob
 import io
 import ipaddress
@@ -501,6 +502,13 @@ def audit_command(
         _render_audit(report)
 
 
+def _same_bytes(first: Path, second: Path) -> bool:
+    try:
+        return filecmp.cmp(first, second, shallow=False)
+    except OSError:  # gone since it was read: nothing to compare
+        return False
+
+
 class RichReporter:
     """`train.Reporter` drawn with rich: a bar per stage and epoch with ETA, a row per epoch."""
 
@@ -544,14 +552,23 @@ class RichReporter:
         )
 
     def in_both_classes(self, pairs: list[tuple[Path, Path]]) -> None:
-        real, ai = pairs[0]
-        self.progress.console.print(
-            f"note: {len(pairs)} picture(s) are labelled both real and AI (the same file or a "
-            f"near-copy), such as {printable_name(str(real))} (real) and "
-            f"{printable_name(str(ai))} (AI); keep each under its true label only "
-            "(facetell audit lists them all)",
-            highlight=False,
-        )
+        """Byte-identical files are one image given twice, a labelling slip; a near-copy may be
+        a fake made from the photo (a face swap, an edit), which both labels fit."""
+        same = [(real, ai) for real, ai in pairs if _same_bytes(real, ai)]
+        near = [pair for pair in pairs if pair not in same]
+        for found, said in (
+            (same, "image(s) are given as both real and AI (the same bytes), such as {}; keep "
+             "each under its true label only"),
+            (near, "real photo(s) have a near-copy among the AI images, such as {}: a fake made "
+             "from the photo fits both labels, one picture re-saved does not (each pair stays in "
+             "one split; facetell audit lists them all)"),
+        ):  # fmt: skip
+            if found:
+                real, ai = (printable_name(str(path)) for path in found[0])
+                example = f"{real} (real) and {ai} (AI)"
+                self.progress.console.print(
+                    f"note: {len(found)} " + said.format(example), highlight=False
+                )
 
     def imbalanced(self, n_real: int, n_ai: int) -> None:
         if self.told_imbalance:
