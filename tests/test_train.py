@@ -1423,9 +1423,11 @@ def test_a_second_dataset_after_one_data_option_is_named_as_such(tmp_path):
     )
 
 
-def test_augmentation_ranges_unknown_keys_and_list_items_are_checked_before_any_work():
+def test_out_of_range_settings_unknown_keys_and_list_items_are_checked_before_any_work(tmp_path):
     """A reversed or impossible range ([90, 30], a blur sigma of 0, cuts of half a side) failed
-    only when training first drew from it; `phases.1.epochs` was refused as no key."""
+    only when training first drew from it; `phases.1.epochs` was refused as no key. Shares that
+    do not sum to 1 and a negative seed raised a traceback from the split; a negative learning
+    rate trained uphill; max_per_source=0 read as "the data has 0 images"."""
     recipe = Path(__file__).parents[1] / "configs" / "default-lite0.yaml"
     refused = {
         "augment.jpeg_quality=[90, 30]": "augment.jpeg_quality (--set augment.jpeg_quality=[90, "
@@ -1439,6 +1441,19 @@ def test_augmentation_ranges_unknown_keys_and_list_items_are_checked_before_any_
         "phases.0.epoch=5": "phases.0.epoch (--set phases.0.epoch=5): not a setting here (known: "
         "kind, epochs, lr, trainable_blocks, views, cache_features, regularisation, "
         "average_from, schedule)",
+        "data.fractions=[0.8, 0.3, 0.1]": "data.fractions (--set data.fractions=[0.8, 0.3, "
+        "0.1]): three shares (train, val, test) that sum to 1, not [0.8, 0.3, 0.1]",
+        "data.fractions=[1, 0, 0]": "data.fractions (--set data.fractions=[1, 0, 0]): training "
+        "and validation need a share above 0, not [1.0, 0.0, 0.0]",
+        "seed=-1": "seed (--set seed=-1): Input should be greater than or equal to 0",
+        "seed=4294967296": "seed (--set seed=4294967296): Input should be less than or equal to "
+        "4294967295",  # --folds raised numpy's legacy-seed error
+        "phases.2.lr=-0.001": "phases.2.lr (--set phases.2.lr=-0.001): Input should be greater "
+        "than 0",
+        "data.max_per_source=0": "data.max_per_source (--set data.max_per_source=0): Input should "
+        "be greater than or equal to 1",
+        "name=..": "name (--set name=..): a model name is one folder name: no / or \\, not . or "
+        ".., no control characters",  # runs/NAME: '..' had made the run folder runs/..
     }
     for override, problem in refused.items():
         with pytest.raises(FacetellError) as caught:
@@ -1448,28 +1463,6 @@ def test_augmentation_ranges_unknown_keys_and_list_items_are_checked_before_any_
         load_config(recipe, ["phases.3.epochs=5"])
     changed = load_config(recipe, ["phases.1.epochs=5", "phases.2.lr=1e-5"])
     assert [(p.epochs, p.lr) for p in changed.phases] == [(40, 1e-3), (5, 3e-4), (3, 1e-5)]
-
-
-def test_split_shares_seeds_and_rates_out_of_range_are_refused_before_any_work(tmp_path):
-    """Shares that do not sum to 1 and a negative seed raised a traceback from the split; a
-    negative learning rate trained uphill; max_per_source=0 read as "the data has 0 images"."""
-    recipe = Path(__file__).parents[1] / "configs" / "default-lite0.yaml"
-    refused = {
-        "data.fractions=[0.8, 0.3, 0.1]": "three shares (train, val, test) that sum to 1, "
-        "not [0.8, 0.3, 0.1]",
-        "data.fractions=[1, 0, 0]": "training and validation need a share above 0, not "
-        "[1.0, 0.0, 0.0]",
-        "seed=-1": "Input should be greater than or equal to 0",
-        "seed=4294967296": "Input should be less than or equal to 4294967295",  # --folds raised
-        "phases.2.lr=-0.001": "Input should be greater than 0",
-        "data.max_per_source=0": "Input should be greater than or equal to 1",
-        "name=..": "a model name is one folder name: no / or \\, not . or .., no control "
-        "characters",  # runs/NAME: '..' had made the run folder runs/.. and '' runs/ itself
-    }
-    for override, problem in refused.items():
-        with pytest.raises(FacetellError) as caught:
-            load_config(recipe, [override])
-        assert str(caught.value).endswith(f" (--set {override}): {problem}")
     assert load_config(recipe, ["data.fractions=[0.8, 0.2, 0]"]).data.fractions == (0.8, 0.2, 0)
     (tmp_path / "real").mkdir()
     run = run_cli("train", "--data", str(tmp_path), "--set", "seed=-1", cwd=tmp_path)
