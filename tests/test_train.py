@@ -715,12 +715,13 @@ def test_weight_averaging_keeps_the_mean_of_its_epochs_across_a_resume(planted_d
 
 
 def test_kfold_and_holdout_runs_write_a_summary(planted_dataset, tmp_path):
-    (planted_dataset / "ai" / "second").mkdir(exist_ok=True)
-    (planted_dataset / "real" / "phone").mkdir(exist_ok=True)
-    for i in range(20):
-        upsampled_fake(9000 + i).save(planted_dataset / "ai" / "second" / f"{i}.png")
-        smooth_photo(9000 + i, SIZE).save(planted_dataset / "real" / "phone" / f"{i}.png")
-    config = config_for("spectrum", planted_dataset, tmp_path / "cache")
+    data = shutil.copytree(planted_dataset, tmp_path / "data")  # the shared set stays as it is
+    (data / "ai" / "second").mkdir()
+    (data / "real" / "phone").mkdir()
+    for i in range(20):  # seeds apart: no fake is a near-copy of a photo
+        upsampled_fake(9000 + i).save(data / "ai" / "second" / f"{i}.png")
+        smooth_photo(9500 + i, SIZE).save(data / "real" / "phone" / f"{i}.png")
+    config = config_for("spectrum", data, tmp_path / "cache")
     folds = train(
         config.model_copy(update={"data": config.data.model_copy(update={"folds": 3})}),
         tmp_path / "folds",
