@@ -413,8 +413,8 @@ def test_a_split_file_finds_its_images_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_one_dataset_given_twice_is_refused_not_counted_twice(tmp_path):
-    """`--data faces --data ./faces/` read every image twice: twice in each number, twice the
-    weight in training."""
+    """`--data faces --data ./faces/` (or faces/ and faces/extra/) read images twice: twice in
+    each number, twice the weight in training."""
     write_images(tmp_path / "faces" / "real", 2, seed=1)
     write_images(tmp_path / "faces" / "ai", 2, seed=2)
     (tmp_path / "link").symlink_to(tmp_path / "faces")
@@ -425,6 +425,13 @@ def test_one_dataset_given_twice_is_refused_not_counted_twice(tmp_path):
     assert str(refused.value) == (
         f"{tmp_path / 'link'}: the same dataset as {tmp_path / 'faces'}, given before it; give "
         "it once"
+    )
+    write_images(tmp_path / "faces" / "extra" / "ai", 2, seed=3)
+    with pytest.raises(DatasetError) as nested:  # faces/ read whole takes extra/ in already
+        discover([tmp_path / "faces" / "extra", tmp_path / "faces"])
+    assert str(nested.value) == (
+        f"{tmp_path / 'faces' / 'extra'}: inside {tmp_path / 'faces'}, which is read whole; give "
+        f"{tmp_path / 'faces'} alone, or each of its folders you mean"
     )
     audit = run_cli("audit", "faces", "link", cwd=tmp_path)
     assert (audit.returncode, audit.stderr.decode()) == (

@@ -222,8 +222,9 @@ def _dataset_name(root: Path) -> str:
 
 
 def refuse_repeated_datasets(roots: Sequence[Path]) -> None:
-    """One dataset given twice (`--data faces --data ./faces/`) would count every image twice
-    in each number and weight it twice in training."""
+    """One dataset given twice (`--data faces --data ./faces/`), or a folder inside another one
+    given (`faces/` and `faces/extra/`, which reading faces/ whole takes in), would count its
+    images twice in each number and weight them twice in training."""
     given: dict[Path, Path] = {}  # each dataset's real path: what it was first given as
     for root in roots:
         if (first := given.setdefault(real_path(root), root)) is root:
@@ -231,6 +232,14 @@ def refuse_repeated_datasets(roots: Sequence[Path]) -> None:
         if first == root:
             raise DatasetError(f"{root}: given twice; give each dataset once")
         raise DatasetError(f"{root}: the same dataset as {first}, given before it; give it once")
+    folders = {real: root for real, root in given.items() if real.is_dir()}
+    for real, root in folders.items():
+        outer = next((folders[o] for o in folders if o != real and real.is_relative_to(o)), None)
+        if outer is not None:
+            raise DatasetError(
+                f"{root}: inside {outer}, which is read whole; give {outer} alone, or each of "
+                "its folders you mean"
+            )
 
 
 def discover(
