@@ -1245,6 +1245,7 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
             ["--files-from", str(tmp_path / "gone.txt")],
             ["--files-from", str(shoot)],
             ["-", "--files-from", "-"],
+            ["-", "-"],  # the second had read an empty stdin: "file is empty (0 bytes)"
         )
     ]
     assert said == [
@@ -1254,6 +1255,7 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
         f"error: {shoot}: a folder, not a list of files; give it as an input to judge its images "
         f"(facetell predict {shoot})",
         "error: stdin can hold the list (--files-from -) or an image (-), not both",
+        "error: stdin can be read once: give - (or --files-from -) once",
     ]
 
 

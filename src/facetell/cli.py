@@ -1350,6 +1350,8 @@ def predict_command(
     skipped: list[Path] = []
     if "-" in (inputs or []) and Path("-") in files_from:
         raise fail("stdin can hold the list (--files-from -) or an image (-), not both")
+    if (inputs or []).count("-") > 1 or files_from.count(Path("-")) > 1:
+        raise fail("stdin can be read once: give - (or --files-from -) once")
     try:
         listed = [*(inputs or []), *(line for path in files_from for line in read_list(path))]
     except FacetellError as error:
