@@ -415,6 +415,21 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
     )
 
 
+def test_calibrate_out_naming_the_shipped_models_folder_is_refused_as_in_place(tmp_path):
+    """`calibrate default photos --out models/default` rewrote the shipped model's calibration,
+    which every predict without --model answers with, as if --out were a copy."""
+    from facetell.bundle import REPO_DEFAULT_BUNDLE
+
+    before = (REPO_DEFAULT_BUNDLE / "calibration.json").read_bytes()
+    run = run_cli("calibrate", "default", str(tmp_path), "--out", str(REPO_DEFAULT_BUNDLE))
+    assert (run.returncode, run.stderr.decode()) == (
+        2,
+        "error: default: the shipped model, which predict uses without --model, is not "
+        "calibrated in place; --out my-model calibrates a copy\n",
+    )
+    assert (REPO_DEFAULT_BUNDLE / "calibration.json").read_bytes() == before
+
+
 def test_the_shipped_bundle_fits_its_25_mb_budget():
     from facetell.bundle import REPO_DEFAULT_BUNDLE
 

@@ -2153,7 +2153,7 @@ def calibration_target(bundle: Path, out: Path | None, *, overwrite: bool) -> Pa
     itself. The shipped model is never rewritten in place: every predict without --model
     answers with it, and a calibration fitted on one platform's photos would move them all."""
     source = bundle_path(bundle)
-    if out is None:
+    if out is None or out.resolve() == source.resolve():  # --out naming the bundle's own folder
         if is_shipped_bundle(source):
             raise fail(
                 f"{bundle}: the shipped model, which predict uses without --model, is not "
@@ -2161,7 +2161,7 @@ def calibration_target(bundle: Path, out: Path | None, *, overwrite: bool) -> Pa
             )
         return source
     writable(out, "--out", folder=True)
-    if out.resolve() != source.resolve() and (out / "config.json").is_file() and not overwrite:
+    if (out / "config.json").is_file() and not overwrite:
         raise fail(
             f"{out}: holds a model bundle already; --overwrite replaces it, or give another --out"
         )
