@@ -108,7 +108,7 @@ from facetell.io import (
     real_path,
     text_of,
 )
-from facetell.review import PER_FILE, ReviewPage
+from facetell.review import PER_FILE, ReviewPage, page_part_number
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -196,6 +196,23 @@ class AuditFormat(StrEnum):
 NO_FACE_DETECT = typer.Option(
     False, "--no-face-detect", help="Take the whole image as the face (for pre-cropped faces)."
 )
+
+
+# calibrate and ensemble write a bundle into --out; both replace one there only when asked
+OVERWRITE_BUNDLE = typer.Option(
+    False, help="Replace a bundle --out already holds (refused without this)."
+)
+
+
+def bundle_output(out: Path, overwrite: bool) -> Path:
+    """--out checked as a folder for a bundle before any work: one that already holds a bundle
+    is refused unless --overwrite."""
+    writable(out, "--out", folder=True)
+    if (out / "config.json").is_file() and not overwrite:
+        raise fail(
+            f"{out}: holds a model bundle already; --overwrite replaces it, or give another --out"
+        )
+    return out
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -925,8 +942,7 @@ def is_own_output(path: Path, output: Path | None, report: Path | None) -> bool:
         return True
     if report is None or real_path(path.parent) != real_path(report.parent):
         return False
-    part = re.fullmatch(rf"{re.escape(report.stem)}(-[0-9]+)?{re.escape(report.suffix)}", path.name)
-    return part is not None
+    return page_part_number(report, path) is not None
 
 
 def note_skipped(skipped: Sequence[Path], console: Console) -> None:
@@ -1925,9 +1941,7 @@ def calibrate_command(
         "the bundle given stays as it was.",
         show_default=False,
     ),
-    overwrite: bool = typer.Option(
-        False, help="Replace a bundle --out already holds (refused without this)."
-    ),
+    overwrite: bool = OVERWRITE_BUNDLE,
     split_file: Path | None = typer.Option(None, help="Use one split of a saved split.json."),
     split: str | None = typer.Option(
         None,
@@ -2160,12 +2174,7 @@ def calibration_target(bundle: Path, out: Path | None, *, overwrite: bool) -> Pa
                 "calibrated in place; --out my-model calibrates a copy"
             )
         return source
-    writable(out, "--out", folder=True)
-    if (out / "config.json").is_file() and not overwrite:
-        raise fail(
-            f"{out}: holds a model bundle already; --overwrite replaces it, or give another --out"
-        )
-    return out
+    return bundle_output(out, overwrite)
 
 
 def save_calibrated(fitted: Bundle, bundle: Path, target: Path, *, reference: bool) -> None:
@@ -2575,9 +2584,7 @@ def ensemble_command(
         "facetell-ensemble", help="The bundle's model name (in every result)."
     ),
     half: bool = typer.Option(False, "--half", help="Store weights as float16 (half the size)."),
-    overwrite: bool = typer.Option(
-        False, help="Replace a bundle --out already holds (refused without this)."
-    ),
+    overwrite: bool = OVERWRITE_BUNDLE,
 ) -> None:
     """Combine bundles into one: the weighted mean of their temperature-scaled logits.
 
@@ -2589,11 +2596,7 @@ def ensemble_command(
         raise fail(f"--name {name!r}: {problem}")
     if weights and len(weights) != len(members):
         raise fail(f"{len(weights)} weights for {len(members)} members")
-    writable(out, "--out", folder=True)
-    if (out / "config.json").is_file() and not overwrite:
-        raise fail(
-            f"{out}: holds a model bundle already; --overwrite replaces it, or give another --out"
-        )
+    bundle_output(out, overwrite)
     try:
         bundle = ensemble_bundle(
             [load_bundle(m) for m in members],

@@ -13,6 +13,7 @@ import html
 import io
 import itertools
 import math
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -146,6 +147,19 @@ def _detail(result: Result) -> str:
         kinds,
     ]
     return "; ".join(part for part in parts if part)
+
+
+def page_part(path: Path, number: int) -> Path:
+    """The file of a review page saved in parts that holds part `number`: the page itself for
+    1, then review-2.html, review-3.html, ... beside it."""
+    return path if number == 1 else path.with_name(f"{path.stem}-{number}{path.suffix}")
+
+
+def page_part_number(path: Path, candidate: Path) -> int | None:
+    """Which part of the page saved at `path` a file of that folder is named as, or None."""
+    named = re.fullmatch(rf"{re.escape(path.stem)}(?:-([0-9]+))?{re.escape(path.suffix)}",
+                         candidate.name)  # fmt: skip
+    return None if named is None else int(named.group(1) or 1)
 
 
 class ReviewPage:
@@ -354,9 +368,7 @@ class ReviewPage:
         total = len(self._rows)
         per_file = per_file if 0 < per_file < total else max(total, 1)  # all in one file
         count = max(1, math.ceil(total / per_file))
-        files = [path] + [
-            path.with_name(f"{path.stem}-{k}{path.suffix}") for k in range(2, count + 1)
-        ]
+        files = [page_part(path, k) for k in range(1, count + 1)]
         links = [_e(quote(target.name)) for target in files]
 
         def href(index: int) -> str:
@@ -391,7 +403,7 @@ class ReviewPage:
         """The files past this page's last of an earlier, longer page saved at `path`: nothing
         links to them any more, and beside the new page they read as part of it."""
         for number in itertools.count(first):
-            stale = path.with_name(f"{path.stem}-{number}{path.suffix}")
+            stale = page_part(path, number)
             try:
                 with stale.open("rb") as handle:
                     head = handle.read(2048)
