@@ -107,9 +107,9 @@ def test_a_source_name_both_classes_use_becomes_one_per_class(tmp_path):
     write_images(tmp_path / "faces" / "real" / "celeba", 2, seed=1)
     write_images(tmp_path / "faces" / "ai" / "celeba", 1, seed=2)
     write_images(tmp_path / "faces" / "ai" / "sdxl", 1, seed=3)
+    write_images(tmp_path / "mine", 2, seed=4)
     manifest = tmp_path / "list.csv"
-    manifest.write_text("path,label,source\nfaces/ai/sdxl/000.jpg,ai,mine\n"
-                        "faces/real/celeba/000.jpg,real,mine\n")  # fmt: skip
+    manifest.write_text("path,label,source\nmine/000.jpg,ai,mine\nmine/001.jpg,real,mine\n")
     found = Counter((s.label, s.source) for s in discover([tmp_path / "faces", manifest]))
     assert found == {
         ("real", "celeba-real"): 2,
@@ -438,3 +438,30 @@ def test_one_dataset_given_twice_is_refused_not_counted_twice(tmp_path):
         2,
         "error: link: the same dataset as faces, given before it; give it once\n",
     )
+
+
+def test_an_image_listed_twice_is_refused_with_both_places(tmp_path):
+    """A manifest row repeating an image (under one label or both), or a manifest naming
+    images of a folder given beside it, counted the image twice in every number."""
+    write_images(tmp_path / "faces" / "real", 2, seed=1)
+    write_images(tmp_path / "faces" / "ai", 2, seed=2)
+    manifest = tmp_path / "more.csv"
+    manifest.write_text(
+        "path,label\nfaces/real/000.jpg,real\n\nfaces/real/001.jpg,real\n./faces/real/000.jpg,ai\n"
+    )
+    with pytest.raises(DatasetError) as repeated:
+        discover([manifest])
+    assert str(repeated.value) == (
+        f"{manifest}:5: ./faces/real/000.jpg is listed again (first on line 2); list each image "
+        "once, under its true label"
+    )
+    manifest.write_text("path,label\nfaces/ai/001.jpg,ai\n")
+    with pytest.raises(DatasetError) as beside:
+        discover([tmp_path / "faces", manifest])
+    assert str(beside.value) == (
+        f"{tmp_path / 'faces' / 'ai' / '001.jpg'}: given by {tmp_path / 'faces'} and again by "
+        f"{manifest}; give each image once, so it is not counted twice"
+    )
+    write_images(tmp_path / "other" / "ai", 1, seed=3)
+    manifest.write_text("path,label\nother/ai/000.jpg,ai\n")
+    assert len(discover([tmp_path / "faces", manifest])) == 5

@@ -970,16 +970,18 @@ def test_class_balance_draws_a_rare_class_as_often_as_the_common_one(tmp_path):
 
 
 def test_a_picture_labelled_both_real_and_ai_is_named_before_training(planted_dataset, tmp_path):
-    """A manifest row that gave a real photo again as AI (or a near-copy filed in both class
-    folders) trained each copy toward its own label with nothing said."""
+    """A copy of a real photo given again as AI (or a near-copy filed in both class folders)
+    trained each copy toward its own label with nothing said."""
     photo = planted_dataset / "real" / "camera" / "7.png"
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(photo.read_bytes())
     manifest = tmp_path / "list.csv"
     planted = [*(planted_dataset / "real" / "camera").iterdir(),  # not what other tests add
                *(planted_dataset / "ai" / "upsampler").iterdir()]  # fmt: skip
     rows = [f"{path},{path.parts[-3]}" for path in sorted(planted)]
     resaved = tmp_path / "resaved.jpg"  # a near-copy: a fake made from the photo may be one
     Image.open(planted_dataset / "real" / "camera" / "3.png").save(resaved, quality=90)
-    manifest.write_text("\n".join(["path,label", *rows, f"{photo},ai", f"{resaved},ai"]) + "\n")
+    manifest.write_text("\n".join(["path,label", *rows, f"{copy},ai", f"{resaved},ai"]) + "\n")
     fast = ["model=spectrum", "model_kwargs={}", f"crop={{kind: center_square, size: {SIZE}}}",
             "phases=[{kind: closed_form, views: 1}]", f"cache_dir={tmp_path / 'cache'}",
             "workers=0"]  # fmt: skip
@@ -989,7 +991,7 @@ def test_a_picture_labelled_both_real_and_ai_is_named_before_training(planted_da
     notes = [line for line in run.stderr.decode().splitlines() if "(AI)" in line]
     assert notes == [
         f"note: 1 image(s) are given as both real and AI (the same bytes), such as {photo} (real) "
-        f"and {photo} (AI); keep each under its true label only",
+        f"and {copy} (AI); keep each under its true label only",
         f"note: 1 real photo(s) have a near-copy among the AI images, such as "
         f"{planted_dataset / 'real' / 'camera' / '3.png'} (real) and {resaved} (AI): a fake made "
         "from the photo fits both labels, one picture re-saved does not (each pair stays in one "

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PureWindowsPath
@@ -130,7 +130,7 @@ def normalise_label(value: str) -> str | None:
     return labels.pop() if len(labels) == 1 else None
 
 
-def table_rows(text: str) -> tuple[list[str], Iterator[dict[str, str | None]]]:
+def table_rows(text: str) -> tuple[list[str], csv.DictReader[str]]:
     """The columns (stripped, lower case) and rows of a CSV or TSV as spreadsheets save them:
     `Path,Label` headers, and semicolons (Excel where the decimal mark is a comma) or tabs
     between columns; the separator is the one the header line uses most."""
@@ -154,13 +154,15 @@ def read_manifest(csv_path: Path) -> list[Sample]:
     """
     base = csv_path.parent
     samples = []
+    listed_on: dict[Path, int] = {}  # each image's real path: the line that first lists it
     text = text_of(csv_path.read_bytes())
     columns, rows = table_rows(text)
     if not {"path", "label"} <= set(columns):
         raise DatasetError(
             f"{csv_path}: a manifest needs the columns path,label[,source][,split]; found {columns}"
         )
-    for line_no, row in enumerate(rows, start=2):
+    for row in rows:
+        line_no = rows.line_num  # the reader's own count: blank lines are skipped, not rows
         label = normalise_label(row["label"] or "")
         if label is None:
             raise DatasetError(
@@ -179,6 +181,11 @@ def read_manifest(csv_path: Path) -> list[Sample]:
             raise DatasetError(
                 f"{csv_path}:{line_no}: split {given_split!r} is none of train, val, test "
                 f"({', '.join(SPLIT_ALIASES)}); leave it empty for an image of no part"
+            )
+        if (first := listed_on.setdefault(real_path(path), line_no)) != line_no:
+            raise DatasetError(
+                f"{csv_path}:{line_no}: {row['path']} is listed again (first on line {first}); "
+                "list each image once, under its true label"
             )
         samples.append(Sample(path=path, label=label, source=source, split=split))
     if not samples:
@@ -254,48 +261,61 @@ def discover(
     samples: list[Sample] = []
     roots = [Path(root) for root in roots]
     refuse_repeated_datasets(roots)
+    given_by: dict[Path, Path] = {}  # each image's real path: the dataset that first gave it
     for root in roots:
-        if not exists(root):  # also a name longer than the system allows, which raised
-            raise DatasetError(f"{root}: no such folder or manifest CSV")
-        if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
-            samples += read_manifest(root)
-            continue
-        if root.is_file():
-            archive = archive_kind(file_head(root))
-            if archive:
+        found = _samples_of(root, skipped)
+        for sample in found:
+            first = given_by.setdefault(real_path(sample.path), root)
+            if first is not root:  # a manifest naming images of a folder given beside it
                 raise DatasetError(
-                    f"{root}: {archive}, not a dataset folder; extract it and give the folder"
+                    f"{sample.path}: given by {first} and again by {root}; give each image "
+                    "once, so it is not counted twice"
                 )
-            hint = "; to judge this one image: facetell predict" if looks_like_image(root) else ""
-            raise DatasetError(
-                f"{root}: a file, not a dataset; give a folder of real/ and ai/ folders, or a "
-                f"manifest CSV (path,label){hint}"
-            )
-        if not root.is_dir():
-            raise DatasetError(f"{root}: no such folder or manifest CSV")
-        manifest = next((root / n for n in MANIFEST_NAMES if (root / n).is_file()), None)
-        if manifest is not None:
-            samples += read_manifest(manifest)
-            continue
-        found = []
-        for path in sorted(root.rglob("*")):
-            broken_link = path.is_symlink() and not path.exists()
-            if not (path.is_file() or broken_link) or path.name.startswith("."):
-                continue
-            if broken_link or not looks_like_image(path):
-                if skipped is not None:
-                    skipped.append(path)
-            elif (sample := _sample_from_layout(root, path)) is not None:
-                found.append(sample)
-            elif skipped is not None:  # an image in no class folder: real/, ai/, fake/, …
-                skipped.append(path)
-        if not found:
-            raise DatasetError(
-                f"{root}: found no labelled images; expected real/ and ai/ (or fake/, "
-                "synthetic/, 0_real/, 1_fake/) folders, or a manifest.csv with path,label"
-            )
         samples += found
     return _sources_of_one_class(samples)
+
+
+def _samples_of(root: Path, skipped: list[Path] | None) -> list[Sample]:
+    """The labelled images one dataset given holds: a manifest CSV, a folder with one, or a
+    folder of class folders."""
+    if not exists(root):  # also a name longer than the system allows, which raised
+        raise DatasetError(f"{root}: no such folder or manifest CSV")
+    if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
+        return read_manifest(root)
+    if root.is_file():
+        archive = archive_kind(file_head(root))
+        if archive:
+            raise DatasetError(
+                f"{root}: {archive}, not a dataset folder; extract it and give the folder"
+            )
+        hint = "; to judge this one image: facetell predict" if looks_like_image(root) else ""
+        raise DatasetError(
+            f"{root}: a file, not a dataset; give a folder of real/ and ai/ folders, or a "
+            f"manifest CSV (path,label){hint}"
+        )
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder or manifest CSV")
+    manifest = next((root / n for n in MANIFEST_NAMES if (root / n).is_file()), None)
+    if manifest is not None:
+        return read_manifest(manifest)
+    found = []
+    for path in sorted(root.rglob("*")):
+        broken_link = path.is_symlink() and not path.exists()
+        if not (path.is_file() or broken_link) or path.name.startswith("."):
+            continue
+        if broken_link or not looks_like_image(path):
+            if skipped is not None:
+                skipped.append(path)
+        elif (sample := _sample_from_layout(root, path)) is not None:
+            found.append(sample)
+        elif skipped is not None:  # an image in no class folder: real/, ai/, fake/, …
+            skipped.append(path)
+    if not found:
+        raise DatasetError(
+            f"{root}: found no labelled images; expected real/ and ai/ (or fake/, "
+            "synthetic/, 0_real/, 1_fake/) folders, or a manifest.csv with path,label"
+        )
+    return found
 
 
 def _sources_of_one_class(samples: list[Sample]) -> list[Sample]:
