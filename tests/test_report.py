@@ -124,6 +124,32 @@ def test_calibrate_says_which_images_it_could_not_use(bundle, labelled, tmp_path
     assert said in result.stdout.splitlines()
 
 
+def test_a_picture_given_as_both_real_and_ai_is_named_by_evaluate_and_calibrate(
+    bundle, labelled, tmp_path
+):
+    """A copy of a real photo filed among the AI images too: evaluate scored one of the two a
+    mistake whatever the model said, and calibrate fitted both labels, with nothing said."""
+    data = shutil.copytree(labelled, tmp_path / "data")
+    photo, copy = data / "real" / "nasa" / "3.jpg", data / "ai" / "dcgan" / "copy.jpg"
+    shutil.copyfile(photo, copy)
+    said = (
+        f"note: 1 image(s) are given as both real and AI (the same bytes), such as {photo} "
+        f"(real) and {copy} (AI): {{}}; keep each under its true label only"
+    )
+    evaluated = facetell("evaluate", str(bundle), str(data), "--out", str(tmp_path / "report"),
+                         "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert said.format("one of each pair is scored a mistake") in evaluated.stderr.splitlines()
+    calibrated = facetell("calibrate", str(bundle), str(data), "--out", str(tmp_path / "fit"),
+                          "--no-size-correction", "--no-familiarity")  # fmt: skip
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert said.format("each pair pulls the fit both ways") in calibrated.stderr.splitlines()
+    gan_faces(1, seed=77, size=160)[0].save(copy)  # a picture of one label only: no note
+    again = facetell("calibrate", str(bundle), str(data), "--out", str(tmp_path / "fit"),
+                     "--overwrite", "--no-size-correction", "--no-familiarity")  # fmt: skip
+    assert again.returncode == 0 and "both real and AI" not in again.stderr, again.stderr
+
+
 def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):
     bundle = tmp_path / "bundle"
     save_untrained_bundle(bundle, "mobilenet_v2", 96)

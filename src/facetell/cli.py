@@ -1816,9 +1816,8 @@ def evaluate_command(
             ),
         ]
         samples = select_samples(data or [], split_file, split, limit, default_split="test")
-        # the files are read for fingerprints only when a bundle has some to look them up in
-        remembering = any(d.bundle.training_images is not None for d in detectors)
-        fingerprints = fingerprints_of(samples) if remembering or exclude_seen else None
+        fingerprints = fingerprints_of(samples)
+        note_labelled_both_ways(samples, fingerprints, "one of each pair is scored a mistake")
         if exclude_seen:
             samples, fingerprints = leave_out_seen(detectors, samples, fingerprints)
         evaluations = []
@@ -2009,7 +2008,7 @@ def calibrate_command(
 
     Writes calibration.json into the bundle (or its copy in --out), and reference.safetensors
     for the familiarity check."""
-    from facetell.evaluate import score_dataset, thumbnail_copy
+    from facetell.evaluate import fingerprints_of, score_dataset, thumbnail_copy
 
     size_correction = size_correction and not no_face_detect
     target = calibration_target(bundle, out, overwrite=overwrite)
@@ -2018,7 +2017,9 @@ def calibrate_command(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
         )
         samples = select_samples(data or [], split_file, split, limit, default_split="val")
-        warn_if_trained_on(detector, samples)
+        fingerprints = fingerprints_of(samples)
+        note_labelled_both_ways(samples, fingerprints, "each pair pulls the fit both ways")
+        warn_if_trained_on(detector, fingerprints)
         labels = Counter(sample.target for sample in samples)
         if max_fpr is not None and labels[0] and not labels[1]:
             calibrate_on_real_photos(
@@ -2144,20 +2145,33 @@ def _describe_not_scored(scored: ScoredSet) -> str:
     )
 
 
-def warn_if_trained_on(detector: Detector, samples: Sequence[Sample]) -> None:
+def warn_if_trained_on(detector: Detector, fingerprints: Sequence[bytes | None]) -> None:
     """Calibration fitted on training images is too sure of itself and, on real photos the
     model learnt, sets its threshold too low for the photos it will meet."""
-    from facetell.evaluate import fingerprints_of, seen_in_training
+    from facetell.evaluate import seen_in_training
 
-    if detector.bundle.training_images is None:
-        return
-    seen = seen_in_training(detector.bundle.training_images, fingerprints_of(samples))
+    seen = seen_in_training(detector.bundle.training_images, fingerprints)
     if seen and seen["train"]:
         err_console.print(
-            f"note: {seen['train']} of these {len(samples)} images are ones "
+            f"note: {seen['train']} of these {len(fingerprints)} images are ones "
             f"{detector.model_name} was trained on, byte for byte; fitted on them, its P(ai) "
             "comes out too sure and its threshold too low: calibrate on held-out images (the "
             "run's split.json, --split val)",
+            highlight=False,
+        )
+
+
+def note_labelled_both_ways(
+    samples: Sequence[Sample], fingerprints: Sequence[bytes | None], consequence: str
+) -> None:
+    """A file given as real and again as AI (a copy in both class folders, a manifest slip)."""
+    from facetell.evaluate import labelled_both_ways
+
+    if pairs := labelled_both_ways(samples, fingerprints):
+        real, ai = (printable_name(str(path)) for path in pairs[0])
+        err_console.print(
+            f"note: {len(pairs)} image(s) are given as both real and AI (the same bytes), such "
+            f"as {real} (real) and {ai} (AI): {consequence}; keep each under its true label only",
             highlight=False,
         )
 
