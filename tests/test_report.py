@@ -150,6 +150,21 @@ def test_a_picture_given_as_both_real_and_ai_is_named_by_evaluate_and_calibrate(
     assert again.returncode == 0 and "both real and AI" not in again.stderr, again.stderr
 
 
+def test_evaluate_prints_the_accuracy_of_the_faces_it_decided(labelled, tmp_path):
+    """`accuracy` counts an "uncertain" face by its side of the threshold: a set answered
+    "uncertain" throughout read accuracy 1.0000 on the screen, where the report said how
+    many were decided and how many of those were right."""
+    run = facetell("evaluate", "default", str(labelled), "--out", str(tmp_path / "report"),
+                   "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())["metrics"]
+    low, high = metrics["intervals"]["accuracy_when_decided"]
+    [row] = [line for line in run.stdout.splitlines() if "│ accuracy_when_decided " in line]
+    value = metrics["accuracy_when_decided"]
+    assert row.split("│")[2].strip() == f"{value:.4f} ({low:.4f}-{high:.4f})"
+    assert metrics["uncertain_fraction"] < 1  # some faces were decided
+
+
 def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):
     bundle = tmp_path / "bundle"
     save_untrained_bundle(bundle, "mobilenet_v2", 96)

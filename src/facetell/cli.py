@@ -1865,6 +1865,7 @@ def evaluate_command(
         "false_positive_rate",
         "true_positive_rate",
         "uncertain_fraction",
+        "accuracy_when_decided",  # accuracy counts an uncertain face by its side of the threshold
     ):
         table.add_row(key, *[_with_interval(e.metrics, key) for e in evaluations])
     table.add_row("false_positive_rate, worst source", *map(_worst_real_source, evaluations))
