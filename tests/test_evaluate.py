@@ -92,6 +92,20 @@ def manual_ece(y, p, bins=15):
     return total / len(y)
 
 
+def test_precision_and_recall_of_a_class_with_nothing_to_count_are_undefined_not_zero():
+    """On real photos alone (a platform measuring its false alarms) the AI row read precision
+    0 and recall 0, as if the model had missed every fake; there was none to miss."""
+    real_only = classification_metrics(np.zeros(6, int), np.array([0.1, 0.2, 0.3, 0.4, 0.45, 0.9]))
+    assert real_only["per_class"]["ai"] == {  # one real face called AI: precision 0 of 1
+        "precision": 0.0, "recall": None, "f1-score": 0.0, "support": 0.0
+    }  # fmt: skip
+    assert real_only["per_class"]["real"]["recall"] == pytest.approx(5 / 6)
+    none_called = classification_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.4]))
+    assert none_called["per_class"]["ai"]["precision"] is None  # nothing called AI
+    assert none_called["per_class"]["ai"]["recall"] == 0.0  # both fakes missed
+    json.dumps(real_only, allow_nan=False)  # metrics.json stays valid JSON
+
+
 def test_every_metric_matches_an_independent_computation():
     y, logits = synthetic_scores()
     p = sigmoid(logits)

@@ -325,7 +325,7 @@ def classification_metrics(
         labels=[0, 1],
         target_names=["real", "ai"],
         output_dict=True,
-        zero_division=0,
+        zero_division=np.nan,  # no AI images, or none called AI: undefined, not 0
     )
     matrix = confusion_matrix(y_true, predicted, labels=[0, 1])
     eer, eer_threshold = equal_error_rate(y_true, p_ai) if both else (None, None)
@@ -338,7 +338,8 @@ def classification_metrics(
         "accuracy": float(accuracy_score(y_true, predicted)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, predicted)) if both else None,
         "per_class": {
-            name: {k: float(v) for k, v in report[name].items()} for name in ("real", "ai")
+            name: {k: None if np.isnan(v) else float(v) for k, v in report[name].items()}
+            for name in ("real", "ai")
         },
         "auroc": auroc(y_true, p_ai) if both else None,
         "average_precision": float(average_precision_score(y_true, p_ai)) if both else None,
