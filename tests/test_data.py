@@ -66,6 +66,30 @@ def test_a_folder_name_of_both_classes_or_a_number_is_no_class_folder(tmp_path):
     assert found == {("real", "images_1", "train"), ("ai", "images_0", "train")}
 
 
+def test_a_class_folder_given_itself_is_read_as_its_class(tmp_path, monkeypatch):
+    """`evaluate default my_photos/real` (a platform's own photos, a class folder alone) was
+    refused as holding no labelled images; its images are read as they are when my_photos/
+    is given, and a folder only named like a class, holding class folders, stays a dataset."""
+    write_images(tmp_path / "faces" / "real" / "phones", 2, seed=1)
+    write_images(tmp_path / "faces" / "real", 1, seed=2)
+    write_images(tmp_path / "faces" / "Fake Images", 2, seed=3)
+    whole = {s.path: s for s in discover([tmp_path / "faces"])}
+    for given in (tmp_path / "faces" / "real", tmp_path / "faces" / "Fake Images"):
+        samples = discover([given])
+        assert samples == [whole[sample.path] for sample in samples]
+        assert len(samples) == sum(path.is_relative_to(given) for path in whole)
+    assert {s.source for s in discover([tmp_path / "faces" / "real"])} == {"phones", "faces-real"}
+    monkeypatch.chdir(tmp_path / "faces" / "real")
+    assert Counter(s.label for s in discover(["."])) == {"real": 3}
+    write_images(tmp_path / "generated" / "real", 1, seed=4)  # named like a class, holding them
+    write_images(tmp_path / "generated" / "ai", 1, seed=5)
+    write_images(tmp_path / "generated" / "unsorted", 1, seed=6)
+    skipped: list[Path] = []
+    found = discover([tmp_path / "generated"], skipped)
+    assert Counter(s.label for s in found) == {"real": 1, "ai": 1}
+    assert skipped == [tmp_path / "generated" / "unsorted" / "000.jpg"]
+
+
 def test_split_level_and_nested_sources_are_read_from_the_path(tmp_path):
     write_images(tmp_path / "train" / "fake" / "stylegan", 2, seed=1)
     write_images(tmp_path / "val" / "fake" / "sdxl" / "batch1", 1, seed=2)

@@ -193,9 +193,12 @@ def read_manifest(csv_path: Path) -> list[Sample]:
     return samples
 
 
-def _sample_from_layout(root: Path, path: Path) -> Sample | None:
+def _sample_from_layout(root: Path, path: Path, *, root_is_class: bool = False) -> Sample | None:
     """Read label, split and source from folder names, wherever the label folder sits."""
     parts = path.relative_to(root).parts[:-1]
+    if root_is_class:  # a class folder given itself, my_photos/real/: read as from my_photos/
+        root = root.absolute()
+        root, parts = root.parent, (root.name, *parts)
     label_index = next(
         (i for i, part in enumerate(parts) if normalise_label(part) is not None), None
     )
@@ -298,17 +301,20 @@ def _samples_of(root: Path, skipped: list[Path] | None) -> list[Sample]:
     manifest = next((root / n for n in MANIFEST_NAMES if (root / n).is_file()), None)
     if manifest is not None:
         return read_manifest(manifest)
-    found = []
+    files = []  # (path, whether it is an image facetell reads)
     for path in sorted(root.rglob("*")):
         broken_link = path.is_symlink() and not path.exists()
-        if not (path.is_file() or broken_link) or path.name.startswith("."):
-            continue
-        if broken_link or not looks_like_image(path):
-            if skipped is not None:
-                skipped.append(path)
-        elif (sample := _sample_from_layout(root, path)) is not None:
+        if (path.is_file() or broken_link) and not path.name.startswith("."):
+            files.append((path, not broken_link and looks_like_image(path)))
+    # with no class folder below it, the folder given may be one: my_photos/real/
+    root_is_class = normalise_label(root.absolute().name) is not None and not any(
+        _sample_from_layout(root, path) for path, image in files if image
+    )
+    found = []
+    for path, image in files:
+        if image and (sample := _sample_from_layout(root, path, root_is_class=root_is_class)):
             found.append(sample)
-        elif skipped is not None:  # an image in no class folder: real/, ai/, fake/, …
+        elif skipped is not None:  # not an image, or an image in no class folder
             skipped.append(path)
     if not found:
         raise DatasetError(
