@@ -165,6 +165,19 @@ def test_evaluate_prints_the_accuracy_of_the_faces_it_decided(labelled, tmp_path
     assert metrics["uncertain_fraction"] < 1  # some faces were decided
 
 
+def test_a_report_without_mistakes_says_so(labelled, tmp_path):
+    """The mistakes section of a model that made none ended in an empty gallery, which read
+    as a page cut short."""
+    run = facetell("evaluate", "default", str(labelled / "real"), "--out", str(tmp_path / "r"),
+                   "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["mistakes"] == [] and metrics["metrics"]["false_positive_rate"] == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    mistakes = page[page.index('<section id="mistakes">') :]
+    assert "None: every scored face is on the side of the threshold its label says." in mistakes
+
+
 def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):
     bundle = tmp_path / "bundle"
     save_untrained_bundle(bundle, "mobilenet_v2", 96)

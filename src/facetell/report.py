@@ -492,6 +492,8 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         f"<br>{html.escape(m['source'])}"
         f"<br><small>{html.escape(Path(m['path']).name)}</small></figcaption></figure>"
         for m in main.mistakes
+    ) or (  # an empty gallery had read as a page cut short
+        "<p>None: every scored face is on the side of the threshold its label says.</p>"
     )
     calibration_note = (
         ""
