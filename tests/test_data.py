@@ -74,10 +74,10 @@ def test_a_class_folder_given_itself_is_read_as_its_class(tmp_path, monkeypatch)
     write_images(tmp_path / "faces" / "real", 1, seed=2)
     write_images(tmp_path / "faces" / "Fake Images", 2, seed=3)
     whole = {s.path: s for s in discover([tmp_path / "faces"])}
-    for given in (tmp_path / "faces" / "real", tmp_path / "faces" / "Fake Images"):
-        samples = discover([given])
+    for folder in (tmp_path / "faces" / "real", tmp_path / "faces" / "Fake Images"):
+        samples = discover([folder])
         assert samples == [whole[sample.path] for sample in samples]
-        assert len(samples) == sum(path.is_relative_to(given) for path in whole)
+        assert len(samples) == sum(path.is_relative_to(folder) for path in whole)
     assert {s.source for s in discover([tmp_path / "faces" / "real"])} == {"phones", "faces-real"}
     monkeypatch.chdir(tmp_path / "faces" / "real")
     assert Counter(s.label for s in discover(["."])) == {"real": 3}

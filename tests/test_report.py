@@ -425,8 +425,18 @@ def test_real_photos_alone_raise_the_threshold_to_a_false_positive_target(labell
     alone = after["real_photos_alone"]
     assert alone["n_real_by_source"] == {"camera": 16, "webcam": 16}
     assert max(alone["false_positive_rate_by_source"].values()) <= 0.125
+    # 16 faces a kind cannot show 1 in 8: Wilson's bound for none of n is 1.96² / (n + 1.96²)
+    upper = alone["false_positive_rate_interval_by_source"]
+    assert min(high for _, high in upper.values()) > 0.125
+    assert run.stderr.splitlines()[-1] == (
+        "note: these photos cannot show a false-positive rate of at most 0.125: the 95% interval "
+        f"of camera (up to {upper['camera'][1]:.4f}, 16 faces), webcam (up to "
+        f"{upper['webcam'][1]:.4f}, 16 faces) reaches past it; it takes "
+        f"{math.ceil(1.96**2 * 0.875 / 0.125)} faces of a source, none called AI, to show it"
+    )
     # a looser target starts again from the calibrated threshold and never goes below it
-    facetell("calibrate", str(bundle), str(mine.parent), "--max-fpr", "1.0")
+    loose = facetell("calibrate", str(bundle), str(mine.parent), "--max-fpr", "1.0")
+    assert "cannot show" not in loose.stderr
     again = json.loads((bundle / "calibration.json").read_text())
     assert again["threshold"] == before["threshold"]
     rewritten = (bundle / "MODEL_CARD.md").read_text()  # one note, of the last fit

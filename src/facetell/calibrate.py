@@ -18,6 +18,7 @@ threshold and band are fitted with it in place, so they describe the probabiliti
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -268,6 +269,18 @@ def proportion_interval(successes: int, trials: int) -> list[float] | None:
         return None
     interval = binomtest(int(successes), int(trials)).proportion_ci(CONFIDENCE_LEVEL, "wilson")
     return [float(interval.low), float(interval.high)]
+
+
+def trials_to_bound(rate: float) -> int:
+    """How many faces, none of them called AI, it takes for the Wilson interval to show a
+    false-positive rate of at most `rate` (189 for 2%): fewer cannot show it, however clean."""
+
+    def shown(trials: int) -> bool:
+        interval = proportion_interval(0, trials)
+        return interval is not None and interval[1] <= rate
+
+    enough = math.ceil(4 / rate)  # Wilson's bound with none seen is z² / (n + z²), z² < 4
+    return bisect.bisect_left(range(enough + 1), True, key=shown)
 
 
 def equal_error_rate(y_true, y_score) -> tuple[float, float]:

@@ -2280,6 +2280,32 @@ def calibrate_on_real_photos(
         f"written to {target / 'calibration.json'}",
         highlight=False,
     )
+    if unshown := _describe_unshown_rate(alone, max_fpr):
+        err_console.print(unshown, highlight=False)
+
+
+def _describe_unshown_rate(alone: dict[str, Any], max_fpr: float) -> str:
+    """The real sources too few to show that at most --max-fpr of their faces are called AI:
+    a threshold that calls none of 6 photos AI still allows a rate of up to 39%."""
+    from facetell.calibrate import trials_to_bound
+
+    upper = alone["false_positive_rate_interval_by_source"]
+    short = [name for name, interval in upper.items() if interval and interval[1] > max_fpr]
+    if not short:
+        return ""
+    names = ", ".join(
+        f"{name} (up to {upper[name][1]:.4f}, {alone['n_real_by_source'][name]} faces)"
+        for name in short
+    )
+    needed = (
+        f"; it takes {trials_to_bound(max_fpr)} faces of a source, none called AI, to show it"
+        if max_fpr > 0
+        else ""
+    )
+    return (
+        f"note: these photos cannot show a false-positive rate of at most {max_fpr}: the 95% "
+        f"interval of {names} reaches past it{needed}"
+    )
 
 
 def both_classes(
