@@ -500,3 +500,22 @@ def test_a_config_missing_an_entry_is_named_in_one_line(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match=r"config\.json is damaged \(no 'input' entry\); restore"):
         Detector.load(folder)
+
+
+def test_a_folder_of_bundles_names_the_bundles_inside(untrained_bundle, tmp_path):
+    """`--model models` (the folder the shipped bundle sits in) read "not a model bundle", with
+    the bundle one level down left for the user to find."""
+    shutil.copytree(untrained_bundle, tmp_path / "models" / "mine")
+    refused = run_cli("predict", "x.jpg", "--model", str(tmp_path / "models"))
+    assert (refused.returncode, refused.stderr.decode().strip()) == (
+        2,
+        f"error: {tmp_path / 'models'}: a folder of 1 model bundle(s), not one; give "
+        f"{tmp_path / 'models' / 'mine'}",
+    )
+    shutil.copytree(untrained_bundle, tmp_path / "models" / "also")
+    with pytest.raises(BundleError) as two:
+        Detector.load(tmp_path / "models")
+    assert str(two.value) == (
+        f"{tmp_path / 'models'}: a folder of 2 model bundle(s), not one; give one, such as "
+        f"{tmp_path / 'models' / 'also'}"
+    )

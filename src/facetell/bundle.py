@@ -558,6 +558,10 @@ def _bundle_files(path: Path) -> dict[str, bytes]:
                 f"{path}: holds {len(folds)} training runs, not one model bundle; give one of "
                 f"their bundles, such as {folds[0].parent}"
             )
+        inner = sorted(p.parent for p in path.glob("*/model.safetensors")) if path.is_dir() else []
+        if inner:  # models/ for models/default: a folder of bundles
+            which = f"give {inner[0]}" if len(inner) == 1 else f"give one, such as {inner[0]}"
+            raise BundleError(f"{path}: a folder of {len(inner)} model bundle(s), not one; {which}")
         if _is_split_file(path):  # `evaluate runs/x/split.json data/`: the bundle forgotten
             raise BundleError(
                 f"{path}: a split file, not a model bundle; give the bundle first and the split "
