@@ -35,6 +35,13 @@ def write_images(folder: Path, n: int, seed: int, fmt: str = "JPEG", size: int =
         smooth_photo(seed * 1000 + i, size).save(folder / f"{i:03d}{suffix}", format=fmt)
 
 
+def refusal(*roots: str | Path) -> str:
+    """The one line `discover` refuses these datasets with."""
+    with pytest.raises(DatasetError) as refused:
+        discover(roots)
+    return str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("real_dir", "ai_dir"),
     [
@@ -177,9 +184,7 @@ def test_a_split_value_that_names_no_part_is_refused_not_trained_on(tmp_path):
     write_images(tmp_path / "imgs", 2, seed=1)
     manifest = tmp_path / "list.csv"
     manifest.write_text("path,label,split\nimgs/000.jpg,ai,dev\nimgs/001.jpg,real,holdout\n")
-    with pytest.raises(DatasetError) as refused:
-        discover([manifest])
-    assert str(refused.value) == (
+    assert refusal(manifest) == (
         f"{manifest}:3: split 'holdout' is none of train, val, test (train, training, val, "
         "valid, validation, dev, test, testing); leave it empty for an image of no part"
     )
@@ -444,16 +449,13 @@ def test_one_dataset_given_twice_is_refused_not_counted_twice(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "faces")
     with pytest.raises(DatasetError, match=r"faces: given twice; give each dataset once$"):
         discover([tmp_path / "faces", f"{tmp_path}/faces/"])
-    with pytest.raises(DatasetError) as refused:
-        discover([tmp_path / "faces", tmp_path / "link"])
-    assert str(refused.value) == (
+    assert refusal(tmp_path / "faces", tmp_path / "link") == (
         f"{tmp_path / 'link'}: the same dataset as {tmp_path / 'faces'}, given before it; give "
         "it once"
     )
     write_images(tmp_path / "faces" / "extra" / "ai", 2, seed=3)
-    with pytest.raises(DatasetError) as nested:  # faces/ read whole takes extra/ in already
-        discover([tmp_path / "faces" / "extra", tmp_path / "faces"])
-    assert str(nested.value) == (
+    # faces/ read whole takes extra/ in already
+    assert refusal(tmp_path / "faces" / "extra", tmp_path / "faces") == (
         f"{tmp_path / 'faces' / 'extra'}: inside {tmp_path / 'faces'}, which is read whole; give "
         f"{tmp_path / 'faces'} alone, or each of its folders you mean"
     )
@@ -473,16 +475,12 @@ def test_an_image_listed_twice_is_refused_with_both_places(tmp_path):
     manifest.write_text(
         "path,label\nfaces/real/000.jpg,real\n\nfaces/real/001.jpg,real\n./faces/real/000.jpg,ai\n"
     )
-    with pytest.raises(DatasetError) as repeated:
-        discover([manifest])
-    assert str(repeated.value) == (
+    assert refusal(manifest) == (
         f"{manifest}:5: ./faces/real/000.jpg is listed again (first on line 2); list each image "
         "once, under its true label"
     )
     manifest.write_text("path,label\nfaces/ai/001.jpg,ai\n")
-    with pytest.raises(DatasetError) as beside:
-        discover([tmp_path / "faces", manifest])
-    assert str(beside.value) == (
+    assert refusal(tmp_path / "faces", manifest) == (
         f"{tmp_path / 'faces' / 'ai' / '001.jpg'}: given by {tmp_path / 'faces'} and again by "
         f"{manifest}; give each image once, so it is not counted twice"
     )
