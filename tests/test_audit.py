@@ -93,7 +93,7 @@ def test_a_class_of_fewer_originals_than_folds_gets_no_score_rather_than_a_crash
         text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert run.returncode == 2 and "less than or equal to 128" in run.stderr
+    assert run.returncode == 2 and "129 is not in the range 0<=x<=128" in run.stderr
 
 
 def test_a_manifest_the_disk_refuses_is_one_line_naming_it(tmp_path):
