@@ -1278,7 +1278,10 @@ def predict_command(
         None, help="Model bundle: a folder or .zip (default: the shipped one, also named default)."
     ),
     threshold: float | None = typer.Option(
-        None, min=0.0, max=1.0, help="P(ai) above which a face is called AI (default: calibrated)."
+        None,
+        min=0.0,
+        max=1.0,
+        help="P(ai) at or above which a face is called AI (default: calibrated).",
     ),
     explain_dir: Path | None = typer.Option(
         None,
