@@ -615,7 +615,9 @@ def test_calibration_verdicts_use_threshold_and_band():
 
 def test_a_user_threshold_moves_the_band_by_log_odds_and_leaves_every_verdict_reachable():
     """`predict --threshold 0.3` moved the shipped band (0.499-0.962) by 0.662 in probability,
-    to -0.16-0.30: every face below the cut was "uncertain" and none could be "real"."""
+    to -0.16-0.30: every face below the cut was "uncertain" and none could be "real". A
+    stricter cut keeps the band's lower edge: moved by log-odds too, 0.99 had called a face of
+    P(ai) 0.7 "real"."""
     shipped = Path(__file__).parents[1] / "models" / "default" / "calibration.json"
     calibration = Calibration.from_dict(json.loads(shipped.read_text()))
     order = {"real": 0, "uncertain": 1, "ai": 2}
@@ -631,9 +633,13 @@ def test_a_user_threshold_moves_the_band_by_log_odds_and_leaves_every_verdict_re
             return float(np.log(p / (1 - p)))
 
         calibrated_low = calibration.uncertain_band[0]
-        assert logit(low) - logit(threshold) == pytest.approx(
-            logit(calibrated_low) - logit(calibration.threshold)
-        )
+        if threshold > calibration.threshold:  # nothing the calibrated band doubts turns "real"
+            assert (low, high) == (calibrated_low, threshold)
+            assert calibration.verdict(0.7, threshold) == "uncertain"
+        else:
+            assert logit(low) - logit(threshold) == pytest.approx(
+                logit(calibrated_low) - logit(calibration.threshold)
+            )
     assert calibration.band(None) == calibration.band(calibration.threshold)
     assert calibration.band(None) == tuple(calibration.uncertain_band)
 

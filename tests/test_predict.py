@@ -116,7 +116,8 @@ def test_settings_that_would_misjudge_every_image_are_refused_at_load(detector, 
     pixels = np.asarray(astronaut())
     lenient = Detector.load(untrained_bundle, threshold=np.float32(0.0), max_faces=np.int64(1))
     assert lenient.predict(pixels).label == "ai"  # numpy scalars are numbers too
-    assert detector.with_threshold(1.0).predict(pixels).label == "real"
+    # a cut of 1 calls nothing AI, and leaves a face the band doubts (P(ai) 0.51) in doubt
+    assert detector.with_threshold(1.0).predict(pixels).label == "uncertain"
 
 
 def test_a_file_object_opened_as_text_or_closed_is_one_line(detector, tmp_path):

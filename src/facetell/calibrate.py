@@ -148,9 +148,11 @@ class Calibration:
         return self.threshold if threshold is None else threshold
 
     def band(self, threshold: float | None = None) -> tuple[float, float]:
-        """The uncertain band in force: a user threshold moves it along with the cut, by the
-        same log-odds, so it keeps its width in evidence and stays within 0-1. (Moved by the
-        same probability, a threshold of 0.3 put the band at -0.16-0.30: no face was "real".)"""
+        """The uncertain band in force. A lower user threshold moves it along with the cut, by
+        the same log-odds, so it keeps its width in evidence and stays within 0-1 (moved by the
+        same probability, a threshold of 0.3 put the band at -0.16-0.30: no face was "real").
+        A higher one stretches it up to the cut and keeps its lower edge: moved, a cut of 0.99
+        called a face of P(ai) 0.7 "real", where held-out faces like it were mostly AI."""
         cut = self.cut(threshold)
         if cut == self.threshold:
             return self.uncertain_band
@@ -160,7 +162,9 @@ class Calibration:
             return cut if edge == self.threshold else float(_sigmoid(_logit(edge) + shift))
 
         low, high = self.uncertain_band
-        return min(moved(low), cut), max(moved(high), cut)  # a cut of 0 or 1 stays inside
+        if cut > self.threshold:
+            return low, max(moved(high), cut)
+        return min(moved(low), cut), max(moved(high), cut)  # a cut of 0 stays inside
 
     def verdict(self, p_ai: float, threshold: float | None = None) -> str:
         """'ai', 'real', or 'uncertain' inside the band (a user threshold moves the band too)."""
@@ -541,8 +545,8 @@ def threshold_for_real_photos(
     fitted_on: dict[str, Any] | None = None,
 ) -> Calibration:
     """The calibration with its threshold raised until at most `max_fpr` of these real faces
-    (of each source, with `sources`) are called AI, and the uncertain band moved with it by
-    the same log-odds; temperature, bias, small-face correction and familiarity are kept.
+    (of each source, with `sources`) are called AI, and the uncertain band stretched up to it
+    (`Calibration.band`); temperature, bias, small-face correction and familiarity are kept.
 
     For a platform with its own users' real photos and no AI ones: the rate it can bear is
     held on the photos it will actually see. The threshold never falls below the calibrated
