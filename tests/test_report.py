@@ -150,10 +150,10 @@ def test_a_picture_given_as_both_real_and_ai_is_named_by_evaluate_and_calibrate(
     assert again.returncode == 0 and "both real and AI" not in again.stderr, again.stderr
 
 
-def test_evaluate_prints_the_accuracy_of_the_faces_it_decided(labelled, tmp_path):
+def test_evaluate_prints_the_accuracy_of_the_faces_it_decided_and_the_cut(labelled, tmp_path):
     """`accuracy` counts an "uncertain" face by its side of the threshold: a set answered
     "uncertain" throughout read accuracy 1.0000 on the screen, where the report said how
-    many were decided and how many of those were right."""
+    many were decided and how many of those were right; and no line said at which cut."""
     run = facetell("evaluate", "default", str(labelled), "--out", str(tmp_path / "report"),
                    "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -163,6 +163,10 @@ def test_evaluate_prints_the_accuracy_of_the_faces_it_decided(labelled, tmp_path
     value = metrics["accuracy_when_decided"]
     assert row.split("│")[2].strip() == f"{value:.4f} ({low:.4f}-{high:.4f})"
     assert metrics["uncertain_fraction"] < 1  # some faces were decided
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    (low, high), threshold = report["uncertain_band"], report["threshold"]
+    [cut] = [line for line in run.stdout.splitlines() if "│ threshold (uncertain band) " in line]
+    assert cut.split("│")[2].strip() == f"{threshold:.4f} ({low:.3f}-{high:.3f})"
 
 
 def test_a_report_without_mistakes_says_so(labelled, tmp_path):
