@@ -419,6 +419,24 @@ def test_uncalibrated_bundles_say_so(detector):
     jsonschema.validate(record, SCHEMA)
 
 
+def test_each_record_says_the_cut_and_band_its_label_was_given_at(untrained_bundle, tmp_path):
+    """A record read later (a JSON line kept as evidence) said "ai" without saying at which
+    cut: the calibrated one or a --threshold of the run's own."""
+    from facetell.calibrate import Calibration
+
+    astronaut().save(tmp_path / "a.jpg")
+    uncalibrated = Calibration()  # the untrained bundle's: threshold 0.5, band 0.35-0.65
+    for given, cut in (((), 0.5), (("--threshold", "0.8"), 0.8)):
+        run = run_cli("predict", str(tmp_path / "a.jpg"), "--model", str(untrained_bundle),
+                      "-f", "jsonl", *given)  # fmt: skip
+        [record] = [json.loads(line) for line in run.stdout.splitlines()]
+        jsonschema.validate(record, SCHEMA)
+        assert record["threshold"] == cut
+        assert record["uncertain_band"] == pytest.approx(uncalibrated.band(cut), abs=1e-4)
+        assert Result.from_dict(record).uncertain_band == tuple(record["uncertain_band"])
+    assert record["uncertain_band"] != pytest.approx(uncalibrated.uncertain_band)  # it moved
+
+
 def test_predict_folder_of_200_with_one_corrupt_file(folder_of_200, untrained_bundle):
     result = run_cli(
         "predict",

@@ -212,6 +212,7 @@ def test_raw_body_and_threshold(server):
     assert low_record["p_ai"] == high_record["p_ai"]
     # a cut of 1 calls nothing AI, and a face the band doubts stays in doubt
     assert (low_record["label"], high_record["label"]) == ("ai", "uncertain")
+    assert (low_record["threshold"], high_record["threshold"]) == (0, 1)  # the cut each used
     assert_problem(
         httpx.post(f"{server}/api/v1/predict?threshold=2", content=body, headers=headers),
         422,

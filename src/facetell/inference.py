@@ -153,6 +153,8 @@ class Result:
     error_kind: str | None = None
     model: str = ""
     calibrated: bool = False
+    threshold: float | None = None  # the cut `label` was given at, and the band around it
+    uncertain_band: tuple[float, float] | None = None
     ms: float = 0.0
     speed: dict[str, float] = field(default_factory=dict)
 
@@ -170,6 +172,10 @@ class Result:
             "error_kind": self.error_kind,
             "model": self.model,
             "calibrated": self.calibrated,
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
+            "uncertain_band": None
+            if self.uncertain_band is None
+            else [round(edge, 4) for edge in self.uncertain_band],
             "ms": round(self.ms, 1),
             "speed": {k: round(v, 1) for k, v in self.speed.items()},
         }
@@ -179,6 +185,8 @@ class Result:
         """The result `to_dict` wrote, e.g. a JSON line of an earlier run that `predict
         --resume` continues (rounded as it was written)."""
         fields = {key: record[key] for key in cls.__dataclass_fields__ if key in record}
+        if fields.get("uncertain_band") is not None:
+            fields["uncertain_band"] = tuple(fields["uncertain_band"])
         return cls(**{**fields, "faces": tuple(FaceResult.from_dict(f) for f in record["faces"])})
 
 
@@ -414,7 +422,9 @@ class Detector:
     ) -> Result:
         """Calibrate each face's logit, check its familiarity, and assemble the result record."""
         common = {"path": prepared.name, "model": self.model_name,
-                  "calibrated": self.calibration.fitted}  # fmt: skip
+                  "calibrated": self.calibration.fitted,
+                  "threshold": self.calibration.cut(self.threshold),
+                  "uncertain_band": self.calibration.band(self.threshold)}  # fmt: skip
         if prepared.error is not None:
             return Result(
                 status="error",

@@ -43,6 +43,12 @@ class PredictRecord(BaseModel):
     error_kind: str | None
     model: str
     calibrated: bool
+    threshold: float = Field(
+        ge=0, le=1, description="the P(ai) at or above which a face is called AI here"
+    )
+    uncertain_band: tuple[float, float] = Field(
+        description="[low, high]: a P(ai) within is labelled uncertain, at this threshold"
+    )
     ms: float
     speed: dict[str, float]
     explanation: str | None = Field(
