@@ -809,28 +809,39 @@ def test_resume_refuses_another_threshold_that_would_mix_verdicts_in_one_file(
     untrained_bundle, tmp_path
 ):
     """`--resume --threshold 0.3` on a file judged at the calibrated cut appended verdicts at
-    another cut to it, with nothing in the file to tell them apart."""
+    another cut to it, with nothing in the file to tell them apart. JSON lines record their
+    cut; a CSV row does not, so its verdicts tell."""
     photos = tmp_path / "photos"
     photos.mkdir()
     astronaut().save(photos / "a.jpg")
-    out = tmp_path / "r.jsonl"
     model = ("--model", str(untrained_bundle))
-    assert run_cli("predict", str(photos), "-o", str(out), *model).returncode == 0
-    [record] = [json.loads(line) for line in out.read_text().splitlines()]
-    p_ai = record["p_ai"]
-    assert 0.03 < p_ai < 0.97
-    cut, called = (0.02, "ai") if record["label"] != "ai" else (0.98, "real")
-    cat().save(photos / "b.jpg")
-    again = ("predict", str(photos), "-o", str(out), "--resume", *model)
-    refused = run_cli(*again, "--threshold", str(cut))
-    assert (refused.returncode, refused.stderr.decode().splitlines()[-1]) == (
-        2,
-        f"error: {out}: {record['path']} reads {record['label']} at P(ai) {p_ai}, which the "
-        f"threshold of this run calls {called}; resume with the --threshold that started it, "
-        "or write to another file",
-    )
-    assert len(out.read_text().splitlines()) == 1
-    assert run_cli(*again).returncode == 0 and len(out.read_text().splitlines()) == 2
+    for out in (tmp_path / "r.jsonl", tmp_path / "r.csv"):
+        assert run_cli("predict", str(photos / "a.jpg"), "-o", str(out), *model).returncode == 0
+        with out.open(newline="") as table:  # a JSON line's fields as a CSV row's
+            [record] = (
+                [json.loads(line) for line in table]
+                if out.suffix == ".jsonl"
+                else list(csv.DictReader(table))
+            )
+        p_ai = float(record["p_ai"])
+        assert 0.03 < p_ai < 0.97
+        cut, called = (0.02, "ai") if record["label"] != "ai" else (0.98, "real")
+        again = ("predict", str(photos), "-o", str(out), "--resume", *model)
+        refused = run_cli(*again, "--threshold", str(cut))
+        assert (refused.returncode, refused.stderr.decode().splitlines()[-1]) == (
+            2,
+            f"error: {out}: judged at threshold 0.5, and this run's is {cut:.4f}; resume with "
+            "--threshold 0.5, or write to another file"
+            if out.suffix == ".jsonl"
+            else f"error: {out}: {record['path']} reads {record['label']} at P(ai) "
+            f"{record['p_ai']}, which the threshold of this run calls {called}; resume with the "
+            "--threshold that started it, or write to another file",
+        )
+        assert len(out.read_text().splitlines()) == 1 + (out.suffix == ".csv")  # as it was
+        cat().save(photos / f"{out.suffix[1:]}.jpg")
+        assert run_cli(*again).returncode == 0
+        header = out.suffix == ".csv"
+        assert len(out.read_text().splitlines()) == len(list(photos.iterdir())) + header
 
 
 def test_a_background_job_that_ignores_ctrl_c_keeps_ignoring_it(

@@ -1120,6 +1120,13 @@ def skip_finished(
             f"{output}: judged by {others[0]}, not {model}; resume with the model that started "
             "it (--model) or write to another file"
         )
+    cut = detector.calibration.cut(detector.threshold)
+    stated = (r for r in earlier if r.get("threshold") not in (None, ""))  # JSON lines say it
+    if (first := next(stated, None)) and abs(float(first["threshold"]) - cut) > 1e-4:
+        raise fail(
+            f"{output}: judged at threshold {first['threshold']}, and this run's is {cut:.4f}; "
+            f"resume with --threshold {first['threshold']}, or write to another file"
+        )
     if other := judged_at_another_threshold(earlier, detector):
         record, verdict = other
         raise fail(
