@@ -421,7 +421,7 @@ def test_uncalibrated_bundles_say_so(detector):
 
 def test_each_record_says_the_cut_and_band_its_label_was_given_at(untrained_bundle, tmp_path):
     """A record read later (a JSON line kept as evidence) said "ai" without saying at which
-    cut: the calibrated one or a --threshold of the run's own."""
+    cut: the calibrated one or a --threshold of the run's own; nor did the run's summary."""
     from facetell.calibrate import Calibration
 
     astronaut().save(tmp_path / "a.jpg")
@@ -434,6 +434,12 @@ def test_each_record_says_the_cut_and_band_its_label_was_given_at(untrained_bund
         assert record["threshold"] == cut
         assert record["uncertain_band"] == pytest.approx(uncalibrated.band(cut), abs=1e-4)
         assert Result.from_dict(record).uncertain_band == tuple(record["uncertain_band"])
+        low, high = record["uncertain_band"]  # and the run's last line, for the table's reader
+        assert (
+            run.stderr.decode()
+            .splitlines()[-1]
+            .endswith(f" (AI at P(ai) ≥ {cut:.4f}, uncertain {low:.3f}-{high:.3f})")
+        )
     assert record["uncertain_band"] != pytest.approx(uncalibrated.uncertain_band)  # it moved
 
 

@@ -1525,7 +1525,10 @@ def predict_command(
         where += f" (its cards go on in {len(pages) - 1} more file(s), to {pages[-1].name})"
     if pages and earlier:
         where += f", with the {len(earlier)} judged before"
-    err_console.print(f"{len(sources)} image(s): {summary or 'none'}{where}", highlight=False)
+    calibration, threshold = detector.calibration, detector.threshold
+    low, high = calibration.band(threshold)
+    cut = f" (AI at P(ai) ≥ {calibration.cut(threshold):.4f}, uncertain {low:.3f}-{high:.3f})"
+    err_console.print(f"{len(sources)} image(s): {summary or 'none'}{cut}{where}", highlight=False)
 
 
 @contextmanager
