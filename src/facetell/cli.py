@@ -573,19 +573,15 @@ class RichReporter:
         a fake made from the photo (a face swap, an edit), which both labels fit."""
         same = [(real, ai) for real, ai in pairs if _same_bytes(real, ai)]
         near = [pair for pair in pairs if pair not in same]
-        for found, said in (
-            (same, "image(s) are given as both real and AI (the same bytes), such as {}; keep "
-             "each under its true label only"),
-            (near, "real photo(s) have a near-copy among the AI images, such as {}: a fake made "
-             "from the photo fits both labels, one picture re-saved does not (each pair stays in "
-             "one split; facetell audit lists them all)"),
-        ):  # fmt: skip
-            if found:
-                real, ai = (printable_name(str(path)) for path in found[0])
-                example = f"{real} (real) and {ai} (AI)"
-                self.progress.console.print(
-                    f"note: {len(found)} " + said.format(example), highlight=False
-                )
+        if same:
+            self.progress.console.print(given_both_ways(same), highlight=False)
+        if near:
+            self.progress.console.print(
+                f"note: {len(near)} real photo(s) have a near-copy among the AI images, such as "
+                f"{first_pair(near)}: a fake made from the photo fits both labels, one picture "
+                "re-saved does not (each pair stays in one split; facetell audit lists them all)",
+                highlight=False,
+            )
 
     def imbalanced(self, n_real: int, n_ai: int) -> None:
         if self.told_imbalance:
@@ -1120,20 +1116,8 @@ def skip_finished(
             f"{output}: judged by {others[0]}, not {model}; resume with the model that started "
             "it (--model) or write to another file"
         )
-    cut = detector.calibration.cut(detector.threshold)
-    stated = (r for r in earlier if r.get("threshold") not in (None, ""))  # JSON lines say it
-    if (first := next(stated, None)) and abs(float(first["threshold"]) - cut) > 1e-4:
-        raise fail(
-            f"{output}: judged at threshold {first['threshold']}, and this run's is {cut:.4f}; "
-            f"resume with --threshold {first['threshold']}, or write to another file"
-        )
-    if other := judged_at_another_threshold(earlier, detector):
-        record, verdict = other
-        raise fail(
-            f"{output}: {record['path']} reads {record['label']} at P(ai) {record['p_ai']}, "
-            f"which the threshold of this run calls {verdict}; resume with the --threshold "
-            "that started it, or write to another file"
-        )
+    if why := judged_at_another_threshold(earlier, detector):
+        raise fail(f"{output}: {why}, or write to another file")
     finished = {record["path"] for record in earlier}
     to_judge = [
         i
@@ -1149,14 +1133,17 @@ def skip_finished(
     return Resumed(earlier, to_judge)
 
 
-def judged_at_another_threshold(
-    earlier: list[dict[str, Any]], detector: Detector
-) -> tuple[dict[str, Any], str] | None:
-    """The first earlier record whose verdict the threshold in force would not give, and that
-    verdict: one file must not mix cuts. P(ai) is written to 4 decimals, so a record that close
-    to a band edge proves nothing."""
-    calibration, threshold = detector.calibration, detector.threshold
-    edges = (*calibration.band(threshold), calibration.cut(threshold))
+def judged_at_another_threshold(earlier: list[dict[str, Any]], detector: Detector) -> str | None:
+    """How the earlier records show another cut than this run's, or None: one file must not
+    mix cuts. JSON lines record theirs; a CSV row shows it by a verdict this cut would not
+    give, unless its P(ai), written to 4 decimals, lies that close to a band edge."""
+    recorded = next((r["threshold"] for r in earlier if r.get("threshold") not in (None, "")), None)
+    if recorded is not None and abs(float(recorded) - detector.cut) > 1e-4:
+        return (
+            f"judged at threshold {recorded}, and this run's is {detector.cut:.4f}; resume with "
+            f"--threshold {recorded}"
+        )
+    edges = (*detector.band, detector.cut)
     for record in earlier:
         try:
             p_ai = float(record.get("p_ai"))
@@ -1164,8 +1151,13 @@ def judged_at_another_threshold(
             continue
         if min(abs(p_ai - edge) for edge in edges) <= 1e-4:
             continue
-        if (verdict := calibration.verdict(p_ai, threshold)) != record.get("label"):
-            return record, verdict
+        verdict = detector.calibration.verdict(p_ai, detector.threshold)
+        if verdict != record.get("label"):
+            return (
+                f"{record['path']} reads {record['label']} at P(ai) {record['p_ai']}, which the "
+                f"threshold of this run calls {verdict}; resume with the --threshold that "
+                "started it"
+            )
     return None
 
 
@@ -1525,9 +1517,8 @@ def predict_command(
         where += f" (its cards go on in {len(pages) - 1} more file(s), to {pages[-1].name})"
     if pages and earlier:
         where += f", with the {len(earlier)} judged before"
-    calibration, threshold = detector.calibration, detector.threshold
-    low, high = calibration.band(threshold)
-    cut = f" (AI at P(ai) ≥ {calibration.cut(threshold):.4f}, uncertain {low:.3f}-{high:.3f})"
+    low, high = detector.band
+    cut = f" (AI at P(ai) ≥ {detector.cut:.4f}, uncertain {low:.3f}-{high:.3f})"
     err_console.print(f"{len(sources)} image(s): {summary or 'none'}{cut}{where}", highlight=False)
 
 
@@ -2186,12 +2177,23 @@ def note_labelled_both_ways(
     from facetell.evaluate import labelled_both_ways
 
     if pairs := labelled_both_ways(samples, fingerprints):
-        real, ai = (printable_name(str(path)) for path in pairs[0])
-        err_console.print(
-            f"note: {len(pairs)} image(s) are given as both real and AI (the same bytes), such "
-            f"as {real} (real) and {ai} (AI): {consequence}; keep each under its true label only",
-            highlight=False,
-        )
+        err_console.print(given_both_ways(pairs, consequence), highlight=False)
+
+
+def given_both_ways(pairs: Sequence[tuple[Path, Path]], consequence: str = "") -> str:
+    """The note on files given as both real and AI, byte for byte (train, evaluate and
+    calibrate say it alike), with what it costs where that is not obvious."""
+    then = f": {consequence}" if consequence else ""
+    return (
+        f"note: {len(pairs)} image(s) are given as both real and AI (the same bytes), such as "
+        f"{first_pair(pairs)}{then}; keep each under its true label only"
+    )
+
+
+def first_pair(pairs: Sequence[tuple[Path, Path]]) -> str:
+    """The first (real, AI) pair of paths, as the notes name it."""
+    real, ai = (printable_name(str(path)) for path in pairs[0])
+    return f"{real} (real) and {ai} (AI)"
 
 
 def calibration_target(bundle: Path, out: Path | None, *, overwrite: bool) -> Path:

@@ -264,6 +264,17 @@ class Detector:
         return clone
 
     @property
+    def cut(self) -> float:
+        """The P(ai) at or above which a face is called AI: the threshold given, else the
+        calibrated one."""
+        return self.calibration.cut(self.threshold)
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """The uncertain band in force at that cut (`Calibration.band`)."""
+        return self.calibration.band(self.threshold)
+
+    @property
     def gives_embedding(self) -> bool:
         """Whether the model also outputs the embedding the familiarity check compares."""
         if self.session is not None:
@@ -423,8 +434,7 @@ class Detector:
         """Calibrate each face's logit, check its familiarity, and assemble the result record."""
         common = {"path": prepared.name, "model": self.model_name,
                   "calibrated": self.calibration.fitted,
-                  "threshold": self.calibration.cut(self.threshold),
-                  "uncertain_band": self.calibration.band(self.threshold)}  # fmt: skip
+                  "threshold": self.cut, "uncertain_band": self.band}  # fmt: skip
         if prepared.error is not None:
             return Result(
                 status="error",

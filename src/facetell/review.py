@@ -174,8 +174,7 @@ class ReviewPage:
     def __init__(self, detector: Detector, spool: TextIO | None = None) -> None:
         self.model = detector.model_name
         self.calibrated = detector.calibration.fitted
-        self.threshold = detector.calibration.cut(detector.threshold)
-        self.band = detector.calibration.band(detector.threshold)
+        self.threshold, self.band = detector.cut, detector.band
         self.started = datetime.now(UTC)
         # open for the page's whole life; leaving the `with` block closes it
         self._cards = spool or tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
