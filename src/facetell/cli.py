@@ -68,6 +68,7 @@ from facetell.data import (
     build_manifest,
     discover,
     duplicate_groups,
+    labelled_both_ways,
     normalise_label,
     refuse_repeated_datasets,
     split_part_named,
@@ -2174,8 +2175,6 @@ def note_labelled_both_ways(
     samples: Sequence[Sample], fingerprints: Sequence[bytes | None], consequence: str
 ) -> None:
     """A file given as real and again as AI (a copy in both class folders, a manifest slip)."""
-    from facetell.evaluate import labelled_both_ways
-
     if pairs := labelled_both_ways(samples, fingerprints):
         err_console.print(given_both_ways(pairs, consequence), highlight=False)
 

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PureWindowsPath
@@ -338,6 +338,20 @@ def _sources_of_one_class(samples: list[Sample]) -> list[Sample]:
         else sample
         for sample in samples
     ]
+
+
+def labelled_both_ways(
+    samples: Sequence[Sample], pictures: Sequence[Hashable | None]
+) -> list[tuple[Path, Path]]:
+    """One (real, AI) pair of paths per picture given under both labels, where `pictures`
+    names each sample's picture (a file fingerprint, or a duplicate group that takes
+    near-copies in; None: unknown). Trained on, each copy pulls toward its own label; scored,
+    one of the two is a mistake whatever the model answers."""
+    by_picture: dict[Hashable, dict[str, Path]] = defaultdict(dict)
+    for sample, picture in zip(samples, pictures, strict=True):
+        if picture is not None:
+            by_picture[picture].setdefault(sample.label, sample.path)
+    return [(paths["real"], paths["ai"]) for paths in by_picture.values() if len(paths) == 2]
 
 
 def sample_per_source(samples: Sequence[Sample], per_source: int, seed: int = 0) -> list[Sample]:

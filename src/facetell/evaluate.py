@@ -719,19 +719,6 @@ def fingerprints_of(samples: Sequence[Sample]) -> list[bytes | None]:
     return [fingerprint(sample.path) for sample in samples]
 
 
-def labelled_both_ways(
-    samples: Sequence[Sample], fingerprints: Sequence[bytes | None]
-) -> list[tuple[Path, Path]]:
-    """One (real, AI) pair of paths per file given under both labels, byte for byte: whatever
-    the model answers, one of the two is scored a mistake, and a calibration fitted on both
-    is pulled two ways by one picture."""
-    by_fingerprint: dict[bytes, dict[str, Path]] = {}
-    for sample, fingerprint in zip(samples, fingerprints, strict=True):
-        if fingerprint is not None:
-            by_fingerprint.setdefault(fingerprint, {}).setdefault(sample.label, sample.path)
-    return [(paths["real"], paths["ai"]) for paths in by_fingerprint.values() if len(paths) == 2]
-
-
 def seen_in_training(
     training_images: TrainingImages | None, fingerprints: Sequence[bytes | None]
 ) -> dict[str, int] | None:

@@ -17,7 +17,6 @@ import shutil
 import time
 import typing
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +64,7 @@ from facetell.data import (
     duplicate_groups,
     given_split,
     kfold_splits,
+    labelled_both_ways,
     leave_one_source_out,
     sample_per_source,
     stratified_split,
@@ -388,18 +388,6 @@ class PreparedData:
     faceless: np.ndarray  # (N,) bool: no face found, the centre square was cropped instead
     targets: np.ndarray  # (N,) int: 1 = ai
     sources: list[str]
-
-
-def pictures_in_both_classes(
-    samples: Sequence[Sample], groups: np.ndarray
-) -> list[tuple[Path, Path]]:
-    """One (real, ai) pair of paths per picture labelled both ways: the same file, or a
-    near-copy, given as a real photo and as an AI image. Trained on, each copy pulls the model
-    toward its own label, and the two can never both be right."""
-    by_group: dict[int, dict[str, Path]] = defaultdict(dict)
-    for sample, group in zip(samples, groups, strict=True):
-        by_group[int(group)].setdefault(sample.label, sample.path)
-    return [(paths["real"], paths["ai"]) for paths in by_group.values() if len(paths) == 2]
 
 
 @functools.cache
@@ -1749,7 +1737,7 @@ def train(
         reporter.unreadable({path: _why_unreadable(path) for path in left_out})
     if data.faceless.any():
         reporter.faceless([data.samples[i].path for i in np.flatnonzero(data.faceless)])
-    if crossing := pictures_in_both_classes(data.samples, data.groups):
+    if crossing := labelled_both_ways(data.samples, data.groups.tolist()):
         reporter.in_both_classes(crossing)
     results = []
     for name, split in make_splits(config, data.samples, data.groups):
