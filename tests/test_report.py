@@ -180,6 +180,7 @@ def test_a_report_without_mistakes_says_so(labelled, tmp_path):
     page = (tmp_path / "r" / "report.html").read_text()
     mistakes = page[page.index('<section id="mistakes">') :]
     assert "None: every scored face is on the side of the threshold its label says." in mistakes
+    assert "mistake-gallery" not in mistakes  # the note had sat in one narrow grid cell
 
 
 def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):

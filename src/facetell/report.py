@@ -486,14 +486,19 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             "scored",
         ]
     robust_table = _table(robust_headers, robust_rows, "robustness-table") if robust_rows else ""
-    gallery = "".join(
-        f'<figure><img src="{_thumbnail_uri(m["path"])}" alt="{html.escape(m["path"])}">'
-        f"<figcaption>truth <b>{m['truth']}</b>, P(ai) {m['p_ai']:.3f}"
-        f"<br>{html.escape(m['source'])}"
-        f"<br><small>{html.escape(Path(m['path']).name)}</small></figcaption></figure>"
-        for m in main.mistakes
-    ) or (  # an empty gallery had read as a page cut short
-        "<p>None: every scored face is on the side of the threshold its label says.</p>"
+    gallery = (
+        '<div class="grid" id="mistake-gallery">'
+        + "".join(
+            f'<figure><img src="{_thumbnail_uri(m["path"])}" alt="{html.escape(m["path"])}">'
+            f"<figcaption>truth <b>{m['truth']}</b>, P(ai) {m['p_ai']:.3f}"
+            f"<br>{html.escape(m['source'])}"
+            f"<br><small>{html.escape(Path(m['path']).name)}</small></figcaption></figure>"
+            for m in main.mistakes
+        )
+        + "</div>"
+        if main.mistakes
+        # an empty gallery had read as a page cut short; the note is no grid cell
+        else "<p>None: every scored face is on the side of the threshold its label says.</p>"
     )
     calibration_note = (
         ""
@@ -595,7 +600,7 @@ in "scored" instead); their 95% interval draws the same images for both, so it i
 {robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
 <section id="mistakes"><h2>High-confidence mistakes</h2><p>The wrong answers the model was
 surest of: the first place to look for label noise, shortcuts or blind spots.</p>
-<div class="grid" id="mistake-gallery">{gallery}</div></section>
+{gallery}</section>
 </main></body></html>"""
     path = folder / "report.html"
     path.write_text(printable(page), encoding="utf-8")  # file names not in UTF-8
