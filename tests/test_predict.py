@@ -881,6 +881,20 @@ def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bu
     assert table.stdout.decode().count("no face") == 4
 
 
+def test_the_table_never_states_a_certainty_the_model_did_not(tmp_path):
+    """A generated face of P(ai) 0.99996 read "100.0%" in the table (the review page said
+    "> 99.9%"), and the run's last line counted "1 no_face" where the table said "no face"."""
+    gan_faces(1, seed=3, size=128)[0].save(tmp_path / "generated.png")
+    cat().save(tmp_path / "cat.jpg")
+    lines = run_cli("predict", str(tmp_path), "-f", "jsonl").stdout.decode().splitlines()
+    p_ai = {Path(r["path"]).name: r["p_ai"] for r in map(json.loads, lines)}
+    assert p_ai["cat.jpg"] is None and p_ai["generated.png"] > 0.999  # the shipped model
+    table = run_cli("predict", str(tmp_path), COLUMNS="200")
+    assert "> 99.9%" in table.stdout.decode() and "100.0%" not in table.stdout.decode()
+    last_line = table.stderr.decode().splitlines()[-1]
+    assert last_line.startswith("2 image(s): ") and "1 no face" in last_line
+
+
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_text(untrained_bundle, tmp_path):
     astronaut().save(tmp_path / "=HYPERLINK(1+2).jpg", quality=90)
     result = run_cli(

@@ -1086,6 +1086,10 @@ def test_web_page_flags_small_and_unfamiliar_faces_with_the_shipped_model(tmp_pa
         expect(page.locator(".card .verdict", has_text="Judging")).to_have_count(0, timeout=60_000)
         # a batch is shown in the order it was chosen in
         assert page.locator(".card .name").all_inner_texts() == [path.name for path in uploads]
+        # as every door states it: the generated face's P(ai) 1.0 had read "100.0%"
+        assert records[3]["p_ai"] > 0.999
+        expect(page.locator(".card").nth(3).locator(".verdict")).to_contain_text("(> 99.9%)")
+        expect(page.locator(".card").nth(3).locator(".faces")).to_contain_text("P(AI) > 99.9%")
         with page.expect_download() as download:
             page.locator("#download").click()
         downloaded = [

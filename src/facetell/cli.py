@@ -88,7 +88,7 @@ from facetell.familiarity import (
     sample_indices,
 )
 from facetell.forensics import metadata_clues
-from facetell.inference import MAX_FACES, Detector, Result
+from facetell.inference import MAX_FACES, Detector, Result, stated_percent
 from facetell.io import (
     DATASET_LIMITS,
     DEFAULT_LIMITS,
@@ -1249,7 +1249,7 @@ def _table_row(record: dict) -> list[str | Text]:
     colours = {"ai": "red", "real": "green", "uncertain": "yellow"}
     label = record["label"]
     verdict = Text(label, colours[label]) if label else record["status"].replace("_", " ")
-    p_ai = "" if record["p_ai"] is None else f"{record['p_ai']:.1%}"
+    p_ai = "" if record["p_ai"] is None else stated_percent(record["p_ai"])
     clue_text = _clue_cell(record["metadata"])
     # the verdict face is unlike the training faces: its P(ai) deserves less trust
     unfamiliar = Text("unfamiliar face", "yellow") if record["familiar"] is False else ""
@@ -1475,7 +1475,7 @@ def predict_command(
                 handle.close()
     except WriteFailed as failure:
         raise write_failed(failure, sum(counts.values()), len(sources), output, resumable) from None
-    summary = ", ".join(f"{n} {k}" for k, n in counts.most_common())
+    summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.most_common())
     done = sum(counts.values())
     pages: list[Path] = []  # the review page's files
     if page and report:

@@ -95,6 +95,16 @@ def default_bundle_path() -> Path:
     return bundle_path(override) if override else shipped_bundle_path()
 
 
+def stated_percent(p_ai: float) -> str:
+    """P(ai) as every door shows it: one decimal, but never a certainty the model did not
+    state, so 0.99996 is "> 99.9%" where it had read "100.0%". Read as the records state it
+    (4 decimals), so that 0.57549 in memory and the 0.5755 a JSON line holds both read 57.6%."""
+    p_ai = round(p_ai, 4)
+    if p_ai > 0.999:
+        return "> 99.9%"
+    return "< 0.1%" if p_ai < 0.001 else f"{p_ai:.1%}"
+
+
 @dataclass(frozen=True)
 class FaceResult:
     """One face's verdict. `box` is (x, y, w, h) in the upright image's pixels."""

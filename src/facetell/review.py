@@ -28,7 +28,7 @@ from urllib.parse import quote
 from PIL import Image, ImageDraw, ImageFont
 
 from facetell import __version__
-from facetell.inference import Detector, FaceResult, Result
+from facetell.inference import Detector, FaceResult, Result, stated_percent
 from facetell.pages import BASE_STYLE, NO_SCRIPTS, image_data_uri
 
 PHOTO_SIDE = 480  # px, the longest side of each photo as shown
@@ -125,15 +125,7 @@ def _verdict_html(label: str | None, status: str) -> str:
 
 
 def _percent(p_ai: float | None) -> str:
-    """One decimal, but never a certainty the model did not state: 0.99996 is "> 99.9%".
-    Read from P(ai) as the records state it (4 decimals), so that 0.57549 in memory and the
-    0.5755 a JSON line holds both read 57.6%, as a page rebuilt by --resume reads it."""
-    if p_ai is None:
-        return ""
-    p_ai = round(p_ai, 4)
-    if p_ai > 0.999:
-        return "&gt; 99.9%"
-    return "&lt; 0.1%" if p_ai < 0.001 else f"{p_ai:.1%}"
+    return "" if p_ai is None else _e(stated_percent(p_ai))
 
 
 def _detail(result: Result) -> str:

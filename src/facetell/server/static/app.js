@@ -40,13 +40,18 @@ async function loadModel() {
     (model.calibrated ? ", calibrated." : ", not calibrated: probabilities are raw scores.");
 }
 
-function percent(p) { return `${(100 * p).toFixed(1)}%`; }
+// one decimal, but never a certainty the model did not state (as every other door shows it)
+function percent(p) {
+  const stated = Math.round(p * 1e4) / 1e4;
+  if (stated > 0.999) return "> 99.9%";
+  return stated < 0.001 ? "< 0.1%" : `${(100 * stated).toFixed(1)}%`;
+}
 
 function describeFace(face, index) {
   const item = document.createElement("li");
   const label = LABELS[face.label];
   item.innerHTML = `<div><strong class="face-label">Face ${index + 1}: ${label}</strong>
-    <span class="muted">P(AI) ${percent(face.p_ai)}</span></div>
+    <span class="muted">P(AI) ${escapeHtml(percent(face.p_ai))}</span></div>
     <div class="bar" role="meter" aria-valuemin="0" aria-valuemax="100"
       aria-valuenow="${Math.round(100 * face.p_ai)}" aria-label="Probability face ${index + 1} is AI-generated">
       <div class="band" style="left:${100 * band[0]}%;width:${100 * (band[1] - band[0])}%"></div>
