@@ -879,6 +879,11 @@ def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bu
     table = run_cli("predict", *files, "--model", str(untrained_bundle), COLUMNS="200")
     assert table.returncode == 0
     assert table.stdout.decode().count("no face") == 4
+    # an unreadable file's faces were never counted: its cell had read "0"
+    unread = run_cli("predict", str(folder_of_200 / "zz_corrupt.jpg"), "--model",
+                     str(untrained_bundle), COLUMNS="300").stdout.decode()  # fmt: skip
+    [row] = [line.split("│") for line in unread.splitlines() if "zz_corrupt" in line]
+    assert [cell.strip() for cell in row[2:5]] == ["error", "", ""]  # verdict, P(ai), faces
 
 
 def test_the_table_never_states_a_certainty_the_model_did_not(tmp_path):

@@ -228,6 +228,10 @@ def test_a_page_saved_as_it_grows_is_whole_each_time(tmp_path):
     assert f"called uncertain from {low:.1%} to {high:.1%}, AI above that" in html
     assert outcomes[1:] == ["no_face", "error"]
     assert f"<span>1 {outcomes[0]}</span><span>1 no face</span><span>1 unreadable</span>" in html
+    # faces counted where the picture was read: an unreadable file had shown "0"
+    summary = html[html.index("<h2>Images, most AI-like first") : html.index("<h2>Each image")]
+    faces = re.findall(r"<td class=num>([^<]*)</td><td>[^<]*</td></tr>", summary)
+    assert faces[1:] == ["0", ""]
 
 
 @pytest.mark.parametrize("box", [(0, 0, 0, 0), (99, 79, 0, 0), (120, 90, 10, 10), (-5, -5, 20, 20)])

@@ -1257,7 +1257,7 @@ def _table_row(record: dict) -> list[str | Text]:
     first_frame = f"first of {frames} frames judged" if frames > 1 else ""
     notes = [text for text in (unfamiliar, first_frame, clue_text) if text]
     detail = record["error"] or Text(", ").join(Text(n) if isinstance(n, str) else n for n in notes)
-    faces = str(len(record["faces"]))
+    faces = "" if record["status"] == "error" else str(len(record["faces"]))  # unread: not 0
     if record["faces_found"] > len(record["faces"]):  # the rest were cut by --max-faces
         faces += f" of {record['faces_found']}"
     return [record["path"], verdict, p_ai, faces, detail, f"{record['ms']:.0f}"]

@@ -211,6 +211,7 @@ class ReviewPage:
             self._earlier += 1
         judged = len(result.faces) if faces_without_details is None else faces_without_details
         faces = str(judged) if judged >= result.faces_found else f"{judged} of {result.faces_found}"
+        faces = "" if result.status == "error" else faces  # unread: not "0 faces"
         self._rows.append(
             _Row(index, result.path, result.status, result.label, result.p_ai, faces,
                  _detail(result))
