@@ -969,6 +969,35 @@ def test_class_balance_draws_a_rare_class_as_often_as_the_common_one(tmp_path):
     )
 
 
+def test_train_warns_when_file_facts_alone_separate_the_classes(tmp_path):
+    """Real photos as JPEG and fakes as small PNGs: the audit's shortcut score flagged such data,
+    but train, where a model learns the shortcut, said nothing."""
+    fast = ["model=spectrum", "model_kwargs={}", f"crop={{kind: center_square, size: {SIZE}}}",
+            "phases=[{kind: closed_form, views: 1}]", f"cache_dir={tmp_path / 'cache'}",
+            "workers=0"]  # fmt: skip
+    settings = [arg for value in fast for arg in ("--set", value)]
+    warnings = {}
+    for layout in ("by format", "alike"):
+        data = tmp_path / layout
+        (data / "real").mkdir(parents=True)
+        (data / "ai").mkdir()
+        for i in range(20):
+            smooth_photo(i, 96).save(data / "real" / f"{i}.jpg", quality=75)
+            fake = smooth_photo(100 + i, 96 if layout == "alike" else 64)
+            fake.save(data / "ai" / (f"{i}.jpg" if layout == "alike" else f"{i}.png"), quality=75)
+        run = run_cli("train", "--data", str(data), "-o", str(tmp_path / f"run {layout}"),
+                      *settings)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        lines = run.stderr.decode().splitlines()
+        warnings[layout] = [line for line in lines if line.startswith("warning: shortcut")]
+    [told] = warnings["by format"]
+    assert re.match(
+        r"warning: shortcut score 1\.00 > 0\.7: file size, format and compression", told
+    )
+    assert told.endswith("facetell audit on the data says which facts give it away")
+    assert warnings["alike"] == []
+
+
 def test_a_picture_labelled_both_real_and_ai_is_named_before_training(planted_dataset, tmp_path):
     """A copy of a real photo given again as AI (or a near-copy filed in both class folders)
     trained each copy toward its own label with nothing said."""

@@ -121,6 +121,30 @@ def shortcut_predictions(
     )[:, 1]
 
 
+def shortcut_score(
+    records: Sequence[FileRecord], groups: np.ndarray, *, seed: int = 0
+) -> float | None:
+    """The cross-validated AUROC of real against AI from the readable files' metadata alone
+    (None: too few images of a class to cross-validate)."""
+    readable = [i for i, r in enumerate(records) if r.error is None]
+    good = [records[i] for i in readable]
+    scores = shortcut_predictions(good, np.asarray(groups)[readable], seed=seed)
+    if scores is None:
+        return None
+    return round(float(roc_auc_score([r.label == "ai" for r in good], scores)), 3)
+
+
+def shortcut_warning(score: float | None) -> str | None:
+    """What a shortcut score above the warning line means, for audit and train alike."""
+    if score is None or score <= SHORTCUT_WARNING:
+        return None
+    return (
+        f"shortcut score {score:.2f} > {SHORTCUT_WARNING}: file size, format and compression "
+        "alone separate the classes; a face model trained here can learn them instead of "
+        "faces (re-encode uniformly, augment with JPEG/resize, judge by leave-one-source-out)"
+    )
+
+
 def _feature_importance(records: Sequence[FileRecord], seed: int) -> dict[str, float]:
     """Single-feature AUROC distance from chance: which facts alone give the classes away."""
     y = np.array([r.label == "ai" for r in records], dtype=int)
@@ -227,14 +251,7 @@ def audit(
     class_rows = [_summarise(lab, "(all)", m, *context) for lab, m in sorted(by_label.items())]
     source_rows = [_summarise(lab, src, m, *context) for (lab, src), m in sorted(by_source.items())]
 
-    warnings = []
-    if shortcut is not None and shortcut > SHORTCUT_WARNING:
-        warnings.append(
-            f"shortcut score {shortcut:.2f} > {SHORTCUT_WARNING}: file size, format and "
-            "compression alone separate the classes; a face model trained here can learn them "
-            "instead of faces (re-encode uniformly, augment with JPEG/resize, judge by "
-            "leave-one-source-out)"
-        )
+    warnings = [text] if (text := shortcut_warning(shortcut)) else []
     if cross:
         warnings.append(
             f"{len(cross)} duplicate group(s) hold images labelled both real and ai: check "

@@ -584,6 +584,12 @@ class RichReporter:
                 highlight=False,
             )
 
+    def shortcut(self, warning: str) -> None:
+        self.progress.console.print(
+            f"warning: {warning}; facetell audit on the data says which facts give it away",
+            highlight=False,
+        )
+
     def imbalanced(self, n_real: int, n_ai: int) -> None:
         if self.told_imbalance:
             return

@@ -41,6 +41,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, default_collate
 
+from facetell.audit import shortcut_score, shortcut_warning
 from facetell.augment import AugmentConfig, build_augment
 from facetell.bundle import (
     IMAGENET_MEAN,
@@ -388,6 +389,7 @@ class PreparedData:
     faceless: np.ndarray  # (N,) bool: no face found, the centre square was cropped instead
     targets: np.ndarray  # (N,) int: 1 = ai
     sources: list[str]
+    shortcut_score: float | None = None  # real against AI from file metadata alone (audit)
 
 
 @functools.cache
@@ -508,6 +510,17 @@ def grouped_samples(
     skipped: list[Path] | None = None,
 ) -> tuple[list[Sample], np.ndarray]:
     """The configured samples and their duplicate groups: all that splits are made from."""
+    samples, records = described_samples(config, on_progress=on_progress, skipped=skipped)
+    return samples, duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
+
+
+def described_samples(
+    config: TrainConfig,
+    *,
+    on_progress: StageProgress | None = None,
+    skipped: list[Path] | None = None,
+) -> tuple[list[Sample], list[FileRecord]]:
+    """The configured samples and what each file is (hashes, format, size, compression)."""
     samples = discover(config.data.paths, skipped)
     missing = [sample.path for sample in samples if not sample.path.exists()]
     if missing:  # the split would silently change with the files; a manifest must be fixed
@@ -522,7 +535,7 @@ def grouped_samples(
         workers=config.workers or 1,
         on_progress=_stage(on_progress, "hashing", len(samples)),
     )
-    return samples, duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
+    return samples, records
 
 
 def prepare_data(
@@ -532,7 +545,8 @@ def prepare_data(
     skipped: list[Path] | None = None,
 ) -> PreparedData:
     """Discover, describe, group and crop the configured data (crops cached on disk)."""
-    samples, groups = grouped_samples(config, on_progress=on_progress, skipped=skipped)
+    samples, records = described_samples(config, on_progress=on_progress, skipped=skipped)
+    groups = duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
     crops, states = cached_crops(
         samples,
         config.crop,
@@ -548,6 +562,7 @@ def prepare_data(
         faceless=states == CENTRE_SQUARE,
         targets=np.array([s.target for s in samples], dtype=np.int64),
         sources=[s.source for s in samples],
+        shortcut_score=shortcut_score(records, groups, seed=config.seed),
     )
 
 
@@ -793,6 +808,10 @@ class Reporter:
     def in_both_classes(self, pairs: list[tuple[Path, Path]]) -> None:
         """Pictures labelled both real and AI (the same file, or a near-copy), each a (real,
         ai) pair of paths."""
+
+    def shortcut(self, warning: str) -> None:
+        """File size, format and compression alone separate the data's classes (audit's
+        shortcut score): the model can learn them instead of faces."""
 
     def imbalanced(self, n_real: int, n_ai: int) -> None:
         """The training split holds one class many times more often than the other, and
@@ -1739,6 +1758,8 @@ def train(
         reporter.faceless([data.samples[i].path for i in np.flatnonzero(data.faceless)])
     if crossing := labelled_both_ways(data.samples, data.groups.tolist()):
         reporter.in_both_classes(crossing)
+    if warning := shortcut_warning(data.shortcut_score):
+        reporter.shortcut(warning)
     results = []
     for name, split in make_splits(config, data.samples, data.groups):
         run_dir = out_dir / name if name else out_dir
