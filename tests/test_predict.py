@@ -884,6 +884,9 @@ def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bu
                      str(untrained_bundle), COLUMNS="300").stdout.decode()  # fmt: skip
     [row] = [line.split("│") for line in unread.splitlines() if "zz_corrupt" in line]
     assert [cell.strip() for cell in row[2:5]] == ["error", "", ""]  # verdict, P(ai), faces
+    # piped, the table is as wide as COLUMNS says (it had kept 160 whatever COLUMNS said)
+    narrow = run_cli("predict", *files, "--model", str(untrained_bundle), COLUMNS="80")
+    assert max(map(len, narrow.stdout.decode().splitlines())) == 80
 
 
 def test_the_table_never_states_a_certainty_the_model_did_not(tmp_path):

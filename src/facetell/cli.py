@@ -176,10 +176,13 @@ app = Commands(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
-# Piped output (files, CI logs) gets a wide fixed width so tables stay one row per line.
+# Piped output (files, CI logs) gets a wide fixed width so tables stay one row per line,
+# unless COLUMNS says how wide (`COLUMNS=80 facetell predict x | less` had kept 160).
 # No console markup: paths, file names and messages are printed as they are ("[bold]x.jpg"
 # had shown as a bold x.jpg, and "a[/]b.jpg" ended in a MarkupError); styles are Text.
-console = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+console = Console(
+    width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160, markup=False
+)
 err_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
