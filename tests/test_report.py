@@ -702,6 +702,17 @@ def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, t
     assert f'<p class="comparison">test-untrained@0.1.0 ({untrained_bundle}): AUROC +0.0000' in page
     assert 'id="comparison-table"' in page
     assert f"<dt>bundle</dt><dd>test-untrained@0.1.0 ({bundle})</dd>" in page  # path said once
+    # the other bundle's cut and per-class rates are there too, and what is the first's alone
+    # says so: the page had named one threshold and one per-class table, whose unsaid
+    assert (
+        f"<dt>compared with</dt><dd>test-untrained@0.1.0 ({untrained_bundle}): P(ai) ≥ 0.5000 "
+        'is called AI; 0.350 to 0.650 is answered "uncertain"</dd>'
+    ) in page
+    per_class = page[page.index('id="per-class-table"') :]
+    per_class = per_class[: per_class.index("</table>")]
+    for path in (bundle, untrained_bundle):
+        assert per_class.count(f"<tr><td>test-untrained@0.1.0 ({path})</td>") == 2
+    assert f"<h2>Per source of test-untrained@0.1.0 ({bundle})</h2>" in page
     (tmp_path / "link").symlink_to(bundle)
     for again in (str(bundle), str(tmp_path / "link")):  # an AUROC difference of 0, refused
         twice = facetell("evaluate", str(bundle), str(labelled), "--compare", str(untrained_bundle),

@@ -417,13 +417,30 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         ],
         "summary-table",
     )
+    compared = len(evaluations) > 1
     per_class = _table(
-        ["class", "precision", "recall", "F1", "support"],
+        [*(["bundle"] if compared else []), "class", "precision", "recall", "F1", "support"],
         [
-            [name, m["precision"], m["recall"], m["f1-score"], int(m["support"])]
-            for name, m in main.metrics["per_class"].items()
+            [
+                *([e.bundle] if compared else []),
+                name,
+                m["precision"],
+                m["recall"],
+                m["f1-score"],
+                int(m["support"]),
+            ]
+            for e in evaluations
+            for name, m in e.metrics["per_class"].items()
         ],
         "per-class-table",
+    )
+    # the sections drawn for the first bundle alone say so when others were compared
+    whose = f" of {html.escape(main.bundle)}" if compared else ""
+    compared_with = "".join(
+        f"<dt>compared with</dt><dd>{html.escape(_bundle_with_path(e))}: P(ai) ≥ "
+        f"{e.threshold:.4f} is called AI; {e.band[0]:.3f} to {e.band[1]:.3f} is answered "
+        '"uncertain"</dd>'
+        for e in evaluations[1:]
     )
     sources = _table(
         [
@@ -553,7 +570,7 @@ P(ai) of its most AI-like face, through the same pipeline as <code>facetell pred
 <section id="identity"><h2>Model and data</h2><dl>
 <dt>bundle</dt><dd>{html.escape(_bundle_with_path(main))}</dd>
 <dt>threshold</dt><dd>P(ai) ≥ {main.threshold:.4f} is called AI;
-{main.band[0]:.3f} to {main.band[1]:.3f} is answered "uncertain"</dd>
+{main.band[0]:.3f} to {main.band[1]:.3f} is answered "uncertain"</dd>{compared_with}
 {_size_correction_note(main.size_correction)}
 <dt>images</dt><dd>{main.metrics["n"]} scored ({main.metrics["n_real"]} real,
 {main.metrics["n_ai"]} AI); {not_scored["no_face"]} without a face and {not_scored["error"]}
@@ -573,17 +590,17 @@ generator can move the numbers further than any interval here.</p>{summary}{per_
 <section id="curves"><h2>ROC and precision-recall</h2>
 <div class="plots">{_figure(roc, "ROC curve", "plot-roc")}
 {_figure(pr, "Precision-recall curve", "plot-pr")}</div>{one_class}</section>
-<section id="calibration"><h2>Confusion matrix and calibration</h2><p>The reliability
+<section id="calibration"><h2>Confusion matrix and calibration{whose}</h2><p>The reliability
 diagram shows whether probabilities are honest: when the model says 80%, about 80% of such
 images should be AI (points on the diagonal). The grey bars show where 95% of a perfectly
 calibrated model's points would fall with as many images in each bin: a point outside its bar
 is miscalibration, one inside it may be the noise of a few images.</p>
 <div class="plots">{_figure(confusion, "Confusion matrix", "plot-confusion")}
 {_figure(reliability, "Reliability diagram", "plot-reliability")}</div></section>
-<section id="scores"><h2>Score distributions</h2>
+<section id="scores"><h2>Score distributions{whose}</h2>
 <div class="plots">{_figure(by_class, "Scores per class", "plot-scores-class")}
 {_figure(by_source, "Scores per source", "plot-scores-source")}</div></section>
-<section id="sources"><h2>Per source</h2><p>AUROC of each AI source is measured against all
+<section id="sources"><h2>Per source{whose}</h2><p>AUROC of each AI source is measured against all
 real images; each real source's false-positive rate is the share of its faces called AI.
 "Unfamiliar" is the share of its faces unlike the model's training faces (empty when the model has
 no familiarity reference): a few percent for a source it was trained on (5% on average over the
@@ -598,7 +615,7 @@ AI" is the share of real faces at or above the threshold, ECE the calibration er
 perturbed copies. Drops compare the images scored both ways (a face a perturbation hides counts
 in "scored" instead); their 95% interval draws the same images for both, so it is narrow.</p>
 {robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
-<section id="mistakes"><h2>High-confidence mistakes</h2><p>The wrong answers the model was
+<section id="mistakes"><h2>High-confidence mistakes{whose}</h2><p>The wrong answers the model was
 surest of: the first place to look for label noise, shortcuts or blind spots.</p>
 {gallery}</section>
 </main></body></html>"""
