@@ -303,7 +303,9 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | Path | None = None, **options: Any) -> Detector:
-        """Load a bundle folder or .zip; None loads $FACETELL_MODEL, else the shipped model."""
+        """Load a bundle folder or .zip; None loads $FACETELL_MODEL, else the shipped model.
+        `options` are the constructor's: threshold (your cut on P(ai); None: calibrated),
+        max_faces, detect_faces (False: each image is one pre-cropped face), batch_size."""
         found = bundle_path(path) if path is not None else default_bundle_path()
         # a stale FACETELL_MODEL in a shell profile is the cause a user would never guess
         from_environment = path is None and bool(os.environ.get("FACETELL_MODEL"))
@@ -532,6 +534,8 @@ class Detector:
     def predict_batch(
         self, items: ImageSource | NamedImage | Iterable[ImageSource | NamedImage]
     ) -> list[Result]:
+        """`stream`'s results as a list, in input order: one per image, never raising for a
+        bad one (its `status` is "error")."""
         return list(self.stream(items))
 
     def stream(
