@@ -815,14 +815,20 @@ def test_resume_refuses_another_threshold_that_would_mix_verdicts_in_one_file(
     untrained_bundle, tmp_path
 ):
     """`--resume --threshold 0.3` on a file judged at the calibrated cut appended verdicts at
-    another cut to it, with nothing in the file to tell them apart. JSON lines record their
-    cut; a CSV row does not, so its verdicts tell."""
+    another cut to it, with nothing in the file to tell them apart. JSON lines and CSV rows
+    record their cut; in a CSV written before they did, the verdicts tell."""
     photos = tmp_path / "photos"
     photos.mkdir()
     astronaut().save(photos / "a.jpg")
     model = ("--model", str(untrained_bundle))
-    for out in (tmp_path / "r.jsonl", tmp_path / "r.csv"):
+    for out in (tmp_path / "r.jsonl", tmp_path / "r.csv", tmp_path / "before.csv"):
         assert run_cli("predict", str(photos / "a.jpg"), "-o", str(out), *model).returncode == 0
+        recorded = out.name != "before.csv"
+        if not recorded:  # as a CSV was written before it gave the cut and band
+            rows = list(csv.reader(out.open(newline="")))
+            assert rows[0][-3:] == ["threshold", "uncertain_low", "uncertain_high"]
+            with out.open("w", newline="") as table:
+                csv.writer(table).writerows(row[:-3] for row in rows)
         with out.open(newline="") as table:  # a JSON line's fields as a CSV row's
             [record] = (
                 [json.loads(line) for line in table]
@@ -838,16 +844,20 @@ def test_resume_refuses_another_threshold_that_would_mix_verdicts_in_one_file(
             2,
             f"error: {out}: judged at threshold 0.5, and this run's is {cut:.4f}; resume with "
             "--threshold 0.5, or write to another file"
-            if out.suffix == ".jsonl"
+            if recorded
             else f"error: {out}: {record['path']} reads {record['label']} at P(ai) "
             f"{record['p_ai']}, which the threshold of this run calls {called}; resume with the "
             "--threshold that started it, or write to another file",
         )
         assert len(out.read_text().splitlines()) == 1 + (out.suffix == ".csv")  # as it was
-        cat().save(photos / f"{out.suffix[1:]}.jpg")
+        cat().save(photos / f"{out.name.replace('.', '-')}.jpg")
         assert run_cli(*again).returncode == 0
         header = out.suffix == ".csv"
         assert len(out.read_text().splitlines()) == len(list(photos.iterdir())) + header
+        if header:  # the columns of today, and a row from before that gave no cut gives none
+            rows = list(csv.DictReader(out.open(newline="")))
+            assert {row["threshold"] for row in rows[1:]} == {"0.5"}
+            assert rows[0]["threshold"] == ("0.5" if recorded else "")
 
 
 def test_a_background_job_that_ignores_ctrl_c_keeps_ignoring_it(

@@ -731,6 +731,8 @@ def test_web_page_upload_verdict_and_heat_map(server):
             (r["path"], r["status"], r["error"] or "") for r in records
         ]
         assert float(table[0]["p_ai"]) == records[0]["p_ai"] and table[0]["n_faces"] == "1"
+        cut = [float(table[0][c]) for c in ("threshold", "uncertain_low", "uncertain_high")]
+        assert cut == [records[0]["threshold"], *records[0]["uncertain_band"]]  # what "ai" meant
         assert table[3]["error"].count(",") >= 1  # a detail with commas survives quoting
         # the review page of every file the server judged; the refused one is named as left out
         with page.expect_download() as download:

@@ -880,8 +880,10 @@ SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
 
 CSV_COLUMNS = (
     "path", "status", "label", "p_ai", "familiar", "n_faces", "faces_found", "declared_ai",
-    "error", "model", "ms", "explanation",
+    "error", "model", "ms", "explanation", "threshold", "uncertain_low", "uncertain_high",
 )  # fmt: skip
+# what a CSV said before it named the cut and band; --resume carries such a file on
+CSV_COLUMNS_WITHOUT_CUT = CSV_COLUMNS[:-3]
 
 
 def read_list(path: Path) -> list[str]:
@@ -1027,10 +1029,13 @@ def first_names(paths: Sequence[Path], shown: int = 3, *, folder: bool = False) 
 
 
 def _csv_row(record: dict) -> list[str]:
+    low, high = record["uncertain_band"]
     values = {
         **record,
         "n_faces": len(record["faces"]),
         "declared_ai": record["metadata"].get("declared_ai", False),
+        "uncertain_low": low,
+        "uncertain_high": high,
     }
     return [spreadsheet_safe("" if values.get(c) is None else str(values[c])) for c in CSV_COLUMNS]
 
@@ -1070,8 +1075,12 @@ def finished_records(output: Path, output_format: PredictFormat) -> list[dict[st
     records: list[dict[str, Any]] = []
     if output_format is PredictFormat.csv:
         header, *rows = list(csv.reader(io.StringIO(whole))) or [list(CSV_COLUMNS)]
-        if header != list(CSV_COLUMNS) or any(len(row) != len(header) for row in rows):
+        if header not in (list(CSV_COLUMNS), list(CSV_COLUMNS_WITHOUT_CUT)) or any(
+            len(row) != len(header) for row in rows
+        ):
             raise FacetellError(f"{output}: not a CSV facetell predict wrote; cannot resume it")
+        if len(header) < len(CSV_COLUMNS):  # its rows' cut is unsaid: their verdicts show it
+            header, rows = list(CSV_COLUMNS), [[*row, "", "", ""] for row in rows]
         writer = csv.writer(kept)
         writer.writerow(header)
         for row in rows:
@@ -1145,8 +1154,9 @@ def skip_finished(
 
 def judged_at_another_threshold(earlier: list[dict[str, Any]], detector: Detector) -> str | None:
     """How the earlier records show another cut than this run's, or None: one file must not
-    mix cuts. JSON lines record theirs; a CSV row shows it by a verdict this cut would not
-    give, unless its P(ai), written to 4 decimals, lies that close to a band edge."""
+    mix cuts. Records state theirs; one written before they did (a CSV row, say) shows it by a
+    verdict this cut would not give, unless its P(ai), written to 4 decimals, lies that close
+    to a band edge."""
     recorded = next((r["threshold"] for r in earlier if r.get("threshold") not in (None, "")), None)
     if recorded is not None and abs(float(recorded) - detector.cut) > 1e-4:
         return (

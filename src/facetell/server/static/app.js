@@ -402,10 +402,13 @@ function save(lines, type, name) {
 
 // The columns of `facetell predict -f csv`, for spreadsheets.
 const CSV_COLUMNS = ["path", "status", "label", "p_ai", "familiar", "n_faces", "faces_found",
-  "declared_ai", "error", "model", "ms", "explanation"];
+  "declared_ai", "error", "model", "ms", "explanation", "threshold", "uncertain_low",
+  "uncertain_high"];
 
 function csvLine(record) {
-  const values = { ...record, n_faces: record.faces.length, declared_ai: Boolean(record.metadata.declared_ai) };
+  const [uncertainLow, uncertainHigh] = record.uncertain_band ?? [null, null];
+  const values = { ...record, n_faces: record.faces.length, declared_ai: Boolean(record.metadata.declared_ai),
+    uncertain_low: uncertainLow, uncertain_high: uncertainHigh };
   return CSV_COLUMNS.map((column) => {
     const value = values[column];
     if (value === null || value === undefined) return "";
