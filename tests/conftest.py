@@ -16,6 +16,10 @@ from PIL import Image
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
+# pytest-xdist's workers export COLUMNS=80, which facetell's piped output follows as a user's
+# shell setting; the commands tests run print at their own default width unless a test says
+os.environ.pop("COLUMNS", None)
+
 
 def smooth_photo(seed: int, size: int = 96) -> Image.Image:
     """A photo-like RGB image: structure at several scales plus a little sensor noise."""
