@@ -1080,7 +1080,8 @@ def finished_records(output: Path, output_format: PredictFormat) -> list[dict[st
         ):
             raise FacetellError(f"{output}: not a CSV facetell predict wrote; cannot resume it")
         if len(header) < len(CSV_COLUMNS):  # its rows' cut is unsaid: their verdicts show it
-            header, rows = list(CSV_COLUMNS), [[*row, "", "", ""] for row in rows]
+            missing = [""] * (len(CSV_COLUMNS) - len(header))
+            header, rows = list(CSV_COLUMNS), [[*row, *missing] for row in rows]
         writer = csv.writer(kept)
         writer.writerow(header)
         for row in rows:

@@ -259,6 +259,15 @@ def _bundle_with_path(evaluation: Evaluation) -> str:
     )
 
 
+def _cut(evaluation: Evaluation) -> str:
+    """What its verdicts meant: the threshold and the band."""
+    low, high = evaluation.band
+    return (
+        f"P(ai) ≥ {evaluation.threshold:.4f} is called AI; {low:.3f} to {high:.3f} is answered "
+        '"uncertain"'
+    )
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], table_id: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     cells = []
@@ -437,9 +446,7 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
     # the sections drawn for the first bundle alone say so when others were compared
     whose = f" of {html.escape(main.bundle)}" if compared else ""
     compared_with = "".join(
-        f"<dt>compared with</dt><dd>{html.escape(_bundle_with_path(e))}: P(ai) ≥ "
-        f"{e.threshold:.4f} is called AI; {e.band[0]:.3f} to {e.band[1]:.3f} is answered "
-        '"uncertain"</dd>'
+        f"<dt>compared with</dt><dd>{html.escape(_bundle_with_path(e))}: {_cut(e)}</dd>"
         for e in evaluations[1:]
     )
     sources = _table(
@@ -569,8 +576,7 @@ P(ai) of its most AI-like face, through the same pipeline as <code>facetell pred
 {calibration_note}{seen_notes}
 <section id="identity"><h2>Model and data</h2><dl>
 <dt>bundle</dt><dd>{html.escape(_bundle_with_path(main))}</dd>
-<dt>threshold</dt><dd>P(ai) ≥ {main.threshold:.4f} is called AI;
-{main.band[0]:.3f} to {main.band[1]:.3f} is answered "uncertain"</dd>{compared_with}
+<dt>threshold</dt><dd>{_cut(main)}</dd>{compared_with}
 {_size_correction_note(main.size_correction)}
 <dt>images</dt><dd>{main.metrics["n"]} scored ({main.metrics["n_real"]} real,
 {main.metrics["n_ai"]} AI); {not_scored["no_face"]} without a face and {not_scored["error"]}
