@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import skimage.data
 from PIL import Image
@@ -670,6 +671,28 @@ def test_an_output_inside_a_class_folder_of_the_data_is_refused(bundle, labelled
     beside = facetell("evaluate", str(bundle), str(data), "-o", str(data / "report"),
                       "--robustness-limit", "0")  # fmt: skip
     assert beside.returncode == 0, beside.stderr  # beside the class folders: named, not read
+
+
+def test_evaluate_at_your_own_threshold_moves_the_band_as_predict_does(labelled, tmp_path):
+    """Scored through the Python API at a threshold of one's own, evaluation had kept the
+    calibrated band, so 'uncertain' and accuracy when decided were counted against another
+    cut; the command line had no --threshold at all."""
+    cut = 0.6  # below the shipped one: some of the astronaut crops (P(ai) 0.5-0.7) turn AI
+    run = facetell("evaluate", "default", str(labelled), "--threshold", str(cut), "--out",
+                   str(tmp_path / "r"), "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    evaluation = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    shifted = Detector.load(threshold=cut)
+    assert evaluation["threshold"] == cut and shifted.cut == cut
+    assert evaluation["uncertain_band"] == list(shifted.band) != list(Detector.load().band)
+    with (tmp_path / "r" / "predictions.csv").open(newline="") as table:
+        rows = list(csv.DictReader(table))
+    real = np.array([float(r["p_ai"]) for r in rows if r["truth"] == "real"])
+    low, high = shifted.band
+    p_ai = np.array([float(r["p_ai"]) for r in rows])
+    metrics = evaluation["metrics"]
+    assert 0 < metrics["false_positive_rate"] == np.mean(real >= cut) < 1
+    assert metrics["uncertain_fraction"] == np.mean((p_ai >= low) & (p_ai < high))
 
 
 def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, tmp_path):

@@ -200,6 +200,12 @@ class AuditFormat(StrEnum):
 NO_FACE_DETECT = typer.Option(
     False, "--no-face-detect", help="Take the whole image as the face (for pre-cropped faces)."
 )
+THRESHOLD = typer.Option(
+    None,
+    min=0.0,
+    max=1.0,
+    help="P(ai) at or above which a face is called AI (default: the bundle's calibrated one).",
+)
 
 
 # calibrate and ensemble write a bundle into --out; both replace one there only when asked
@@ -1297,12 +1303,7 @@ def predict_command(
     model: Path | None = typer.Option(
         None, help="Model bundle: a folder or .zip (default: the shipped one, also named default)."
     ),
-    threshold: float | None = typer.Option(
-        None,
-        min=0.0,
-        max=1.0,
-        help="P(ai) at or above which a face is called AI (default: calibrated).",
-    ),
+    threshold: float | None = THRESHOLD,
     explain_dir: Path | None = typer.Option(
         None,
         "--explain",
@@ -1751,14 +1752,12 @@ def _sources_table(evaluation: Evaluation) -> Table:
     return table
 
 
-def load_named_first(
-    bundle: Path, data: list[Path] | None, usage: str, *, detect_faces: bool
-) -> Detector:
+def load_named_first(bundle: Path, data: list[Path] | None, usage: str, **options: Any) -> Detector:
     """The bundle a command takes first. A dataset given alone lands in its place, and one
     given before the bundle swaps them; say that the bundle comes first rather than that the
     data is missing or is not a bundle."""
     try:
-        return Detector.load(bundle, detect_faces=detect_faces, limits=DATASET_LIMITS)
+        return Detector.load(bundle, limits=DATASET_LIMITS, **options)
     except FacetellError as error:
         if not bundle.exists():
             raise
@@ -1804,6 +1803,7 @@ def evaluate_command(
         "Wilson interval).",
     ),
     no_face_detect: bool = NO_FACE_DETECT,
+    threshold: float | None = THRESHOLD,
     exclude_seen: bool = typer.Option(
         False,
         "--exclude-seen",
@@ -1833,12 +1833,10 @@ def evaluate_command(
         named[found] = given
     writable(out, "--out", folder=True)
     try:
+        options = {"detect_faces": not no_face_detect, "threshold": threshold}
         detectors = [
-            load_named_first(bundle, data, "evaluate default", detect_faces=not no_face_detect),
-            *(
-                Detector.load(path, detect_faces=not no_face_detect, limits=DATASET_LIMITS)
-                for path in compare
-            ),
+            load_named_first(bundle, data, "evaluate default", **options),
+            *(Detector.load(path, limits=DATASET_LIMITS, **options) for path in compare),
         ]
         samples = select_samples(data or [], split_file, split, limit, default_split="test")
         fingerprints = fingerprints_of(samples)

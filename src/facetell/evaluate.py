@@ -766,19 +766,20 @@ def evaluate_bundle(
         return (lambda n: on_progress(stage, n, total)) if on_progress else None
 
     calibration = detector.calibration
-    threshold = detector.threshold if detector.threshold is not None else calibration.threshold
+    # the cut and band its verdicts are given at: a threshold the caller set moves the band
+    threshold, band = detector.cut, detector.band
     scored = score_dataset(detector, samples, on_progress=progress("scoring", len(samples)))
     ok = scored.scored
     if ok.sum() == 0:
         raise FacetellError("no image could be scored (no faces found, or none readable)")
     metrics = classification_metrics(
-        scored.targets[ok], scored.p_ai[ok], threshold=threshold, band=calibration.uncertain_band
+        scored.targets[ok], scored.p_ai[ok], threshold=threshold, band=band
     )
     metrics["intervals"] = metric_intervals(
         scored.targets[ok],
         scored.p_ai[ok],
         threshold=threshold,
-        band=calibration.uncertain_band,
+        band=band,
         resamples=resamples,
     )
     metrics["not_scored"] = {
@@ -823,7 +824,7 @@ def evaluate_bundle(
         bundle_path=str(detector.bundle.path),
         calibrated=calibration.fitted,
         threshold=threshold,
-        band=calibration.uncertain_band,
+        band=band,
         size_correction=calibration.size_correction,
         metrics=metrics,
         sources=source_table(scored, threshold, resamples),
