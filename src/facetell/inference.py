@@ -337,9 +337,8 @@ class Detector:
     def __repr__(self) -> str:
         """What a notebook shows for a detector: which model, at which cut, finding faces how."""
         given = self.threshold is not None
-        threshold = self.threshold if given else self.calibration.threshold
         return (
-            f"Detector({self.model_name!r}, threshold={threshold:.4g} "
+            f"Detector({self.model_name!r}, threshold={self.cut:.4g} "
             f"({'given' if given else 'calibrated'}), detect_faces={self.detect_faces}, "
             f"max_faces={self.max_faces}, runtime={self.runtime!r})"
         )
