@@ -339,6 +339,12 @@ def test_leave_one_source_out_puts_the_whole_source_in_test_only():
     with pytest.raises(DatasetError) as caught:  # `train` prints it as one line
         leave_one_source_out(labels, sources, groups, "nope")
     assert str(caught.value) == "hold-out source 'nope' is not in the data (its sources: g1, g2, r)"
+    with pytest.raises(DatasetError) as caught:  # had cut every face, then found no AI to train
+        leave_one_source_out(labels, ["r"] * 100 + ["g1"] * 100, groups, "g1")
+    assert str(caught.value) == (
+        "hold-out source 'g1' is the data's only AI source: no AI image would be left to train "
+        "on (hold out a source of a class that has two or more)"
+    )
     with pytest.raises(DatasetError) as caught:  # scikit-learn's ValueError was a traceback
         kfold_splits(labels, sources, groups % 7, k=10)
     assert str(caught.value) == (
@@ -406,9 +412,12 @@ def test_no_duplicate_group_ever_crosses_a_split(data):
     labels, sources, raw_groups, seed = data
     groups = np.asarray(raw_groups)
     assert not _groups_cross_splits(groups, stratified_split(labels, sources, groups, seed=seed))
-    assert not _groups_cross_splits(
-        groups, leave_one_source_out(labels, sources, groups, sources[0], seed=seed)
-    )
+    held = sources[0]  # unless it is the only source of a class it holds, which is refused
+    pairs = list(zip(labels, sources, strict=True))
+    classes = {label for label, source in pairs if source == held}
+    if all(any(s != held for label, s in pairs if label == c) for c in classes):
+        assignment = leave_one_source_out(labels, sources, groups, held, seed=seed)
+        assert not _groups_cross_splits(groups, assignment)
     if len(set(raw_groups)) >= 3:
         for assignment in kfold_splits(labels, sources, groups, k=3, seed=seed):
             assert not _groups_cross_splits(groups, assignment)

@@ -644,6 +644,14 @@ def leave_one_source_out(
     if holdout not in set(sources):
         known = ", ".join(sorted(set(sources)))
         raise DatasetError(f"hold-out source {holdout!r} is not in the data (its sources: {known})")
+    for label in sorted({lab for lab, src in zip(labels, sources, strict=True) if src == holdout}):
+        if all(src == holdout for lab, src in zip(labels, sources, strict=True) if lab == label):
+            shown = "AI" if label == "ai" else label
+            raise DatasetError(
+                f"hold-out source {holdout!r} is the data's only {shown} source: no {shown} "
+                "image would be left to train on (hold out a source of a class that has two "
+                "or more)"
+            )
     groups = np.asarray(groups)
     held_groups = {int(g) for g, s in zip(groups, sources, strict=True) if s == holdout}
     keep = np.array([int(g) not in held_groups for g in groups])
