@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def shipped_test_split(data: str) -> list:
     """The test split `make model` evaluates on: its first member's config, seed and groups."""
     config = load_config(ROOT / "configs" / "default-lite0.yaml", [f"data.paths=[{data}]"])
-    [(_, split)] = make_splits(config, *grouped_samples(config))
+    samples, _, groups = grouped_samples(config)
+    [(_, split)] = make_splits(config, samples, groups)
     return split.samples("test")
 
 

@@ -969,6 +969,19 @@ def test_class_balance_draws_a_rare_class_as_often_as_the_common_one(tmp_path):
     )
 
 
+def test_a_hold_out_the_data_lacks_is_refused_before_any_face_is_cut(planted_dataset, tmp_path):
+    """A mistyped --holdout-source was refused only once every face had been cut: 95 s on the
+    shared data."""
+    cache = tmp_path / "cache"
+    run = run_cli("train", "--data", str(planted_dataset), "-o", str(tmp_path / "run"),
+                  "--holdout-source", "upsampler2", "--set", f"cache_dir={cache}")  # fmt: skip
+    assert (run.returncode, run.stderr.decode().splitlines()[-1]) == (
+        2,
+        "error: hold-out source 'upsampler2' is not in the data (its sources: camera, upsampler)",
+    )
+    assert not cache.exists() or not any(cache.iterdir())  # no face was cut
+
+
 def test_train_warns_when_file_facts_alone_separate_the_classes(tmp_path):
     """Real photos as JPEG and fakes as small PNGs: the audit's shortcut score flagged such data,
     but train, where a model learns the shortcut, said nothing."""

@@ -508,19 +508,9 @@ def grouped_samples(
     *,
     on_progress: StageProgress | None = None,
     skipped: list[Path] | None = None,
-) -> tuple[list[Sample], np.ndarray]:
-    """The configured samples and their duplicate groups: all that splits are made from."""
-    samples, records = described_samples(config, on_progress=on_progress, skipped=skipped)
-    return samples, duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
-
-
-def described_samples(
-    config: TrainConfig,
-    *,
-    on_progress: StageProgress | None = None,
-    skipped: list[Path] | None = None,
-) -> tuple[list[Sample], list[FileRecord]]:
-    """The configured samples and what each file is (hashes, format, size, compression)."""
+) -> tuple[list[Sample], list[FileRecord], np.ndarray]:
+    """The configured samples, what each file is (hashes, format, size, compression) and
+    their duplicate groups: all that splits are made from."""
     samples = discover(config.data.paths, skipped)
     missing = [sample.path for sample in samples if not sample.path.exists()]
     if missing:  # the split would silently change with the files; a manifest must be fixed
@@ -535,7 +525,7 @@ def described_samples(
         workers=config.workers or 1,
         on_progress=_stage(on_progress, "hashing", len(samples)),
     )
-    return samples, records
+    return samples, records, duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
 
 
 def prepare_data(
@@ -545,8 +535,19 @@ def prepare_data(
     skipped: list[Path] | None = None,
 ) -> PreparedData:
     """Discover, describe, group and crop the configured data (crops cached on disk)."""
-    samples, records = described_samples(config, on_progress=on_progress, skipped=skipped)
-    groups = duplicate_groups(records, max_distance=config.data.near_duplicate_bits)
+    grouped = grouped_samples(config, on_progress=on_progress, skipped=skipped)
+    return cropped_data(config, *grouped, on_progress=on_progress)
+
+
+def cropped_data(
+    config: TrainConfig,
+    samples: list[Sample],
+    records: list[FileRecord],
+    groups: np.ndarray,
+    *,
+    on_progress: StageProgress | None = None,
+) -> PreparedData:
+    """Grouped samples with their face crops (cut once, then read from the cache on disk)."""
     crops, states = cached_crops(
         samples,
         config.crop,
@@ -1748,7 +1749,10 @@ def train(
     reporter = reporter or Reporter()
     init_weights = read_init_weights(config)  # a misfit is refused before the faces are cut
     skipped: list[Path] = []
-    data = prepare_data(config, on_progress=reporter.stage, skipped=skipped)
+    samples, records, groups = grouped_samples(config, on_progress=reporter.stage, skipped=skipped)
+    # a hold-out the data lacks, too few images for the folds...: refused before faces are cut
+    splits = make_splits(config, samples, groups)
+    data = cropped_data(config, samples, records, groups, on_progress=reporter.stage)
     if skipped:
         reporter.skipped(skipped)
     if not data.valid.all():
@@ -1761,7 +1765,7 @@ def train(
     if warning := shortcut_warning(data.shortcut_score):
         reporter.shortcut(warning)
     results = []
-    for name, split in make_splits(config, data.samples, data.groups):
+    for name, split in splits:
         run_dir = out_dir / name if name else out_dir
         trainer = Trainer(config, data, split, run_dir, reporter, init_weights)
         if resume and (run_dir / "metrics.json").is_file():
