@@ -1309,6 +1309,8 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
         ("one.jpg", "ok"),
         ("two.jpg", "no_face"),
     ]
+    blank = tmp_path / "found-nothing.txt"  # as `find … > list` writes when nothing matched
+    blank.write_text("\n")
     said = [
         run_cli("predict", *args, "--model", str(untrained_bundle)).stderr.decode().strip()
         for args in (
@@ -1317,6 +1319,7 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
             ["--files-from", str(shoot)],
             ["-", "--files-from", "-"],
             ["-", "-"],  # the second had read an empty stdin: "file is empty (0 bytes)"
+            ["--files-from", str(blank)],  # had asked for the --files-from LIST it was given
         )
     ]
     assert said == [
@@ -1327,6 +1330,7 @@ def test_a_list_of_inputs_is_read_from_a_file_or_stdin(tmp_path, untrained_bundl
         f"(facetell predict {shoot})",
         "error: stdin can hold the list (--files-from -) or an image (-), not both",
         "error: stdin can be read once: give - (or --files-from -) once",
+        f"error: {blank}: names no input (empty, or blank lines only); nothing to judge",
     ]
 
 

@@ -1396,6 +1396,9 @@ def predict_command(
         listed = [*(inputs or []), *(line for path in files_from for line in read_list(path))]
     except FacetellError as error:
         raise fail(str(error)) from None
+    if not listed and files_from:  # `find` that found nothing, say
+        lists = ", ".join("stdin" if path == Path("-") else str(path) for path in files_from)
+        raise fail(f"{lists}: names no input (empty, or blank lines only); nothing to judge")
     if not listed:
         raise fail("give images, folders, globs or URLs to judge, or --files-from LIST")
     sources = list(expand_inputs(listed, skipped, outputs=explain_dir))
