@@ -297,6 +297,26 @@ def test_ensemble_heat_map_places_each_members_map_in_its_own_crop(tmp_path):
     assert differs[tight_square & ~drawn].mean() > 0.5
 
 
+def test_an_ensemble_given_as_a_member_joins_as_its_own_members(tmp_path):
+    """`facetell ensemble default mine` was refused ("itself multi-input; ensemble its
+    members"), and the shipped model's members are packed inside it, out of reach."""
+    mine = save_untrained_bundle(tmp_path / "mine", "mobilenet_v2", 160)
+    run = run_cli("ensemble", "default", str(mine), "--weight", "3", "--weight", "1",
+                  "-o", str(tmp_path / "joined"))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.decode().strip() == (
+        f"ensemble of 3 models from 2 bundles written to {tmp_path / 'joined'}"
+    )
+    shipped, own, joined = Detector.load(), Detector.load(mine), Detector.load(tmp_path / "joined")
+    assert joined.recipes == shipped.recipes  # mine reads the wide crop, as its first member
+    for photo in (astronaut(), gan_faces(1, seed=5, size=160)[0]):
+        [face], [own_face], [joined_face] = (d.predict(photo).faces for d in (shipped, own, joined))
+        # the shipped model's logit over its temperature, as any member of an ensemble counts
+        expected = 0.75 * face.logit / shipped.calibration.temperature + 0.25 * own_face.logit
+        assert joined_face.logit == pytest.approx(expected, abs=2e-3)
+        assert abs(face.logit / shipped.calibration.temperature - own_face.logit) > 0.1
+
+
 def test_ensemble_members_need_crops_of_one_size(tmp_path):
     small = load_bundle(save_untrained_bundle(tmp_path / "small", "mobilenet_v2", 64))
     large = load_bundle(save_untrained_bundle(tmp_path / "large", "mobilenet_v2", 96))

@@ -300,6 +300,48 @@ class Bundle:
         return folder
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One single model of an ensemble being built, with what the ensemble needs of it."""
+
+    module: Any  # the member's torch module
+    spec: dict[str, Any]  # architecture, model_kwargs, temperature, weight, source
+    crop: CropRecipe
+
+
+def _parts(member: Bundle, weight: float) -> list[_Part]:
+    """A member bundle as the single models it is made of: an ensemble's own members (the
+    shipped model's, say), each at its share of the weight, its temperature times the
+    ensemble's, so the flat ensemble computes the nested one's logit."""
+    temperature = float((member.calibration or {}).get("temperature", 1.0))
+    if member.architecture != "ensemble":
+        spec = {
+            "architecture": member.architecture,
+            "model_kwargs": member.model_kwargs,
+            "temperature": temperature,
+            "weight": weight,
+            "source": member.identity,
+        }
+        return [_Part(member.model, spec, member.crop)]
+    inner = member.model_kwargs["members"]
+    total = sum(float(s.get("weight", 1.0)) for s in inner)
+    recipes = [member.crop, *member.extra_crops]
+    return [
+        _Part(
+            module,
+            {
+                "architecture": s["architecture"],
+                "model_kwargs": s.get("model_kwargs", {}),
+                "temperature": float(s.get("temperature", 1.0)) * temperature,
+                "weight": weight * float(s.get("weight", 1.0)) / total,
+                "source": s.get("source", member.identity),
+            },
+            recipes[int(s.get("input", 0))],
+        )
+        for module, s in zip(member.model.members, inner, strict=True)
+    ]
+
+
 def ensemble_bundle(
     members: list[Bundle],
     weights: list[float] | None = None,
@@ -309,10 +351,10 @@ def ensemble_bundle(
     """One bundle whose model averages the members' calibrated logits.
 
     Members may differ in crop recipe (same size): each distinct recipe becomes one input of
-    the ensemble and each member reads its own. They must share normalisation.
+    the ensemble and each member reads its own. They must share normalisation. A member that
+    is itself an ensemble joins as its own members.
     """
     first = members[0]
-    recipes: list[CropRecipe] = []
     for index, member in enumerate(members):
         twin = next((m for m in members[:index] if _same_model(m, member)), None)
         if twin is not None:  # an ensemble of one model, weighted by how often it was named
@@ -320,8 +362,6 @@ def ensemble_bundle(
                 f"{member.path or member.identity} and {twin.path or twin.identity} are the "
                 "same model reading the same crop; name each once (--weight to count one more)"
             )
-        if member.extra_crops:
-            raise BundleError(f"{member.identity} is itself multi-input; ensemble its members")
         if member.crop.size != first.crop.size:
             raise BundleError(
                 f"{member.path or member.identity} reads {member.crop.size}-px crops and "
@@ -333,32 +373,25 @@ def ensemble_bundle(
                 f"{member.path or member.identity} and {first.path or first.identity} normalise "
                 "their input differently (mean and std); an ensemble feeds its members one input"
             )
-        if member.crop not in recipes:
-            recipes.append(member.crop)
     weights = weights or [1.0] * len(members)
     if not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights) > 0:
         raise BundleError(
             f"weights {', '.join(map(str, weights))}: an ensemble's weights are a weighted mean's, "
             "so none may be negative or missing and one must be above 0"
         )
-    specs = [
-        {
-            "architecture": m.architecture,
-            "model_kwargs": m.model_kwargs,
-            "temperature": float((m.calibration or {}).get("temperature", 1.0)),
-            "weight": float(w),
-            "input": recipes.index(m.crop),
-            "source": m.identity,
-        }
-        for m, w in zip(members, weights, strict=True)
-    ]
+    parts = [part for m, w in zip(members, weights, strict=True) for part in _parts(m, float(w))]
+    recipes: list[CropRecipe] = []
+    for part in parts:
+        if part.crop not in recipes:
+            recipes.append(part.crop)
+    specs = [{**part.spec, "input": recipes.index(part.crop)} for part in parts]
     from facetell.models import create_model
 
     # what any member was fitted on: an image one member learnt flatters the ensemble too
     remembered = [m.training_images for m in members if m.training_images is not None]
     model = create_model("ensemble", members=specs)
-    for module, member in zip(model.members, members, strict=True):
-        module.load_state_dict(member.model.state_dict())
+    for module, part in zip(model.members, parts, strict=True):
+        module.load_state_dict(part.module.state_dict())
     return Bundle(
         module=model.eval(),
         architecture="ensemble",

@@ -2668,8 +2668,9 @@ def ensemble_command(
 ) -> None:
     """Combine bundles into one: the weighted mean of their temperature-scaled logits.
 
-    Members trained on different crops each read their own. Calibrate the result again
-    (`facetell calibrate`) before shipping it."""
+    Members trained on different crops each read their own; an ensemble given (`default`)
+    joins as its own members. Calibrate the result again (`facetell calibrate`) before
+    shipping it."""
     from facetell.bundle import ensemble_bundle, load_bundle, model_name_problem
 
     if problem := model_name_problem(name):
@@ -2687,4 +2688,6 @@ def ensemble_command(
         bundle.save(out)
     except FacetellError as error:
         raise fail(str(error)) from None
-    console.print(f"ensemble of {len(members)} written to {out}")
+    models = len(bundle.model_kwargs["members"])  # an ensemble given joins as its members
+    of = f"{models} models from {len(members)} bundles" if models > len(members) else models
+    console.print(f"ensemble of {of} written to {out}")
