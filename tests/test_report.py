@@ -693,6 +693,12 @@ def test_evaluate_at_your_own_threshold_moves_the_band_as_predict_does(labelled,
     metrics = evaluation["metrics"]
     assert 0 < metrics["false_positive_rate"] == np.mean(real >= cut) < 1
     assert metrics["uncertain_fraction"] == np.mean((p_ai >= low) & (p_ai < high))
+    # and each door says the cut was given, not the bundle's own
+    calibrated = Detector.load().cut
+    assert evaluation["calibrated_threshold"] == calibrated
+    assert f"0.6000 ({low:.3f}-{high:.3f}), given" in run.stdout
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert f"P(ai) ≥ 0.6000 (given; the bundle's calibrated cut is {calibrated:.4f})" in page
 
 
 def test_compare_puts_bundles_side_by_side(bundle, untrained_bundle, labelled, tmp_path):

@@ -1897,7 +1897,11 @@ def evaluate_command(
     table.add_row("false_positive_rate, worst source", *map(_worst_real_source, evaluations))
     table.add_row(  # the cut the rates and accuracies above are taken at
         "threshold (uncertain band)",
-        *[f"{e.threshold:.4f} ({e.band[0]:.3f}-{e.band[1]:.3f})" for e in evaluations],
+        *[
+            f"{e.threshold:.4f} ({e.band[0]:.3f}-{e.band[1]:.3f})"
+            + ("" if e.calibrated_threshold is None else ", given")
+            for e in evaluations
+        ],
     )
     console.print(table)
     console.print(_sources_table(evaluations[0]))

@@ -641,7 +641,7 @@ class Evaluation:
     bundle: str
     bundle_path: str
     calibrated: bool
-    threshold: float
+    threshold: float  # the cut in force: the calibrated one, or one the caller gave
     band: tuple[float, float]
     size_correction: SizeCorrection | None
     metrics: dict[str, Any]
@@ -654,6 +654,7 @@ class Evaluation:
     comparison: dict[str, Any] | None = None  # against the first bundle of an evaluate run
     # how many of the images the bundle was fitted on, by split (None: it records none)
     seen_in_training: dict[str, int] | None = None
+    calibrated_threshold: float | None = None  # the bundle's own, when another one was given
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -661,6 +662,7 @@ class Evaluation:
             "bundle_path": self.bundle_path,
             "calibrated": self.calibrated,
             "threshold": self.threshold,
+            "calibrated_threshold": self.calibrated_threshold,
             "uncertain_band": list(self.band),
             "size_correction": asdict(self.size_correction) if self.size_correction else None,
             "metrics": self.metrics,
@@ -825,6 +827,7 @@ def evaluate_bundle(
         calibrated=calibration.fitted,
         threshold=threshold,
         band=band,
+        calibrated_threshold=None if detector.threshold is None else calibration.threshold,
         size_correction=calibration.size_correction,
         metrics=metrics,
         sources=source_table(scored, threshold, resamples),

@@ -262,9 +262,11 @@ def _bundle_with_path(evaluation: Evaluation) -> str:
 def _cut(evaluation: Evaluation) -> str:
     """What its verdicts meant: the threshold and the band."""
     low, high = evaluation.band
+    given = evaluation.calibrated_threshold
+    whose = "" if given is None else f" (given; the bundle's calibrated cut is {given:.4f})"
     return (
-        f"P(ai) ≥ {evaluation.threshold:.4f} is called AI; {low:.3f} to {high:.3f} is answered "
-        '"uncertain"'
+        f"P(ai) ≥ {evaluation.threshold:.4f}{whose} is called AI; {low:.3f} to {high:.3f} is "
+        'answered "uncertain"'
     )
 
 
