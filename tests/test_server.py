@@ -348,6 +348,14 @@ def test_review_of_records_is_the_report_of_the_same_images_without_judging_agai
     ]  # fmt: skip
     for response, status, fragment in refusals:
         assert_problem(response, status, fragment)
+    # records judged at a cut of their own are explained at it (the page had said the server's
+    # calibrated one), and a page is not made of verdicts given at two cuts
+    strict = httpx.post(f"{server}/api/v1/predict?threshold=0.99", files=files[:1], timeout=120)
+    judged = strict.json()["results"]
+    page = httpx.post(url, files={"records": (None, json.dumps(judged))}, timeout=120)
+    assert "(the threshold is 99.0%)" in page.text and "(the threshold is 99.0%)" not in report.text
+    mixed = httpx.post(url, files={"records": (None, json.dumps([records[0], *judged]))})
+    assert_problem(mixed, 400, "records judged at 2 thresholds (0.5, 0.99); send one cut's per")
 
 
 def test_a_report_takes_a_folders_worth_of_images_where_predict_takes_16(server):

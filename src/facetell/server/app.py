@@ -238,6 +238,16 @@ def review_of_records(
         except BadImage as error:
             raise Problem(400, str(error)) from None
 
+    # the page explains the cut the verdicts were given at (/predict?threshold= gives its own);
+    # review_parts has checked every record's against PredictRecord
+    cuts = sorted({record["threshold"] for record in records})
+    if len(cuts) > 1:
+        shown = ", ".join(f"{cut:g}" for cut in cuts)
+        raise Problem(
+            400, f"records judged at {len(cuts)} thresholds ({shown}); send one cut's per page"
+        )
+    if cuts and abs(cuts[0] - detector.cut) > 1e-4:  # records state the cut to 4 decimals
+        detector = detector.with_threshold(cuts[0])
     with ReviewPage(detector, spool=io.StringIO()) as page:
         for index, record in enumerate(records):
             result = Result.from_dict(record)
