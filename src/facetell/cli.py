@@ -88,7 +88,13 @@ from facetell.familiarity import (
     sample_indices,
 )
 from facetell.forensics import metadata_clues
-from facetell.inference import MAX_FACES, Detector, Result, stated_percent
+from facetell.inference import (
+    MAX_FACES,
+    RECORDED_PRECISION,
+    Detector,
+    Result,
+    stated_percent,
+)
 from facetell.io import (
     DATASET_LIMITS,
     DEFAULT_LIMITS,
@@ -1165,7 +1171,7 @@ def judged_at_another_threshold(earlier: list[dict[str, Any]], detector: Detecto
     verdict this cut would not give, unless its P(ai), written to 4 decimals, lies that close
     to a band edge."""
     recorded = next((r["threshold"] for r in earlier if r.get("threshold") not in (None, "")), None)
-    if recorded is not None and abs(float(recorded) - detector.cut) > 1e-4:
+    if recorded is not None and not detector.judges_at(float(recorded)):
         return (
             f"judged at threshold {recorded}, and this run's is {detector.cut:.4f}; resume with "
             f"--threshold {recorded}"
@@ -1176,7 +1182,7 @@ def judged_at_another_threshold(earlier: list[dict[str, Any]], detector: Detecto
             p_ai = float(record.get("p_ai"))
         except (TypeError, ValueError):  # no face, or an earlier error
             continue
-        if min(abs(p_ai - edge) for edge in edges) <= 1e-4:
+        if min(abs(p_ai - edge) for edge in edges) <= RECORDED_PRECISION:
             continue
         verdict = detector.calibration.verdict(p_ai, detector.threshold)
         if verdict != record.get("label"):

@@ -95,6 +95,9 @@ def default_bundle_path() -> Path:
     return bundle_path(override) if override else shipped_bundle_path()
 
 
+RECORDED_PRECISION = 1e-4  # records state P(ai), thresholds and bands to 4 decimals
+
+
 def stated_percent(p_ai: float) -> str:
     """P(ai) as every door shows it: one decimal, but never a certainty the model did not
     state, so 0.99996 is "> 99.9%" where it had read "100.0%". Read as the records state it
@@ -278,6 +281,10 @@ class Detector:
         """The P(ai) at or above which a face is called AI: the threshold given, else the
         calibrated one."""
         return self.calibration.cut(self.threshold)
+
+    def judges_at(self, recorded: float) -> bool:
+        """Whether a cut a record states (to 4 decimals) is this detector's."""
+        return abs(recorded - self.cut) <= RECORDED_PRECISION
 
     @property
     def band(self) -> tuple[float, float]:

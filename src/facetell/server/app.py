@@ -246,7 +246,7 @@ def review_of_records(
         raise Problem(
             400, f"records judged at {len(cuts)} thresholds ({shown}); send one cut's per page"
         )
-    if cuts and abs(cuts[0] - detector.cut) > 1e-4:  # records state the cut to 4 decimals
+    if cuts and not detector.judges_at(cuts[0]):
         detector = detector.with_threshold(cuts[0])
     with ReviewPage(detector, spool=io.StringIO()) as page:
         for index, record in enumerate(records):
