@@ -728,6 +728,11 @@ def test_web_page_upload_verdict_and_heat_map(server):
         assert [r["status"] for r in records] == ["ok", "no_face", "error", "error"]
         assert [r["error_kind"] for r in records[2:]] == ["empty_file", "too_large"]
         assert records[0]["p_ai"] is not None and "explanation" not in records[0]
+        # the face's bar shades the uncertain band its record was judged with
+        shade = page.locator(".card .bar .band").get_attribute("style")
+        left, width = (float(n) for n in re.findall(r"[\d.]+(?=%)", shade))
+        low, high = records[0]["uncertain_band"]
+        assert left == pytest.approx(100 * low) and width == pytest.approx(100 * (high - low))
         # the same records as CSV, in the columns of `facetell predict -f csv`
         with page.expect_download() as download:
             page.locator("#download-csv").click()

@@ -10,7 +10,6 @@ const folderInput = document.getElementById("folder-input");
 const tokenBox = document.getElementById("token-box");
 const downloads = document.getElementById("downloads");
 const LABELS = { ai: "AI-generated", real: "Real photograph", uncertain: "Uncertain" };
-let band = [0.35, 0.65];
 let smallFaceWidth = 0;  // faces narrower than this get a size-corrected P(AI)
 let queue = Promise.resolve();
 let model = { identity: "", calibrated: false };
@@ -34,7 +33,6 @@ async function loadModel() {
   if (response.status === 401) { tokenBox.hidden = false; info.textContent = "This server needs an API token."; return; }
   if (!response.ok) { info.textContent = "The model could not be loaded."; return; }
   model = await response.json();
-  band = model.calibration.uncertain_band;
   smallFaceWidth = model.calibration.size_correction?.reference_width ?? 0;
   info.textContent = `Model ${model.identity} (${model.architecture})` +
     (model.calibrated ? ", calibrated." : ", not calibrated: probabilities are raw scores.");
@@ -47,7 +45,8 @@ function percent(p) {
   return stated < 0.001 ? "< 0.1%" : `${(100 * stated).toFixed(1)}%`;
 }
 
-function describeFace(face, index) {
+// the bar shades the uncertain band the record was judged with (a ?threshold= moves it)
+function describeFace(face, index, band) {
   const item = document.createElement("li");
   const label = LABELS[face.label];
   item.innerHTML = `<div><strong class="face-label">Face ${index + 1}: ${label}</strong>
@@ -187,7 +186,8 @@ function render(card, record, photoUrl) {
     verdict.textContent = `${LABELS[record.label]} (${percent(record.p_ai)})`;
     // most AI-like first; each keeps the number its box on the photo carries
     const items = record.faces.map((face, index) => [face, index])
-      .sort(([a], [b]) => b.p_ai - a.p_ai).map(([face, index]) => describeFace(face, index));
+      .sort(([a], [b]) => b.p_ai - a.p_ai)
+      .map(([face, index]) => describeFace(face, index, record.uncertain_band));
     const faces = card.querySelector(".faces");
     faces.replaceChildren(...items.slice(0, FACES_SHOWN));
     if (items.length > FACES_SHOWN) {
