@@ -1,0 +1,189 @@
+"""`facetell audit`: every fact about a dataset that is not a face, per class and source."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from facetell.cli.common import (
+    app,
+    console,
+    err_console,
+    fail,
+    interrupted_says,
+    labelled_line,
+    not_written_by_us,
+    note_skipped,
+    progress_bar,
+    writable,
+    writing,
+)
+from facetell.data import (
+    NEAR_DUPLICATE_DISTANCE,
+    Sample,
+    build_manifest,
+    discover,
+    duplicate_groups,
+    refuse_repeated_datasets,
+)
+from facetell.data import write_manifest as save_manifest_csv
+from facetell.errors import FacetellError
+from facetell.io import (
+    real_path,
+)
+
+if TYPE_CHECKING:
+    from facetell.audit import AuditReport
+
+
+def _render_audit(report: AuditReport) -> None:
+    from facetell.audit import SHORTCUT_FOLDS
+
+    table = Table(title="facetell audit: what differs between classes and sources besides faces")
+    for column in (
+        "class",
+        "source",
+        "n",
+        "formats",
+        "median size",
+        "sides",
+        "JPEG q",
+        "chroma",
+        "bytes/px",
+        "border",
+        "dark corners",
+        "dups in/x-class",
+        "shortcut",
+    ):
+        table.add_column(column, no_wrap=column in ("source", "median size"))
+    for row in [*report.by_class, *report.by_source]:
+        quality = "lossless"
+        if row.jpeg_quality_median is not None and row.jpeg_quality_range is not None:
+            low, high = row.jpeg_quality_range
+            quality = f"{row.jpeg_quality_median:.0f} ({low}-{high})"
+        table.add_row(
+            row.label,
+            row.source,
+            str(row.n),
+            ", ".join(f"{k} {v}" for k, v in row.formats.items()),
+            f"{row.median_width:.0f}x{row.median_height:.0f}",
+            f"{row.min_side}-{row.max_side} ({row.distinct_sizes} size"
+            + ("s)" if row.distinct_sizes != 1 else ")"),
+            quality,
+            ", ".join(row.subsampling),
+            f"{row.bytes_per_pixel_median:.3f}",
+            f"{row.border_fraction_mean:.3f}",
+            f"{row.dark_corner_fraction_mean:.2f}",
+            f"{row.duplicates_within} / {row.duplicates_across_classes}",
+            "-" if row.shortcut_auroc is None else f"{row.shortcut_auroc:.3f}",
+            end_section=row.source == "(all)" and row is report.by_class[-1],
+        )
+    console.print(table)
+    score = (
+        f"{report.shortcut_score:.3f}"
+        if report.shortcut_score is not None
+        else "- (it needs both classes)"
+        if len({row.label for row in report.by_class}) < 2
+        else f"- (it needs {SHORTCUT_FOLDS} distinct images of each class, near-duplicates "
+        "counted once)"
+    )
+    console.print(
+        Text.assemble(
+            f"{report.n_images} images, {report.n_unreadable} unreadable, "
+            f"{report.duplicate_groups} duplicate groups, "
+            f"{len(report.cross_class_groups)} crossing classes, "
+            f"{len(report.cross_origin_groups)} crossing datasets or splits. ",
+            ("Shortcut score", "bold"),
+            " (cross-validated AUROC from metadata alone): ",
+            (score, "bold"),
+        )
+    )
+    if report.own_split:
+        console.print(
+            "The data's own split: "
+            + ", ".join(
+                f"{part} {counts['real']} real + {counts['ai']} AI"
+                for part, counts in report.own_split.items()
+            ),
+            highlight=False,
+        )
+    top = list(report.feature_importance.items())[:5]
+    if top:
+        console.print(
+            "Most revealing single facts (AUROC alone): "
+            + ", ".join(f"{name} {auc:.2f}" for name, auc in top)
+        )
+    for warning in report.warnings:
+        err_console.print(labelled_line("warning:", "bold yellow", warning))
+
+
+class AuditFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command("audit")
+def audit_command(
+    data: list[Path] = typer.Argument(..., help="Dataset folders (real/ + ai/) or manifest CSVs."),
+    output_format: AuditFormat = typer.Option(
+        AuditFormat.table, "--format", "-f", help="A table to read, or JSON for scripts."
+    ),
+    workers: int = typer.Option(2, min=1, help="Processes that hash and measure images."),
+    near_duplicate_bits: int = typer.Option(
+        NEAR_DUPLICATE_DISTANCE,
+        min=0,
+        max=128,  # unrelated images differ in about half the bits
+        help="Perceptual-hash bits (of 256) within which images are one.",
+    ),
+    save_manifest: Path | None = typer.Option(
+        None, help="Also write the per-file manifest (sha256, size, JPEG quality...) as CSV."
+    ),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the cross-validation folds."),
+) -> None:
+    """Audit datasets for shortcuts: per class and source, every fact that is not a face."""
+    from facetell.audit import audit
+
+    if save_manifest:
+        given = {real_path(path) for path in data}  # `audit faces.csv --save-manifest faces.csv`
+        input_file = real_path(save_manifest) in given
+        if what := "an input" if input_file else not_written_by_us(save_manifest):
+            raise fail(
+                f"{save_manifest}: {what}; --save-manifest there would overwrite it with the "
+                "manifest (name a new file)"
+            )
+        writable(save_manifest, "--save-manifest")
+    skipped: list[Path] = []
+    samples: list[Sample] = []
+    origins: list[str] = []  # each image's dataset, and split if it has one
+    try:
+        refuse_repeated_datasets(data)
+        for root in data:
+            found = discover([root], skipped)
+            samples += found
+            origins += [f"{root}" + (f" ({s.split})" if s.split else "") for s in found]
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    note_skipped(skipped, err_console)
+    with interrupted_says(lambda: "nothing was written"), progress_bar() as progress:
+        task = progress.add_task("hashing images", total=len(samples))
+        records = build_manifest(
+            samples, workers=workers, on_progress=lambda n: progress.advance(task, n)
+        )
+    groups = duplicate_groups(records, max_distance=near_duplicate_bits)
+    report = audit(records, groups, seed=seed, origins=origins)
+    if save_manifest:
+        with writing(save_manifest):
+            save_manifest_csv(records, save_manifest)
+    if output_format is AuditFormat.json:
+        console.print_json(json.dumps(asdict(report)))
+        for warning in report.warnings:
+            err_console.print(labelled_line("warning:", "bold yellow", warning))
+    else:
+        _render_audit(report)
