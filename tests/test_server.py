@@ -796,6 +796,12 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         page.locator(".heat-toggle").first.click()
         page.evaluate("document.getElementById('token-box').hidden = false")
         assert violations(page) == ""
+        # the system's dark theme: a dark page whose verdicts and tags are as readable
+        page.emulate_media(color_scheme="dark")
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert max(int(n) for n in re.findall(r"\d+", background)) < 60, background
+        assert violations(page) == ""
+        page.emulate_media(color_scheme="light")
         with page.expect_download() as download:
             page.locator("#download-report").click()
         download.value.save_as(tmp_path / "review.html")
