@@ -65,7 +65,7 @@ def test_the_page_lists_and_shows_every_image_as_its_record_says(judged_folder):
         assert broken == 0
 
         # the summary: most AI-like first, judged images before unjudged ones
-        rows = page.locator("main > table").first.locator("tr").all()[1:]
+        rows = page.locator("main table").first.locator("tr").all()[1:]
         listed = [row.locator("td").nth(1).inner_text() for row in rows]
         by_path = {r["path"]: r for r in records}
         assert sorted(listed) == sorted(by_path)
@@ -95,6 +95,18 @@ def test_the_page_lists_and_shows_every_image_as_its_record_says(judged_folder):
         assert "metadata declares it AI-generated" in card.locator("h3").inner_text()
         others = page.locator("article h3", has_text="metadata declares")
         assert others.count() == 1  # only the file that says so
+
+        # on a phone and at a printed page's width the page never scrolls sideways; a table
+        # wider than the screen scrolls within itself
+        for width in (390, 800):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert page.evaluate("document.documentElement.scrollWidth") == width
+            for article in page.locator("article").all():
+                edge = article.bounding_box()
+                right = edge["x"] + edge["width"]
+                for picture in article.locator(".pictures img").all():
+                    shown = picture.bounding_box()
+                    assert shown["x"] + shown["width"] <= right
         browser.close()
 
 
@@ -152,7 +164,7 @@ def test_a_long_run_goes_on_in_linked_files_each_whole(judged_folder, tmp_path):
         browser = launch_chromium(playwright)
         page = browser.new_page()
         page.goto(first.as_uri())
-        links = page.locator("main > table").first.locator("a")
+        links = page.locator("main table").first.locator("a")
         hrefs = links.evaluate_all("links => links.map(link => link.href)")
         assert len(hrefs) == len(records)
         for href in hrefs:  # every summary line opens the file that holds its card

@@ -24,7 +24,7 @@ from facetell.pages import BASE_STYLE, NO_SCRIPTS, data_uri, image_data_uri
 _STYLE = (
     BASE_STYLE
     + """
-h2{margin-top:36px}.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.scroll{overflow-x:auto}
+h2{margin-top:36px}.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 img.plot{max-width:100%;background:#fff;border:1px solid #dde1e7}.grid{display:grid;
 grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:12px}figure{background:#fff;
 border:1px solid #dde1e7;padding:6px}figure img{width:100%}.bad{color:#b42318}

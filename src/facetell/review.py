@@ -51,8 +51,9 @@ border-radius:12px;background:#eef1f5}.verdict{font-weight:700;text-transform:up
 .v-none{color:#4a5365}
 article{background:#fff;border:1px solid #dde1e7;margin:16px 0;padding:12px 16px}
 article h3{margin:0 0 8px;font-size:16px}.card{display:flex;flex-wrap:wrap;gap:16px;
-align-items:flex-start}.pictures{display:flex;flex-direction:column;gap:8px}.facts{flex:1;
-min-width:300px}.facts table{width:auto}figure img{max-width:100%;border:1px solid #dde1e7}
+align-items:flex-start}.pictures{display:flex;flex-direction:column;gap:8px;max-width:100%}
+.facts{flex:1 1 300px;max-width:100%}.facts table{width:auto}
+figure img{max-width:100%;border:1px solid #dde1e7}
 nav.parts a,nav.parts strong{display:inline-block;margin:0 10px 4px 0}
 figcaption{color:#4a5365}td img{display:block}.declares{color:#c4320a;font-weight:700}
 ul.clues{margin:6px 0;padding-left:20px;font-size:14px}.error{color:#b42318}
@@ -318,8 +319,8 @@ class ReviewPage:
                 "most face-like were judged.</p>"
             )
         return (
-            f"{cut}<table><tr><th>face</th><th>crop</th><th>verdict</th><th>P(ai)</th>"
-            f"<th>notes</th></tr>{''.join(rows)}</table>"
+            f'{cut}<div class="scroll"><table><tr><th>face</th><th>crop</th><th>verdict</th>'
+            f"<th>P(ai)</th><th>notes</th></tr>{''.join(rows)}</table></div>"
         )
 
     @staticmethod
@@ -472,7 +473,7 @@ class ReviewPage:
             "but metadata is easily stripped, so its absence proves nothing. A heat map shows "
             "where the model looked; it is an aid to judgement, not proof. Every verdict is "
             "evidence to weigh, not a finding.</p>"
-            "<h2>Images, most AI-like first</h2><table><tr><th>#</th><th>file</th>"
-            "<th>verdict</th><th>P(ai)</th><th>faces</th><th>clues / error</th></tr>"
-            f"{summary}</table><h2>Each image</h2>"
+            '<h2>Images, most AI-like first</h2><div class="scroll"><table><tr><th>#</th>'
+            "<th>file</th><th>verdict</th><th>P(ai)</th><th>faces</th><th>clues / error</th></tr>"
+            f"{summary}</table></div><h2>Each image</h2>"
         )
