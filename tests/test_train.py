@@ -1455,16 +1455,26 @@ def test_a_photo_given_where_the_config_goes_is_one_line(tmp_path):
     assert str(caught.value) == f"{photo}: not a YAML config (not UTF-8 text)"
 
 
-def test_a_second_dataset_after_one_data_option_is_named_as_such(tmp_path):
+def test_a_dataset_where_the_config_goes_is_answered_with_the_command_that_trains_on_it(
+    tmp_path,
+):
     """`facetell train --data mine/ theirs/` made theirs/ the config: "cannot read config (Is a
-    directory)" said nothing of --data."""
+    directory)" said nothing of --data; `facetell train faces/` was told of several datasets."""
     for name in ("mine", "theirs"):
         (tmp_path / name / "real").mkdir(parents=True)
     run = run_cli("train", "--data", "mine", "theirs", cwd=tmp_path)
     assert (run.returncode, run.stderr.decode()) == (
         2,
-        "error: theirs: a folder, not a config; for several datasets give --data before each "
-        "(--data A --data theirs)\n",
+        "error: theirs: a folder, not a config; to train on it: "
+        "facetell train --data mine --data theirs\n",
+    )
+    # the dataset alone, where the recipe goes
+    (tmp_path / "my faces" / "ai").mkdir(parents=True)
+    run = run_cli("train", "my faces", cwd=tmp_path)
+    assert (run.returncode, run.stderr.decode()) == (
+        2,
+        "error: my faces: a folder, not a config; to train on it: "
+        "facetell train --data 'my faces'\n",
     )
 
 

@@ -38,6 +38,7 @@ from facetell.cli.common import (
     writable,
 )
 from facetell.errors import FacetellError
+from facetell.io import printable_name
 
 if TYPE_CHECKING:
     from facetell.train import EpochRecord, RunResult
@@ -175,6 +176,13 @@ def train_command(
 
     if resume and overwrite:
         raise fail("--resume continues the run folder's run and --overwrite replaces it: give one")
+    if config_path is not None and Path(config_path).is_dir():
+        # the dataset where the recipe goes (`train faces/`), or a second one after one --data
+        command = " ".join(f"--data {shlex.quote(str(path))}" for path in [*data, config_path])
+        raise fail(
+            f"{printable_name(config_path)}: a folder, not a config; to train on it: "
+            f"facetell train {command}"
+        )
     extra = [*overrides]
     if data:
         extra.append(f"data.paths={json.dumps([str(p) for p in data])}")
