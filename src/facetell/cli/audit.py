@@ -35,9 +35,7 @@ from facetell.data import (
 )
 from facetell.data import write_manifest as save_manifest_csv
 from facetell.errors import FacetellError
-from facetell.io import (
-    real_path,
-)
+from facetell.io import real_path
 
 if TYPE_CHECKING:
     from facetell.audit import AuditReport

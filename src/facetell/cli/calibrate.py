@@ -40,11 +40,7 @@ from facetell.cli.common import (
     progress_bar,
     select_samples,
 )
-from facetell.data import (
-    Sample,
-    SplitFile,
-    discover,
-)
+from facetell.data import Sample, SplitFile, discover
 from facetell.errors import FacetellError
 from facetell.familiarity import (
     DEFAULT_REFERENCE_SIZE,
@@ -57,12 +53,8 @@ from facetell.familiarity import (
     reference_embeddings,
     sample_indices,
 )
-from facetell.inference import (
-    Detector,
-)
-from facetell.io import (
-    DATASET_LIMITS,
-)
+from facetell.inference import Detector
+from facetell.io import DATASET_LIMITS
 
 if TYPE_CHECKING:
     from facetell.evaluate import ScoredSet

@@ -16,13 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeRemainingColumn
 from rich.text import Text
 
 from facetell import __version__
@@ -37,9 +31,7 @@ from facetell.data import (
     split_part_named,
 )
 from facetell.errors import FacetellError
-from facetell.inference import (
-    Detector,
-)
+from facetell.inference import Detector
 from facetell.io import (
     DATASET_LIMITS,
     FORMATS_READ,

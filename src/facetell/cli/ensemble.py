@@ -6,13 +6,7 @@ from pathlib import Path
 
 import typer
 
-from facetell.cli.common import (
-    OVERWRITE_BUNDLE,
-    app,
-    bundle_output,
-    console,
-    fail,
-)
+from facetell.cli.common import OVERWRITE_BUNDLE, app, bundle_output, console, fail
 from facetell.errors import FacetellError
 
 

@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import (
-    Progress,
-    TaskID,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from facetell.bundle import bundle_path
@@ -32,16 +29,10 @@ from facetell.cli.common import (
     writable,
     writing,
 )
-from facetell.data import (
-    Sample,
-)
+from facetell.data import Sample
 from facetell.errors import FacetellError
-from facetell.inference import (
-    Detector,
-)
-from facetell.io import (
-    DATASET_LIMITS,
-)
+from facetell.inference import Detector
+from facetell.io import DATASET_LIMITS
 
 if TYPE_CHECKING:
     from facetell.evaluate import Evaluation

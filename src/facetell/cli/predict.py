@@ -43,19 +43,10 @@ from facetell.cli.common import (
     write_failed,
     writing,
 )
-from facetell.data import (
-    MANIFEST_SUFFIXES,
-    table_rows,
-)
+from facetell.data import MANIFEST_SUFFIXES, table_rows
 from facetell.errors import FacetellError
 from facetell.forensics import metadata_clues
-from facetell.inference import (
-    MAX_FACES,
-    RECORDED_PRECISION,
-    Detector,
-    Result,
-    stated_percent,
-)
+from facetell.inference import MAX_FACES, RECORDED_PRECISION, Detector, Result, stated_percent
 from facetell.io import (
     DEFAULT_LIMITS,
     DecodeLimits,

@@ -13,13 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from facetell.cli.common import (
-    NO_FACE_DETECT,
-    app,
-    err_console,
-    fail,
-    warn_if_uncalibrated,
-)
+from facetell.cli.common import NO_FACE_DETECT, app, err_console, fail, warn_if_uncalibrated
 from facetell.errors import FacetellError
 
 if TYPE_CHECKING:
