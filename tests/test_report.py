@@ -582,6 +582,14 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         audit = Axe().run(page)  # axe-core's WCAG rules: contrast, table headers, alt text...
         assert audit.violations_count == 0, audit.generate_report()
+        # printed on A4 (794 px less Chromium's margins), every table stays on the paper: on
+        # screen a wide one scrolls, which paper cannot
+        page.emulate_media(media="print")
+        page.set_viewport_size({"width": 718, "height": 1000})
+        past_the_edge = page.eval_on_selector_all(
+            "table", "tables => tables.filter(t => t.getBoundingClientRect().right > 718).length"
+        )
+        assert past_the_edge == 0
         browser.close()
     assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained
 

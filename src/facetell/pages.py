@@ -25,7 +25,8 @@ table{border-collapse:collapse;background:#fff;margin:12px 0;width:100%}th,td{bo
 font-variant-numeric:tabular-nums}th{background:#eef1f5}figure{margin:0}
 figcaption{font-size:13px}.note{background:#fff7e6;border-left:4px solid #f5a524;
 padding:8px 12px}.scroll{overflow-x:auto}
-@media print{article,figure,tr{break-inside:avoid}h2,h3{break-after:avoid}}
+@media print{article,figure,tr{break-inside:avoid}h2,h3{break-after:avoid}.scroll{overflow:visible}
+table{font-size:11px}th,td{padding:3px 5px}}
 """
 
 
