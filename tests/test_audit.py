@@ -49,6 +49,24 @@ def test_planted_size_and_format_shortcut_is_flagged(tmp_path):
     assert real.jpeg_quality_median == 75
 
 
+def test_the_table_keeps_every_fact_whole_in_a_narrower_terminal(tmp_path):
+    """Squeezed into 120 columns the one wide table had cut its cells ("64-5…", "(75-…"); a
+    terminal narrower than the table gets it as two tables instead."""
+    make_dataset(tmp_path, confounded=True, n=12)
+    command = [sys.executable, "-m", "facetell", "audit", str(tmp_path)]
+    tables = {}
+    for columns in ("100", "250"):
+        env = {**os.environ, "COLUMNS": columns}
+        run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert run.returncode == 0, run.stderr
+        tables[columns] = run.stdout
+    assert tables["250"].count("facetell audit") == 1  # wide enough for one table
+    assert tables["100"].count("facetell audit") == 2
+    for shown in tables.values():
+        assert "…" not in shown
+        assert "120-120 (1 size)" in shown and "75 (75-75)" in shown and "dups in/x-class" in shown
+
+
 def test_a_phone_photo_past_predicts_pixel_limit_is_part_of_the_data(tmp_path):
     """A 65 MP photo (a phone's 108 or 200 MP mode makes larger) had been left out of the
     user's own data as unreadable: predict's limit guards against strangers' files, not one's

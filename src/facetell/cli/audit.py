@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -41,49 +42,59 @@ if TYPE_CHECKING:
     from facetell.audit import AuditReport
 
 
+TITLE = "facetell audit: what differs between classes and sources besides faces"
+FILE_FACTS = ("n", "formats", "median size", "sides", "JPEG q", "chroma")
+OTHER_FACTS = ("bytes/px", "border", "dark corners", "dups in/x-class", "shortcut")
+
+
+def _audit_table(title: str, facts: tuple[str, ...], rows: list[dict[str, str]]) -> Table:
+    """Rows per class, a line, then rows per source."""
+    table = Table(title=title)
+    columns = ("class", "source", *facts)
+    for column in columns:
+        table.add_column(column, no_wrap=column == "source", overflow="fold")
+    classes = sum(row["source"] == "(all)" for row in rows)
+    for index, row in enumerate(rows):
+        table.add_row(*(row[column] for column in columns), end_section=index == classes - 1)
+    return table
+
+
 def _render_audit(report: AuditReport) -> None:
     from facetell.audit import SHORTCUT_FOLDS
 
-    table = Table(title="facetell audit: what differs between classes and sources besides faces")
-    for column in (
-        "class",
-        "source",
-        "n",
-        "formats",
-        "median size",
-        "sides",
-        "JPEG q",
-        "chroma",
-        "bytes/px",
-        "border",
-        "dark corners",
-        "dups in/x-class",
-        "shortcut",
-    ):
-        table.add_column(column, no_wrap=column in ("source", "median size"))
+    rows = []
     for row in [*report.by_class, *report.by_source]:
         quality = "lossless"
         if row.jpeg_quality_median is not None and row.jpeg_quality_range is not None:
             low, high = row.jpeg_quality_range
             quality = f"{row.jpeg_quality_median:.0f} ({low}-{high})"
-        table.add_row(
-            row.label,
-            row.source,
-            str(row.n),
-            ", ".join(f"{k} {v}" for k, v in row.formats.items()),
-            f"{row.median_width:.0f}x{row.median_height:.0f}",
-            f"{row.min_side}-{row.max_side} ({row.distinct_sizes} size"
-            + ("s)" if row.distinct_sizes != 1 else ")"),
-            quality,
-            ", ".join(row.subsampling),
-            f"{row.bytes_per_pixel_median:.3f}",
-            f"{row.border_fraction_mean:.3f}",
-            f"{row.dark_corner_fraction_mean:.2f}",
-            f"{row.duplicates_within} / {row.duplicates_across_classes}",
-            "-" if row.shortcut_auroc is None else f"{row.shortcut_auroc:.3f}",
-            end_section=row.source == "(all)" and row is report.by_class[-1],
+        sizes = f"{row.distinct_sizes} size" + ("s" if row.distinct_sizes != 1 else "")
+        rows.append(
+            {
+                "class": row.label,
+                "source": row.source,
+                "n": str(row.n),
+                "formats": ", ".join(f"{k} {v}" for k, v in row.formats.items()),
+                "median size": f"{row.median_width:.0f}x{row.median_height:.0f}",
+                "sides": f"{row.min_side}-{row.max_side} ({sizes})",
+                "JPEG q": quality,
+                "chroma": ", ".join(row.subsampling),
+                "bytes/px": f"{row.bytes_per_pixel_median:.3f}",
+                "border": f"{row.border_fraction_mean:.3f}",
+                "dark corners": f"{row.dark_corner_fraction_mean:.2f}",
+                "dups in/x-class": f"{row.duplicates_within} / {row.duplicates_across_classes}",
+                "shortcut": "-" if row.shortcut_auroc is None else f"{row.shortcut_auroc:.3f}",
+            }
         )
-    console.print(table)
+    whole = _audit_table(TITLE, FILE_FACTS + OTHER_FACTS, rows)
+    natural = Measurement.get(console, console.options.update_width(10_000), whole).maximum
+    if natural <= console.width:
+        console.print(whole)
+    else:  # squeezed into a narrower terminal every cell was cut ("64-5…"): two tables instead
+        console.print(
+            _audit_table("facetell audit: the files of each class and source", FILE_FACTS, rows)
+        )
+        console.print(_audit_table("facetell audit: what else tells them apart", OTHER_FACTS, rows))
     score = (
         f"{report.shortcut_score:.3f}"
         if report.shortcut_score is not None
