@@ -357,6 +357,7 @@ def test_a_few_faces_the_model_separates_give_finite_sure_but_not_certain_probab
     assert p[y == 0].max() < 0.5 < p[y == 1].min()  # still on the right side
     calibration = fit_calibration(logits, y)
     assert 0.5 < calibration.threshold < 0.99
+    assert calibration.details["sigmoid_targets"] == pytest.approx([1 / 10, 9 / 10])  # said so
     # where the classes overlap, the fit to the labels themselves is kept
     y_many, logits_many = synthetic_scores(n=4000, seed=1, overconfidence=4.0)
 
@@ -368,6 +369,7 @@ def test_a_few_faces_the_model_separates_give_finite_sure_but_not_certain_probab
     temperature, bias = fit_scaling(logits_many, y_many)
     assert temperature == pytest.approx(hard_temperature, rel=1e-3)
     assert bias == pytest.approx(hard_bias, abs=1e-3)
+    assert fit_calibration(logits_many, y_many).details["sigmoid_targets"] is None
 
 
 def test_the_bias_undoes_logits_that_lean_to_one_class():

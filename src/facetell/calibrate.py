@@ -607,6 +607,7 @@ def fit_calibration(
         rule = f"max_fpr={max_fpr}" + (" (every real source)" if sources else "")
     band, band_details = uncertain_band(y_true, p, threshold, target_accuracy=target_accuracy)
     called_ai = p >= threshold
+    targets = sigmoid_targets(y_true, logits)
     real_sources = np.asarray(sources)[y_true == 0] if sources is not None else np.array([])
     details = {
         "threshold_rule": rule,
@@ -615,6 +616,13 @@ def fit_calibration(
         "n_ai": int((y_true == 1).sum()),
         "ece_before": expected_calibration_error(y_true, raw),
         "ece_after": expected_calibration_error(y_true, p),
+        # Platt's (real, AI) targets when the faces were separated, else None (the labels)
+        "sigmoid_targets": None
+        if np.array_equal(targets, y_true)
+        else [
+            float(targets[y_true == 0].max(initial=0.0)),
+            float(targets[y_true == 1].min(initial=1.0)),
+        ],
         "false_positive_rate": float(called_ai[y_true == 0].mean())
         if (y_true == 0).any()
         else None,

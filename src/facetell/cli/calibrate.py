@@ -255,6 +255,7 @@ def calibrate_command(
         + f", true-positive rate {details['true_positive_rate']:.4f}; "
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
+        + _describe_targets(details)
         + describe_not_scored(scored)
         + _describe_size_correction(calibration.size_correction, size_correction)
         + _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
@@ -386,6 +387,19 @@ def calibrate_on_real_photos(
     )
     if unshown := _describe_unshown_rate(alone, max_fpr):
         err_console.print(unshown, highlight=False)
+
+
+def _describe_targets(details: dict[str, Any]) -> str:
+    """Why ECE can rise: faces the model separates are fitted to Platt's targets, not 0 and 1."""
+    targets = details.get("sigmoid_targets")
+    if not targets:
+        return ""
+    return (
+        f"the model ranks every AI face above every real one here, so P(ai) was fitted to "
+        f"{targets[1]:.3f} for AI and "
+        f"{targets[0]:.3f} for real (Platt's targets: no surer than {details['n_ai']} and "
+        f"{details['n_real']} faces can show), not 1 and 0; ECE against 1 and 0 rises by that\n"
+    )
 
 
 def _describe_unshown_rate(alone: dict[str, Any], max_fpr: float) -> str:
