@@ -1538,6 +1538,31 @@ def test_the_help_screens_show_a_value_only_where_one_is_typed():
         assert "list[" not in screen, f"facetell {name}"
 
 
+def test_long_help_screens_group_their_options():
+    """predict's 13 options, evaluate's 11 and calibrate's 16 had been one list each."""
+    groups = {
+        "predict": {"Model": ["--model", "--threshold"], "Output": ["--format", "--resume"]},
+        "evaluate": {"Model": ["--compare", "--threshold"], "Report": ["--out", "--resamples"]},
+        "calibrate": {
+            "Threshold and band": ["--max-fpr", "--target-accuracy"],
+            "Small and unfamiliar faces": ["--size-correction", "--temper-slope"],
+            "Output": ["--out", "--overwrite"],
+        },
+    }
+    for command, panels in groups.items():
+        screen = run_cli(command, "--help", COLUMNS="120").stdout.decode()
+        boxes = {}  # each panel's title and the options listed in it
+        for line in screen.splitlines():
+            if line.startswith("╭─ "):
+                title = line.removeprefix("╭─ ").split(" ─")[0]
+                boxes[title] = []
+            elif line.startswith("│ --"):
+                boxes[title].append(line.split()[1])
+        assert list(boxes)[:2] == ["Arguments", "Options"] and "--help" in boxes["Options"]
+        for title, options in panels.items():
+            assert set(options) <= set(boxes[title]), (command, title, boxes)
+
+
 def test_heat_maps_an_earlier_run_left_in_the_folder_are_pointed_out(untrained_bundle, tmp_path):
     """Two runs into one --explain folder: 00000-astronaut.jpg of the first beside
     00000-cat.jpg of the second, and nothing said which was which."""

@@ -25,8 +25,6 @@ from facetell.calibrate import (
     fit_size_correction,
 )
 from facetell.cli.common import (
-    NO_FACE_DETECT,
-    OVERWRITE_BUNDLE,
     app,
     bundle_output,
     console,
@@ -36,7 +34,9 @@ from facetell.cli.common import (
     fail,
     interrupted_says,
     load_named_first,
+    no_face_detect_option,
     note_labelled_both_ways,
+    overwrite_bundle_option,
     progress_bar,
     select_samples,
 )
@@ -68,15 +68,6 @@ def calibrate_command(
         "shipped model, calibrated only with --out).",
     ),
     data: list[Path] = typer.Argument(None, help="Held-out labelled data (not training data)."),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        "-o",
-        help="Write the calibrated bundle to this folder, a copy made once the fit is done; "
-        "the bundle given stays as it was.",
-        show_default=False,
-    ),
-    overwrite: bool = OVERWRITE_BUNDLE,
     split_file: Path | None = typer.Option(None, help="Use one split of a saved split.json."),
     split: str | None = typer.Option(
         None,
@@ -85,6 +76,8 @@ def calibrate_command(
         "gives the familiarity reference.",
         show_default=False,
     ),
+    limit: int | None = typer.Option(None, min=10, help="Fit on a seeded sample of this many."),
+    no_face_detect: bool = no_face_detect_option(),
     max_fpr: float | None = typer.Option(
         None,
         min=0.0,
@@ -93,24 +86,29 @@ def calibrate_command(
         "(default: the equal-error point). Given real photos alone (your users'), only the "
         "threshold of the calibrated bundle moves: up, until at most this rate of them is "
         "called AI.",
+        rich_help_panel="Threshold and band",
     ),
     per_source: bool = typer.Option(
         True,
         "--per-source/--pooled",
         help="With --max-fpr: the rate must hold on every real source on its own (an unseen "
         "source may be as hard as the hardest), or on all real faces as one.",
+        rich_help_panel="Threshold and band",
     ),
     target_accuracy: float = typer.Option(
-        0.95, min=0.5, max=1.0, help="Accuracy the answered (not uncertain) faces must reach."
+        0.95,
+        min=0.5,
+        max=1.0,
+        help="Accuracy the answered (not uncertain) faces must reach.",
+        rich_help_panel="Threshold and band",
     ),
-    limit: int | None = typer.Option(None, min=10, help="Fit on a seeded sample of this many."),
-    no_face_detect: bool = NO_FACE_DETECT,
     size_correction: bool = typer.Option(
         True,
         "--size-correction/--no-size-correction",
         help="Also fit the small-face correction on thumbnail copies of the same images "
         f"({', '.join(map(str, THUMBNAIL_SIZES))} px, JPEG {THUMBNAIL_QUALITY}; scores each "
         f"image {1 + len(THUMBNAIL_SIZES)} times).",
+        rich_help_panel="Small and unfamiliar faces",
     ),
     familiarity: bool = typer.Option(
         True,
@@ -118,12 +116,18 @@ def calibrate_command(
         help="Also store the embeddings of a sample of training faces (the split file's train "
         f"split, or --reference; every second one as a {REFERENCE_THUMBNAIL}-px thumbnail copy) "
         "and fit the novelty above which a face is flagged unfamiliar.",
+        rich_help_panel="Small and unfamiliar faces",
     ),
     reference: list[Path] = typer.Option(
-        None, help="Training images to sample the familiarity reference from (folders or files)."
+        None,
+        help="Training images to sample the familiarity reference from (folders or files).",
+        rich_help_panel="Small and unfamiliar faces",
     ),
     reference_size: int = typer.Option(
-        DEFAULT_REFERENCE_SIZE, min=20, help="How many training faces the reference keeps."
+        DEFAULT_REFERENCE_SIZE,
+        min=20,
+        help="How many training faces the reference keeps.",
+        rich_help_panel="Small and unfamiliar faces",
     ),
     temper_start: float = typer.Option(
         TEMPER_START,
@@ -131,6 +135,7 @@ def calibrate_command(
         max=100.0,  # finite: 100 times the flag's threshold is never reached, in effect
         help="With the familiarity check: the share of its width band's novelty threshold "
         "from which a face's P(ai) is tempered toward 0.5.",
+        rich_help_panel="Small and unfamiliar faces",
     ),
     temper_slope: float = typer.Option(
         TEMPER_SLOPE,
@@ -138,7 +143,18 @@ def calibrate_command(
         max=1000.0,  # finite: an infinite slope times a novelty at the start is NaN
         help="With the familiarity check: how fast an unfamiliar face's P(ai) is tempered toward "
         "0.5 as its novelty grows (0: not at all).",
+        rich_help_panel="Small and unfamiliar faces",
     ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write the calibrated bundle to this folder, a copy made once the fit is done; "
+        "the bundle given stays as it was.",
+        show_default=False,
+        rich_help_panel="Output",
+    ),
+    overwrite: bool = overwrite_bundle_option("Output"),
 ) -> None:
     """Fit temperature, threshold and uncertain band on held-out data.
 

@@ -123,22 +123,34 @@ def labelled_line(label: str, style: str, text: str) -> Text:
     return Text.assemble((label, style), " ", text)
 
 
-# one flag for every command that finds faces; typer reads the same declaration for each
-NO_FACE_DETECT = typer.Option(
-    False, "--no-face-detect", help="Take the whole image as the face (for pre-cropped faces)."
-)
-THRESHOLD = typer.Option(
-    None,
-    min=0.0,
-    max=1.0,
-    help="P(ai) at or above which a face is called AI (default: the bundle's calibrated one).",
-)
+# One declaration of each option several commands take; `panel` names the group a command's
+# help lists it under (None: the plain "Options").
+def no_face_detect_option(panel: str | None = None) -> Any:
+    return typer.Option(
+        False,
+        "--no-face-detect",
+        help="Take the whole image as the face (for pre-cropped faces).",
+        rich_help_panel=panel,
+    )
+
+
+def threshold_option(panel: str | None = None) -> Any:
+    return typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="P(ai) at or above which a face is called AI (default: the bundle's calibrated one).",
+        rich_help_panel=panel,
+    )
 
 
 # calibrate and ensemble write a bundle into --out; both replace one there only when asked
-OVERWRITE_BUNDLE = typer.Option(
-    False, help="Replace a bundle --out already holds (refused without this)."
-)
+def overwrite_bundle_option(panel: str | None = None) -> Any:
+    return typer.Option(
+        False,
+        help="Replace a bundle --out already holds (refused without this).",
+        rich_help_panel=panel,
+    )
 
 
 def bundle_output(out: Path, overwrite: bool) -> Path:

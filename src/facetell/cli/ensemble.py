@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from facetell.cli.common import OVERWRITE_BUNDLE, app, bundle_output, console, fail
+from facetell.cli.common import app, bundle_output, console, fail, overwrite_bundle_option
 from facetell.errors import FacetellError
 
 
@@ -19,7 +19,7 @@ def ensemble_command(
         "facetell-ensemble", help="The bundle's model name (in every result)."
     ),
     half: bool = typer.Option(False, "--half", help="Store weights as float16 (half the size)."),
-    overwrite: bool = OVERWRITE_BUNDLE,
+    overwrite: bool = overwrite_bundle_option(),
 ) -> None:
     """Combine bundles into one: the weighted mean of their temperature-scaled logits.
 

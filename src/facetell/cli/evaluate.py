@@ -13,8 +13,6 @@ from rich.table import Table
 
 from facetell.bundle import bundle_path
 from facetell.cli.common import (
-    NO_FACE_DETECT,
-    THRESHOLD,
     app,
     console,
     describe_not_scored,
@@ -22,10 +20,12 @@ from facetell.cli.common import (
     fail,
     interrupted_says,
     load_named_first,
+    no_face_detect_option,
     note_labelled_both_ways,
     progress_bar,
     refuse_output_in_class_folder,
     select_samples,
+    threshold_option,
     writable,
     writing,
 )
@@ -101,10 +101,6 @@ def _sources_table(evaluation: Evaluation) -> Table:
 def evaluate_command(
     bundle: Path = typer.Argument(..., help="Model bundle to evaluate."),
     data: list[Path] = typer.Argument(None, help="Labelled dataset folders or manifests."),
-    out: Path = typer.Option(
-        Path("report"), "--out", "-o", help="Folder for report.html, metrics and plots."
-    ),
-    compare: list[Path] = typer.Option([], help="More bundles to put side by side."),
     split_file: Path | None = typer.Option(None, help="Score one split of a saved split.json."),
     split: str | None = typer.Option(
         None,
@@ -113,8 +109,26 @@ def evaluate_command(
         show_default=False,
     ),
     limit: int | None = typer.Option(None, min=1, help="Score a seeded sample of this many."),
+    no_face_detect: bool = no_face_detect_option(),
+    exclude_seen: bool = typer.Option(
+        False,
+        "--exclude-seen",
+        help="Leave out the images a bundle was trained or validated on (byte-identical files; "
+        "bundles record them), which flatter it.",
+    ),
+    compare: list[Path] = typer.Option(
+        [], help="More bundles to put side by side.", rich_help_panel="Model"
+    ),
+    threshold: float | None = threshold_option("Model"),
+    out: Path = typer.Option(
+        Path("report"),
+        "--out",
+        "-o",
+        help="Folder for report.html, metrics and plots.",
+        rich_help_panel="Report",
+    ),
     robustness_limit: int = typer.Option(
-        400, min=0, help="Images in the robustness sweep (0 skips it)."
+        400, min=0, help="Images in the robustness sweep (0 skips it).", rich_help_panel="Report"
     ),
     resamples: int = typer.Option(
         1000,
@@ -122,14 +136,7 @@ def evaluate_command(
         help="Bootstrap draws for the 95% intervals of AUROC, AP, EER, balanced accuracy, "
         "robustness drops and --compare differences (0 leaves those out; rates always get a "
         "Wilson interval).",
-    ),
-    no_face_detect: bool = NO_FACE_DETECT,
-    threshold: float | None = THRESHOLD,
-    exclude_seen: bool = typer.Option(
-        False,
-        "--exclude-seen",
-        help="Leave out the images a bundle was trained or validated on (byte-identical files; "
-        "bundles record them), which flatter it.",
+        rich_help_panel="Report",
     ),
 ) -> None:
     """Evaluate bundles on labelled data: metrics, plots, robustness and an HTML report.

@@ -26,8 +26,6 @@ from rich.text import Text
 
 from facetell.bundle import write_whole
 from facetell.cli.common import (
-    NO_FACE_DETECT,
-    THRESHOLD,
     WriteFailed,
     app,
     console,
@@ -35,9 +33,11 @@ from facetell.cli.common import (
     expand_inputs,
     fail,
     first_names,
+    no_face_detect_option,
     not_written_by_us,
     note_skipped,
     progress_bar,
+    threshold_option,
     warn_if_uncalibrated,
     writable,
     write_failed,
@@ -408,24 +408,7 @@ def predict_command(
     inputs: list[str] = typer.Argument(
         None, help="Images, folders, globs, http(s) URLs, or - for stdin.", show_default=False
     ),
-    output_format: PredictFormat | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help="Default: as --output's name ends (.csv, .jsonl, .ndjson or .json), else table.",
-    ),
-    model: Path | None = typer.Option(
-        None, help="Model bundle: a folder or .zip (default: the shipped one, also named default)."
-    ),
-    threshold: float | None = THRESHOLD,
-    explain_dir: Path | None = typer.Option(
-        None,
-        "--explain",
-        help="Save heat-map overlays (JPEG) into this folder (never read as inputs, even "
-        "inside a folder given).",
-    ),
-    no_face_detect: bool = NO_FACE_DETECT,
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file."),
+    no_face_detect: bool = no_face_detect_option(),
     files_from: list[Path] = typer.Option(
         [],
         "--files-from",
@@ -433,18 +416,6 @@ def predict_command(
         "path is looked for from here, then from the list's folder; - reads the list from "
         "stdin). Blank lines are skipped. Of a .csv or .tsv with a path column (a manifest, "
         "an earlier run's results), that column.",
-    ),
-    report: Path | None = typer.Option(
-        None,
-        "--report",
-        help="Also write a review page, self-contained HTML: every photo, its faces, verdicts "
-        "and clues (and heat maps with --explain), most AI-like first.",
-    ),
-    report_per_file: int = typer.Option(
-        PER_FILE,
-        min=0,
-        help="Images per file of the review page: later ones go on in NAME-2.html, NAME-3.html"
-        ", …, linked from the first (0: all in one file, however large).",
     ),
     max_megapixels: float = typer.Option(
         DEFAULT_LIMITS.max_pixels / 1e6,
@@ -455,12 +426,50 @@ def predict_command(
     max_faces: int = typer.Option(
         MAX_FACES, min=1, help="Judge at most this many faces per image, the most face-like."
     ),
+    model: Path | None = typer.Option(
+        None,
+        help="Model bundle: a folder or .zip (default: the shipped one, also named default).",
+        rich_help_panel="Model",
+    ),
+    threshold: float | None = threshold_option("Model"),
+    output_format: PredictFormat | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="Default: as --output's name ends (.csv, .jsonl, .ndjson or .json), else table.",
+        rich_help_panel="Output",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to a file.", rich_help_panel="Output"
+    ),
+    explain_dir: Path | None = typer.Option(
+        None,
+        "--explain",
+        help="Save heat-map overlays (JPEG) into this folder (never read as inputs, even "
+        "inside a folder given).",
+        rich_help_panel="Output",
+    ),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Also write a review page, self-contained HTML: every photo, its faces, verdicts "
+        "and clues (and heat maps with --explain), most AI-like first.",
+        rich_help_panel="Output",
+    ),
+    report_per_file: int = typer.Option(
+        PER_FILE,
+        min=0,
+        help="Images per file of the review page: later ones go on in NAME-2.html, NAME-3.html"
+        ", …, linked from the first (0: all in one file, however large).",
+        rich_help_panel="Output",
+    ),
     resume: bool = typer.Option(
         False,
         "--resume",
         help="Continue a run that stopped: skip the images --output already holds a result for, "
         "try its errors again and append the rest (--format jsonl or csv). A review page shows "
         "every image the file holds.",
+        rich_help_panel="Output",
     ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""

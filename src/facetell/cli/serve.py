@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from facetell.cli.common import NO_FACE_DETECT, app, err_console, fail, warn_if_uncalibrated
+from facetell.cli.common import app, err_console, fail, no_face_detect_option, warn_if_uncalibrated
 from facetell.errors import FacetellError
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def serve_command(
         help="The path a reverse proxy serves facetell under (/facetell: the page is at "
         "/facetell/), for the API docs' server address.",
     ),
-    no_face_detect: bool = NO_FACE_DETECT,
+    no_face_detect: bool = no_face_detect_option(),
     access_log: bool = typer.Option(
         False,
         "--access-log",
