@@ -411,10 +411,10 @@ def _describe_targets(details: dict[str, Any]) -> str:
     if not targets:
         return ""
     return (
-        f"the model ranks every AI face above every real one here, so P(ai) was fitted to "
-        f"{targets[1]:.3f} for AI and "
-        f"{targets[0]:.3f} for real (Platt's targets: no surer than {details['n_ai']} and "
-        f"{details['n_real']} faces can show), not 1 and 0; ECE against 1 and 0 rises by that\n"
+        "the model ranks every AI face above every real one here, so P(ai) was fitted to "
+        f"{targets[1]:.3f} for AI and {targets[0]:.3f} for real, not 1 and 0 (Platt's targets: "
+        f"as sure as {details['n_ai']} AI and {details['n_real']} real faces can make it); ECE, "
+        "measured against 1 and 0, rises by design\n"
     )
 
 
