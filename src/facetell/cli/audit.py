@@ -42,9 +42,14 @@ if TYPE_CHECKING:
     from facetell.audit import AuditReport
 
 
-TITLE = "facetell audit: what differs between classes and sources besides faces"
+# one table, or two in a terminal narrower than the one: (title, facts) of each
+WHOLE = "facetell audit: what differs between classes and sources besides faces"
 FILE_FACTS = ("n", "formats", "median size", "sides", "JPEG q", "chroma")
 OTHER_FACTS = ("bytes/px", "border", "dark corners", "dups in/x-class", "shortcut")
+HALVES = (
+    ("facetell audit: the files of each class and source", FILE_FACTS),
+    ("facetell audit: what else tells them apart", OTHER_FACTS),
+)
 
 
 def _audit_table(title: str, facts: tuple[str, ...], rows: list[dict[str, str]]) -> Table:
@@ -86,15 +91,13 @@ def _render_audit(report: AuditReport) -> None:
                 "shortcut": "-" if row.shortcut_auroc is None else f"{row.shortcut_auroc:.3f}",
             }
         )
-    whole = _audit_table(TITLE, FILE_FACTS + OTHER_FACTS, rows)
+    whole = _audit_table(WHOLE, FILE_FACTS + OTHER_FACTS, rows)
     natural = Measurement.get(console, console.options.update_width(10_000), whole).maximum
     if natural <= console.width:
         console.print(whole)
     else:  # squeezed into a narrower terminal every cell was cut ("64-5…"): two tables instead
-        console.print(
-            _audit_table("facetell audit: the files of each class and source", FILE_FACTS, rows)
-        )
-        console.print(_audit_table("facetell audit: what else tells them apart", OTHER_FACTS, rows))
+        for title, facts in HALVES:
+            console.print(_audit_table(title, facts, rows))
     score = (
         f"{report.shortcut_score:.3f}"
         if report.shortcut_score is not None
