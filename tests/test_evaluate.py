@@ -720,7 +720,7 @@ def test_a_split_of_absolute_paths_from_another_machine_reads_with_the_data_here
                       "--resamples", "0", cwd=tmp_path / "elsewhere")  # fmt: skip
         assert run.returncode == 0, run.stderr.decode()
         report = tmp_path / "elsewhere" / "report"
-        rows = list(csv.DictReader((report / "predictions.csv").open(encoding="utf-8")))
+        rows = list(csv.DictReader((report / "predictions.csv").open(encoding="utf-8-sig")))
         assert sorted((Path(row["path"]).resolve(), row["status"]) for row in rows) == [
             ((tmp_path / "faces" / "fake.png").resolve(), "ok"),
             ((tmp_path / "faces" / "real.jpg").resolve(), "ok"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -521,7 +522,7 @@ def test_resume_judges_only_what_a_stopped_run_left(output_format, untrained_bun
     command = ("predict", str(photos), "-f", output_format, "-o", str(out))
     model = ("--model", str(untrained_bundle))
     assert run_cli(*command, *model).returncode == 0
-    lines = out.read_text().splitlines(keepends=True)
+    lines = out.read_text(encoding="utf-8-sig").splitlines(keepends=True)
     header = lines[:1] if output_format == "csv" else []
     body = lines[len(header) :]
     assert len(body) == 6
@@ -533,7 +534,7 @@ def test_resume_judges_only_what_a_stopped_run_left(output_format, untrained_bun
     resumed = run_cli(*command, *model, "--resume")
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert f"resuming: 2 image(s) already judged in {out}; 4 to go" in resumed.stderr.decode()
-    final = out.read_text().splitlines(keepends=True)
+    final = out.read_text(encoding="utf-8-sig").splitlines(keepends=True)
     assert final[: len(header) + 2] == [*header, *body[1:3]]  # kept as they were, not re-judged
     if output_format == "csv":
         records = list(csv.DictReader(io.StringIO("".join(final))))
@@ -549,7 +550,7 @@ def test_resume_judges_only_what_a_stopped_run_left(output_format, untrained_bun
     again = run_cli(*command, *model, "--resume")
     assert again.returncode == 0
     assert f"nothing left to judge: {out} holds every image" in again.stderr.decode()
-    assert out.read_text().splitlines(keepends=True) == final
+    assert out.read_text(encoding="utf-8-sig").splitlines(keepends=True) == final
 
 
 @pytest.mark.parametrize("output_format", ["jsonl", "csv"])
@@ -608,7 +609,8 @@ def test_a_file_name_that_is_not_utf8_is_judged_and_written_everywhere(untrained
     run = run_cli("predict", str(photos), "-f", "csv", "-o", str(out), "--report", str(page),
                   "--explain", str(maps), *model)  # fmt: skip
     assert run.returncode == 0, run.stderr.decode()
-    rows = list(csv.DictReader(out.open(newline="", encoding="utf-8")))
+    assert out.read_bytes().startswith(codecs.BOM_UTF8)  # so Excel reads José as José
+    rows = list(csv.DictReader(out.open(newline="", encoding="utf-8-sig")))
     assert [(row["path"], row["status"]) for row in rows] == [
         (shown, "ok"),
         (str(photos / "plain.jpg"), "ok"),
@@ -744,8 +746,10 @@ def test_the_output_files_name_chooses_the_format_unless_one_is_given(untrained_
             run_cli("predict", str(photo), "-o", str(tmp_path / name), *forced, *model).returncode
             == 0
         )
-    first_lines = {
-        p.name: p.read_text().splitlines()[0] for p in tmp_path.glob("*.*") if p != photo
+    first_lines = {  # utf-8-sig: past the byte-order mark a CSV file starts with
+        p.name: p.read_text(encoding="utf-8-sig").splitlines()[0]
+        for p in tmp_path.glob("*.*")
+        if p != photo
     }
     assert first_lines["results.csv"] == ",".join(CSV_COLUMNS)
     assert json.loads(first_lines["results.jsonl"])["path"] == str(photo)
@@ -766,17 +770,19 @@ def test_the_output_files_name_chooses_the_format_unless_one_is_given(untrained_
 def test_resume_reads_past_an_editors_byte_order_mark_and_names_another_encoding(
     untrained_bundle, tmp_path
 ):
-    """A CSV saved back by an editor that adds a byte-order mark was "not a CSV facetell
-    predict wrote"; one re-saved in a spreadsheet's code page raised UnicodeDecodeError."""
+    """A CSV saved back by an editor that added a byte-order mark was "not a CSV facetell
+    predict wrote" (facetell now writes one; an editor may drop it); one re-saved in a
+    spreadsheet's code page raised UnicodeDecodeError."""
     photo = tmp_path / "café.jpg"
     astronaut().save(photo)
     out = tmp_path / "results.csv"
     command = ("predict", str(photo), "-o", str(out), "--model", str(untrained_bundle))
     assert run_cli(*command).returncode == 0
-    written = out.read_text(encoding="utf-8")
-    out.write_text(written, encoding="utf-8-sig")
-    resumed = run_cli(*command, "--resume")
-    assert f"nothing left to judge: {out} holds every image" in resumed.stderr.decode()
+    written = out.read_text(encoding="utf-8-sig")
+    for encoding in ("utf-8", "utf-8-sig"):  # saved back without the mark, and with it
+        out.write_text(written, encoding=encoding)
+        resumed = run_cli(*command, "--resume")
+        assert f"nothing left to judge: {out} holds every image" in resumed.stderr.decode()
     out.write_text(written, encoding="cp1252")
     refused = run_cli(*command, "--resume")
     assert (refused.returncode, refused.stderr.decode().strip()) == (
@@ -825,11 +831,12 @@ def test_resume_refuses_another_threshold_that_would_mix_verdicts_in_one_file(
         assert run_cli("predict", str(photos / "a.jpg"), "-o", str(out), *model).returncode == 0
         recorded = out.name != "before.csv"
         if not recorded:  # as a CSV was written before it gave the cut and band
-            rows = list(csv.reader(out.open(newline="")))
+            rows = list(csv.reader(out.open(newline="", encoding="utf-8-sig")))
             assert rows[0][-3:] == ["threshold", "uncertain_low", "uncertain_high"]
-            with out.open("w", newline="") as table:
+            with out.open("w", newline="", encoding="utf-8") as table:
                 csv.writer(table).writerows(row[:-3] for row in rows)
-        with out.open(newline="") as table:  # a JSON line's fields as a CSV row's
+        # a JSON line's fields as a CSV row's
+        with out.open(newline="", encoding="utf-8-sig") as table:
             [record] = (
                 [json.loads(line) for line in table]
                 if out.suffix == ".jsonl"
@@ -855,7 +862,9 @@ def test_resume_refuses_another_threshold_that_would_mix_verdicts_in_one_file(
         header = out.suffix == ".csv"
         assert len(out.read_text().splitlines()) == len(list(photos.iterdir())) + header
         if header:  # the columns of today, and a row from before that gave no cut gives none
-            rows = list(csv.DictReader(out.open(newline="")))
+            data = out.read_bytes()  # one byte-order mark, at the start, however it was resumed
+            assert data.startswith(codecs.BOM_UTF8) and data.count(codecs.BOM_UTF8) == 1
+            rows = list(csv.DictReader(out.open(newline="", encoding="utf-8-sig")))
             assert {row["threshold"] for row in rows[1:]} == {"0.5"}
             assert rows[0]["threshold"] == ("0.5" if recorded else "")
 
@@ -883,6 +892,7 @@ def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bu
     cats = sorted(str(p) for p in folder_of_200.glob("cat_*.jpg"))
     files = [*cats, str(folder_of_200 / "astro_00.jpg")]
     result = run_cli("predict", *files, "--format", "csv", "--model", str(untrained_bundle))
+    assert not result.stdout.startswith(codecs.BOM_UTF8)  # a pipe gets no byte-order mark
     rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
     assert [r["status"] for r in rows] == ["no_face"] * 4 + ["ok"]
     assert rows[-1]["n_faces"] == "1" and 0 <= float(rows[-1]["p_ai"]) <= 1

@@ -254,7 +254,8 @@ def test_the_datas_own_split_parts_are_scored_alone_when_named(labelled, tmp_pat
         run = facetell("evaluate", str(bundle), *args, "--out", str(tmp_path / "report"),
                        "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
         assert run.returncode == 0, run.stderr
-        with (tmp_path / "report" / "predictions.csv").open(newline="") as table:
+        table = (tmp_path / "report" / "predictions.csv").open(newline="", encoding="utf-8-sig")
+        with table:
             return sorted(Path(row["path"]).parts[-4] for row in csv.DictReader(table))
 
     assert scored(str(data), "--split", "test") == ["test"] * 8
@@ -301,7 +302,7 @@ def test_a_source_without_one_scored_face_is_a_row_of_dashes_not_a_crash(labelle
         f"note: left out 4 of 36 images: 3 without a face, 1 unreadable (cut.jpg); "
         f"{tmp_path / 'report' / 'predictions.csv'} says why for each"
     ) in run.stderr.splitlines()
-    with (tmp_path / "report" / "predictions.csv").open(newline="") as table:
+    with (tmp_path / "report" / "predictions.csv").open(newline="", encoding="utf-8-sig") as table:
         errors = {Path(row["path"]).name: row["error"] for row in csv.DictReader(table)}
     assert errors["cut.jpg"].startswith(f"{data / 'real' / 'pets' / 'cut.jpg'}: ")
     assert errors["cat-0.jpg"] == ""  # no face is a status, not an error
@@ -497,7 +498,7 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
             assert -1 <= low <= high <= 1, name
     assert {row["source"] for row in metrics["sources"]} == {"dcgan", "nasa"}
     # every image's score is in predictions.csv, and the headline numbers come from those scores
-    with (out / "predictions.csv").open(newline="") as file:
+    with (out / "predictions.csv").open(newline="", encoding="utf-8-sig") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 32 and {Path(r["path"]).parent.name for r in rows} == {"dcgan", "nasa"}
     assert str(labelled / "real" / "nasa" / "15\\xe9.jpg") in {r["path"] for r in rows}
@@ -693,7 +694,7 @@ def test_evaluate_at_your_own_threshold_moves_the_band_as_predict_does(labelled,
     shifted = Detector.load(threshold=cut)
     assert evaluation["threshold"] == cut and shifted.cut == cut
     assert evaluation["uncertain_band"] == list(shifted.band) != list(Detector.load().band)
-    with (tmp_path / "r" / "predictions.csv").open(newline="") as table:
+    with (tmp_path / "r" / "predictions.csv").open(newline="", encoding="utf-8-sig") as table:
         rows = list(csv.DictReader(table))
     real = np.array([float(r["p_ai"]) for r in rows if r["truth"] == "real"])
     low, high = shifted.band

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import concurrent.futures
 import contextlib
 import csv
@@ -736,7 +737,9 @@ def test_web_page_upload_verdict_and_heat_map(server):
         # the same records as CSV, in the columns of `facetell predict -f csv`
         with page.expect_download() as download:
             page.locator("#download-csv").click()
-        with Path(download.value.path()).open(newline="", encoding="utf-8") as handle:
+        saved = Path(download.value.path())
+        assert saved.read_bytes().startswith(codecs.BOM_UTF8)  # as predict -o FILE.csv writes
+        with saved.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
         assert tuple(rows[0]) == CSV_COLUMNS
         table = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in rows[1:]]

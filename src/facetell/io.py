@@ -145,6 +145,9 @@ DEFAULT_LIMITS = DecodeLimits()
 DATASET_LIMITS = DecodeLimits(max_bytes=200 * 2**20, max_pixels=256_000_000)
 # seconds to wait for a server to connect or send more bytes
 DOWNLOAD_TIMEOUT_S = 30
+# CSV files facetell writes start with a byte-order mark: Excel, opening one, reads its UTF-8
+# (a file named Müller.jpg) only when the mark says so, and takes the code page otherwise
+CSV_FILE_ENCODING = "utf-8-sig"
 
 
 @dataclass(frozen=True)

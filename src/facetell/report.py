@@ -18,7 +18,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from facetell.calibrate import SizeCorrection, reliability_curve
 from facetell.evaluate import Evaluation, describe_seen
-from facetell.io import DATASET_LIMITS, decode, printable, printable_name
+from facetell.io import CSV_FILE_ENCODING, DATASET_LIMITS, decode, printable, printable_name
 from facetell.pages import BASE_STYLE, NO_SCRIPTS, data_uri, image_data_uri
 
 _STYLE = (
@@ -316,7 +316,7 @@ def write_predictions(evaluations: Sequence[Evaluation], path: Path) -> Path:
     """One row per image and bundle, so any other metric or plot can be made from the scores."""
     columns = ["bundle", "path", "source", "truth", "status", "label", "p_ai", "face_width",
                "novelty", "familiar", "error"]  # fmt: skip
-    with path.open("w", newline="", encoding="utf-8") as file:
+    with path.open("w", newline="", encoding=CSV_FILE_ENCODING) as file:
         writer = csv.writer(file)
         writer.writerow(columns)
         for evaluation in evaluations:

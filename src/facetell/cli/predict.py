@@ -48,6 +48,7 @@ from facetell.errors import FacetellError
 from facetell.forensics import metadata_clues
 from facetell.inference import MAX_FACES, RECORDED_PRECISION, Detector, Result, stated_percent
 from facetell.io import (
+    CSV_FILE_ENCODING,
     DEFAULT_LIMITS,
     DecodeLimits,
     NamedImage,
@@ -224,7 +225,8 @@ def finished_records(output: Path, output_format: PredictFormat) -> list[dict[st
                 kept.write(line)
                 records.append(record)
     if kept.getvalue() != text:
-        write_whole(output, kept.getvalue().encode("utf-8"))
+        encoding = CSV_FILE_ENCODING if output_format is PredictFormat.csv else "utf-8"
+        write_whole(output, kept.getvalue().encode(encoding))
     return records
 
 
@@ -546,7 +548,9 @@ def predict_command(
     warn_if_uncalibrated(detector)
     appending = resume and output is not None and output.stat().st_size > 0
     mode = "a" if appending else "w"
-    handle = output.open(mode, encoding="utf-8", newline="") if output else sys.stdout
+    # a CSV file gets a byte-order mark when it is made (Python writes none when it appends)
+    encoding = CSV_FILE_ENCODING if output_format is PredictFormat.csv else "utf-8"
+    handle = output.open(mode, encoding=encoding, newline="") if output else sys.stdout
     writer = csv.writer(handle) if output_format is PredictFormat.csv else None
     if writer and not appending:
         writer.writerow(CSV_COLUMNS)

@@ -422,7 +422,9 @@ document.getElementById("download").addEventListener("click", () => {
   save(judged.map((record) => `${JSON.stringify(record)}\n`), "application/x-ndjson", "facetell-results.jsonl");
 });
 document.getElementById("download-csv").addEventListener("click", () => {
-  save([`${CSV_COLUMNS.join(",")}\r\n`, ...judged.map(csvLine)], "text/csv", "facetell-results.csv");
+  // a byte-order mark first, as `facetell predict -o FILE.csv` writes: Excel reads UTF-8 by it
+  save([`\ufeff${CSV_COLUMNS.join(",")}\r\n`, ...judged.map(csvLine)], "text/csv",
+    "facetell-results.csv");
 });
 // A JPEG copy at most `side` px long, as this browser draws it (upright); null for a picture it
 // cannot draw (HEIC outside Safari).
