@@ -804,7 +804,12 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert max(int(n) for n in re.findall(r"\d+", background)) < 60, background
         assert violations(page) == ""
-        page.emulate_media(color_scheme="light")
+        # printed from the dark theme: dark ink on the white paper, without the upload controls
+        page.emulate_media(media="print", color_scheme="dark")
+        ink = page.evaluate("getComputedStyle(document.querySelector('h1')).color")
+        assert max(int(n) for n in re.findall(r"\d+", ink)) < 60, ink
+        assert page.locator("#drop-zone").is_hidden()
+        page.emulate_media(media="screen", color_scheme="light")
         with page.expect_download() as download:
             page.locator("#download-report").click()
         download.value.save_as(tmp_path / "review.html")
