@@ -894,6 +894,12 @@ def test_csv_and_table_are_views_of_the_same_records(folder_of_200, untrained_bu
     result = run_cli("predict", *files, "--format", "csv", "--model", str(untrained_bundle))
     assert not result.stdout.startswith(codecs.BOM_UTF8)  # a pipe gets no byte-order mark
     rows = list(csv.DictReader(io.StringIO(result.stdout.decode())))
+    # -o - is standard output, as "-" is for inputs and --files-from: not a file named "-"
+    named = run_cli("predict", *files, "-f", "csv", "-o", "-", "--model", str(untrained_bundle),
+                    cwd=folder_of_200)  # fmt: skip
+    again = list(csv.DictReader(io.StringIO(named.stdout.decode())))
+    assert [(r["path"], r["status"]) for r in again] == [(r["path"], r["status"]) for r in rows]
+    assert not (folder_of_200 / "-").exists()
     assert [r["status"] for r in rows] == ["no_face"] * 4 + ["ok"]
     assert rows[-1]["n_faces"] == "1" and 0 <= float(rows[-1]["p_ai"]) <= 1
     table = run_cli("predict", *files, "--model", str(untrained_bundle), COLUMNS="200")

@@ -442,7 +442,11 @@ def predict_command(
         rich_help_panel="Output",
     ),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write to a file.", rich_help_panel="Output"
+        None,
+        "--output",
+        "-o",
+        help="Write to a file (-: standard output, as without it).",
+        rich_help_panel="Output",
     ),
     explain_dir: Path | None = typer.Option(
         None,
@@ -475,6 +479,8 @@ def predict_command(
     ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
+    if output is not None and str(output) == "-":  # as inputs and --files-from read "-"
+        output = None
     if output and output.suffix.lower() in SPREADSHEET_SUFFIXES:
         raise fail(
             f"{output}: facetell writes no spreadsheet file; name it "
