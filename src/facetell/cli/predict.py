@@ -71,6 +71,11 @@ class PredictFormat(StrEnum):
     jsonl = "jsonl"
     json = "json"  # one array, for tools that read a whole file; jsonl streams and resumes
 
+    @property
+    def file_encoding(self) -> str:
+        """How a file of this format is written: a CSV with a byte-order mark, for Excel."""
+        return CSV_FILE_ENCODING if self is PredictFormat.csv else "utf-8"
+
 
 FORMAT_OF_SUFFIX = {
     ".csv": PredictFormat.csv,
@@ -225,8 +230,7 @@ def finished_records(output: Path, output_format: PredictFormat) -> list[dict[st
                 kept.write(line)
                 records.append(record)
     if kept.getvalue() != text:
-        encoding = CSV_FILE_ENCODING if output_format is PredictFormat.csv else "utf-8"
-        write_whole(output, kept.getvalue().encode(encoding))
+        write_whole(output, kept.getvalue().encode(output_format.file_encoding))
     return records
 
 
@@ -554,8 +558,8 @@ def predict_command(
     warn_if_uncalibrated(detector)
     appending = resume and output is not None and output.stat().st_size > 0
     mode = "a" if appending else "w"
-    # a CSV file gets a byte-order mark when it is made (Python writes none when it appends)
-    encoding = CSV_FILE_ENCODING if output_format is PredictFormat.csv else "utf-8"
+    # a CSV file gets its byte-order mark when it is made (Python writes none when it appends)
+    encoding = output_format.file_encoding
     handle = output.open(mode, encoding=encoding, newline="") if output else sys.stdout
     writer = csv.writer(handle) if output_format is PredictFormat.csv else None
     if writer and not appending:
