@@ -43,7 +43,8 @@ from facetell.faces import main_face
 from facetell.familiarity import Reference
 from facetell.inference import Detector
 from facetell.io import decode
-from facetell.train import cached_crops, load_config
+from facetell.train.config import load_config
+from facetell.train.crops import cached_crops
 
 QUANTILES = (0.95, 0.98, 0.99)
 

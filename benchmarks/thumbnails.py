@@ -31,7 +31,8 @@ from facetell.evaluate import (
 )
 from facetell.faces import RetinaFaceDetector
 from facetell.inference import Detector
-from facetell.train import grouped_samples, load_config, make_splits
+from facetell.train.config import load_config
+from facetell.train.crops import grouped_samples, make_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 Usage: python benchmarks/train_step.py [--threads 2] [--batch 64] [--size 160] [--steps 8]
 One fine-tuning step (forward, loss, backward, AdamW) on a random batch, every block trainable,
 median over `--steps` after two warm-up steps. The trainer runs its models channels-last
-(src/facetell/train.py); this shows what that layout buys over the default contiguous one.
+(src/facetell/train/trainer.py); this shows what that layout buys over the default contiguous one.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from facetell.evaluate import per_source_metrics, summary_metrics
-from facetell.train import Trainer, load_config, make_splits, prepare_data
+from facetell.train.config import load_config
+from facetell.train.crops import make_splits, prepare_data
+from facetell.train.trainer import Trainer
 
 
 def main() -> None:

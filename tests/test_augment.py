@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import astronaut
-from facetell.augment import AugmentConfig, PatchMask, Reframe, build_augment, reframed
 from facetell.faces import _reflect_crop
+from facetell.train.augment import PatchMask, Reframe, build_augment, reframed
+from facetell.train.config import AugmentConfig
 
 
 @pytest.mark.parametrize(

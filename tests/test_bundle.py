@@ -398,7 +398,7 @@ def test_a_model_that_answers_nan_gives_an_error_record_not_a_real_verdict(tmp_p
 def test_a_built_wheel_carries_the_default_model(tmp_path):
     """`pip install .` (not editable) has no repository around it: the wheel must bring
     models/default, and `facetell predict` from anywhere must judge with it; `default` names
-    it, and calibrate leaves it alone."""
+    it, and calibrate leaves it alone; its training recipes come along for `facetell train`."""
     repo = Path(__file__).resolve().parents[1]
     pip = [sys.executable, "-m", "pip", "--quiet"]
     wheels, target = tmp_path / "wheels", tmp_path / "site"
@@ -419,6 +419,14 @@ def test_a_built_wheel_carries_the_default_model(tmp_path):
     where = "import facetell.inference as d; print(d.default_bundle_path())"
     bundle = subprocess.run([sys.executable, "-c", where], **installed).stdout.decode().strip()
     assert Path(bundle) == target / "facetell" / "_bundle"
+    recipes = (
+        "from facetell.train.config import shipped_recipes; print(*shipped_recipes().values())"
+    )
+    packed_recipes = subprocess.run([sys.executable, "-c", recipes], **installed).stdout.split()
+    assert [Path(path.decode()) for path in packed_recipes] == [
+        target / "facetell" / "_recipes" / path.name
+        for path in sorted((repo / "configs").glob("*.yaml"))
+    ]  # `facetell train` finds the shipped recipes without the repository
     predict = [sys.executable, "-m", "facetell", "predict", "astronaut.jpg", "--format", "jsonl"]
     record = json.loads(subprocess.run(predict, **installed).stdout)
     in_repo = Detector.load().predict(str(tmp_path / "astronaut.jpg"))

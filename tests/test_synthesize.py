@@ -6,7 +6,8 @@ import numpy as np
 
 from conftest import astronaut, smooth_photo
 from facetell.faces import CropRecipe, RetinaFaceDetector, canonical_crop, main_face
-from facetell.synthesize import RedrawAutoencoder, SyntheticConfig, redraw, synthetic_fakes
+from facetell.train.config import SyntheticConfig
+from facetell.train.synthesize import RedrawAutoencoder, redraw, synthetic_fakes
 
 SIZE = 64
 

@@ -23,29 +23,22 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from conftest import astronaut, cat, encode, run_cli, smooth_photo, start_cli
-from facetell.augment import AugmentConfig
 from facetell.bundle import BundleError, TrainingImages, load_bundle
 from facetell.data import discover
 from facetell.errors import FacetellError
 from facetell.faces import CropRecipe
 from facetell.inference import Detector
 from facetell.models import ModelEntry, UnknownModel, create_model, list_models
-from facetell.train import (
+from facetell.train.config import AdversaryConfig, AugmentConfig, load_config, resolve_recipe
+from facetell.train.crops import (
     CENTRE_SQUARE,
     CROPPED,
     UNREADABLE,
-    AdversaryConfig,
-    Reporter,
-    SourceAdversary,
-    Trainer,
     cached_crops,
-    load_config,
     make_splits,
-    mixup_batch,
     prepare_data,
-    resolve_recipe,
-    train,
 )
+from facetell.train.trainer import Reporter, SourceAdversary, Trainer, mixup_batch, train
 
 SIZE = 64
 
@@ -1325,6 +1318,47 @@ def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
         "bundle", "checkpoints", "config.yaml", "history.jsonl", "history.png", "metrics.json",
         "notes.txt", "split.json"
     ]  # fmt: skip
+
+
+# `facetell train ARGS` in one interpreter that says at exit whether torch was ever imported
+TRAIN_TELLING_TORCH = """
+import sys
+from facetell.cli import app
+try:
+    app(["train", *sys.argv[1:]], prog_name="facetell")
+finally:
+    print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+"""
+
+
+def test_train_answers_a_mistaken_command_before_importing_torch(planted_dataset, tmp_path):
+    """Importing torch and torchvision takes seconds; a mistyped config, a bad --set or a run
+    folder that is in the way had waited 4.5 s for that import before its one-line answer."""
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    started = load_config(resolve_recipe(None), [f"data.paths=[{planted_dataset}]"])
+    (finished / "config.yaml").write_text(yaml.safe_dump(started.model_dump(mode="json")))
+    (finished / "metrics.json").write_text("{}")
+    data = ["--data", str(planted_dataset)]
+    mistakes = {
+        "a config that is not there": (["nosuch.yaml"], "nosuch.yaml: cannot read config"),
+        "a bad override": ([*data, "--set", "batch_size=0"], "batch_size (--set batch_size=0)"),
+        "a finished run in the way": ([*data, "--out", str(finished)], "holds a finished"),
+        "nothing to resume": ([*data, "--out", str(tmp_path / "none"), "--resume"], "no training"),
+        "a resume that changes the recipe": (
+            [*data, "--out", str(finished), "--resume", "--set", "seed=7"],
+            "this command changes seed",
+        ),
+    }
+    for mistake, (args, said) in mistakes.items():
+        answer = subprocess.run(
+            [sys.executable, "-c", TRAIN_TELLING_TORCH, *args], capture_output=True, text=True
+        )
+        error, told = answer.stderr.strip().splitlines()
+        assert answer.returncode == 2, mistake
+        assert error.startswith("error: ") and said in error, (mistake, error)
+        assert told == "torch imported: False", mistake
+    assert (finished / "metrics.json").read_text() == "{}"  # refused, not replaced
 
 
 def test_too_few_images_to_test_on_are_said_and_evaluate_is_pointed_elsewhere(tmp_path):

@@ -41,7 +41,8 @@ from facetell.errors import FacetellError
 from facetell.io import printable_name
 
 if TYPE_CHECKING:
-    from facetell.train import EpochRecord, RunResult
+    from facetell.train.runs import RunResult
+    from facetell.train.trainer import EpochRecord
 
 
 class RichReporter:
@@ -165,14 +166,8 @@ def train_command(
     ),
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
-    from facetell.train import (
-        is_shipped_recipe,
-        load_config,
-        resolve_recipe,
-        saved_config,
-        summarise_runs,
-        train,
-    )
+    from facetell.train.config import is_shipped_recipe, load_config, resolve_recipe
+    from facetell.train.runs import prepare_run_folder, saved_config, summarise_runs
 
     if resume and overwrite:
         raise fail("--resume continues the run folder's run and --overwrite replaces it: give one")
@@ -212,6 +207,8 @@ def train_command(
         out_dir = out or Path("runs") / config.name
         refuse_output_in_class_folder(out_dir, config.data.paths)
         writable(out_dir, "--out", folder=True)
+        # answered before torch is imported (seconds); `train` checks again for API callers
+        prepare_run_folder(config, out_dir, resume=resume, overwrite=overwrite)
         progress = LoggedProgress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -223,6 +220,8 @@ def train_command(
             disable=not err_console.is_terminal,
         )
         with interrupted_says(lambda: interrupted_training(out_dir)), progress:
+            from facetell.train.trainer import train
+
             results = train(
                 config, out_dir, resume=resume, overwrite=overwrite, reporter=RichReporter(progress)
             )
@@ -278,7 +277,7 @@ def train_command(
 def interrupted_training(out_dir: Path) -> str:
     """What a Ctrl-C kept and the command that goes on from it (without an --overwrite that
     would wipe it): a run checkpoints after every epoch."""
-    from facetell.train import earlier_runs
+    from facetell.train.runs import earlier_runs
 
     if not earlier_runs(out_dir):
         return f"training had not begun; nothing was saved in {out_dir}"

@@ -15,7 +15,7 @@ from torch import nn
 class StandardisedLogistic:
     """Mixin for modules with `feature_mean`/`feature_std` buffers and a `linear` layer.
 
-    `train.py`'s closed_form phase calls `fit` with the features of every training view, and
+    the trainer's closed_form phase calls `fit` with the features of every training view, and
     `forward` of each model is `read_out(self.features(x))`.
     """
 

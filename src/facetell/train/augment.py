@@ -9,85 +9,14 @@ every class at every framing and quality.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from torch import nn
 from torchvision.transforms import v2
 
 from facetell.io import jpeg_roundtrip
-
-
-def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
-    if pair[0] > pair[1]:
-        raise ValueError(f"the low end comes first (got {list(pair)})")
-    return pair
-
-
-# A (low, high) range augmentation draws from: checked when the config is read, since a
-# reversed or impossible range failed only once training first drew from it, minutes or hours in
-Fraction = Annotated[float, Field(gt=0, le=1)]
-Share = Annotated[float, Field(ge=0, le=1)]
-Positive = Annotated[float, Field(gt=0)]
-NonNegative = Annotated[float, Field(ge=0)]
-Quality = Annotated[int, Field(ge=0, le=100)]  # Pillow's JPEG qualities
-Band = Annotated[float, Field(ge=0, lt=0.5)]  # of a side, cut at both ends
-FractionRange = Annotated[tuple[Fraction, Fraction], AfterValidator(_ordered)]
-ShareRange = Annotated[tuple[Share, Share], AfterValidator(_ordered)]
-PositiveRange = Annotated[tuple[Positive, Positive], AfterValidator(_ordered)]
-NonNegativeRange = Annotated[tuple[NonNegative, NonNegative], AfterValidator(_ordered)]
-QualityRange = Annotated[tuple[Quality, Quality], AfterValidator(_ordered)]
-BandRange = Annotated[tuple[Band, Band], AfterValidator(_ordered)]
-
-
-class AugmentConfig(BaseModel):
-    """Each augmentation's probability and range; all zero gives the identity."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hflip: float = Field(0.5, ge=0, le=1)
-    affine: float = Field(0.3, ge=0, le=1)
-    max_rotation: float = Field(8.0, ge=0, le=180)
-    max_translate: float = Field(0.05, ge=0, le=1)
-    color_jitter: float = Field(0.5, ge=0, le=1)
-    # brightness factor drawn from [1 - b, 1 + b] when colour jitter applies; greyscale is for
-    # data whose real photos include black-and-white ones (off for the shipped recipe)
-    brightness: float = Field(0.2, ge=0, lt=1)
-    grayscale: float = Field(0.0, ge=0, le=1)
-    # a camera's own traces (off by default): sensor noise of this standard deviation (uint8
-    # units), then an unsharp-style sharpening of this strength (1 = unchanged), so that how
-    # noisy or crisp a face is cannot tell one source's camera or generator from another's
-    noise: float = Field(0.0, ge=0, le=1)
-    noise_sigma: NonNegativeRange = (1.0, 8.0)
-    sharpen: float = Field(0.0, ge=0, le=1)
-    sharpen_factor: NonNegativeRange = (1.5, 4.0)
-    random_crop: float = Field(0.3, ge=0, le=1)
-    crop_scale: FractionRange = (0.7, 1.0)
-    rescale: float = Field(0.3, ge=0, le=1)
-    rescale_range: FractionRange = (0.25, 1.0)
-    blur: float = Field(0.3, ge=0, le=1)
-    blur_sigma: PositiveRange = (0.1, 3.0)
-    jpeg: float = Field(0.5, ge=0, le=1)
-    jpeg_quality: QualityRange = (30, 100)
-    reframe: float = Field(0.0, ge=0, le=1)
-    reframe_cut: BandRange = (0.05, 0.3)
-    # patch masking (off by default): hide a random share of square patches so the decision
-    # cannot rest on a few regions (eyes, teeth) whose flaws are one generator's own
-    mask: float = Field(0.0, ge=0, le=1)
-    mask_fraction: ShareRange = (0.1, 0.5)
-    mask_patch: int = Field(16, ge=1)
-    # tile shuffling (off by default): cut the crop into square tiles and put them back in a
-    # random order, so whole-face content (who, what pose) cannot decide and local traces must;
-    # held out it ranked unseen generators no higher (docs/results.md, session 33)
-    shuffle: float = Field(0.0, ge=0, le=1)
-    shuffle_tile: int = Field(40, ge=1)
-
-    @classmethod
-    def none(cls) -> AugmentConfig:
-        return cls(hflip=0, affine=0, color_jitter=0, random_crop=0, rescale=0, blur=0, jpeg=0)
+from facetell.train.config import AugmentConfig
 
 
 class Reframe(nn.Module):

@@ -19,32 +19,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-
-class SyntheticConfig(BaseModel):
-    """How many real training faces are re-drawn, and how the re-drawing model is trained.
-
-    `fraction` of the real training crops are re-drawn and added to the training split as AI
-    images of source `source`; `downsample` is the decoder's up-sampling factor (a power of
-    two: 8 as in latent-diffusion VAEs loses more detail than 4), `latent` its code channels.
-    The network is fully convolutional, so it learns from random `patch`-pixel squares of the
-    crops (a 64-px patch costs a sixth of a 160-px crop) and re-draws whole crops.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    fraction: float = Field(0.5, gt=0.0, le=1.0)
-    downsample: int = Field(4, ge=2, le=16)
-    latent: int = Field(16, ge=1, le=64)
-    width: int = Field(32, ge=4, le=256)
-    epochs: int = Field(10, ge=1)
-    patch: int = Field(64, ge=8)
-    lr: float = Field(2e-3, gt=0)
-    batch_size: int = Field(32, ge=1)
-    source: str = "synthetic-redrawn"
-    seed: int = Field(0, ge=0)
+from facetell.train.config import SyntheticConfig
 
 
 class RedrawAutoencoder(nn.Module):
