@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -289,6 +290,12 @@ def launch_chromium(playwright):
             "--no-first-run",
         ],
     )
+
+
+def computed_rgb(page, selector: str = "body", part: str = "backgroundColor") -> list[int]:
+    """An element's colour as the browser draws it (the body's background by default)."""
+    value = page.eval_on_selector(selector, f"e => getComputedStyle(e).{part}")
+    return [int(number) for number in re.findall(r"\d+", value)[:3]]
 
 
 def drop_from_desktop(page, selector: str, paths: list[Path], address: str = "") -> None:

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from conftest import (
     astronaut,
     cat,
+    computed_rgb,
     encode,
     gan_faces,
     launch_chromium,
@@ -583,9 +584,14 @@ def test_evaluate_writes_a_report_a_browser_renders(bundle, labelled, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         audit = Axe().run(page)  # axe-core's WCAG rules: contrast, table headers, alt text...
         assert audit.violations_count == 0, audit.generate_report()
+        page.emulate_media(color_scheme="dark")  # the system's dark theme, as the web page's
+        assert max(computed_rgb(page)) < 60
+        audit = Axe().run(page)
+        assert audit.violations_count == 0, audit.generate_report()
         # printed on A4 (794 px less Chromium's margins), every table stays on the paper: on
         # screen a wide one scrolls, which paper cannot
-        page.emulate_media(media="print")
+        page.emulate_media(media="print")  # from the dark theme: light paper
+        assert min(computed_rgb(page)) > 200
         page.set_viewport_size({"width": 718, "height": 1000})
         past_the_edge = page.eval_on_selector_all(
             "table", "tables => tables.filter(t => t.getBoundingClientRect().right > 718).length"

@@ -27,6 +27,7 @@ from PIL import Image
 from conftest import (
     astronaut,
     cat,
+    computed_rgb,
     contact_sheet,
     drop_from_desktop,
     gan_faces,
@@ -801,13 +802,11 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         assert violations(page) == ""
         # the system's dark theme: a dark page whose verdicts and tags are as readable
         page.emulate_media(color_scheme="dark")
-        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-        assert max(int(n) for n in re.findall(r"\d+", background)) < 60, background
+        assert max(computed_rgb(page)) < 60
         assert violations(page) == ""
         # printed from the dark theme: dark ink on the white paper, without the upload controls
         page.emulate_media(media="print", color_scheme="dark")
-        ink = page.evaluate("getComputedStyle(document.querySelector('h1')).color")
-        assert max(int(n) for n in re.findall(r"\d+", ink)) < 60, ink
+        assert max(computed_rgb(page, "h1", "color")) < 60
         assert page.locator("#drop-zone").is_hidden()
         page.emulate_media(media="screen", color_scheme="light")
         with page.expect_download() as download:
@@ -816,6 +815,13 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         page.goto((tmp_path / "review.html").as_uri())
         expect(page.locator("article")).to_have_count(3)  # the unreadable file too
         assert violations(page) == ""
+        page.emulate_media(color_scheme="dark")  # the review page follows the theme too
+        assert max(computed_rgb(page)) < 60
+        assert max(computed_rgb(page, "article")) < 60
+        assert violations(page) == ""
+        page.emulate_media(media="print", color_scheme="dark")
+        assert min(computed_rgb(page, "article")) > 200
+        assert max(computed_rgb(page, "h1", "color")) < 60
         browser.close()
 
 

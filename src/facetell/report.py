@@ -25,10 +25,11 @@ _STYLE = (
     BASE_STYLE
     + """
 h2{margin-top:36px}.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-img.plot{max-width:100%;background:#fff;border:1px solid #dde1e7}.grid{display:grid;
-grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:12px}figure{background:#fff;
-border:1px solid #dde1e7;padding:6px}figure img{width:100%}.bad{color:#b42318}
-.good{color:#067647}dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px}
+img.plot{max-width:100%;background:#fff;border:1px solid var(--line)}.grid{display:grid;
+grid-template-columns:repeat(auto-fill,minmax(160px,1fr));gap:12px}figure{
+background:var(--surface);border:1px solid var(--line);padding:6px}figure img{width:100%}
+.bad{color:var(--bad)}.good{color:var(--good)}dl{display:grid;
+grid-template-columns:max-content auto;gap:4px 16px}
 dt{font-weight:600}#summary-table td:last-child{min-width:16em}
 """
 )

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facetell import __version__
 from facetell.inference import Detector, FaceResult, Result, stated_percent
-from facetell.pages import BASE_STYLE, NO_SCRIPTS, image_data_uri
+from facetell.pages import BASE_STYLE, LIGHT, NO_SCRIPTS, image_data_uri
 
 PHOTO_SIDE = 480  # px, the longest side of each photo as shown
 FACE_SIDE = 112  # px, the longest side of each face's crop as shown
@@ -38,8 +38,7 @@ FACE_MARGIN = 0.2  # of the box's size, added on each side of a face's crop
 # 5,000 in 11.5 s and 1.6 GB (docs/benchmarks.md, benchmarks/review_open.py).
 PER_FILE = 200
 PART_TITLE = "facetell review: images "  # a later file's title, how a rerun knows its own
-# Each at least 4.5:1 against white, as WCAG AA asks of text (the amber of "uncertain" most of all).
-VERDICT_COLOURS = {"ai": "#c4320a", "uncertain": "#a15c00", "real": "#067647"}
+VERDICT_COLOURS = {label: LIGHT[label] for label in ("ai", "uncertain", "real")}  # face boxes
 STATUS_WORDS = {"no_face": "no face", "error": "unreadable"}
 
 _STYLE = (
@@ -47,18 +46,18 @@ _STYLE = (
     + """
 h2{margin-top:32px}td{vertical-align:top}td.num{white-space:nowrap}.path{overflow-wrap:anywhere}
 td.path{min-width:16em}.counts span{display:inline-block;margin:0 8px 6px 0;padding:2px 10px;
-border-radius:12px;background:#eef1f5}.verdict{font-weight:700;text-transform:uppercase}
-.v-none{color:#4a5365}
-article{background:#fff;border:1px solid #dde1e7;margin:16px 0;padding:12px 16px}
+border-radius:12px;background:var(--head)}.verdict{font-weight:700;text-transform:uppercase}
+.v-none{color:var(--muted)}
+article{background:var(--surface);border:1px solid var(--line);margin:16px 0;padding:12px 16px}
 article h3{margin:0 0 8px;font-size:16px}.card{display:flex;flex-wrap:wrap;gap:16px;
 align-items:flex-start}.pictures{display:flex;flex-direction:column;gap:8px;max-width:100%}
 .facts{flex:1 1 300px;max-width:100%}.facts table{width:auto}
-figure img{max-width:100%;border:1px solid #dde1e7}
+figure img{max-width:100%;border:1px solid var(--line)}
 nav.parts a,nav.parts strong{display:inline-block;margin:0 10px 4px 0}
-figcaption{color:#4a5365}td img{display:block}.declares{color:#c4320a;font-weight:700}
-ul.clues{margin:6px 0;padding-left:20px;font-size:14px}.error{color:#b42318}
+figcaption{color:var(--muted)}td img{display:block}.declares{color:var(--ai);font-weight:700}
+ul.clues{margin:6px 0;padding-left:20px;font-size:14px}.error{color:var(--bad)}
 """
-    + "".join(f".v-{label}{{color:{colour}}}" for label, colour in VERDICT_COLOURS.items())
+    + "".join(f".v-{label}{{color:var(--{label})}}" for label in VERDICT_COLOURS)
 )
 
 
