@@ -265,6 +265,29 @@ def run_cli(
     )
 
 
+# `facetell ARGS` in one interpreter that says at exit which heavy libraries it imported
+TELLING_IMPORTS = """
+import sys
+from facetell.cli import app
+try:
+    app(sys.argv[1:], prog_name="facetell")
+finally:
+    heavy = ("torch", "sklearn", "scipy")
+    print("imported:", *[name for name in heavy if name in sys.modules], file=sys.stderr)
+"""
+
+
+def run_cli_telling_imports(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """`facetell ARGS` as run_cli runs it (stderr as text, without its last line), and which of
+    torch, scikit-learn and scipy it imported: a mistake should be answered before them."""
+    run = subprocess.run(
+        [sys.executable, "-c", TELLING_IMPORTS, *args], capture_output=True, text=True
+    )
+    *said, told = run.stderr.strip().splitlines()
+    run.stderr = "\n".join(said)
+    return run, set(told.split()[1:])
+
+
 def start_cli(*args: str) -> subprocess.Popen:
     """`facetell ARGS` started as a terminal starts it, to be stopped with Ctrl-C (SIGINT): a
     background job, as CI may run the tests, would pass SIGINT on ignored. Its stderr is piped."""

@@ -22,7 +22,15 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import astronaut, cat, encode, run_cli, smooth_photo, start_cli
+from conftest import (
+    astronaut,
+    cat,
+    encode,
+    run_cli,
+    run_cli_telling_imports,
+    smooth_photo,
+    start_cli,
+)
 from facetell.bundle import BundleError, TrainingImages, load_bundle
 from facetell.data import discover
 from facetell.errors import FacetellError
@@ -1320,17 +1328,6 @@ def test_a_folder_that_holds_a_run_is_continued_or_replaced_only_when_asked(
     ]  # fmt: skip
 
 
-# `facetell train ARGS` in one interpreter that says at exit whether torch was ever imported
-TRAIN_TELLING_TORCH = """
-import sys
-from facetell.cli import app
-try:
-    app(["train", *sys.argv[1:]], prog_name="facetell")
-finally:
-    print("torch imported:", "torch" in sys.modules, file=sys.stderr)
-"""
-
-
 def test_train_answers_a_mistaken_command_before_importing_torch(planted_dataset, tmp_path):
     """Importing torch and torchvision takes seconds; a mistyped config, a bad --set or a run
     folder that is in the way had waited 4.5 s for that import before its one-line answer."""
@@ -1351,13 +1348,11 @@ def test_train_answers_a_mistaken_command_before_importing_torch(planted_dataset
         ),
     }
     for mistake, (args, said) in mistakes.items():
-        answer = subprocess.run(
-            [sys.executable, "-c", TRAIN_TELLING_TORCH, *args], capture_output=True, text=True
-        )
-        error, told = answer.stderr.strip().splitlines()
+        answer, imported = run_cli_telling_imports("train", *args)
         assert answer.returncode == 2, mistake
-        assert error.startswith("error: ") and said in error, (mistake, error)
-        assert told == "torch imported: False", mistake
+        assert answer.stderr.startswith("error: ") and said in answer.stderr, mistake
+        assert "\n" not in answer.stderr, mistake
+        assert "torch" not in imported, mistake
     assert (finished / "metrics.json").read_text() == "{}"  # refused, not replaced
 
 

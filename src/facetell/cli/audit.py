@@ -160,8 +160,6 @@ def audit_command(
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the cross-validation folds."),
 ) -> None:
     """Audit datasets for shortcuts: per class and source, every fact that is not a face."""
-    from facetell.audit import audit
-
     if save_manifest:
         given = {real_path(path) for path in data}  # `audit faces.csv --save-manifest faces.csv`
         input_file = real_path(save_manifest) in given
@@ -189,6 +187,8 @@ def audit_command(
             samples, workers=workers, on_progress=lambda n: progress.advance(task, n)
         )
     groups = duplicate_groups(records, max_distance=near_duplicate_bits)
+    from facetell.audit import audit  # scikit-learn: a second, spent once the data is found
+
     report = audit(records, groups, seed=seed, origins=origins)
     if save_manifest:
         with writing(save_manifest):

@@ -160,8 +160,6 @@ def calibrate_command(
 
     Writes calibration.json into the bundle (or its copy in --out), and reference.safetensors
     for the familiarity check."""
-    from facetell.evaluate import fingerprints_of, score_dataset, thumbnail_copy
-
     size_correction = size_correction and not no_face_detect
     target = calibration_target(bundle, out, overwrite=overwrite)
     try:
@@ -169,6 +167,9 @@ def calibrate_command(
             bundle, data, "calibrate BUNDLE", detect_faces=not no_face_detect
         )
         samples = select_samples(data or [], split_file, split, limit, default_split="val")
+        # scipy and scikit-learn: a second, spent once the model and the data are found
+        from facetell.evaluate import fingerprints_of, score_dataset, thumbnail_copy
+
         fingerprints = fingerprints_of(samples)
         note_labelled_both_ways(samples, fingerprints, "each pair pulls the fit both ways")
         warn_if_trained_on(detector, fingerprints)

@@ -143,14 +143,6 @@ def evaluate_command(
 
     Every metric carries a 95% interval; bundles given with --compare are set beside the first
     with a paired interval for their AUROC difference."""
-    from facetell.evaluate import (
-        compare_auroc,
-        describe_seen,
-        evaluate_bundle,
-        fingerprints_of,
-    )
-    from facetell.report import describe_comparison, write_report
-
     refuse_output_in_class_folder(out, data or [])
     named: dict[Path, Path] = {}  # each bundle's file or folder, by the name it was given
     for given in (bundle, *compare):
@@ -167,6 +159,10 @@ def evaluate_command(
             *(Detector.load(path, limits=DATASET_LIMITS, **options) for path in compare),
         ]
         samples = select_samples(data or [], split_file, split, limit, default_split="test")
+        # scipy and scikit-learn: a second, spent once the model and the data are found
+        from facetell.evaluate import compare_auroc, describe_seen, evaluate_bundle, fingerprints_of
+        from facetell.report import describe_comparison, write_report
+
         fingerprints = fingerprints_of(samples)
         note_labelled_both_ways(samples, fingerprints, "one of each pair is scored a mistake")
         if exclude_seen:
