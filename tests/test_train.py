@@ -1538,6 +1538,11 @@ def test_out_of_range_settings_unknown_keys_and_list_items_are_checked_before_an
         "be greater than or equal to 1",
         "name=..": "name (--set name=..): a model name is one folder name: no / or \\, not . or "
         ".., no control characters",  # runs/NAME: '..' had made the run folder runs/..
+        # both had raised a traceback once every face was cut, minutes into the run
+        "synthetic={downsample: 6}": "synthetic.downsample (--set synthetic={downsample: 6}): a "
+        "power of two (2, 4, 8 or 16), not 6",
+        "synthetic={patch: 66}": "synthetic (--set synthetic={patch: 66}): patch 66 is not a "
+        "multiple of downsample 4, so the decoder cannot draw it back at its size",
     }
     for override, problem in refused.items():
         with pytest.raises(FacetellError) as caught:

@@ -121,6 +121,23 @@ class SyntheticConfig(BaseModel):
     source: str = "synthetic-redrawn"
     seed: int = Field(0, ge=0)
 
+    # checked here: training met them only after every face was cut, with a traceback
+    @field_validator("downsample")
+    @classmethod
+    def _power_of_two(cls, downsample: int) -> int:
+        if downsample & (downsample - 1):
+            raise ValueError(f"a power of two (2, 4, 8 or 16), not {downsample}")
+        return downsample
+
+    @model_validator(mode="after")
+    def _patches_of_whole_codes(self) -> SyntheticConfig:
+        if self.patch % self.downsample:
+            raise ValueError(
+                f"patch {self.patch} is not a multiple of downsample {self.downsample}, so the "
+                "decoder cannot draw it back at its size"
+            )
+        return self
+
 
 Schedule = Literal["cosine", "plateau", "constant"]
 MAX_SEED = 2**32 - 1  # scikit-learn's folds take numpy's legacy seeds, which stop here

@@ -59,14 +59,13 @@ def _as_float(crops: np.ndarray) -> torch.Tensor:
 
 
 def _patches(crops: np.ndarray, side: int, generator: torch.Generator) -> torch.Tensor:
-    """A random square of each crop (the whole crop when it is smaller), flipped half the time."""
+    """A random square of each crop, flipped half the time."""
     height, width = crops.shape[1:3]
-    side_y, side_x = min(side, height), min(side, width)
-    tops = torch.randint(0, height - side_y + 1, (len(crops),), generator=generator).tolist()
-    lefts = torch.randint(0, width - side_x + 1, (len(crops),), generator=generator).tolist()
+    tops = torch.randint(0, height - side + 1, (len(crops),), generator=generator).tolist()
+    lefts = torch.randint(0, width - side + 1, (len(crops),), generator=generator).tolist()
     flips = (torch.rand(len(crops), generator=generator) < 0.5).tolist()
     squares = [
-        crop[top : top + side_y, left : left + side_x, :][:, :: -1 if flip else 1]
+        crop[top : top + side, left : left + side, :][:, :: -1 if flip else 1]
         for crop, top, left, flip in zip(crops, tops, lefts, flips, strict=True)
     ]
     return _as_float(np.stack(squares))
@@ -84,6 +83,8 @@ def train_redrawer(
     model = RedrawAutoencoder(config.width, config.latent, config.downsample)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = config.epochs * -(-len(crops) // config.batch_size)
+    # crops smaller than a patch are taken whole, to a side the decoder draws back at its size
+    side = min(config.patch, *crops.shape[1:3]) // config.downsample * config.downsample
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps)
     model.train()
     for epoch in range(config.epochs):
@@ -91,7 +92,7 @@ def train_redrawer(
         losses = []
         for start in range(0, len(order), config.batch_size):
             chosen = np.sort(order[start : start + config.batch_size])
-            batch = _patches(crops[chosen], config.patch, generator)
+            batch = _patches(crops[chosen], side, generator)
             loss = nn.functional.l1_loss(model(batch), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
