@@ -983,6 +983,38 @@ def test_a_hold_out_the_data_lacks_is_refused_before_any_face_is_cut(planted_dat
     assert not cache.exists() or not any(cache.iterdir())  # no face was cut
 
 
+def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_first(
+    planted_dataset, tmp_path
+):
+    """An unknown model, model_kwargs it rejects and a cache folder that cannot be made were met
+    once every image was hashed (and cut, for the model): on the shared data minutes in, and
+    the cache folder with a traceback."""
+
+    class Stages(Reporter):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def stage(self, name: str, done: int, total: int) -> None:
+            self.seen.append(name)
+
+    in_the_way = tmp_path / "a file"
+    in_the_way.write_text("")
+    refused = {
+        "model=mobilenet_v3": "unknown model 'mobilenet_v3'",
+        "model_kwargs={pretrained: true, blocks: 99}": "model 'efficientnet_lite0': ",
+        f"cache_dir={in_the_way / 'cache'}": f"{in_the_way / 'cache'}: cannot keep the crop cache "
+        "there (not a directory); --set cache_dir=DIR names another folder",
+    }
+    for override, said in refused.items():
+        config = load_config(None, ["model=efficientnet_lite0", "phases=[{kind: head}]",
+                                    f"data.paths=[{planted_dataset}]", override])  # fmt: skip
+        stages = Stages()
+        with pytest.raises(FacetellError) as caught:
+            train(config, tmp_path / "run", reporter=stages)
+        assert str(caught.value).startswith(said), override
+        assert stages.seen == [], override  # not one image hashed
+
+
 def test_train_warns_when_file_facts_alone_separate_the_classes(tmp_path):
     """Real photos as JPEG and fakes as small PNGs: the audit's shortcut score flagged such data,
     but train, where a model learns the shortcut, said nothing."""

@@ -98,6 +98,21 @@ def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
     return digest.hexdigest()[:20]
 
 
+def crop_cache_folder(config: TrainConfig) -> Path:
+    """config.cache_dir, created; one that cannot be is refused in a line, where it had raised
+    a traceback once every image was hashed."""
+    folder = Path(config.cache_dir).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise FacetellError(
+            f"{folder}: cannot keep the crop cache there ({reason}); --set cache_dir=DIR names "
+            "another folder"
+        ) from None
+    return folder
+
+
 def cached_crops(
     samples: Sequence[Sample],
     recipe: CropRecipe,

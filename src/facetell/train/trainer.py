@@ -38,6 +38,7 @@ from facetell.train.augment import build_augment
 from facetell.train.config import AdversaryConfig, PhaseConfig, SyntheticConfig, TrainConfig
 from facetell.train.crops import (
     PreparedData,
+    crop_cache_folder,
     cropped_data,
     grouped_samples,
     make_splits,
@@ -216,11 +217,21 @@ class Reporter:
         class_balance is off."""
 
 
-def read_init_weights(config: TrainConfig) -> dict[str, torch.Tensor] | None:
-    """config.init_from's weights, checked against the config's model: a run's checkpoint, a
-    bundle (its folder or model.safetensors), or the member of an ensemble bundle (the shipped
-    model, `default`) that is of the config's architecture, so fine-tuning the shipped model is
-    one --set.
+def model_shapes(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The config's model as tensor shapes alone, no weights drawn or read: an unknown model,
+    or model_kwargs it rejects, is refused before the faces are cut, not minutes after."""
+    kwargs = {key: value for key, value in config.model_kwargs.items() if key != "pretrained"}
+    with torch.device("meta"):
+        return create_model(config.model, **kwargs).state_dict()
+
+
+def read_init_weights(
+    config: TrainConfig, own: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor] | None:
+    """config.init_from's weights, checked against the config's model (`own`, its state dict or
+    shapes): a run's checkpoint, a bundle (its folder or model.safetensors), or the member of an
+    ensemble bundle (the shipped model, `default`) that is of the config's architecture, so
+    fine-tuning the shipped model is one --set.
     """
     if config.init_from is None:
         return None
@@ -238,9 +249,6 @@ def read_init_weights(config: TrainConfig) -> dict[str, torch.Tensor] | None:
         spec = json.loads(bundle_config.read_text(encoding="utf-8"))
         if spec.get("architecture") == "ensemble":
             weights = _member_weights(path.parent, spec, weights, config)
-    kwargs = {key: value for key, value in config.model_kwargs.items() if key != "pretrained"}
-    with torch.device("meta"):  # shapes only: no weights drawn or read
-        own = create_model(config.model, **kwargs).state_dict()
     misfit = _misfit(own, weights)
     if misfit:
         raise FacetellError(
@@ -363,7 +371,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **config.model_kwargs)
         if init_weights is None and config.init_from is not None:
-            init_weights = read_init_weights(config)
+            init_weights = read_init_weights(config, self.model.state_dict())
         if init_weights is not None:
             # load_state_dict copies into the model's own dtypes (bundles may hold float16)
             self.model.load_state_dict(init_weights)
@@ -993,7 +1001,10 @@ def train(
     """
     prepare_run_folder(config, out_dir, resume=resume, overwrite=overwrite)
     reporter = reporter or Reporter()
-    init_weights = read_init_weights(config)  # a misfit is refused before the faces are cut
+    # a model that cannot be built, weights that misfit it, a cache folder that cannot be
+    # written: each refused before the faces are cut
+    init_weights = read_init_weights(config, model_shapes(config))
+    crop_cache_folder(config)
     skipped: list[Path] = []
     samples, records, groups = grouped_samples(config, on_progress=reporter.stage, skipped=skipped)
     # a hold-out the data lacks, too few images for the folds...: refused before faces are cut
