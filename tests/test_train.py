@@ -986,9 +986,9 @@ def test_a_hold_out_the_data_lacks_is_refused_before_any_face_is_cut(planted_dat
 def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_first(
     planted_dataset, tmp_path
 ):
-    """An unknown model, model_kwargs it rejects and a cache folder that cannot be made were met
-    once every image was hashed (and cut, for the model): on the shared data minutes in, and
-    the cache folder with a traceback."""
+    """An unknown model, model_kwargs it rejects, a phase the model cannot run and a cache folder
+    that cannot be made were met once every image was hashed (and cut, for the model): on the
+    shared data minutes in; the phase and the cache folder with a traceback."""
 
     class Stages(Reporter):
         def __init__(self) -> None:
@@ -1002,6 +1002,8 @@ def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_
     refused = {
         "model=mobilenet_v3": "unknown model 'mobilenet_v3'",
         "model_kwargs={pretrained: true, blocks: 99}": "model 'efficientnet_lite0': ",
+        "phases=[{kind: closed_form}]": "phases.0: model 'efficientnet_lite0' cannot run a "
+        "closed_form phase (it runs head, finetune, full)",  # an AttributeError's traceback
         f"cache_dir={in_the_way / 'cache'}": f"{in_the_way / 'cache'}: cannot keep the crop cache "
         "there (not a directory); --set cache_dir=DIR names another folder",
     }

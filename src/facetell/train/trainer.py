@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import time
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,12 +218,26 @@ class Reporter:
         class_balance is off."""
 
 
+# What a model must have to run a phase of each kind: a backbone to freeze, a closed-form fit
+PHASE_NEEDS = {"head": "freeze_backbone", "finetune": "freeze_backbone", "closed_form": "fit"}
+
+
 def model_shapes(config: TrainConfig) -> dict[str, torch.Tensor]:
     """The config's model as tensor shapes alone, no weights drawn or read: an unknown model,
-    or model_kwargs it rejects, is refused before the faces are cut, not minutes after."""
+    model_kwargs it rejects or a phase it cannot run is refused before the faces are cut, not
+    minutes after."""
     kwargs = {key: value for key, value in config.model_kwargs.items() if key != "pretrained"}
     with torch.device("meta"):
-        return create_model(config.model, **kwargs).state_dict()
+        model = create_model(config.model, **kwargs)
+    kinds = typing.get_args(PhaseConfig.model_fields["kind"].annotation)
+    runs = [kind for kind in kinds if kind not in PHASE_NEEDS or hasattr(model, PHASE_NEEDS[kind])]
+    for number, phase in enumerate(config.phases):
+        if phase.kind not in runs:
+            raise FacetellError(
+                f"phases.{number}: model {config.model!r} cannot run a {phase.kind} phase "
+                f"(it runs {', '.join(runs)})"
+            )
+    return model.state_dict()
 
 
 def read_init_weights(
