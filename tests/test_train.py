@@ -1017,6 +1017,42 @@ def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_
         assert stages.seen == [], override  # not one image hashed
 
 
+def test_overwrite_replaces_a_run_only_once_the_new_one_passes_every_check(
+    planted_dataset, tmp_path
+):
+    """--overwrite had removed the earlier run first: a mistyped model or data whose validation
+    split lacks a class was refused after the finished run was gone. The split is now also
+    refused before any face is cut."""
+
+    class Stages(Reporter):
+        def __init__(self) -> None:
+            self.seen: set[str] = set()
+
+        def stage(self, name: str, done: int, total: int) -> None:
+            self.seen.add(name)
+
+    run = tmp_path / "run"
+    train(config_for("spectrum", planted_dataset, tmp_path / "cache"), run)
+    finished = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    reals = sorted((planted_dataset / "real" / "camera").iterdir())
+    lopsided = tmp_path / "lopsided.csv"  # one AI image: validation cannot hold one
+    lopsided.write_text("path,label\n" + "".join(f"{path},real\n" for path in reals)
+                        + f"{next((planted_dataset / 'ai').rglob('*.png'))},ai\n")  # fmt: skip
+    for refused, said in (
+        (config_for("spectrum", planted_dataset, tmp_path / "cache", model="spectrun"),
+         "unknown model 'spectrun'"),
+        (config_for("spectrum", lopsided, tmp_path / "other cache"),
+         f"{run}: the validation split holds no AI images"),
+    ):  # fmt: skip
+        stages = Stages()
+        with pytest.raises(FacetellError) as caught:
+            train(refused, run, overwrite=True, reporter=stages)
+        assert str(caught.value).startswith(said)
+        assert "cropping" not in stages.seen
+        assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == finished
+    assert not (tmp_path / "other cache").exists() or not any((tmp_path / "other cache").iterdir())
+
+
 def test_train_warns_when_file_facts_alone_separate_the_classes(tmp_path):
     """Real photos as JPEG and fakes as small PNGs: the audit's shortcut score flagged such data,
     but train, where a model learns the shortcut, said nothing."""

@@ -167,7 +167,7 @@ def train_command(
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
     from facetell.train.config import is_shipped_recipe, load_config, resolve_recipe
-    from facetell.train.runs import prepare_run_folder, saved_config, summarise_runs
+    from facetell.train.runs import check_run_folder, saved_config, summarise_runs
 
     if resume and overwrite:
         raise fail("--resume continues the run folder's run and --overwrite replaces it: give one")
@@ -208,7 +208,7 @@ def train_command(
         refuse_output_in_class_folder(out_dir, config.data.paths)
         writable(out_dir, "--out", folder=True)
         # answered before torch is imported (seconds); `train` checks again for API callers
-        prepare_run_folder(config, out_dir, resume=resume, overwrite=overwrite)
+        check_run_folder(config, out_dir, resume=resume, overwrite=overwrite)
         progress = LoggedProgress(
             "[progress.description]{task.description}",
             BarColumn(),

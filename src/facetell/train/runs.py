@@ -136,21 +136,9 @@ def refuse_a_changed_resume(config: TrainConfig, out_dir: Path) -> None:
         )
 
 
-def refuse_or_clear_earlier_runs(out_dir: Path, overwrite: bool) -> None:
-    """Hours of training must not vanish under a repeated command: replace them only if asked."""
-    earlier = earlier_runs(out_dir)
-    if not earlier:
-        return
-    if not overwrite:
-        unfinished = [path for path in earlier if not (path / "metrics.json").is_file()]
-        if unfinished:
-            state, advice = "an unfinished", "--resume continues it, --overwrite starts again"
-        else:
-            state, advice = "a finished", "--overwrite replaces it"
-        raise FacetellError(
-            f"{out_dir}: holds {state} training run; {advice}, or give another --out"
-        )
-    for run_dir in earlier:
+def clear_earlier_runs(out_dir: Path) -> None:
+    """Remove what earlier runs wrote into out_dir (RUN_FILES, RUN_FOLDERS), nothing else."""
+    for run_dir in earlier_runs(out_dir):
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
         for name in RUN_FOLDERS:
@@ -160,16 +148,24 @@ def refuse_or_clear_earlier_runs(out_dir: Path, overwrite: bool) -> None:
     (out_dir / "summary.json").unlink(missing_ok=True)
 
 
-def prepare_run_folder(
-    config: TrainConfig, out_dir: Path, *, resume: bool, overwrite: bool
-) -> None:
-    """Continue the run in out_dir (`resume`), replace it (`overwrite`), or refuse: a mistyped
-    --out must not start hours of training afresh, nor a changed command mix two recipes."""
-    if not resume:
-        refuse_or_clear_earlier_runs(out_dir, overwrite)
-    elif not earlier_runs(out_dir):
+def check_run_folder(config: TrainConfig, out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse what would lose or mix up training: an earlier run in out_dir that is neither
+    continued (`resume`) nor replaced (`overwrite`), a resume with no run to continue (a
+    mistyped --out) or with other settings (two recipes mixed). Changes nothing: `train`
+    replaces a run only once every other check has passed."""
+    earlier = earlier_runs(out_dir)
+    if resume and not earlier:
         raise FacetellError(
             f"{out_dir}: no training run there to resume; drop --resume to start one"
         )
-    else:
+    if resume:
         refuse_a_changed_resume(config, out_dir)
+    elif earlier and not overwrite:
+        unfinished = [path for path in earlier if not (path / "metrics.json").is_file()]
+        if unfinished:
+            state, advice = "an unfinished", "--resume continues it, --overwrite starts again"
+        else:
+            state, advice = "a finished", "--overwrite replaces it"
+        raise FacetellError(
+            f"{out_dir}: holds {state} training run; {advice}, or give another --out"
+        )

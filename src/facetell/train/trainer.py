@@ -46,7 +46,13 @@ from facetell.train.crops import (
     source_balanced_weights,
     why_unreadable,
 )
-from facetell.train.runs import RunResult, plot_history, prepare_run_folder, summarise_runs
+from facetell.train.runs import (
+    RunResult,
+    check_run_folder,
+    clear_earlier_runs,
+    plot_history,
+    summarise_runs,
+)
 from facetell.train.synthesize import synthetic_fakes
 
 IMBALANCE = 4  # one class this many times the other's count: training says class_balance helps
@@ -344,6 +350,51 @@ def improves(auroc: float, loss: float, best_auroc: float, best_loss: float) -> 
     return auroc >= best_auroc - 1e-4 and loss < best_loss
 
 
+def refuse_a_split_without_both_classes(
+    split: SplitFile, targets: np.ndarray, groups: np.ndarray, valid: np.ndarray, out_dir: Path
+) -> None:
+    """Validation AUROC needs both classes: without one it was NaN every epoch, no best weights
+    were ever kept, and the run ended in a traceback after its first phase. `train` asks before
+    the faces are cut (every image taken as readable) and each run again after (`valid`: the
+    images that decoded)."""
+    assignment = np.array([row["split"] for row in split.rows])
+    for part, role in (("train", "training"), ("val", "validation")):
+        held = np.bincount(targets[(assignment == part) & valid], minlength=2)
+        missing = " or ".join(name for name, n in zip(("real", "AI"), held, strict=True) if not n)
+        if not missing:
+            continue
+        total = np.bincount(targets[valid], minlength=2)
+        remedy = (
+            f"add {missing} images to the data's own {part} part"
+            + ("" if part == "train" else ", or take the part away to draw it anew")
+            if part in split.params.get("given", ())
+            else "add images of the class missing (splits take whole sources' shares, so a few "
+            "per source at least)" + _few_distinct(held, targets, groups, valid)
+        )
+        raise FacetellError(
+            f"{out_dir}: the {role} split holds no {missing} images (the data has {total[0]} "
+            f"real and {total[1]} AI images that could be read); training needs both classes "
+            f"in training and validation: {remedy}"
+        )
+
+
+def _few_distinct(
+    held: np.ndarray, targets: np.ndarray, groups: np.ndarray, valid: np.ndarray
+) -> str:
+    """Why a class with images enough is missing from a part: near-copies form one group, and
+    a group stays in one part (eight crops of one photo are one image to a split)."""
+    said = ""
+    for target, name in enumerate(("real", "AI")):
+        of_class = valid & (targets == target)
+        n_groups = len(np.unique(groups[of_class]))
+        if not held[target] and 0 < n_groups < int(of_class.sum()) and n_groups < 3:
+            said += (
+                f"; the {int(of_class.sum())} {name} images are near-copies of {n_groups} "
+                f"{'image' if n_groups == 1 else 'images'}, and near-copies stay in one split"
+            )
+    return said
+
+
 class Trainer:
     """Runs one split of one config; the package docstring lists the steps."""
 
@@ -368,7 +419,7 @@ class Trainer:
             name: np.flatnonzero((assignment == name) & data.valid) for name in ("train", "val")
         }
         self.index["test"] = np.flatnonzero((assignment == "test") & data.valid)
-        self._refuse_a_split_without_both_classes()
+        refuse_a_split_without_both_classes(split, data.targets, data.groups, data.valid, out_dir)
         self.synthetic_count = 0
         if config.synthetic is not None:
             self._add_synthetic_fakes(config.synthetic)
@@ -565,43 +616,6 @@ class Trainer:
         self.state.bad_epochs = 0
         self.state.averaged = 0
         self._save_last(None, None)
-
-    def _refuse_a_split_without_both_classes(self) -> None:
-        """Validation AUROC needs both classes: without one it was NaN every epoch, no best
-        weights were ever kept, and the run ended in a traceback after its first phase."""
-        targets, names = self.data.targets, ("real", "AI")
-        for part, role in (("train", "training"), ("val", "validation")):
-            held = np.bincount(targets[self.index[part]], minlength=2)
-            missing = " or ".join(name for name, n in zip(names, held, strict=True) if not n)
-            if missing:
-                total = np.bincount(targets[self.data.valid], minlength=2)
-                remedy = (
-                    f"add {missing} images to the data's own {part} part"
-                    + ("" if part == "train" else ", or take the part away to draw it anew")
-                    if part in self.split.params.get("given", ())
-                    else "add images of the class missing (splits take whole sources' shares, "
-                    "so a few per source at least)" + self._few_distinct(held)
-                )
-                raise FacetellError(
-                    f"{self.out_dir}: the {role} split holds no {missing} images (the data has "
-                    f"{total[0]} real and {total[1]} AI images that could be read); training "
-                    f"needs both classes in training and validation: {remedy}"
-                )
-
-    def _few_distinct(self, held: np.ndarray) -> str:
-        """Why a class with images enough is missing from a part: near-copies form one group,
-        and a group stays in one part (eight crops of one photo are one image to a split)."""
-        said = ""
-        for target, name in enumerate(("real", "AI")):
-            of_class = self.data.valid & (self.data.targets == target)
-            n_groups = len(np.unique(self.data.groups[of_class]))
-            if not held[target] and 0 < n_groups < int(of_class.sum()) and n_groups < 3:
-                said += (
-                    f"; the {int(of_class.sum())} {name} images are near-copies of "
-                    f"{n_groups} {'image' if n_groups == 1 else 'images'}, and near-copies stay "
-                    "in one split"
-                )
-        return said
 
     def _save_weights(self, path: Path, module: nn.Module | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -1011,10 +1025,11 @@ def train(
 ) -> list[tuple[str, RunResult]]:
     """Train every run the config asks for (one split, K folds, held-out sources).
 
-    An earlier run in out_dir is continued with `resume`, replaced with `overwrite`, and
-    otherwise refused before any data is read.
+    An earlier run in out_dir is continued with `resume`, replaced with `overwrite` once every
+    check has passed (a refused command leaves it whole), and otherwise refused before any data
+    is read.
     """
-    prepare_run_folder(config, out_dir, resume=resume, overwrite=overwrite)
+    check_run_folder(config, out_dir, resume=resume, overwrite=overwrite)
     reporter = reporter or Reporter()
     # a model that cannot be built, weights that misfit it, a cache folder that cannot be
     # written: each refused before the faces are cut
@@ -1024,6 +1039,12 @@ def train(
     samples, records, groups = grouped_samples(config, on_progress=reporter.stage, skipped=skipped)
     # a hold-out the data lacks, too few images for the folds...: refused before faces are cut
     splits = make_splits(config, samples, groups)
+    targets, readable = np.array([s.target for s in samples]), np.ones(len(samples), dtype=bool)
+    for name, split in splits:
+        run_dir = out_dir / name if name else out_dir
+        refuse_a_split_without_both_classes(split, targets, groups, readable, run_dir)
+    if overwrite and not resume:  # every check passed: only now does the earlier run go
+        clear_earlier_runs(out_dir)
     data = cropped_data(config, samples, records, groups, on_progress=reporter.stage)
     if skipped:
         reporter.skipped(skipped)
