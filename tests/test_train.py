@@ -841,7 +841,7 @@ def test_unknown_model_names_suggest_the_closest():
 
 
 def listed_models(*pattern: str) -> dict[str, list[str]]:
-    """`facetell models`' table rows: name → parameters, weights, summary."""
+    """`facetell models`' table rows: name → parameters, weights, phases, summary."""
     listing = subprocess.run(
         [sys.executable, "-m", "facetell", "models", *pattern],
         capture_output=True,
@@ -852,11 +852,11 @@ def listed_models(*pattern: str) -> dict[str, list[str]]:
     return {
         cells[0]: cells[1:]
         for line in listing.splitlines()
-        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 4
+        if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 5
     }
 
 
-def test_models_lists_each_architecture_with_its_size_and_imagenet_weights():
+def test_models_lists_each_architecture_with_its_size_imagenet_weights_and_phases():
     rows = listed_models()
     assert set(list_models()) <= set(rows)
     # a plain word finds the names that hold it; a pattern matches whole names
@@ -866,6 +866,10 @@ def test_models_lists_each_architecture_with_its_size_and_imagenet_weights():
     size = sum(p.numel() for p in mobilenet.parameters()) / 1e6
     assert rows["mobilenet_v2"][:2] == [f"{size:.2f} M", "installed"]  # make setup installs it
     assert rows["spectrum"][1] == "none needed" and rows["ensemble"][0] == "its members'"
+    # the kinds of phase train accepts for each: a closed_form one for a CNN had ended in a
+    # traceback once every face was cut
+    assert rows["efficientnet_lite0"][2] == rows["mobilenet_v2"][2] == "head, finetune, full"
+    assert (rows["npr"][2], rows["spectrum"][2]) == ("full", "full, closed_form")
     missing = ModelEntry("x", lambda: mobilenet, "a model", weights_package="no_such_weights_pkg")
     assert missing.weights_installed is False
 

@@ -362,22 +362,27 @@ def models_command(
     import torch
 
     from facetell.models import BadModelArguments, create_model, model_entries
+    from facetell.train.trainer import phases_it_runs
 
     wildcard = any(character in pattern for character in "*?[")
     entries = model_entries(pattern if wildcard else f"*{pattern}*")
     if not entries:
         raise fail(f"no registered model matches {pattern!r} (try `facetell models`)")
     table = Table(title="facetell models", caption="train one: --set model=NAME in a config")
-    for column in ("name", "parameters", "ImageNet weights", "what it is"):
+    for column in ("name", "parameters", "ImageNet weights", "phases", "what it is"):
         table.add_column(column, overflow="fold")
     missing = Text.assemble(("missing", "red"), " (make setup)")
     weights = {True: "installed", False: missing, None: "none needed"}
     for entry in entries:
         try:
             with torch.device("meta"):  # shapes only: no weights drawn or read
-                count = sum(p.numel() for p in create_model(entry.name).parameters())
+                model = create_model(entry.name)
+            count = sum(p.numel() for p in model.parameters())
             parameters = f"{count / 1e6:.2f} M" if count >= 10_000 else f"{count:,}"
+            phases = ", ".join(phases_it_runs(model))
         except BadModelArguments:  # an ensemble is built from its members' bundles
-            parameters = "its members'"
-        table.add_row(entry.name, parameters, weights[entry.weights_installed], entry.summary)
+            parameters, phases = "its members'", "none: facetell ensemble"
+        table.add_row(
+            entry.name, parameters, weights[entry.weights_installed], phases, entry.summary
+        )
     console.print(table)

@@ -228,6 +228,12 @@ class Reporter:
 PHASE_NEEDS = {"head": "freeze_backbone", "finetune": "freeze_backbone", "closed_form": "fit"}
 
 
+def phases_it_runs(model: nn.Module) -> list[str]:
+    """The kinds of phase a model can be trained in (`facetell models` lists them)."""
+    kinds = typing.get_args(PhaseConfig.model_fields["kind"].annotation)
+    return [kind for kind in kinds if kind not in PHASE_NEEDS or hasattr(model, PHASE_NEEDS[kind])]
+
+
 def model_shapes(config: TrainConfig) -> dict[str, torch.Tensor]:
     """The config's model as tensor shapes alone, no weights drawn or read: an unknown model,
     model_kwargs it rejects or a phase it cannot run is refused before the faces are cut, not
@@ -235,8 +241,7 @@ def model_shapes(config: TrainConfig) -> dict[str, torch.Tensor]:
     kwargs = {key: value for key, value in config.model_kwargs.items() if key != "pretrained"}
     with torch.device("meta"):
         model = create_model(config.model, **kwargs)
-    kinds = typing.get_args(PhaseConfig.model_fields["kind"].annotation)
-    runs = [kind for kind in kinds if kind not in PHASE_NEEDS or hasattr(model, PHASE_NEEDS[kind])]
+    runs = phases_it_runs(model)
     for number, phase in enumerate(config.phases):
         if phase.kind not in runs:
             raise FacetellError(
