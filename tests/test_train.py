@@ -1009,7 +1009,7 @@ def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_
         "phases=[{kind: closed_form}]": "phases.0: model 'efficientnet_lite0' cannot run a "
         "closed_form phase (it runs head, finetune, full)",  # an AttributeError's traceback
         f"cache_dir={in_the_way / 'cache'}": f"{in_the_way / 'cache'}: cannot keep the crop cache "
-        "there (not a directory); --set cache_dir=DIR names another folder",
+        f"there ({in_the_way} is a file); --set cache_dir=DIR names another folder",
     }
     for override, said in refused.items():
         config = load_config(None, ["model=efficientnet_lite0", "phases=[{kind: head}]",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -98,19 +99,22 @@ def _cache_key(samples: Sequence[Sample], recipe: CropRecipe) -> str:
     return digest.hexdigest()[:20]
 
 
-def crop_cache_folder(config: TrainConfig) -> Path:
-    """config.cache_dir, created; one that cannot be is refused in a line, where it had raised
-    a traceback once every image was hashed."""
+def check_crop_cache_folder(config: TrainConfig) -> None:
+    """Refuse a config.cache_dir that cannot be made or written, before any work and without
+    making it (a refused run leaves nothing behind); it had raised a traceback once every image
+    was hashed."""
     folder = Path(config.cache_dir).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        reason = (error.strerror or str(error)).lower()
-        raise FacetellError(
-            f"{folder}: cannot keep the crop cache there ({reason}); --set cache_dir=DIR names "
-            "another folder"
-        ) from None
-    return folder
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        why = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing} is not writable"
+    else:
+        return
+    raise FacetellError(
+        f"{folder}: cannot keep the crop cache there ({why}); --set cache_dir=DIR names another "
+        "folder"
+    )
 
 
 def cached_crops(

@@ -39,7 +39,7 @@ from facetell.train.augment import build_augment
 from facetell.train.config import AdversaryConfig, PhaseConfig, SyntheticConfig, TrainConfig
 from facetell.train.crops import (
     PreparedData,
-    crop_cache_folder,
+    check_crop_cache_folder,
     cropped_data,
     grouped_samples,
     make_splits,
@@ -1039,7 +1039,7 @@ def train(
     # a model that cannot be built, weights that misfit it, a cache folder that cannot be
     # written: each refused before the faces are cut
     init_weights = read_init_weights(config, model_shapes(config))
-    crop_cache_folder(config)
+    check_crop_cache_folder(config)
     skipped: list[Path] = []
     samples, records, groups = grouped_samples(config, on_progress=reporter.stage, skipped=skipped)
     # a hold-out the data lacks, too few images for the folds...: refused before faces are cut
