@@ -1019,6 +1019,14 @@ def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_
             train(config, tmp_path / "run", reporter=stages)
         assert str(caught.value).startswith(said), override
         assert stages.seen == [], override  # not one image hashed
+    # where only making the folder tells (a pseudo file system): one line, not a traceback
+    settings = ["model=efficientnet_lite0", "phases=[{kind: head}]"]
+    config = load_config(None, [*settings, f"data.paths=[{planted_dataset}]", "cache_dir=/proc/ft"])
+    with pytest.raises(FacetellError) as caught:
+        train(config, tmp_path / "run")
+    assert str(caught.value).startswith(
+        "/proc/ft: cannot keep the crop cache there (no such file or directory)"
+    )
 
 
 def test_overwrite_replaces_a_run_only_once_the_new_one_passes_every_check(

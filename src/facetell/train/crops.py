@@ -111,7 +111,11 @@ def check_crop_cache_folder(config: TrainConfig) -> None:
         why = f"{existing} is not writable"
     else:
         return
-    raise FacetellError(
+    raise _no_cache_there(folder, why)
+
+
+def _no_cache_there(folder: Path, why: str) -> FacetellError:
+    return FacetellError(
         f"{folder}: cannot keep the crop cache there ({why}); --set cache_dir=DIR names another "
         "folder"
     )
@@ -131,7 +135,10 @@ def cached_crops(
     Decoding and cropping thousands of images costs minutes; every later run with the same
     files and recipe (folds, held-out sources, other families) reads them back in seconds.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # what the early check cannot see (/proc, a full disk)
+        raise _no_cache_there(cache_dir, (error.strerror or str(error)).lower()) from None
     key = _cache_key(samples, recipe)
     crops_path, states_path = cache_dir / f"crops-{key}.npy", cache_dir / f"crops-{key}.states.npy"
     if crops_path.is_file() and states_path.is_file():
