@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime
+import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -184,6 +187,51 @@ def test_a_report_without_mistakes_says_so(labelled, tmp_path):
     mistakes = page[page.index('<section id="mistakes">') :]
     assert "None: every scored face is on the side of the threshold its label says." in mistakes
     assert "mistake-gallery" not in mistakes  # the note had sat in one narrow grid cell
+
+
+def gallery_pictures(report: Path) -> list[Image.Image]:
+    """The pictures of a report's high-confidence mistakes, in order."""
+    page = report.read_text(encoding="utf-8")
+    gallery = page[page.index('id="mistake-gallery"') :]
+    sources = re.findall(r'<img src="data:image/jpeg;base64,([^"]+)"', gallery)
+    return [Image.open(io.BytesIO(base64.b64decode(source))).convert("RGB") for source in sources]
+
+
+def test_the_mistakes_gallery_puts_the_surest_first_and_shows_where_the_model_looked(tmp_path):
+    """Mistakes were ranked by their distance from the cut (0.96): an AI face at P(ai) 0.40
+    came before a real one at 1.000, which the model was far surer of. The gallery showed plain
+    pictures, which cannot say what the model saw."""
+    data = tmp_path / "labelled the wrong way"
+    (data / "real").mkdir(parents=True)
+    (data / "ai").mkdir()
+    for i, face in enumerate(gan_faces(3, seed=4, size=160)):  # called AI, labelled real
+        face.save(data / "real" / f"{i}.png")
+    for i in range(3):  # called uncertain or real, labelled AI
+        astronaut().crop((30 * i, 0, 30 * i + 420, 420)).save(data / "ai" / f"{i}.jpg")
+    reports = {}
+    for explain in ("--explain", "--no-explain"):
+        reports[explain] = tmp_path / explain
+        run = facetell("evaluate", "default", str(data), "--out", str(reports[explain]),
+                       "--robustness-limit", "0", "--resamples", "0", explain)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    mistakes = json.loads((reports["--explain"] / "metrics.json").read_text())["mistakes"]
+    assert {m["truth"] for m in mistakes} == {"real", "ai"}
+    given_to_the_wrong_class = [
+        m["p_ai"] if m["truth"] == "real" else 1 - m["p_ai"] for m in mistakes
+    ]
+    assert given_to_the_wrong_class == sorted(given_to_the_wrong_class, reverse=True)
+    assert mistakes[0]["truth"] == "real"
+    for explain, report in reports.items():
+        pictures = gallery_pictures(report / "report.html")
+        assert len(pictures) == len(mistakes)
+        photo = Image.open(mistakes[0]["path"]).convert("RGB").resize(pictures[0].size)
+        changed = np.abs(np.asarray(pictures[0], float) - np.asarray(photo, float)).mean()
+        if explain == "--explain":  # the face's heat map and box drawn over the photo
+            assert changed > 20, changed
+        else:
+            assert changed < 5, changed
+    page = (reports["--explain"] / "report.html").read_text(encoding="utf-8")
+    assert "heat maps: where the model looked" in page
 
 
 def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):

@@ -43,6 +43,7 @@ from facetell.data import Sample, sample_per_source
 from facetell.errors import FacetellError
 from facetell.inference import Detector
 from facetell.io import jpeg_roundtrip, transformed
+from facetell.pages import image_data_uri
 
 
 def auroc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float:
@@ -655,6 +656,9 @@ class Evaluation:
     # how many of the images the bundle was fitted on, by split (None: it records none)
     seen_in_training: dict[str, int] | None = None
     calibrated_threshold: float | None = None  # the bundle's own, when another one was given
+    # the mistakes' heat maps (the photo with where the model looked) as data URIs, by path:
+    # for the report's gallery, not metrics.json
+    mistake_heatmaps: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -749,6 +753,27 @@ def robustness_subset(samples: Sequence[Sample], limit: int, seed: int = 0) -> l
     return sample_per_source(samples, max(1, limit // n_sources), seed)
 
 
+HEATMAP_SIDE = 320  # a gallery cell's picture, sharp at twice its 160 px
+
+
+def mistake_heatmaps(
+    detector: Detector, paths: Sequence[str], on_progress: Callable[[int], None] | None = None
+) -> dict[str, str]:
+    """Each mistaken photo with its faces' heat maps, boxes and verdicts drawn in, as a JPEG
+    data URI: where the model looked when it was surest and wrong, which a plain picture cannot
+    say (Grad-CAM needs torch, imported only here)."""
+    from facetell.explain import OVERLAY_JPEG, explain
+
+    overlays = {}
+    for path in paths:
+        overlay = explain(detector, path, max_side=HEATMAP_SIDE, caption=False).overlay
+        if overlay is not None:  # gone since it was scored: the report shows a grey square
+            overlays[path] = image_data_uri(overlay, "JPEG", **OVERLAY_JPEG)
+        if on_progress:
+            on_progress(1)
+    return overlays
+
+
 def evaluate_bundle(
     detector: Detector,
     samples: Sequence[Sample],
@@ -759,10 +784,12 @@ def evaluate_bundle(
     resamples: int = RESAMPLES,
     on_progress: Callable[[str, int, int], None] | None = None,
     fingerprints: Sequence[bytes | None] | None = None,
+    explain_mistakes: bool = True,
 ) -> Evaluation:
     """Score, measure with 95% intervals (`resamples` bootstrap draws; 0 leaves out those that
-    need them), sweep robustness, pick the high-confidence mistakes, and count the images the
-    bundle was fitted on (`fingerprints`: the samples', when already computed)."""
+    need them), sweep robustness, pick the high-confidence mistakes (with their heat maps,
+    unless not `explain_mistakes`), and count the images the bundle was fitted on
+    (`fingerprints`: the samples', when already computed)."""
 
     def progress(stage: str, total: int) -> Callable[[int], None] | None:
         return (lambda n: on_progress(stage, n, total)) if on_progress else None
@@ -818,8 +845,16 @@ def evaluate_bundle(
             )
             robustness[name] = row
     wrong = np.flatnonzero(ok & ((scored.p_ai >= threshold) != (scored.targets == 1)))
-    confidence = np.abs(scored.p_ai[wrong] - threshold)
-    worst = wrong[np.argsort(-confidence)][:mistakes]
+    # surest first: the probability given to the wrong class (a real face at P(ai) 1.000 before
+    # an AI face at 0.40). Distance from the cut had put that AI face first, as the cut is high.
+    wrong_class = np.where(scored.targets[wrong] == 1, 1.0 - scored.p_ai[wrong], scored.p_ai[wrong])
+    worst = wrong[np.argsort(-wrong_class, kind="stable")][:mistakes]
+    worst_paths = [scored.paths[i] for i in worst]
+    heatmaps = (
+        mistake_heatmaps(detector, worst_paths, progress("heat maps of mistakes", len(worst)))
+        if explain_mistakes and len(worst)
+        else {}
+    )
     n_images = len(samples)
     return Evaluation(
         bundle=detector.model_name,
@@ -842,6 +877,7 @@ def evaluate_bundle(
             }
             for i in worst
         ],
+        mistake_heatmaps=heatmaps,
         seen_in_training=None
         if detector.bundle.training_images is None
         else seen_in_training(

@@ -217,13 +217,15 @@ def explain(
     *,
     name: str | None = None,
     max_side: int = 2048,
+    caption: bool = True,
 ) -> Explanation:
     """Predict, then draw each face's heat map into its crop's square on the upright image.
 
     Maps from crops of different recipes (an ensemble's members) are averaged where they overlap;
     `heatmaps` holds each face's map in crop coordinates of the first recipe that has maps. The
     overlay is drawn on a copy at most `max_side` px long, with text sized to it: a 24 MP photo
-    drawn at full size took 16 s, 4.6 MB of PNG and captions too small to read.
+    drawn at full size took 16 s, 4.6 MB of PNG and captions too small to read. Without
+    `caption` the overlay bears no "where the model looked" line (a page that says it once).
     """
     prepared = detector.prepare(item, name)
     started = time.perf_counter()
@@ -270,10 +272,10 @@ def explain(
         x, y, w, h = (v * scale for v in face_result.box)
         colour = _VERDICT_COLOURS[face_result.label]
         draw.rectangle((x, y, x + w, y + h), outline=colour, width=line)
-        caption = f"{face_result.label} {stated_percent(face_result.p_ai)}"
-        draw.text((x, max(0, y - text_size - line)), caption, fill=colour, **outlined)
-    caption = next((c for c in CAPTIONS if draw.textlength(c, font=font) <= width - 8), None)
-    if caption:
-        draw.text((4, height - text_size - 4), caption, fill=(255, 255, 255), **outlined)
+        verdict = f"{face_result.label} {stated_percent(face_result.p_ai)}"
+        draw.text((x, max(0, y - text_size - line)), verdict, fill=colour, **outlined)
+    fitting = (c for c in CAPTIONS if draw.textlength(c, font=font) <= width - 8)
+    if caption and (words := next(fitting, None)):
+        draw.text((4, height - text_size - 4), words, fill=(255, 255, 255), **outlined)
     first = next(m for m in maps if m is not None)
     return Explanation(result, overlay, tuple(first), method, image)

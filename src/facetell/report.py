@@ -513,14 +513,24 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             "scored",
         ]
     robust_table = _table(robust_headers, robust_rows, "robustness-table") if robust_rows else ""
+    # with its heat map where evaluate drew one, else the plain picture
+    heat_note = (
+        " Each photo shows its faces' heat maps: where the model looked, an aid to judgement, "
+        "not proof."
+        if main.mistake_heatmaps
+        else ""
+    )
+    pictures = [
+        main.mistake_heatmaps.get(m["path"]) or _thumbnail_uri(m["path"]) for m in main.mistakes
+    ]
     gallery = (
         '<div class="grid" id="mistake-gallery">'
         + "".join(
-            f'<figure><img src="{_thumbnail_uri(m["path"])}" alt="{html.escape(m["path"])}">'
+            f'<figure><img src="{picture}" alt="{html.escape(m["path"])}">'
             f"<figcaption>truth <b>{m['truth']}</b>, P(ai) {m['p_ai']:.3f}"
             f"<br>{html.escape(m['source'])}"
             f"<br><small>{html.escape(Path(m['path']).name)}</small></figcaption></figure>"
-            for m in main.mistakes
+            for m, picture in zip(main.mistakes, pictures, strict=True)
         )
         + "</div>"
         if main.mistakes
@@ -625,7 +635,7 @@ perturbed copies. Drops compare the images scored both ways (a face a perturbati
 in "scored" instead); their 95% interval draws the same images for both, so it is narrow.</p>
 {robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
 <section id="mistakes"><h2>High-confidence mistakes{whose}</h2><p>The wrong answers the model was
-surest of: the first place to look for label noise, shortcuts or blind spots.</p>
+surest of: the first place to look for label noise, shortcuts or blind spots.{heat_note}</p>
 {gallery}</section>
 </main></body></html>"""
     path = folder / "report.html"

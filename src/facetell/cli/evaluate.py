@@ -138,6 +138,12 @@ def evaluate_command(
         "Wilson interval).",
         rich_help_panel="Report",
     ),
+    explain: bool = typer.Option(
+        True,
+        help="Draw the heat maps of the high-confidence mistakes into the report's gallery "
+        "(imports torch: a few seconds).",
+        rich_help_panel="Report",
+    ),
 ) -> None:
     """Evaluate bundles on labelled data: metrics, plots, robustness and an HTML report.
 
@@ -182,6 +188,7 @@ def evaluate_command(
                         resamples=resamples,
                         on_progress=_stage_progress(progress),
                         fingerprints=fingerprints,
+                        explain_mistakes=explain,
                     )
                 )
         names = Counter(evaluation.bundle for evaluation in evaluations)
