@@ -310,10 +310,12 @@ def test_a_cut_mobilenet_learns_and_reloads_with_only_its_blocks(planted_dataset
     np.testing.assert_allclose(detector.logits(list(data.crops[:8])), logits, atol=1e-4)
     with pytest.raises(ValueError, match="blocks must be 1-19"):
         create_model("mobilenet_v2", blocks=20)
-    with pytest.raises(
-        FacetellError, match=r"'mobilenet_v2': .*unexpected keyword argument 'depth'"
-    ):
-        create_model("mobilenet_v2", depth=2)  # a config typo: one line for the CLI, no traceback
+    with pytest.raises(FacetellError) as typo:  # one line for the CLI, no traceback
+        create_model("mobilenet_v2", depth=2)
+    assert str(typo.value) == (  # it had named the builder function, not what the model takes
+        "model 'mobilenet_v2' takes no 'depth' in model_kwargs (it takes pretrained, dropout, "
+        "blocks; --set model_kwargs={...} replaces the config's)"
+    )
 
 
 def test_frozen_feature_cache_gives_the_same_head_as_recomputing(planted_dataset, tmp_path):
@@ -1005,7 +1007,8 @@ def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_
     in_the_way.write_text("")
     refused = {
         "model=mobilenet_v3": "unknown model 'mobilenet_v3'",
-        "model_kwargs={pretrained: true, blocks: 99}": "model 'efficientnet_lite0': ",
+        "model_kwargs={pretrained: true, blocks: 99}": "model 'efficientnet_lite0' takes no "
+        "'blocks' in model_kwargs (it takes pretrained, dropout, high_pass_sigma",
         "phases=[{kind: closed_form}]": "phases.0: model 'efficientnet_lite0' cannot run a "
         "closed_form phase (it runs head, finetune, full)",  # an AttributeError's traceback
         f"cache_dir={in_the_way / 'cache'}": f"{in_the_way / 'cache'}: cannot keep the crop cache "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib.util
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -79,6 +80,14 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         raise UnknownModel(
             f"unknown model {name!r}{hint} (registered: {', '.join(list_models())})"
         ) from None
+    accepted = inspect.signature(builder).parameters
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    if unknown := [] if open_ended else [key for key in kwargs if key not in accepted]:
+        # a recipe's kwargs kept under --set model=OTHER, or a typo: name what the model takes
+        raise BadModelArguments(
+            f"model {name!r} takes no {', '.join(map(repr, unknown))} in model_kwargs (it takes "
+            f"{', '.join(accepted) or 'none'}; --set model_kwargs={{...}} replaces the config's)"
+        )
     try:
         return builder(**kwargs)
     except BadModelArguments:
