@@ -1022,6 +1022,13 @@ def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_
             train(config, tmp_path / "run", reporter=stages)
         assert str(caught.value).startswith(said), override
         assert stages.seen == [], override  # not one image hashed
+    adversary = load_config(None, ["model=npr", "phases=[{kind: full}]", "adversary={}",
+                                   f"data.paths=[{planted_dataset}]"])  # fmt: skip
+    stages = Stages()
+    with pytest.raises(FacetellError) as caught:  # had been refused once every face was cut
+        train(adversary, tmp_path / "run", reporter=stages)
+    assert str(caught.value) == "adversary needs a pooled-backbone model (embed + head), not 'npr'"
+    assert stages.seen == []
     # where only making the folder tells (a pseudo file system): one line, not a traceback
     settings = ["model=efficientnet_lite0", "phases=[{kind: head}]"]
     config = load_config(None, [*settings, f"data.paths=[{planted_dataset}]", "cache_dir=/proc/ft"])

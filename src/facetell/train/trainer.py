@@ -241,6 +241,13 @@ def model_shapes(config: TrainConfig) -> dict[str, torch.Tensor]:
     kwargs = {key: value for key, value in config.model_kwargs.items() if key != "pretrained"}
     with torch.device("meta"):
         model = create_model(config.model, **kwargs)
+    refuse_what_the_model_cannot_do(config, model)
+    return model.state_dict()
+
+
+def refuse_what_the_model_cannot_do(config: TrainConfig, model: nn.Module) -> None:
+    """A phase kind the model has no means for, or a source adversary on a model without pooled
+    features: asked by `train` before the faces are cut, and by a Trainer made directly."""
     runs = phases_it_runs(model)
     for number, phase in enumerate(config.phases):
         if phase.kind not in runs:
@@ -248,7 +255,10 @@ def model_shapes(config: TrainConfig) -> dict[str, torch.Tensor]:
                 f"phases.{number}: model {config.model!r} cannot run a {phase.kind} phase "
                 f"(it runs {', '.join(runs)})"
             )
-    return model.state_dict()
+    if config.adversary is not None and not hasattr(model, "embed"):
+        raise FacetellError(
+            f"adversary needs a pooled-backbone model (embed + head), not {config.model!r}"
+        )
 
 
 def read_init_weights(
@@ -441,6 +451,7 @@ class Trainer:
         )
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, **config.model_kwargs)
+        refuse_what_the_model_cannot_do(config, self.model)
         if init_weights is None and config.init_from is not None:
             init_weights = read_init_weights(config, self.model.state_dict())
         if init_weights is not None:
@@ -462,10 +473,6 @@ class Trainer:
     def _source_adversary(self, settings: AdversaryConfig) -> tuple[SourceAdversary, np.ndarray]:
         """The adversary over this split's training sources of the classes it plays on, and
         every image's source number (-1: a source it does not play on)."""
-        if not hasattr(self.model, "embed"):
-            raise FacetellError(
-                f"adversary needs a pooled-backbone model (embed + head), not {self.config.model!r}"
-            )
         train = self.index["train"]
         source_class = {self.data.sources[i]: int(self.data.targets[i]) for i in train}
         playing = {("real", "ai").index(name) for name in settings.classes}
