@@ -255,7 +255,9 @@ def test_explanations_asked_at_once_each_get_their_own_heat_maps(server):
 
     alone = {name: overlay(name) for name in photos}
     names = list(photos) * 8
-    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+    # as many at once as the server has slots (2): a third waited for one, and on a loaded
+    # machine past the 2 s the server waits before it answers 503 busy
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(overlay, names))
     for name, picture in zip(names, together, strict=True):
         assert picture.shape == alone[name].shape
