@@ -989,20 +989,23 @@ def test_a_hold_out_the_data_lacks_is_refused_before_any_face_is_cut(planted_dat
     assert not cache.exists() or not any(cache.iterdir())  # no face was cut
 
 
-def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_first(
+class StagesSeen(Reporter):
+    """A silent reporter that notes which stages (hashing, cropping) a run reached."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        self.seen.add(name)
+
+
+def test_what_a_config_asks_of_its_model_and_cache_folder_is_checked_before_any_image(
     planted_dataset, tmp_path
 ):
-    """An unknown model, model_kwargs it rejects, a phase the model cannot run and a cache folder
-    that cannot be made were met once every image was hashed (and cut, for the model): on the
-    shared data minutes in; the phase and the cache folder with a traceback."""
-
-    class Stages(Reporter):
-        def __init__(self) -> None:
-            self.seen: list[str] = []
-
-        def stage(self, name: str, done: int, total: int) -> None:
-            self.seen.append(name)
-
+    """An unknown model, model_kwargs it rejects, a phase or an adversary the model cannot run
+    and a cache folder that cannot be made were met once every image was hashed (and cut, for
+    the model): on the shared data minutes in; the phase and the cache folder with a traceback."""
+    lite0 = ["model=efficientnet_lite0", "phases=[{kind: head}]", f"data.paths=[{planted_dataset}]"]
     in_the_way = tmp_path / "a file"
     in_the_way.write_text("")
     refused = {
@@ -1015,23 +1018,21 @@ def test_a_model_that_cannot_be_built_or_a_cache_that_cannot_be_kept_is_refused_
         f"there ({in_the_way} is a file); --set cache_dir=DIR names another folder",
     }
     for override, said in refused.items():
-        config = load_config(None, ["model=efficientnet_lite0", "phases=[{kind: head}]",
-                                    f"data.paths=[{planted_dataset}]", override])  # fmt: skip
-        stages = Stages()
+        config = load_config(None, [*lite0, override])
+        stages = StagesSeen()
         with pytest.raises(FacetellError) as caught:
             train(config, tmp_path / "run", reporter=stages)
         assert str(caught.value).startswith(said), override
-        assert stages.seen == [], override  # not one image hashed
+        assert stages.seen == set(), override  # not one image hashed
     adversary = load_config(None, ["model=npr", "phases=[{kind: full}]", "adversary={}",
                                    f"data.paths=[{planted_dataset}]"])  # fmt: skip
-    stages = Stages()
+    stages = StagesSeen()
     with pytest.raises(FacetellError) as caught:  # had been refused once every face was cut
         train(adversary, tmp_path / "run", reporter=stages)
     assert str(caught.value) == "adversary needs a pooled-backbone model (embed + head), not 'npr'"
-    assert stages.seen == []
+    assert stages.seen == set()
     # where only making the folder tells (a pseudo file system): one line, not a traceback
-    settings = ["model=efficientnet_lite0", "phases=[{kind: head}]"]
-    config = load_config(None, [*settings, f"data.paths=[{planted_dataset}]", "cache_dir=/proc/ft"])
+    config = load_config(None, [*lite0, "cache_dir=/proc/ft"])
     with pytest.raises(FacetellError) as caught:
         train(config, tmp_path / "run")
     assert str(caught.value).startswith(
@@ -1046,13 +1047,6 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_passes_every_check(
     split lacks a class was refused after the finished run was gone. The split is now also
     refused before any face is cut."""
 
-    class Stages(Reporter):
-        def __init__(self) -> None:
-            self.seen: set[str] = set()
-
-        def stage(self, name: str, done: int, total: int) -> None:
-            self.seen.add(name)
-
     run = tmp_path / "run"
     train(config_for("spectrum", planted_dataset, tmp_path / "cache"), run)
     finished = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
@@ -1066,7 +1060,7 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_passes_every_check(
         (config_for("spectrum", lopsided, tmp_path / "other cache"),
          f"{run}: the validation split holds no AI images"),
     ):  # fmt: skip
-        stages = Stages()
+        stages = StagesSeen()
         with pytest.raises(FacetellError) as caught:
             train(refused, run, overwrite=True, reporter=stages)
         assert str(caught.value).startswith(said)
