@@ -358,43 +358,9 @@ def _pairs_table(evaluation: Evaluation) -> str:
     return _table(["AI source", *real_sources], rows, "pairs-table")
 
 
-# What write_report may write: an earlier report's plot this one does not draw (a robustness
-# sweep, ROC curves of two classes) must not stay beside it as if it were this one's.
-REPORT_FILES = (
-    "metrics.json",
-    "predictions.csv",
-    "report.html",
-    "roc.png",
-    "pr.png",
-    "reliability.png",
-    "confusion.png",
-    "scores_by_class.png",
-    "scores_by_source.png",
-    "robustness.png",
-)
-
-
-def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence[str]) -> Path:
-    """Write metrics.json, predictions.csv, every plot as PNG, and report.html into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        (folder / name).unlink(missing_ok=True)
-    main = evaluations[0]
-    write_predictions(evaluations, folder / "predictions.csv")
-    (folder / "metrics.json").write_text(
-        json.dumps(
-            [e.to_dict() for e in evaluations] if len(evaluations) > 1 else main.to_dict(),
-            indent=2,
-            default=float,
-        ),
-        encoding="utf-8",
-    )
-    roc, pr = plot_roc_pr(evaluations, folder)
-    reliability = plot_reliability(main, folder)
-    confusion = plot_confusion(main, folder)
-    by_class, by_source = plot_histograms(main, folder)
-    robustness = plot_robustness(evaluations, folder)
-
+def _summary_tables(evaluations: Sequence[Evaluation]) -> tuple[str, str]:
+    """The headline metrics with their intervals and meanings, and precision/recall per class:
+    a column pair, or a row block, per bundle."""
     keys = [
         "accuracy",
         "balanced_accuracy",
@@ -446,13 +412,13 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
         ],
         "per-class-table",
     )
-    # the sections drawn for the first bundle alone say so when others were compared
-    whose = f" of {html.escape(main.bundle)}" if compared else ""
-    compared_with = "".join(
-        f"<dt>compared with</dt><dd>{html.escape(_bundle_with_path(e))}: {_cut(e)}</dd>"
-        for e in evaluations[1:]
-    )
-    sources = _table(
+    return summary, per_class
+
+
+def _sources_table(evaluation: Evaluation) -> str:
+    """Each source's accuracy, AUROC against the other class, false-positive rate and share of
+    unfamiliar faces, with intervals."""
+    return _table(
         [
             "source",
             "class",
@@ -482,10 +448,15 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
                 _interval(r.get("false_positive_rate_interval"), 3),
                 r.get("unfamiliar"),
             ]
-            for r in main.sources
+            for r in evaluation.sources
         ],
         "source-table",
     )
+
+
+def _robustness_table(evaluations: Sequence[Evaluation]) -> str:
+    """A row per perturbation, seven columns per bundle ("" when no sweep was run)."""
+    main = evaluations[0]
     robust_rows = []
     for name in main.robustness:
         row: list[Any] = [name]
@@ -512,16 +483,22 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             "ECE",
             "scored",
         ]
-    robust_table = _table(robust_headers, robust_rows, "robustness-table") if robust_rows else ""
+    return _table(robust_headers, robust_rows, "robustness-table") if robust_rows else ""
+
+
+def _mistakes_gallery(evaluation: Evaluation) -> tuple[str, str]:
+    """The high-confidence mistakes as a grid of pictures, and the sentence that says they show
+    heat maps (empty when evaluate drew none)."""
     # with its heat map where evaluate drew one, else the plain picture
     heat_note = (
         " Each photo shows its faces' heat maps: where the model looked, an aid to judgement, "
         "not proof."
-        if main.mistake_heatmaps
+        if evaluation.mistake_heatmaps
         else ""
     )
     pictures = [
-        main.mistake_heatmaps.get(m["path"]) or _thumbnail_uri(m["path"]) for m in main.mistakes
+        evaluation.mistake_heatmaps.get(m["path"]) or _thumbnail_uri(m["path"])
+        for m in evaluation.mistakes
     ]
     gallery = (
         '<div class="grid" id="mistake-gallery">'
@@ -530,25 +507,18 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             f"<figcaption>truth <b>{m['truth']}</b>, P(ai) {m['p_ai']:.3f}"
             f"<br>{html.escape(m['source'])}"
             f"<br><small>{html.escape(Path(m['path']).name)}</small></figcaption></figure>"
-            for m, picture in zip(main.mistakes, pictures, strict=True)
+            for m, picture in zip(evaluation.mistakes, pictures, strict=True)
         )
         + "</div>"
-        if main.mistakes
+        if evaluation.mistakes
         # an empty gallery had read as a page cut short; the note is no grid cell
         else "<p>None: every scored face is on the side of the threshold its label says.</p>"
     )
-    calibration_note = (
-        ""
-        if main.calibrated
-        else '<p class="note">This bundle is <b>not calibrated</b>: probabilities are raw sigmoid '
-        "scores and the threshold is 0.5. Run <code>facetell calibrate</code> on held-out data.</p>"
-    )
-    seen_notes = "".join(
-        f'<p class="note"><b>{html.escape(e.bundle)}</b>: {html.escape(note)}. Run evaluate '
-        "with <code>--exclude-seen</code> to leave them out.</p>"
-        for e in evaluations
-        if (note := describe_seen(e.seen_in_training, e.timing["images"]))
-    )
+    return heat_note, gallery
+
+
+def _comparisons(evaluations: Sequence[Evaluation]) -> str:
+    """Each compared bundle's AUROC difference from the first, in words and per source."""
     compared = [e for e in evaluations[1:] if e.comparison]
     comparisons = "".join(
         f'<p class="comparison">{html.escape(describe_comparison(e.bundle, e.comparison))}</p>'
@@ -570,6 +540,69 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
             ],
             "comparison-table",
         )
+    return comparisons
+
+
+# What write_report may write: an earlier report's plot this one does not draw (a robustness
+# sweep, ROC curves of two classes) must not stay beside it as if it were this one's.
+REPORT_FILES = (
+    "metrics.json",
+    "predictions.csv",
+    "report.html",
+    "roc.png",
+    "pr.png",
+    "reliability.png",
+    "confusion.png",
+    "scores_by_class.png",
+    "scores_by_source.png",
+    "robustness.png",
+)
+
+
+def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence[str]) -> Path:
+    """Write metrics.json, predictions.csv, every plot as PNG, and report.html into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    main = evaluations[0]
+    write_predictions(evaluations, folder / "predictions.csv")
+    (folder / "metrics.json").write_text(
+        json.dumps(
+            [e.to_dict() for e in evaluations] if len(evaluations) > 1 else main.to_dict(),
+            indent=2,
+            default=float,
+        ),
+        encoding="utf-8",
+    )
+    roc, pr = plot_roc_pr(evaluations, folder)
+    reliability = plot_reliability(main, folder)
+    confusion = plot_confusion(main, folder)
+    by_class, by_source = plot_histograms(main, folder)
+    robustness = plot_robustness(evaluations, folder)
+
+    summary, per_class = _summary_tables(evaluations)
+    # the sections drawn for the first bundle alone say so when others were compared
+    whose = f" of {html.escape(main.bundle)}" if len(evaluations) > 1 else ""
+    compared_with = "".join(
+        f"<dt>compared with</dt><dd>{html.escape(_bundle_with_path(e))}: {_cut(e)}</dd>"
+        for e in evaluations[1:]
+    )
+    sources = _sources_table(main)
+    robust_table = _robustness_table(evaluations)
+    heat_note, gallery = _mistakes_gallery(main)
+    calibration_note = (
+        ""
+        if main.calibrated
+        else '<p class="note">This bundle is <b>not calibrated</b>: probabilities are raw sigmoid '
+        "scores and the threshold is 0.5. Run <code>facetell calibrate</code> on held-out data.</p>"
+    )
+    seen_notes = "".join(
+        f'<p class="note"><b>{html.escape(e.bundle)}</b>: {html.escape(note)}. Run evaluate '
+        "with <code>--exclude-seen</code> to leave them out.</p>"
+        for e in evaluations
+        if (note := describe_seen(e.seen_in_training, e.timing["images"]))
+    )
+    comparisons = _comparisons(evaluations)
     not_scored = main.metrics["not_scored"]
     timing = main.timing
     one_class = (

@@ -76,6 +76,11 @@ class PredictFormat(StrEnum):
         """How a file of this format is written: a CSV with a byte-order mark, for Excel."""
         return CSV_FILE_ENCODING if self is PredictFormat.csv else "utf-8"
 
+    @property
+    def resumable(self) -> bool:
+        """Whether --resume can go on in a file of this format: one record a line or a row."""
+        return self in (PredictFormat.jsonl, PredictFormat.csv)
+
 
 FORMAT_OF_SUFFIX = {
     ".csv": PredictFormat.csv,
@@ -409,6 +414,95 @@ def _table_row(record: dict) -> list[str | Text]:
     return [record["path"], verdict, p_ai, faces, detail, f"{record['ms']:.0f}"]
 
 
+def settled_outputs(
+    output: Path | None,
+    output_format: PredictFormat | None,
+    report: Path | None,
+    explain_dir: Path | None,
+    *,
+    resume: bool,
+) -> tuple[Path | None, PredictFormat, Path | None]:
+    """predict's output file (None: standard output), its format and the review page's file,
+    each checked writable before any work, so a mistyped path costs one line, not a run."""
+    if output is not None and str(output) == "-":  # as inputs and --files-from read "-"
+        output = None
+    if output and output.suffix.lower() in SPREADSHEET_SUFFIXES:
+        raise fail(
+            f"{output}: facetell writes no spreadsheet file; name it "
+            f"{output.with_suffix('.csv')}, which spreadsheets open"
+        )
+    output_format = output_format or FORMAT_OF_SUFFIX.get(
+        output.suffix.lower() if output else "", PredictFormat.table
+    )
+    if resume and (output is None or not output_format.resumable):
+        raise fail(
+            "--resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)"
+        )
+    if report and not report.suffix and not report.is_dir():  # a file manager opens it then
+        report = report.with_name(f"{report.name}.html")
+    if output and report and real_path(output) == real_path(report):
+        raise fail("--output and --report name one file; give each its own")
+    if output:
+        writable(output, "--output")
+    if report:
+        writable(report, "--report")
+    if explain_dir:
+        writable(explain_dir, "--explain", folder=True)
+    return output, output_format, report
+
+
+class RecordSink:
+    """Where predict's records go, in the format asked for. Each record is written (and a JSON
+    lines file flushed) before the next image is judged, so a stop loses none; the table alone
+    is drawn at the end. A failed write raises WriteFailed, naming the file."""
+
+    def __init__(
+        self, output: Path | None, output_format: PredictFormat, model: str, *, appending: bool
+    ) -> None:
+        self.output = output
+        self.format = output_format
+        # a CSV file gets its byte-order mark when it is made (Python writes none when it appends)
+        encoding = output_format.file_encoding
+        mode = "a" if appending else "w"
+        self.handle = output.open(mode, encoding=encoding, newline="") if output else sys.stdout
+        self.csv = csv.writer(self.handle) if output_format is PredictFormat.csv else None
+        if self.csv and not appending:
+            self.csv.writerow(CSV_COLUMNS)
+        self.separator = "[\n"  # --format json: what goes before the next record of the array
+        self.table = Table(title=f"facetell predict ({model})")
+        for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
+            self.table.add_column(column, overflow="fold")
+
+    def write(self, record: dict[str, Any]) -> None:
+        with writing(self.output or "standard output"):
+            if self.format is PredictFormat.jsonl:
+                self.handle.write(json.dumps(record) + "\n")
+                self.handle.flush()
+            elif self.format is PredictFormat.json:
+                self.handle.write(self.separator + json.dumps(record))
+                self.separator = ",\n"
+            elif self.csv:
+                self.csv.writerow(_csv_row(record))
+            else:
+                self.table.add_row(*_table_row(record))
+
+    def close(self) -> None:
+        """Draw the table or end the JSON array (a stopped run's too: still JSON), then close."""
+        with writing(self.output or "standard output"):
+            if self.format is PredictFormat.table:
+                Console(file=self.handle, width=console.width, markup=False).print(self.table)
+            elif self.format is PredictFormat.json:
+                self.handle.write("[]\n" if self.separator == "[\n" else "\n]\n")
+            if self.output:
+                self.handle.close()
+
+    def abandon(self) -> None:
+        """Close the file after a write failed, whatever closing it says."""
+        if self.output:
+            with suppress(OSError):
+                self.handle.close()
+
+
 @app.command("predict")
 def predict_command(
     inputs: list[str] = typer.Argument(
@@ -483,31 +577,10 @@ def predict_command(
     ),
 ) -> None:
     """Judge images: is each face a real photograph or AI-generated?"""
-    if output is not None and str(output) == "-":  # as inputs and --files-from read "-"
-        output = None
-    if output and output.suffix.lower() in SPREADSHEET_SUFFIXES:
-        raise fail(
-            f"{output}: facetell writes no spreadsheet file; name it "
-            f"{output.with_suffix('.csv')}, which spreadsheets open"
-        )
-    output_format = output_format or FORMAT_OF_SUFFIX.get(
-        output.suffix.lower() if output else "", PredictFormat.table
+    output, output_format, report = settled_outputs(
+        output, output_format, report, explain_dir, resume=resume
     )
-    resumable = output_format in (PredictFormat.jsonl, PredictFormat.csv)
-    if resume and (output is None or not resumable):
-        raise fail(
-            "--resume needs --output FILE in jsonl or csv (FILE.jsonl, FILE.csv or --format)"
-        )
-    if report and not report.suffix and not report.is_dir():  # a file manager opens it then
-        report = report.with_name(f"{report.name}.html")
-    if output and report and real_path(output) == real_path(report):
-        raise fail("--output and --report name one file; give each its own")
-    if output:
-        writable(output, "--output")
-    if report:
-        writable(report, "--report")
-    if explain_dir:
-        writable(explain_dir, "--explain", folder=True)
+    resumable = output_format.resumable
     max_pixels = round(max_megapixels * 1e6)
     limits = DecodeLimits(
         max_pixels=max_pixels, max_bytes=max(DEFAULT_LIMITS.max_bytes, 8 * max_pixels)
@@ -557,17 +630,7 @@ def predict_command(
     sources = [sources[i] for i in positions]
     warn_if_uncalibrated(detector)
     appending = resume and output is not None and output.stat().st_size > 0
-    mode = "a" if appending else "w"
-    # a CSV file gets its byte-order mark when it is made (Python writes none when it appends)
-    encoding = output_format.file_encoding
-    handle = output.open(mode, encoding=encoding, newline="") if output else sys.stdout
-    writer = csv.writer(handle) if output_format is PredictFormat.csv else None
-    if writer and not appending:
-        writer.writerow(CSV_COLUMNS)
-    separator = "[\n"  # --format json: what goes before the next record of the array
-    table = Table(title=f"facetell predict ({detector.model_name})")
-    for column in ("path", "verdict", "P(ai)", "faces", "clues / error", "ms"):
-        table.add_column(column, overflow="fold")
+    sink = RecordSink(output, output_format, detector.model_name, appending=appending)
     counts: Counter[str] = Counter()
     crowded = 0  # images with more faces than --max-faces
     page = ReviewPage(detector) if report else None
@@ -600,17 +663,7 @@ def predict_command(
                         earlier_maps.discard(overlay_path)
                     if page:
                         page.add(result, image, overlay)
-                    with writing(output or "standard output"):
-                        if output_format is PredictFormat.jsonl:
-                            handle.write(json.dumps(record) + "\n")
-                            handle.flush()
-                        elif output_format is PredictFormat.json:
-                            handle.write(separator + json.dumps(record))
-                            separator = ",\n"
-                        elif writer:
-                            writer.writerow(_csv_row(record))
-                        else:
-                            table.add_row(*_table_row(record))
+                    sink.write(record)
                     counts[record["label"] or record["status"]] += 1
                     crowded += record["faces_found"] > len(record["faces"])
                     progress.advance(task)
@@ -620,20 +673,12 @@ def predict_command(
             except KeyboardInterrupt:  # a second Ctrl-C: at once, with what was written
                 interrupted = True
             except WriteFailed as failure:
-                if output:
-                    with suppress(OSError):
-                        handle.close()
+                sink.abandon()
                 raise write_failed(
                     failure, sum(counts.values()), len(sources), output, resumable
                 ) from None
     try:
-        with writing(output or "standard output"):
-            if output_format is PredictFormat.table:
-                Console(file=handle, width=console.width, markup=False).print(table)
-            elif output_format is PredictFormat.json:  # closed on a stop too: still valid JSON
-                handle.write("[]\n" if separator == "[\n" else "\n]\n")
-            if output:
-                handle.close()
+        sink.close()
     except WriteFailed as failure:
         raise write_failed(failure, sum(counts.values()), len(sources), output, resumable) from None
     summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.most_common())
