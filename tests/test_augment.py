@@ -1,5 +1,5 @@
 """Training augmentation: framing that mimics the face pipeline exactly, colour, masking,
-tile shuffling."""
+tile shuffling, frequency masking."""
 
 from __future__ import annotations
 
@@ -125,6 +125,39 @@ def test_tile_shuffle_moves_whole_tiles_and_keeps_every_pixel():
         orders.add(tuple(tiles(photo).index(tile) for tile in tiles(out)))
     assert len(orders) == 20 and tuple(range(16)) not in orders
     assert AugmentConfig().shuffle == 0
+
+
+def test_frequency_mask_drops_a_share_of_one_band_and_keeps_the_mean_colour():
+    torch.manual_seed(0)
+    photo = torch.from_numpy(np.asarray(astronaut().resize((160, 160))).copy()).permute(2, 0, 1)
+    masking = AugmentConfig.none().model_copy(
+        update={"frequency_mask": 1.0, "frequency_mask_fraction": (0.3, 0.3)}
+    )
+    augment = build_augment(masking, 160)
+    frequency = torch.fft.fftfreq(160)
+    radius = torch.sqrt(frequency.view(-1, 1) ** 2 + frequency.view(1, -1) ** 2) / 0.5**0.5
+    thirds = [(radius >= low) & (radius < low + 1 / 3) for low in (0, 1 / 3, 2 / 3)]
+    thirds[2] |= radius >= 1  # the corner itself
+
+    def energy(image: torch.Tensor) -> list[float]:
+        power = torch.fft.fft2(image.float()).abs() ** 2
+        return [power[:, band].sum().item() for band in thirds]
+
+    before = energy(photo)
+    patterns = set()
+    for _ in range(40):
+        out = augment(photo)
+        assert out.dtype == torch.uint8 and out.shape == photo.shape
+        # the mean colour stays, to the rounding of the pixels
+        assert (out.float().mean((1, 2)) - photo.float().mean((1, 2))).abs().max() < 0.6
+        kept = [after / whole for after, whole in zip(energy(out), before, strict=True)]
+        lost = frozenset(band for band, share in enumerate(kept) if share < 0.95)
+        # a band that lost frequencies lost some of its energy, never all
+        assert all(kept[band] > 0.5 for band in lost)
+        patterns.add(lost)
+    # one third of the radius (low, middle or high), or all three at once
+    assert patterns == {frozenset({0}), frozenset({1}), frozenset({2}), frozenset({0, 1, 2})}
+    assert AugmentConfig().frequency_mask == 0
 
 
 def test_sensor_noise_and_sharpening_follow_their_settings():

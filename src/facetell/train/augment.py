@@ -2,9 +2,9 @@
 
 Framing first (how much of the crop is mirrored), then geometry, then colour, then (optionally)
 what a camera adds, sensor noise and then sharpening, then the degradations in the order the web
-applies them: resampling, blur, and JPEG compression, then (optionally) patches hidden or tiles
-shuffled. Framing, compression, size and sharpness must never be a signal, so the model sees
-every class at every framing and quality.
+applies them: resampling, blur, and JPEG compression, then (optionally) frequencies dropped,
+patches hidden or tiles shuffled. Framing, compression, size and sharpness must never be a
+signal, so the model sees every class at every framing and quality.
 """
 
 from __future__ import annotations
@@ -157,6 +157,32 @@ class TileShuffle(nn.Module):
         return out
 
 
+class FrequencyMask(nn.Module):
+    """Zero a random share of the spatial frequencies in one band, picked at random: low,
+    middle or high (thirds of the radius out to the highest frequency) or all of them. The
+    same frequencies go in every channel; the mean colour (zero frequency) always stays.
+    """
+
+    BANDS = ((0.0, 1 / 3), (1 / 3, 2 / 3), (2 / 3, 1.0 + 1e-6), (0.0, 1.0 + 1e-6))
+
+    def __init__(self, fraction: tuple[float, float]) -> None:
+        super().__init__()
+        self.fraction = fraction
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        vertical = torch.fft.fftfreq(height).abs().view(-1, 1)
+        horizontal = torch.fft.fftfreq(width).abs().view(1, -1)
+        radius = torch.sqrt(vertical**2 + horizontal**2) / (0.5 * 2**0.5)  # 1: the corner
+        low, high = self.BANDS[int(torch.randint(len(self.BANDS), (1,)))]
+        share = float(torch.empty(1).uniform_(*self.fraction))
+        dropped = (radius >= low) & (radius < high) & (torch.rand(height, width) < share)
+        dropped[0, 0] = False
+        spectrum = torch.fft.fft2(image.float())
+        kept = torch.fft.ifft2(spectrum.masked_fill(dropped, 0)).real
+        return kept.round().clamp(0, 255).to(torch.uint8)
+
+
 def build_augment(config: AugmentConfig, size: int) -> nn.Module:
     """A transform from a (3, size, size) uint8 tensor to an augmented one of the same shape."""
     steps: list[nn.Module] = []
@@ -184,6 +210,7 @@ def build_augment(config: AugmentConfig, size: int) -> nn.Module:
     maybe(config.rescale, DownUp(config.rescale_range))
     maybe(config.blur, v2.GaussianBlur(kernel_size=19, sigma=config.blur_sigma))
     maybe(config.jpeg, JpegCompress(config.jpeg_quality))
+    maybe(config.frequency_mask, FrequencyMask(config.frequency_mask_fraction))
     maybe(config.mask, PatchMask(config.mask_fraction, config.mask_patch))
     maybe(config.shuffle, TileShuffle(config.shuffle_tile))
     return v2.Compose(steps) if steps else nn.Identity()
