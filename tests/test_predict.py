@@ -30,9 +30,10 @@ from conftest import (
     heic,
     paste_astronaut,
     run_cli,
+    start_cli,
 )
 from facetell.cli import CSV_COLUMNS
-from facetell.inference import Detector, Result
+from facetell.inference import MODEL_BATCH, Detector, Result
 from facetell.io import jpeg_roundtrip
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "predict.schema.json").read_text())
@@ -506,6 +507,37 @@ def test_ctrl_c_keeps_every_result_judged_so_far(
     page = review.read_text()  # the review page too has every image judged, and says it stopped
     assert f"Interrupted: {judged} of 1000 images were judged." in page
     assert page.count("<article") == judged
+
+
+def test_a_csv_gains_each_row_as_it_is_judged_and_a_killed_run_resumes_from_there(
+    folder_of_200, untrained_bundle, tmp_path
+):
+    """A run killed outright (out of memory, a power cut) cannot close its file. Its CSV rows
+    had waited in an 8 KB buffer, some 45 at a time: `tail -f` showed nothing for a while, and
+    the rows of the last images judged were lost, where JSON lines keep every record."""
+    out = tmp_path / "results.csv"
+    model = ("--model", str(untrained_bundle))
+    run = start_cli("predict", str(folder_of_200), "-o", str(out), *model)
+
+    def lines() -> list[str]:
+        return out.read_text(encoding="utf-8-sig").splitlines() if out.exists() else []
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(lines()) < 2:
+        time.sleep(0.01)
+    first_seen = lines()
+    run.kill()
+    run.wait(timeout=30)
+    assert first_seen[0] == ",".join(CSV_COLUMNS)
+    # the rows of the first model batch or two, not a buffer's worth (8 KB: about 50 rows here)
+    assert 2 <= len(first_seen) <= 1 + 2 * MODEL_BATCH, len(first_seen)
+    kept = lines()
+    assert 2 <= len(kept) < 201
+
+    resumed = run_cli("predict", str(folder_of_200), "-o", str(out), *model, "--resume")
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    records = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert sorted(r["path"] for r in records) == sorted(str(p) for p in folder_of_200.iterdir())
 
 
 @pytest.mark.parametrize("output_format", ["jsonl", "csv"])

@@ -452,9 +452,10 @@ def settled_outputs(
 
 
 class RecordSink:
-    """Where predict's records go, in the format asked for. Each record is written (and a JSON
-    lines file flushed) before the next image is judged, so a stop loses none; the table alone
-    is drawn at the end. A failed write raises WriteFailed, naming the file."""
+    """Where predict's records go, in the format asked for. A JSON line or CSV row reaches the
+    file before the next image is judged, so a killed run keeps every record but a torn last
+    one, for --resume, and `tail -f` follows the run; the table alone is drawn at the end. A
+    failed write raises WriteFailed, naming the file."""
 
     def __init__(
         self, output: Path | None, output_format: PredictFormat, model: str, *, appending: bool
@@ -483,6 +484,7 @@ class RecordSink:
                 self.separator = ",\n"
             elif self.csv:
                 self.csv.writerow(_csv_row(record))
+                self.handle.flush()
             else:
                 self.table.add_row(*_table_row(record))
 
