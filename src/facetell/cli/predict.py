@@ -453,7 +453,7 @@ def settled_outputs(
 
 class RecordSink:
     """Where predict's records go, in the format asked for. A JSON line or CSV row reaches the
-    file before the next image is judged, so a killed run keeps every record but a torn last
+    file as soon as its image is judged, so a killed run keeps every record but a torn last
     one, for --resume, and `tail -f` follows the run; the table alone is drawn at the end. A
     failed write raises WriteFailed, naming the file."""
 
