@@ -278,7 +278,11 @@ def test_request_level_problems_are_problem_json(server):
     )
     text_only = httpx.post(predict, files={"note": (None, "no file here")})
     assert_problem(text_only, 400, "no file in the upload")
-    assert_problem(httpx.get(f"{server}/api/v1/nothing"), 404, "Not Found")
+    assert_problem(
+        httpx.get(f"{server}/api/v1/nothing"),
+        404,
+        "nothing at /api/v1/nothing; the API's routes are listed at /docs",
+    )
     wrong_method = httpx.get(predict)
     assert_problem(wrong_method, 405, "GET is not allowed on /api/v1/predict; use POST")
     assert wrong_method.headers["allow"] == "POST"
@@ -677,6 +681,9 @@ def test_the_page_and_the_api_docs_work_behind_a_proxy_under_a_path(untrained_bu
         assert not outside, outside  # every request went through the proxy's path
         schema = httpx.get(f"{page_address}openapi.json").json()
         assert schema["servers"] == [{"url": "/facetell"}]  # "Try it out" goes through it too
+        mistyped = httpx.get(f"{page_address}api/v1/predcit")  # the docs it names are the proxy's
+        assert mistyped.status_code == 404
+        assert mistyped.json()["detail"].endswith("the API's routes are listed at /facetell/docs")
 
 
 def test_web_page_upload_verdict_and_heat_map(server):

@@ -47,6 +47,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         allowed = (error.headers or {}).get("Allow")
         if error.status_code == 405 and allowed:  # "Method Not Allowed" says not what is
             detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        elif error.status_code == 404 and detail == "Not Found":  # a mistyped route: say where
+            docs = f"{request.scope.get('root_path', '')}/docs"
+            detail = f"nothing at {request.url.path}; the API's routes are listed at {docs}"
         return problem_response(error.status_code, detail, error.headers)
 
     @app.exception_handler(RequestValidationError)
