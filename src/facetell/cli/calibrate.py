@@ -168,7 +168,7 @@ def calibrate_command(
         )
         samples = select_samples(data or [], split_file, split, limit, default_split="val")
         # scipy and scikit-learn: a second, spent once the model and the data are found
-        from facetell.evaluate import fingerprints_of, score_dataset, thumbnail_copy
+        from facetell.evaluate import fingerprints_of
 
         fingerprints = fingerprints_of(samples)
         note_labelled_both_ways(samples, fingerprints, "each pair pulls the fit both ways")
@@ -196,73 +196,125 @@ def calibrate_command(
             if familiarity
             else []
         )
-        with interrupted_says(lambda: f"{bundle} is unchanged"), progress_bar() as progress:
-            total = len(references) + len(samples) * (1 + len(copies))
-            task = progress.add_task("scoring", total=total)
-
-            def advance(n: int) -> None:
-                progress.advance(task, n)
-
-            if references:
-                thumbnail = thumbnail_copy(REFERENCE_THUMBNAIL, THUMBNAIL_QUALITY)
-                raw.bundle.reference = Reference.from_embeddings(
-                    reference_embeddings(raw, references, thumbnail=thumbnail, on_progress=advance)
-                )
-            scored = score_dataset(raw, samples, on_progress=advance)
-            thumbnails = [
-                score_dataset(
-                    raw,
-                    samples,
-                    transform=thumbnail_copy(size, THUMBNAIL_QUALITY),
-                    on_progress=advance,
-                )
-                for size in copies
-            ]
+        with interrupted_says(lambda: f"{bundle} is unchanged"):
+            scored, thumbnails = _score_held_out(raw, samples, references, copies)
         ok = scored.scored
         both_classes(Counter(scored.targets[ok].tolist()), "images with a face", bundle, data)
-        fitted = (
-            _fit_familiarity(
-                raw.bundle.reference, [scored, *thumbnails], per_source, temper_start, temper_slope
-            )
-            if references
-            else None
-        )
-        calibration = fit_calibration(
-            scored.logits[ok],
-            scored.targets[ok],
+        fitted_on = {
+            "data": [str(p) for p in (data or [])],
+            "split_file": str(split_file) if split_file else None,
+            "split": split or ("val" if split_file else None),
+            "sources": sorted(set(scored.sources)),
+            "not_scored": int((~ok).sum()),
+        }
+        calibration = _fit_all(
+            scored,
+            thumbnails,
+            raw.bundle.reference if references else None,
             max_fpr=max_fpr,
-            sources=[s for s, keep in zip(scored.sources, ok, strict=True) if keep]
-            if per_source
-            else None,
+            per_source=per_source,
             target_accuracy=target_accuracy,
-            fitted_on={
-                "data": [str(p) for p in (data or [])],
-                "split_file": str(split_file) if split_file else None,
-                "split": split or ("val" if split_file else None),
-                "sources": sorted(set(scored.sources)),
-                "not_scored": int((~ok).sum()),
-            },
-            face_temperatures=None
-            if fitted is None
-            else fitted.temperature(scored.novelty[ok], scored.face_widths[ok]),
-        ).with_familiarity(fitted)
-        if thumbnails:
-            calibration = calibration.with_size_correction(
-                _fit_size_correction(calibration, thumbnails, max_fpr, per_source)
-            )
+            temper=(temper_start, temper_slope),
+            fitted_on=fitted_on,
+        )
         if references:
             detector.bundle.reference = raw.bundle.reference
         detector.bundle.calibration = calibration.to_dict()
         save_calibrated(detector.bundle, bundle, target, reference=bool(references))
     except FacetellError as error:
         raise fail(str(error)) from None
+    console.print(
+        _describe_calibration(calibration)
+        + describe_not_scored(scored)
+        + _describe_size_correction(calibration.size_correction, size_correction)
+        + _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
+        + _describe_thin_sources(calibration.details, max_fpr)
+        + f"written to {target / 'calibration.json'}",
+        highlight=False,
+    )
+    note_small_fit(calibration.details)
+
+
+def _score_held_out(
+    raw: Detector, samples: Sequence[Sample], references: Sequence[str], copies: Sequence[int]
+) -> tuple[ScoredSet, list[ScoredSet]]:
+    """Score the held-out images at full size and as each thumbnail copy, under one progress
+    bar. The familiarity reference is embedded first and set on `raw`, since every face's
+    novelty is measured against it."""
+    from facetell.evaluate import score_dataset, thumbnail_copy
+
+    with progress_bar() as progress:
+        task = progress.add_task(
+            "scoring", total=len(references) + len(samples) * (1 + len(copies))
+        )
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        if references:
+            thumbnail = thumbnail_copy(REFERENCE_THUMBNAIL, THUMBNAIL_QUALITY)
+            raw.bundle.reference = Reference.from_embeddings(
+                reference_embeddings(raw, references, thumbnail=thumbnail, on_progress=advance)
+            )
+        scored = score_dataset(raw, samples, on_progress=advance)
+        thumbnails = [
+            score_dataset(
+                raw, samples, transform=thumbnail_copy(size, THUMBNAIL_QUALITY), on_progress=advance
+            )
+            for size in copies
+        ]
+    return scored, thumbnails
+
+
+def _fit_all(
+    scored: ScoredSet,
+    thumbnails: list[ScoredSet],
+    reference: Reference | None,
+    *,
+    max_fpr: float | None,
+    per_source: bool,
+    target_accuracy: float,
+    temper: tuple[float, float],
+    fitted_on: dict[str, Any],
+) -> Calibration:
+    """Familiarity first (its tempering changes the logits the temperature is fitted to), then
+    temperature, threshold and band on the full-size faces, then the small-face correction on
+    the thumbnails' faces."""
+    ok = scored.scored
+    fitted = (
+        None
+        if reference is None
+        else _fit_familiarity(reference, [scored, *thumbnails], per_source, *temper)
+    )
+    calibration = fit_calibration(
+        scored.logits[ok],
+        scored.targets[ok],
+        max_fpr=max_fpr,
+        sources=[s for s, keep in zip(scored.sources, ok, strict=True) if keep]
+        if per_source
+        else None,
+        target_accuracy=target_accuracy,
+        fitted_on=fitted_on,
+        face_temperatures=None
+        if fitted is None
+        else fitted.temperature(scored.novelty[ok], scored.face_widths[ok]),
+    ).with_familiarity(fitted)
+    if thumbnails:
+        calibration = calibration.with_size_correction(
+            _fit_size_correction(calibration, thumbnails, max_fpr, per_source)
+        )
+    return calibration
+
+
+def _describe_calibration(calibration: Calibration) -> str:
+    """The fitted numbers and what they do on the faces they were fitted to."""
     details = calibration.details
     upper = {k: v[1] for k, v in details["false_positive_rate_interval_by_source"].items()}
-    console.print(
+    low, high = calibration.uncertain_band
+    return (
         f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}, "
         f"threshold P(ai) ≥ {calibration.threshold:.4f} "
-        f"({details['threshold_rule']}), uncertain band {calibration.uncertain_band[0]:.3f}-"
-        f"{calibration.uncertain_band[1]:.3f}\n"
+        f"({details['threshold_rule']}), uncertain band {low:.3f}-{high:.3f}\n"
         f"ECE {details['ece_before']:.4f} before → {details['ece_after']:.4f} after; "
         f"false-positive rate {details['false_positive_rate']:.4f}"
         + "".join(
@@ -273,14 +325,7 @@ def calibrate_command(
         f"accuracy outside the band {details['band']['accuracy_outside_band']:.4f} "
         f"on {details['band']['coverage']:.1%} of {details['n']} images\n"
         + _describe_targets(details)
-        + describe_not_scored(scored)
-        + _describe_size_correction(calibration.size_correction, size_correction)
-        + _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
-        + _describe_thin_sources(details, max_fpr)
-        + f"written to {target / 'calibration.json'}",
-        highlight=False,
     )
-    note_small_fit(details)
 
 
 def warn_if_trained_on(detector: Detector, fingerprints: Sequence[bytes | None]) -> None:

@@ -150,13 +150,7 @@ def evaluate_command(
     Every metric carries a 95% interval; bundles given with --compare are set beside the first
     with a paired interval for their AUROC difference."""
     refuse_output_in_class_folder(out, data or [])
-    named: dict[Path, Path] = {}  # each bundle's file or folder, by the name it was given
-    for given in (bundle, *compare):
-        found = bundle_path(given).resolve()
-        if found in named:  # its AUROC difference is 0 by construction
-            twice = "given twice" if given == named[found] else f"the same bundle as {named[found]}"
-            raise fail(f"{given}: {twice}; --compare another one")
-        named[found] = given
+    refuse_same_bundle_twice([bundle, *compare])
     writable(out, "--out", folder=True)
     try:
         options = {"detect_faces": not no_face_detect, "threshold": threshold}
@@ -166,41 +160,93 @@ def evaluate_command(
         ]
         samples = select_samples(data or [], split_file, split, limit, default_split="test")
         # scipy and scikit-learn: a second, spent once the model and the data are found
-        from facetell.evaluate import compare_auroc, describe_seen, evaluate_bundle, fingerprints_of
-        from facetell.report import describe_comparison, write_report
+        from facetell.evaluate import describe_seen, fingerprints_of
+        from facetell.report import write_report
 
         fingerprints = fingerprints_of(samples)
         note_labelled_both_ways(samples, fingerprints, "one of each pair is scored a mistake")
         if exclude_seen:
             samples, fingerprints = leave_out_seen(detectors, samples, fingerprints)
-        evaluations = []
-        with (
-            interrupted_says(lambda: f"no report was written to {out}"),
-            progress_bar(transient=False) as progress,
-        ):
-            for detector in detectors:
-                progress.console.print(f"evaluating {detector.model_name} on {len(samples)} images")
-                evaluations.append(
-                    evaluate_bundle(
-                        detector,
-                        samples,
-                        robustness_limit=robustness_limit,
-                        resamples=resamples,
-                        on_progress=_stage_progress(progress),
-                        fingerprints=fingerprints,
-                        explain_mistakes=explain,
-                    )
-                )
-        names = Counter(evaluation.bundle for evaluation in evaluations)
-        for evaluation in evaluations:  # two runs of one recipe share a name: tell them apart
-            if names[evaluation.bundle] > 1:
-                evaluation.bundle = f"{evaluation.bundle} ({evaluation.bundle_path})"
-        for evaluation in evaluations[1:]:
-            evaluation.comparison = compare_auroc(evaluations[0], evaluation, resamples)
+        with interrupted_says(lambda: f"no report was written to {out}"):
+            evaluations = _evaluate_each(
+                detectors,
+                samples,
+                fingerprints,
+                robustness_limit=robustness_limit,
+                resamples=resamples,
+                explain=explain,
+            )
         with writing(out):
             report = write_report(evaluations, out, [str(p) for p in (data or [split_file])])
     except FacetellError as error:
         raise fail(str(error)) from None
+    console.print(_metrics_table(evaluations))
+    console.print(_sources_table(evaluations[0]))
+    _print_comparisons(evaluations)
+    for evaluation in evaluations:
+        if note := describe_seen(evaluation.seen_in_training, len(samples)):
+            err_console.print(
+                f"note: {evaluation.bundle}: {note}; --exclude-seen leaves them out",
+                highlight=False,
+            )
+    if left_out := describe_not_scored(evaluations[0].scored).strip():  # what n leaves out
+        err_console.print(
+            f"note: {left_out}; {out / 'predictions.csv'} says why for each", highlight=False
+        )
+    console.print(f"report: {report}")
+
+
+def refuse_same_bundle_twice(bundles: Sequence[Path]) -> None:
+    """A bundle compared with itself has an AUROC difference of 0 by construction: refuse it,
+    whether given twice by one name or by two (a folder and its .zip's, a link)."""
+    named: dict[Path, Path] = {}  # each bundle's file or folder, by the name it was given
+    for given in bundles:
+        found = bundle_path(given).resolve()
+        if found in named:
+            twice = "given twice" if given == named[found] else f"the same bundle as {named[found]}"
+            raise fail(f"{given}: {twice}; --compare another one")
+        named[found] = given
+
+
+def _evaluate_each(
+    detectors: Sequence[Detector],
+    samples: list[Sample],
+    fingerprints: list[bytes | None],
+    *,
+    robustness_limit: int,
+    resamples: int,
+    explain: bool,
+) -> list[Evaluation]:
+    """Every bundle on the same samples, then the later ones' paired AUROC differences from
+    the first; two runs of one recipe share a name, so theirs gain their paths."""
+    from facetell.evaluate import compare_auroc, evaluate_bundle
+
+    evaluations = []
+    with progress_bar(transient=False) as progress:
+        for detector in detectors:
+            progress.console.print(f"evaluating {detector.model_name} on {len(samples)} images")
+            evaluations.append(
+                evaluate_bundle(
+                    detector,
+                    samples,
+                    robustness_limit=robustness_limit,
+                    resamples=resamples,
+                    on_progress=_stage_progress(progress),
+                    fingerprints=fingerprints,
+                    explain_mistakes=explain,
+                )
+            )
+    names = Counter(evaluation.bundle for evaluation in evaluations)
+    for evaluation in evaluations:
+        if names[evaluation.bundle] > 1:
+            evaluation.bundle = f"{evaluation.bundle} ({evaluation.bundle_path})"
+    for evaluation in evaluations[1:]:
+        evaluation.comparison = compare_auroc(evaluations[0], evaluation, resamples)
+    return evaluations
+
+
+def _metrics_table(evaluations: Sequence[Evaluation]) -> Table:
+    """One column per bundle: each metric with its 95% interval, and the cut they are taken at."""
     table = Table(
         title="facetell evaluate",
         caption="in brackets: 95% interval; for ECE, the 95th percentile a perfectly calibrated "
@@ -231,8 +277,13 @@ def evaluate_command(
             for e in evaluations
         ],
     )
-    console.print(table)
-    console.print(_sources_table(evaluations[0]))
+    return table
+
+
+def _print_comparisons(evaluations: Sequence[Evaluation]) -> None:
+    """Each compared bundle's AUROC difference from the first, pooled and by source."""
+    from facetell.report import describe_comparison
+
     for evaluation in evaluations[1:]:
         comparison = describe_comparison(evaluation.bundle, evaluation.comparison)
         console.print(comparison, highlight=False, soft_wrap=True)
@@ -243,17 +294,6 @@ def evaluate_command(
                 f"  {source}: " + ("-" if difference is None else f"{difference:+.4f}{within}"),
                 highlight=False,
             )
-    for evaluation in evaluations:
-        if note := describe_seen(evaluation.seen_in_training, len(samples)):
-            err_console.print(
-                f"note: {evaluation.bundle}: {note}; --exclude-seen leaves them out",
-                highlight=False,
-            )
-    if left_out := describe_not_scored(evaluations[0].scored).strip():  # what n leaves out
-        err_console.print(
-            f"note: {left_out}; {out / 'predictions.csv'} says why for each", highlight=False
-        )
-    console.print(f"report: {report}")
 
 
 def leave_out_seen(
