@@ -51,9 +51,9 @@ model: setup
 test: setup /usr/bin/chromium /usr/bin/heif-enc /usr/sbin/nginx
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	# two workers, one a core; a test file stays on one worker, so its module fixtures are made
-	# once (12 min 50 s in one process, 8 min 1 s in two)
-	$(BIN)/pytest -n 2 --dist loadfile
+	# two workers, one a core, each with one torch thread; a test file stays on one worker, so
+	# its module fixtures are made once (torch's two threads a worker: 12 min 29 s; one: 8 min 33 s)
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check --fix .

@@ -1848,6 +1848,28 @@ def test_judging_never_writes_the_environment_once_loaded(tmp_path):
     assert report["writes"] == []
 
 
+def test_torchs_idle_threads_sleep_unless_the_user_chose_otherwise(tmp_path):
+    """torch's OpenMP threads spun after each operation of a heat map, taking the cores from
+    decoding, ONNX Runtime and other heat maps (docs/benchmarks.md). OpenMP says, as it loads,
+    how long its idle threads spin (OMP_DISPLAY_ENV): not at all, or as long as the user's own
+    OMP_WAIT_POLICY asks."""
+    astronaut().save(tmp_path / "astronaut.jpg", quality=90)
+    inherited = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+
+    def spin_counts(**env: str) -> set[str]:
+        run = subprocess.run(
+            [sys.executable, "-m", "facetell", "predict", str(tmp_path / "astronaut.jpg"),
+             "--explain", str(tmp_path / "maps")],
+            capture_output=True, text=True, env={**inherited, "OMP_DISPLAY_ENV": "VERBOSE", **env},
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert len(list((tmp_path / "maps").glob("*.jpg"))) == 1  # torch did run the heat map
+        return set(re.findall(r"GOMP_SPINCOUNT = '(\d+)'", run.stderr))
+
+    assert spin_counts() == {"0"}
+    assert spin_counts(OMP_WAIT_POLICY="ACTIVE") == {"30000000000"}
+
+
 def test_thumbnails_down_to_24_px_are_judged_and_smaller_ones_refused_in_one_line(tmp_path):
     """The hidden benchmark's thumbnails are of a size it does not state: a 24-px one still
     holds a face the detector finds (docs/results.md, "thumbnails down to 24 px")."""
