@@ -1857,13 +1857,14 @@ def test_torchs_idle_threads_sleep_unless_the_user_chose_otherwise(tmp_path):
     inherited = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
 
     def spin_counts(**env: str) -> set[str]:
+        maps = tmp_path / f"maps-{len(env)}"
         run = subprocess.run(
             [sys.executable, "-m", "facetell", "predict", str(tmp_path / "astronaut.jpg"),
-             "--explain", str(tmp_path / "maps")],
+             "--explain", str(maps)],
             capture_output=True, text=True, env={**inherited, "OMP_DISPLAY_ENV": "VERBOSE", **env},
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
-        assert len(list((tmp_path / "maps").glob("*.jpg"))) == 1  # torch did run the heat map
+        assert len(list(maps.glob("*.jpg"))) == 1  # torch did run the heat map
         return set(re.findall(r"GOMP_SPINCOUNT = '(\d+)'", run.stderr))
 
     assert spin_counts() == {"0"}
