@@ -687,20 +687,10 @@ def other_content(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-@_quietly()
-def decode(
-    source: ImageSource,
-    *,
-    limits: DecodeLimits = DEFAULT_LIMITS,
-    name: str | None = None,
-    reduce_to: int | None = None,
-) -> DecodedImage:
-    """Decode one input into upright RGB, or raise a `BadImage` with a one-line message.
-
-    `reduce_to` lets JPEG decode at 1/2, 1/4 or 1/8 scale (no smaller than that side), which
-    makes hashing and auditing thousands of images cheap; size facts stay those of the file.
-    """
-    label = describe_source(source, name)
+def _open_source(
+    source: ImageSource, label: str, limits: DecodeLimits
+) -> tuple[Image.Image, bytes | None]:
+    """The source opened lazily (pixels not yet decoded), and the file's bytes when it had any."""
     data: bytes | None = None
     if isinstance(source, Image.Image):
         image = source
@@ -739,8 +729,13 @@ def decode(
             _refuse_camera_raw(Path(source), label)
             data = _read_bytes(Path(source), label, limits)
         image = _open(data, label)
+    return image, data
 
-    width, height = image.size
+
+def _check_size(size: tuple[int, int], label: str, limits: DecodeLimits) -> None:
+    """Refuse a decompression bomb before its pixels are decoded, and an image too small to
+    hold a face the detector can find."""
+    width, height = size
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
             label,
@@ -754,6 +749,25 @@ def decode(
             f"{width}x{height} pixels is below the {limits.min_side}px minimum side",
             "use a larger image",
         )
+
+
+@_quietly()
+def decode(
+    source: ImageSource,
+    *,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    name: str | None = None,
+    reduce_to: int | None = None,
+) -> DecodedImage:
+    """Decode one input into upright RGB, or raise a `BadImage` with a one-line message.
+
+    `reduce_to` lets JPEG decode at 1/2, 1/4 or 1/8 scale (no smaller than that side), which
+    makes hashing and auditing thousands of images cheap; size facts stay those of the file.
+    """
+    label = describe_source(source, name)
+    image, data = _open_source(source, label, limits)
+    stored_size = image.size  # the file's, before a reduced JPEG decode shrinks the image
+    _check_size(stored_size, label, limits)
 
     fmt = image.format
     quality = subsampling = None
@@ -796,7 +810,7 @@ def decode(
         source=label,
         format=fmt,
         original_mode=original_mode,
-        stored_size=(width, height),
+        stored_size=stored_size,
         exif_orientation=orientation,
         n_frames=n_frames,
         n_bytes=len(data) if data is not None else None,
