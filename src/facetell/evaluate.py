@@ -815,40 +815,20 @@ def evaluate_bundle(
         "no_face": scored.statuses.count("no_face"),
         "error": scored.statuses.count("error"),
     }
-    robustness: dict[str, dict[str, float | None]] = {}
-    if robustness_limit > 0 and perturbations:
-        subset = robustness_subset(samples, robustness_limit)
-        index = {s.path: i for i, s in enumerate(samples)}
-        rows = [index[s.path] for s in subset]
-        base_ok = ok[rows]
-        clean = sweep_metrics(scored.targets[rows][base_ok], scored.p_ai[rows][base_ok], threshold)
-        robustness["clean"] = clean
-        for name in perturbations:
-            perturbed = score_dataset(
-                detector,
-                subset,
-                transform=PERTURBATIONS[name],
-                on_progress=progress(f"robustness: {name}", len(subset)),
-            )
-            used = perturbed.scored
-            row = sweep_metrics(perturbed.targets[used], perturbed.p_ai[used], threshold)
-            # drops on the images scored both ways: a face the perturbation hides shows in `n`
-            common = base_ok & used
-            targets = scored.targets[rows][common]
-            before = sweep_metrics(targets, scored.p_ai[rows][common], threshold)
-            after = sweep_metrics(targets, perturbed.p_ai[common], threshold)
-            for key in ("auroc", "accuracy"):
-                both = before[key] is not None and after[key] is not None
-                row[f"{key}_drop"] = before[key] - after[key] if both else None
-            row["auroc_drop_interval"] = auroc_difference_interval(
-                targets, scored.p_ai[rows][common], perturbed.p_ai[common], resamples=resamples
-            )
-            robustness[name] = row
-    wrong = np.flatnonzero(ok & ((scored.p_ai >= threshold) != (scored.targets == 1)))
-    # surest first: the probability given to the wrong class (a real face at P(ai) 1.000 before
-    # an AI face at 0.40). Distance from the cut had put that AI face first, as the cut is high.
-    wrong_class = np.where(scored.targets[wrong] == 1, 1.0 - scored.p_ai[wrong], scored.p_ai[wrong])
-    worst = wrong[np.argsort(-wrong_class, kind="stable")][:mistakes]
+    robustness = (
+        robustness_sweep(
+            detector,
+            samples,
+            scored,
+            robustness_subset(samples, robustness_limit),
+            perturbations,
+            resamples=resamples,
+            progress=progress,
+        )
+        if robustness_limit > 0 and perturbations
+        else {}
+    )
+    worst = surest_mistakes(scored, threshold, mistakes)
     worst_paths = [scored.paths[i] for i in worst]
     heatmaps = (
         mistake_heatmaps(detector, worst_paths, progress("heat maps of mistakes", len(worst)))
@@ -891,3 +871,56 @@ def evaluate_bundle(
         },
         scored=scored,
     )
+
+
+def robustness_sweep(
+    detector: Detector,
+    samples: Sequence[Sample],
+    scored: ScoredSet,
+    subset: Sequence[Sample],
+    perturbations: Sequence[str],
+    *,
+    resamples: int,
+    progress: Callable[[str, int], Callable[[int], None] | None],
+) -> dict[str, dict[str, float | None]]:
+    """The subset scored again under each perturbation: its metrics, and how far AUROC and
+    accuracy drop (with a paired interval) on the images scored both ways."""
+    threshold = detector.cut
+    ok = scored.scored
+    robustness: dict[str, dict[str, float | None]] = {}
+    index = {s.path: i for i, s in enumerate(samples)}
+    rows = [index[s.path] for s in subset]
+    base_ok = ok[rows]
+    clean = sweep_metrics(scored.targets[rows][base_ok], scored.p_ai[rows][base_ok], threshold)
+    robustness["clean"] = clean
+    for name in perturbations:
+        perturbed = score_dataset(
+            detector,
+            subset,
+            transform=PERTURBATIONS[name],
+            on_progress=progress(f"robustness: {name}", len(subset)),
+        )
+        used = perturbed.scored
+        row = sweep_metrics(perturbed.targets[used], perturbed.p_ai[used], threshold)
+        # drops on the images scored both ways: a face the perturbation hides shows in `n`
+        common = base_ok & used
+        targets = scored.targets[rows][common]
+        before = sweep_metrics(targets, scored.p_ai[rows][common], threshold)
+        after = sweep_metrics(targets, perturbed.p_ai[common], threshold)
+        for key in ("auroc", "accuracy"):
+            both = before[key] is not None and after[key] is not None
+            row[f"{key}_drop"] = before[key] - after[key] if both else None
+        row["auroc_drop_interval"] = auroc_difference_interval(
+            targets, scored.p_ai[rows][common], perturbed.p_ai[common], resamples=resamples
+        )
+        robustness[name] = row
+    return robustness
+
+
+def surest_mistakes(scored: ScoredSet, threshold: float, limit: int) -> np.ndarray:
+    """Indices of the wrongly judged images, the surest first, at most `limit`."""
+    wrong = np.flatnonzero(scored.scored & ((scored.p_ai >= threshold) != (scored.targets == 1)))
+    # surest first: the probability given to the wrong class (a real face at P(ai) 1.000 before
+    # an AI face at 0.40). Distance from the cut had put that AI face first, as the cut is high.
+    wrong_class = np.where(scored.targets[wrong] == 1, 1.0 - scored.p_ai[wrong], scored.p_ai[wrong])
+    return wrong[np.argsort(-wrong_class, kind="stable")][:limit]
