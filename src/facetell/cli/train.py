@@ -41,6 +41,7 @@ from facetell.errors import FacetellError
 from facetell.io import printable_name
 
 if TYPE_CHECKING:
+    from facetell.train.config import TrainConfig
     from facetell.train.runs import RunResult
     from facetell.train.trainer import EpochRecord
 
@@ -166,8 +167,7 @@ def train_command(
     ),
 ) -> None:
     """Train a detector; writes checkpoints, history (JSONL + PNG), metrics and a model bundle."""
-    from facetell.train.config import is_shipped_recipe, load_config, resolve_recipe
-    from facetell.train.runs import check_run_folder, saved_config, summarise_runs
+    from facetell.train.runs import check_run_folder, summarise_runs
 
     if resume and overwrite:
         raise fail("--resume continues the run folder's run and --overwrite replaces it: give one")
@@ -178,32 +178,8 @@ def train_command(
             f"{printable_name(config_path)}: a folder, not a config; to train on it: "
             f"facetell train {command}"
         )
-    extra = [*overrides]
-    if data:
-        extra.append(f"data.paths={json.dumps([str(p) for p in data])}")
-    if folds:
-        extra.append(f"data.folds={folds}")
-    if holdout_source:
-        extra.append(f"data.holdout_source={holdout_source}")
     try:
-        recipe = resolve_recipe(config_path)
-        # `train --out runs/x --resume`: the run's own settings, not the default recipe's
-        alone = resume and out is not None and not (config_path or extra)
-        saved = saved_config(out) if alone else None
-        config = saved or load_config(recipe, extra)
-        missing = [path for path in config.data.paths if not Path(path).exists()]
-        if missing and not data:
-            where = (
-                f"the data.paths {out} was trained on"
-                if saved
-                else "the recipe's data.paths"
-                if is_shipped_recipe(recipe)
-                else f"data.paths of {recipe}, looked for from here and from its folder"
-            )
-            raise FacetellError(
-                f"{missing[0]}: no such folder or manifest CSV ({where}); give your data with "
-                "--data DIR"
-            )
+        config = _training_config(config_path, data, overrides, folds, holdout_source, out, resume)
         out_dir = out or Path("runs") / config.name
         refuse_output_in_class_folder(out_dir, config.data.paths)
         writable(out_dir, "--out", folder=True)
@@ -227,6 +203,64 @@ def train_command(
             )
     except FacetellError as error:
         raise fail(str(error)) from None
+    console.print(_results_table(config, results))
+    note_given_split(results[0][1].metrics)
+    note_small_test_splits(results, test_share=config.data.fractions[2])
+    if len(results) > 1:
+        summary = summarise_runs(results)
+        console.print(
+            f"test AUROC {summary['test_auroc_mean']:.4f} ± {summary['test_auroc_std']:.4f}, "
+            f"accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f}"
+        )
+    console.print(f"bundle(s) and history under {out_dir}")
+    if len(results) == 1:  # one line, to copy
+        console.print(_next_steps(results[0][1]), highlight=False, soft_wrap=True)
+
+
+def _training_config(
+    config_path: Path | None,
+    data: list[Path],
+    overrides: list[str],
+    folds: int | None,
+    holdout_source: str | None,
+    out: Path | None,
+    resume: bool,
+) -> TrainConfig:
+    """The recipe with the command's settings on it (or, for `--out RUN --resume` alone, the
+    run's own), refused at once when its data is not there."""
+    from facetell.train.config import is_shipped_recipe, load_config, resolve_recipe
+    from facetell.train.runs import saved_config
+
+    extra = [*overrides]
+    if data:
+        extra.append(f"data.paths={json.dumps([str(p) for p in data])}")
+    if folds:
+        extra.append(f"data.folds={folds}")
+    if holdout_source:
+        extra.append(f"data.holdout_source={holdout_source}")
+    recipe = resolve_recipe(config_path)
+    # `train --out runs/x --resume`: the run's own settings, not the default recipe's
+    alone = resume and out is not None and not (config_path or extra)
+    saved = saved_config(out) if alone else None
+    config = saved or load_config(recipe, extra)
+    missing = [path for path in config.data.paths if not Path(path).exists()]
+    if missing and not data:
+        where = (
+            f"the data.paths {out} was trained on"
+            if saved
+            else "the recipe's data.paths"
+            if is_shipped_recipe(recipe)
+            else f"data.paths of {recipe}, looked for from here and from its folder"
+        )
+        raise FacetellError(
+            f"{missing[0]}: no such folder or manifest CSV ({where}); give your data with "
+            "--data DIR"
+        )
+    return config
+
+
+def _results_table(config: TrainConfig, results: list[tuple[str, RunResult]]) -> Table:
+    """One row per run (one, or one per fold): its validation, test and held-out numbers."""
     table = Table(title=f"facetell train: {config.name} ({config.model})")
     columns = ("run", "val AUROC", "test AUROC", "test images", "test acc", "held-out AUROC")
     for column in (*columns, "seconds"):
@@ -247,31 +281,22 @@ def train_command(
             number(metrics.get("holdout_auroc")),
             f"{result.seconds:.0f}",
         )
-    console.print(table)
-    note_given_split(results[0][1].metrics)
-    note_small_test_splits(results, test_share=config.data.fractions[2])
-    if len(results) > 1:
-        summary = summarise_runs(results)
-        console.print(
-            f"test AUROC {summary['test_auroc_mean']:.4f} ± {summary['test_auroc_std']:.4f}, "
-            f"accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f}"
-        )
-    console.print(f"bundle(s) and history under {out_dir}")
-    if len(results) == 1:  # what makes the bundle's P(ai) probabilities, and how to measure it
-        only = results[0][1]
-        bundle = shlex.quote(str(only.bundle_dir))
-        split_file = shlex.quote(str(only.out_dir / "split.json"))
-        measure = (
-            f"facetell evaluate {bundle} --split-file {split_file}"
-            if "test" in only.metrics
-            else f"facetell evaluate {bundle} on other labelled data (the split has no test part)"
-        )
-        console.print(
-            f"next: facetell calibrate {bundle} --split-file {split_file} (its P(ai) are raw "
-            f"scores until then), then {measure}",
-            highlight=False,
-            soft_wrap=True,  # one line, to copy
-        )
+    return table
+
+
+def _next_steps(result: RunResult) -> str:
+    """The commands that make one run's raw scores probabilities and measure them."""
+    bundle = shlex.quote(str(result.bundle_dir))
+    split_file = shlex.quote(str(result.out_dir / "split.json"))
+    measure = (
+        f"facetell evaluate {bundle} --split-file {split_file}"
+        if "test" in result.metrics
+        else f"facetell evaluate {bundle} on other labelled data (the split has no test part)"
+    )
+    return (
+        f"next: facetell calibrate {bundle} --split-file {split_file} (its P(ai) are raw "
+        f"scores until then), then {measure}"
+    )
 
 
 def interrupted_training(out_dir: Path) -> str:
