@@ -820,8 +820,8 @@ def evaluate_bundle(
             detector,
             samples,
             scored,
-            robustness_subset(samples, robustness_limit),
             perturbations,
+            limit=robustness_limit,
             resamples=resamples,
             progress=progress,
         )
@@ -877,22 +877,23 @@ def robustness_sweep(
     detector: Detector,
     samples: Sequence[Sample],
     scored: ScoredSet,
-    subset: Sequence[Sample],
     perturbations: Sequence[str],
     *,
+    limit: int,
     resamples: int,
     progress: Callable[[str, int], Callable[[int], None] | None],
 ) -> dict[str, dict[str, float | None]]:
-    """The subset scored again under each perturbation: its metrics, and how far AUROC and
-    accuracy drop (with a paired interval) on the images scored both ways."""
+    """A seeded subset of at most `limit` samples scored again under each perturbation: its
+    metrics, and how far AUROC and accuracy drop (with a paired interval) on the images scored
+    both ways. `scored` holds every sample's clean scores."""
     threshold = detector.cut
-    ok = scored.scored
-    robustness: dict[str, dict[str, float | None]] = {}
+    subset = robustness_subset(samples, limit)
     index = {s.path: i for i, s in enumerate(samples)}
     rows = [index[s.path] for s in subset]
-    base_ok = ok[rows]
-    clean = sweep_metrics(scored.targets[rows][base_ok], scored.p_ai[rows][base_ok], threshold)
-    robustness["clean"] = clean
+    base_ok = scored.scored[rows]
+    robustness: dict[str, dict[str, float | None]] = {
+        "clean": sweep_metrics(scored.targets[rows][base_ok], scored.p_ai[rows][base_ok], threshold)
+    }
     for name in perturbations:
         perturbed = score_dataset(
             detector,
