@@ -597,20 +597,8 @@ def predict_command(
         )
     except FacetellError as error:
         raise fail(str(error)) from None
+    listed = listed_inputs(inputs or [], files_from)
     skipped: list[Path] = []
-    if "-" in (inputs or []) and Path("-") in files_from:
-        raise fail("stdin can hold the list (--files-from -) or an image (-), not both")
-    if (inputs or []).count("-") > 1 or files_from.count(Path("-")) > 1:
-        raise fail("stdin can be read once: give - (or --files-from -) once")
-    try:
-        listed = [*(inputs or []), *(line for path in files_from for line in read_list(path))]
-    except FacetellError as error:
-        raise fail(str(error)) from None
-    if not listed and files_from:  # `find` that found nothing, say
-        lists = ", ".join("stdin" if path == Path("-") else str(path) for path in files_from)
-        raise fail(f"{lists}: names no input (empty, or blank lines only); nothing to judge")
-    if not listed:
-        raise fail("give images, folders, globs or URLs to judge, or --files-from LIST")
     sources = list(expand_inputs(listed, skipped, outputs=explain_dir))
     note_skipped([path for path in skipped if not is_own_output(path, output, report)], err_console)
     # heat maps an earlier run left in --explain's folder; --resume's records still name theirs
@@ -687,20 +675,10 @@ def predict_command(
     done = sum(counts.values())
     pages: list[Path] = []  # the review page's files
     if page and report:
-        stopped = f"Interrupted: {page.images} of {len(earlier) + len(sources)} images were judged."
-        if page.images < len(earlier):  # stopped while the earlier run's cards were redrawn
-            stopped = (
-                f"Interrupted: this page shows {page.images} of the {len(earlier)} images "
-                f"{output} holds; none was judged this time."
-            )
-        with page:
-            try:
-                pages = page.save(
-                    report, stopped if interrupted else None, per_file=report_per_file
-                )
-            except OSError as error:  # checked writable at the start; a disk can fill since
-                reason = (error.strerror or str(error)).lower()
-                raise fail(f"{report}: cannot write the review page ({reason})") from None
+        stopped = None
+        if interrupted:
+            stopped = interruption_notice(page.images, len(earlier), len(sources), output)
+        pages = save_review_page(page, report, stopped, per_file=report_per_file)
     if interrupted:
         where = f"; they are in {output}" if output and done else ""
         if output and resumable:
@@ -721,14 +699,66 @@ def predict_command(
             "face-like of each were judged (raise --max-faces to judge more)",
             highlight=False,
         )
-    where = f"; review page: {pages[0]}" if pages else ""
-    if len(pages) > 1:
-        where += f" (its cards go on in {len(pages) - 1} more file(s), to {pages[-1].name})"
-    if pages and earlier:
-        where += f", with the {len(earlier)} judged before"
     low, high = detector.band
     cut = f" (AI at P(ai) ≥ {detector.cut:.4f}, uncertain {low:.3f}-{high:.3f})"
+    where = where_the_page_is(pages, len(earlier))
     err_console.print(f"{len(sources)} image(s): {summary or 'none'}{cut}{where}", highlight=False)
+
+
+def listed_inputs(inputs: list[str], files_from: list[Path]) -> list[str]:
+    """The inputs named on the command line, then those of each --files-from list, refusing a
+    second read of stdin (the first read empties it) and a run with nothing to judge."""
+    stdin = Path("-")
+    if "-" in inputs and stdin in files_from:
+        raise fail("stdin can hold the list (--files-from -) or an image (-), not both")
+    if inputs.count("-") > 1 or files_from.count(stdin) > 1:
+        raise fail("stdin can be read once: give - (or --files-from -) once")
+    try:
+        listed = [*inputs, *(line for path in files_from for line in read_list(path))]
+    except FacetellError as error:
+        raise fail(str(error)) from None
+    if not listed and files_from:  # `find` that found nothing, say
+        lists = ", ".join("stdin" if path == stdin else str(path) for path in files_from)
+        raise fail(f"{lists}: names no input (empty, or blank lines only); nothing to judge")
+    if not listed:
+        raise fail("give images, folders, globs or URLs to judge, or --files-from LIST")
+    return listed
+
+
+def interruption_notice(shown: int, earlier: int, new: int, output: Path | None) -> str:
+    """What an interrupted review page says at its top, so a reader knows it is not the
+    whole batch: `earlier` images came from --resume's output file, `new` were to be judged."""
+    if shown < earlier:  # stopped while the earlier run's cards were redrawn
+        return (
+            f"Interrupted: this page shows {shown} of the {earlier} images "
+            f"{output} holds; none was judged this time."
+        )
+    return f"Interrupted: {shown} of {earlier + new} images were judged."
+
+
+def save_review_page(
+    page: ReviewPage, report: Path, stopped: str | None, *, per_file: int
+) -> list[Path]:
+    """Write the review page's files, failing in one line if the disk refuses them."""
+    with page:
+        try:
+            return page.save(report, stopped, per_file=per_file)
+        except OSError as error:  # checked writable at the start; a disk can fill since
+            reason = (error.strerror or str(error)).lower()
+            raise fail(f"{report}: cannot write the review page ({reason})") from None
+
+
+def where_the_page_is(pages: list[Path], earlier: int) -> str:
+    """The run's last line's account of the review page: its first file, how many more hold
+    its cards, and the images of an earlier run it also shows."""
+    if not pages:
+        return ""
+    where = f"; review page: {pages[0]}"
+    if len(pages) > 1:
+        where += f" (its cards go on in {len(pages) - 1} more file(s), to {pages[-1].name})"
+    if earlier:
+        where += f", with the {earlier} judged before"
+    return where
 
 
 @contextmanager
