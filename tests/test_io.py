@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin, TiffTags
+from PIL.PngImagePlugin import PngInfo
 
 from conftest import astronaut, display_p3_profile, encode, heic, in_display_p3, smooth_photo
 from facetell.errors import (
@@ -177,6 +178,20 @@ def test_pixel_limit_refuses_decompression_bombs_before_decoding(tmp_path) -> No
     Image.new("L", (4000, 3000)).save(big)  # compresses to a few KB
     with pytest.raises(ImageTooLarge, match="4000x3000 pixels is over the 1,000,000 pixel limit"):
         decode(big, limits=DecodeLimits(max_pixels=1_000_000))
+
+
+def test_a_text_chunk_bomb_is_named_as_such_not_as_a_damaged_header(photo) -> None:
+    """A compressed PNG text chunk that inflates past the 16 MB cap is refused in words about
+    the file, where Pillow's own words name one of its settings and called the header damaged."""
+    info = PngInfo()
+    info.add_text("Comment", "A" * (17 * 2**20), zip=True)  # 17 MB of text in about 17 KB
+    png = encode(photo, "PNG", pnginfo=info)
+    assert len(png) < 100_000
+    with pytest.raises(ImageTooLarge) as refused:
+        decode(png, name="bomb.png")
+    assert str(refused.value) == (
+        "bomb.png: a PNG text chunk inflates past 16 MB (re-save the picture without its metadata)"
+    )
 
 
 def test_byte_limit_and_minimum_side(tmp_path, photo) -> None:

@@ -620,6 +620,9 @@ def _open(data: bytes, label: str) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(label, str(exc)) from None
     except DAMAGED_DATA_ERRORS as exc:
+        if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's words name its setting, not the file's fault
+            reason = f"a PNG text chunk inflates past {PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MB"
+            raise ImageTooLarge(label, reason, "re-save the picture without its metadata") from None
         raise TruncatedImage(label, f"damaged image header ({exc})", "re-export the file") from None
     raw = _camera_raw_kind(image, data) if image.format == "TIFF" else None
     if raw:
