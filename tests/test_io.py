@@ -192,6 +192,15 @@ def test_a_text_chunk_bomb_is_named_as_such_not_as_a_damaged_header(photo) -> No
     assert str(refused.value) == (
         "bomb.png: a PNG text chunk inflates past 16 MB (re-save the picture without its metadata)"
     )
+    many = PngInfo()
+    for key in range(5):  # each chunk under the cap, 75 MB together
+        many.add_text(f"Comment{key}", "A" * (15 * 2**20), zip=True)
+    with pytest.raises(ImageTooLarge) as refused:
+        decode(encode(photo, "PNG", pnginfo=many), name="bombs.png")
+    assert str(refused.value) == (
+        "bombs.png: a PNG's text chunks inflate past 64 MB in all "
+        "(re-save the picture without its metadata)"
+    )
 
 
 def test_byte_limit_and_minimum_side(tmp_path, photo) -> None:

@@ -76,6 +76,12 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # was refused whole as a "damaged image header", its picture and its clues lost. Each chunk
 # stays capped, and Pillow's 64 MB cap on all of a file's text stays too.
 PngImagePlugin.MAX_TEXT_CHUNK = 16 * 2**20
+# What a file that trips either text cap is refused as, keyed by the setting Pillow's error names.
+_TEXT_GUARDS = {
+    "MAX_TEXT_CHUNK": f"a PNG text chunk inflates past {PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MB",
+    "MAX_TEXT_MEMORY": f"a PNG's text chunks inflate past "
+    f"{PngImagePlugin.MAX_TEXT_MEMORY // 2**20} MB in all",
+}
 # HEIC/HEIF, the iPhone's photo format, through Pillow (decoding only; libheif applies the
 # file's rotation and resets EXIF orientation to 1, so it is not applied twice). Pillow reads
 # AVIF itself.
@@ -620,9 +626,10 @@ def _open(data: bytes, label: str) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(label, str(exc)) from None
     except DAMAGED_DATA_ERRORS as exc:
-        if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's words name its setting, not the file's fault
-            reason = f"a PNG text chunk inflates past {PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MB"
-            raise ImageTooLarge(label, reason, "re-save the picture without its metadata") from None
+        for setting, reason in _TEXT_GUARDS.items():  # Pillow's words name its settings
+            if setting in str(exc):
+                hint = "re-save the picture without its metadata"
+                raise ImageTooLarge(label, reason, hint) from None
         raise TruncatedImage(label, f"damaged image header ({exc})", "re-export the file") from None
     raw = _camera_raw_kind(image, data) if image.format == "TIFF" else None
     if raw:
