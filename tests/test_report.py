@@ -34,8 +34,10 @@ from conftest import (
     start_cli,
 )
 from facetell.calibrate import Calibration
+from facetell.evaluate import Evaluation, ScoredSet
 from facetell.familiarity import TEMPER_SLOPE
 from facetell.inference import Detector
+from facetell.report import plot_scores_by_source
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PLOTS = [
@@ -187,6 +189,44 @@ def test_a_report_without_mistakes_says_so(labelled, tmp_path):
     mistakes = page[page.index('<section id="mistakes">') :]
     assert "None: every scored face is on the side of the threshold its label says." in mistakes
     assert "mistake-gallery" not in mistakes  # the note had sat in one narrow grid cell
+
+
+def scores_by_source_picture(real_scores: list[float], folder: Path) -> np.ndarray:
+    """The per-source plot of 40 real faces scored as given and 40 AI faces at 0.98."""
+    p_ai = np.array(real_scores + [0.98] * 40)
+    n = len(p_ai)
+    scored = ScoredSet(
+        paths=[f"{i}.jpg" for i in range(n)],
+        targets=np.array([0] * 40 + [1] * 40),
+        sources=["camera"] * 40 + ["gan"] * 40,
+        logits=np.log(p_ai / (1 - p_ai)),
+        p_ai=p_ai,
+        face_widths=np.full(n, 160.0),
+        labels=["real"] * n,
+        statuses=["ok"] * n,
+        seconds=1.0,
+        novelty=np.full(n, np.nan),
+        familiar=[None] * n,
+        errors=[None] * n,
+    )
+    evaluation = Evaluation("b", "b", True, 0.96, (0.5, 0.96), None, {}, [], [], {}, [], {}, scored)
+    folder.mkdir()
+    return np.asarray(Image.open(plot_scores_by_source(evaluation, folder)).convert("RGB"), int)
+
+
+def test_the_per_source_plot_shows_the_one_real_face_called_ai(tmp_path):
+    """A box plot without outliers drew a source whose faces pile at 0 as a line at 0: the one
+    real face among 40 that the model called AI, the face a reader looks for, was not drawn."""
+    clean = scores_by_source_picture([0.02] * 40, tmp_path / "clean")
+    mistaken = scores_by_source_picture([0.02] * 39 + [0.97], tmp_path / "mistaken")
+    assert clean.shape == mistaken.shape
+    height, width, _ = clean.shape
+    changed = np.abs(clean - mistaken).sum(axis=2) > 60
+    assert not changed[height // 2 :].any()  # only the first row (camera, above gan) changed
+    rows, columns = np.nonzero(changed[:, width // 2 :])  # where 0.97 lies, not 0.02
+    assert len(rows) > 0, "the face at 0.97 is not in the picture"
+    red, green, blue = mistaken[rows, columns + width // 2].mean(axis=0)
+    assert green > red + 20 and green > blue + 20
 
 
 def gallery_pictures(report: Path) -> list[Image.Image]:

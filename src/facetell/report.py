@@ -168,14 +168,50 @@ def plot_histograms(evaluation: Evaluation, folder: Path) -> tuple[Path, Path]:
     axis.axvspan(*evaluation.band, color="orange", alpha=0.15, label="uncertain band")
     axis.set(xlabel="P(ai)", ylabel="images", title="Scores per class")
     axis.legend(fontsize=8)
-    by_class = _save(figure, folder / "scores_by_class.png")
-    sources = sorted(set(scored.sources))
-    figure, axis = plt.subplots(figsize=(7, 0.45 * len(sources) + 1.4))
-    data = [scored.p_ai[ok & np.array([s == src for s in scored.sources])] for src in sources]
-    axis.boxplot(data, vert=False, tick_labels=sources, showfliers=False)
+    return _save(figure, folder / "scores_by_class.png"), plot_scores_by_source(evaluation, folder)
+
+
+def plot_scores_by_source(evaluation: Evaluation, folder: Path) -> Path:
+    """Every scored image as one dot on its source's row, coloured by its class.
+
+    Dots, not boxes: a calibrated model piles each source's scores at 0 or 1, so a box plot
+    collapses onto the edge and hides the few faces that crossed the threshold, the ones a
+    reader of this plot is looking for. The vertical jitter is seeded: one report, one picture.
+    """
+    plt = _plt()
+    scored = evaluation.scored
+    ok = scored.scored
+    sources = np.asarray(scored.sources)
+    names = sorted(set(scored.sources))
+    figure, axis = plt.subplots(figsize=(7, 0.55 * len(names) + 1.4))
+    jitter = np.random.default_rng(0)
+    for row, source in enumerate(names):
+        mask = ok & (sources == source)
+        opacity = float(np.clip(150 / max(mask.sum(), 1), 0.12, 0.8))  # dense rows stay legible
+        for target, colour in ((0, "C2"), (1, "C3")):
+            scores = scored.p_ai[mask & (scored.targets == target)]
+            heights = row + jitter.uniform(-0.3, 0.3, len(scores))
+            axis.scatter(scores, heights, s=9, color=colour, alpha=opacity, linewidths=0)
+    axis.axvspan(*evaluation.band, color="orange", alpha=0.15)
     axis.axvline(evaluation.threshold, color="black", linestyle="--")
-    axis.set(xlabel="P(ai)", xlim=(0, 1), title="Scores per source")
-    return by_class, _save(figure, folder / "scores_by_source.png")
+    axis.legend(
+        handles=[
+            plt.Line2D([], [], marker="o", linestyle="", color=colour, label=name)
+            for name, colour in (("real", "C2"), ("ai", "C3"))
+        ],
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+    )
+    axis.set(
+        xlabel="P(ai)",
+        xlim=(-0.02, 1.02),
+        ylim=(len(names) - 0.5, -0.5),
+        yticks=range(len(names)),
+        yticklabels=names,
+        title="Scores per source (one dot per image)",
+    )
+    return _save(figure, folder / "scores_by_source.png")
 
 
 def plot_robustness(evaluations: Sequence[Evaluation], folder: Path) -> Path | None:
