@@ -177,9 +177,9 @@ def test_evaluate_prints_the_accuracy_of_the_faces_it_decided_and_the_cut(labell
     assert cut.split("│")[2].strip() == f"{threshold:.4f} ({low:.3f}-{high:.3f})"
 
 
-def test_a_report_without_mistakes_says_so(labelled, tmp_path):
+def test_a_report_without_mistakes_or_a_sweep_says_so(labelled, tmp_path):
     """The mistakes section of a model that made none ended in an empty gallery, which read
-    as a page cut short."""
+    as a page cut short; so did the robustness section of a run that skipped the sweep."""
     run = facetell("evaluate", "default", str(labelled / "real"), "--out", str(tmp_path / "r"),
                    "--robustness-limit", "0", "--resamples", "0")  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -189,6 +189,9 @@ def test_a_report_without_mistakes_says_so(labelled, tmp_path):
     mistakes = page[page.index('<section id="mistakes">') :]
     assert "None: every scored face is on the side of the threshold its label says." in mistakes
     assert "mistake-gallery" not in mistakes  # the note had sat in one narrow grid cell
+    robustness = page[page.index('<section id="robustness">') : page.index(mistakes)]
+    assert "Not measured: this run skipped the sweep" in robustness
+    assert "robustness-table" not in robustness and "Drops compare" not in robustness
 
 
 def scores_by_source_picture(real_scores: list[float], folder: Path) -> np.ndarray:
@@ -272,6 +275,9 @@ def test_the_mistakes_gallery_puts_the_surest_first_and_shows_where_the_model_lo
             assert changed < 5, changed
     page = (reports["--explain"] / "report.html").read_text(encoding="utf-8")
     assert "heat maps: where the model looked" in page
+    pairs = page[page.index('id="pairs-table"') : page.index('<section id="robustness">')]
+    assert re.search(r"<td>\d\.\d{4}</td>", pairs)  # --resamples 0: no interval, no "(-)"
+    assert "(-)" not in pairs
 
 
 def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, tmp_path):

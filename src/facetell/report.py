@@ -387,7 +387,8 @@ def _pairs_table(evaluation: Evaluation) -> str:
     def cell(pair: dict[str, Any]) -> str:
         if pair["auroc"] is None:
             return "-"
-        return f"{_number(pair['auroc'])} ({_interval(pair.get('auroc_interval'), 3)})"
+        interval = pair.get("auroc_interval")
+        return _number(pair["auroc"]) + (f" ({_interval(interval, 3)})" if interval else "")
 
     cells = {(p["ai_source"], p["real_source"]): cell(p) for p in evaluation.pairs}
     rows = [[a, *[cells[(a, r)] for r in real_sources]] for a in ai_sources]
@@ -625,6 +626,20 @@ def write_report(evaluations: Sequence[Evaluation], folder: Path, data: Sequence
     )
     sources = _sources_table(main)
     robust_table = _robustness_table(evaluations)
+    robust_section = (
+        f"""<p>The same images after common re-encodings
+and edits; a small drop means the verdict survives what social networks, screenshots, cameras
+in low light and black-and-white filters do. "Real called
+AI" is the share of real faces at or above the threshold, ECE the calibration error, both on the
+perturbed copies. Drops compare the images scored both ways (a face a perturbation hides counts
+in "scored" instead); their 95% interval draws the same images for both, so it is narrow.</p>
+{robust_table}{_figure(robustness, "Robustness", "plot-robustness")}"""
+        if robust_table
+        else '<p class="note">Not measured: this run skipped the sweep (<code>--robustness-limit '
+        "0</code>). Without that option, evaluate scores up to 400 of the images again after "
+        "each re-encoding and edit (JPEG, resizing, blur, a screenshot, greyscale, noise, "
+        "thumbnails).</p>"
+    )
     heat_note, gallery = _mistakes_gallery(main)
     calibration_note = (
         ""
@@ -696,13 +711,7 @@ validation sources), more for an unseen camera or generator, whose scores deserv
 {sources}<p>AUROC of each AI source against each real source alone: which real photos a
 generator's faces are mistaken for. Every image's score is in <code>predictions.csv</code>.</p>
 {_pairs_table(main)}</section>
-<section id="robustness"><h2>Robustness</h2><p>The same images after common re-encodings
-and edits; a small drop means the verdict survives what social networks, screenshots, cameras
-in low light and black-and-white filters do. "Real called
-AI" is the share of real faces at or above the threshold, ECE the calibration error, both on the
-perturbed copies. Drops compare the images scored both ways (a face a perturbation hides counts
-in "scored" instead); their 95% interval draws the same images for both, so it is narrow.</p>
-{robust_table}{_figure(robustness, "Robustness", "plot-robustness")}</section>
+<section id="robustness"><h2>Robustness</h2>{robust_section}</section>
 <section id="mistakes"><h2>High-confidence mistakes{whose}</h2><p>The wrong answers the model was
 surest of: the first place to look for label noise, shortcuts or blind spots.{heat_note}</p>
 {gallery}</section>
