@@ -134,6 +134,11 @@ def test_every_metric_matches_an_independent_computation():
     inside = (p >= 0.4) & (p <= 0.7)
     assert m["uncertain_fraction"] == pytest.approx(inside.mean())
     assert m["accuracy_when_decided"] == pytest.approx((called == (y == 1))[~inside].mean())
+    assert m["confusion_matrix_verdicts"] == [
+        [np.sum(~called & ~inside & (y == t)), np.sum(inside & (y == t)),
+         np.sum(called & ~inside & (y == t))]
+        for t in (0, 1)
+    ]  # fmt: skip
 
 
 def test_every_headline_metric_gets_an_interval_around_it_and_the_same_one_each_time():

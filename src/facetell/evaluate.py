@@ -363,6 +363,13 @@ def classification_metrics(
         decided = ~undecided
         metrics["uncertain_fraction"] = float(undecided.mean())
         metrics["accuracy_when_decided"] = rate(predicted[decided] == y_true[decided])
+        # the verdicts users see: rows truth real/ai, columns verdict real/uncertain/ai (the
+        # binary matrix above counts an uncertain face on its side of the threshold)
+        verdicts = np.where(undecided, 1, 2 * predicted)
+        metrics["confusion_matrix_verdicts"] = [
+            [int(np.sum((y_true == truth) & (verdicts == verdict))) for verdict in range(3)]
+            for truth in (0, 1)
+        ]
     return metrics
 
 

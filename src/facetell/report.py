@@ -128,24 +128,33 @@ def plot_reliability(evaluation: Evaluation, folder: Path, n_bins: int = 15) -> 
 
 
 def plot_confusion(evaluation: Evaluation, folder: Path) -> Path:
+    """Truth against verdict, each row as shares of its class. With an uncertain band the
+    verdicts are the three users see: "uncertain" counted as the real verdict it is not
+    would make a cautious model look blind to fakes."""
     plt = _plt()
-    counts = np.array(evaluation.metrics["confusion_matrix"])
-    share = np.array(evaluation.metrics["confusion_matrix_normalised"])
-    figure, axis = plt.subplots(figsize=(4.4, 3.8))
+    metrics = evaluation.metrics
+    counts = np.array(metrics.get("confusion_matrix_verdicts", metrics["confusion_matrix"]))
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    verdicts = ["real", "uncertain", "ai"] if counts.shape[1] == 3 else ["real", "ai"]
+    figure, axis = plt.subplots(figsize=(1.3 * len(verdicts) + 1.8, 3.8))
     axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (row, col), value in np.ndenumerate(counts):
         colour = "white" if share[row, col] > 0.5 else "black"
         axis.text(
             col, row, f"{value}\n{share[row, col]:.1%}", ha="center", va="center", color=colour
         )
+    low, high = evaluation.band
+    title = f"Verdicts: AI at P(ai) ≥ {evaluation.threshold:.3f}"
+    if len(verdicts) == 3:
+        title += f",\nuncertain {low:.3f}-{high:.3f}"
     axis.set(
-        xticks=[0, 1],
+        xticks=range(len(verdicts)),
         yticks=[0, 1],
-        xticklabels=["real", "ai"],
+        xticklabels=verdicts,
         yticklabels=["real", "ai"],
         xlabel="verdict",
         ylabel="truth",
-        title=f"Confusion matrix at P(ai) ≥ {evaluation.threshold:.3f}",
+        title=title,
     )
     return _save(figure, folder / "confusion.png")
 
@@ -693,7 +702,9 @@ generator can move the numbers further than any interval here.</p>{summary}{per_
 <section id="curves"><h2>ROC and precision-recall</h2>
 <div class="plots">{_figure(roc, "ROC curve", "plot-roc")}
 {_figure(pr, "Precision-recall curve", "plot-pr")}</div>{one_class}</section>
-<section id="calibration"><h2>Confusion matrix and calibration{whose}</h2><p>The reliability
+<section id="calibration"><h2>Confusion matrix and calibration{whose}</h2><p>The confusion
+matrix counts the verdicts users see, "uncertain" among them; accuracy, precision and recall above
+count an uncertain face on the side of the threshold its P(ai) lies. The reliability
 diagram shows whether probabilities are honest: when the model says 80%, about 80% of such
 images should be AI (points on the diagonal). The grey bars show where 95% of a perfectly
 calibrated model's points would fall with as many images in each bin: a point outside its bar
