@@ -620,7 +620,7 @@ def _open(data: bytes, label: str) -> Image.Image:
             raise NotAnImage(label, reason, "re-save it as JPEG or PNG") from None
         raise NotAnImage(
             label,
-            "not an image (content is no format facetell reads)",
+            "not in any image format facetell reads",
             f"use {FORMATS_READ}",
         ) from None
     except Image.DecompressionBombError as exc:
