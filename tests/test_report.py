@@ -175,6 +175,10 @@ def test_evaluate_prints_the_accuracy_of_the_faces_it_decided_and_the_cut(labell
     (low, high), threshold = report["uncertain_band"], report["threshold"]
     [cut] = [line for line in run.stdout.splitlines() if "│ threshold (uncertain band) " in line]
     assert cut.split("│")[2].strip() == f"{threshold:.4f} ({low:.3f}-{high:.3f})"
+    shown = [line for line in run.stdout.splitlines() if " images: real / uncertain / ai " in line]
+    verdicts = [[int(n) for n in line.split("│")[2].split(" / ")] for line in shown]
+    assert verdicts == metrics["confusion_matrix_verdicts"]  # real images first, then AI ones
+    assert [sum(row) for row in verdicts] == [metrics["n_real"], metrics["n_ai"]]
 
 
 def test_a_report_without_mistakes_or_a_sweep_says_so(labelled, tmp_path):

@@ -269,6 +269,11 @@ def _metrics_table(evaluations: Sequence[Evaluation]) -> Table:
     ):
         table.add_row(key, *[_with_interval(e.metrics, key) for e in evaluations])
     table.add_row("false_positive_rate, worst source", *map(_worst_real_source, evaluations))
+    for row, truth in enumerate(("real", "AI")):  # the verdicts users see, uncertain among them
+        table.add_row(
+            f"{truth} images: real / uncertain / ai",
+            *[_verdict_counts(e.metrics, row) for e in evaluations],
+        )
     table.add_row(  # the cut the rates and accuracies above are taken at
         "threshold (uncertain band)",
         *[
@@ -278,6 +283,12 @@ def _metrics_table(evaluations: Sequence[Evaluation]) -> Table:
         ],
     )
     return table
+
+
+def _verdict_counts(metrics: dict[str, Any], row: int) -> str:
+    """One row of the verdict matrix as "616 / 42 / 1"; "-" without an uncertain band."""
+    matrix = metrics.get("confusion_matrix_verdicts")
+    return " / ".join(map(str, matrix[row])) if matrix else "-"
 
 
 def _print_comparisons(evaluations: Sequence[Evaluation]) -> None:
