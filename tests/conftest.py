@@ -17,9 +17,15 @@ from PIL import Image
 
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
-# pytest-xdist's workers export COLUMNS=80, which facetell's piped output follows as a user's
-# shell setting; the commands tests run print at their own default width unless a test says
-os.environ.pop("COLUMNS", None)
+
+@pytest.fixture(autouse=True)
+def default_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest-xdist's workers export COLUMNS=80, and in a plain pytest run a C library sets it
+    in the process environment behind os.environ's back, which facetell's piped output follows
+    as a user's shell setting; the commands tests run print at their own default width unless
+    a test says. Setting it first makes deleting it reach the C environment too."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("COLUMNS")
 
 
 def smooth_photo(seed: int, size: int = 96) -> Image.Image:
