@@ -339,6 +339,32 @@ def test_calibrate_fits_familiarity_on_a_reference_of_training_faces(labelled, t
     assert table.stdout.count("unfamiliar face") == flagged
 
 
+def test_calibrating_the_shipped_model_on_ones_own_photos_keeps_its_familiarity_check(
+    labelled, tmp_path
+):
+    """With no training images to build a reference from, calibrate dropped the shipped model's
+    familiarity check: the copy flagged no face unfamiliar and tempered none, silently."""
+    shipped = Calibration.from_dict(Detector.load().bundle.calibration)
+    result = facetell("calibrate", "default", str(labelled), "-o", str(tmp_path / "mine"),
+                      "--temper-slope", "3")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "familiarity: the bundle's own check kept (a reference of 497 training faces;" in (
+        result.stdout.replace("\n", " ")
+    )
+    mine = Calibration.from_dict(json.loads((tmp_path / "mine" / "calibration.json").read_text()))
+    assert mine.familiarity.thresholds == shipped.familiarity.thresholds
+    assert mine.familiarity.temper_slope == 3  # this run's tempering
+    assert mine.threshold != shipped.threshold  # fitted on these photos
+    predicted = facetell("predict", str(labelled), "--model", str(tmp_path / "mine"), "-f", "jsonl")
+    records = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert len(records) == 32 and all(r["familiar"] in (True, False) for r in records)
+    for face in (face for record in records for face in record["faces"]):
+        width, novelty = face["box"][2], face["novelty"]
+        assert face["p_ai"] == pytest.approx(
+            mine.probability(face["logit"], width, novelty), abs=2e-3
+        )
+
+
 def test_the_datas_own_split_parts_are_scored_alone_when_named(labelled, tmp_path):
     """`--split test` without --split-file was ignored: evaluate scored the training images
     too, and calibrate fitted its temperature on them."""

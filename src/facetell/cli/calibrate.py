@@ -8,6 +8,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,12 +191,15 @@ def calibrate_command(
         )
         copies = THUMBNAIL_SIZES if size_correction else ()
         asked_familiarity, familiarity = familiarity, familiarity and raw.gives_embedding
+        temper = (temper_start, temper_slope)
         own_split_of = data if data and split is not None and split_file is None else []
         references = (
             _reference_paths(reference, split_file, reference_size, own_split_of)
             if familiarity
             else []
         )
+        # no training images to build a new reference from: the bundle's own check stays
+        kept = None if references or not familiarity else _kept_familiarity(detector, *temper)
         with interrupted_says(lambda: f"{bundle} is unchanged"):
             scored, thumbnails = _score_held_out(raw, samples, references, copies)
         ok = scored.scored
@@ -214,8 +218,9 @@ def calibrate_command(
             max_fpr=max_fpr,
             per_source=per_source,
             target_accuracy=target_accuracy,
-            temper=(temper_start, temper_slope),
+            temper=temper,
             fitted_on=fitted_on,
+            kept_familiarity=kept,
         )
         if references:
             detector.bundle.reference = raw.bundle.reference
@@ -227,7 +232,11 @@ def calibrate_command(
         _describe_calibration(calibration)
         + describe_not_scored(scored)
         + _describe_size_correction(calibration.size_correction, size_correction)
-        + _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
+        + (
+            _describe_kept_familiarity(calibration.familiarity, scored)
+            if kept
+            else _describe_familiarity(calibration.familiarity, familiarity, asked_familiarity)
+        )
         + _describe_thin_sources(calibration.details, max_fpr)
         + f"written to {target / 'calibration.json'}",
         highlight=False,
@@ -276,13 +285,14 @@ def _fit_all(
     target_accuracy: float,
     temper: tuple[float, float],
     fitted_on: dict[str, Any],
+    kept_familiarity: Familiarity | None = None,
 ) -> Calibration:
     """Familiarity first (its tempering changes the logits the temperature is fitted to), then
     temperature, threshold and band on the full-size faces, then the small-face correction on
-    the thumbnails' faces."""
+    the thumbnails' faces. Without a new reference, `kept_familiarity` (the bundle's) tempers."""
     ok = scored.scored
     fitted = (
-        None
+        kept_familiarity
         if reference is None
         else _fit_familiarity(reference, [scored, *thumbnails], per_source, *temper)
     )
@@ -311,10 +321,15 @@ def _describe_calibration(calibration: Calibration) -> str:
     details = calibration.details
     upper = {k: v[1] for k, v in details["false_positive_rate_interval_by_source"].items()}
     low, high = calibration.uncertain_band
+    target = details["band"]["target_accuracy"]
+    band = (
+        f"uncertain band {low:.3f}-{high:.3f}"
+        if high > low or not details["band"]["target_met"]
+        else f"no uncertain band (accuracy met {target:.0%} without one)"
+    )
     return (
         f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}, "
-        f"threshold P(ai) ≥ {calibration.threshold:.4f} "
-        f"({details['threshold_rule']}), uncertain band {low:.3f}-{high:.3f}\n"
+        f"threshold P(ai) ≥ {calibration.threshold:.4f} ({details['threshold_rule']}), {band}\n"
         f"ECE {details['ece_before']:.4f} before → {details['ece_after']:.4f} after; "
         f"false-positive rate {details['false_positive_rate']:.4f}"
         + "".join(
@@ -571,6 +586,38 @@ def _reference_paths(
     else:
         return []
     return [pool[i] for i in sample_indices(sources, size)]
+
+
+def _kept_familiarity(
+    detector: Detector, temper_start: float, temper_slope: float
+) -> Familiarity | None:
+    """The bundle's familiarity check with this run's tempering, when it has one to keep.
+
+    Calibrating the shipped model on one's own photos gives no training images to compare faces
+    with; dropping the check would silently end the unfamiliar flag and its tempering, which a
+    face from an unseen camera or generator needs whatever data the threshold was fitted on."""
+    own = (detector.bundle.calibration or {}).get("familiarity")
+    if own is None or detector.bundle.reference is None:
+        return None
+    return replace(Familiarity.from_dict(own), temper_start=temper_start, temper_slope=temper_slope)
+
+
+def _describe_kept_familiarity(familiarity: Familiarity, scored: ScoredSet) -> str:
+    """What the kept check is and how many of these faces it flags."""
+    measured = scored.scored & ~np.isnan(scored.novelty)
+    flagged = scored.novelty[measured] > familiarity.threshold(scored.face_widths[measured])
+    share = f"{flagged.mean():.0%} of these {measured.sum()}" if measured.any() else "none of these"
+    tempering = (
+        f"P(ai) tempered toward 0.5 from {familiarity.temper_start:.0%} of the threshold, slope "
+        f"{familiarity.temper_slope:g}"
+        if familiarity.temper_slope > 0
+        else "P(ai) not tempered (--temper-slope 0)"
+    )
+    return (
+        f"familiarity: the bundle's own check kept (a reference of "
+        f"{familiarity.details.get('reference_faces', '?')} training faces; --split-file or "
+        f"--reference fits a new one): it flags {share} faces as unfamiliar; {tempering}\n"
+    )
 
 
 def _describe_familiarity(familiarity: Familiarity | None, possible: bool, asked: bool) -> str:
