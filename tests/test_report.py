@@ -179,6 +179,13 @@ def test_evaluate_prints_the_accuracy_of_the_faces_it_decided_and_the_cut(labell
     verdicts = [[int(n) for n in line.split("│")[2].split(" / ")] for line in shown]
     assert verdicts == metrics["confusion_matrix_verdicts"]  # real images first, then AI ones
     assert [sum(row) for row in verdicts] == [metrics["n_real"], metrics["n_ai"]]
+    with (tmp_path / "report" / "predictions.csv").open(newline="", encoding="utf-8-sig") as file:
+        rows = [row for row in csv.DictReader(file) if row["status"] == "ok"]
+    for source in report["sources"]:  # each source's share answered "uncertain", as predict says
+        labels = [row["label"] for row in rows if Path(row["path"]).parent.name == source["source"]]
+        assert source["uncertain"] == pytest.approx(labels.count("uncertain") / len(labels))
+        [line] = [line for line in run.stdout.splitlines() if f"│ {source['source']} " in line]
+        assert line.split("│")[6].strip() == f"{source['uncertain']:.4f}"
 
 
 def test_a_report_without_mistakes_or_a_sweep_says_so(labelled, tmp_path):
@@ -433,7 +440,7 @@ def test_a_source_without_one_scored_face_is_a_row_of_dashes_not_a_crash(labelle
     assert errors["cut.jpg"].startswith(f"{data / 'real' / 'pets' / 'cut.jpg'}: ")
     assert errors["cat-0.jpg"] == ""  # no face is a status, not an error
     [row] = [line.split("│")[1:-1] for line in run.stdout.splitlines() if "│ pets" in line]
-    assert [cell.strip() for cell in row] == ["pets", "real", "0", "-", "-"]  # of 4
+    assert [cell.strip() for cell in row] == ["pets", "real", "0", "-", "-", "-"]  # of 4
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     [pets] = [row for row in metrics["sources"] if row["source"] == "pets"]
     assert (pets["scored"], pets["auroc_vs_ai"], pets["false_positive_rate"]) == (0, None, None)

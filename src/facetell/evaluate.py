@@ -562,11 +562,15 @@ def source_classes(scored: ScoredSet) -> dict[str, str]:
 
 
 def source_table(
-    scored: ScoredSet, threshold: float, resamples: int = RESAMPLES
+    scored: ScoredSet,
+    threshold: float,
+    resamples: int = RESAMPLES,
+    band: tuple[float, float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per source: n, faces found, accuracy, AUROC against the other class (with its interval),
-    FPR for reals (with its interval), and the share of its faces flagged unfamiliar (None when
-    the bundle cannot tell)."""
+    """Per source: n, faces found, accuracy, the share answered "uncertain" (None without a
+    band), AUROC against the other class (with its interval), FPR for reals (with its
+    interval), and the share of its faces flagged unfamiliar (None when the bundle cannot
+    tell)."""
     ok = scored.scored
     sources = np.array(scored.sources)
     rows = []
@@ -585,6 +589,9 @@ def source_table(
             "no_face": int(sum(1 for i in np.flatnonzero(mask) if scored.statuses[i] == "no_face")),
             "accuracy": rate(right),
             "accuracy_interval": proportion_interval(right.sum(), len(right)),
+            "uncertain": None
+            if band is None
+            else rate((scored.p_ai[used] >= band[0]) & (scored.p_ai[used] <= band[1])),
             "unfamiliar": rate(np.array(flags)) if flags else None,
         }
         if label == "real":
@@ -852,7 +859,7 @@ def evaluate_bundle(
         calibrated_threshold=None if detector.threshold is None else calibration.threshold,
         size_correction=calibration.size_correction,
         metrics=metrics,
-        sources=source_table(scored, threshold, resamples),
+        sources=source_table(scored, threshold, resamples, band),
         pairs=source_pairs(scored, resamples),
         robustness=robustness,
         mistakes=[

@@ -462,8 +462,15 @@ def _summary_tables(evaluations: Sequence[Evaluation]) -> tuple[str, str]:
 
 
 def _sources_table(evaluation: Evaluation) -> str:
-    """Each source's accuracy, AUROC against the other class, false-positive rate and share of
-    unfamiliar faces, with intervals."""
+    """Each source's accuracy, share answered "uncertain", AUROC against the other class,
+    false-positive rate and share of unfamiliar faces; intervals beside their values, so the
+    table still fits a printed page."""
+
+    def with_interval(value: float | None, interval: Sequence[float] | None) -> str:
+        if value is None:
+            return "-"
+        return _number(value) + (f" ({_interval(interval, 3)})" if interval else "")
+
     return _table(
         [
             "source",
@@ -471,12 +478,10 @@ def _sources_table(evaluation: Evaluation) -> str:
             "images",
             "scored",
             "no face",
-            "accuracy",
-            "95% interval",
-            "AUROC vs other class",
-            "95% interval",
-            "false-positive rate",
-            "95% interval",
+            "accuracy (95% interval)",
+            "uncertain",
+            "AUROC vs other class (95% interval)",
+            "false-positive rate (95% interval)",
             "unfamiliar",
         ],
         [
@@ -486,12 +491,12 @@ def _sources_table(evaluation: Evaluation) -> str:
                 r["n"],
                 r["scored"],
                 r["no_face"],
-                r["accuracy"],
-                _interval(r.get("accuracy_interval"), 3),
-                r.get("auroc_vs_real", r.get("auroc_vs_ai")),
-                _interval(r.get("auroc_interval"), 3),
-                r.get("false_positive_rate"),
-                _interval(r.get("false_positive_rate_interval"), 3),
+                with_interval(r["accuracy"], r.get("accuracy_interval")),
+                r.get("uncertain"),
+                with_interval(
+                    r.get("auroc_vs_real", r.get("auroc_vs_ai")), r.get("auroc_interval")
+                ),
+                with_interval(r.get("false_positive_rate"), r.get("false_positive_rate_interval")),
                 r.get("unfamiliar"),
             ]
             for r in evaluation.sources
@@ -716,8 +721,9 @@ is miscalibration, one inside it may be the noise of a few images.</p>
 {_figure(by_source, "Scores per source", "plot-scores-source")}</div></section>
 <section id="sources"><h2>Per source{whose}</h2><p>AUROC of each AI source is measured against all
 real images; each real source's false-positive rate is the share of its faces called AI.
-"Unfamiliar" is the share of its faces unlike the model's training faces (empty when the model has
-no familiarity reference): a few percent for a source it was trained on (5% on average over the
+"Uncertain" is the share of its images answered "uncertain". "Unfamiliar" is the share of its
+faces unlike the model's training faces (empty when the model has no familiarity reference):
+a few percent for a source it was trained on (5% on average over the
 validation sources), more for an unseen camera or generator, whose scores deserve less trust.</p>
 {sources}<p>AUROC of each AI source against each real source alone: which real photos a
 generator's faces are mistaken for. Every image's score is in <code>predictions.csv</code>.</p>

@@ -84,7 +84,7 @@ def _sources_table(evaluation: Evaluation) -> Table:
         title=f"by source: {evaluation.bundle}",
         caption="AUROC of each source against every image of the other class",
     )
-    for column in ("source", "class", "scored", "AUROC (95% interval)", "called AI"):
+    for column in ("source", "class", "scored", "AUROC (95% interval)", "called AI", "uncertain"):
         table.add_column(column)
     for row in evaluation.sources:
         real = row["label"] == "real"
@@ -93,7 +93,8 @@ def _sources_table(evaluation: Evaluation) -> Table:
         rate = row.get("false_positive_rate" if real else "accuracy")  # None: none scored
         interval = row.get("false_positive_rate_interval" if real else "accuracy_interval")
         called_ai = "-" if rate is None else _value_and_interval(rate, interval)
-        table.add_row(row["source"], row["label"], str(row["scored"]), ranked, called_ai)
+        uncertain = "-" if row.get("uncertain") is None else f"{row['uncertain']:.4f}"
+        table.add_row(row["source"], row["label"], str(row["scored"]), ranked, called_ai, uncertain)
     return table
 
 
