@@ -35,7 +35,8 @@ dt{font-weight:600}#summary-table td:last-child{min-width:16em}
 )
 
 EXPLANATIONS = {
-    "accuracy": "share of images whose verdict (at the threshold) is right",
+    "accuracy": "share of images on the right side of the threshold (an 'uncertain' one "
+    "counts as the side its P(ai) is on)",
     "balanced_accuracy": "mean of the accuracy on real and on AI images",
     "auroc": "chance that a random AI image scores above a random real one (1 = perfect)",
     "average_precision": "area under the precision-recall curve for the AI class",
