@@ -467,7 +467,10 @@ def test_the_web_page_waits_its_turn_on_a_busy_server_instead_of_refusing_the_fi
         time.sleep(0.3)  # its upload is in and judged
         page.set_input_files("#file-input", str(photo))
         expect(page.locator(".card .box")).to_have_count(1, timeout=60_000)
-        assert busy.result() == [200, 200]
+        # the other user's first upload was judged; its second may meet the page's retry in
+        # the slot and be refused in turn, as the server refuses anyone past its one slot
+        first, second = busy.result()
+        assert first == 200 and second in (200, 503)
         assert answers[0] == 503 and answers[-1] == 200
         browser.close()
 

@@ -794,10 +794,10 @@ def test_evaluate_and_calibrate_say_which_images_the_model_was_fitted_on(planted
         flattered.stderr.splitlines()
     )
     assert note in (tmp_path / "all" / "report.html").read_text()
-    table = {  # the per-source table: source → class, scored, AUROC, called AI
+    table = {  # the per-source table: source → class, scored, AUROC, called AI, uncertain
         cells[0]: cells[1:]
         for line in flattered.stdout.splitlines()
-        if len(cells := [cell.strip() for cell in line.strip("│ ").split("│")]) == 5
+        if len(cells := [cell.strip() for cell in line.strip("│ ").split("│")]) == 6
     }
     by_source = metrics(tmp_path / "all")["sources"]
     camera = next(row for row in by_source if row["source"] == "camera")

@@ -266,6 +266,13 @@ def _interval(interval: Sequence[float] | None, digits: int = 4) -> str:
     return "-" if not interval else f"{interval[0]:.{digits}f} to {interval[1]:.{digits}f}"
 
 
+def _with_interval(value: float | None, interval: Sequence[float] | None) -> str:
+    """A value with its 95% interval beside it, or alone when there is none ("-": no value)."""
+    if value is None:
+        return "-"
+    return _number(value) + (f" ({_interval(interval, 3)})" if interval else "")
+
+
 def _interval_cell(metrics: dict[str, Any], key: str) -> str:
     """A headline metric's 95% interval; for ECE, the yardstick of a calibrated model."""
     if key == "ece" and "ece_if_calibrated" in metrics:
@@ -394,13 +401,10 @@ def _pairs_table(evaluation: Evaluation) -> str:
     if not ai_sources or not real_sources:
         return ""
 
-    def cell(pair: dict[str, Any]) -> str:
-        if pair["auroc"] is None:
-            return "-"
-        interval = pair.get("auroc_interval")
-        return _number(pair["auroc"]) + (f" ({_interval(interval, 3)})" if interval else "")
-
-    cells = {(p["ai_source"], p["real_source"]): cell(p) for p in evaluation.pairs}
+    cells = {
+        (p["ai_source"], p["real_source"]): _with_interval(p["auroc"], p.get("auroc_interval"))
+        for p in evaluation.pairs
+    }
     rows = [[a, *[cells[(a, r)] for r in real_sources]] for a in ai_sources]
     return _table(["AI source", *real_sources], rows, "pairs-table")
 
@@ -466,12 +470,6 @@ def _sources_table(evaluation: Evaluation) -> str:
     """Each source's accuracy, share answered "uncertain", AUROC against the other class,
     false-positive rate and share of unfamiliar faces; intervals beside their values, so the
     table still fits a printed page."""
-
-    def with_interval(value: float | None, interval: Sequence[float] | None) -> str:
-        if value is None:
-            return "-"
-        return _number(value) + (f" ({_interval(interval, 3)})" if interval else "")
-
     return _table(
         [
             "source",
@@ -492,12 +490,12 @@ def _sources_table(evaluation: Evaluation) -> str:
                 r["n"],
                 r["scored"],
                 r["no_face"],
-                with_interval(r["accuracy"], r.get("accuracy_interval")),
+                _with_interval(r["accuracy"], r.get("accuracy_interval")),
                 r.get("uncertain"),
-                with_interval(
+                _with_interval(
                     r.get("auroc_vs_real", r.get("auroc_vs_ai")), r.get("auroc_interval")
                 ),
-                with_interval(r.get("false_positive_rate"), r.get("false_positive_rate_interval")),
+                _with_interval(r.get("false_positive_rate"), r.get("false_positive_rate_interval")),
                 r.get("unfamiliar"),
             ]
             for r in evaluation.sources
