@@ -607,16 +607,19 @@ def _describe_kept_familiarity(familiarity: Familiarity, scored: ScoredSet) -> s
     measured = scored.scored & ~np.isnan(scored.novelty)
     flagged = scored.novelty[measured] > familiarity.threshold(scored.face_widths[measured])
     share = f"{flagged.mean():.0%} of these {measured.sum()}" if measured.any() else "none of these"
-    tempering = (
-        f"P(ai) tempered toward 0.5 from {familiarity.temper_start:.0%} of the threshold, slope "
-        f"{familiarity.temper_slope:g}"
-        if familiarity.temper_slope > 0
-        else "P(ai) not tempered (--temper-slope 0)"
-    )
     return (
         f"familiarity: the bundle's own check kept (a reference of "
         f"{familiarity.details.get('reference_faces', '?')} training faces; --split-file or "
-        f"--reference fits a new one): it flags {share} faces as unfamiliar; {tempering}\n"
+        f"--reference fits a new one): it flags {share} faces as unfamiliar\n"
+    ) + _describe_tempering(familiarity)
+
+
+def _describe_tempering(familiarity: Familiarity) -> str:
+    return (
+        f"unfamiliar faces' P(ai) tempered toward 0.5 from {familiarity.temper_start:.0%} of "
+        f"the threshold, slope {familiarity.temper_slope:g}\n"
+        if familiarity.temper_slope > 0
+        else "unfamiliar faces' P(ai) not tempered (--temper-slope 0)\n"
     )
 
 
@@ -644,12 +647,7 @@ def _describe_familiarity(familiarity: Familiarity | None, possible: bool, asked
         f"{bands}"
         + (f"; flagged by source: {by_source}" if by_source else "")
         + "\n"
-        + (
-            f"unfamiliar faces' P(ai) tempered toward 0.5 from {familiarity.temper_start:.0%} of "
-            f"the threshold, slope {familiarity.temper_slope:g}\n"
-            if familiarity.temper_slope > 0
-            else "unfamiliar faces' P(ai) not tempered (--temper-slope 0)\n"
-        )
+        + _describe_tempering(familiarity)
     )
 
 
