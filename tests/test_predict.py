@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from rich.console import Console
 
 from conftest import (
@@ -1206,18 +1206,33 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path, untrained_bundle)
 
 def test_the_table_says_what_declares_ai_and_which_camera(tmp_path, untrained_bundle):
     """The clue column had read "declares AI exif" and "exif": the value that declares and the
-    camera named are what a reader weighs."""
+    camera named are what a reader weighs. A folder's tally counts the files that declare AI,
+    whatever their verdicts: it had counted verdicts alone, so a run over thousands of files
+    never said that two of them said outright where they came from."""
     firefly, phone = Image.Exif(), Image.Exif()
     firefly[0x0131] = "Adobe Firefly"  # Software
     phone[0x010F], phone[0x0110] = "Apple", "iPhone 15 Pro"  # Make, Model
     astronaut().save(tmp_path / "firefly.jpg", exif=firefly)
     astronaut().save(tmp_path / "phone.jpg", exif=phone)
-    table = run_cli("predict", "firefly.jpg", "phone.jpg", "--model", str(untrained_bundle),
+    settings = PngImagePlugin.PngInfo()
+    settings.add_text("parameters", "a portrait\nSteps: 30, Sampler: Euler a, CFG scale: 7")
+    astronaut().save(tmp_path / "webui.png", pnginfo=settings)
+    names = ["firefly.jpg", "phone.jpg", "webui.png"]
+    table = run_cli("predict", *names, "--model", str(untrained_bundle), "--report", "r.html",
                     cwd=tmp_path)  # fmt: skip
     rows = {cells[0]: cells[4] for line in table.stdout.decode().splitlines()
             if len(cells := [cell.strip() for cell in line.split("│")[1:-1]]) == 6}  # fmt: skip
     assert rows["firefly.jpg"] == "declares AI: Adobe Firefly (exif software)"
     assert rows["phone.jpg"] == "camera: Apple iPhone 15 Pro"
+    assert rows["webui.png"].startswith("declares AI: a portrait")
+    tally = table.stderr.decode().splitlines()[-1]
+    assert tally.startswith("3 image(s): ") and "; 2 declare AI in their metadata (" in tally
+    page = (tmp_path / "r.html").read_text()
+    assert '<span class="declares">2 declare AI in their metadata</span>' in page
+    one = run_cli("predict", "firefly.jpg", "--model", str(untrained_bundle), cwd=tmp_path)
+    assert "; 1 declares AI in its metadata (" in one.stderr.decode().splitlines()[-1]
+    assert "declare" not in run_cli("predict", "phone.jpg", "--model", str(untrained_bundle),
+                                    cwd=tmp_path).stderr.decode()  # fmt: skip
 
 
 def test_a_redirected_long_task_says_where_it_is_every_minute():

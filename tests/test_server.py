@@ -790,7 +790,8 @@ def test_web_page_upload_verdict_and_heat_map(server):
 
 def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tmp_path):
     """axe-core's WCAG rules on the page as a user leaves it (verdicts, an unreadable file, a
-    heat map shown, the token box) and on the review page it downloads."""
+    file that declares AI, a heat map shown, the token box) and on the review page it
+    downloads. The batch's tally counts the file that declares AI, as predict's does."""
     from axe_playwright_python.sync_playwright import Axe
     from playwright.sync_api import expect, sync_playwright
 
@@ -798,7 +799,9 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         audit = Axe().run(page)
         return "" if audit.violations_count == 0 else audit.generate_report()
 
-    astronaut().save(tmp_path / "astronaut.jpg", quality=90)
+    firefly = Image.Exif()
+    firefly[0x0131] = "Adobe Firefly"  # Software
+    astronaut().save(tmp_path / "astronaut.jpg", quality=90, exif=firefly)
     cat().save(tmp_path / "cat.png")
     (tmp_path / "empty.jpg").write_bytes(b"")
     with sync_playwright() as playwright:
@@ -808,7 +811,9 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         page.set_input_files(
             "#file-input", [tmp_path / name for name in ("astronaut.jpg", "cat.png", "empty.jpg")]
         )
-        expect(page.locator("#status")).to_contain_text("3 images: ", timeout=60_000)
+        expect(page.locator("#status")).to_contain_text(
+            re.compile(r"^3 images: .*; 1 declares AI in its metadata$"), timeout=60_000
+        )
         page.locator(".heat-toggle").first.click()
         page.evaluate("document.getElementById('token-box').hidden = false")
         assert violations(page) == ""
@@ -826,6 +831,7 @@ def test_the_web_page_and_its_review_page_pass_an_accessibility_audit(server, tm
         download.value.save_as(tmp_path / "review.html")
         page.goto((tmp_path / "review.html").as_uri())
         expect(page.locator("article")).to_have_count(3)  # the unreadable file too
+        expect(page.locator(".counts .declares")).to_have_text("1 declares AI in its metadata")
         assert violations(page) == ""
         page.emulate_media(color_scheme="dark")  # the review page follows the theme too
         assert max(computed_rgb(page)) < 60

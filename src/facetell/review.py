@@ -72,6 +72,7 @@ class _Row:
     p_ai: float | None
     faces: str
     detail: str
+    declared_ai: bool
 
 
 def _fit(image: Image.Image, side: int) -> Image.Image:
@@ -139,6 +140,11 @@ def _detail(result: Result) -> str:
         kinds,
     ]
     return "; ".join(part for part in parts if part)
+
+
+def declares_ai_in_metadata(images: int) -> str:
+    """A tally's words for images whose metadata declares them AI-made."""
+    return "declares AI in its metadata" if images == 1 else "declare AI in their metadata"
 
 
 def page_part(path: Path, number: int) -> Path:
@@ -214,7 +220,7 @@ class ReviewPage:
         faces = "" if result.status == "error" else faces  # unread: not "0 faces"
         self._rows.append(
             _Row(index, result.path, result.status, result.label, result.p_ai, faces,
-                 _detail(result))
+                 _detail(result), bool(result.metadata.get("declared_ai")))
         )  # fmt: skip
         card = self._card(
             index,
@@ -433,6 +439,9 @@ class ReviewPage:
         counts = Counter(row.label or STATUS_WORDS[row.status] for row in self._rows)
         order = ["ai", "uncertain", "real", *STATUS_WORDS.values()]
         chips = "".join(f"<span>{counts[key]} {key}</span>" for key in order if counts[key])
+        declared = sum(row.declared_ai for row in self._rows)
+        if declared:  # the strongest evidence there is, whatever the verdicts say
+            chips += f'<span class="declares">{declared} {declares_ai_in_metadata(declared)}</span>'
         judged = sorted(
             (row for row in self._rows if row.p_ai is not None), key=lambda row: -row.p_ai
         )

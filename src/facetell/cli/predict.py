@@ -59,7 +59,7 @@ from facetell.io import (
     real_path,
     text_of,
 )
-from facetell.review import PER_FILE, ReviewPage, page_part_number
+from facetell.review import PER_FILE, ReviewPage, declares_ai_in_metadata, page_part_number
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -623,6 +623,7 @@ def predict_command(
     sink = RecordSink(output, output_format, detector.model_name, appending=appending)
     counts: Counter[str] = Counter()
     crowded = 0  # images with more faces than --max-faces
+    declared = 0  # images whose metadata declares them AI-made, whatever the model said
     page = ReviewPage(detector) if report else None
     with progress_bar() as progress:
         task = progress.add_task("judging", total=len(sources), visible=len(sources) > 3)
@@ -656,6 +657,7 @@ def predict_command(
                     sink.write(record)
                     counts[record["label"] or record["status"]] += 1
                     crowded += record["faces_found"] > len(record["faces"])
+                    declared += bool(record["metadata"].get("declared_ai"))
                     progress.advance(task)
                     if stop.is_set():  # Ctrl-C: this image's outputs are all written; stop
                         interrupted = True
@@ -672,6 +674,8 @@ def predict_command(
     except WriteFailed as failure:
         raise write_failed(failure, sum(counts.values()), len(sources), output, resumable) from None
     summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.most_common())
+    if declared:  # the strongest evidence there is, so the tally counts it too
+        summary += f"; {declared} {declares_ai_in_metadata(declared)}"
     done = sum(counts.values())
     pages: list[Path] = []  # the review page's files
     if page and report:

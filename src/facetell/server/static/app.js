@@ -328,6 +328,15 @@ function batchSummary(outcomes) {
   return `${outcomes.length} images: ${counts.join(", ")}`;
 }
 
+// The files whose metadata declares them AI-made, the strongest evidence there is, whatever
+// the verdicts say; as `facetell predict`'s last line counts them.
+function declaredTally(cards) {
+  const declared = cards.filter((card) => card.querySelector(".declared")).length;
+  if (!declared) return "";
+  return declared === 1 ? "; 1 declares AI in its metadata"
+    : `; ${declared} declare AI in their metadata`;
+}
+
 // Every file of a batch gets its card at once, in the order chosen, above earlier results;
 // the server judges them one after another while the status line counts them, and a batch
 // ends with its tally (one file ends with its verdict), then `note`.
@@ -346,7 +355,7 @@ function submit(files, names = files.map((file) => file.name || "pasted image"),
       if (outcomes.length < files.length) return;
       statusLine.textContent = (files.length > 1
         ? batchSummary(outcomes)
-        : `${name}: ${card.querySelector(".verdict").textContent}`) + note;
+        : `${name}: ${card.querySelector(".verdict").textContent}`) + declaredTally(cards) + note;
     });
   });
   results.prepend(...cards);
