@@ -48,7 +48,11 @@ model: setup
 /usr/sbin/nginx:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
 
-test: setup /usr/bin/chromium /usr/bin/heif-enc /usr/sbin/nginx
+# The README's REST API examples are run as written, with curl.
+/usr/bin/curl:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl
+
+test: setup /usr/bin/chromium /usr/bin/heif-enc /usr/sbin/nginx /usr/bin/curl
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	# two workers, one a core, each with one torch thread; a test file stays on one worker, so

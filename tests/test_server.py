@@ -264,6 +264,39 @@ def test_explanations_asked_at_once_each_get_their_own_heat_maps(server):
         assert np.abs(picture - alone[name]).max() <= 2
 
 
+def test_the_readmes_curl_commands_do_what_it_says(server, guarded, tmp_path):
+    """The README's shell examples, run as written by curl against real servers (the guarded
+    one, with its token, for the line that sends one): a reader's first contact with the API."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.DOTALL) if "curl -F" in b]
+    lines = block.replace("\\\n", " ").splitlines()
+    commands = [re.sub(r"\s+#.*", "", line) for line in lines]
+    astronaut().save(tmp_path / "photo.jpg", quality=90)
+    cat().save(tmp_path / "cat.png")
+
+    def run(command: str, token: str = "s3cret") -> str:
+        base = guarded if "Authorization" in command else server
+        command = command.replace("http://127.0.0.1:8000", base)
+        env = {**os.environ, "FACETELL_API_TOKEN": token}
+        done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        return done.stdout
+
+    both, raw, report, with_token = commands
+    results = json.loads(run(both))["results"]
+    assert [(r["path"], r["status"]) for r in results] == [
+        ("photo.jpg", "ok"),
+        ("cat.png", "no_face"),
+    ]
+    [record] = json.loads(run(raw))["results"]
+    assert record["explanation"].startswith("data:image/jpeg;base64,")
+    assert record["threshold"] == 0.9 and record["faces"]
+    assert run(report) == ""
+    assert (tmp_path / "review.html").read_text().count("<article") == 2
+    assert json.loads(run(with_token))["results"][0]["status"] == "ok"
+    assert json.loads(run(with_token, token="wrong"))["status"] == 401
+
+
 def test_request_level_problems_are_problem_json(server):
     predict = f"{server}/api/v1/predict"
     assert_problem(
@@ -274,7 +307,17 @@ def test_request_level_problems_are_problem_json(server):
     assert_problem(
         httpx.post(predict, content=b"hello", headers={"content-type": "text/plain"}),
         415,
-        "unsupported content type",
+        "unsupported content type 'text/plain'; send image/* or application/octet-stream "
+        "bytes, or multipart/form-data 'files'",
+    )
+    # what `curl --data-binary @photo.jpg` sends without a type of its own
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    assert_problem(
+        httpx.post(predict, content=EXAMPLE.read_bytes(), headers=form),
+        415,
+        "unsupported content type 'application/x-www-form-urlencoded'; curl sends that for "
+        "--data-binary: add -H 'Content-Type: image/jpeg', or send the file as "
+        "-F files=@photo.jpg",
     )
     text_only = httpx.post(predict, files={"note": (None, "no file here")})
     assert_problem(text_only, 400, "no file in the upload")
