@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,51 @@ def test_onnx_export_answers_like_the_torch_model(untrained_bundle):
     np.testing.assert_allclose(onnx, reference, atol=1e-4, rtol=1e-4)
     single = detector.logits(crops[:1])  # dynamic batch axis: batch 1 works as well
     np.testing.assert_allclose(single, reference[:1], atol=1e-4)
+
+
+def info_rows(done: subprocess.CompletedProcess) -> dict[str, str]:
+    """`facetell info`'s table as {fact: value}, printed wide enough that no value wraps."""
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()[1:]  # under the model's name
+    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines if line.strip())
+
+
+def test_info_states_what_a_bundles_own_files_hold(untrained_bundle, tmp_path):
+    """`facetell info` reads the shipped model's threshold, band, training counts, measured
+    numbers and card from its files; a bundle never calibrated says so and what to run; a .zip
+    reads as its folder does; a folder that is no bundle is one line."""
+    shipped = Path(__file__).parents[1] / "models" / "default"
+    calibration = json.loads((shipped / "calibration.json").read_text())
+    measured = json.loads((shipped / "metrics.json").read_text())["metrics"]
+    remembered = load_bundle(shipped).training_images
+    rows = info_rows(run_cli("info", COLUMNS="300"))
+    assert (
+        rows["architecture"] == "ensemble of efficientnet_lite0 + mobilenet_v2, run by onnxruntime"
+    )
+    low, high = calibration["uncertain_band"]
+    assert f"AI at P(ai) ≥ {calibration['threshold']:.4f}" in rows["calibration"]
+    assert f"uncertain {low:.3f}-{high:.3f}" in rows["calibration"]
+    assert rows["fitted on"].endswith("of the val split of models/default-split.json")
+    assert rows["trained on"].startswith(
+        f"{len(remembered.train)} training and {len(remembered.val)} validation images"
+    )
+    assert f"AUROC {measured['auroc']:.4f}" in rows["measured"]
+    assert rows["measured"].endswith(f"on {measured['n']} images by facetell evaluate")
+    assert rows["model card"] == str(shipped.resolve() / "MODEL_CARD.md")
+    assert {"small faces", "familiarity"} <= rows.keys()
+
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for file in untrained_bundle.iterdir():
+            zipped.write(file, f"untrained/{file.name}")
+    for given in (untrained_bundle, archive):
+        rows = info_rows(run_cli("info", str(given), COLUMNS="300"))
+        assert rows["architecture"] == "mobilenet_v2, run by onnxruntime"
+        assert rows["calibration"] == "none: P(ai) is the raw sigmoid; run facetell calibrate"
+        assert not {"trained on", "model card", "familiarity"} & rows.keys()
+    wrong = run_cli("info", str(tmp_path))
+    assert wrong.returncode == 2 and len(wrong.stderr.decode().strip().splitlines()) == 1
+    assert "not a model bundle" in wrong.stderr.decode()
 
 
 def test_threads_asking_at_once_for_the_torch_model_get_one_module():

@@ -33,6 +33,7 @@ from conftest import (
     gan_faces,
     heic,
     launch_chromium,
+    run_cli,
 )
 from facetell.cli import CSV_COLUMNS
 
@@ -110,7 +111,7 @@ def assert_problem(response: httpx.Response, status: int, fragment: str) -> None
     assert "Traceback" not in response.text
 
 
-def test_health_readiness_and_model(server):
+def test_health_readiness_and_model(server, untrained_bundle):
     assert httpx.get(f"{server}/healthz").json() == {"status": "ok", "model": None}
     ready = httpx.get(f"{server}/readyz").json()
     assert ready["status"] == "ready" and ready["model"] == "test-untrained@0.1.0"
@@ -123,6 +124,8 @@ def test_health_readiness_and_model(server):
     assert model["trained_on"] is None  # made in memory: it trained on no files
     assert model["runtime"] == "onnxruntime"
     assert model["crop"]["kind"] == "face" and model["face_detector"] == "retinaface-mnet025"
+    # the command line states the same facts of the same bundle
+    assert json.loads(run_cli("info", str(untrained_bundle), "-f", "json").stdout) == model
     assert httpx.get(f"{server}/docs").status_code == 200
     paths = httpx.get(f"{server}/openapi.json").json()["paths"]
     assert "/api/v1/predict" in paths

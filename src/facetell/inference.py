@@ -341,6 +341,30 @@ class Detector:
     def model_name(self) -> str:
         return self.bundle.identity
 
+    def describe(self) -> dict[str, Any]:
+        """What this detector is and how it was fitted: `GET /api/v1/model` and `facetell
+        info` state the same facts."""
+        from facetell import __version__
+
+        bundle, remembered = self.bundle, self.bundle.training_images
+        return {
+            "name": bundle.name,
+            "version": bundle.version,
+            "identity": bundle.identity,
+            "architecture": bundle.architecture,
+            "runtime": self.runtime,
+            "crop": bundle.crop.model_dump(),
+            "extra_crops": [recipe.model_dump() for recipe in bundle.extra_crops],
+            "calibrated": self.calibration.fitted,
+            "calibration": self.calibration.to_dict(),
+            "metrics": bundle.metrics,
+            "face_detector": getattr(self.face_detector, "name", None),
+            "facetell_version": __version__,
+            "trained_on": None
+            if remembered is None
+            else {"train": len(remembered.train), "val": len(remembered.val)},
+        }
+
     def __repr__(self) -> str:
         """What a notebook shows for a detector: which model, at which cut, finding faces how."""
         given = self.threshold is not None

@@ -7,7 +7,7 @@ training and reporting code.
 """
 
 # imported for their @app.command registrations, in help order
-from facetell.cli import audit, train, predict, evaluate, calibrate, serve, ensemble  # noqa: F401, I001
+from facetell.cli import audit, train, predict, evaluate, calibrate, serve, ensemble, info  # noqa: F401, I001
 from facetell.cli.common import Commands, LoggedProgress, app
 from facetell.cli.predict import CSV_COLUMNS
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from facetell.cli.common import (
+    TableOrJson,
     app,
     console,
     err_console,
@@ -136,16 +136,11 @@ def _render_audit(report: AuditReport) -> None:
         err_console.print(labelled_line("warning:", "bold yellow", warning))
 
 
-class AuditFormat(StrEnum):
-    table = "table"
-    json = "json"
-
-
 @app.command("audit")
 def audit_command(
     data: list[Path] = typer.Argument(..., help="Dataset folders (real/ + ai/) or manifest CSVs."),
-    output_format: AuditFormat = typer.Option(
-        AuditFormat.table, "--format", "-f", help="A table to read, or JSON for scripts."
+    output_format: TableOrJson = typer.Option(
+        TableOrJson.table, "--format", "-f", help="A table to read, or JSON for scripts."
     ),
     workers: int = typer.Option(2, min=1, help="Processes that hash and measure images."),
     near_duplicate_bits: int = typer.Option(
@@ -193,7 +188,7 @@ def audit_command(
     if save_manifest:
         with writing(save_manifest):
             save_manifest_csv(records, save_manifest)
-    if output_format is AuditFormat.json:
+    if output_format is TableOrJson.json:
         console.print_json(json.dumps(asdict(report)))
         for warning in report.warnings:
             err_console.print(labelled_line("warning:", "bold yellow", warning))

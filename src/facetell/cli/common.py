@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,13 @@ err_console = Console(stderr=True, soft_wrap=True, markup=False)
 def labelled_line(label: str, style: str, text: str) -> Text:
     """An error or warning line: its label ("error:") styled, the rest as it is."""
     return Text.assemble((label, style), " ", text)
+
+
+class TableOrJson(StrEnum):
+    """--format of the commands that print one report: a table to read, or JSON for scripts."""
+
+    table = "table"
+    json = "json"
 
 
 # One declaration of each option several commands take; `panel` names the group a command's

@@ -434,25 +434,7 @@ async def review(request: Request) -> HTMLResponse:
 
 @api.get("/model", response_model=ModelInfo, summary="The loaded model bundle")
 def model_info(request: Request) -> dict:
-    detector: Detector = request.app.state.detector
-    bundle = detector.bundle
-    return {
-        "name": bundle.name,
-        "version": bundle.version,
-        "identity": bundle.identity,
-        "architecture": bundle.architecture,
-        "runtime": detector.runtime,
-        "crop": bundle.crop.model_dump(),
-        "extra_crops": [recipe.model_dump() for recipe in bundle.extra_crops],
-        "calibrated": detector.calibration.fitted,
-        "calibration": detector.calibration.to_dict(),
-        "metrics": bundle.metrics,
-        "face_detector": getattr(detector.face_detector, "name", None),
-        "facetell_version": __version__,
-        "trained_on": None
-        if bundle.training_images is None
-        else {"train": len(bundle.training_images.train), "val": len(bundle.training_images.val)},
-    }
+    return request.app.state.detector.describe()
 
 
 def load_detector(settings: Settings) -> Detector:
