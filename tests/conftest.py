@@ -271,6 +271,15 @@ def run_cli(
     )
 
 
+def info_rows(bundle: Path | None = None) -> dict[str, str]:
+    """`facetell info`'s table of a bundle (the shipped one by default) as {fact: value},
+    printed wide enough that no value wraps."""
+    done = run_cli("info", *([str(bundle)] if bundle else []), COLUMNS="400")
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stdout.decode().splitlines()[1:]  # under the model's name
+    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines if line.strip())
+
+
 # `facetell ARGS` in one interpreter that says at exit which heavy libraries it imported
 TELLING_IMPORTS = """
 import sys

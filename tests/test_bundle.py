@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
 
-from conftest import astronaut, cat, gan_faces, run_cli, save_untrained_bundle
+from conftest import astronaut, cat, gan_faces, info_rows, run_cli, save_untrained_bundle
 from facetell.bundle import Bundle, BundleError, ensemble_bundle, load_bundle
 from facetell.calibrate import Calibration
 from facetell.faces import CropRecipe
@@ -54,13 +53,6 @@ def test_onnx_export_answers_like_the_torch_model(untrained_bundle):
     np.testing.assert_allclose(single, reference[:1], atol=1e-4)
 
 
-def info_rows(done: subprocess.CompletedProcess) -> dict[str, str]:
-    """`facetell info`'s table as {fact: value}, printed wide enough that no value wraps."""
-    assert done.returncode == 0, done.stderr.decode()
-    lines = done.stdout.decode().splitlines()[1:]  # under the model's name
-    return dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines if line.strip())
-
-
 def test_info_states_what_a_bundles_own_files_hold(untrained_bundle, tmp_path):
     """`facetell info` reads the shipped model's threshold, band, training counts, measured
     numbers and card from its files; a bundle never calibrated says so and what to run; a .zip
@@ -69,7 +61,7 @@ def test_info_states_what_a_bundles_own_files_hold(untrained_bundle, tmp_path):
     calibration = json.loads((shipped / "calibration.json").read_text())
     measured = json.loads((shipped / "metrics.json").read_text())["metrics"]
     remembered = load_bundle(shipped).training_images
-    rows = info_rows(run_cli("info", COLUMNS="300"))
+    rows = info_rows()
     assert (
         rows["architecture"] == "ensemble of efficientnet_lite0 + mobilenet_v2, run by onnxruntime"
     )
@@ -90,7 +82,7 @@ def test_info_states_what_a_bundles_own_files_hold(untrained_bundle, tmp_path):
         for file in untrained_bundle.iterdir():
             zipped.write(file, f"untrained/{file.name}")
     for given in (untrained_bundle, archive):
-        rows = info_rows(run_cli("info", str(given), COLUMNS="300"))
+        rows = info_rows(given)
         assert rows["architecture"] == "mobilenet_v2, run by onnxruntime"
         assert rows["calibration"] == "none: P(ai) is the raw sigmoid; run facetell calibrate"
         assert not {"trained on", "model card", "familiarity"} & rows.keys()

@@ -28,6 +28,7 @@ from conftest import (
     computed_rgb,
     encode,
     gan_faces,
+    info_rows,
     launch_chromium,
     run_cli_telling_imports,
     save_untrained_bundle,
@@ -574,6 +575,17 @@ def test_real_photos_alone_raise_the_threshold_to_a_false_positive_target(labell
         f"of camera (up to {upper['camera'][1]:.4f}, 16 faces), webcam (up to "
         f"{upper['webcam'][1]:.4f}, 16 faces) reaches past it; it takes "
         f"{math.ceil(1.96**2 * 0.875 / 0.125)} faces of a source, none called AI, to show it"
+    )
+    # `facetell info` tells the raised cut from the calibrated one, and the card's numbers as
+    # measured at the old one
+    told = info_rows(bundle)
+    assert f"AI at P(ai) ≥ {after['threshold']:.4f}; uncertain" in told["calibration"]
+    assert told["raised for"] == (
+        "a false-positive rate of at most 0.125 on 32 real photos (camera, webcam), from the "
+        f"calibrated {before['threshold']:.4f}, set by {before['threshold_rule']}"
+    )
+    assert told["measured"].endswith(
+        f"at threshold {before['threshold']:.4f}, not this one (facetell evaluate measures again)"
     )
     # a looser target starts again from the calibrated threshold and never goes below it
     loose = facetell("calibrate", str(bundle), str(mine.parent), "--max-fpr", "1.0")

@@ -74,7 +74,7 @@ def _facts(detector: Detector) -> list[tuple[str, str]]:
             if remembered is not None
             else "",
         ),
-        ("measured", _measured(bundle.metrics)),
+        ("measured", _measured(bundle.metrics, detector.calibration.threshold)),
         ("model card", str(card) if card and card.is_file() else ""),
     ]
     return [(fact, value) for fact, value in rows if value]
@@ -87,7 +87,8 @@ def _calibration_facts(calibration: Calibration) -> list[tuple[str, str]]:
         return [("calibration", "none: P(ai) is the raw sigmoid; run facetell calibrate")]
     details = calibration.details
     low, high = calibration.uncertain_band
-    rule = f" ({details['threshold_rule']})" if "threshold_rule" in details else ""
+    rule = f", set by {details['threshold_rule']}" if "threshold_rule" in details else ""
+    raised = details.get("real_photos_alone")  # the cut moved up since, for a user's photos
     fitted_on = details.get("fitted_on", {})
     where = fitted_on.get("split_file") or ", ".join(fitted_on.get("data", [])) or "?"
     split = f"the {fitted_on['split']} split of " if fitted_on.get("split") else ""
@@ -95,7 +96,8 @@ def _calibration_facts(calibration: Calibration) -> list[tuple[str, str]]:
         (
             "calibration",
             f"temperature {calibration.temperature:.3f}, bias {calibration.bias:+.3f}; AI at "
-            f"P(ai) ≥ {calibration.threshold:.4f}{rule}, uncertain {low:.3f}-{high:.3f}",
+            f"P(ai) ≥ {calibration.threshold:.4f}{'' if raised else rule}; "
+            f"uncertain {low:.3f}-{high:.3f}",
         ),
         (
             "fitted on",
@@ -105,6 +107,16 @@ def _calibration_facts(calibration: Calibration) -> list[tuple[str, str]]:
             else "",
         ),
     ]
+    if raised:
+        photos = raised["fitted_on"]
+        rows.append(
+            (
+                "raised for",
+                f"a false-positive rate of at most {raised['max_fpr']:g} on {photos['images']} "
+                f"real photos ({', '.join(photos['sources'])}), from the calibrated "
+                f"{raised['calibrated_threshold']:.4f}{rule}",
+            )
+        )
     if correction := calibration.size_correction:
         rows.append(
             (
@@ -137,11 +149,15 @@ def _calibration_facts(calibration: Calibration) -> list[tuple[str, str]]:
     return rows
 
 
-def _measured(metrics: dict[str, Any]) -> str:
-    """The headline numbers the bundle carries: of `facetell evaluate` when it wrote them,
-    else of training's own test (or validation) split, before calibration."""
+def _measured(metrics: dict[str, Any], threshold: float) -> str:
+    """The headline numbers the bundle carries: of `facetell evaluate` when it wrote them (at
+    the threshold it had then, which a later calibration may have moved), else of training's
+    own test (or validation) split, before calibration."""
     if "metrics" in metrics:
         numbers, where = metrics["metrics"], "by facetell evaluate"
+        then = metrics.get("threshold")
+        if isinstance(then, float) and abs(then - threshold) > 5e-5:
+            where += f" at threshold {then:.4f}, not this one (facetell evaluate measures again)"
     elif split := next((s for s in ("test", "val") if s in metrics), None):
         numbers, where = metrics[split], f"on training's {split} split, before calibration"
     else:
