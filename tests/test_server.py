@@ -129,6 +129,8 @@ def test_health_readiness_and_model(server, untrained_bundle):
     assert httpx.get(f"{server}/docs").status_code == 200
     paths = httpx.get(f"{server}/openapi.json").json()["paths"]
     assert "/api/v1/predict" in paths
+    predict = paths["/api/v1/predict"]["post"]["parameters"]
+    assert [p["name"] for p in predict] == ["explain", "threshold", "X-Filename"]
     operations = [op["operationId"] for methods in paths.values() for op in methods.values()]
     assert len(operations) == len(set(operations))  # OpenAPI asks each to be unique
     for path in ("/", "/healthz", "/readyz"):  # what uptime monitors and link checkers send
@@ -292,6 +294,7 @@ def test_the_readmes_curl_commands_do_what_it_says(server, guarded, tmp_path):
         ("cat.png", "no_face"),
     ]
     [record] = json.loads(run(raw))["results"]
+    assert record["path"] == "photo.jpg"
     assert record["explanation"].startswith("data:image/jpeg;base64,")
     assert record["threshold"] == 0.9 and record["faces"]
     assert run(report) == ""

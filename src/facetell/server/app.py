@@ -284,7 +284,17 @@ def request_body(fields: dict[str, Any], required: str, **raw: dict[str, Any]) -
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PREDICT_BODY = request_body(
     {"files": FILES}, "files", **{"image/*": BINARY, "application/octet-stream": BINARY}
-)
+) | {
+    "parameters": [
+        {
+            "name": "X-Filename",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "A raw image body's name, which its record carries (default: upload).",
+        }
+    ]
+}
 
 
 T = TypeVar("T")
