@@ -76,6 +76,11 @@ def test_info_states_what_a_bundles_own_files_hold(untrained_bundle, tmp_path):
     assert rows["measured"].endswith(f"on {measured['n']} images by facetell evaluate")
     assert rows["model card"] == str(shipped.resolve() / "MODEL_CARD.md")
     assert {"small faces", "familiarity"} <= rows.keys()
+    shared = tmp_path / "shared.zip"  # a bundle as it is passed on: its card is inside
+    with zipfile.ZipFile(shared, "w") as zipped:
+        for file in shipped.iterdir():
+            zipped.write(file, f"default/{file.name}")
+    assert info_rows(shared)["model card"] == f"default/MODEL_CARD.md inside {shared}"
 
     archive = tmp_path / "bundle.zip"
     with zipfile.ZipFile(archive, "w") as zipped:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,6 @@ def _facts(detector: Detector) -> list[tuple[str, str]]:
         f"{recipe.size} px, margin {recipe.margin}, border {recipe.border}" for recipe in recipes
     )
     remembered = bundle.training_images
-    card = bundle.path / "MODEL_CARD.md" if bundle.path else None
     rows = [
         ("bundle", str(bundle.path)),
         ("architecture", f"{architecture}, run by {detector.runtime}"),
@@ -75,9 +75,20 @@ def _facts(detector: Detector) -> list[tuple[str, str]]:
             else "",
         ),
         ("measured", _measured(bundle.metrics, detector.calibration.threshold)),
-        ("model card", str(card) if card and card.is_file() else ""),
+        ("model card", _card(bundle.path)),
     ]
     return [(fact, value) for fact, value in rows if value]
+
+
+def _card(path: Path | None) -> str:
+    """Where the bundle's MODEL_CARD.md is: in its folder, or inside its .zip."""
+    if path is None:
+        return ""
+    if path.is_dir():
+        return str(path / "MODEL_CARD.md") if (path / "MODEL_CARD.md").is_file() else ""
+    with zipfile.ZipFile(path) as archive:
+        inside = [name for name in archive.namelist() if Path(name).name == "MODEL_CARD.md"]
+    return f"{inside[0]} inside {path}" if inside else ""
 
 
 def _calibration_facts(calibration: Calibration) -> list[tuple[str, str]]:
