@@ -73,7 +73,7 @@ def test_info_states_what_a_bundles_own_files_hold(untrained_bundle, tmp_path):
         f"{len(remembered.train)} training and {len(remembered.val)} validation images"
     )
     assert f"AUROC {measured['auroc']:.4f}" in rows["measured"]
-    assert rows["measured"].endswith(f"on {measured['n']} images by facetell evaluate")
+    assert rows["measured"].endswith(f"on {measured['n']} images, by facetell evaluate")
     assert rows["model card"] == str(shipped.resolve() / "MODEL_CARD.md")
     assert {"small faces", "familiarity"} <= rows.keys()
     shared = tmp_path / "shared.zip"  # a bundle as it is passed on: its card is inside

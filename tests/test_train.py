@@ -26,6 +26,7 @@ from conftest import (
     astronaut,
     cat,
     encode,
+    info_rows,
     run_cli,
     run_cli_telling_imports,
     smooth_photo,
@@ -1303,6 +1304,12 @@ def test_train_without_a_config_uses_the_shipped_recipe_and_names_the_others(
     assert str(data / "ai" / "upsampler" / "huge.jpg") in (run / "split.json").read_text()
     test = json.loads((run / "metrics.json").read_text())["test"]
     assert test["n_real"] + test["n_ai"] == test["n"] and 0 < test["n_real"] < 30
+    told = info_rows(run)  # the run's folder stands for the bundle it wrote
+    assert told["measured"] == (
+        f"AUROC {test['auroc']:.4f}, accuracy {test['accuracy']:.4f} on {test['n']} images of "
+        "training's test split, before calibration"
+    )
+    assert told["calibration"] == "none: P(ai) is the raw sigmoid; run facetell calibrate"
     assert (  # a perfect AUROC on a dozen images says little, and the run says so
         f"note: the test split holds {test['n_real']} real and {test['n_ai']} AI images; with "
         "under 30 of a class its AUROC and accuracy can move by tenths on another draw (more "

@@ -165,12 +165,12 @@ def _measured(metrics: dict[str, Any], threshold: float) -> str:
     the threshold it had then, which a later calibration may have moved), else of training's
     own test (or validation) split, before calibration."""
     if "metrics" in metrics:
-        numbers, where = metrics["metrics"], "by facetell evaluate"
+        numbers, where = metrics["metrics"], ", by facetell evaluate"
         then = metrics.get("threshold")
         if isinstance(then, float) and abs(then - threshold) > 5e-5:
             where += f" at threshold {then:.4f}, not this one (facetell evaluate measures again)"
     elif split := next((s for s in ("test", "val") if s in metrics), None):
-        numbers, where = metrics[split], f"on training's {split} split, before calibration"
+        numbers, where = metrics[split], f" of training's {split} split, before calibration"
     else:
         return ""
     names = {
@@ -185,4 +185,4 @@ def _measured(metrics: dict[str, Any], threshold: float) -> str:
         for key, word in names.items()
         if isinstance(numbers.get(key), int | float)
     ]
-    return f"{', '.join(shown)} on {numbers.get('n', '?')} images {where}" if shown else ""
+    return f"{', '.join(shown)} on {numbers.get('n', '?')} images{where}" if shown else ""
