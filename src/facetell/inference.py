@@ -22,6 +22,7 @@ import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 from PIL import Image
 
+from facetell import __version__
 from facetell.bundle import (
     SHIPPED_NAME,
     Bundle,
@@ -344,8 +345,6 @@ class Detector:
     def describe(self) -> dict[str, Any]:
         """What this detector is and how it was fitted: `GET /api/v1/model` and `facetell
         info` state the same facts."""
-        from facetell import __version__
-
         bundle, remembered = self.bundle, self.bundle.training_images
         return {
             "name": bundle.name,
