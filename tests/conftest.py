@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -269,6 +270,66 @@ def run_cli(
         env={**os.environ, **env},
         cwd=cwd,
     )
+
+
+# the planted training data: smooth 'photos' against up-sampled 'fakes', 60 of each
+PLANTED_SIZE = 64
+
+
+def upsampled_fake(seed: int) -> Image.Image:
+    """What a generator's up-sampling leaves: 2x nearest-neighbour blocks and a period-2 ripple."""
+    small = np.asarray(smooth_photo(seed, PLANTED_SIZE // 2), dtype=np.float32)
+    pixels = small.repeat(2, axis=0).repeat(2, axis=1)
+    ripple = np.indices((PLANTED_SIZE, PLANTED_SIZE)).sum(axis=0) % 2 * 16.0 - 8.0
+    return Image.fromarray(np.clip(pixels + ripple[..., None], 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def planted_dataset(tmp_path_factory) -> Path:
+    """real/ and ai/ folders of the planted data: a trace every family learns in seconds."""
+    root = tmp_path_factory.mktemp("planted")
+    (root / "real" / "camera").mkdir(parents=True)
+    (root / "ai" / "upsampler").mkdir(parents=True)
+    for i in range(60):
+        smooth_photo(i, PLANTED_SIZE).save(root / "real" / "camera" / f"{i}.png")
+        upsampled_fake(5000 + i).save(root / "ai" / "upsampler" / f"{i}.png")
+    return root
+
+
+def config_for(family: str, data: Path, cache: Path, **extra):
+    """A training config for `family` on `data` that runs in seconds: small crops, no
+    augmentation, few epochs; `extra` overrides any key."""
+    from facetell.train.config import AugmentConfig, load_config
+
+    phases = {
+        "mobilenet_v2": [
+            {"kind": "head", "epochs": 8, "lr": 0.01, "views": 1},
+            {"kind": "finetune", "epochs": 2, "lr": 0.0003, "trainable_blocks": 3},
+        ],
+        "efficientnet_lite0": [
+            {"kind": "head", "epochs": 8, "lr": 0.01, "views": 1},
+            {"kind": "finetune", "epochs": 2, "lr": 0.0003, "trainable_blocks": 2},
+        ],
+        "npr": [{"kind": "full", "epochs": 4, "lr": 0.002}],
+        "spectrum": [{"kind": "closed_form", "views": 1}],
+        "mobilenet_v2_probe": [{"kind": "closed_form", "views": 1}],
+    }[family]
+    pretrained = family in ("mobilenet_v2", "mobilenet_v2_probe", "efficientnet_lite0")
+    overrides = {
+        "name": f"test-{family}",
+        "model": family,
+        "model_kwargs": {"pretrained": True} if pretrained else {},
+        "crop": {"size": PLANTED_SIZE, "resize": pretrained},
+        "augment": AugmentConfig.none().model_dump(),
+        "data": {"paths": [str(data)], "fractions": [0.6, 0.2, 0.2]},
+        "phases": phases,
+        "batch_size": 16,
+        "patience": 10,
+        "workers": 0,
+        "cache_dir": str(cache),
+        **extra,
+    }
+    return load_config(None, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
 
 
 def info_rows(bundle: Path | None = None) -> dict[str, str]:
