@@ -147,10 +147,12 @@ async def uploads_from(
     if not body:
         raise Problem(400, "empty request body; send an image (or multipart 'files')")
     if content_type and not content_type.startswith(IMAGE_TYPES):
-        hint = "send image/* or application/octet-stream bytes, or multipart/form-data 'files'"
-        if content_type.startswith("application/x-www-form-urlencoded"):  # what curl -d sends
-            hint = "curl sends that for --data-binary: add -H 'Content-Type: image/jpeg', or "
-            hint += "send the file as -F files=@photo.jpg"
+        hint = (
+            "curl sends that for --data-binary: add -H 'Content-Type: image/jpeg', or send the "
+            "file as -F files=@photo.jpg"
+            if content_type.startswith("application/x-www-form-urlencoded")  # curl's default
+            else "send image/* or application/octet-stream bytes, or multipart/form-data 'files'"
+        )
         raise Problem(415, f"unsupported content type {content_type!r}; {hint}")
     return [(request.headers.get("x-filename", "upload"), body)]
 
